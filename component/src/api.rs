@@ -1,0 +1,404 @@
+//! Vault's HTTP conventions: the request as the host hands it over, its
+//! translation into a logical request (operation, path, data), and the
+//! rendering of replies and errors into Vault's envelopes.
+
+use serde_json::{Map, Value, json};
+
+use crate::error::ApiError;
+use crate::framework::parse_bool;
+
+/// The authenticated caller (WIT `types.caller`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub token: String,
+    pub accessor: String,
+    pub display_name: String,
+    pub policies: Vec<String>,
+    pub path: String,
+    pub creation_time: u64,
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("token", &"*****")
+            .field("accessor", &self.accessor)
+            .field("display_name", &self.display_name)
+            .field("policies", &self.policies)
+            .finish()
+    }
+}
+
+/// One request below `/v1/` (WIT `types.request`).
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub caller: Option<Caller>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// WIT `types.response`.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Vault's logical operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Read,
+    List,
+    /// Create or update (POST and PUT are synonyms).
+    Write,
+    Patch,
+    Delete,
+}
+
+/// A request after Vault's HTTP layer: operation, decoded path and data.
+#[derive(Debug)]
+pub struct LogicalRequest {
+    pub operation: Operation,
+    /// Decoded path without the leading slash; LIST paths end with `/`.
+    pub path: String,
+    /// The JSON or form body for writes; query parameters for reads, lists and deletes.
+    pub data: Map<String, Value>,
+    pub caller: Option<Caller>,
+    pub request_id: String,
+}
+
+impl LogicalRequest {
+    /// A request made by the engine itself (tests, and the host's dev-mode setup).
+    pub fn new(operation: Operation, path: &str, data: Value) -> Self {
+        LogicalRequest {
+            operation,
+            path: path.to_string(),
+            data: match data {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            },
+            caller: None,
+            request_id: new_uuid(),
+        }
+    }
+}
+
+/// Translates the HTTP request the way Vault's `http/logical.go` does.
+pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
+    let mut path = percent_encoding::percent_decode_str(req.path.trim_start_matches('/'))
+        .decode_utf8()
+        .map_err(|_| ApiError::bad_request("the request path is not valid UTF-8"))?
+        .into_owned();
+    if path.chars().any(|c| c.is_control()) {
+        return Err(ApiError::bad_request("the request path contains control characters"));
+    }
+    let mut query: Map<String, Value> = Map::new();
+    for (k, v) in form_urlencoded::parse(req.query.as_bytes()) {
+        query.insert(k.into_owned(), Value::String(v.into_owned()));
+    }
+    let mut operation = match req.method.to_ascii_uppercase().as_str() {
+        "GET" | "HEAD" => Operation::Read,
+        "LIST" => Operation::List,
+        "POST" | "PUT" => Operation::Write,
+        "PATCH" => Operation::Patch,
+        "DELETE" => Operation::Delete,
+        _ => return Err(ApiError::UnsupportedOperation),
+    };
+    if operation == Operation::Read {
+        if let Some(list) = query.remove("list") {
+            let list = list.as_str().unwrap_or_default();
+            match parse_bool(list) {
+                Some(true) => operation = Operation::List,
+                Some(false) => {}
+                None => {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid value {list:?} for the list parameter: use true or false"
+                    )));
+                }
+            }
+        }
+    }
+    let data = match operation {
+        Operation::Read | Operation::List | Operation::Delete => query,
+        Operation::Write | Operation::Patch => {
+            let content_type = req
+                .header("content-type")
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            if operation == Operation::Patch
+                && !content_type.starts_with("application/merge-patch+json")
+            {
+                let shown = req.header("content-type").unwrap_or_default().to_string();
+                return Err(ApiError::UnsupportedMediaType(shown));
+            }
+            parse_body(&content_type, &req.body)?
+        }
+    };
+    if operation == Operation::List && !path.ends_with('/') {
+        path.push('/');
+    }
+    Ok(LogicalRequest {
+        operation,
+        path,
+        data,
+        caller: req.caller,
+        request_id: new_uuid(),
+    })
+}
+
+fn parse_body(content_type: &str, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    if content_type.starts_with("application/x-www-form-urlencoded") {
+        let mut data = Map::new();
+        for (k, v) in form_urlencoded::parse(body) {
+            data.insert(k.into_owned(), Value::String(v.into_owned()));
+        }
+        return Ok(data);
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Null) => Ok(Map::new()),
+        Ok(_) => Err(ApiError::bad_request(
+            "error parsing JSON: the request body must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::bad_request(format!("error parsing JSON: {e}"))),
+    }
+}
+
+/// What a handler answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    /// `None` and no warnings: 204 No Content.
+    pub data: Option<Value>,
+    pub warnings: Vec<String>,
+    /// Legacy `sys/` routes also copy `data`'s keys to the top level of the body.
+    pub data_at_top_level: bool,
+    /// A body that is not wrapped in the envelope (`sys/health`).
+    pub raw: bool,
+}
+
+impl Reply {
+    pub fn data(data: Value) -> Self {
+        Reply {
+            status: 200,
+            data: Some(data),
+            warnings: Vec::new(),
+            data_at_top_level: false,
+            raw: false,
+        }
+    }
+
+    pub fn no_content() -> Self {
+        Reply {
+            status: 204,
+            data: None,
+            warnings: Vec::new(),
+            data_at_top_level: false,
+            raw: false,
+        }
+    }
+
+    /// A body sent as is, outside the envelope.
+    pub fn raw(status: u16, body: Value) -> Self {
+        Reply {
+            status,
+            data: Some(body),
+            warnings: Vec::new(),
+            data_at_top_level: false,
+            raw: true,
+        }
+    }
+
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
+
+    pub fn with_warning(mut self, warning: Option<String>) -> Self {
+        if let Some(w) = warning {
+            self.warnings.push(w);
+            if self.status == 204 {
+                self.status = 200;
+            }
+        }
+        self
+    }
+
+    pub fn with_data_at_top_level(mut self) -> Self {
+        self.data_at_top_level = true;
+        self
+    }
+}
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+fn headers() -> Vec<(String, String)> {
+    vec![
+        (JSON.0.to_string(), JSON.1.to_string()),
+        ("cache-control".to_string(), "no-store".to_string()),
+    ]
+}
+
+/// Renders a reply in Vault's success envelope.
+pub fn render(reply: Reply, request_id: &str, mount_type: &str) -> Response {
+    if reply.raw {
+        return Response {
+            status: reply.status,
+            headers: headers(),
+            body: serde_json::to_vec(&reply.data.unwrap_or(Value::Null)).unwrap_or_default(),
+        };
+    }
+    if reply.status == 204 && reply.data.is_none() && reply.warnings.is_empty() {
+        return Response {
+            status: 204,
+            headers: headers(),
+            body: Vec::new(),
+        };
+    }
+    let status = if reply.status == 204 { 200 } else { reply.status };
+    let warnings = if reply.warnings.is_empty() {
+        Value::Null
+    } else {
+        json!(reply.warnings)
+    };
+    let top_level = match (&reply.data, reply.data_at_top_level) {
+        (Some(Value::Object(data)), true) => data.clone(),
+        _ => Map::new(),
+    };
+    let envelope = Envelope {
+        top_level,
+        request_id,
+        lease_id: "",
+        renewable: false,
+        lease_duration: 0,
+        data: reply.data.unwrap_or(Value::Null),
+        wrap_info: Value::Null,
+        warnings,
+        auth: Value::Null,
+        mount_type,
+    };
+    Response {
+        status,
+        headers: headers(),
+        body: serde_json::to_vec(&envelope).unwrap_or_default(),
+    }
+}
+
+/// Vault's success envelope, fields in Vault's order.
+#[derive(serde::Serialize)]
+struct Envelope<'a> {
+    #[serde(flatten)]
+    top_level: Map<String, Value>,
+    request_id: &'a str,
+    lease_id: &'a str,
+    renewable: bool,
+    lease_duration: u64,
+    data: Value,
+    wrap_info: Value,
+    warnings: Value,
+    auth: Value,
+    mount_type: &'a str,
+}
+
+/// Renders an error in Vault's `{"errors":[...]}` envelope.
+pub fn render_error(err: &ApiError) -> Response {
+    Response {
+        status: err.status(),
+        headers: headers(),
+        body: serde_json::to_vec(&json!({ "errors": err.messages() })).unwrap_or_default(),
+    }
+}
+
+/// A random (v4) UUID.
+pub fn new_uuid() -> String {
+    let mut b = random_bytes::<16>();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// Bytes from the platform's CSPRNG (`wasi:random` inside the component).
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    if getrandom::fill(&mut buf).is_err() {
+        // No entropy source is a broken platform; fall back to the clock so ids
+        // stay unique rather than failing every request.
+        let t = crate::time::now().to_le_bytes();
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = t[i % t.len()] ^ (i as u8);
+        }
+    }
+    buf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &str, path: &str, query: &str, ct: &str, body: &str) -> Request {
+        Request {
+            method: method.into(),
+            path: path.into(),
+            query: query.into(),
+            headers: vec![("content-type".into(), ct.into())],
+            body: body.as_bytes().to_vec(),
+            caller: None,
+        }
+    }
+
+    #[test]
+    fn translates_methods() {
+        let l = to_logical(req("GET", "secret/metadata", "list=true", "", "")).unwrap();
+        assert_eq!(l.operation, Operation::List);
+        assert_eq!(l.path, "secret/metadata/");
+        assert!(to_logical(req("GET", "x", "list=maybe", "", "")).is_err());
+        assert_eq!(
+            to_logical(req("FOO", "x", "", "", "")).unwrap_err(),
+            ApiError::UnsupportedOperation
+        );
+        let e = to_logical(req("PATCH", "x", "", "application/json", "{}")).unwrap_err();
+        assert_eq!(e.status(), 415);
+        let d = to_logical(req("DELETE", "x", "purge=true", "", "{\"a\":1}")).unwrap();
+        assert_eq!(d.data.get("purge"), Some(&json!("true")));
+        assert!(d.data.get("a").is_none());
+        let f = to_logical(req("POST", "x", "", "application/x-www-form-urlencoded", "type=kv-v2")).unwrap();
+        assert_eq!(f.data.get("type"), Some(&json!("kv-v2")));
+        assert_eq!(to_logical(req("POST", "x", "", "", "[1]")).unwrap_err().status(), 400);
+        assert_eq!(to_logical(req("POST", "x", "", "", "{bad")).unwrap_err().status(), 400);
+        let p = to_logical(req("GET", "secret/data/a%20b", "", "", "")).unwrap();
+        assert_eq!(p.path, "secret/data/a b");
+    }
+
+    #[test]
+    fn renders_envelopes() {
+        let r = render(Reply::data(json!({"a":1})), "id", "kv");
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v.as_object().unwrap().len(), 9);
+        let text = String::from_utf8(r.body.clone()).unwrap();
+        assert!(text.starts_with(r#"{"request_id":"id","lease_id":"","renewable":false,"lease_duration":0,"data":{"a":1}"#));
+        assert!(text.ends_with(r#""wrap_info":null,"warnings":null,"auth":null,"mount_type":"kv"}"#));
+        assert_eq!(render(Reply::no_content(), "id", "kv").status, 204);
+        let w = render(Reply::no_content().with_warning(Some("w".into())), "id", "kv");
+        assert_eq!(w.status, 200);
+        let e = render_error(&ApiError::NotFound);
+        assert_eq!(e.body, br#"{"errors":[]}"#);
+        assert!(new_uuid().len() == 36);
+    }
+}

@@ -1,0 +1,27 @@
+//! The kvsync engine: Vault's HTTP API (routing, envelopes, validation), the mount
+//! table and the KV-v2 secrets engine, as plain Rust behind a thin wit-bindgen adapter.
+//!
+//! Everything here runs natively in unit tests: the WIT imports are reached only
+//! through the [`storage::Storage`] trait, which the wasm adapter implements with
+//! the host's `kvsync:engine/storage` import and tests implement in memory.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod framework;
+pub mod kv;
+pub mod router;
+pub mod storage;
+pub mod sys;
+pub mod time;
+
+#[cfg(target_arch = "wasm32")]
+mod bindings;
+
+pub use api::{Caller, Request, Response};
+pub use storage::Storage;
+
+/// Handles one API request against one tenant's storage.
+pub fn handle(store: &dyn Storage, req: Request) -> Response {
+    router::handle(store, req)
+}

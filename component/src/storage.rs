@@ -1,0 +1,308 @@
+//! The engine's view of tenant storage (the WIT `storage` import) and [`Tx`], an
+//! optimistic transaction on top of it: reads remember the version they saw,
+//! writes are buffered, and `commit` sends them as one atomic batch whose
+//! conditions are the versions read. A conflicting commit writes nothing and
+//! the request is run again (see `router`).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+pub struct Entry {
+    pub value: Vec<u8>,
+    pub version: u64,
+}
+
+pub struct Page {
+    pub keys: Vec<String>,
+    pub next: Option<String>,
+}
+
+pub struct Condition {
+    pub key: String,
+    pub version: Option<u64>,
+}
+
+pub enum Op {
+    Put { key: String, value: Vec<u8> },
+    Delete { key: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageError {
+    Conflict,
+    Invalid(String),
+    Unavailable(String),
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageError::Conflict => f.write_str("storage conflict"),
+            StorageError::Invalid(m) => write!(f, "invalid storage request: {m}"),
+            StorageError::Unavailable(m) => write!(f, "storage unavailable: {m}"),
+        }
+    }
+}
+
+/// Tenant-scoped storage, as the host's `storage` import provides it.
+pub trait Storage {
+    fn get(&self, key: &str) -> Result<Option<Entry>, StorageError>;
+    fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        delimiter: Option<char>,
+        limit: u32,
+    ) -> Result<Page, StorageError>;
+    fn commit(&self, conditions: Vec<Condition>, ops: Vec<Op>) -> Result<u64, StorageError>;
+}
+
+/// Page size used when a caller wants every key under a prefix.
+const LIST_PAGE: u32 = 1000;
+
+/// An optimistic transaction over [`Storage`].
+pub struct Tx<'s> {
+    store: &'s dyn Storage,
+    /// Version seen for every key read (`None`: absent).
+    reads: BTreeMap<String, Option<u64>>,
+    /// Buffered writes (`None`: delete), visible to later reads of this transaction.
+    writes: BTreeMap<String, Option<Vec<u8>>>,
+}
+
+impl<'s> Tx<'s> {
+    pub fn new(store: &'s dyn Storage) -> Self {
+        Tx {
+            store,
+            reads: BTreeMap::new(),
+            writes: BTreeMap::new(),
+        }
+    }
+
+    /// The storage this transaction runs on, for work committed in separate batches.
+    pub fn storage(&self) -> &'s dyn Storage {
+        self.store
+    }
+
+    pub fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, ApiError> {
+        if let Some(w) = self.writes.get(key) {
+            return Ok(w.clone());
+        }
+        let entry = self.store.get(key)?;
+        self.reads
+            .entry(key.to_string())
+            .or_insert(entry.as_ref().map(|e| e.version));
+        Ok(entry.map(|e| e.value))
+    }
+
+    pub fn get_json<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>, ApiError> {
+        match self.get(key)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| ApiError::Internal(format!("corrupt record at {key}: {e}"))),
+        }
+    }
+
+    pub fn put(&mut self, key: impl Into<String>, value: Vec<u8>) {
+        self.writes.insert(key.into(), Some(value));
+    }
+
+    pub fn put_json<T: Serialize>(&mut self, key: impl Into<String>, value: &T) -> Result<(), ApiError> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| ApiError::Internal(format!("cannot encode record: {e}")))?;
+        self.put(key, bytes);
+        Ok(())
+    }
+
+    pub fn delete(&mut self, key: impl Into<String>) {
+        self.writes.insert(key.into(), None);
+    }
+
+    /// Every key under `prefix` (relative to it), folded at `delimiter` when given.
+    /// Lists see committed state only, not this transaction's own writes.
+    pub fn list(&mut self, prefix: &str, delimiter: Option<char>) -> Result<Vec<String>, ApiError> {
+        let mut keys = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .list(prefix, after.as_deref(), delimiter, LIST_PAGE)?;
+            keys.extend(page.keys);
+            match page.next {
+                Some(next) if after.as_deref() != Some(next.as_str()) => after = Some(next),
+                _ => return Ok(keys),
+            }
+        }
+    }
+
+    pub fn has_writes(&self) -> bool {
+        !self.writes.is_empty()
+    }
+
+    /// Commits the buffered writes on condition that nothing read has changed.
+    pub fn commit(self) -> Result<(), ApiError> {
+        if self.writes.is_empty() {
+            return Ok(());
+        }
+        let conditions = self
+            .reads
+            .into_iter()
+            .map(|(key, version)| Condition { key, version })
+            .collect();
+        let ops = self
+            .writes
+            .into_iter()
+            .map(|(key, value)| match value {
+                Some(value) => Op::Put { key, value },
+                None => Op::Delete { key },
+            })
+            .collect();
+        self.store.commit(conditions, ops)?;
+        Ok(())
+    }
+}
+
+/// In-memory [`Storage`] with the host's semantics, for native tests and natively
+/// linked baselines.
+#[derive(Default)]
+pub struct MemStorage {
+    inner: RefCell<MemInner>,
+}
+
+#[derive(Default)]
+struct MemInner {
+    data: BTreeMap<String, (u64, Vec<u8>)>,
+    version: u64,
+}
+
+impl MemStorage {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of keys stored (tests use it to check that deletes clean up).
+    pub fn len(&self) -> usize {
+        self.inner.borrow().data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        self.inner.borrow().data.keys().cloned().collect()
+    }
+}
+
+impl Storage for MemStorage {
+    fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        Ok(self.inner.borrow().data.get(key).map(|(version, value)| Entry {
+            value: value.clone(),
+            version: *version,
+        }))
+    }
+
+    fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        delimiter: Option<char>,
+        limit: u32,
+    ) -> Result<Page, StorageError> {
+        let limit = if limit == 0 { 1000 } else { limit as usize };
+        let inner = self.inner.borrow();
+        let mut keys: Vec<String> = Vec::new();
+        for key in inner.data.keys() {
+            let Some(rel) = key.strip_prefix(prefix) else {
+                continue;
+            };
+            let rel = match delimiter.and_then(|d| rel.find(d).map(|i| (i, d))) {
+                Some((i, d)) => &rel[..i + d.len_utf8()],
+                None => rel,
+            };
+            if after.is_some_and(|a| rel <= a) || keys.last().is_some_and(|k| k == rel) {
+                continue;
+            }
+            if keys.len() == limit {
+                let next = keys.last().cloned();
+                return Ok(Page { keys, next });
+            }
+            keys.push(rel.to_string());
+        }
+        Ok(Page { keys, next: None })
+    }
+
+    fn commit(&self, conditions: Vec<Condition>, ops: Vec<Op>) -> Result<u64, StorageError> {
+        let mut inner = self.inner.borrow_mut();
+        for c in &conditions {
+            if inner.data.get(&c.key).map(|(v, _)| *v) != c.version {
+                return Err(StorageError::Conflict);
+            }
+        }
+        inner.version += 1;
+        let version = inner.version;
+        for op in ops {
+            match op {
+                Op::Put { key, value } => {
+                    inner.data.insert(key, (version, value));
+                }
+                Op::Delete { key } => {
+                    inner.data.remove(&key);
+                }
+            }
+        }
+        Ok(version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tx_reads_own_writes_and_commits() {
+        let s = MemStorage::new();
+        let mut tx = Tx::new(&s);
+        assert_eq!(tx.get("a").unwrap(), None);
+        tx.put("a", b"1".to_vec());
+        assert_eq!(tx.get("a").unwrap(), Some(b"1".to_vec()));
+        tx.commit().unwrap();
+        assert_eq!(s.get("a").unwrap().unwrap().value, b"1");
+    }
+
+    #[test]
+    fn tx_conflicts_when_a_read_key_changed() {
+        let s = MemStorage::new();
+        let mut tx = Tx::new(&s);
+        tx.get("a").unwrap();
+        tx.put("b", b"x".to_vec());
+        let mut other = Tx::new(&s);
+        other.put("a", b"y".to_vec());
+        other.commit().unwrap();
+        assert!(matches!(tx.commit(), Err(ApiError::Conflict)));
+        assert!(s.get("b").unwrap().is_none());
+    }
+
+    #[test]
+    fn list_folds_and_pages() {
+        let s = MemStorage::new();
+        let mut tx = Tx::new(&s);
+        for k in ["p/a", "p/b/c", "p/b/d", "p/e", "q/z"] {
+            tx.put(k, vec![]);
+        }
+        tx.commit().unwrap();
+        let page = s.list("p/", None, Some('/'), 2).unwrap();
+        assert_eq!(page.keys, vec!["a", "b/"]);
+        let page = s.list("p/", page.next.as_deref(), Some('/'), 2).unwrap();
+        assert_eq!(page.keys, vec!["e"]);
+        assert_eq!(page.next, None);
+        let mut tx = Tx::new(&s);
+        assert_eq!(tx.list("p/", None).unwrap(), vec!["a", "b/c", "b/d", "e"]);
+    }
+}

@@ -1,0 +1,35 @@
+//! `sys/health`: Vault's health body, outside the envelope, served without a token.
+
+use serde_json::json;
+
+use crate::api::{LogicalRequest, Operation, Reply};
+use crate::error::{ApiError, ApiResult};
+use crate::time;
+
+/// The Vault API version kvsync speaks.
+pub const VAULT_VERSION: &str = "1.21.0";
+
+pub fn handle(req: &LogicalRequest) -> ApiResult<Reply> {
+    if req.operation != Operation::Read {
+        return Err(ApiError::UnsupportedOperation);
+    }
+    Ok(Reply::raw(
+        200,
+        json!({
+            "initialized": true,
+            "sealed": false,
+            "standby": false,
+            "performance_standby": false,
+            "replication_performance_mode": "disabled",
+            "replication_dr_mode": "disabled",
+            "server_time_utc": time::now() / 1_000_000_000,
+            "version": VAULT_VERSION,
+            "enterprise": false,
+            "cluster_name": "kvsync",
+            "cluster_id": "",
+            "echo_duration_ms": 0,
+            "clock_skew_ms": 0,
+            "removed_from_cluster": false,
+        }),
+    ))
+}

@@ -1,0 +1,318 @@
+//! `sys/mounts`: the mount table. kvsync mounts one engine type, KV version 2.
+//! The table is one storage record, so resolving a path costs one read.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::api::{LogicalRequest, Operation, Reply, random_bytes};
+use crate::error::{ApiError, ApiResult};
+use crate::framework::{self, Field, FieldType};
+use crate::storage::Tx;
+
+pub const MOUNT_TABLE_KEY: &str = "core/mounts";
+
+/// Paths that belong to the server itself.
+const RESERVED: &[&str] = &["sys/", "auth/", "cubbyhole/", "identity/"];
+
+const KV_DESCRIPTION: &str = "key/value secret storage";
+const KV_RUNNING_VERSION: &str = "v0.25.0+builtin";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MountConfig {
+    pub default_lease_ttl: i64,
+    pub max_lease_ttl: i64,
+    pub force_no_cache: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MountEntry {
+    /// With a trailing slash: `secret/`.
+    pub path: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub accessor: String,
+    pub uuid: String,
+    pub description: String,
+    pub options: BTreeMap<String, String>,
+    pub config: MountConfig,
+    pub local: bool,
+    pub seal_wrap: bool,
+    pub external_entropy_access: bool,
+}
+
+impl MountEntry {
+    pub fn is_kv_v2(&self) -> bool {
+        self.kind == "kv" && self.options.get("version").map(String::as_str) == Some("2")
+    }
+
+    /// Where the engine mounted here keeps its data.
+    pub fn storage_prefix(&self) -> String {
+        format!("logical/{}/", self.uuid)
+    }
+
+    /// The body Vault shows for a mount in `sys/mounts`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "accessor": self.accessor,
+            "config": self.config,
+            "deprecation_status": "supported",
+            "description": self.description,
+            "external_entropy_access": self.external_entropy_access,
+            "local": self.local,
+            "options": self.options,
+            "plugin_version": "",
+            "running_plugin_version": KV_RUNNING_VERSION,
+            "running_sha256": "",
+            "seal_wrap": self.seal_wrap,
+            "type": self.kind,
+            "uuid": self.uuid,
+        })
+    }
+}
+
+fn system_mount_json() -> Value {
+    json!({
+        "accessor": "system_00000000",
+        "config": MountConfig::default(),
+        "deprecation_status": "supported",
+        "description": "system endpoints used for control, policy and debugging",
+        "external_entropy_access": false,
+        "local": false,
+        "options": null,
+        "plugin_version": "",
+        "running_plugin_version": "",
+        "running_sha256": "",
+        "seal_wrap": true,
+        "type": "system",
+        "uuid": "00000000-0000-0000-0000-000000000000",
+    })
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MountTable {
+    pub entries: Vec<MountEntry>,
+}
+
+impl MountTable {
+    pub fn load(tx: &mut Tx) -> ApiResult<Self> {
+        Ok(tx.get_json(MOUNT_TABLE_KEY)?.unwrap_or_default())
+    }
+
+    pub fn save(&self, tx: &mut Tx) -> ApiResult<()> {
+        tx.put_json(MOUNT_TABLE_KEY, self)
+    }
+
+    /// The mount serving `path` (longest prefix) and the path inside it.
+    pub fn find<'p>(&self, path: &'p str) -> Option<(&MountEntry, &'p str)> {
+        self.entries
+            .iter()
+            .filter_map(|m| {
+                if let Some(rest) = path.strip_prefix(m.path.as_str()) {
+                    Some((m, rest))
+                } else if m.path.strip_suffix('/') == Some(path) {
+                    Some((m, ""))
+                } else {
+                    None
+                }
+            })
+            .max_by_key(|(m, _)| m.path.len())
+    }
+
+    pub fn get(&self, path: &str) -> Option<&MountEntry> {
+        self.entries.iter().find(|m| m.path == path)
+    }
+}
+
+/// `a/b`, `/a/b/` → `a/b/`.
+pub fn normalize_path(path: &str) -> String {
+    format!("{}/", path.trim_matches('/'))
+}
+
+/// `GET sys/mounts`.
+pub fn handle_table(tx: &mut Tx, req: &LogicalRequest) -> ApiResult<Reply> {
+    if req.operation != Operation::Read {
+        return Err(ApiError::UnsupportedOperation);
+    }
+    let table = MountTable::load(tx)?;
+    let mut data = serde_json::Map::new();
+    for m in &table.entries {
+        data.insert(m.path.clone(), m.to_json());
+    }
+    data.insert("sys/".to_string(), system_mount_json());
+    Ok(Reply::data(Value::Object(data)).with_data_at_top_level())
+}
+
+const ENABLE_FIELDS: &[Field] = &[
+    Field::new("type", FieldType::String),
+    Field::new("description", FieldType::String),
+    Field::new("config", FieldType::Map),
+    Field::new("options", FieldType::KvPairs),
+    Field::new("local", FieldType::Bool),
+    Field::new("seal_wrap", FieldType::Bool),
+    Field::new("external_entropy_access", FieldType::Bool),
+    Field::new("plugin_name", FieldType::String),
+    Field::new("plugin_version", FieldType::String),
+];
+
+/// `sys/mounts/<path>` (and `sys/mounts/<path>/tune` for reads).
+pub fn handle_mount(tx: &mut Tx, req: &LogicalRequest, raw_path: &str) -> ApiResult<Reply> {
+    if let Some(mount_path) = raw_path.strip_suffix("/tune") {
+        return read_tune(tx, req, &normalize_path(mount_path));
+    }
+    let path = normalize_path(raw_path);
+    match req.operation {
+        Operation::Read => {
+            let table = MountTable::load(tx)?;
+            if path == "sys/" {
+                return Ok(Reply::data(system_mount_json()).with_data_at_top_level());
+            }
+            let mount = table.get(&path).ok_or_else(|| {
+                ApiError::bad_request(format!("no matching mount at \"{path}\""))
+            })?;
+            Ok(Reply::data(mount.to_json()).with_data_at_top_level())
+        }
+        Operation::Write => enable(tx, req, path),
+        Operation::Delete => disable(tx, path),
+        Operation::List | Operation::Patch => Err(ApiError::UnsupportedOperation),
+    }
+}
+
+fn enable(tx: &mut Tx, req: &LogicalRequest, path: String) -> ApiResult<Reply> {
+    let fields = framework::parse(ENABLE_FIELDS, &req.data)?;
+    if path == "/" {
+        return Err(ApiError::bad_request("a mount path is required"));
+    }
+    if RESERVED.iter().any(|r| path.starts_with(r)) {
+        return Err(ApiError::bad_request(format!(
+            "cannot mount at \"{path}\": the path is reserved"
+        )));
+    }
+    let mut options = fields.string_map("options").unwrap_or_default();
+    let requested = fields.string("type").unwrap_or_default().to_string();
+    let kind = match requested.as_str() {
+        "kv-v2" => {
+            options.insert("version".to_string(), "2".to_string());
+            "kv"
+        }
+        "kv" if options.get("version").map(String::as_str) == Some("2") => "kv",
+        "kv" | "kv-v1" | "generic" => {
+            return Err(ApiError::bad_request(
+                "KV version 1 is not supported; use version 2 (type \"kv-v2\", or type \"kv\" with options {\"version\":\"2\"})",
+            ));
+        }
+        "" => return Err(ApiError::bad_request("the mount type is required (\"kv-v2\")")),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "secrets engine type \"{other}\" is not supported; kvsync mounts KV version 2 (\"kv-v2\") only"
+            )));
+        }
+    };
+    let mut table = MountTable::load(tx)?;
+    if let Some(existing) = table
+        .entries
+        .iter()
+        .find(|m| path.starts_with(m.path.as_str()) || m.path.starts_with(path.as_str()))
+    {
+        return Err(ApiError::bad_request(if existing.path == path {
+            format!("existing mount at {path}")
+        } else {
+            format!("path is already in use at {}", existing.path)
+        }));
+    }
+    let config = match fields.map("config") {
+        Some(c) => MountConfig {
+            default_lease_ttl: ttl(c.get("default_lease_ttl"))?,
+            max_lease_ttl: ttl(c.get("max_lease_ttl"))?,
+            force_no_cache: c
+                .get("force_no_cache")
+                .and_then(|v| v.as_bool().or_else(|| v.as_str().and_then(framework::parse_bool)))
+                .unwrap_or(false),
+        },
+        None => MountConfig::default(),
+    };
+    let accessor = loop {
+        let b = random_bytes::<4>();
+        let candidate = format!("{kind}_{:02x}{:02x}{:02x}{:02x}", b[0], b[1], b[2], b[3]);
+        if !table.entries.iter().any(|m| m.accessor == candidate) {
+            break candidate;
+        }
+    };
+    table.entries.push(MountEntry {
+        path,
+        kind: kind.to_string(),
+        accessor,
+        uuid: crate::api::new_uuid(),
+        description: fields
+            .string("description")
+            .map(str::to_string)
+            .unwrap_or_else(|| KV_DESCRIPTION.to_string()),
+        options,
+        config,
+        local: fields.bool("local").unwrap_or(false),
+        seal_wrap: fields.bool("seal_wrap").unwrap_or(false),
+        external_entropy_access: fields.bool("external_entropy_access").unwrap_or(false),
+    });
+    table.save(tx)?;
+    Ok(Reply::no_content().with_warning(fields.unknown_warning()))
+}
+
+fn ttl(v: Option<&Value>) -> ApiResult<i64> {
+    match v {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .ok_or_else(|| ApiError::bad_request("lease TTLs must be whole seconds")),
+        Some(Value::String(s)) if s == "system" || s.is_empty() => Ok(0),
+        Some(Value::String(s)) => crate::time::parse_duration(s).map_err(ApiError::BadRequest),
+        Some(_) => Err(ApiError::bad_request("lease TTLs must be durations like \"1h\"")),
+    }
+}
+
+/// How many keys one unmount batch deletes.
+const UNMOUNT_BATCH: usize = 500;
+
+fn disable(tx: &mut Tx, path: String) -> ApiResult<Reply> {
+    if RESERVED.iter().any(|r| path.starts_with(r)) {
+        return Err(ApiError::bad_request(format!("cannot unmount \"{path}\"")));
+    }
+    let mut table = MountTable::load(tx)?;
+    let Some(index) = table.entries.iter().position(|m| m.path == path) else {
+        // Vault: "disabled the secrets engine (if it existed)".
+        return Ok(Reply::no_content());
+    };
+    let mount = table.entries.remove(index);
+    // The data goes first, in separate batches; the table entry last, so an
+    // interrupted disable leaves a mount that a second disable finishes.
+    let prefix = mount.storage_prefix();
+    let store = tx.storage();
+    let keys = Tx::new(store).list(&prefix, None)?;
+    for chunk in keys.chunks(UNMOUNT_BATCH) {
+        let mut batch = Tx::new(store);
+        for key in chunk {
+            batch.delete(format!("{prefix}{key}"));
+        }
+        batch.commit()?;
+    }
+    table.save(tx)?;
+    Ok(Reply::no_content())
+}
+
+fn read_tune(tx: &mut Tx, req: &LogicalRequest, path: &str) -> ApiResult<Reply> {
+    if req.operation != Operation::Read {
+        return Err(ApiError::UnsupportedOperation);
+    }
+    let table = MountTable::load(tx)?;
+    let mount = table
+        .get(path)
+        .ok_or_else(|| ApiError::bad_request(format!("no mount entry found at \"{path}\"")))?;
+    Ok(Reply::data(json!({
+        "default_lease_ttl": mount.config.default_lease_ttl,
+        "max_lease_ttl": mount.config.max_lease_ttl,
+        "force_no_cache": mount.config.force_no_cache,
+        "description": mount.description,
+        "options": mount.options,
+    }))
+    .with_data_at_top_level())
+}
