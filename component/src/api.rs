@@ -103,7 +103,9 @@ pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
         .map_err(|_| ApiError::bad_request("the request path is not valid UTF-8"))?
         .into_owned();
     if path.chars().any(|c| c.is_control()) {
-        return Err(ApiError::bad_request("the request path contains control characters"));
+        return Err(ApiError::bad_request(
+            "the request path contains control characters",
+        ));
     }
     let mut query: Map<String, Value> = Map::new();
     for (k, v) in form_urlencoded::parse(req.query.as_bytes()) {
@@ -117,17 +119,17 @@ pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
         "DELETE" => Operation::Delete,
         _ => return Err(ApiError::UnsupportedOperation),
     };
-    if operation == Operation::Read {
-        if let Some(list) = query.remove("list") {
-            let list = list.as_str().unwrap_or_default();
-            match parse_bool(list) {
-                Some(true) => operation = Operation::List,
-                Some(false) => {}
-                None => {
-                    return Err(ApiError::bad_request(format!(
-                        "invalid value {list:?} for the list parameter: use true or false"
-                    )));
-                }
+    if operation == Operation::Read
+        && let Some(list) = query.remove("list")
+    {
+        let list = list.as_str().unwrap_or_default();
+        match parse_bool(list) {
+            Some(true) => operation = Operation::List,
+            Some(false) => {}
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid value {list:?} for the list parameter: use true or false"
+                )));
             }
         }
     }
@@ -271,7 +273,11 @@ pub fn render(reply: Reply, request_id: &str, mount_type: &str) -> Response {
             body: Vec::new(),
         };
     }
-    let status = if reply.status == 204 { 200 } else { reply.status };
+    let status = if reply.status == 204 {
+        200
+    } else {
+        reply.status
+    };
     let warnings = if reply.warnings.is_empty() {
         Value::Null
     } else {
@@ -331,7 +337,14 @@ pub fn new_uuid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Bytes from the platform's CSPRNG (`wasi:random` inside the component).
@@ -378,10 +391,27 @@ mod tests {
         let d = to_logical(req("DELETE", "x", "purge=true", "", "{\"a\":1}")).unwrap();
         assert_eq!(d.data.get("purge"), Some(&json!("true")));
         assert!(d.data.get("a").is_none());
-        let f = to_logical(req("POST", "x", "", "application/x-www-form-urlencoded", "type=kv-v2")).unwrap();
+        let f = to_logical(req(
+            "POST",
+            "x",
+            "",
+            "application/x-www-form-urlencoded",
+            "type=kv-v2",
+        ))
+        .unwrap();
         assert_eq!(f.data.get("type"), Some(&json!("kv-v2")));
-        assert_eq!(to_logical(req("POST", "x", "", "", "[1]")).unwrap_err().status(), 400);
-        assert_eq!(to_logical(req("POST", "x", "", "", "{bad")).unwrap_err().status(), 400);
+        assert_eq!(
+            to_logical(req("POST", "x", "", "", "[1]"))
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            to_logical(req("POST", "x", "", "", "{bad"))
+                .unwrap_err()
+                .status(),
+            400
+        );
         let p = to_logical(req("GET", "secret/data/a%20b", "", "", "")).unwrap();
         assert_eq!(p.path, "secret/data/a b");
     }
@@ -393,9 +423,15 @@ mod tests {
         assert_eq!(v.as_object().unwrap().len(), 9);
         let text = String::from_utf8(r.body.clone()).unwrap();
         assert!(text.starts_with(r#"{"request_id":"id","lease_id":"","renewable":false,"lease_duration":0,"data":{"a":1}"#));
-        assert!(text.ends_with(r#""wrap_info":null,"warnings":null,"auth":null,"mount_type":"kv"}"#));
+        assert!(
+            text.ends_with(r#""wrap_info":null,"warnings":null,"auth":null,"mount_type":"kv"}"#)
+        );
         assert_eq!(render(Reply::no_content(), "id", "kv").status, 204);
-        let w = render(Reply::no_content().with_warning(Some("w".into())), "id", "kv");
+        let w = render(
+            Reply::no_content().with_warning(Some("w".into())),
+            "id",
+            "kv",
+        );
         assert_eq!(w.status, 200);
         let e = render_error(&ApiError::NotFound);
         assert_eq!(e.body, br#"{"errors":[]}"#);

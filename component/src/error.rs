@@ -53,7 +53,9 @@ impl ApiError {
             ApiError::PermissionDenied => vec!["permission denied".to_string()],
             ApiError::NotFound => vec![],
             ApiError::NoHandler(path) => {
-                vec![format!("no handler for route \"{path}\". route entry not found.")]
+                vec![format!(
+                    "no handler for route \"{path}\". route entry not found."
+                )]
             }
             ApiError::UnsupportedPath => vec!["unsupported path".to_string()],
             ApiError::UnsupportedOperation => vec!["unsupported operation".to_string()],
@@ -63,7 +65,9 @@ impl ApiError {
             ApiError::Conflict => {
                 vec!["the request conflicted with concurrent changes; retry it".to_string()]
             }
-            ApiError::Unavailable(_) => vec!["storage is unavailable; retry the request".to_string()],
+            ApiError::Unavailable(_) => {
+                vec!["storage is unavailable; retry the request".to_string()]
+            }
             ApiError::Internal(_) => vec!["internal error".to_string()],
         }
     }
@@ -84,7 +88,9 @@ impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::Conflict => ApiError::Conflict,
-            StorageError::Invalid(m) => ApiError::BadRequest(format!("invalid storage key or value: {m}")),
+            StorageError::Invalid(m) => {
+                ApiError::BadRequest(format!("invalid storage key or value: {m}"))
+            }
             StorageError::Unavailable(m) => ApiError::Unavailable(m),
         }
     }

@@ -88,9 +88,11 @@ pub fn parse_bool(s: &str) -> Option<bool> {
 
 fn coerce_int(raw: &Value) -> Option<i64> {
     match raw {
-        Value::Number(n) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| f as i64)),
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                .map(|f| f as i64)
+        }),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -124,7 +126,11 @@ fn coerce(field: &Field, raw: &Value) -> Result<Value, ApiError> {
             Value::String(s) => time::parse_duration(s)
                 .map(Value::from)
                 .map_err(|e| ApiError::BadRequest(format!("field \"{}\": {e}", field.name))),
-            _ => Err(type_error(field, raw, "a duration like \"30m\" or a number of seconds")),
+            _ => Err(type_error(
+                field,
+                raw,
+                "a duration like \"30m\" or a number of seconds",
+            )),
         },
         FieldType::CommaStringSlice => match raw {
             Value::String(s) => Ok(Value::Array(
@@ -172,7 +178,9 @@ fn coerce(field: &Field, raw: &Value) -> Result<Value, ApiError> {
                 .iter()
                 .map(|(k, v)| match v {
                     Value::String(s) => Ok((k.clone(), Value::String(s.clone()))),
-                    Value::Number(_) | Value::Bool(_) => Ok((k.clone(), Value::String(v.to_string()))),
+                    Value::Number(_) | Value::Bool(_) => {
+                        Ok((k.clone(), Value::String(v.to_string())))
+                    }
                     _ => Err(type_error(field, raw, "a map of strings")),
                 })
                 .collect::<Result<Map<_, _>, _>>()
@@ -183,7 +191,9 @@ fn coerce(field: &Field, raw: &Value) -> Result<Value, ApiError> {
                     item.as_str()
                         .and_then(|s| s.split_once('='))
                         .map(|(k, v)| (k.trim().to_string(), Value::String(v.trim().to_string())))
-                        .ok_or_else(|| type_error(field, raw, "a map of strings or a list of \"key=value\""))
+                        .ok_or_else(|| {
+                            type_error(field, raw, "a map of strings or a list of \"key=value\"")
+                        })
                 })
                 .collect::<Result<Map<_, _>, _>>()
                 .map(Value::Object),
@@ -193,7 +203,9 @@ fn coerce(field: &Field, raw: &Value) -> Result<Value, ApiError> {
                 .map(|p| {
                     p.split_once('=')
                         .map(|(k, v)| (k.trim().to_string(), Value::String(v.trim().to_string())))
-                        .ok_or_else(|| type_error(field, raw, "a map of strings or a list of \"key=value\""))
+                        .ok_or_else(|| {
+                            type_error(field, raw, "a map of strings or a list of \"key=value\"")
+                        })
                 })
                 .collect::<Result<Map<_, _>, _>>()
                 .map(Value::Object),
@@ -233,12 +245,15 @@ impl Fields {
     }
 
     pub fn strings(&self, name: &str) -> Option<Vec<String>> {
-        self.values.get(name).and_then(Value::as_array).map(|items| {
-            items
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
+        self.values
+            .get(name)
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
     }
 
     pub fn ints(&self, name: &str) -> Option<Vec<i64>> {
@@ -295,8 +310,10 @@ mod tests {
     fn coerces_like_vault() {
         let f = parse(
             SCHEMA,
-            &data(json!({"flag": "true", "n": "5", "ttl": "1h", "names": "a, b", "ports": "80,443",
-                         "tags": ["k=v"], "extra": 1})),
+            &data(
+                json!({"flag": "true", "n": "5", "ttl": "1h", "names": "a, b", "ports": "80,443",
+                         "tags": ["k=v"], "extra": 1}),
+            ),
         )
         .unwrap();
         assert_eq!(f.bool("flag"), Some(true));
@@ -304,7 +321,10 @@ mod tests {
         assert_eq!(f.duration("ttl"), Some(3600));
         assert_eq!(f.strings("names").unwrap(), vec!["a", "b"]);
         assert_eq!(f.ints("ports").unwrap(), vec![80, 443]);
-        assert_eq!(f.string_map("tags").unwrap().get("k").map(String::as_str), Some("v"));
+        assert_eq!(
+            f.string_map("tags").unwrap().get("k").map(String::as_str),
+            Some("v")
+        );
         assert_eq!(
             f.unknown_warning().unwrap(),
             "Endpoint ignored these unrecognized parameters: [extra]"

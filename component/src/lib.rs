@@ -15,7 +15,9 @@ pub mod storage;
 pub mod sys;
 pub mod time;
 
+// wit-bindgen's generated glue uses unsafe code; the engine itself does not.
 #[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)]
 mod bindings;
 
 pub use api::{Caller, Request, Response};

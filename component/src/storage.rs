@@ -113,7 +113,11 @@ impl<'s> Tx<'s> {
         self.writes.insert(key.into(), Some(value));
     }
 
-    pub fn put_json<T: Serialize>(&mut self, key: impl Into<String>, value: &T) -> Result<(), ApiError> {
+    pub fn put_json<T: Serialize>(
+        &mut self,
+        key: impl Into<String>,
+        value: &T,
+    ) -> Result<(), ApiError> {
         let bytes = serde_json::to_vec(value)
             .map_err(|e| ApiError::Internal(format!("cannot encode record: {e}")))?;
         self.put(key, bytes);
@@ -202,10 +206,15 @@ impl MemStorage {
 
 impl Storage for MemStorage {
     fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-        Ok(self.inner.borrow().data.get(key).map(|(version, value)| Entry {
-            value: value.clone(),
-            version: *version,
-        }))
+        Ok(self
+            .inner
+            .borrow()
+            .data
+            .get(key)
+            .map(|(version, value)| Entry {
+                value: value.clone(),
+                version: *version,
+            }))
     }
 
     fn list(

@@ -29,7 +29,10 @@ pub fn rfc3339(nanos: Nanos) -> String {
     } else {
         // Go's RFC3339Nano trims trailing zeros of the fraction.
         let f = format!("{frac:09}");
-        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{}Z", f.trim_end_matches('0'))
+        format!(
+            "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{}Z",
+            f.trim_end_matches('0')
+        )
     }
 }
 
@@ -62,7 +65,11 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
     let mut total: f64 = 0.0;
-    let bad = || format!("invalid duration {s:?}: use a number of seconds or a value like \"90s\", \"30m\", \"1h30m\"");
+    let bad = || {
+        format!(
+            "invalid duration {s:?}: use a number of seconds or a value like \"90s\", \"30m\", \"1h30m\""
+        )
+    };
     if rest.is_empty() {
         return Err(bad());
     }
@@ -121,11 +128,17 @@ mod tests {
 
     #[test]
     fn formats_rfc3339_with_nanoseconds() {
-        assert_eq!(rfc3339(1_521_685_446_945_319_214), "2018-03-22T02:24:06.945319214Z");
+        assert_eq!(
+            rfc3339(1_521_685_446_945_319_214),
+            "2018-03-22T02:24:06.945319214Z"
+        );
         assert_eq!(rfc3339(1_521_685_446_000_000_000), "2018-03-22T02:24:06Z");
         assert_eq!(rfc3339(1_521_685_446_100_000_000), "2018-03-22T02:24:06.1Z");
         assert_eq!(rfc3339(0), "");
-        assert_eq!(rfc3339(951_782_400_000_000_001), "2000-02-29T00:00:00.000000001Z");
+        assert_eq!(
+            rfc3339(951_782_400_000_000_001),
+            "2000-02-29T00:00:00.000000001Z"
+        );
     }
 
     #[test]

@@ -1,10 +1,319 @@
-//! The KV version 2 secrets engine (placeholder until the engine lands).
+//! The KV version 2 secrets engine, as HashiCorp's vault-plugin-secrets-kv
+//! serves it: `data/`, `metadata/`, `delete/`, `undelete/`, `destroy/`,
+//! `subkeys/` and `config`, one module per endpoint family, on the records of
+//! [`record`]. Any other path under the mount answers Vault's `pathInvalid`
+//! reply (404 with a warning).
 
-use crate::api::{LogicalRequest, Reply};
+pub mod config;
+pub mod data;
+pub mod metadata;
+pub mod record;
+pub mod subkeys;
+pub mod versions;
+
+use serde_json::{Map, Value};
+
+use crate::api::{LogicalRequest, Operation, Reply};
 use crate::error::{ApiError, ApiResult};
+use crate::framework::Fields;
 use crate::storage::Tx;
 use crate::sys::mounts::MountEntry;
+use crate::time;
 
-pub fn handle(_tx: &mut Tx, _mount: &MountEntry, _path: &str, _req: &LogicalRequest) -> ApiResult<Reply> {
-    Err(ApiError::UnsupportedPath)
+use record::Kv;
+use versions::Action;
+
+const ROOT_WARNING: &str =
+    "Non-listing operations on the root of a K/V v2 mount are not supported.";
+
+/// Serves `path` (relative to the mount: `data/app/db`, `metadata/`, `config`...).
+/// All writes go through `tx`; the router commits them.
+pub fn handle(
+    tx: &mut Tx,
+    mount: &MountEntry,
+    path: &str,
+    req: &LogicalRequest,
+) -> ApiResult<Reply> {
+    let mut kv = Kv::new(tx, mount);
+    if path == "config" {
+        return config::handle(&mut kv, req);
+    }
+    // `data/` takes a path that is not empty and does not end with `/`.
+    if let Some(p) = path
+        .strip_prefix("data/")
+        .filter(|p| !p.is_empty() && !p.ends_with('/'))
+    {
+        return data::handle(&mut kv, p, req);
+    }
+    if let Some(p) = path.strip_prefix("metadata/") {
+        return metadata::handle(&mut kv, p, req);
+    }
+    if let Some(p) = path.strip_prefix("subkeys/") {
+        return subkeys::handle(&mut kv, p, req);
+    }
+    for (prefix, action) in [
+        ("delete/", Action::Delete),
+        ("undelete/", Action::Undelete),
+        ("destroy/", Action::Destroy),
+    ] {
+        if let Some(p) = path.strip_prefix(prefix) {
+            return versions::handle(&mut kv, action, p, req);
+        }
+    }
+    Ok(invalid_path(path, req.operation))
+}
+
+/// Vault's `pathInvalid`: a 404 whose body is a success envelope with a warning
+/// pointing at the `vault kv` command to use.
+fn invalid_path(path: &str, operation: Operation) -> Reply {
+    let warning = if matches!(
+        path,
+        "metadata" | "data" | "delete" | "undelete" | "destroy"
+    ) {
+        ROOT_WARNING.to_string()
+    } else {
+        let command = match operation {
+            Operation::Write => "put",
+            Operation::Patch => "patch",
+            Operation::Read => "get",
+            Operation::List => "list",
+            Operation::Delete => "delete",
+        };
+        format!(
+            "Invalid path for a versioned K/V secrets engine. See the API docs for the appropriate API \
+             endpoints to use. If using the Vault CLI, use 'vault kv {command}' for this operation."
+        )
+    };
+    Reply::no_content()
+        .with_warning(Some(warning))
+        .with_status(404)
+}
+
+/// Whether the request names `field` at all. Vault's field parser turns an
+/// explicit `null` into the field's zero value, where ours drops it.
+fn given(req: &LogicalRequest, field: &str) -> bool {
+    req.data.contains_key(field)
+}
+
+/// The `max_versions` field of `config` and `metadata`, which Vault stores as a uint32.
+fn max_versions(fields: &Fields) -> ApiResult<u32> {
+    let n = fields.int("max_versions").unwrap_or(0);
+    u32::try_from(n).map_err(|_| {
+        ApiError::bad_request(format!(
+            "max_versions must be between 0 and {}, got {n}",
+            u32::MAX
+        ))
+    })
+}
+
+/// The current version of a secret and its data, when it is readable (neither
+/// deleted nor destroyed): for engines that consume KV secrets (secrets sync).
+pub fn read_current(
+    tx: &mut Tx,
+    mount: &MountEntry,
+    path: &str,
+) -> ApiResult<Option<(u64, Map<String, Value>)>> {
+    let mut kv = Kv::new(tx, mount);
+    let Some(meta) = kv.metadata(path)? else {
+        return Ok(None);
+    };
+    match meta.version(0) {
+        Some((number, vm)) if vm.is_live(time::now()) => Ok(Some((number, kv.data(path, number)?))),
+        _ => Ok(None),
+    }
+}
+
+/// A KV-v2 mount behind the full router, for the tests of every module here.
+#[cfg(test)]
+pub(crate) mod testing {
+    use serde_json::{Value, json};
+
+    use crate::api::Request;
+    use crate::router;
+    use crate::storage::{MemStorage, Tx};
+    use crate::sys::mounts::{MountEntry, MountTable};
+
+    use super::record::{KeyMetadata, Kv};
+
+    pub struct Server {
+        pub store: MemStorage,
+    }
+
+    impl Server {
+        /// A fresh store with KV-v2 mounted at `secret/`.
+        pub fn new() -> Self {
+            let server = Server {
+                store: MemStorage::new(),
+            };
+            let (status, _) = server.call("POST", "sys/mounts/secret", json!({"type": "kv-v2"}));
+            assert_eq!(status, 204);
+            server
+        }
+
+        /// Sends a request; `path` may carry a query string. Returns the status
+        /// and the decoded body (`Null` when empty).
+        pub fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
+            let (path, query) = path.split_once('?').unwrap_or((path, ""));
+            let content_type = if method == "PATCH" {
+                "application/merge-patch+json"
+            } else {
+                "application/json"
+            };
+            let body = if body.is_null() {
+                Vec::new()
+            } else {
+                serde_json::to_vec(&body).unwrap()
+            };
+            let response = router::handle(
+                &self.store,
+                Request {
+                    method: method.into(),
+                    path: path.into(),
+                    query: query.into(),
+                    headers: vec![("content-type".into(), content_type.into())],
+                    body,
+                    caller: None,
+                },
+            );
+            let decoded = if response.body.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&response.body).unwrap()
+            };
+            (response.status, decoded)
+        }
+
+        pub fn get(&self, path: &str) -> (u16, Value) {
+            self.call("GET", path, Value::Null)
+        }
+
+        pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
+            self.call("POST", path, body)
+        }
+
+        /// Writes `data` to `secret/data/<path>`; returns the new version.
+        pub fn put(&self, path: &str, data: Value) -> u64 {
+            let (status, body) = self.post(&format!("secret/data/{path}"), json!({ "data": data }));
+            assert_eq!(status, 200, "{body}");
+            body["data"]["version"].as_u64().unwrap()
+        }
+
+        pub fn mount(&self) -> MountEntry {
+            let mut tx = Tx::new(&self.store);
+            MountTable::load(&mut tx)
+                .unwrap()
+                .get("secret/")
+                .unwrap()
+                .clone()
+        }
+
+        /// The storage keys of the mount, relative to its prefix.
+        pub fn keys(&self) -> Vec<String> {
+            let prefix = self.mount().storage_prefix();
+            self.store
+                .keys()
+                .iter()
+                .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+                .collect()
+        }
+
+        /// Rewrites a secret's metadata record (to move time around in tests).
+        pub fn edit_metadata(&self, path: &str, edit: impl FnOnce(&mut KeyMetadata)) {
+            let mount = self.mount();
+            let mut tx = Tx::new(&self.store);
+            let mut kv = Kv::new(&mut tx, &mount);
+            let mut meta = kv.metadata(path).unwrap().unwrap();
+            edit(&mut meta);
+            kv.put_metadata(path, &meta).unwrap();
+            tx.commit().unwrap();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::testing::Server;
+    use super::*;
+
+    fn warning(body: &Value) -> &str {
+        body["warnings"][0].as_str().unwrap()
+    }
+
+    #[test]
+    fn invalid_paths_answer_404_with_a_warning() {
+        let s = Server::new();
+        for (method, path, command) in [
+            ("GET", "secret/foo", "get"),
+            ("GET", "secret/", "get"),
+            ("POST", "secret/foo", "put"),
+            ("DELETE", "secret/foo/bar", "delete"),
+            ("PATCH", "secret/foo", "patch"),
+            ("LIST", "secret/foo", "list"),
+            ("LIST", "secret/data/app", "list"),
+            ("GET", "secret/data/", "get"),
+            ("GET", "secret/data/app/", "get"),
+            ("GET", "secret/subkeys", "get"),
+            ("LIST", "secret/config", "list"),
+        ] {
+            let (status, body) = s.call(method, path, json!({}));
+            assert_eq!(status, 404, "{method} {path}");
+            assert_eq!(body["data"], Value::Null);
+            assert_eq!(body["mount_type"], "kv");
+            assert!(body.get("errors").is_none());
+            let w = warning(&body);
+            assert!(
+                w.starts_with("Invalid path for a versioned K/V secrets engine."),
+                "{w}"
+            );
+            assert!(
+                w.ends_with(&format!("use 'vault kv {command}' for this operation.")),
+                "{w}"
+            );
+        }
+        for path in [
+            "secret/data",
+            "secret/metadata",
+            "secret/delete",
+            "secret/undelete",
+            "secret/destroy",
+        ] {
+            let (status, body) = s.get(path);
+            assert_eq!(status, 404);
+            assert_eq!(warning(&body), ROOT_WARNING);
+        }
+    }
+
+    #[test]
+    fn operations_a_path_does_not_serve_are_405() {
+        let s = Server::new();
+        for (method, path) in [
+            ("GET", "secret/destroy/app"),
+            ("DELETE", "secret/delete/app"),
+            ("PATCH", "secret/undelete/app"),
+            ("POST", "secret/subkeys/app"),
+            ("LIST", "secret/subkeys/app"),
+            ("DELETE", "secret/config"),
+            ("PATCH", "secret/config"),
+        ] {
+            let (status, body) = s.call(method, path, json!({}));
+            assert_eq!(status, 405, "{method} {path}");
+            assert_eq!(body, json!({"errors": ["unsupported operation"]}));
+        }
+    }
+
+    #[test]
+    fn read_current_skips_deleted_versions() {
+        let s = Server::new();
+        let mount = s.mount();
+        s.put("app", json!({"a": 1}));
+        let mut tx = Tx::new(&s.store);
+        let (version, data) = read_current(&mut tx, &mount, "app").unwrap().unwrap();
+        assert_eq!((version, data.get("a")), (1, Some(&json!(1))));
+        assert!(read_current(&mut tx, &mount, "nope").unwrap().is_none());
+        assert_eq!(s.call("DELETE", "secret/data/app", Value::Null).0, 204);
+        let mut tx = Tx::new(&s.store);
+        assert!(read_current(&mut tx, &mount, "app").unwrap().is_none());
+    }
 }

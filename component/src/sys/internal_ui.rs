@@ -15,7 +15,10 @@ pub fn handle_mount(tx: &mut Tx, req: &LogicalRequest, path: &str) -> ApiResult<
     let (mount, _) = table.find(path).ok_or(ApiError::PermissionDenied)?;
     let mut data = mount.to_json();
     if let Some(obj) = data.as_object_mut() {
-        obj.insert("path".to_string(), serde_json::Value::String(mount.path.clone()));
+        obj.insert(
+            "path".to_string(),
+            serde_json::Value::String(mount.path.clone()),
+        );
     }
     Ok(Reply::data(data))
 }

@@ -9,7 +9,11 @@ use crate::error::{ApiError, ApiResult};
 use crate::storage::Tx;
 
 pub fn handle(tx: &mut Tx, req: &LogicalRequest) -> ApiResult<Reply> {
-    let rest = req.path.strip_prefix("sys").unwrap_or_default().trim_start_matches('/');
+    let rest = req
+        .path
+        .strip_prefix("sys")
+        .unwrap_or_default()
+        .trim_start_matches('/');
     if rest == "health" {
         return health::handle(req);
     }

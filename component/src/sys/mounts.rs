@@ -168,9 +168,9 @@ pub fn handle_mount(tx: &mut Tx, req: &LogicalRequest, raw_path: &str) -> ApiRes
             if path == "sys/" {
                 return Ok(Reply::data(system_mount_json()).with_data_at_top_level());
             }
-            let mount = table.get(&path).ok_or_else(|| {
-                ApiError::bad_request(format!("no matching mount at \"{path}\""))
-            })?;
+            let mount = table
+                .get(&path)
+                .ok_or_else(|| ApiError::bad_request(format!("no matching mount at \"{path}\"")))?;
             Ok(Reply::data(mount.to_json()).with_data_at_top_level())
         }
         Operation::Write => enable(tx, req, path),
@@ -202,7 +202,11 @@ fn enable(tx: &mut Tx, req: &LogicalRequest, path: String) -> ApiResult<Reply> {
                 "KV version 1 is not supported; use version 2 (type \"kv-v2\", or type \"kv\" with options {\"version\":\"2\"})",
             ));
         }
-        "" => return Err(ApiError::bad_request("the mount type is required (\"kv-v2\")")),
+        "" => {
+            return Err(ApiError::bad_request(
+                "the mount type is required (\"kv-v2\")",
+            ));
+        }
         other => {
             return Err(ApiError::bad_request(format!(
                 "secrets engine type \"{other}\" is not supported; kvsync mounts KV version 2 (\"kv-v2\") only"
@@ -227,7 +231,10 @@ fn enable(tx: &mut Tx, req: &LogicalRequest, path: String) -> ApiResult<Reply> {
             max_lease_ttl: ttl(c.get("max_lease_ttl"))?,
             force_no_cache: c
                 .get("force_no_cache")
-                .and_then(|v| v.as_bool().or_else(|| v.as_str().and_then(framework::parse_bool)))
+                .and_then(|v| {
+                    v.as_bool()
+                        .or_else(|| v.as_str().and_then(framework::parse_bool))
+                })
                 .unwrap_or(false),
         },
         None => MountConfig::default(),
@@ -266,7 +273,9 @@ fn ttl(v: Option<&Value>) -> ApiResult<i64> {
             .ok_or_else(|| ApiError::bad_request("lease TTLs must be whole seconds")),
         Some(Value::String(s)) if s == "system" || s.is_empty() => Ok(0),
         Some(Value::String(s)) => crate::time::parse_duration(s).map_err(ApiError::BadRequest),
-        Some(_) => Err(ApiError::bad_request("lease TTLs must be durations like \"1h\"")),
+        Some(_) => Err(ApiError::bad_request(
+            "lease TTLs must be durations like \"1h\"",
+        )),
     }
 }
 

@@ -1,0 +1,481 @@
+//! `<mount>/data/<path>`: write, read, patch and soft-delete secret versions
+//! (Vault's `path_data.go`).
+
+use serde_json::{Map, Value, json};
+
+use crate::api::{LogicalRequest, Operation, Reply};
+use crate::error::{ApiError, ApiResult};
+use crate::framework::{self, Field, FieldType, Fields};
+use crate::time;
+
+use super::given;
+use super::record::{Found, KeyMetadata, Kv, KvConfig};
+
+const FIELDS: &[Field] = &[
+    Field::new("path", FieldType::String),
+    Field::new("version", FieldType::Int),
+    Field::new("options", FieldType::Map),
+    Field::new("data", FieldType::Map),
+];
+
+pub fn handle(kv: &mut Kv, path: &str, req: &LogicalRequest) -> ApiResult<Reply> {
+    let fields = framework::parse(FIELDS, &req.data)?;
+    let reply = match req.operation {
+        Operation::Read => read(kv, path, &fields)?,
+        Operation::Write => write(kv, path, &fields, req)?,
+        Operation::Patch => patch(kv, path, &fields)?,
+        Operation::Delete => delete(kv, path)?,
+        Operation::List => return Err(ApiError::UnsupportedOperation),
+    };
+    Ok(reply.with_warning(fields.unknown_warning()))
+}
+
+fn read(kv: &mut Kv, path: &str, fields: &Fields) -> ApiResult<Reply> {
+    let requested = fields.int("version").unwrap_or(0);
+    match kv.read_version(path, requested, time::now())? {
+        None => Err(ApiError::NotFound),
+        Some(Found {
+            metadata,
+            data: None,
+        }) => {
+            // Deleted or destroyed: Vault still shows the version's metadata.
+            Ok(Reply::data(json!({ "data": null, "metadata": metadata })).with_status(404))
+        }
+        Some(Found {
+            metadata,
+            data: Some(data),
+        }) => Ok(Reply::data(json!({ "data": data, "metadata": metadata }))),
+    }
+}
+
+fn write(kv: &mut Kv, path: &str, fields: &Fields, req: &LogicalRequest) -> ApiResult<Reply> {
+    let config = kv.config()?;
+    // An explicit `"data": null` writes an empty secret, as in Vault.
+    let data = match fields.map("data") {
+        Some(data) => data.clone(),
+        None if given(req, "data") => Map::new(),
+        None => return Err(ApiError::bad_request("no data provided")),
+    };
+    let mut meta = kv.metadata(path)?.unwrap_or_default();
+    check_and_set(fields, &config, &meta)?;
+    let body = kv.write_version(path, &mut meta, &config, &data, time::now())?;
+    Ok(Reply::data(body))
+}
+
+/// JSON merge patch (RFC 7396) of `data` into the current version, written as a new version.
+fn patch(kv: &mut Kv, path: &str, fields: &Fields) -> ApiResult<Reply> {
+    let changes = fields
+        .map("data")
+        .ok_or_else(|| ApiError::bad_request("no data provided"))?;
+    let Some(mut meta) = kv.metadata(path)? else {
+        return Err(ApiError::NotFound);
+    };
+    let config = kv.config()?;
+    check_and_set(fields, &config, &meta)?;
+    let current = meta.current_version;
+    let Some(vm) = meta.versions.get(&current).copied() else {
+        return Err(ApiError::NotFound);
+    };
+    let now = time::now();
+    if !vm.is_live(now) {
+        return Ok(Reply::data(meta.version_json(current, &vm)).with_status(404));
+    }
+    let mut data = kv.data(path, current)?;
+    merge_patch(&mut data, changes);
+    let body = kv.write_version(path, &mut meta, &config, &data, now)?;
+    Ok(Reply::data(body))
+}
+
+/// Soft-deletes the current version (no-op when absent, deleted or destroyed).
+fn delete(kv: &mut Kv, path: &str) -> ApiResult<Reply> {
+    let now = time::now();
+    if let Some(mut meta) = kv.metadata(path)? {
+        let current = meta.current_version;
+        if let Some(vm) = meta.versions.get_mut(&current)
+            && vm.is_live(now)
+        {
+            vm.deletion_time = now;
+            kv.put_metadata(path, &meta)?;
+        }
+    }
+    Ok(Reply::no_content())
+}
+
+/// Vault's `validateCheckAndSetOption`.
+fn check_and_set(fields: &Fields, config: &KvConfig, meta: &KeyMetadata) -> ApiResult<()> {
+    match fields.map("options").and_then(|o| o.get("cas")) {
+        Some(raw) => {
+            let cas = parse_cas(raw)
+                .ok_or_else(|| ApiError::bad_request("error parsing check-and-set parameter"))?;
+            if u64::try_from(cas).ok() != Some(meta.current_version) {
+                return Err(ApiError::bad_request(
+                    "check-and-set parameter did not match the current version",
+                ));
+            }
+            Ok(())
+        }
+        None if config.cas_required || meta.cas_required => Err(ApiError::bad_request(
+            "check-and-set parameter required for this call",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `options.cas` decoded the way Go's `mapstructure.WeakDecode` fills an int.
+fn parse_cas(raw: &Value) -> Option<i64> {
+    match raw {
+        Value::Null => Some(0),
+        Value::Bool(b) => Some(i64::from(*b)),
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && f.abs() < 9.2e18)
+                .map(|f| f.trunc() as i64)
+        }),
+        Value::String(s) if s.is_empty() => Some(0),
+        Value::String(s) => s.parse().ok(),
+        Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+/// RFC 7396 applied to an object: `null` removes a key, objects merge
+/// recursively, anything else replaces.
+pub fn merge_patch(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
+    for (key, value) in patch {
+        match value {
+            Value::Null => {
+                target.remove(key);
+            }
+            Value::Object(inner) => {
+                let slot = target
+                    .entry(key.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !slot.is_object() {
+                    *slot = Value::Object(Map::new());
+                }
+                if let Value::Object(existing) = slot {
+                    merge_patch(existing, inner);
+                }
+            }
+            other => {
+                target.insert(key.clone(), other.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::super::testing::Server;
+    use super::*;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn write_then_read() {
+        let s = Server::new();
+        let (status, body) = s.post("secret/data/app/db", json!({"data": {"user": "u", "n": 1}}));
+        assert_eq!(status, 200);
+        let d = &body["data"];
+        assert_eq!(d["version"], 1);
+        assert_eq!(d["deletion_time"], "");
+        assert_eq!(d["destroyed"], false);
+        assert_eq!(d["custom_metadata"], Value::Null);
+        assert!(d["created_time"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(body["mount_type"], "kv");
+
+        let (status, body) = s.get("secret/data/app/db");
+        assert_eq!(status, 200);
+        assert_eq!(body["data"]["data"], json!({"user": "u", "n": 1}));
+        assert_eq!(body["data"]["metadata"]["version"], 1);
+        assert_eq!(body["data"]["metadata"]["created_time"], d["created_time"]);
+        assert_eq!(body["warnings"], Value::Null);
+
+        assert_eq!(s.put("app/db", json!({"user": "v"})), 2);
+        let (_, body) = s.get("secret/data/app/db?version=1");
+        assert_eq!(body["data"]["data"]["user"], "u");
+        let (_, body) = s.get("secret/data/app/db?version=0");
+        assert_eq!(body["data"]["data"]["user"], "v");
+        // `app` and `app/db` are different secrets.
+        assert_eq!(s.get("secret/data/app").0, 404);
+    }
+
+    #[test]
+    fn read_errors() {
+        let s = Server::new();
+        assert_eq!(s.get("secret/data/nope"), (404, json!({"errors": []})));
+        s.put("app", json!({"a": 1}));
+        assert_eq!(
+            s.get("secret/data/app?version=7"),
+            (404, json!({"errors": []}))
+        );
+        let (status, body) = s.get("secret/data/app?version=abc");
+        assert_eq!(status, 400);
+        assert!(body["errors"][0].as_str().unwrap().contains("version"));
+        let (status, body) = s.get("secret/data/app?foo=1");
+        assert_eq!(status, 200);
+        assert_eq!(
+            body["warnings"],
+            json!(["Endpoint ignored these unrecognized parameters: [foo]"])
+        );
+    }
+
+    #[test]
+    fn write_validation() {
+        let s = Server::new();
+        let (status, body) = s.post("secret/data/app", json!({"options": {}}));
+        assert_eq!(
+            (status, body),
+            (400, json!({"errors": ["no data provided"]}))
+        );
+        assert_eq!(s.post("secret/data/app", json!({"data": "x"})).0, 400);
+        assert_eq!(s.post("secret/data/app", json!({"data": [1]})).0, 400);
+        assert_eq!(
+            s.post("secret/data/app", json!({"data": {}, "options": 3}))
+                .0,
+            400
+        );
+        // A JSON string holding an object is accepted, as Vault's parser does.
+        assert_eq!(
+            s.post("secret/data/app", json!({"data": "{\"a\":1}"})).0,
+            200
+        );
+        // `"data": null` stores an empty secret.
+        assert_eq!(s.post("secret/data/empty", json!({"data": null})).0, 200);
+        assert_eq!(s.get("secret/data/empty").1["data"]["data"], json!({}));
+        assert!(s.keys().iter().all(|k| !k.contains("nope")));
+    }
+
+    #[test]
+    fn check_and_set() {
+        let s = Server::new();
+        let cas = |n: Value| json!({"data": {"a": 1}, "options": {"cas": n}});
+        let mismatch =
+            json!({"errors": ["check-and-set parameter did not match the current version"]});
+        assert_eq!(
+            s.post("secret/data/app", cas(json!(1))),
+            (400, mismatch.clone())
+        );
+        assert_eq!(s.post("secret/data/app", cas(json!(0))).0, 200);
+        assert_eq!(
+            s.post("secret/data/app", cas(json!(0))),
+            (400, mismatch.clone())
+        );
+        assert_eq!(s.post("secret/data/app", cas(json!("1"))).0, 200);
+        assert_eq!(s.post("secret/data/app", cas(json!(2.0))).0, 200);
+        assert_eq!(s.post("secret/data/app", cas(json!(-1))), (400, mismatch));
+        let (status, body) = s.post("secret/data/app", cas(json!("abc")));
+        assert_eq!(
+            (status, body),
+            (
+                400,
+                json!({"errors": ["error parsing check-and-set parameter"]})
+            )
+        );
+        assert_eq!(s.post("secret/data/app", cas(json!([3]))).0, 400);
+
+        let required = json!({"errors": ["check-and-set parameter required for this call"]});
+        // Required by the secret's metadata...
+        assert_eq!(
+            s.post("secret/metadata/app", json!({"cas_required": true}))
+                .0,
+            204
+        );
+        assert_eq!(
+            s.post("secret/data/app", json!({"data": {}})),
+            (400, required.clone())
+        );
+        assert_eq!(s.post("secret/data/app", cas(json!(3))).0, 200);
+        // ...or by the mount's config, for every secret.
+        assert_eq!(
+            s.post("secret/config", json!({"cas_required": true})).0,
+            204
+        );
+        assert_eq!(
+            s.post("secret/data/other", json!({"data": {}})),
+            (400, required)
+        );
+        assert_eq!(s.post("secret/data/other", cas(json!(0))).0, 200);
+    }
+
+    #[test]
+    fn prunes_versions_beyond_max_versions() {
+        let s = Server::new();
+        for i in 1..=12 {
+            assert_eq!(s.put("app", json!({ "i": i })), i);
+        }
+        let (_, body) = s.get("secret/metadata/app");
+        let meta = &body["data"];
+        assert_eq!(meta["oldest_version"], 3);
+        assert_eq!(meta["current_version"], 12);
+        assert_eq!(meta["versions"].as_object().unwrap().len(), 10);
+        assert!(meta["versions"].get("2").is_none());
+        assert_eq!(s.get("secret/data/app?version=2").0, 404);
+        assert_eq!(s.get("secret/data/app?version=3").1["data"]["data"]["i"], 3);
+        let data_keys = s
+            .keys()
+            .into_iter()
+            .filter(|k| k.starts_with("versions/"))
+            .count();
+        assert_eq!(data_keys, 10);
+
+        // The mount's limit applies to secrets that set none.
+        assert_eq!(s.post("secret/config", json!({"max_versions": 2})).0, 204);
+        s.put("other", json!({}));
+        s.put("other", json!({}));
+        s.put("other", json!({}));
+        let (_, body) = s.get("secret/metadata/other");
+        assert_eq!(body["data"]["oldest_version"], 2);
+        assert_eq!(body["data"]["versions"].as_object().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn delete_version_after_sets_a_future_deletion_time() {
+        let s = Server::new();
+        assert_eq!(
+            s.post("secret/config", json!({"delete_version_after": "1h"}))
+                .0,
+            204
+        );
+        let (_, body) = s.post("secret/data/app", json!({"data": {"a": 1}}));
+        let deletion = body["data"]["deletion_time"].as_str().unwrap().to_string();
+        assert!(!deletion.is_empty());
+        // Not yet reached: the version is still readable.
+        let (status, body) = s.get("secret/data/app");
+        assert_eq!(status, 200);
+        assert_eq!(body["data"]["metadata"]["deletion_time"], deletion.as_str());
+        // Once reached, reads answer 404 with the metadata.
+        s.edit_metadata("app", |m| {
+            if let Some(v) = m.versions.get_mut(&1) {
+                v.deletion_time = 1;
+            }
+        });
+        assert_eq!(s.get("secret/data/app").0, 404);
+        // A negative mount setting disables it.
+        assert_eq!(
+            s.post("secret/config", json!({"delete_version_after": -1}))
+                .0,
+            204
+        );
+        let (_, body) = s.post("secret/data/app", json!({"data": {"a": 1}}));
+        assert_eq!(body["data"]["deletion_time"], "");
+    }
+
+    #[test]
+    fn deleted_and_destroyed_versions_read_as_404_with_metadata() {
+        let s = Server::new();
+        s.put("app", json!({"a": 1}));
+        s.put("app", json!({"a": 2}));
+        assert_eq!(
+            s.call("DELETE", "secret/data/app", Value::Null),
+            (204, Value::Null)
+        );
+        let (status, body) = s.get("secret/data/app");
+        assert_eq!(status, 404);
+        assert_eq!(body["data"]["data"], Value::Null);
+        let meta = &body["data"]["metadata"];
+        assert_eq!(meta["version"], 2);
+        assert_ne!(meta["deletion_time"], "");
+        assert_eq!(meta["destroyed"], false);
+        assert!(body["request_id"].is_string());
+        assert_eq!(body["mount_type"], "kv");
+        // The older version is untouched.
+        assert_eq!(s.get("secret/data/app?version=1").0, 200);
+        // Deleting again, or a missing secret, is still 204.
+        assert_eq!(s.call("DELETE", "secret/data/app", Value::Null).0, 204);
+        assert_eq!(s.call("DELETE", "secret/data/nope", Value::Null).0, 204);
+        assert!(s.keys().iter().all(|k| !k.ends_with("nope")));
+
+        assert_eq!(
+            s.post("secret/destroy/app", json!({"versions": [1]})).0,
+            204
+        );
+        let (status, body) = s.get("secret/data/app?version=1");
+        assert_eq!(status, 404);
+        assert_eq!(body["data"]["metadata"]["destroyed"], true);
+        assert_eq!(body["data"]["metadata"]["deletion_time"], "");
+    }
+
+    #[test]
+    fn patch_merges_into_the_current_version() {
+        let s = Server::new();
+        assert_eq!(
+            s.call("PATCH", "secret/data/app", json!({"data": {"a": 1}})),
+            (404, json!({"errors": []}))
+        );
+        s.put("app", json!({"a": 1, "b": {"c": 2, "d": 3}, "e": "x"}));
+        let (status, body) = s.call(
+            "PATCH",
+            "secret/data/app",
+            json!({"data": {"a": null, "b": {"c": 5}, "f": [1]}, "options": {"cas": 1}}),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"]["version"], 2);
+        let (_, body) = s.get("secret/data/app");
+        assert_eq!(
+            body["data"]["data"],
+            json!({"b": {"c": 5, "d": 3}, "e": "x", "f": [1]})
+        );
+
+        let (status, body) = s.call("PATCH", "secret/data/app", json!({"options": {"cas": 2}}));
+        assert_eq!(
+            (status, body),
+            (400, json!({"errors": ["no data provided"]}))
+        );
+        let (status, _) = s.call(
+            "PATCH",
+            "secret/data/app",
+            json!({"data": {}, "options": {"cas": 1}}),
+        );
+        assert_eq!(status, 400);
+
+        // A deleted current version cannot be patched.
+        assert_eq!(s.call("DELETE", "secret/data/app", Value::Null).0, 204);
+        let (status, body) = s.call("PATCH", "secret/data/app", json!({"data": {"a": 1}}));
+        assert_eq!(status, 404);
+        assert_eq!(body["data"]["version"], 2);
+        assert_ne!(body["data"]["deletion_time"], "");
+        // Metadata without versions: nothing to patch.
+        assert_eq!(
+            s.post("secret/metadata/empty", json!({"max_versions": 3}))
+                .0,
+            204
+        );
+        assert_eq!(
+            s.call("PATCH", "secret/data/empty", json!({"data": {"a": 1}}))
+                .0,
+            404
+        );
+    }
+
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        let mut target = obj(json!({"a": "b", "c": {"d": "e", "f": "g"}, "h": 1}));
+        merge_patch(
+            &mut target,
+            &obj(json!({"a": "z", "c": {"f": null}, "h": {"i": 2}})),
+        );
+        assert_eq!(
+            Value::Object(target),
+            json!({"a": "z", "c": {"d": "e"}, "h": {"i": 2}})
+        );
+        let mut target = obj(json!({}));
+        merge_patch(&mut target, &obj(json!({"a": {"b": null, "c": 1}})));
+        assert_eq!(Value::Object(target), json!({"a": {"c": 1}}));
+    }
+
+    #[test]
+    fn parses_cas_like_weak_decode() {
+        assert_eq!(parse_cas(&json!(null)), Some(0));
+        assert_eq!(parse_cas(&json!(true)), Some(1));
+        assert_eq!(parse_cas(&json!(3)), Some(3));
+        assert_eq!(parse_cas(&json!(3.7)), Some(3));
+        assert_eq!(parse_cas(&json!("")), Some(0));
+        assert_eq!(parse_cas(&json!("12")), Some(12));
+        assert_eq!(parse_cas(&json!("1x")), None);
+        assert_eq!(parse_cas(&json!({})), None);
+    }
+}
