@@ -15,13 +15,21 @@ pub fn build_component(package: &str, artifact: &str, env_var: &str) {
         println!("cargo:rustc-env={env_var}={prebuilt}");
         return;
     }
-    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let manifest_dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let root = workspace_root(&manifest_dir);
     let crate_dir = crate_dir_of(&root, package);
-    for watched in [crate_dir.join("src"), crate_dir.join("Cargo.toml"), root.join("wit")] {
+    for watched in [
+        crate_dir.join("src"),
+        crate_dir.join("Cargo.toml"),
+        root.join("wit"),
+    ] {
         println!("cargo:rerun-if-changed={}", watched.display());
     }
-    println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.lock").display()
+    );
 
     let target_dir = root.join("target").join("wasm");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
@@ -44,19 +52,29 @@ pub fn build_component(package: &str, artifact: &str, env_var: &str) {
         let leaks = (key.starts_with("CARGO_") && key != "CARGO_HOME")
             || matches!(
                 key.as_str(),
-                "RUSTFLAGS" | "RUSTC_WRAPPER" | "RUSTC_WORKSPACE_WRAPPER" | "MAKEFLAGS" | "MFLAGS" | "RUSTDOCFLAGS"
+                "RUSTFLAGS"
+                    | "RUSTC_WRAPPER"
+                    | "RUSTC_WORKSPACE_WRAPPER"
+                    | "MAKEFLAGS"
+                    | "MFLAGS"
+                    | "RUSTDOCFLAGS"
             );
         if leaks {
             cmd.env_remove(&key);
         }
     }
-    let status = cmd.status().expect("failed to run cargo for the wasm32-wasip2 component build");
+    let status = cmd
+        .status()
+        .expect("failed to run cargo for the wasm32-wasip2 component build");
     if !status.success() {
         panic!(
             "building {package} for wasm32-wasip2 failed (is the target installed? `rustup target add wasm32-wasip2`)"
         );
     }
-    let wasm = target_dir.join("wasm32-wasip2").join("wasm-release").join(format!("{artifact}.wasm"));
+    let wasm = target_dir
+        .join("wasm32-wasip2")
+        .join("wasm-release")
+        .join(format!("{artifact}.wasm"));
     assert!(wasm.exists(), "component not found at {}", wasm.display());
     println!("cargo:rustc-env={env_var}={}", wasm.display());
 }
@@ -64,14 +82,14 @@ pub fn build_component(package: &str, artifact: &str, env_var: &str) {
 fn workspace_root(manifest_dir: &Path) -> PathBuf {
     manifest_dir
         .ancestors()
-        .find(|dir| dir.join("wit").is_dir() && dir.join("Cargo.lock").exists() || dir.join("wit").is_dir())
+        .find(|dir| dir.join("wit").is_dir() && dir.join("Cargo.toml").is_file())
         .expect("workspace root with wit/")
         .to_path_buf()
 }
 
 fn crate_dir_of(root: &Path, package: &str) -> PathBuf {
-    match package {
-        "kvsync-component" => root.join("component"),
-        other => root.join("tests").join("guests").join(other.trim_start_matches("kvsync-test-guest-")),
+    match package.strip_prefix("kvsync-test-guest-") {
+        Some(guest) => root.join("tests").join("guests").join(guest),
+        None => root.join("component"),
     }
 }

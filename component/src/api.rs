@@ -165,7 +165,13 @@ fn parse_body(content_type: &str, body: &[u8]) -> Result<Map<String, Value>, Api
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
-    if content_type.starts_with("application/x-www-form-urlencoded") {
+    // Vault's `isForm`: a form content type whose body does not start like JSON
+    // (curl's `-d` sends JSON labelled as a form).
+    let looks_like_json = body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{' || *b == b'[');
+    if content_type.starts_with("application/x-www-form-urlencoded") && !looks_like_json {
         let mut data = Map::new();
         for (k, v) in form_urlencoded::parse(body) {
             data.insert(k.into_owned(), Value::String(v.into_owned()));

@@ -38,6 +38,11 @@ pub fn handle(
     if path == "config" {
         return config::handle(&mut kv, req);
     }
+    // Vault's data route matches every path below `data/` but has no list
+    // operation (OpenBao and Vault answer 405).
+    if req.operation == Operation::List && path.starts_with("data/") && path.len() > "data/".len() {
+        return Err(ApiError::UnsupportedOperation);
+    }
     // `data/` takes a path that is not empty and does not end with `/`.
     if let Some(p) = path
         .strip_prefix("data/")
@@ -251,7 +256,6 @@ mod tests {
             ("DELETE", "secret/foo/bar", "delete"),
             ("PATCH", "secret/foo", "patch"),
             ("LIST", "secret/foo", "list"),
-            ("LIST", "secret/data/app", "list"),
             ("GET", "secret/data/", "get"),
             ("GET", "secret/data/app/", "get"),
             ("GET", "secret/subkeys", "get"),
@@ -294,6 +298,7 @@ mod tests {
             ("PATCH", "secret/undelete/app"),
             ("POST", "secret/subkeys/app"),
             ("LIST", "secret/subkeys/app"),
+            ("LIST", "secret/data/app"),
             ("DELETE", "secret/config"),
             ("PATCH", "secret/config"),
         ] {

@@ -1,1 +1,53 @@
-// placeholder
+//! A test-only engine component that misbehaves on request, so the host's
+//! per-call limits can be tested. Never shipped: only `tests/` builds it.
+//!
+//! Paths: `loop` spins forever, `alloc` allocates without bound, `trap` panics,
+//! `storage` reads a key through the host; anything else answers 200.
+
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)] // wit-bindgen's generated glue
+mod guest {
+    wit_bindgen::generate!({ world: "engine", path: "../../../wit" });
+
+    use exports::kvsync::engine::api::Guest;
+    use kvsync::engine::types::{Request, Response};
+
+    struct Runaway;
+
+    impl Guest for Runaway {
+        fn handle(req: Request) -> Response {
+            match req.path.as_str() {
+                "loop" => {
+                    let mut n: u64 = 0;
+                    loop {
+                        n = std::hint::black_box(n.wrapping_add(1));
+                    }
+                }
+                "alloc" => {
+                    let mut hoard: Vec<Vec<u8>> = Vec::new();
+                    loop {
+                        hoard.push(vec![1u8; 1 << 20]);
+                        std::hint::black_box(&hoard);
+                    }
+                }
+                #[allow(clippy::panic)]
+                "trap" => panic!("deliberate trap"),
+                "storage" => {
+                    let found = kvsync::engine::storage::get("probe").is_ok();
+                    Response {
+                        status: if found { 200 } else { 500 },
+                        headers: vec![],
+                        body: b"stored".to_vec(),
+                    }
+                }
+                _ => Response {
+                    status: 200,
+                    headers: vec![],
+                    body: b"ok".to_vec(),
+                },
+            }
+        }
+    }
+
+    export!(Runaway);
+}

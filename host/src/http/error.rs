@@ -1,0 +1,70 @@
+//! The host's own HTTP errors (transport, limits, identity), mapped to status and
+//! Vault's `{"errors":[...]}` body in one place. Every other body is the engine's.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode, header};
+
+use crate::runtime::CallError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("permission denied")]
+    PermissionDenied,
+    #[error("request body too large: the limit is {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("invalid request: {0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Call(#[from] CallError),
+    #[error("storage unavailable")]
+    Storage(String),
+    #[error("not found")]
+    NotFound,
+}
+
+impl HostError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HostError::PermissionDenied => StatusCode::FORBIDDEN,
+            HostError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            HostError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HostError::NotFound => StatusCode::NOT_FOUND,
+            HostError::Call(CallError::LimitExceeded(_) | CallError::Busy)
+            | HostError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HostError::Call(CallError::Trap(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// What the client reads; internal details stay in the log.
+    fn messages(&self) -> Vec<String> {
+        match self {
+            HostError::NotFound => vec![],
+            HostError::Call(CallError::Trap(_)) => vec!["internal error".to_string()],
+            HostError::Storage(_) => vec!["storage is unavailable; retry the request".to_string()],
+            other => vec![other.to_string()],
+        }
+    }
+
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        if let HostError::Call(CallError::Trap(detail)) = &self {
+            tracing::error!(detail = %detail, "the engine trapped; the request got a 500");
+        }
+        if let HostError::Storage(detail) = &self {
+            tracing::error!(detail = %detail, "storage failure");
+        }
+        let body = serde_json::json!({ "errors": self.messages() }).to_string();
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        *resp.status_mut() = self.status();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+        h.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+        resp
+    }
+}

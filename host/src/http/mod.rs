@@ -1,0 +1,254 @@
+//! The HTTP front: TCP/TLS, request size limits and identity. The host resolves
+//! the token to a caller and the namespace to a tenant, then hands the request
+//! to a fresh engine instance, which routes it and writes the response body.
+
+mod error;
+pub mod tls;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, header};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+pub use error::HostError;
+
+use crate::auth::TokenStore;
+use crate::runtime::{self, Runtime};
+use crate::storage::{SharedBackend, TenantStorage};
+
+/// Vault's default `max_request_size`: 32 MiB.
+pub const DEFAULT_MAX_REQUEST_SIZE: usize = 32 << 20;
+
+/// The tenant of the root namespace.
+pub const ROOT_TENANT: &str = "root";
+
+/// Paths Vault serves without a token.
+const UNAUTHENTICATED: &[&str] = &["sys/health"];
+
+pub struct AppState {
+    pub runtime: Runtime,
+    pub backend: SharedBackend,
+    pub tokens: TokenStore,
+    pub max_request_size: usize,
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish (bounded).
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(&state, req).await) }
+        });
+        match &tls {
+            None => {
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, %peer, "connection closed with an error");
+                    }
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let stream = match acceptor.accept(stream).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                            return;
+                        }
+                    };
+                    let conn = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, %peer, "connection closed with an error");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {},
+        () = tokio::time::sleep(Duration::from_secs(10)) => {
+            tracing::warn!("in-flight requests did not finish within 10s of shutdown");
+        }
+    }
+}
+
+/// Binds a listener; logs and returns the bound address (port 0 picks one).
+pub async fn bind(address: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let addr: SocketAddr = address
+        .parse()
+        .map_err(|e| anyhow::anyhow!("invalid listen address {address:?}: {e}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    match respond(state, req).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn token_of(req: &Request<Incoming>) -> Option<String> {
+    let h = req.headers();
+    if let Some(t) = h.get("x-vault-token").and_then(|v| v.to_str().ok()) {
+        return Some(t.trim().to_string());
+    }
+    h.get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| t.trim().to_string())
+}
+
+async fn respond(
+    state: &AppState,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, HostError> {
+    let Some(path) = req.uri().path().strip_prefix("/v1/") else {
+        return Err(HostError::NotFound);
+    };
+    let path = path.to_string();
+    let query = req.uri().query().unwrap_or_default().to_string();
+
+    // Namespaces (tenants) beyond the root one come with the namespace work.
+    if let Some(ns) = req
+        .headers()
+        .get("x-vault-namespace")
+        .and_then(|v| v.to_str().ok())
+    {
+        let ns = ns.trim_matches('/');
+        if !ns.is_empty() && ns != "root" {
+            return Err(HostError::BadRequest(format!(
+                "namespace {ns:?} does not exist"
+            )));
+        }
+    }
+
+    let caller = match token_of(&req) {
+        Some(token) => state
+            .tokens
+            .lookup(&token)
+            .await
+            .map_err(|e| HostError::Storage(e.to_string()))?,
+        None => None,
+    };
+    let open = UNAUTHENTICATED.contains(&path.trim_matches('/'));
+    if caller.is_none() && !open {
+        return Err(HostError::PermissionDenied);
+    }
+
+    let limit = state.max_request_size;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(HostError::PayloadTooLarge(limit));
+    }
+    let method = req.method().as_str().to_string();
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .filter(|(name, _)| *name != "x-vault-token" && *name != header::AUTHORIZATION)
+        .filter_map(|(name, value)| {
+            value
+                .to_str()
+                .ok()
+                .map(|v| (name.as_str().to_string(), v.to_string()))
+        })
+        .collect();
+    let body = match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => collected.to_bytes().to_vec(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return Err(HostError::PayloadTooLarge(limit));
+        }
+        Err(e) => {
+            return Err(HostError::BadRequest(format!(
+                "cannot read the request body: {e}"
+            )));
+        }
+    };
+
+    let request = runtime::Request {
+        method,
+        path,
+        query,
+        headers,
+        body,
+        caller,
+    };
+    let storage = TenantStorage::new(state.backend.clone(), ROOT_TENANT);
+    let out = state.runtime.handle(storage, request).await?;
+
+    let mut resp = Response::new(Full::new(Bytes::from(out.body)));
+    *resp.status_mut() = hyper::StatusCode::from_u16(out.status).map_err(|_| {
+        HostError::Call(runtime::CallError::Trap(format!(
+            "invalid status {}",
+            out.status
+        )))
+    })?;
+    let h = resp.headers_mut();
+    for (name, value) in out.headers {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            header::HeaderValue::from_str(&value),
+        ) {
+            h.insert(name, value);
+        }
+    }
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
+}

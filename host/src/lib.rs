@@ -1,0 +1,9 @@
+//! The kvsync host: runs the engine component under wasmtime and supplies what
+//! the sandbox may not do itself — HTTP, storage, identity and tenancy.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod runtime;
+pub mod storage;

@@ -1,0 +1,157 @@
+//! The wasmtime runtime: one [`Engine`] per process with the pooling allocator,
+//! the engine component compiled once (and cached on disk as machine code),
+//! pre-instantiated with [`InstancePre`], and a fresh [`Store`] per call.
+//!
+//! Limits per call: a memory cap (growing past it traps) and a CPU deadline that
+//! counts the guest's own running time only: time spent in host calls (storage
+//! today, provider calls later) is measured and not charged (see [`limits`]).
+
+mod bindings;
+mod cache;
+pub use cache::default_cache_dir;
+pub mod limits;
+mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+use crate::storage::TenantStorage;
+use bindings::kvsync::engine::types;
+pub use limits::Limits;
+use state::State;
+
+pub use bindings::kvsync::engine::types::{Caller, Request, Response};
+
+/// Why a call did not produce a response.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The guest ran past its CPU deadline or memory cap.
+    #[error("the request exceeded its resource limits ({0})")]
+    LimitExceeded(&'static str),
+    /// Too many calls at once: every instance slot is in use.
+    #[error("the server is at capacity")]
+    Busy,
+    /// The guest trapped: a bug in the component.
+    #[error("the engine trapped: {0}")]
+    Trap(String),
+}
+
+/// The loaded engine component, shared by every request.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    pre: bindings::EnginePre<State>,
+    limits: Limits,
+    _ticker: Arc<limits::EpochTicker>,
+}
+
+/// The engine component built by `build.rs` for this binary.
+pub static ENGINE_COMPONENT: &[u8] = include_bytes!(env!("COMPONENT_WASM"));
+
+impl Runtime {
+    /// Loads `wasm` (normally [`ENGINE_COMPONENT`]), using the machine-code cache
+    /// in `cache_dir` when given.
+    pub fn new(
+        wasm: &[u8],
+        limits: Limits,
+        cache_dir: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
+        let engine = Engine::new(&engine_config(&limits))
+            .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
+        let component = cache::load_component(&engine, wasm, cache_dir)?;
+        let mut linker: Linker<State> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
+        bindings::Engine::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("cannot link the storage import: {e}"))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow::anyhow!("the component does not match the host: {e}"))?;
+        let pre = bindings::EnginePre::new(pre).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let ticker = Arc::new(limits::EpochTicker::start(engine.clone()).context("epoch ticker")?);
+        Ok(Runtime {
+            engine,
+            pre,
+            limits,
+            _ticker: ticker,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Runs one API request in a fresh instance against `storage`.
+    pub async fn handle(
+        &self,
+        storage: TenantStorage,
+        req: Request,
+    ) -> Result<Response, CallError> {
+        let mut store = Store::new(&self.engine, State::new(storage, &self.limits));
+        limits::arm(&mut store, &self.limits);
+        let instance = match self.pre.instantiate_async(&mut store).await {
+            Ok(i) => i,
+            Err(e) => return Err(classify(&store, e, true)),
+        };
+        match instance
+            .kvsync_engine_api()
+            .call_handle(&mut store, &req)
+            .await
+        {
+            Ok(resp) => Ok(resp),
+            Err(e) => Err(classify(&store, e, false)),
+        }
+    }
+}
+
+fn engine_config(limits: &Limits) -> Config {
+    let mut cfg = Config::new();
+    cfg.epoch_interruption(true);
+    let mut pool = PoolingAllocationConfig::default();
+    let slots = limits.max_concurrent_instances.max(1);
+    pool.total_component_instances(slots)
+        .total_core_instances(slots.saturating_mul(8))
+        .total_memories(slots.saturating_mul(2))
+        .total_tables(slots.saturating_mul(4))
+        .total_stacks(slots)
+        .max_memory_size(limits.memory_bytes);
+    cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    cfg
+}
+
+/// Maps a failed instantiation or call to what the client is told.
+fn classify(store: &Store<State>, err: wasmtime::Error, instantiating: bool) -> CallError {
+    if store.data().cpu.exceeded() {
+        return CallError::LimitExceeded("cpu time");
+    }
+    if store.data().memory_exceeded() {
+        return CallError::LimitExceeded("memory");
+    }
+    if err.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        return CallError::LimitExceeded("cpu time");
+    }
+    let text = format!("{err:?}");
+    if instantiating && text.contains("pooling") {
+        return CallError::Busy;
+    }
+    CallError::Trap(text)
+}
+
+/// A request record for engine-internal calls (dev-mode setup).
+pub fn request(method: &str, path: &str, body: &[u8], caller: Option<Caller>) -> Request {
+    types::Request {
+        method: method.to_string(),
+        path: path.to_string(),
+        query: String::new(),
+        headers: vec![("content-type".to_string(), "application/json".to_string())],
+        body: body.to_vec(),
+        caller,
+    }
+}
+
+/// The default per-call CPU deadline.
+pub const DEFAULT_CPU_LIMIT: Duration = Duration::from_secs(2);

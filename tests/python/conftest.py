@@ -1,0 +1,247 @@
+"""Fixtures for the kvsync end-to-end suite.
+
+The binary is taken from $KVSYNC_BIN, else <repo>/target/debug/kvsync (repo = two levels above this
+directory). A missing binary is a test error (pytest.fail), never a silent skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+from kvsync_helpers import (
+    REPO_ROOT,
+    START_TIMEOUT,
+    Http,
+    ServerProcess,
+    child_env,
+    make_hvac_client,
+)
+
+INIT_TOKEN_RE = re.compile(r"Initial Root Token:\s*(\S+)")
+
+
+@pytest.fixture(scope="session")
+def kvsync_bin() -> Path:
+    path = Path(os.environ.get("KVSYNC_BIN") or (REPO_ROOT / "target" / "debug" / "kvsync"))
+    if not path.is_file() or not os.access(path, os.X_OK):
+        pytest.fail(
+            f"kvsync binary not found or not executable at {path}; build it (cargo build -p kvsync) "
+            f"or set KVSYNC_BIN",
+            pytrace=False,
+        )
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# dev mode
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DevServer:
+    addr: str
+    token: str
+    proc: subprocess.Popen
+    server: ServerProcess
+
+    def output(self) -> str:
+        return self.server.output()
+
+
+def start_dev_server(kvsync_bin: Path, log_dir: Path) -> DevServer:
+    token = "root-" + secrets.token_hex(12)
+    srv = ServerProcess(
+        [
+            kvsync_bin,
+            "server",
+            "--dev",
+            "--dev-listen-address",
+            "127.0.0.1:0",
+            "--dev-root-token-id",
+            token,
+        ],
+        log_dir=log_dir,
+        env=child_env(),
+        name="dev",
+    )
+    try:
+        addr = srv.wait_for_address(START_TIMEOUT)
+    except BaseException:
+        srv.stop()
+        raise
+    return DevServer(addr=addr, token=token, proc=srv.proc, server=srv)
+
+
+@pytest.fixture(scope="module")
+def dev_server(kvsync_bin, tmp_path_factory):
+    """One dev-mode server per test module (in-memory storage, KV-v2 at secret/)."""
+    srv = start_dev_server(kvsync_bin, tmp_path_factory.mktemp("dev-server"))
+    try:
+        yield srv
+    finally:
+        srv.server.stop()
+
+
+@pytest.fixture
+def client(dev_server):
+    c = make_hvac_client(dev_server.addr, dev_server.token)
+    yield c
+    c.adapter.close()
+
+
+@pytest.fixture
+def http(dev_server):
+    h = Http(dev_server.addr, dev_server.token)
+    yield h
+    h.close()
+
+
+# --------------------------------------------------------------------------------------------
+# config mode
+# --------------------------------------------------------------------------------------------
+
+
+class ConfigServer:
+    """A config-mode kvsync on its own storage directory: init, start, stop, kill -9, restart."""
+
+    def __init__(self, kvsync_bin: Path, base_dir: Path, key_file: Optional[Path] = None):
+        self.bin = kvsync_bin
+        self.dir = Path(base_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.storage = self.dir / "storage"
+        self.storage.mkdir(exist_ok=True)
+        self.log_dir = self.dir / "logs"
+        self.log_dir.mkdir(exist_ok=True)
+        self.explicit_key_file = key_file
+        self.config_path = self.dir / "kvsync.hcl"
+        self.token: Optional[str] = None
+        self.server: Optional[ServerProcess] = None
+        self.history: list = []
+        self.write_config()
+
+    @property
+    def key_file(self) -> Path:
+        """Where the key file lives (explicit, or the default <storage>/encryption.key)."""
+        return self.explicit_key_file or (self.storage / "encryption.key")
+
+    @property
+    def db_file(self) -> Path:
+        return self.storage / "kvsync.redb"
+
+    def write_config(self) -> None:
+        lines = [
+            f"storage \"redb\" {{\n  path = {json.dumps(str(self.storage))}\n}}",
+            'listener "tcp" {\n  address     = "127.0.0.1:0"\n  tls_disable = true\n}',
+        ]
+        if self.explicit_key_file is not None:
+            lines.append(f"encryption_key_file = {json.dumps(str(self.explicit_key_file))}")
+        self.config_path.write_text("\n".join(lines) + "\n")
+
+    @staticmethod
+    def _env(env_key: Optional[str]) -> dict:
+        return child_env({"KVSYNC_ENCRYPTION_KEY": env_key} if env_key is not None else None)
+
+    def run_init(self, env_key: Optional[str] = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(self.bin), "operator", "init", "--config", str(self.config_path)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self._env(env_key),
+            cwd=str(self.log_dir),
+        )
+
+    def init(self, env_key: Optional[str] = None) -> str:
+        res = self.run_init(env_key)
+        out = res.stdout + "\n" + res.stderr
+        assert res.returncode == 0, f"operator init failed rc={res.returncode}\n{out}"
+        m = INIT_TOKEN_RE.search(res.stdout)
+        assert m, f"operator init printed no 'Initial Root Token:' line\n{out}"
+        self.token = m.group(1)
+        return self.token
+
+    def spawn(self, env_key: Optional[str] = None) -> ServerProcess:
+        srv = ServerProcess(
+            [self.bin, "server", "--config", self.config_path],
+            log_dir=self.log_dir,
+            env=self._env(env_key),
+            name="server",
+        )
+        self.history.append(srv)
+        return srv
+
+    def start(self, env_key: Optional[str] = None) -> str:
+        assert self.server is None or not self.server.alive(), "server already running"
+        self.server = self.spawn(env_key)
+        try:
+            return self.server.wait_for_address(START_TIMEOUT)
+        except BaseException:
+            self.server.stop()
+            raise
+
+    def start_expect_exit(self, env_key: Optional[str] = None, timeout: float = START_TIMEOUT):
+        """Start a server that must refuse to run. Returns (returncode or None if still running, output)."""
+        srv = self.spawn(env_key)
+        rc = srv.wait_exit(timeout)
+        if rc is None:
+            srv.stop()
+        srv._close_files()
+        return rc, srv.output()
+
+    @property
+    def addr(self) -> str:
+        assert self.server is not None and self.server.addr
+        return self.server.addr
+
+    def stop(self) -> Optional[int]:
+        if self.server is None:
+            return None
+        return self.server.stop()
+
+    def kill9(self) -> None:
+        if self.server is not None:
+            self.server.kill9()
+
+    def restart(self, env_key: Optional[str] = None) -> str:
+        self.stop()
+        return self.start(env_key)
+
+    def http(self) -> Http:
+        return Http(self.addr, self.token)
+
+    def client(self):
+        return make_hvac_client(self.addr, self.token)
+
+    def cleanup(self) -> None:
+        for srv in self.history:
+            if srv.alive():
+                srv.kill9()
+            srv._close_files()
+
+
+@pytest.fixture
+def server_factory(kvsync_bin, tmp_path):
+    """Returns make(name="srv", key_file=None) -> ConfigServer in a fresh directory under tmp_path.
+    Every process any of them started is killed at teardown."""
+    made: list = []
+
+    def make(name: str = "srv", key_file: Optional[Path] = None) -> ConfigServer:
+        cs = ConfigServer(kvsync_bin, tmp_path / f"{name}-{len(made)}", key_file=key_file)
+        made.append(cs)
+        return cs
+
+    try:
+        yield make
+    finally:
+        for cs in made:
+            cs.cleanup()

@@ -1,0 +1,186 @@
+//! The runtime's per-call limits, against real components: a test-only guest
+//! that spins or allocates forever is cut off while other calls still succeed,
+//! and a host call that sleeps past the CPU deadline is not charged to the guest.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kvsync::runtime::{self, CallError, Caller, Limits, Runtime};
+use kvsync::storage::{
+    Backend, Barrier, Condition, EncryptionKey, Entry, Op, Page, RedbBackend, SharedBackend,
+    StorageError, TenantStorage,
+};
+
+static RUNAWAY: &[u8] = include_bytes!(env!("RUNAWAY_WASM"));
+
+fn limits(cpu_ms: u64) -> Limits {
+    Limits {
+        cpu: Duration::from_millis(cpu_ms),
+        memory_bytes: 32 << 20,
+        max_concurrent_instances: 16,
+    }
+}
+
+fn memory_backend() -> SharedBackend {
+    let key = EncryptionKey::generate().unwrap();
+    Arc::new(Barrier::new(RedbBackend::in_memory().unwrap(), key))
+}
+
+fn root() -> Caller {
+    Caller {
+        token: "root".into(),
+        accessor: "acc".into(),
+        display_name: "root".into(),
+        policies: vec!["root".into()],
+        path: "auth/token/root".into(),
+        creation_time: 0,
+    }
+}
+
+async fn call(
+    rt: &Runtime,
+    backend: &SharedBackend,
+    path: &str,
+) -> Result<runtime::Response, CallError> {
+    let req = runtime::request("GET", path, b"", Some(root()));
+    rt.handle(TenantStorage::new(backend.clone(), "root"), req)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_loop_is_interrupted_while_other_calls_succeed() {
+    let rt = Runtime::new(RUNAWAY, limits(300), None).unwrap();
+    let backend = memory_backend();
+    let started = Instant::now();
+    let spinning = {
+        let (rt, backend) = (rt.clone(), backend.clone());
+        tokio::spawn(async move { call(&rt, &backend, "loop").await })
+    };
+    // While the loop spins, other calls are served, on both worker threads.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..20 {
+        let resp = call(&rt, &backend, "ok").await.unwrap();
+        assert_eq!(resp.status, 200);
+    }
+    assert!(!spinning.is_finished(), "the loop should still be running");
+    let outcome = spinning.await.unwrap();
+    assert!(
+        matches!(outcome, Err(CallError::LimitExceeded("cpu time"))),
+        "{outcome:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The runtime keeps serving after the interrupt.
+    assert_eq!(call(&rt, &backend, "ok").await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runaway_loops_do_not_block_a_single_worker() {
+    let rt = Runtime::new(RUNAWAY, limits(400), None).unwrap();
+    let backend = memory_backend();
+    let loops: Vec<_> = (0..2)
+        .map(|_| {
+            let (rt, backend) = (rt.clone(), backend.clone());
+            tokio::spawn(async move { call(&rt, &backend, "loop").await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    // Both workers run a loop, yet a call still gets through because loops yield.
+    let t = Instant::now();
+    assert_eq!(call(&rt, &backend, "ok").await.unwrap().status, 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(350),
+        "took {:?}",
+        t.elapsed()
+    );
+    for l in loops {
+        assert!(matches!(
+            l.await.unwrap(),
+            Err(CallError::LimitExceeded("cpu time"))
+        ));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_allocation_hits_the_memory_cap() {
+    let rt = Runtime::new(RUNAWAY, limits(5_000), None).unwrap();
+    let backend = memory_backend();
+    let outcome = call(&rt, &backend, "alloc").await;
+    assert!(
+        matches!(outcome, Err(CallError::LimitExceeded("memory"))),
+        "{outcome:?}"
+    );
+    assert_eq!(call(&rt, &backend, "ok").await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_trap_is_reported_and_the_runtime_keeps_serving() {
+    let rt = Runtime::new(RUNAWAY, limits(5_000), None).unwrap();
+    let backend = memory_backend();
+    let outcome = call(&rt, &backend, "trap").await;
+    assert!(matches!(outcome, Err(CallError::Trap(_))), "{outcome:?}");
+    assert_eq!(call(&rt, &backend, "ok").await.unwrap().status, 200);
+}
+
+/// A backend whose reads take longer than the guest's whole CPU budget.
+struct SlowBackend {
+    inner: SharedBackend,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl Backend for SlowBackend {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.get(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        delimiter: Option<char>,
+        limit: u32,
+    ) -> Result<Page, StorageError> {
+        self.inner.list(prefix, after, delimiter, limit).await
+    }
+    async fn commit(&self, conditions: Vec<Condition>, ops: Vec<Op>) -> Result<u64, StorageError> {
+        self.inner.commit(conditions, ops).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_in_host_calls_is_not_charged_to_the_guest() {
+    let slow: SharedBackend = Arc::new(SlowBackend {
+        inner: memory_backend(),
+        delay: Duration::from_millis(250),
+    });
+    // The real engine: `sys/mounts` reads the mount table through the host.
+    let rt = Runtime::new(runtime::ENGINE_COMPONENT, limits(100), None).unwrap();
+    let t = Instant::now();
+    let resp = call(&rt, &slow, "sys/mounts").await.unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(250));
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    // And the test guest's single storage read, slower than its budget.
+    let rt = Runtime::new(RUNAWAY, limits(100), None).unwrap();
+    assert_eq!(call(&rt, &slow, "storage").await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compiled_component_is_cached_on_disk() {
+    let dir = std::env::temp_dir().join(format!("kvsync-cache-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let first = Instant::now();
+    Runtime::new(RUNAWAY, limits(100), Some(&dir)).unwrap();
+    let cold = first.elapsed();
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(files.len(), 1, "one cached artifact");
+    let second = Instant::now();
+    let rt = Runtime::new(RUNAWAY, limits(100), Some(&dir)).unwrap();
+    let warm = second.elapsed();
+    assert_eq!(
+        call(&rt, &memory_backend(), "ok").await.unwrap().status,
+        200
+    );
+    eprintln!("cold load {cold:?}, warm load {warm:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
