@@ -184,3 +184,20 @@ async fn compiled_component_is_cached_on_disk() {
     eprintln!("cold load {cold:?}, warm load {warm:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_instance_pool_answers_busy_not_a_trap() {
+    let mut one_slot = limits(300);
+    one_slot.max_concurrent_instances = 1;
+    let rt = Runtime::new(RUNAWAY, one_slot, None).unwrap();
+    let backend = memory_backend();
+    let spinning = {
+        let (rt, backend) = (rt.clone(), backend.clone());
+        tokio::spawn(async move { call(&rt, &backend, "loop").await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let outcome = call(&rt, &backend, "ok").await;
+    assert!(matches!(outcome, Err(CallError::Busy)), "{outcome:?}");
+    assert!(matches!(spinning.await.unwrap(), Err(CallError::LimitExceeded(_))));
+    assert_eq!(call(&rt, &backend, "ok").await.unwrap().status, 200);
+}

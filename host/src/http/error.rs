@@ -68,3 +68,23 @@ impl HostError {
         resp
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_503_and_traps_are_generic_500s() {
+        let limit = HostError::Call(CallError::LimitExceeded("cpu time")).into_response();
+        assert_eq!(limit.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let busy = HostError::Call(CallError::Busy).into_response();
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let trap = HostError::Call(CallError::Trap("wasm backtrace: secret detail".into()));
+        assert_eq!(trap.messages(), vec!["internal error".to_string()]);
+        assert_eq!(trap.into_response().status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let big = HostError::PayloadTooLarge(10).into_response();
+        assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(big.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(HostError::PermissionDenied.messages(), vec!["permission denied".to_string()]);
+    }
+}

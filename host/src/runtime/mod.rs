@@ -134,11 +134,10 @@ fn classify(store: &Store<State>, err: wasmtime::Error, instantiating: bool) -> 
     if err.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
         return CallError::LimitExceeded("cpu time");
     }
-    let text = format!("{err:?}");
-    if instantiating && text.contains("pooling") {
+    if instantiating && err.is::<wasmtime::PoolConcurrencyLimitError>() {
         return CallError::Busy;
     }
-    CallError::Trap(text)
+    CallError::Trap(format!("{err:?}"))
 }
 
 /// A request record for engine-internal calls (dev-mode setup).
