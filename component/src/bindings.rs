@@ -1,6 +1,10 @@
 //! The wit-bindgen adapter: converts WIT records to the engine's types and
-//! implements [`Storage`] with the host's storage import. Only built for wasm32.
+//! implements the engine's import traits with the host's imports. Only built
+//! for wasm32.
 
+use crate::authz::Authz;
+use crate::connector::{Connector, DestinationRef, ExternalSecret, SyncError};
+use crate::env::Env;
 use crate::storage::{Condition, Entry, Op, Page, Storage, StorageError};
 
 wit_bindgen::generate!({
@@ -9,6 +13,8 @@ wit_bindgen::generate!({
 });
 
 use exports::kvsync::engine::api::Guest;
+use kvsync::engine::authz as host_authz;
+use kvsync::engine::connector as host_connector;
 use kvsync::engine::storage as host;
 use kvsync::engine::types;
 
@@ -32,7 +38,12 @@ impl Guest for Component {
             body: req.body,
             caller,
         };
-        let resp = crate::handle(&HostStorage, req);
+        let env = Env {
+            storage: &HostStorage,
+            connector: &HostConnector,
+            authz: &HostAuthz,
+        };
+        let resp = crate::handle(&env, req);
         types::Response {
             status: resp.status,
             headers: resp.headers,
@@ -96,5 +107,64 @@ impl Storage for HostStorage {
             })
             .collect();
         host::commit(&conditions, &ops).map_err(from_host)
+    }
+}
+
+struct HostConnector;
+
+fn to_host_dest(d: &DestinationRef) -> host_connector::Destination {
+    host_connector::Destination {
+        kind: d.kind.clone(),
+        name: d.name.clone(),
+        config: d.config.clone(),
+    }
+}
+
+fn from_host_sync_error(e: host_connector::SyncError) -> SyncError {
+    match e {
+        host_connector::SyncError::ClientSide(m) => SyncError::ClientSide(m),
+        host_connector::SyncError::ExternalService(f) => SyncError::ExternalService {
+            message: f.message,
+            retry_after_ms: f.retry_after_ms,
+        },
+        host_connector::SyncError::Internal(m) => SyncError::Internal(m),
+    }
+}
+
+impl Connector for HostConnector {
+    fn push(&self, dest: &DestinationRef, secret: &ExternalSecret) -> Result<(), SyncError> {
+        let secret = host_connector::ExternalSecret {
+            name: secret.name.clone(),
+            value: secret.value.clone(),
+            tags: secret.tags.clone(),
+        };
+        host_connector::push(&to_host_dest(dest), &secret).map_err(from_host_sync_error)
+    }
+
+    fn delete(&self, dest: &DestinationRef, name: &str) -> Result<(), SyncError> {
+        host_connector::delete(&to_host_dest(dest), name).map_err(from_host_sync_error)
+    }
+
+    fn inspect(&self, dest: &DestinationRef) -> Result<Vec<ExternalSecret>, SyncError> {
+        host_connector::inspect(&to_host_dest(dest))
+            .map(|objects| {
+                objects
+                    .into_iter()
+                    .map(|o| ExternalSecret {
+                        name: o.name,
+                        value: o.value,
+                        tags: o.tags,
+                    })
+                    .collect()
+            })
+            .map_err(from_host_sync_error)
+    }
+}
+
+struct HostAuthz;
+
+impl Authz for HostAuthz {
+    fn allowed(&self, capability: &str, path: &str) -> bool {
+        host_authz::allowed(capability, path)
     }
 }

@@ -2,16 +2,20 @@
 //! table and the KV-v2 secrets engine, as plain Rust behind a thin wit-bindgen adapter.
 //!
 //! Everything here runs natively in unit tests: the WIT imports are reached only
-//! through the [`storage::Storage`] trait, which the wasm adapter implements with
-//! the host's `kvsync:engine/storage` import and tests implement in memory.
+//! through the traits bundled in [`env::Env`] (storage, connector, authz), which
+//! the wasm adapter implements with the host's imports and tests implement in memory.
 
 pub mod api;
 pub mod auth;
+pub mod authz;
+pub mod connector;
+pub mod env;
 pub mod error;
 pub mod framework;
 pub mod kv;
 pub mod router;
 pub mod storage;
+pub mod sync;
 pub mod sys;
 pub mod time;
 
@@ -21,9 +25,9 @@ pub mod time;
 mod bindings;
 
 pub use api::{Caller, Request, Response};
-pub use storage::Storage;
+pub use env::Env;
 
-/// Handles one API request against one tenant's storage.
-pub fn handle(store: &dyn Storage, req: Request) -> Response {
-    router::handle(store, req)
+/// Handles one API request with one tenant's imports.
+pub fn handle(env: &Env, req: Request) -> Response {
+    router::handle(env, req)
 }

@@ -3,23 +3,24 @@
 //! (run again, a bounded number of times, when a concurrent commit conflicts).
 
 use crate::api::{self, LogicalRequest, Reply, Request, Response};
+use crate::env::Env;
 use crate::error::{ApiError, ApiResult};
-use crate::storage::{Storage, Tx};
+use crate::storage::Tx;
 use crate::sys::mounts::MountTable;
-use crate::{auth, kv, sys};
+use crate::{auth, kv, sync, sys};
 
 /// How often a request is run again after a storage conflict.
 const CONFLICT_RETRIES: usize = 8;
 
-pub fn handle(store: &dyn Storage, req: Request) -> Response {
+pub fn handle(env: &Env, req: Request) -> Response {
     let logical = match api::to_logical(req) {
         Ok(l) => l,
         Err(e) => return api::render_error(&e),
     };
     let mut last = ApiError::Conflict;
     for _ in 0..CONFLICT_RETRIES {
-        let mut tx = Tx::new(store);
-        let outcome = route(&mut tx, &logical).and_then(|(reply, mount_type)| {
+        let mut tx = Tx::new(env.storage);
+        let outcome = route(&mut tx, env, &logical).and_then(|(reply, mount_type)| {
             tx.commit()?;
             Ok((reply, mount_type))
         });
@@ -41,8 +42,11 @@ pub fn handle(store: &dyn Storage, req: Request) -> Response {
 
 /// Runs a request against a transaction: returns the reply and the `mount_type`
 /// of the envelope. Nothing is committed here.
-pub fn route(tx: &mut Tx, req: &LogicalRequest) -> ApiResult<(Reply, &'static str)> {
+pub fn route(tx: &mut Tx, env: &Env, req: &LogicalRequest) -> ApiResult<(Reply, &'static str)> {
     let path = req.path.as_str();
+    if sync::serves(path) {
+        return sync::handle(tx, env, req).map(|r| (r, "system"));
+    }
     if path == "sys" || path.starts_with("sys/") {
         return sys::handle(tx, req).map(|r| (r, "system"));
     }

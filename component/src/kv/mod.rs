@@ -134,6 +134,9 @@ pub(crate) mod testing {
     use serde_json::{Value, json};
 
     use crate::api::Request;
+    use crate::authz::StaticAuthz;
+    use crate::connector::MemConnector;
+    use crate::env::Env;
     use crate::router;
     use crate::storage::{MemStorage, Tx};
     use crate::sys::mounts::{MountEntry, MountTable};
@@ -142,6 +145,7 @@ pub(crate) mod testing {
 
     pub struct Server {
         pub store: MemStorage,
+        pub connector: MemConnector,
     }
 
     impl Server {
@@ -149,6 +153,7 @@ pub(crate) mod testing {
         pub fn new() -> Self {
             let server = Server {
                 store: MemStorage::new(),
+                connector: MemConnector::default(),
             };
             let (status, _) = server.call("POST", "sys/mounts/secret", json!({"type": "kv-v2"}));
             assert_eq!(status, 204);
@@ -169,8 +174,13 @@ pub(crate) mod testing {
             } else {
                 serde_json::to_vec(&body).unwrap()
             };
+            let env = Env {
+                storage: &self.store,
+                connector: &self.connector,
+                authz: &StaticAuthz(true),
+            };
             let response = router::handle(
-                &self.store,
+                &env,
                 Request {
                     method: method.into(),
                     path: path.into(),

@@ -1,0 +1,40 @@
+//! Everything the engine reaches outside itself, bundled for one request: the
+//! host's imports behind traits, so native tests substitute in-memory fakes.
+
+use crate::authz::{Authz, StaticAuthz};
+use crate::connector::{Connector, MemConnector};
+use crate::storage::{MemStorage, Storage};
+
+#[derive(Clone, Copy)]
+pub struct Env<'a> {
+    pub storage: &'a dyn Storage,
+    pub connector: &'a dyn Connector,
+    pub authz: &'a dyn Authz,
+}
+
+/// Owned in-memory fakes of every import (native tests and baselines).
+pub struct Fakes {
+    pub storage: MemStorage,
+    pub connector: MemConnector,
+    pub authz: StaticAuthz,
+}
+
+impl Default for Fakes {
+    fn default() -> Self {
+        Fakes {
+            storage: MemStorage::new(),
+            connector: MemConnector::default(),
+            authz: StaticAuthz(true),
+        }
+    }
+}
+
+impl Fakes {
+    pub fn env(&self) -> Env<'_> {
+        Env {
+            storage: &self.storage,
+            connector: &self.connector,
+            authz: &self.authz,
+        }
+    }
+}

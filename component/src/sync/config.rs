@@ -1,0 +1,71 @@
+//! `sys/sync/config`: the global switch and queue capacity.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{LogicalRequest, Operation, Reply};
+use crate::error::{ApiError, ApiResult};
+use crate::framework::{self, Field, FieldType};
+use crate::storage::Tx;
+use crate::sync::keys;
+
+pub const DEFAULT_QUEUE_CAPACITY: i64 = 1_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncConfig {
+    pub disabled: bool,
+    pub queue_capacity: i64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            disabled: false,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+        }
+    }
+}
+
+impl SyncConfig {
+    pub fn load(tx: &mut Tx) -> ApiResult<Self> {
+        Ok(tx.get_json(keys::CONFIG)?.unwrap_or_default())
+    }
+}
+
+const FIELDS: &[Field] = &[
+    Field::new("disabled", FieldType::Bool),
+    Field::new("queue_capacity", FieldType::Int),
+];
+
+fn reply(config: &SyncConfig) -> ApiResult<Reply> {
+    let data = serde_json::to_value(config).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Reply::data(data))
+}
+
+pub fn handle(tx: &mut Tx, req: &LogicalRequest) -> ApiResult<Reply> {
+    match req.operation {
+        Operation::Read => reply(&SyncConfig::load(tx)?),
+        // Vault documents PATCH; POST/PUT are accepted with the same merge semantics.
+        Operation::Patch | Operation::Write => {
+            let fields = framework::parse(FIELDS, &req.data)?;
+            let mut config = SyncConfig::load(tx)?;
+            if let Some(d) = fields.bool("disabled") {
+                config.disabled = d;
+            }
+            if let Some(q) = fields.int("queue_capacity") {
+                if q < 1 {
+                    return Err(ApiError::bad_request(format!(
+                        "queue_capacity must be a positive number of operations, got {q}"
+                    )));
+                }
+                config.queue_capacity = q;
+            }
+            tx.put_json(keys::CONFIG, &config)?;
+            Ok(reply(&config)?.with_warning(fields.unknown_warning()))
+        }
+        Operation::Delete => {
+            tx.delete(keys::CONFIG);
+            reply(&SyncConfig::default())
+        }
+        Operation::List => Err(ApiError::UnsupportedOperation),
+    }
+}
