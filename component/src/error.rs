@@ -11,6 +11,8 @@ pub enum ApiError {
     BadRequest(String),
     /// 403 `permission denied`.
     PermissionDenied,
+    /// 403 with a specific message (e.g. the secret-read check of `associations/set`).
+    Forbidden(String),
     /// 404 with an empty `errors` list: the object or list does not exist.
     NotFound,
     /// 404: no mount serves this path.
@@ -37,7 +39,7 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             ApiError::BadRequest(_) => 400,
-            ApiError::PermissionDenied => 403,
+            ApiError::PermissionDenied | ApiError::Forbidden(_) => 403,
             ApiError::NotFound | ApiError::NoHandler(_) | ApiError::UnsupportedPath => 404,
             ApiError::UnsupportedOperation => 405,
             ApiError::UnsupportedMediaType(_) => 415,
@@ -49,7 +51,7 @@ impl ApiError {
     /// The strings of the `errors` array.
     pub fn messages(&self) -> Vec<String> {
         match self {
-            ApiError::BadRequest(m) => vec![m.clone()],
+            ApiError::BadRequest(m) | ApiError::Forbidden(m) => vec![m.clone()],
             ApiError::PermissionDenied => vec!["permission denied".to_string()],
             ApiError::NotFound => vec![],
             ApiError::NoHandler(path) => {

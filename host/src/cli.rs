@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::auth::TokenStore;
 use crate::config::{Config, Listener};
+use crate::connectors::Connectors;
 use crate::http::{self, AppState, DEFAULT_MAX_REQUEST_SIZE, ROOT_TENANT};
 use crate::runtime::{self, Limits, Runtime};
 use crate::storage::{Barrier, EncryptionKey, RedbBackend, SharedBackend, TenantStorage};
@@ -243,9 +244,16 @@ async fn mount_dev_kv(
     Ok(())
 }
 
+/// The engine runtime with every registered destination connector.
 fn load_runtime(limits: Limits, cache_dir: Option<PathBuf>) -> anyhow::Result<Runtime> {
     let cache_dir = cache_dir.or_else(runtime::default_cache_dir);
-    Runtime::new(runtime::ENGINE_COMPONENT, limits, cache_dir.as_deref())
+    let connectors = Arc::new(Connectors::new());
+    Runtime::new(
+        runtime::ENGINE_COMPONENT,
+        limits,
+        connectors,
+        cache_dir.as_deref(),
+    )
 }
 
 fn load_key(config: &Config) -> anyhow::Result<EncryptionKey> {

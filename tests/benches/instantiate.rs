@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kvsync::connectors::Connectors;
 use kvsync::runtime::{self, Caller, Limits, Runtime};
 use kvsync::storage::{Barrier, EncryptionKey, RedbBackend, SharedBackend, TenantStorage};
 
@@ -45,16 +46,31 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let backend: SharedBackend = Arc::new(Barrier::new(
             RedbBackend::in_memory().unwrap(),
             EncryptionKey::generate().unwrap(),
         ));
         let t = Instant::now();
-        let engine = Runtime::new(runtime::ENGINE_COMPONENT, Limits::default(), None).unwrap();
+        let engine = Runtime::new(
+            runtime::ENGINE_COMPONENT,
+            Limits::default(),
+            Arc::new(Connectors::new()),
+            None,
+        )
+        .unwrap();
         let compile_engine = t.elapsed();
-        let minimal = Runtime::new(MINIMAL, Limits::default(), None).unwrap();
+        let minimal = Runtime::new(
+            MINIMAL,
+            Limits::default(),
+            Arc::new(Connectors::new()),
+            None,
+        )
+        .unwrap();
         let (mut real, mut small) = (Vec::new(), Vec::new());
         // Warm-up, then interleaved rounds so both see the same machine state.
         round(&engine, &backend, "sys/health").await;
@@ -64,7 +80,10 @@ fn main() {
             small.push(round(&minimal, &backend, "ok").await);
         }
         let (real, small) = (median(real), median(small));
-        println!("engine component: {} bytes, compiled in {compile_engine:?}", runtime::ENGINE_COMPONENT.len());
+        println!(
+            "engine component: {} bytes, compiled in {compile_engine:?}",
+            runtime::ENGINE_COMPONENT.len()
+        );
         println!("minimal component: {} bytes", MINIMAL.len());
         println!("per request (new Store + instantiate + handle), median of {ROUNDS} x {CALLS}:");
         println!("  engine  GET sys/health : {real:?}");

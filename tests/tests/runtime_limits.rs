@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kvsync::connectors::Connectors;
 use kvsync::runtime::{self, CallError, Caller, Limits, Runtime};
 use kvsync::storage::{
     Backend, Barrier, Condition, EncryptionKey, Entry, Op, Page, RedbBackend, SharedBackend,
@@ -20,6 +21,11 @@ fn limits(cpu_ms: u64) -> Limits {
         memory_bytes: 32 << 20,
         max_concurrent_instances: 16,
     }
+}
+
+/// A runtime with the build's connectors.
+fn load(wasm: &[u8], limits: Limits, cache_dir: Option<&std::path::Path>) -> Runtime {
+    Runtime::new(wasm, limits, Arc::new(Connectors::new()), cache_dir).unwrap()
 }
 
 fn memory_backend() -> SharedBackend {
@@ -50,7 +56,7 @@ async fn call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runaway_loop_is_interrupted_while_other_calls_succeed() {
-    let rt = Runtime::new(RUNAWAY, limits(300), None).unwrap();
+    let rt = load(RUNAWAY, limits(300), None);
     let backend = memory_backend();
     let started = Instant::now();
     let spinning = {
@@ -76,7 +82,7 @@ async fn runaway_loop_is_interrupted_while_other_calls_succeed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runaway_loops_do_not_block_a_single_worker() {
-    let rt = Runtime::new(RUNAWAY, limits(400), None).unwrap();
+    let rt = load(RUNAWAY, limits(400), None);
     let backend = memory_backend();
     let loops: Vec<_> = (0..2)
         .map(|_| {
@@ -103,7 +109,7 @@ async fn two_runaway_loops_do_not_block_a_single_worker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unbounded_allocation_hits_the_memory_cap() {
-    let rt = Runtime::new(RUNAWAY, limits(5_000), None).unwrap();
+    let rt = load(RUNAWAY, limits(5_000), None);
     let backend = memory_backend();
     let outcome = call(&rt, &backend, "alloc").await;
     assert!(
@@ -115,7 +121,7 @@ async fn unbounded_allocation_hits_the_memory_cap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_trap_is_reported_and_the_runtime_keeps_serving() {
-    let rt = Runtime::new(RUNAWAY, limits(5_000), None).unwrap();
+    let rt = load(RUNAWAY, limits(5_000), None);
     let backend = memory_backend();
     let outcome = call(&rt, &backend, "trap").await;
     assert!(matches!(outcome, Err(CallError::Trap(_))), "{outcome:?}");
@@ -155,13 +161,13 @@ async fn time_in_host_calls_is_not_charged_to_the_guest() {
         delay: Duration::from_millis(250),
     });
     // The real engine: `sys/mounts` reads the mount table through the host.
-    let rt = Runtime::new(runtime::ENGINE_COMPONENT, limits(100), None).unwrap();
+    let rt = load(runtime::ENGINE_COMPONENT, limits(100), None);
     let t = Instant::now();
     let resp = call(&rt, &slow, "sys/mounts").await.unwrap();
     assert!(t.elapsed() >= Duration::from_millis(250));
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
     // And the test guest's single storage read, slower than its budget.
-    let rt = Runtime::new(RUNAWAY, limits(100), None).unwrap();
+    let rt = load(RUNAWAY, limits(100), None);
     assert_eq!(call(&rt, &slow, "storage").await.unwrap().status, 200);
 }
 
@@ -170,12 +176,12 @@ async fn compiled_component_is_cached_on_disk() {
     let dir = std::env::temp_dir().join(format!("kvsync-cache-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let first = Instant::now();
-    Runtime::new(RUNAWAY, limits(100), Some(&dir)).unwrap();
+    load(RUNAWAY, limits(100), Some(&dir));
     let cold = first.elapsed();
     let files: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
     assert_eq!(files.len(), 1, "one cached artifact");
     let second = Instant::now();
-    let rt = Runtime::new(RUNAWAY, limits(100), Some(&dir)).unwrap();
+    let rt = load(RUNAWAY, limits(100), Some(&dir));
     let warm = second.elapsed();
     assert_eq!(
         call(&rt, &memory_backend(), "ok").await.unwrap().status,
@@ -189,7 +195,7 @@ async fn compiled_component_is_cached_on_disk() {
 async fn a_full_instance_pool_answers_busy_not_a_trap() {
     let mut one_slot = limits(300);
     one_slot.max_concurrent_instances = 1;
-    let rt = Runtime::new(RUNAWAY, one_slot, None).unwrap();
+    let rt = load(RUNAWAY, one_slot, None);
     let backend = memory_backend();
     let spinning = {
         let (rt, backend) = (rt.clone(), backend.clone());
@@ -198,6 +204,9 @@ async fn a_full_instance_pool_answers_busy_not_a_trap() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let outcome = call(&rt, &backend, "ok").await;
     assert!(matches!(outcome, Err(CallError::Busy)), "{outcome:?}");
-    assert!(matches!(spinning.await.unwrap(), Err(CallError::LimitExceeded(_))));
+    assert!(matches!(
+        spinning.await.unwrap(),
+        Err(CallError::LimitExceeded(_))
+    ));
     assert_eq!(call(&rt, &backend, "ok").await.unwrap().status, 200);
 }

@@ -125,6 +125,11 @@ impl MountTable {
     }
 }
 
+/// Whether `path` (normalised) belongs to the server itself (`sys/`, `auth/`, ...).
+pub fn is_reserved(path: &str) -> bool {
+    RESERVED.iter().any(|r| path.starts_with(r))
+}
+
 /// `a/b`, `/a/b/` → `a/b/`.
 pub fn normalize_path(path: &str) -> String {
     format!("{}/", path.trim_matches('/'))
@@ -184,7 +189,7 @@ fn enable(tx: &mut Tx, req: &LogicalRequest, path: String) -> ApiResult<Reply> {
     if path == "/" {
         return Err(ApiError::bad_request("a mount path is required"));
     }
-    if RESERVED.iter().any(|r| path.starts_with(r)) {
+    if is_reserved(&path) {
         return Err(ApiError::bad_request(format!(
             "cannot mount at \"{path}\": the path is reserved"
         )));
@@ -283,7 +288,7 @@ fn ttl(v: Option<&Value>) -> ApiResult<i64> {
 const UNMOUNT_BATCH: usize = 500;
 
 fn disable(tx: &mut Tx, path: String) -> ApiResult<Reply> {
-    if RESERVED.iter().any(|r| path.starts_with(r)) {
+    if is_reserved(&path) {
         return Err(ApiError::bad_request(format!("cannot unmount \"{path}\"")));
     }
     let mut table = MountTable::load(tx)?;

@@ -1,6 +1,11 @@
 //! Identity: tokens are the host's business. The engine only ever receives the
 //! resolved caller. Tokens are stored hashed (SHA-256 of a 144-bit random
 //! secret), under host-only keys that no tenant's storage view can reach.
+//! What a caller may do is decided in one place, [`allowed`].
+
+mod acl;
+
+pub use acl::{ROOT_POLICY, allowed};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -80,7 +85,7 @@ impl TokenStore {
         let entry = TokenEntry {
             accessor: accessor.clone(),
             display_name: "root".to_string(),
-            policies: vec!["root".to_string()],
+            policies: vec![ROOT_POLICY.to_string()],
             path: "auth/token/root".to_string(),
             creation_time: now,
         };

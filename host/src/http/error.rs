@@ -81,10 +81,16 @@ mod tests {
         assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
         let trap = HostError::Call(CallError::Trap("wasm backtrace: secret detail".into()));
         assert_eq!(trap.messages(), vec!["internal error".to_string()]);
-        assert_eq!(trap.into_response().status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            trap.into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
         let big = HostError::PayloadTooLarge(10).into_response();
         assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(big.headers()[header::CACHE_CONTROL], "no-store");
-        assert_eq!(HostError::PermissionDenied.messages(), vec!["permission denied".to_string()]);
+        assert_eq!(
+            HostError::PermissionDenied.messages(),
+            vec!["permission denied".to_string()]
+        );
     }
 }

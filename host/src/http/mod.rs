@@ -29,11 +29,14 @@ use crate::storage::{SharedBackend, TenantStorage};
 /// Vault's default `max_request_size`: 32 MiB.
 pub const DEFAULT_MAX_REQUEST_SIZE: usize = 32 << 20;
 
+/// How much of a rejected request's body is still read (keep-alive).
+const DRAIN_ON_REJECT: usize = 64 << 10;
+
 /// The tenant of the root namespace.
 pub const ROOT_TENANT: &str = "root";
 
 /// Paths Vault serves without a token.
-const UNAUTHENTICATED: &[&str] = &["sys/health"];
+const UNAUTHENTICATED: &[&str] = &["sys/health", "sys/activation-flags"];
 
 pub struct AppState {
     pub runtime: Runtime,
@@ -180,6 +183,11 @@ async fn respond(
     };
     let open = UNAUTHENTICATED.contains(&path.trim_matches('/'));
     if caller.is_none() && !open {
+        // Read a small body anyway so the connection stays usable for the
+        // client's next request; a larger one is not worth reading for a 403.
+        let _ = Limited::new(req.into_body(), DRAIN_ON_REJECT)
+            .collect()
+            .await;
         return Err(HostError::PermissionDenied);
     }
 

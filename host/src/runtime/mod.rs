@@ -4,10 +4,15 @@
 //!
 //! Limits per call: a memory cap (growing past it traps) and a CPU deadline that
 //! counts the guest's own running time only: time spent in host calls (storage
-//! today, provider calls later) is measured and not charged (see [`limits`]).
+//! and provider calls) is measured and not charged (see [`limits`]).
+//!
+//! Imports: `storage` (the tenant's [`TenantStorage`]), `connector` (the shared
+//! [`Connectors`] registry) and `authz` (the request's caller, decided by
+//! [`crate::auth::allowed`]).
 
 mod bindings;
 mod cache;
+mod connector;
 pub use cache::default_cache_dir;
 pub mod limits;
 mod state;
@@ -19,6 +24,7 @@ use anyhow::Context as _;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
+use crate::connectors::Connectors;
 use crate::storage::TenantStorage;
 use bindings::kvsync::engine::types;
 pub use limits::Limits;
@@ -46,6 +52,7 @@ pub struct Runtime {
     engine: Engine,
     pre: bindings::EnginePre<State>,
     limits: Limits,
+    connectors: Arc<Connectors>,
     _ticker: Arc<limits::EpochTicker>,
 }
 
@@ -54,10 +61,12 @@ pub static ENGINE_COMPONENT: &[u8] = include_bytes!(env!("COMPONENT_WASM"));
 
 impl Runtime {
     /// Loads `wasm` (normally [`ENGINE_COMPONENT`]), using the machine-code cache
-    /// in `cache_dir` when given.
+    /// in `cache_dir` when given. Every call reaches destinations through
+    /// `connectors`.
     pub fn new(
         wasm: &[u8],
         limits: Limits,
+        connectors: Arc<Connectors>,
         cache_dir: Option<&std::path::Path>,
     ) -> anyhow::Result<Self> {
         let engine = Engine::new(&engine_config(&limits))
@@ -67,7 +76,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
         bindings::Engine::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| anyhow::anyhow!("cannot link the storage import: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("cannot link the engine's imports: {e}"))?;
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| anyhow::anyhow!("the component does not match the host: {e}"))?;
@@ -77,6 +86,7 @@ impl Runtime {
             engine,
             pre,
             limits,
+            connectors,
             _ticker: ticker,
         })
     }
@@ -85,13 +95,25 @@ impl Runtime {
         &self.engine
     }
 
-    /// Runs one API request in a fresh instance against `storage`.
+    /// The destination connectors shared by every call (and their metrics).
+    pub fn connectors(&self) -> &Arc<Connectors> {
+        &self.connectors
+    }
+
+    /// Runs one API request in a fresh instance against `storage`, on behalf of
+    /// `req.caller` (what the `authz` import answers for).
     pub async fn handle(
         &self,
         storage: TenantStorage,
         req: Request,
     ) -> Result<Response, CallError> {
-        let mut store = Store::new(&self.engine, State::new(storage, &self.limits));
+        let state = State::new(
+            storage,
+            self.connectors.clone(),
+            req.caller.clone(),
+            &self.limits,
+        );
+        let mut store = Store::new(&self.engine, state);
         limits::arm(&mut store, &self.limits);
         let instance = match self.pre.instantiate_async(&mut store).await {
             Ok(i) => i,

@@ -1,30 +1,44 @@
-//! The per-call store state and the host side of the `storage` import.
+//! The per-call store state and the host side of the `storage` and `authz`
+//! imports (the `connector` import is in [`super::connector`]).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::kvsync::engine::storage as wit;
+use super::bindings::kvsync::engine::types::Caller;
 use super::limits::{CpuMeter, Limits, MemoryLimiter};
+use crate::connectors::Connectors;
 use crate::storage::{self, StorageError, TenantStorage};
 
 pub struct State {
     wasi: WasiCtx,
     table: ResourceTable,
     storage: TenantStorage,
+    pub connectors: Arc<Connectors>,
+    /// Who made the request being handled (`None`: an unauthenticated path).
+    pub caller: Option<Caller>,
     pub cpu: CpuMeter,
     pub memory: MemoryLimiter,
 }
 
 impl State {
-    pub fn new(storage: TenantStorage, limits: &Limits) -> Self {
+    pub fn new(
+        storage: TenantStorage,
+        connectors: Arc<Connectors>,
+        caller: Option<Caller>,
+        limits: &Limits,
+    ) -> Self {
         State {
             // The guest sees no environment, arguments, files or sockets; its
             // stderr (error lines, never request data) goes to the server log.
             wasi: WasiCtx::builder().inherit_stderr().build(),
             table: ResourceTable::new(),
             storage,
+            connectors,
+            caller,
             cpu: CpuMeter::new(limits.cpu),
             memory: MemoryLimiter::new(limits.memory_bytes),
         }
@@ -45,6 +59,16 @@ impl WasiView for State {
 }
 
 impl super::bindings::kvsync::engine::types::Host for State {}
+
+impl super::bindings::kvsync::engine::authz::Host for State {
+    async fn allowed(&mut self, capability: String, path: String) -> wasmtime::Result<bool> {
+        Ok(crate::auth::allowed(
+            self.caller.as_ref(),
+            &capability,
+            &path,
+        ))
+    }
+}
 
 fn to_wit(e: StorageError) -> wit::StorageError {
     match e {

@@ -1,19 +1,39 @@
-//! PLACEHOLDER for the destination types and endpoints (being written). The
-//! public items below are the contract other modules rely on.
+//! Secrets Sync destinations: the types (one module each, declared as data in
+//! a [`DestinationType`]), the stored [`Destination`] record and the
+//! `sys/sync/destinations` endpoints (read, create/update, patch, delete with
+//! purge/force, lists, and kvsync's `in-mem/:name/objects`).
+
+pub mod aws_sm;
+pub mod azure_kv;
+pub mod gcp_sm;
+pub mod gh;
+pub mod in_mem;
+pub mod networking;
+pub mod schema;
+pub mod vercel_project;
+
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
-use crate::api::{LogicalRequest, Reply};
+use crate::api::{LogicalRequest, Operation, Reply};
 use crate::connector::DestinationRef;
 use crate::env::Env;
 use crate::error::{ApiError, ApiResult};
+use crate::framework::{self, Field, FieldType, Fields};
 use crate::storage::Tx;
+use crate::sync::associations;
 use crate::sync::keys;
-use crate::sync::names::{NameRule, normalize};
-use crate::time::Nanos;
+use crate::sync::names::{NameRule, Template};
+use crate::time::{self, Nanos};
+
+pub use in_mem::TYPE as IN_MEM;
+pub use networking::Networking;
+use schema::{Details, FieldSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -29,14 +49,12 @@ impl Granularity {
             Granularity::SecretKey => "secret-key",
         }
     }
-}
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Networking {
-    pub allowed_ipv4_addresses: Vec<String>,
-    pub allowed_ipv6_addresses: Vec<String>,
-    pub allowed_ports: Vec<u16>,
-    pub disable_strict_networking: bool,
+    pub fn parse(s: &str) -> Option<Self> {
+        [Granularity::SecretPath, Granularity::SecretKey]
+            .into_iter()
+            .find(|g| g.as_str() == s)
+    }
 }
 
 /// A stored destination. Credentials are kept in clear here (the storage
@@ -46,7 +64,7 @@ pub struct Destination {
     #[serde(rename = "type")]
     pub kind: String,
     pub name: String,
-    /// Type-specific fields, coerced and validated.
+    /// Type-specific fields, coerced and validated; unset fields are absent.
     pub connection_details: Map<String, Value>,
     pub granularity: Granularity,
     /// `None`: the type's default template.
@@ -68,41 +86,62 @@ impl std::fmt::Debug for Destination {
     }
 }
 
+/// Cross-field rules of a type: the merged details, and the stored ones on update.
+pub type Rules = fn(&mut Tx, &Details, Option<&Details>) -> ApiResult<()>;
+
 /// One destination type, declared as data.
 pub struct DestinationType {
     pub kind: &'static str,
     pub default_granularity: Granularity,
-    /// Default templates for `secret-path` and `secret-key`.
+    /// Default templates for `secret-path` and `secret-key` (decision 3).
     pub default_template_path: &'static str,
     pub default_template_key: &'static str,
     pub name_rule: &'static NameRule,
     /// Cloud types take `custom_tags` and write tags.
     pub cloud: bool,
+    /// The `connection_details` fields, in the order reads show them.
+    pub fields: &'static [FieldSpec],
+    /// Rules spanning fields: mutually exclusive, required together, conditional.
+    pub rules: Rules,
 }
 
-pub const IN_MEM: DestinationType = DestinationType {
-    kind: "in-mem",
-    default_granularity: Granularity::SecretPath,
-    default_template_path: "vault/{{ .MountAccessor }}/{{ .SecretPath }}",
-    default_template_key: "vault/{{ .MountAccessor }}/{{ .SecretPath }}/{{ .SecretKey }}",
-    name_rule: &normalize::IN_MEM,
-    cloud: false,
-};
-
 /// Every destination type kvsync knows.
-pub const TYPES: &[&DestinationType] = &[&IN_MEM];
+pub const TYPES: &[&DestinationType] = &[
+    &aws_sm::TYPE,
+    &azure_kv::TYPE,
+    &gcp_sm::TYPE,
+    &gh::TYPE,
+    &vercel_project::TYPE,
+    &in_mem::TYPE,
+];
 
 pub fn type_of(kind: &str) -> Option<&'static DestinationType> {
     TYPES.iter().copied().find(|t| t.kind == kind)
 }
 
+fn known_type(kind: &str) -> ApiResult<&'static DestinationType> {
+    type_of(kind).ok_or_else(|| ApiError::bad_request(format!("unknown destination type {kind:?}")))
+}
+
+/// `[A-Za-z0-9._-]+`, not ending with `.` (Vault path parameters cannot).
+fn check_name(name: &str) -> ApiResult<()> {
+    let valid = !name.is_empty()
+        && !name.ends_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid destination name {name:?}: use letters, digits, '.', '_' and '-', and do not end with '.'"
+        )))
+    }
+}
+
 impl Destination {
     pub fn load(tx: &mut Tx, kind: &str, name: &str) -> ApiResult<Option<Destination>> {
-        if type_of(kind).is_none() {
-            return Err(ApiError::bad_request(format!(
-                "unknown destination type {kind:?}"
-            )));
-        }
+        known_type(kind)?;
         tx.get_json(&keys::destination(kind, name))
     }
 
@@ -129,7 +168,7 @@ impl Destination {
         .to_string())
     }
 
-    /// What the connector needs: connection details and networking as JSON.
+    /// What the connector needs: connection details (in clear) and networking as JSON.
     pub fn connector_ref(&self) -> DestinationRef {
         let mut config = self.connection_details.clone();
         if let Ok(Value::Object(net)) = serde_json::to_value(&self.networking) {
@@ -144,7 +183,7 @@ impl Destination {
 
     /// Tags for external objects: `hashicorp:vault` plus `custom_tags` on cloud types.
     pub fn tags(&self) -> Vec<(String, String)> {
-        let mut tags = vec![("hashicorp:vault".to_string(), String::new())];
+        let mut tags = vec![(BUILTIN_TAG.to_string(), String::new())];
         if type_of(&self.kind).is_some_and(|t| t.cloud) {
             tags.extend(self.custom_tags.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
@@ -158,30 +197,355 @@ impl Destination {
             .apply(rendered)
             .map_err(ApiError::BadRequest)
     }
+
+    fn new(spec: &DestinationType, name: &str) -> Self {
+        Destination {
+            kind: spec.kind.to_string(),
+            name: name.to_string(),
+            connection_details: Map::new(),
+            granularity: spec.default_granularity,
+            secret_name_template: None,
+            custom_tags: BTreeMap::new(),
+            networking: Networking::default(),
+            purge_initiated_at: None,
+            purge_error: None,
+        }
+    }
+
+    /// The `data` of a read: masked details, networking, options, purge state.
+    pub fn body(&self) -> ApiResult<Value> {
+        let spec = self.spec()?;
+        let mut details = schema::render(spec.fields, &self.connection_details);
+        self.networking.render(&mut details);
+        let mut options = json!({
+            "granularity_level": self.granularity.as_str(),
+            "secret_name_template": self.template()?,
+        });
+        if spec.cloud {
+            options["custom_tags"] = json!(self.custom_tags);
+        }
+        let mut data = json!({
+            "name": self.name,
+            "type": self.kind,
+            "connection_details": details,
+            "options": options,
+        });
+        if let Some(at) = self.purge_initiated_at {
+            data["purge_initiated_at"] = json!(time::rfc3339(at));
+        }
+        if let Some(e) = &self.purge_error {
+            data["purge_error"] = json!(e);
+        }
+        Ok(data)
+    }
 }
 
-/// `LIST sys/sync/destinations`.
-pub fn list_all(_tx: &mut Tx, _req: &LogicalRequest) -> ApiResult<Reply> {
-    Err(ApiError::UnsupportedPath)
+/// The tag every external object carries (§5.5).
+pub const BUILTIN_TAG: &str = "hashicorp:vault";
+
+/// Request fields every type takes, besides its own.
+const COMMON: &[Field] = &[
+    Field::new("granularity", FieldType::String),
+    Field::new("secret_name_template", FieldType::String),
+];
+
+/// Request fields of the cloud types (`tags_to_remove` is used by PATCH only).
+const CLOUD: &[Field] = &[
+    Field::new("custom_tags", FieldType::KvPairs),
+    Field::new("tags_to_remove", FieldType::CommaStringSlice),
+];
+
+const DELETE_FIELDS: &[Field] = &[
+    Field::new("purge", FieldType::Bool),
+    Field::new("force_delete", FieldType::Bool),
+];
+
+fn request_schema(spec: &DestinationType) -> Vec<Field> {
+    let own = spec.fields.iter().map(|f| Field::new(f.name, f.ty));
+    let cloud = if spec.cloud { CLOUD } else { &[] };
+    own.chain(COMMON.iter().copied())
+        .chain(networking::FIELDS.iter().copied())
+        .chain(cloud.iter().copied())
+        .collect()
+}
+
+/// `LIST sys/sync/destinations`: bare type names (decision 16).
+pub fn list_all(tx: &mut Tx, req: &LogicalRequest) -> ApiResult<Reply> {
+    if req.operation != Operation::List {
+        return Err(ApiError::UnsupportedOperation);
+    }
+    let mut by_type: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for key in tx.list(keys::DESTINATIONS, None)? {
+        if let Some((kind, name)) = key.split_once('/') {
+            by_type
+                .entry(kind.to_string())
+                .or_default()
+                .push(name.to_string());
+        }
+    }
+    if by_type.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    by_type.values_mut().for_each(|names| names.sort());
+    let total: usize = by_type.values().map(Vec::len).sum();
+    Ok(Reply::data(json!({
+        "keys": by_type.keys().collect::<Vec<_>>(),
+        "key_info": by_type,
+        "total_destinations": total,
+    })))
 }
 
 /// `LIST sys/sync/destinations/:type`.
-pub fn list_type(_tx: &mut Tx, _req: &LogicalRequest, _kind: &str) -> ApiResult<Reply> {
-    Err(ApiError::UnsupportedPath)
+pub fn list_type(tx: &mut Tx, req: &LogicalRequest, kind: &str) -> ApiResult<Reply> {
+    known_type(kind)?;
+    if req.operation != Operation::List {
+        return Err(ApiError::UnsupportedOperation);
+    }
+    let mut names: Vec<String> = tx
+        .list(&keys::destination(kind, ""), None)?
+        .into_iter()
+        .filter(|n| !n.contains('/'))
+        .collect();
+    if names.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    names.sort();
+    Ok(Reply::data(
+        json!({ "keys": names, "total_destinations": names.len() }),
+    ))
 }
 
 /// `sys/sync/destinations/:type/:name`: read, write, patch, delete.
 pub fn handle(
-    _tx: &mut Tx,
-    _env: &Env,
-    _req: &LogicalRequest,
-    _kind: &str,
-    _name: &str,
+    tx: &mut Tx,
+    env: &Env,
+    req: &LogicalRequest,
+    kind: &str,
+    name: &str,
 ) -> ApiResult<Reply> {
-    Err(ApiError::UnsupportedPath)
+    let spec = known_type(kind)?;
+    check_name(name)?;
+    match req.operation {
+        Operation::Read => {
+            let dest = Destination::load(tx, kind, name)?.ok_or(ApiError::NotFound)?;
+            Ok(Reply::data(dest.body()?))
+        }
+        Operation::Write => write(tx, spec, req, name, false),
+        Operation::Patch => write(tx, spec, req, name, true),
+        Operation::Delete => delete(tx, env, req, spec, name),
+        Operation::List => Err(ApiError::UnsupportedOperation),
+    }
 }
 
-/// `GET sys/sync/destinations/in-mem/:name/objects` (kvsync extension).
-pub fn objects(_tx: &mut Tx, _env: &Env, _kind: &str, _name: &str) -> ApiResult<Reply> {
-    Err(ApiError::UnsupportedPath)
+/// Create or update (POST/PUT), or PATCH; both merge into the stored record.
+fn write(
+    tx: &mut Tx,
+    spec: &DestinationType,
+    req: &LogicalRequest,
+    name: &str,
+    patch: bool,
+) -> ApiResult<Reply> {
+    let schema = request_schema(spec);
+    let (data, null_tags) = resolve_nulls(&req.data, &schema);
+    let fields = framework::parse(&schema, &data)?;
+    let old = Destination::load(tx, spec.kind, name)?;
+    if let Some(old) = &old
+        && old.purge_initiated_at.is_some()
+    {
+        return Err(ApiError::bad_request(format!(
+            "destination {}/{name} is being purged and cannot be changed; delete it again with purge=true to retry",
+            spec.kind
+        )));
+    }
+    if patch && old.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    // `tags_to_remove` (and merge-patch's `null` tags) are for PATCH only.
+    let removed = patch.then(|| {
+        let mut keys = fields.strings("tags_to_remove").unwrap_or_default();
+        keys.extend(null_tags);
+        keys
+    });
+    let dest = merge(tx, spec, name, old.as_ref(), &fields, removed)?;
+    dest.save(tx)?;
+    Ok(Reply::data(dest.body()?).with_warning(fields.unknown_warning()))
 }
+
+/// Vault's field parser turns an explicit `null` into the field's zero value,
+/// which clears the field here. Tags set to `null` inside `custom_tags` are
+/// taken out of the map and returned: a PATCH removes them, as JSON merge-patch does.
+fn resolve_nulls(data: &Map<String, Value>, schema: &[Field]) -> (Map<String, Value>, Vec<String>) {
+    let mut null_tags = Vec::new();
+    let resolved = data
+        .iter()
+        .map(|(key, value)| {
+            let field = schema.iter().find(|f| f.name == key);
+            let value = match (value, field.map(|f| f.ty)) {
+                (Value::Null, Some(ty)) => zero(ty),
+                (Value::Object(tags), Some(FieldType::KvPairs)) if key == "custom_tags" => {
+                    let (nulls, kept): (Map<_, _>, Map<_, _>) =
+                        tags.clone().into_iter().partition(|(_, v)| v.is_null());
+                    null_tags.extend(nulls.into_iter().map(|(k, _)| k));
+                    Value::Object(kept)
+                }
+                _ => value.clone(),
+            };
+            (key.clone(), value)
+        })
+        .collect();
+    (resolved, null_tags)
+}
+
+fn zero(ty: FieldType) -> Value {
+    match ty {
+        FieldType::Bool => Value::Bool(false),
+        FieldType::Int | FieldType::Duration => Value::from(0),
+        FieldType::String => Value::from(""),
+        FieldType::CommaStringSlice | FieldType::CommaIntSlice => Value::Array(Vec::new()),
+        FieldType::KvPairs | FieldType::Map => Value::Object(Map::new()),
+    }
+}
+
+/// The record after applying the request to the stored one (`old`; `None` on
+/// create). `tags_removed` is `Some` for a PATCH, which merges `custom_tags`
+/// into the stored map, then removes these keys; a POST replaces the map.
+fn merge(
+    tx: &mut Tx,
+    spec: &DestinationType,
+    name: &str,
+    old: Option<&Destination>,
+    fields: &Fields,
+    tags_removed: Option<Vec<String>>,
+) -> ApiResult<Destination> {
+    let old_details = old.map(|d| &d.connection_details);
+    let details = schema::merge(spec.fields, fields, old_details)?;
+    (spec.rules)(tx, &Details(&details), old_details.map(Details).as_ref())?;
+    let mut dest = old.cloned().unwrap_or_else(|| Destination::new(spec, name));
+    dest.connection_details = details;
+    if let Some(g) = fields.string("granularity") {
+        dest.granularity = match g {
+            "" => spec.default_granularity,
+            g => Granularity::parse(g).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "invalid granularity {g:?}: use secret-path or secret-key"
+                ))
+            })?,
+        };
+    }
+    if let Some(t) = fields.string("secret_name_template") {
+        dest.secret_name_template = Some(t.to_string()).filter(|t| !t.is_empty());
+    }
+    check_template(&dest)?;
+    dest.networking.apply(fields)?;
+    if spec.cloud {
+        if let Some(tags) = fields.string_map("custom_tags") {
+            if let Some(key) = tags.keys().find(|k| k.is_empty() || *k == BUILTIN_TAG) {
+                return Err(ApiError::bad_request(format!(
+                    "custom_tags: invalid tag key {key:?}: keys must not be empty or {BUILTIN_TAG}"
+                )));
+            }
+            if tags_removed.is_some() {
+                dest.custom_tags.extend(tags);
+            } else {
+                dest.custom_tags = tags;
+            }
+        }
+        for key in tags_removed.unwrap_or_default() {
+            dest.custom_tags.remove(&key);
+        }
+    }
+    Ok(dest)
+}
+
+/// A custom template must parse, and refer to `.SecretKey` exactly when the
+/// granularity is `secret-key` (the key exists only then).
+fn check_template(dest: &Destination) -> ApiResult<()> {
+    let Some(source) = &dest.secret_name_template else {
+        return Ok(());
+    };
+    let template = Template::parse(source)
+        .map_err(|e| ApiError::bad_request(format!("secret_name_template is invalid: {e}")))?;
+    match (dest.granularity, template.uses("SecretKey")) {
+        (Granularity::SecretKey, false) => Err(ApiError::bad_request(
+            "secret name template is invalid: external name template should contain reference to the secret key \
+             (secret_name_template must use {{ .SecretKey }} with granularity secret-key)",
+        )),
+        (Granularity::SecretPath, true) => Err(ApiError::bad_request(
+            "secret_name_template is invalid: .SecretKey is only defined with granularity secret-key",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `DELETE ...?purge=&force_delete=` (§4.5).
+fn delete(
+    tx: &mut Tx,
+    env: &Env,
+    req: &LogicalRequest,
+    spec: &DestinationType,
+    name: &str,
+) -> ApiResult<Reply> {
+    let fields = framework::parse(DELETE_FIELDS, &req.data)?;
+    let warning = fields.unknown_warning();
+    let done = || Ok(Reply::no_content().with_warning(warning.clone()));
+    let Some(mut dest) = Destination::load(tx, spec.kind, name)? else {
+        return done();
+    };
+    let purge = fields.bool("purge").unwrap_or(false);
+    let force = fields.bool("force_delete").unwrap_or(false);
+    if associations::has_any(tx, spec.kind, name)? {
+        if !purge && !force {
+            return Err(ApiError::bad_request(format!(
+                "destination {}/{name} still has associations; retry with purge=true",
+                spec.kind
+            )));
+        }
+        let mut failure = None;
+        if purge {
+            dest.purge_initiated_at = Some(time::now());
+            dest.purge_error = None;
+            dest.save(tx)?;
+            failure = associations::unsync_all(tx, env, &dest)?.err();
+        }
+        match failure {
+            // force_delete: whatever could not be unsynced is orphaned.
+            _ if force => associations::drop_all(tx, &dest)?,
+            Some(msg) => {
+                dest.purge_error = Some(msg);
+                dest.save(tx)?;
+                return done();
+            }
+            None => {}
+        }
+    }
+    tx.delete(keys::destination(spec.kind, name));
+    done()
+}
+
+/// `GET sys/sync/destinations/in-mem/:name/objects` (kvsync extension): the
+/// external objects as the connector holds them.
+pub fn objects(tx: &mut Tx, env: &Env, kind: &str, name: &str) -> ApiResult<Reply> {
+    check_name(name)?;
+    let dest = Destination::load(tx, kind, name)?.ok_or(ApiError::NotFound)?;
+    let found = env.connector.inspect(&dest.connector_ref()).map_err(|e| {
+        ApiError::bad_request(format!(
+            "cannot list the objects of destination {kind}/{name}: {}",
+            e.message()
+        ))
+    })?;
+    let objects: Map<String, Value> = found
+        .into_iter()
+        .map(|s| {
+            let tags: Map<String, Value> = s
+                .tags
+                .into_iter()
+                .map(|(k, v)| (k, Value::from(v)))
+                .collect();
+            (s.name, json!({ "value": s.value, "tags": tags }))
+        })
+        .collect();
+    Ok(Reply::data(json!({ "objects": objects })))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,322 @@
+//! "Sync this association now": compute the external objects an association
+//! should produce from the current KV data, and converge the destination to
+//! them (push what should exist, delete what should not). `set`, `remove` and
+//! purges use it today; re-syncs on KV writes (the outbox) will too.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+
+use crate::connector::ExternalSecret;
+use crate::env::Env;
+use crate::error::{ApiError, ApiResult};
+use crate::storage::Tx;
+use crate::sync::destinations::{Destination, Granularity};
+use crate::sync::names::{Template, TemplateContext};
+use crate::sync::status::SyncStatus;
+use crate::time::{self, Nanos};
+
+use super::record::{self, Association, Row};
+
+/// The current version of a KV secret and its data (`kv::read_current`).
+pub type KvSecret<'a> = (u64, &'a Map<String, Value>);
+
+/// One external object the association should produce.
+struct Desired {
+    /// The row key: `""` for `secret-path`, the sub-key for `secret-key`.
+    key: String,
+    object: ExternalSecret,
+}
+
+/// Syncs `record` now against `secret` (`None`: the secret does not exist or its
+/// current version is deleted or destroyed) with the record's granularity and
+/// template, then stores the record and its index entry in `tx`.
+///
+/// Errors (400) before any provider call when a name cannot be rendered or
+/// normalised, or collides with a name another association of `dest`
+/// produces. Provider failures are not errors: they become the rows' statuses.
+pub fn sync_association(
+    tx: &mut Tx,
+    env: &Env,
+    dest: &Destination,
+    record: &mut Association,
+    secret: Option<KvSecret>,
+) -> ApiResult<()> {
+    let template = parse_template(record)?;
+    let desired = match secret {
+        Some((_, data)) => desired_objects(dest, record, &template, data)?,
+        None => Vec::new(),
+    };
+    check_collisions(tx, record, &desired)?;
+    let version = secret.map(|(v, _)| v).unwrap_or(0);
+    converge(env, dest, record, desired, version, true);
+    record.save(tx)
+}
+
+/// Deletes every external object of `record`. When all are gone the record
+/// and its index entry are dropped (`Ok(true)`); otherwise the record is kept
+/// with the failed rows in their error status (`Ok(false)`) for a retry.
+pub fn unsync_association(
+    tx: &mut Tx,
+    env: &Env,
+    dest: &Destination,
+    record: &mut Association,
+) -> ApiResult<bool> {
+    converge(env, dest, record, Vec::new(), 0, false);
+    if record.rows.is_empty() && record.stale.is_empty() {
+        record.drop_record(tx);
+        Ok(true)
+    } else {
+        record.save(tx)?;
+        Ok(false)
+    }
+}
+
+fn parse_template(record: &Association) -> ApiResult<Template> {
+    Template::parse(&record.template).map_err(|e| {
+        ApiError::bad_request(format!(
+            "secret name template {:?} of destination {}/{} is invalid: {e}",
+            record.template, record.kind, record.destination
+        ))
+    })
+}
+
+fn last_segment(path: &str) -> &str {
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+}
+
+/// The values a name template sees for this association (root namespace only).
+pub fn template_context(record: &Association, secret_key: Option<&str>) -> TemplateContext {
+    TemplateContext {
+        destination_type: record.kind.clone(),
+        destination_name: record.destination.clone(),
+        namespace_path: String::new(),
+        namespace_base_name: String::new(),
+        namespace_id: "root".to_string(),
+        mount_path: format!("{}/", record.mount),
+        mount_base_name: last_segment(&record.mount).to_string(),
+        mount_accessor: record.accessor.clone(),
+        secret_path: record.secret_name.clone(),
+        secret_base_name: last_segment(&record.secret_name).to_string(),
+        secret_key: secret_key.map(str::to_string),
+    }
+}
+
+/// The rendered and normalised external name of one object.
+fn external_name(
+    dest: &Destination,
+    record: &Association,
+    template: &Template,
+    secret_key: Option<&str>,
+) -> ApiResult<String> {
+    let what = match secret_key {
+        Some(k) => format!("key {k:?} of secret {}", record.secret_name),
+        None => format!("secret {}", record.secret_name),
+    };
+    let rendered = template
+        .render(&template_context(record, secret_key))
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "cannot render the external name of {what} with template {:?}: {e}",
+                record.template
+            ))
+        })?;
+    dest.normalize_name(&rendered).map_err(|e| match e {
+        ApiError::BadRequest(m) => ApiError::bad_request(format!(
+            "the external name {rendered:?} of {what} is not valid at destination {}/{}: {m}",
+            record.kind, record.destination
+        )),
+        other => other,
+    })
+}
+
+/// Serialises a JSON value with object keys sorted at every level, whatever
+/// serde_json's map ordering is.
+fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let sorted: BTreeMap<&String, Value> =
+                map.iter().map(|(k, v)| (k, canonical(v))).collect();
+            Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
+fn desired_objects(
+    dest: &Destination,
+    record: &Association,
+    template: &Template,
+    data: &Map<String, Value>,
+) -> ApiResult<Vec<Desired>> {
+    let tags = dest.tags();
+    let desired = match record.granularity {
+        Granularity::SecretPath => vec![Desired {
+            key: String::new(),
+            object: ExternalSecret {
+                name: external_name(dest, record, template, None)?,
+                value: canonical(&Value::Object(data.clone())).to_string(),
+                tags,
+            },
+        }],
+        Granularity::SecretKey => {
+            let mut objects = Vec::with_capacity(data.len());
+            for (key, value) in data {
+                objects.push(Desired {
+                    key: key.clone(),
+                    object: ExternalSecret {
+                        name: external_name(dest, record, template, Some(key))?,
+                        value: match value {
+                            Value::String(s) => s.clone(),
+                            other => canonical(other).to_string(),
+                        },
+                        tags: tags.clone(),
+                    },
+                });
+            }
+            objects
+        }
+    };
+    // Two keys of one secret must not land on one object.
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for d in &desired {
+        if let Some(other) = seen.insert(&d.object.name, &d.key) {
+            return Err(ApiError::bad_request(format!(
+                "keys {other:?} and {:?} of secret {} would both be written to the external name {:?} \
+                 at destination {}/{}; change the destination's secret_name_template",
+                d.key, record.secret_name, d.object.name, record.kind, record.destination
+            )));
+        }
+    }
+    Ok(desired)
+}
+
+/// Refuses a desired name that another association of the destination already
+/// produces (or still has to delete): two secrets must not overwrite each other.
+fn check_collisions(tx: &mut Tx, record: &Association, desired: &[Desired]) -> ApiResult<()> {
+    if desired.is_empty() {
+        return Ok(());
+    }
+    let others = record::all_of(tx, &record.kind, &record.destination, &[])?;
+    for other in others {
+        if other.accessor == record.accessor && other.secret_name == record.secret_name {
+            continue;
+        }
+        let claimed: BTreeSet<&str> = other
+            .rows
+            .values()
+            .filter(|r| r.may_exist())
+            .map(|r| r.external_name.as_str())
+            .chain(other.stale.keys().map(String::as_str))
+            .collect();
+        if let Some(d) = desired
+            .iter()
+            .find(|d| claimed.contains(d.object.name.as_str()))
+        {
+            return Err(ApiError::bad_request(format!(
+                "the external name {:?} is already written by the association of secret {} in mount {} \
+                 with destination {}/{}; remove that association or change the destination's \
+                 secret_name_template",
+                d.object.name, other.secret_name, other.mount, record.kind, record.destination
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Pushes every desired object and deletes every object of the record that is
+/// no longer desired, then rewrites the record's rows from the outcomes.
+/// `placeholder`: leave an `UNSYNCED` row when nothing else remains (an
+/// association without objects is still shown).
+fn converge(
+    env: &Env,
+    dest: &Destination,
+    record: &mut Association,
+    desired: Vec<Desired>,
+    version: u64,
+    placeholder: bool,
+) {
+    let now: Nanos = time::now();
+    let target = dest.connector_ref();
+    let desired_names: BTreeSet<String> = desired.iter().map(|d| d.object.name.clone()).collect();
+    let old_rows = std::mem::take(&mut record.rows);
+    let mut to_delete: BTreeMap<String, String> = std::mem::take(&mut record.stale);
+    for (key, row) in &old_rows {
+        if row.may_exist() {
+            to_delete.insert(row.external_name.clone(), key.clone());
+        }
+    }
+    to_delete.retain(|name, _| !desired_names.contains(name));
+
+    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
+    for d in desired {
+        let previous = old_rows
+            .get(&d.key)
+            .filter(|r| r.external_name == d.object.name);
+        let row = match env.connector.push(&target, &d.object) {
+            Ok(()) => Row {
+                external_name: d.object.name,
+                sync_status: SyncStatus::Synced,
+                updated_at: now,
+                error: None,
+                version,
+            },
+            Err(e) => Row {
+                external_name: d.object.name,
+                sync_status: SyncStatus::of_error(&e),
+                updated_at: now,
+                error: Some(e.message().to_string()),
+                version: previous.map(|r| r.version).unwrap_or(0),
+            },
+        };
+        rows.insert(d.key, row);
+    }
+
+    let mut stale = BTreeMap::new();
+    for (name, key) in to_delete {
+        let Err(e) = env.connector.delete(&target, &name) else {
+            continue;
+        };
+        let status = SyncStatus::of_error(&e);
+        match rows.get_mut(&key) {
+            // The key lives on under another name: remember the old object and
+            // show the failure on the row unless it already shows one.
+            Some(row) => {
+                if !row.sync_status.is_error() {
+                    row.sync_status = status;
+                    row.error = Some(format!(
+                        "the previous external object {name:?} could not be deleted: {}",
+                        e.message()
+                    ));
+                }
+                stale.insert(name, key);
+            }
+            None => {
+                let version = old_rows
+                    .get(&key)
+                    .filter(|r| r.external_name == name)
+                    .map(|r| r.version)
+                    .unwrap_or(0);
+                rows.insert(
+                    key,
+                    Row {
+                        external_name: name,
+                        sync_status: status,
+                        updated_at: now,
+                        error: Some(e.message().to_string()),
+                        version,
+                    },
+                );
+            }
+        }
+    }
+    if placeholder && rows.is_empty() {
+        rows.insert(String::new(), Row::unsynced(now));
+    }
+    record.rows = rows;
+    record.stale = stale;
+}

@@ -1,0 +1,384 @@
+//! Associations between destinations and KV-v2 secrets (Vault's §7): set,
+//! remove and read per destination, the list of associated secrets and the
+//! destinations of one secret. Records live in [`record`]; the sync of one
+//! association ([`sync_association`]) in [`engine`].
+
+pub mod engine;
+pub mod record;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::api::{LogicalRequest, Reply};
+use crate::env::Env;
+use crate::error::{ApiError, ApiResult};
+use crate::framework::{self, Field, FieldType};
+use crate::kv;
+use crate::storage::Tx;
+use crate::sync::destinations::Destination;
+use crate::sync::keys;
+use crate::sync::status::SyncStatus;
+use crate::sys::mounts::{MountEntry, MountTable, normalize_path};
+use crate::time::{self, Nanos};
+
+pub use engine::{KvSecret, sync_association, template_context, unsync_association};
+pub use record::{Association, Row};
+
+const FIELDS: &[Field] = &[
+    Field::new("mount", FieldType::String),
+    Field::new("secret_name", FieldType::String),
+];
+
+/// The body of `set` and `remove`, validated.
+struct Target {
+    /// The mount path without its trailing slash.
+    mount: String,
+    secret_name: String,
+    warning: Option<String>,
+}
+
+fn parse_target(req: &LogicalRequest) -> ApiResult<Target> {
+    let fields = framework::parse(FIELDS, &req.data)?;
+    let mount = fields.string("mount").unwrap_or_default().trim_matches('/');
+    if mount.is_empty() {
+        return Err(ApiError::bad_request(
+            "\"mount\" is required: the path of the KV-v2 mount that holds the secret",
+        ));
+    }
+    let secret_name = fields.string("secret_name").unwrap_or_default();
+    check_secret_name(secret_name)?;
+    Ok(Target {
+        mount: mount.to_string(),
+        secret_name: secret_name.to_string(),
+        warning: fields.unknown_warning(),
+    })
+}
+
+fn check_secret_name(secret_name: &str) -> ApiResult<()> {
+    if secret_name.is_empty() {
+        return Err(ApiError::bad_request(
+            "\"secret_name\" is required: the path of the secret inside the mount",
+        ));
+    }
+    if secret_name.ends_with('/') {
+        return Err(ApiError::bad_request(
+            "Secret not found. Please provide full path to existing secret",
+        ));
+    }
+    Ok(())
+}
+
+/// The KV-v2 mount at `mount` (with or without slashes), or a 400.
+fn kv_mount(table: &MountTable, mount: &str) -> ApiResult<MountEntry> {
+    let path = normalize_path(mount);
+    if crate::sys::mounts::is_reserved(&path) {
+        return Err(ApiError::bad_request(format!(
+            "mount \"{path}\" is not a KV version 2 mount: only KV-v2 secrets can be synced"
+        )));
+    }
+    let entry = table.get(&path).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "mount \"{path}\" does not exist: give the path of an enabled KV-v2 mount"
+        ))
+    })?;
+    if !entry.is_kv_v2() {
+        return Err(ApiError::bad_request(format!(
+            "mount \"{path}\" is not a KV version 2 mount: only KV-v2 secrets can be synced"
+        )));
+    }
+    Ok(entry.clone())
+}
+
+/// The destination of `set` and `remove`: a missing one is a 400.
+fn existing_destination(tx: &mut Tx, kind: &str, name: &str) -> ApiResult<Destination> {
+    Destination::load(tx, kind, name)?.ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "destination {kind}/{name} does not exist: create it with POST sys/sync/destinations/{kind}/{name}"
+        ))
+    })
+}
+
+/// `GET sys/sync/destinations/:type/:name/associations`.
+pub fn read(tx: &mut Tx, kind: &str, name: &str) -> ApiResult<Reply> {
+    if Destination::load(tx, kind, name)?.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    Ok(Reply::data(body(tx, kind, name, &[])?))
+}
+
+/// The body of `read`, `set` and `remove`. `touched`: associations this
+/// transaction wrote or dropped (lists see committed keys only).
+fn body(tx: &mut Tx, kind: &str, name: &str, touched: &[(String, String)]) -> ApiResult<Value> {
+    let mut secrets = Map::new();
+    for record in record::all_of(tx, kind, name, touched)? {
+        for (sub_key, row) in &record.rows {
+            let mut entry = json!({
+                "accessor": record.accessor,
+                "mount": record.mount,
+                "secret_name": record.secret_name,
+                "sync_status": row.sync_status,
+                "updated_at": time::rfc3339(row.updated_at),
+            });
+            let key = if sub_key.is_empty() {
+                format!("{}/{}", record.accessor, record.secret_name)
+            } else {
+                entry["sub_key"] = json!(sub_key);
+                format!("{}/{}/{sub_key}", record.accessor, record.secret_name)
+            };
+            if row.sync_status.is_error()
+                && let Some(error) = &row.error
+            {
+                entry["error"] = json!(error);
+            }
+            secrets.insert(key, entry);
+        }
+    }
+    Ok(json!({
+        "associated_secrets": secrets,
+        "store_name": name,
+        "store_type": kind,
+    }))
+}
+
+/// `POST .../associations/set`: creates the association, or refreshes it
+/// (re-sync with the destination's current template and granularity).
+pub fn set(
+    tx: &mut Tx,
+    env: &Env,
+    req: &LogicalRequest,
+    kind: &str,
+    name: &str,
+) -> ApiResult<Reply> {
+    let target = parse_target(req)?;
+    let dest = existing_destination(tx, kind, name)?;
+    if dest.purge_initiated_at.is_some() {
+        return Err(ApiError::bad_request(format!(
+            "destination {kind}/{name} is being purged: no association can be set on it"
+        )));
+    }
+    let table = MountTable::load(tx)?;
+    let mount = kv_mount(&table, &target.mount)?;
+    let secret_name = target.secret_name.as_str();
+    if !env
+        .authz
+        .allowed("read", &format!("{}/data/{secret_name}", target.mount))
+    {
+        return Err(ApiError::Forbidden(format!(
+            "permission denied to read the content of the secret {secret_name} in mount {}",
+            target.mount
+        )));
+    }
+    let mount_path = mount.path.trim_end_matches('/').to_string();
+    let template = dest.template()?;
+    let mut record = match Association::load(tx, kind, name, &mount.accessor, secret_name)? {
+        Some(mut r) => {
+            r.mount = mount_path;
+            r.granularity = dest.granularity;
+            r.template = template;
+            r
+        }
+        None => Association::new(
+            kind,
+            name,
+            &mount.accessor,
+            &mount_path,
+            secret_name,
+            dest.granularity,
+            template,
+        ),
+    };
+    let secret = kv::read_current(tx, &mount, secret_name)?;
+    sync_association(
+        tx,
+        env,
+        &dest,
+        &mut record,
+        secret.as_ref().map(|(v, data)| (*v, data)),
+    )?;
+    let touched = [(record.accessor.clone(), record.secret_name.clone())];
+    Ok(Reply::data(body(tx, kind, name, &touched)?).with_warning(target.warning))
+}
+
+/// `POST .../associations/remove`: deletes the external objects, then the
+/// association. Idempotent; failed deletes keep the association (error rows).
+pub fn remove(
+    tx: &mut Tx,
+    env: &Env,
+    req: &LogicalRequest,
+    kind: &str,
+    name: &str,
+) -> ApiResult<Reply> {
+    let target = parse_target(req)?;
+    let dest = existing_destination(tx, kind, name)?;
+    let table = MountTable::load(tx)?;
+    let found = match kv_mount(&table, &target.mount) {
+        Ok(mount) => Association::load(tx, kind, name, &mount.accessor, &target.secret_name)?,
+        // A mount that is gone: find the association by its mount path.
+        Err(e) => Some(
+            record::all_of(tx, kind, name, &[])?
+                .into_iter()
+                .find(|r| r.mount == target.mount && r.secret_name == target.secret_name)
+                .ok_or(e)?,
+        ),
+    };
+    let mut touched = Vec::new();
+    if let Some(mut record) = found {
+        touched.push((record.accessor.clone(), record.secret_name.clone()));
+        unsync_association(tx, env, &dest, &mut record)?;
+    }
+    Ok(Reply::data(body(tx, kind, name, &touched)?).with_warning(target.warning))
+}
+
+/// `LIST sys/sync/associations`: one key per associated secret.
+pub fn list_all(tx: &mut Tx) -> ApiResult<Reply> {
+    let table = MountTable::load(tx)?;
+    // (accessor, secret) → number of destinations.
+    let mut links: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for key in tx.list(keys::BY_SECRET, None)? {
+        let mut parts = key.splitn(3, '/');
+        if let (Some(accessor), Some(escaped), Some(_destination)) =
+            (parts.next(), parts.next(), parts.next())
+        {
+            *links
+                .entry((accessor.to_string(), keys::unescape(escaped)))
+                .or_default() += 1;
+        }
+    }
+    let mut key_info = Map::new();
+    let mut total_associations = 0;
+    for ((accessor, secret_name), count) in links {
+        let Some(mount) = table.entries.iter().find(|m| m.accessor == accessor) else {
+            continue;
+        };
+        total_associations += count;
+        key_info.insert(
+            format!("{}/{secret_name}", mount.path.trim_end_matches('/')),
+            json!([{ "mount": mount.path, "secret_path": secret_name }]),
+        );
+    }
+    if key_info.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    let mut keys: Vec<&String> = key_info.keys().collect();
+    keys.sort();
+    Ok(Reply::data(json!({
+        "keys": keys,
+        "total_associations": total_associations,
+        "total_secrets": key_info.len(),
+        "key_info": key_info,
+    })))
+}
+
+/// `GET sys/sync/associations/destinations` and `sys/sync/associations/:mount/*name`.
+pub fn destinations_of_secret(tx: &mut Tx, mount: &str, secret_name: &str) -> ApiResult<Reply> {
+    if mount.trim_matches('/').is_empty() {
+        return Err(ApiError::bad_request(
+            "\"mount\" is required: the path of the KV-v2 mount that holds the secret",
+        ));
+    }
+    check_secret_name(secret_name)?;
+    let table = MountTable::load(tx)?;
+    let mount = kv_mount(&table, mount)?;
+    let mut destinations = Map::new();
+    for key in tx.list(&keys::destinations_of(&mount.accessor, secret_name), None)? {
+        let Some((kind, name)) = key.split_once('/') else {
+            continue;
+        };
+        let Some(record) = Association::load(tx, kind, name, &mount.accessor, secret_name)? else {
+            continue;
+        };
+        let (status, updated_at) = aggregate(&record);
+        destinations.insert(
+            format!("{kind}/{name}"),
+            json!({
+                "type": kind,
+                "name": name,
+                "sync_status": status,
+                "updated_at": time::rfc3339(updated_at),
+            }),
+        );
+    }
+    Ok(Reply::data(
+        json!({ "associated_destinations": destinations }),
+    ))
+}
+
+/// One status for a whole association: the worst row's, and the latest time.
+fn aggregate(record: &Association) -> (SyncStatus, Nanos) {
+    let status = record
+        .rows
+        .values()
+        .map(|r| r.sync_status)
+        .max_by_key(|s| s.severity())
+        .unwrap_or(SyncStatus::Unsynced);
+    let updated_at = record
+        .rows
+        .values()
+        .map(|r| r.updated_at)
+        .max()
+        .unwrap_or(0);
+    (status, updated_at)
+}
+
+/// Whether the destination has any association (this transaction's drops count).
+pub fn has_any(tx: &mut Tx, kind: &str, name: &str) -> ApiResult<bool> {
+    for (accessor, secret_name) in record::ids_of(tx, kind, name, &[])? {
+        if tx
+            .get(&keys::association(kind, name, &accessor, &secret_name))?
+            .is_some()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Unsyncs every association of `dest` and drops them (purge). `Ok(Err(msg))`
+/// when some external object could not be deleted: the failed associations
+/// are kept, with their error status, and `msg` becomes `purge_error`.
+pub fn unsync_all(tx: &mut Tx, env: &Env, dest: &Destination) -> ApiResult<Result<(), String>> {
+    let mut failures: Vec<String> = Vec::new();
+    let mut failed = 0usize;
+    for mut record in record::all_of(tx, &dest.kind, &dest.name, &[])? {
+        if unsync_association(tx, env, dest, &mut record)? {
+            continue;
+        }
+        failed += 1;
+        if failures.len() < 3 {
+            let reason = record
+                .rows
+                .values()
+                .find_map(|r| r.error.clone())
+                .unwrap_or_else(|| "unknown error".to_string());
+            failures.push(format!(
+                "secret {} in mount {}: {reason}",
+                record.secret_name, record.mount
+            ));
+        }
+    }
+    if failed == 0 {
+        return Ok(Ok(()));
+    }
+    let more = if failed > failures.len() {
+        format!(" (and {} more)", failed - failures.len())
+    } else {
+        String::new()
+    };
+    Ok(Err(format!(
+        "could not delete the external objects of {failed} association(s): {}{more}",
+        failures.join("; ")
+    )))
+}
+
+/// Drops every association of the destination without touching external
+/// objects (`force_delete`: they are orphaned).
+pub fn drop_all(tx: &mut Tx, dest: &Destination) -> ApiResult<()> {
+    for (accessor, secret_name) in record::ids_of(tx, &dest.kind, &dest.name, &[])? {
+        record::drop_keys(tx, &dest.kind, &dest.name, &accessor, &secret_name);
+    }
+    Ok(())
+}

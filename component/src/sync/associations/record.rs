@@ -1,0 +1,209 @@
+//! The stored association: one record per (destination, secret) at
+//! [`keys::association`], plus an index entry at [`keys::secret_index`] so the
+//! destinations of a secret cost one list.
+//!
+//! Records hold names, statuses and errors only, never a secret value.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiResult;
+use crate::storage::Tx;
+use crate::sync::destinations::Granularity;
+use crate::sync::keys;
+use crate::sync::status::SyncStatus;
+use crate::time::Nanos;
+
+/// One association between a destination and a KV-v2 secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Association {
+    /// Destination type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Destination name.
+    pub destination: String,
+    /// The mount's accessor: the association's identity (a mount re-enabled
+    /// elsewhere is another source).
+    pub accessor: String,
+    /// The mount path without its trailing slash (`my-kv`), as shown in reads.
+    pub mount: String,
+    pub secret_name: String,
+    /// The granularity and template in force when the association was last `set`;
+    /// later syncs (KV writes) keep using them until the next `set`.
+    pub granularity: Granularity,
+    pub template: String,
+    /// One row per external object: key `""` for `secret-path` (and for an
+    /// association that has no object), the KV sub-key for `secret-key`.
+    pub rows: BTreeMap<String, Row>,
+    /// External objects that are no longer desired but could not be deleted
+    /// yet (name → the row key they belonged to); every sync retries them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stale: BTreeMap<String, String>,
+}
+
+/// The state of one external object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Row {
+    /// The rendered, normalised name at the destination; `""` when the row
+    /// stands for no object (an association whose secret does not exist).
+    pub external_name: String,
+    pub sync_status: SyncStatus,
+    /// Time of the last sync attempt of this row.
+    pub updated_at: Nanos,
+    /// The provider's message, for error statuses. Never a secret value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The KV version last written to the object (0: none).
+    #[serde(default)]
+    pub version: u64,
+}
+
+impl Row {
+    /// Whether an external object may exist under `external_name`: every state
+    /// except "unsynced" (a failed push may have left an older copy behind).
+    pub fn may_exist(&self) -> bool {
+        !self.external_name.is_empty() && self.sync_status != SyncStatus::Unsynced
+    }
+
+    pub fn unsynced(now: Nanos) -> Row {
+        Row {
+            external_name: String::new(),
+            sync_status: SyncStatus::Unsynced,
+            updated_at: now,
+            error: None,
+            version: 0,
+        }
+    }
+}
+
+/// The index entry's value (the key says it all; the value helps debugging).
+#[derive(Debug, Serialize, Deserialize)]
+struct IndexEntry {
+    #[serde(rename = "type")]
+    kind: String,
+    name: String,
+}
+
+impl Association {
+    pub fn new(
+        kind: &str,
+        destination: &str,
+        accessor: &str,
+        mount: &str,
+        secret_name: &str,
+        granularity: Granularity,
+        template: String,
+    ) -> Self {
+        Association {
+            kind: kind.to_string(),
+            destination: destination.to_string(),
+            accessor: accessor.to_string(),
+            mount: mount.to_string(),
+            secret_name: secret_name.to_string(),
+            granularity,
+            template,
+            rows: BTreeMap::new(),
+            stale: BTreeMap::new(),
+        }
+    }
+
+    pub fn key(&self) -> String {
+        keys::association(
+            &self.kind,
+            &self.destination,
+            &self.accessor,
+            &self.secret_name,
+        )
+    }
+
+    fn index_key(&self) -> String {
+        keys::secret_index(
+            &self.accessor,
+            &self.secret_name,
+            &self.kind,
+            &self.destination,
+        )
+    }
+
+    pub fn load(
+        tx: &mut Tx,
+        kind: &str,
+        name: &str,
+        accessor: &str,
+        secret_name: &str,
+    ) -> ApiResult<Option<Association>> {
+        tx.get_json(&keys::association(kind, name, accessor, secret_name))
+    }
+
+    /// Writes the record and its index entry.
+    pub fn save(&self, tx: &mut Tx) -> ApiResult<()> {
+        tx.put_json(self.key(), self)?;
+        tx.put_json(
+            self.index_key(),
+            &IndexEntry {
+                kind: self.kind.clone(),
+                name: self.destination.clone(),
+            },
+        )
+    }
+
+    /// Drops the record and its index entry.
+    pub fn drop_record(&self, tx: &mut Tx) {
+        drop_keys(
+            tx,
+            &self.kind,
+            &self.destination,
+            &self.accessor,
+            &self.secret_name,
+        );
+    }
+
+    /// Whether nothing is left at the destination (and nothing is pending).
+    pub fn is_clear(&self) -> bool {
+        self.stale.is_empty() && !self.rows.values().any(Row::may_exist)
+    }
+}
+
+pub fn drop_keys(tx: &mut Tx, kind: &str, name: &str, accessor: &str, secret_name: &str) {
+    tx.delete(keys::association(kind, name, accessor, secret_name));
+    tx.delete(keys::secret_index(accessor, secret_name, kind, name));
+}
+
+/// `(accessor, secret_name)` of every association of a destination, from the
+/// committed keys plus `touched` (records this transaction wrote or deleted).
+pub fn ids_of(
+    tx: &mut Tx,
+    kind: &str,
+    name: &str,
+    touched: &[(String, String)],
+) -> ApiResult<Vec<(String, String)>> {
+    let mut ids: Vec<(String, String)> = tx
+        .list(&keys::associations_of(kind, name), None)?
+        .iter()
+        .filter_map(|rel| {
+            rel.split_once('/')
+                .map(|(accessor, escaped)| (accessor.to_string(), keys::unescape(escaped)))
+        })
+        .collect();
+    ids.extend(touched.iter().cloned());
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Every association record of a destination (see [`ids_of`] for `touched`).
+pub fn all_of(
+    tx: &mut Tx,
+    kind: &str,
+    name: &str,
+    touched: &[(String, String)],
+) -> ApiResult<Vec<Association>> {
+    let mut records = Vec::new();
+    for (accessor, secret_name) in ids_of(tx, kind, name, touched)? {
+        if let Some(r) = Association::load(tx, kind, name, &accessor, &secret_name)? {
+            records.push(r);
+        }
+    }
+    Ok(records)
+}

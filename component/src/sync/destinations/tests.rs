@@ -1,0 +1,454 @@
+//! Behaviour shared by every type: names, reads, merges, tags, templates,
+//! lists and deletes. Each type module tests its own field table.
+
+use serde_json::{Value, json};
+
+use super::testing::Server;
+use super::*;
+use crate::connector::SyncError;
+
+const AWS: &str = "sys/sync/destinations/aws-sm/prod";
+const MEM: &str = "sys/sync/destinations/in-mem/box";
+
+fn errors(body: &Value) -> String {
+    body["errors"][0].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn read_shape_and_missing_destinations() {
+    let s = Server::new();
+    assert_eq!(s.get(MEM), (404, json!({"errors": []})));
+    assert_eq!(s.patch(MEM, json!({})), (404, json!({"errors": []})));
+    let (status, body) = s.post(MEM, Value::Null);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"],
+        json!({"name": "box", "type": "in-mem", "connection_details": {},
+               "options": {"granularity_level": "secret-path",
+                           "secret_name_template": "vault/{{ .MountAccessor }}/{{ .SecretPath }}"}})
+    );
+    assert_eq!(body["mount_type"], "system");
+    assert_eq!(body["warnings"], Value::Null);
+    assert_eq!(s.get(MEM).1["data"], body["data"]);
+    assert_eq!(s.call("PUT", MEM, json!({})).0, 200);
+}
+
+#[test]
+fn names_and_types_are_checked() {
+    let s = Server::new();
+    for name in ["a%20b", "dot.", "caf%C3%A9", "a:b"] {
+        let (status, body) = s.post(&format!("sys/sync/destinations/in-mem/{name}"), json!({}));
+        assert_eq!(status, 400, "{name}");
+        assert!(errors(&body).contains("invalid destination name"), "{body}");
+    }
+    for name in ["a.b", "A_b-9", "x"] {
+        s.write(&format!("sys/sync/destinations/in-mem/{name}"), json!({}));
+    }
+    for (method, path) in [
+        ("GET", "sys/sync/destinations/gitlab/x"),
+        ("POST", "sys/sync/destinations/gitlab/x"),
+        ("DELETE", "sys/sync/destinations/gitlab/x"),
+        ("LIST", "sys/sync/destinations/gitlab"),
+    ] {
+        let (status, body) = s.call(method, path, json!({}));
+        assert_eq!(status, 400, "{method} {path}");
+        assert_eq!(errors(&body), "unknown destination type \"gitlab\"");
+    }
+    assert_eq!(s.snapshot().len(), 3);
+}
+
+#[test]
+fn post_merges_into_the_stored_record() {
+    let s = Server::new();
+    s.write(
+        AWS,
+        json!({"region": "us-east-1", "role_arn": "arn:aws:iam::111122223333:role/a",
+               "granularity": "secret-key", "secret_name_template": "x/{{ .SecretKey }}",
+               "custom_tags": {"a": "1", "b": "2"}, "allowed_ports": [443]}),
+    );
+    // Absent fields keep their values; `""` clears one.
+    let data = s.write(AWS, json!({"external_id": "e", "role_arn": ""}));
+    assert_eq!(
+        data["connection_details"],
+        json!({"region": "us-east-1", "external_id": "e", "identity_token_ttl": 3600,
+               "allowed_ports": [443]})
+    );
+    assert_eq!(
+        data["options"],
+        json!({"granularity_level": "secret-key", "secret_name_template": "x/{{ .SecretKey }}",
+               "custom_tags": {"a": "1", "b": "2"}})
+    );
+    // An empty template goes back to the type's default.
+    let data = s.write(AWS, json!({"secret_name_template": ""}));
+    assert_eq!(
+        data["options"]["secret_name_template"],
+        "vault/{{ .MountAccessor }}/{{ .SecretPath }}/{{ .SecretKey }}"
+    );
+    let data = s.write(AWS, json!({"granularity": "secret-path"}));
+    assert_eq!(
+        data["options"]["secret_name_template"],
+        "vault/{{ .MountAccessor }}/{{ .SecretPath }}"
+    );
+}
+
+#[test]
+fn custom_tags_replace_on_post_and_merge_on_patch() {
+    let s = Server::new();
+    s.write(AWS, json!({"custom_tags": {"a": "1", "b": "2"}}));
+    // POST replaces the map and ignores tags_to_remove.
+    let data = s.write(AWS, json!({"custom_tags": "c=3", "tags_to_remove": ["c"]}));
+    assert_eq!(data["options"]["custom_tags"], json!({"c": "3"}));
+    let data = s.write(AWS, json!({"tags_to_remove": "c"}));
+    assert_eq!(data["options"]["custom_tags"], json!({"c": "3"}));
+    // PATCH merges entries, then removes the listed keys.
+    let (status, body) = s.patch(
+        AWS,
+        json!({"custom_tags": {"d": "4", "c": "30"}, "tags_to_remove": "c,nope"}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["options"]["custom_tags"], json!({"d": "4"}));
+    let (_, body) = s.patch(AWS, json!({"tags_to_remove": ["d"]}));
+    assert_eq!(body["data"]["options"]["custom_tags"], json!({}));
+    let dest = s.dest("aws-sm", "prod").unwrap();
+    assert_eq!(
+        dest.tags(),
+        vec![("hashicorp:vault".to_string(), String::new())]
+    );
+    s.write(AWS, json!({"custom_tags": {"team": "x"}}));
+    assert_eq!(s.dest("aws-sm", "prod").unwrap().tags().len(), 2);
+}
+
+#[test]
+fn nulls_clear_fields_and_remove_tags() {
+    let s = Server::new();
+    s.write(
+        AWS,
+        json!({"region": "us-east-1", "external_id": "e", "custom_tags": {"a": "1", "b": "2", "c": "3"},
+               "granularity": "secret-key", "allowed_ports": [443]}),
+    );
+    let (status, body) = s.patch(
+        AWS,
+        json!({"external_id": null, "granularity": null, "allowed_ports": null,
+               "custom_tags": {"a": null, "d": "4"}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"]["connection_details"],
+        json!({"region": "us-east-1", "identity_token_ttl": 3600})
+    );
+    assert_eq!(body["data"]["options"]["granularity_level"], "secret-path");
+    assert_eq!(
+        body["data"]["options"]["custom_tags"],
+        json!({"b": "2", "c": "3", "d": "4"})
+    );
+    // On POST the map is replaced; null entries are simply left out.
+    let data = s.write(AWS, json!({"custom_tags": {"b": null, "e": "5"}}));
+    assert_eq!(data["options"]["custom_tags"], json!({"e": "5"}));
+    let data = s.write(AWS, json!({"custom_tags": null}));
+    assert_eq!(data["options"]["custom_tags"], json!({}));
+    // An immutable field cannot be cleared either.
+    s.rejects("PATCH", AWS, json!({"region": null}), "region");
+}
+
+#[test]
+fn unknown_fields_are_a_warning() {
+    let s = Server::new();
+    let (status, body) = s.post(AWS, json!({"regional_kms_keys": {"a": "b"}, "zzz": 1}));
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["warnings"],
+        json!(["Endpoint ignored these unrecognized parameters: [regional_kms_keys zzz]"])
+    );
+    let (_, body) = s.patch(AWS, json!({"nope": true}));
+    assert_eq!(
+        body["warnings"],
+        json!(["Endpoint ignored these unrecognized parameters: [nope]"])
+    );
+}
+
+#[test]
+fn templates_are_validated() {
+    let s = Server::new();
+    let msg = s.rejects(
+        "POST",
+        MEM,
+        json!({"granularity": "secret-key", "secret_name_template": "{{ .SecretPath }}"}),
+        "secret_name_template",
+    );
+    assert!(
+        msg.starts_with(
+            "secret name template is invalid: external name template should contain reference to the secret key"
+        ),
+        "{msg}"
+    );
+    s.write(MEM, json!({"secret_name_template": "p-{{ .SecretPath }}"}));
+    // Switching to secret-key keeps the custom template, which must then use the key.
+    s.rejects(
+        "PATCH",
+        MEM,
+        json!({"granularity": "secret-key"}),
+        "secret_name_template",
+    );
+    let (status, _) = s.patch(
+        MEM,
+        json!({"granularity": "secret-key", "secret_name_template": "p-{{ .SecretPath }}-{{ .SecretKey }}"}),
+    );
+    assert_eq!(status, 200);
+    s.rejects(
+        "PATCH",
+        MEM,
+        json!({"granularity": "secret-path"}),
+        "secret_name_template",
+    );
+    // The template language itself is the names module's; whatever it refuses is a 400.
+    for broken in [
+        "{{ .InvalidTemplate }}",
+        "{{ .SecretPath",
+        "{{ .SecretPath | nope }}",
+    ] {
+        let msg = s.rejects(
+            "POST",
+            "sys/sync/destinations/in-mem/t",
+            json!({"secret_name_template": broken}),
+            "secret_name_template",
+        );
+        assert!(msg.starts_with("secret_name_template is invalid"), "{msg}");
+    }
+}
+
+#[test]
+fn purging_destinations_cannot_change() {
+    let s = Server::new();
+    s.write(MEM, json!({}));
+    let mut tx = Tx::new(&s.fakes.storage);
+    let mut dest = Destination::load(&mut tx, "in-mem", "box")
+        .unwrap()
+        .unwrap();
+    dest.purge_initiated_at = Some(1_521_685_446_000_000_000);
+    dest.purge_error = Some("provider said no".into());
+    dest.save(&mut tx).unwrap();
+    tx.commit().unwrap();
+    let (_, body) = s.get(MEM);
+    assert_eq!(body["data"]["purge_initiated_at"], "2018-03-22T02:24:06Z");
+    assert_eq!(body["data"]["purge_error"], "provider said no");
+    for method in ["POST", "PATCH"] {
+        let msg = s.rejects(method, MEM, json!({"granularity": "secret-key"}), "purge");
+        assert!(msg.contains("in-mem/box is being purged"), "{msg}");
+    }
+    // Without associations left, a delete completes it.
+    assert_eq!(s.call("DELETE", MEM, Value::Null).0, 204);
+    assert!(s.dest("in-mem", "box").is_none());
+}
+
+#[test]
+fn lists() {
+    let s = Server::new();
+    let list = |path: &str| s.call("LIST", path, Value::Null);
+    assert_eq!(list("sys/sync/destinations"), (404, json!({"errors": []})));
+    assert_eq!(
+        list("sys/sync/destinations/gh"),
+        (404, json!({"errors": []}))
+    );
+    s.write("sys/sync/destinations/in-mem/b", json!({}));
+    s.write("sys/sync/destinations/in-mem/a", json!({}));
+    s.write(
+        "sys/sync/destinations/gh/r",
+        json!({"repository_owner": "o", "repository_name": "n"}),
+    );
+    let (status, body) = list("sys/sync/destinations");
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["data"],
+        json!({"keys": ["gh", "in-mem"], "key_info": {"gh": ["r"], "in-mem": ["a", "b"]},
+               "total_destinations": 3})
+    );
+    let (_, body) = s.get("sys/sync/destinations?list=true");
+    assert_eq!(body["data"]["total_destinations"], 3);
+    let (_, body) = list("sys/sync/destinations/in-mem/");
+    assert_eq!(
+        body["data"],
+        json!({"keys": ["a", "b"], "total_destinations": 2})
+    );
+    assert_eq!(list("sys/sync/destinations/aws-sm").0, 404);
+    // Plain reads of the list paths are not lists.
+    assert_eq!(s.get("sys/sync/destinations").0, 405);
+    assert_eq!(s.get("sys/sync/destinations/in-mem").0, 405);
+    assert_eq!(list(MEM).0, 405);
+}
+
+#[test]
+fn delete_rules() {
+    let s = Server::new();
+    let delete = |query: &str| s.call("DELETE", &format!("{MEM}{query}"), Value::Null);
+    assert_eq!(delete(""), (204, Value::Null));
+    s.write(MEM, json!({}));
+    assert_eq!(delete("?purge=maybe").0, 400);
+    assert_eq!(delete("").0, 204);
+    assert!(s.dest("in-mem", "box").is_none());
+    // With associations and neither flag: refused, nothing changes.
+    s.write(MEM, json!({}));
+    s.associate("in-mem", "box", "app");
+    let before = s.snapshot();
+    let (status, body) = delete("");
+    assert_eq!(status, 400);
+    assert_eq!(
+        errors(&body),
+        "destination in-mem/box still has associations; retry with purge=true"
+    );
+    assert_eq!(delete("?purge=false&force_delete=0").0, 400);
+    assert!(s.snapshot() == before);
+}
+
+#[test]
+fn purge_unsyncs_then_deletes() {
+    let s = Server::new();
+    s.write(MEM, json!({}));
+    s.associate("in-mem", "box", "app");
+    s.associate("in-mem", "box", "db");
+    assert_eq!(s.fakes.connector.objects("in-mem", "box").len(), 2);
+    assert_eq!(
+        s.call("DELETE", &format!("{MEM}?purge=true"), Value::Null)
+            .0,
+        204
+    );
+    assert!(s.dest("in-mem", "box").is_none());
+    assert!(s.fakes.connector.objects("in-mem", "box").is_empty());
+    assert!(
+        !s.snapshot().iter().any(|(k, _)| k.starts_with("sync/")),
+        "{:?}",
+        s.snapshot()
+    );
+}
+
+#[test]
+fn a_failed_purge_keeps_the_destination_with_its_error() {
+    let s = Server::new();
+    s.write(MEM, json!({}));
+    s.associate("in-mem", "box", "app");
+    *s.fakes.connector.fail_with.borrow_mut() =
+        Some(SyncError::ClientSide("credentials revoked".into()));
+    assert_eq!(
+        s.call("DELETE", &format!("{MEM}?purge=1"), Value::Null).0,
+        204
+    );
+    let (status, body) = s.get(MEM);
+    assert_eq!(status, 200);
+    assert!(
+        body["data"]["purge_initiated_at"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    let purge_error = body["data"]["purge_error"].as_str().unwrap();
+    assert!(purge_error.contains("credentials revoked"), "{purge_error}");
+    // While purging: no edits; the external object is still there.
+    s.rejects("PATCH", MEM, json!({"granularity": "secret-key"}), "purged");
+    assert_eq!(s.fakes.connector.objects("in-mem", "box").len(), 1);
+    // A plain delete is still refused; purging again once the provider is back completes.
+    assert_eq!(s.call("DELETE", MEM, Value::Null).0, 400);
+    *s.fakes.connector.fail_with.borrow_mut() = None;
+    assert_eq!(
+        s.call("DELETE", &format!("{MEM}?purge=true"), Value::Null)
+            .0,
+        204
+    );
+    assert!(s.dest("in-mem", "box").is_none());
+    assert!(s.fakes.connector.objects("in-mem", "box").is_empty());
+}
+
+#[test]
+fn force_delete_orphans_external_objects() {
+    let s = Server::new();
+    s.write(MEM, json!({}));
+    s.associate("in-mem", "box", "app");
+    *s.fakes.connector.fail_with.borrow_mut() = Some(SyncError::ClientSide("gone".into()));
+    let calls = *s.fakes.connector.calls.borrow();
+    assert_eq!(
+        s.call("DELETE", &format!("{MEM}?force_delete=true"), Value::Null)
+            .0,
+        204
+    );
+    assert_eq!(*s.fakes.connector.calls.borrow(), calls, "no provider call");
+    assert!(s.dest("in-mem", "box").is_none());
+    assert_eq!(s.fakes.connector.objects("in-mem", "box").len(), 1);
+    assert!(!s.snapshot().iter().any(|(k, _)| k.starts_with("sync/")));
+    // purge + force_delete: unsync what can be, orphan the rest, delete.
+    s.write(MEM, json!({}));
+    s.associate("in-mem", "box", "db");
+    assert_eq!(
+        s.call(
+            "DELETE",
+            &format!("{MEM}?purge=true&force_delete=true"),
+            Value::Null
+        )
+        .0,
+        204
+    );
+    assert!(s.dest("in-mem", "box").is_none());
+    assert!(!s.snapshot().iter().any(|(k, _)| k.starts_with("sync/")));
+}
+
+#[test]
+fn unknown_delete_parameters_are_a_warning() {
+    let s = Server::new();
+    s.write(MEM, json!({}));
+    let (status, body) = s.call("DELETE", &format!("{MEM}?cascade=true"), Value::Null);
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["warnings"],
+        json!(["Endpoint ignored these unrecognized parameters: [cascade]"])
+    );
+    assert!(s.dest("in-mem", "box").is_none());
+}
+
+#[test]
+fn connector_ref_and_debug() {
+    let s = Server::new();
+    s.write(
+        AWS,
+        json!({"access_key_id": "AKIA-ID", "secret_access_key": "SUPER-secret", "region": "us-east-1",
+               "allowed_ipv4_addresses": "10.0.0.0/8"}),
+    );
+    let dest = s.dest("aws-sm", "prod").unwrap();
+    let r = dest.connector_ref();
+    assert_eq!((r.kind.as_str(), r.name.as_str()), ("aws-sm", "prod"));
+    let config: Value = serde_json::from_str(&r.config).unwrap();
+    assert_eq!(config["secret_access_key"], "SUPER-secret");
+    assert_eq!(config["region"], "us-east-1");
+    assert_eq!(config["allowed_ipv4_addresses"], json!(["10.0.0.0/8"]));
+    assert_eq!(config["allowed_ports"], json!([]));
+    assert_eq!(config["disable_strict_networking"], false);
+    for shown in [format!("{dest:?}"), format!("{r:?}")] {
+        assert!(
+            !shown.contains("SUPER-secret") && !shown.contains("AKIA-ID"),
+            "{shown}"
+        );
+    }
+    s.assert_no_leak(&["SUPER-secret", "AKIA-ID"]);
+}
+
+#[test]
+fn every_type_is_declared_once_with_unique_fields() {
+    let mut kinds: Vec<&str> = TYPES.iter().map(|t| t.kind).collect();
+    kinds.sort();
+    kinds.dedup();
+    assert_eq!(kinds.len(), TYPES.len());
+    for t in TYPES {
+        let schema = request_schema(t);
+        let mut names: Vec<&str> = schema.iter().map(|f| f.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), schema.len(), "{}", t.kind);
+        assert!(t.default_template_key.contains(".SecretKey"), "{}", t.kind);
+        assert!(
+            !t.default_template_path.contains(".SecretKey"),
+            "{}",
+            t.kind
+        );
+        assert_eq!(t.cloud, ["aws-sm", "azure-kv", "gcp-sm"].contains(&t.kind));
+        assert_eq!(
+            t.default_granularity == Granularity::SecretKey,
+            ["gh", "vercel-project"].contains(&t.kind)
+        );
+    }
+}

@@ -1,0 +1,617 @@
+//! Destination connectors: the host side of the engine's `connector` import.
+//!
+//! One trait, [`DestinationConnector`], for every destination type, and one
+//! registration list, [`registered`]. Adding a destination type means writing one
+//! file in this folder and adding one line to that list; nothing else on the host
+//! changes. [`Connectors`] is the registry built from the list: it routes each call
+//! to the connector of the destination's type, bounds it with a timeout and meters
+//! it (calls per type, operation and outcome).
+//!
+//! Secrets: a [`Destination`]'s config holds the provider credentials in clear and
+//! an [`ExternalSecret`] holds a secret value. Both are zeroized on drop and their
+//! `Debug` output masks them; no error message or log line here contains them.
+
+mod in_mem;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use zeroize::{Zeroize, Zeroizing};
+
+pub use in_mem::InMemory;
+
+/// The destination types a build may register, in Vault's vocabulary.
+pub const KNOWN_KINDS: &[&str] = &[
+    "aws-sm",
+    "azure-kv",
+    "gcp-sm",
+    "gh",
+    "vercel-project",
+    "in-mem",
+];
+
+/// The registration list: every destination type this build can reach.
+///
+/// The one place a new connector is added.
+pub fn registered() -> Vec<Arc<dyn DestinationConnector>> {
+    vec![Arc::new(InMemory::default())]
+}
+
+/// Default bound on one provider call.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client for one destination type.
+///
+/// Implementations classify every failure as the sync status it causes (see
+/// [`SyncError`]) and never put credentials or secret values in error messages.
+/// Timeouts and metering are the registry's job, not the connector's.
+#[async_trait]
+pub trait DestinationConnector: Send + Sync {
+    /// The destination type served, e.g. `aws-sm`.
+    fn kind(&self) -> &'static str;
+
+    /// Creates or overwrites an external secret.
+    async fn push(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError>;
+
+    /// Deletes an external secret; one that does not exist counts as deleted.
+    async fn delete(&self, dest: &Destination, name: &str) -> Result<(), SyncError>;
+
+    /// The objects the destination holds, for types that can show them.
+    async fn inspect(&self, dest: &Destination) -> Result<Vec<ExternalSecret>, SyncError> {
+        let _ = dest;
+        Err(SyncError::ClientSide(
+            "this destination type cannot list its objects".to_string(),
+        ))
+    }
+}
+
+/// A destination as a connector needs it to reach the provider.
+pub struct Destination {
+    /// `aws-sm`, `azure-kv`, `gcp-sm`, `gh`, `vercel-project`, `in-mem`.
+    pub kind: String,
+    pub name: String,
+    /// The destination's connection details (credentials in clear) and
+    /// networking fields: always a JSON object.
+    pub config: serde_json::Value,
+}
+
+impl Destination {
+    /// Builds a destination from the engine's record; `config` is a JSON object
+    /// (an empty string counts as `{}`). The raw text is zeroized either way, and
+    /// a parse error never quotes it.
+    pub fn parse(kind: String, name: String, config: String) -> Result<Self, SyncError> {
+        let config = Zeroizing::new(config);
+        let value = if config.trim().is_empty() {
+            serde_json::Value::Object(serde_json::Map::new())
+        } else {
+            serde_json::from_str(&config).map_err(|e| {
+                SyncError::Internal(format!(
+                    "the config of destination {name:?} is not valid JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
+            })?
+        };
+        let dest = Destination {
+            kind,
+            name,
+            config: value,
+        };
+        if !dest.config.is_object() {
+            return Err(SyncError::Internal(format!(
+                "the config of destination {:?} is not a JSON object",
+                dest.name
+            )));
+        }
+        Ok(dest)
+    }
+}
+
+impl fmt::Debug for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Destination")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("config", &"*****")
+            .finish()
+    }
+}
+
+impl Drop for Destination {
+    fn drop(&mut self) {
+        zeroize_json(&mut self.config);
+    }
+}
+
+/// Wipes every string in a JSON value (keys are field names, not secrets).
+fn zeroize_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) => s.zeroize(),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(zeroize_json),
+        serde_json::Value::Object(map) => map.values_mut().for_each(zeroize_json),
+        serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => {}
+    }
+}
+
+/// One external object: its rendered name, the secret value and its tags.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ExternalSecret {
+    pub name: String,
+    /// Zeroized on drop, never printed.
+    pub value: Zeroizing<String>,
+    /// `hashicorp:vault` and the destination's custom tags (cloud types only).
+    pub tags: Vec<(String, String)>,
+}
+
+impl fmt::Debug for ExternalSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExternalSecret")
+            .field("name", &self.name)
+            .field("value", &"*****")
+            .field("tags", &self.tags)
+            .finish()
+    }
+}
+
+/// A failed provider call, classified as the sync status it causes (the WIT
+/// `sync-error`). Messages never contain credentials or secret values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    /// Bad credentials, missing permission, a name or value the provider
+    /// rejects: `CLIENT_SIDE_ERROR`, not retried until something changes.
+    #[error("{0}")]
+    ClientSide(String),
+    /// Outage, timeout, throttling: `EXTERNAL_SERVICE_ERROR`, retryable.
+    #[error("{message}")]
+    ExternalService {
+        message: String,
+        /// When the provider said to come back.
+        retry_after: Option<Duration>,
+    },
+    /// The host itself failed: `INTERNAL_VAULT_ERROR`.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl SyncError {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            SyncError::ClientSide(_) => Outcome::ClientSide,
+            SyncError::ExternalService { .. } => Outcome::ExternalService,
+            SyncError::Internal(_) => Outcome::Internal,
+        }
+    }
+}
+
+/// A connector operation, for metering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    Push,
+    Delete,
+    Inspect,
+}
+
+impl Op {
+    pub const ALL: [Op; 3] = [Op::Push, Op::Delete, Op::Inspect];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Push => "push",
+            Op::Delete => "delete",
+            Op::Inspect => "inspect",
+        }
+    }
+}
+
+/// How a connector call ended, for metering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Ok,
+    ClientSide,
+    ExternalService,
+    Internal,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Ok,
+        Outcome::ClientSide,
+        Outcome::ExternalService,
+        Outcome::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::ClientSide => "client-side",
+            Outcome::ExternalService => "external-service",
+            Outcome::Internal => "internal",
+        }
+    }
+}
+
+/// The metering key of calls to types without a registered connector. Kept as
+/// one bucket so that arbitrary kind strings cannot grow the counters.
+pub const UNREGISTERED: &str = "unregistered";
+
+/// Call counters of one destination type: `[op][outcome]`.
+#[derive(Default)]
+struct Counters([[AtomicU64; 4]; 3]);
+
+impl Counters {
+    fn slot(&self, op: Op, outcome: Outcome) -> &AtomicU64 {
+        let o = match op {
+            Op::Push => 0,
+            Op::Delete => 1,
+            Op::Inspect => 2,
+        };
+        let r = match outcome {
+            Outcome::Ok => 0,
+            Outcome::ClientSide => 1,
+            Outcome::ExternalService => 2,
+            Outcome::Internal => 3,
+        };
+        &self.0[o][r]
+    }
+}
+
+/// One row of [`Connectors::metrics`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallCount {
+    pub kind: &'static str,
+    pub op: Op,
+    pub outcome: Outcome,
+    pub count: u64,
+}
+
+struct Registered {
+    connector: Arc<dyn DestinationConnector>,
+    counters: Counters,
+}
+
+/// The registry: routes, bounds and meters every connector call.
+pub struct Connectors {
+    by_kind: HashMap<&'static str, Registered>,
+    unregistered: Counters,
+    /// Bound on each provider call; past it the call fails as
+    /// `ExternalService` ("timed out after ...") and is retried later.
+    pub timeout: Duration,
+}
+
+impl Default for Connectors {
+    fn default() -> Self {
+        Connectors::new()
+    }
+}
+
+impl fmt::Debug for Connectors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut kinds: Vec<_> = self.by_kind.keys().collect();
+        kinds.sort();
+        f.debug_struct("Connectors")
+            .field("kinds", &kinds)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl Connectors {
+    /// Every connector of [`registered`], with the [`DEFAULT_TIMEOUT`].
+    pub fn new() -> Self {
+        Connectors::from_list(registered())
+    }
+
+    /// A registry of the given connectors (tests, embedders). When two share a
+    /// kind, the later one wins.
+    pub fn from_list(list: Vec<Arc<dyn DestinationConnector>>) -> Self {
+        let by_kind = list
+            .into_iter()
+            .map(|connector| {
+                (
+                    connector.kind(),
+                    Registered {
+                        connector,
+                        counters: Counters::default(),
+                    },
+                )
+            })
+            .collect();
+        Connectors {
+            by_kind,
+            unregistered: Counters::default(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Sets the per-call timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The destination types with a connector, sorted.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        let mut kinds: Vec<_> = self.by_kind.keys().copied().collect();
+        kinds.sort_unstable();
+        kinds
+    }
+
+    pub async fn push(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError> {
+        self.call(dest, Op::Push, |c| c.push(dest, secret)).await
+    }
+
+    pub async fn delete(&self, dest: &Destination, name: &str) -> Result<(), SyncError> {
+        self.call(dest, Op::Delete, |c| c.delete(dest, name)).await
+    }
+
+    pub async fn inspect(&self, dest: &Destination) -> Result<Vec<ExternalSecret>, SyncError> {
+        self.call(dest, Op::Inspect, |c| c.inspect(dest)).await
+    }
+
+    /// Calls of `kind` (a registered type, or [`UNREGISTERED`]) for `op` that
+    /// ended with `outcome`.
+    pub fn calls(&self, kind: &str, op: Op, outcome: Outcome) -> u64 {
+        self.counters(kind)
+            .map_or(0, |c| c.slot(op, outcome).load(Ordering::Relaxed))
+    }
+
+    /// Every non-zero counter, sorted by kind, operation and outcome.
+    pub fn metrics(&self) -> Vec<CallCount> {
+        let mut kinds = self.kinds();
+        kinds.push(UNREGISTERED);
+        let mut out = Vec::new();
+        for kind in kinds {
+            for op in Op::ALL {
+                for outcome in Outcome::ALL {
+                    let count = self.calls(kind, op, outcome);
+                    if count > 0 {
+                        out.push(CallCount {
+                            kind,
+                            op,
+                            outcome,
+                            count,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn counters(&self, kind: &str) -> Option<&Counters> {
+        match self.by_kind.get(kind) {
+            Some(r) => Some(&r.counters),
+            None if kind == UNREGISTERED => Some(&self.unregistered),
+            None => None,
+        }
+    }
+
+    async fn call<'f, T>(
+        &'f self,
+        dest: &'f Destination,
+        op: Op,
+        f: impl FnOnce(&'f dyn DestinationConnector) -> BoxFuture<'f, T>,
+    ) -> Result<T, SyncError> {
+        let Some(registered) = self.by_kind.get(dest.kind.as_str()) else {
+            self.unregistered
+                .slot(op, Outcome::ClientSide)
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(SyncError::ClientSide(format!(
+                "destination type {} has no connector in this build yet",
+                printable(&dest.kind)
+            )));
+        };
+        let started = Instant::now();
+        let out = match tokio::time::timeout(self.timeout, f(registered.connector.as_ref())).await {
+            Ok(out) => out,
+            Err(_) => Err(SyncError::ExternalService {
+                message: format!("timed out after {}", human(self.timeout)),
+                retry_after: None,
+            }),
+        };
+        let outcome = match &out {
+            Ok(_) => Outcome::Ok,
+            Err(e) => e.outcome(),
+        };
+        registered
+            .counters
+            .slot(op, outcome)
+            .fetch_add(1, Ordering::Relaxed);
+        let elapsed = started.elapsed();
+        match &out {
+            Err(SyncError::Internal(message)) => tracing::error!(
+                kind = registered.connector.kind(),
+                destination = %dest.name,
+                op = op.as_str(),
+                ?elapsed,
+                error = %message,
+                "connector call failed inside the host"
+            ),
+            _ => tracing::debug!(
+                kind = registered.connector.kind(),
+                destination = %dest.name,
+                op = op.as_str(),
+                outcome = outcome.as_str(),
+                ?elapsed,
+                "connector call"
+            ),
+        }
+        out
+    }
+}
+
+/// The boxed future an `async_trait` method returns.
+type BoxFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, SyncError>> + Send + 'a>>;
+
+/// A kind string as it may appear in a message: bounded and printable.
+fn printable(kind: &str) -> String {
+    kind.chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
+/// `10s`, `1500ms`: a timeout as people write it.
+fn human(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dest(kind: &str, name: &str) -> Destination {
+        Destination::parse(kind.into(), name.into(), r#"{"token":"ghp_SECRET"}"#.into()).unwrap()
+    }
+
+    fn secret(name: &str, value: &str) -> ExternalSecret {
+        ExternalSecret {
+            name: name.into(),
+            value: Zeroizing::new(value.into()),
+            tags: vec![("hashicorp:vault".into(), "".into())],
+        }
+    }
+
+    /// A connector whose calls never finish in time.
+    struct Sleepy;
+
+    #[async_trait]
+    impl DestinationConnector for Sleepy {
+        fn kind(&self) -> &'static str {
+            "gh"
+        }
+        async fn push(&self, _: &Destination, _: &ExternalSecret) -> Result<(), SyncError> {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(())
+        }
+        async fn delete(&self, _: &Destination, _: &str) -> Result<(), SyncError> {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn in_mem_push_overwrite_delete_inspect() {
+        let c = Connectors::new();
+        let d = dest("in-mem", "demo");
+        assert!(c.inspect(&d).await.unwrap().is_empty());
+        c.push(&d, &secret("b", "v1")).await.unwrap();
+        c.push(&d, &secret("a", "x")).await.unwrap();
+        c.push(&d, &secret("b", "v2")).await.unwrap();
+        let objects = c.inspect(&d).await.unwrap();
+        assert_eq!(objects, vec![secret("a", "x"), secret("b", "v2")]);
+        // Destinations do not share objects.
+        assert!(
+            c.inspect(&dest("in-mem", "other"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        c.delete(&d, "a").await.unwrap();
+        c.delete(&d, "never-there").await.unwrap();
+        assert_eq!(c.inspect(&d).await.unwrap(), vec![secret("b", "v2")]);
+        assert_eq!(c.calls("in-mem", Op::Push, Outcome::Ok), 3);
+        assert_eq!(c.calls("in-mem", Op::Delete, Outcome::Ok), 2);
+        assert_eq!(c.calls("in-mem", Op::Inspect, Outcome::Ok), 4);
+    }
+
+    #[tokio::test]
+    async fn a_slow_call_times_out_as_an_external_service_error() {
+        let c =
+            Connectors::from_list(vec![Arc::new(Sleepy)]).with_timeout(Duration::from_millis(50));
+        let d = dest("gh", "repo");
+        let started = Instant::now();
+        let err = c.push(&d, &secret("A", "v")).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            err,
+            SyncError::ExternalService {
+                message: "timed out after 50ms".into(),
+                retry_after: None
+            }
+        );
+        let err = c.delete(&d, "A").await.unwrap_err();
+        assert_eq!(err.outcome(), Outcome::ExternalService);
+        assert_eq!(c.calls("gh", Op::Push, Outcome::ExternalService), 1);
+        assert_eq!(c.calls("gh", Op::Delete, Outcome::ExternalService), 1);
+        assert_eq!(c.calls("gh", Op::Push, Outcome::Ok), 0);
+        // The default trait method: this type cannot list its objects.
+        assert_eq!(
+            c.inspect(&d).await.unwrap_err().outcome(),
+            Outcome::ClientSide
+        );
+        assert_eq!(c.calls("gh", Op::Inspect, Outcome::ClientSide), 1);
+    }
+
+    #[test]
+    fn the_default_timeout_reads_as_ten_seconds() {
+        assert_eq!(Connectors::new().timeout, Duration::from_secs(10));
+        assert_eq!(human(DEFAULT_TIMEOUT), "10s");
+    }
+
+    #[tokio::test]
+    async fn an_unregistered_type_is_a_client_side_error() {
+        let c = Connectors::new();
+        assert_eq!(c.kinds(), vec!["in-mem"]);
+        for kind in KNOWN_KINDS.iter().filter(|k| **k != "in-mem") {
+            let err = c
+                .push(&dest(kind, "d"), &secret("A", "v"))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                err,
+                SyncError::ClientSide(format!(
+                    "destination type {kind} has no connector in this build yet"
+                ))
+            );
+        }
+        let err = c.delete(&dest("nope\n", "d"), "A").await.unwrap_err();
+        assert_eq!(err.outcome(), Outcome::ClientSide);
+        assert!(!err.to_string().contains('\n'));
+        assert_eq!(c.calls(UNREGISTERED, Op::Push, Outcome::ClientSide), 5);
+        assert_eq!(c.calls(UNREGISTERED, Op::Delete, Outcome::ClientSide), 1);
+        assert_eq!(c.calls("nope", Op::Delete, Outcome::ClientSide), 0);
+        let metrics = c.metrics();
+        assert_eq!(metrics.len(), 2);
+        assert_eq!(metrics[0].kind, UNREGISTERED);
+    }
+
+    #[test]
+    fn debug_output_masks_credentials_and_values() {
+        let d = dest("gh", "repo");
+        let shown = format!("{d:?}");
+        assert!(!shown.contains("ghp_SECRET"), "{shown}");
+        assert!(shown.contains("repo"), "{shown}");
+        let s = secret("DB_PASSWORD", "hunter2");
+        let shown = format!("{s:?} {s:#?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("DB_PASSWORD"), "{shown}");
+    }
+
+    #[test]
+    fn bad_config_is_internal_and_never_quoted() {
+        for config in [r#"{"token":"ghp_SECRET""#, r#""ghp_SECRET""#, "ghp_SECRET"] {
+            let err = Destination::parse("gh".into(), "d".into(), config.into()).unwrap_err();
+            assert_eq!(err.outcome(), Outcome::Internal);
+            assert!(!err.to_string().contains("ghp_SECRET"), "{err}");
+        }
+        let d = Destination::parse("in-mem".into(), "d".into(), String::new()).unwrap();
+        assert_eq!(d.config, serde_json::json!({}));
+    }
+
+    #[test]
+    fn dropping_a_config_wipes_its_strings() {
+        let mut v = serde_json::json!({"a": "secret", "b": ["x", {"c": "y"}], "n": 1});
+        zeroize_json(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"a": "", "b": ["", {"c": ""}], "n": 1})
+        );
+    }
+}

@@ -1,0 +1,254 @@
+//! The host side of the `connector` import: converts the WIT records to the
+//! registry's types, calls [`Connectors`](crate::connectors::Connectors) and
+//! converts back. Time spent here is the provider's, not the guest's: it is
+//! charged to the CPU meter as host time, like storage calls.
+
+use std::time::{Duration, Instant};
+
+use zeroize::Zeroizing;
+
+use super::bindings::kvsync::engine::connector as wit;
+use super::state::State;
+use crate::connectors::{Destination, ExternalSecret, SyncError};
+
+fn destination(d: wit::Destination) -> Result<Destination, SyncError> {
+    Destination::parse(d.kind, d.name, d.config)
+}
+
+fn from_wit(s: wit::ExternalSecret) -> ExternalSecret {
+    ExternalSecret {
+        name: s.name,
+        value: Zeroizing::new(s.value),
+        tags: s.tags,
+    }
+}
+
+fn to_wit(mut s: ExternalSecret) -> wit::ExternalSecret {
+    wit::ExternalSecret {
+        name: std::mem::take(&mut s.name),
+        // Moves the buffer out; the emptied `Zeroizing` has nothing left to wipe.
+        value: std::mem::take(&mut *s.value),
+        tags: std::mem::take(&mut s.tags),
+    }
+}
+
+fn error_to_wit(e: SyncError) -> wit::SyncError {
+    match e {
+        SyncError::ClientSide(m) => wit::SyncError::ClientSide(m),
+        SyncError::ExternalService {
+            message,
+            retry_after,
+        } => wit::SyncError::ExternalService(wit::ExternalFailure {
+            message,
+            retry_after_ms: retry_after.map(millis),
+        }),
+        SyncError::Internal(m) => wit::SyncError::Internal(m),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl wit::Host for State {
+    async fn push(
+        &mut self,
+        dest: wit::Destination,
+        secret: wit::ExternalSecret,
+    ) -> wasmtime::Result<Result<(), wit::SyncError>> {
+        let started = Instant::now();
+        let secret = from_wit(secret);
+        let out = match destination(dest) {
+            Ok(dest) => self.connectors.push(&dest, &secret).await,
+            Err(e) => Err(e),
+        };
+        self.cpu.charge_host(started.elapsed());
+        Ok(out.map_err(error_to_wit))
+    }
+
+    async fn delete(
+        &mut self,
+        dest: wit::Destination,
+        name: String,
+    ) -> wasmtime::Result<Result<(), wit::SyncError>> {
+        let started = Instant::now();
+        let out = match destination(dest) {
+            Ok(dest) => self.connectors.delete(&dest, &name).await,
+            Err(e) => Err(e),
+        };
+        self.cpu.charge_host(started.elapsed());
+        Ok(out.map_err(error_to_wit))
+    }
+
+    async fn inspect(
+        &mut self,
+        dest: wit::Destination,
+    ) -> wasmtime::Result<Result<Vec<wit::ExternalSecret>, wit::SyncError>> {
+        let started = Instant::now();
+        let out = match destination(dest) {
+            Ok(dest) => self.connectors.inspect(&dest).await,
+            Err(e) => Err(e),
+        };
+        self.cpu.charge_host(started.elapsed());
+        Ok(out
+            .map(|list| list.into_iter().map(to_wit).collect())
+            .map_err(error_to_wit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+
+    use super::super::bindings::kvsync::engine::authz::Host as _;
+    use super::super::bindings::kvsync::engine::types::Caller;
+    use super::super::limits::Limits;
+    use super::wit::Host as _;
+    use super::*;
+    use crate::connectors::{Connectors, DestinationConnector, Op, Outcome};
+    use crate::storage::{Barrier, EncryptionKey, RedbBackend, SharedBackend, TenantStorage};
+
+    fn state(connectors: Connectors, caller: Option<Caller>) -> State {
+        let backend: SharedBackend = Arc::new(Barrier::new(
+            RedbBackend::in_memory().unwrap(),
+            EncryptionKey::generate().unwrap(),
+        ));
+        State::new(
+            TenantStorage::new(backend, "root"),
+            Arc::new(connectors),
+            caller,
+            &Limits::default(),
+        )
+    }
+
+    fn caller(policy: &str) -> Caller {
+        Caller {
+            token: "t".into(),
+            accessor: "a".into(),
+            display_name: "d".into(),
+            policies: vec![policy.into()],
+            path: "auth/token/root".into(),
+            creation_time: 0,
+        }
+    }
+
+    fn dest(kind: &str, config: &str) -> wit::Destination {
+        wit::Destination {
+            kind: kind.into(),
+            name: "demo".into(),
+            config: config.into(),
+        }
+    }
+
+    fn secret(name: &str, value: &str) -> wit::ExternalSecret {
+        wit::ExternalSecret {
+            name: name.into(),
+            value: value.into(),
+            tags: vec![("hashicorp:vault".into(), "".into())],
+        }
+    }
+
+    /// Slow, then throttled with a retry-after.
+    struct Throttled;
+
+    #[async_trait]
+    impl DestinationConnector for Throttled {
+        fn kind(&self) -> &'static str {
+            "gh"
+        }
+        async fn push(&self, _: &Destination, _: &ExternalSecret) -> Result<(), SyncError> {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Err(SyncError::ExternalService {
+                message: "rate limited".into(),
+                retry_after: Some(Duration::from_secs(2)),
+            })
+        }
+        async fn delete(&self, _: &Destination, _: &str) -> Result<(), SyncError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn in_mem_round_trip_through_the_import() {
+        let mut s = state(Connectors::new(), None);
+        s.push(dest("in-mem", "{}"), secret("b", "2"))
+            .await
+            .unwrap()
+            .unwrap();
+        s.push(dest("in-mem", ""), secret("a", "1"))
+            .await
+            .unwrap()
+            .unwrap();
+        let listed = s.inspect(dest("in-mem", "{}")).await.unwrap().unwrap();
+        let names: Vec<_> = listed
+            .iter()
+            .map(|o| (o.name.as_str(), o.value.as_str()))
+            .collect();
+        assert_eq!(names, vec![("a", "1"), ("b", "2")]);
+        assert_eq!(
+            listed[0].tags,
+            vec![("hashicorp:vault".to_string(), String::new())]
+        );
+        s.delete(dest("in-mem", "{}"), "a".into())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            s.inspect(dest("in-mem", "{}"))
+                .await
+                .unwrap()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(s.connectors.calls("in-mem", Op::Push, Outcome::Ok), 2);
+    }
+
+    #[tokio::test]
+    async fn errors_map_to_the_wit_variant_and_host_time_is_not_the_guests() {
+        let mut s = state(Connectors::from_list(vec![Arc::new(Throttled)]), None);
+        let out = s
+            .push(dest("gh", r#"{"token":"x"}"#), secret("A", "v"))
+            .await
+            .unwrap();
+        match out {
+            Err(wit::SyncError::ExternalService(f)) => {
+                assert_eq!(f.message, "rate limited");
+                assert_eq!(f.retry_after_ms, Some(2000));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            s.cpu.guest_time() < Duration::from_millis(200),
+            "{:?}",
+            s.cpu.guest_time()
+        );
+        assert!(matches!(
+            s.push(dest("aws-sm", "{}"), secret("A", "v"))
+                .await
+                .unwrap(),
+            Err(wit::SyncError::ClientSide(_))
+        ));
+        assert!(matches!(
+            s.delete(dest("gh", "not json"), "A".into()).await.unwrap(),
+            Err(wit::SyncError::Internal(_))
+        ));
+        assert!(matches!(
+            s.inspect(dest("gh", "{}")).await.unwrap(),
+            Err(wit::SyncError::ClientSide(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn authz_asks_the_callers_policies() {
+        let path = "my-kv/data/app/db".to_string();
+        let mut root = state(Connectors::new(), Some(caller("root")));
+        assert!(root.allowed("read".into(), path.clone()).await.unwrap());
+        let mut other = state(Connectors::new(), Some(caller("default")));
+        assert!(!other.allowed("read".into(), path.clone()).await.unwrap());
+        let mut nobody = state(Connectors::new(), None);
+        assert!(!nobody.allowed("read".into(), path).await.unwrap());
+    }
+}
