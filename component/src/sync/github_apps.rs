@@ -103,6 +103,13 @@ pub fn handle(tx: &mut Tx, req: &LogicalRequest, name: &str) -> ApiResult<Reply>
     }
 }
 
+/// `{"app_id", "private_key"}` of a registered app, for the connector of a
+/// `gh` destination that authenticates as it.
+pub fn app_config(tx: &mut Tx, name: &str) -> ApiResult<Option<serde_json::Value>> {
+    let app: Option<GithubApp> = tx.get_json(&keys::github_app(name))?;
+    Ok(app.map(|a| json!({ "app_id": a.app_id, "private_key": a.private_key })))
+}
+
 fn read_body(name: &str, app: &GithubApp) -> Reply {
     Reply::data(json!({
         "name": name,
@@ -403,6 +410,38 @@ NrbR6JsnjTYzHA==
             404
         );
         assert_eq!(call(&f, "LIST", "sys/sync/github-apps", Value::Null).0, 404);
+    }
+
+    #[test]
+    fn a_gh_destination_using_the_app_hands_its_key_to_the_connector() {
+        let f = Fakes::default();
+        let (s, _) = call(
+            &f,
+            "POST",
+            "sys/sync/github-apps/app1",
+            json!({"app_id": 42, "private_key": PKCS1}),
+        );
+        assert_eq!(s, 200);
+        let (s, body) = call(
+            &f,
+            "POST",
+            "sys/sync/destinations/gh/d1",
+            json!({"app_name": "app1", "installation_id": 7, "repository_owner": "o", "repository_name": "r"}),
+        );
+        assert_eq!(s, 200, "{body}");
+        assert!(!body.to_string().contains("PRIVATE KEY"));
+        let mut tx = crate::storage::Tx::new(&f.storage);
+        let dest = Destination::load(&mut tx, "gh", "d1").unwrap().unwrap();
+        let target = crate::sync::associations::engine::connector_target(&mut tx, &dest).unwrap();
+        let config: Value = serde_json::from_str(&target.config).unwrap();
+        assert_eq!(config["app_config"]["app_id"], 42);
+        assert_eq!(config["app_config"]["private_key"], PKCS1);
+        assert_eq!(config["installation_id"], 7);
+        // Deleting the app is refused while the destination uses it.
+        assert_eq!(
+            call(&f, "DELETE", "sys/sync/github-apps/app1", Value::Null).0,
+            400
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
-use crate::connector::ExternalSecret;
+use crate::connector::{DestinationRef, ExternalSecret, SyncError};
 use crate::env::Env;
 use crate::error::{ApiError, ApiResult};
 use crate::storage::Tx;
@@ -49,7 +49,8 @@ pub fn sync_association(
     };
     check_collisions(tx, record, &desired)?;
     let version = secret.map(|(v, _)| v).unwrap_or(0);
-    converge(env, dest, record, desired, version, true);
+    let target = connector_target(tx, dest)?;
+    converge(env, &target, record, desired, version, true);
     record.save(tx)
 }
 
@@ -62,7 +63,8 @@ pub fn unsync_association(
     dest: &Destination,
     record: &mut Association,
 ) -> ApiResult<bool> {
-    converge(env, dest, record, Vec::new(), 0, false);
+    let target = connector_target(tx, dest)?;
+    converge(env, &target, record, Vec::new(), 0, false);
     if record.rows.is_empty() && record.stale.is_empty() {
         record.drop_record(tx);
         Ok(true)
@@ -234,14 +236,13 @@ fn check_collisions(tx: &mut Tx, record: &Association, desired: &[Desired]) -> A
 /// association without objects is still shown).
 fn converge(
     env: &Env,
-    dest: &Destination,
+    target: &DestinationRef,
     record: &mut Association,
     desired: Vec<Desired>,
     version: u64,
     placeholder: bool,
 ) {
     let now: Nanos = time::now();
-    let target = dest.connector_ref();
     let desired_names: BTreeSet<String> = desired.iter().map(|d| d.object.name.clone()).collect();
     let old_rows = std::mem::take(&mut record.rows);
     let mut to_delete: BTreeMap<String, String> = std::mem::take(&mut record.stale);
@@ -257,20 +258,31 @@ fn converge(
         let previous = old_rows
             .get(&d.key)
             .filter(|r| r.external_name == d.object.name);
-        let row = match env.connector.push(&target, &d.object) {
+        let digest = digest(&target.config, &d.object);
+        let unchanged = previous.is_some_and(|r| {
+            r.sync_status == SyncStatus::Synced && r.digest.as_deref() == Some(digest.as_str())
+        });
+        let outcome = if unchanged {
+            Ok(())
+        } else {
+            env.connector.push(target, &d.object)
+        };
+        let row = match outcome {
             Ok(()) => Row {
                 external_name: d.object.name,
                 sync_status: SyncStatus::Synced,
                 updated_at: now,
                 error: None,
                 version,
+                digest: Some(digest),
             },
             Err(e) => Row {
                 external_name: d.object.name,
                 sync_status: SyncStatus::of_error(&e),
                 updated_at: now,
-                error: Some(e.message().to_string()),
+                error: Some(describe(&e)),
                 version: previous.map(|r| r.version).unwrap_or(0),
+                digest: None,
             },
         };
         rows.insert(d.key, row);
@@ -278,7 +290,7 @@ fn converge(
 
     let mut stale = BTreeMap::new();
     for (name, key) in to_delete {
-        let Err(e) = env.connector.delete(&target, &name) else {
+        let Err(e) = env.connector.delete(target, &name) else {
             continue;
         };
         let status = SyncStatus::of_error(&e);
@@ -290,7 +302,7 @@ fn converge(
                     row.sync_status = status;
                     row.error = Some(format!(
                         "the previous external object {name:?} could not be deleted: {}",
-                        e.message()
+                        describe(&e)
                     ));
                 }
                 stale.insert(name, key);
@@ -307,8 +319,9 @@ fn converge(
                         external_name: name,
                         sync_status: status,
                         updated_at: now,
-                        error: Some(e.message().to_string()),
+                        error: Some(describe(&e)),
                         version,
+                        digest: None,
                     },
                 );
             }
@@ -319,4 +332,62 @@ fn converge(
     }
     record.rows = rows;
     record.stale = stale;
+}
+
+/// What was pushed, as a digest: the same digest means the provider already
+/// holds exactly this object, so pushing it again would change nothing.
+fn digest(config: &str, object: &ExternalSecret) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    for part in [config, object.name.as_str(), object.value.as_str()] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    for (k, v) in &object.tags {
+        h.update((k.len() as u64).to_le_bytes());
+        h.update(k.as_bytes());
+        h.update((v.len() as u64).to_le_bytes());
+        h.update(v.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A provider failure as shown in a row's `error`, with the retry hint.
+fn describe(e: &SyncError) -> String {
+    match e {
+        SyncError::ExternalService {
+            message,
+            retry_after_ms: Some(ms),
+        } => format!(
+            "{message} (the provider asked to retry after {}s)",
+            ms.div_ceil(1000)
+        ),
+        other => other.message().to_string(),
+    }
+}
+
+/// What the connector gets for `dest`: its configuration plus, for a `gh`
+/// destination that authenticates as a GitHub App, the app's ID and key
+/// (registered at `sys/sync/github-apps/:name`; the host has no other way to
+/// reach them).
+pub fn connector_target(tx: &mut Tx, dest: &Destination) -> ApiResult<DestinationRef> {
+    let mut target = dest.connector_ref();
+    let app = dest
+        .connection_details
+        .get("app_name")
+        .and_then(Value::as_str)
+        .filter(|n| dest.kind == "gh" && !n.is_empty());
+    if let Some(app) = app {
+        let Some(app_config) = crate::sync::github_apps::app_config(tx, app)? else {
+            return Err(ApiError::bad_request(format!(
+                "GitHub App {app:?} of destination gh/{} is not registered at sys/sync/github-apps/{app}",
+                dest.name
+            )));
+        };
+        let mut config: Map<String, Value> = serde_json::from_str(&target.config)
+            .map_err(|e| ApiError::Internal(format!("destination config is not JSON: {e}")))?;
+        config.insert("app_config".to_string(), app_config);
+        target.config = Value::Object(config).to_string();
+    }
+    Ok(target)
 }

@@ -57,6 +57,10 @@ pub struct Row {
     /// The KV version last written to the object (0: none).
     #[serde(default)]
     pub version: u64,
+    /// Digest of what was last pushed successfully (name, value, tags and the
+    /// destination's configuration): an identical push is skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 impl Row {
@@ -73,6 +77,7 @@ impl Row {
             updated_at: now,
             error: None,
             version: 0,
+            digest: None,
         }
     }
 }

@@ -361,7 +361,10 @@ fn provider_failures_become_error_statuses() {
     let data = t.set_ok("t1", "app");
     let entry = &data["associated_secrets"][&key];
     assert_eq!(entry["sync_status"], "EXTERNAL_SERVICE_ERROR");
-    assert_eq!(entry["error"], "throttled");
+    assert_eq!(
+        entry["error"],
+        "throttled (the provider asked to retry after 1s)"
+    );
     assert_eq!(t.read("t1"), data);
 
     // A refresh retries.
@@ -760,4 +763,29 @@ fn unsync_all_and_drop_all() {
     tx.commit().unwrap();
     assert!(t.sync_keys().is_empty());
     assert_eq!(t.objects("t1").len(), 1);
+}
+
+#[test]
+fn an_unchanged_object_is_not_pushed_again() {
+    let t = T::new();
+    t.put("app", json!({"a": "1", "b": "2"}));
+    t.dest("t1", Granularity::SecretKey, None);
+    t.set_ok("t1", "app");
+    let after_first = t.calls();
+    assert_eq!(after_first, 2, "one push per key");
+    // A refresh with nothing changed costs no provider call.
+    t.set_ok("t1", "app");
+    assert_eq!(t.calls(), after_first);
+    // One changed key costs one push; the other key is skipped.
+    t.put("app", json!({"a": "1", "b": "3"}));
+    t.set_ok("t1", "app");
+    assert_eq!(t.calls(), after_first + 1);
+    // A failed push is retried even if the value did not change.
+    t.fail(Some(client_error()));
+    t.put("app", json!({"a": "9", "b": "3"}));
+    t.set_ok("t1", "app");
+    t.fail(None);
+    let before = t.calls();
+    t.set_ok("t1", "app");
+    assert_eq!(t.calls(), before + 1, "only the failed key is pushed again");
 }
