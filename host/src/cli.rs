@@ -3,13 +3,14 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::auth::TokenStore;
 use crate::config::{Config, Listener};
-use crate::connectors::Connectors;
+use crate::connectors::{Connectors, DEFAULT_TIMEOUT};
 use crate::http::{self, AppState, DEFAULT_MAX_REQUEST_SIZE, ROOT_TENANT};
 use crate::runtime::{self, Limits, Runtime};
 use crate::storage::{Barrier, EncryptionKey, RedbBackend, SharedBackend, TenantStorage};
@@ -148,7 +149,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     }
     barrier.check_key().await?;
     let backend: SharedBackend = Arc::new(barrier);
-    let runtime = load_runtime(config.limits.clone(), config.cache_dir.clone())?;
+    let runtime = load_runtime(
+        config.limits.clone(),
+        config.cache_dir.clone(),
+        config.provider_timeout,
+    )?;
     let tls = match &config.listener.tls {
         Some((cert, key)) => Some(http::tls::acceptor(cert, key)?),
         None => None,
@@ -183,7 +188,7 @@ async fn dev_server(args: ServerArgs) -> anyhow::Result<()> {
     let backend: SharedBackend = Arc::new(barrier);
     let tokens = TokenStore::new(backend.clone());
     let root = tokens.create_root(args.dev_root_token_id.clone()).await?;
-    let runtime = load_runtime(Limits::default(), None)?;
+    let runtime = load_runtime(Limits::default(), None, DEFAULT_TIMEOUT)?;
     mount_dev_kv(&runtime, &backend, &tokens, &root.token).await?;
     let listener = Listener {
         address: args.dev_listen_address,
@@ -245,9 +250,13 @@ async fn mount_dev_kv(
 }
 
 /// The engine runtime with every registered destination connector.
-fn load_runtime(limits: Limits, cache_dir: Option<PathBuf>) -> anyhow::Result<Runtime> {
+fn load_runtime(
+    limits: Limits,
+    cache_dir: Option<PathBuf>,
+    provider_timeout: Duration,
+) -> anyhow::Result<Runtime> {
     let cache_dir = cache_dir.or_else(runtime::default_cache_dir);
-    let connectors = Arc::new(Connectors::new());
+    let connectors = Arc::new(Connectors::new().with_timeout(provider_timeout));
     Runtime::new(
         runtime::ENGINE_COMPONENT,
         limits,

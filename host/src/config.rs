@@ -17,6 +17,7 @@
 //! guest_cpu_limit     = "2s"
 //! guest_memory_limit  = "64MiB"
 //! max_concurrent_requests = 256
+//! provider_timeout    = "10s"
 //! ```
 
 use std::collections::BTreeMap;
@@ -44,6 +45,7 @@ struct RawConfig {
     guest_cpu_limit: Option<String>,
     guest_memory_limit: Option<String>,
     max_concurrent_requests: Option<u32>,
+    provider_timeout: Option<String>,
     // Vault settings accepted for familiarity; they have no effect here.
     ui: Option<hcl::Value>,
     disable_mlock: Option<hcl::Value>,
@@ -83,6 +85,8 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     pub log_level: Option<String>,
     pub limits: Limits,
+    /// Bound on one provider call (push or delete at a destination).
+    pub provider_timeout: Duration,
 }
 
 impl Config {
@@ -159,6 +163,10 @@ impl Config {
         if let Some(n) = raw.max_concurrent_requests {
             limits.max_concurrent_instances = n.max(1);
         }
+        let provider_timeout = match raw.provider_timeout {
+            Some(t) => parse_duration(&t).map_err(|e| anyhow::anyhow!("provider_timeout: {e}"))?,
+            None => crate::connectors::DEFAULT_TIMEOUT,
+        };
         let storage_dir = stanza.path;
         Ok(Config {
             encryption_key_file: raw
@@ -173,6 +181,7 @@ impl Config {
             cache_dir: raw.cache_dir,
             log_level: raw.log_level,
             limits,
+            provider_timeout,
         })
     }
 }

@@ -1,0 +1,367 @@
+//! Egress rules for provider calls (Vault's `disable_strict_networking`,
+//! `allowed_ipv4_addresses`, `allowed_ipv6_addresses`, `allowed_ports`).
+//!
+//! By default a destination may reach only public addresses (every IANA
+//! special-purpose range — loopback and private ranges included — is refused)
+//! on ports 80 and 443. An allow-list for an address family replaces the
+//! default for that family; `allowed_ports` replaces the default ports. The
+//! rules apply to the resolved addresses of every connection to the provider's
+//! API, endpoint overrides included: [`EgressResolver`] filters DNS answers for
+//! reqwest, and [`EgressPolicy::check_url`] resolves and checks before a
+//! connection for clients that cannot take a resolver (and for IP literals).
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::SyncError;
+
+/// An address range, `addr/prefix`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = || format!("invalid CIDR address: {s}");
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a.trim(), Some(p.trim())),
+            None => (s.trim(), None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+
+    const fn v4(a: u8, b: u8, c: u8, d: u8, prefix: u8) -> Self {
+        Cidr {
+            addr: IpAddr::V4(Ipv4Addr::new(a, b, c, d)),
+            prefix,
+        }
+    }
+
+    const fn v6(segments: [u16; 8], prefix: u8) -> Self {
+        let [a, b, c, d, e, f, g, h] = segments;
+        Cidr {
+            addr: IpAddr::V6(Ipv6Addr::new(a, b, c, d, e, f, g, h)),
+            prefix,
+        }
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// IANA special-purpose address registries (IPv4 and IPv6), plus multicast.
+const SPECIAL_PURPOSE: &[Cidr] = &[
+    Cidr::v4(0, 0, 0, 0, 8),
+    Cidr::v4(10, 0, 0, 0, 8),
+    Cidr::v4(100, 64, 0, 0, 10),
+    Cidr::v4(127, 0, 0, 0, 8),
+    Cidr::v4(169, 254, 0, 0, 16),
+    Cidr::v4(172, 16, 0, 0, 12),
+    Cidr::v4(192, 0, 0, 0, 24),
+    Cidr::v4(192, 0, 2, 0, 24),
+    Cidr::v4(192, 31, 196, 0, 24),
+    Cidr::v4(192, 52, 193, 0, 24),
+    Cidr::v4(192, 88, 99, 0, 24),
+    Cidr::v4(192, 168, 0, 0, 16),
+    Cidr::v4(192, 175, 48, 0, 24),
+    Cidr::v4(198, 18, 0, 0, 15),
+    Cidr::v4(198, 51, 100, 0, 24),
+    Cidr::v4(203, 0, 113, 0, 24),
+    Cidr::v4(224, 0, 0, 0, 4),
+    Cidr::v4(240, 0, 0, 0, 4),
+    Cidr::v6([0, 0, 0, 0, 0, 0, 0, 0], 128),
+    Cidr::v6([0, 0, 0, 0, 0, 0, 0, 1], 128),
+    Cidr::v6([0, 0, 0, 0, 0, 0xffff, 0, 0], 96),
+    Cidr::v6([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96),
+    Cidr::v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48),
+    Cidr::v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64),
+    Cidr::v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 23),
+    Cidr::v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32),
+    Cidr::v6([0x2002, 0, 0, 0, 0, 0, 0, 0], 16),
+    Cidr::v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),
+    Cidr::v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10),
+    Cidr::v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8),
+];
+
+const DEFAULT_PORTS: &[u16] = &[80, 443];
+
+/// The egress rules of one destination.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EgressPolicy {
+    pub disabled: bool,
+    pub allowed_v4: Vec<Cidr>,
+    pub allowed_v6: Vec<Cidr>,
+    pub allowed_ports: Vec<u16>,
+}
+
+/// Why a connection was refused; surfaces as a `CLIENT_SIDE_ERROR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressRefused(pub String);
+
+impl fmt::Display for EgressRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "egress refused: {}", self.0)
+    }
+}
+
+impl std::error::Error for EgressRefused {}
+
+impl From<EgressRefused> for SyncError {
+    fn from(e: EgressRefused) -> Self {
+        SyncError::ClientSide(e.to_string())
+    }
+}
+
+impl EgressPolicy {
+    /// Reads the networking fields of a destination's config.
+    pub fn from_config(config: &Value) -> Result<Self, SyncError> {
+        let cidrs = |field: &str| -> Result<Vec<Cidr>, SyncError> {
+            match config.get(field) {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|v| {
+                        v.as_str()
+                            .ok_or_else(|| format!("{field}: expected strings"))
+                            .and_then(Cidr::parse)
+                            .map_err(SyncError::ClientSide)
+                    })
+                    .collect(),
+                Some(_) => Err(SyncError::ClientSide(format!("{field}: expected a list"))),
+            }
+        };
+        let allowed_ports = match config.get("allowed_ports") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_u64()
+                        .and_then(|p| u16::try_from(p).ok())
+                        .ok_or_else(|| {
+                            SyncError::ClientSide("allowed_ports: invalid port".to_string())
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => {
+                return Err(SyncError::ClientSide(
+                    "allowed_ports: expected a list".to_string(),
+                ));
+            }
+        };
+        Ok(EgressPolicy {
+            disabled: config
+                .get("disable_strict_networking")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            allowed_v4: cidrs("allowed_ipv4_addresses")?,
+            allowed_v6: cidrs("allowed_ipv6_addresses")?,
+            allowed_ports,
+        })
+    }
+
+    /// Whether the rules let a connection reach `ip` (any port).
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), EgressRefused> {
+        if self.disabled {
+            return Ok(());
+        }
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        let allow_list = if ip.is_ipv4() {
+            &self.allowed_v4
+        } else {
+            &self.allowed_v6
+        };
+        if !allow_list.is_empty() {
+            return if allow_list.iter().any(|c| c.contains(ip)) {
+                Ok(())
+            } else {
+                Err(EgressRefused(format!(
+                    "{ip} is not in the destination's allowed_{}_addresses",
+                    if ip.is_ipv4() { "ipv4" } else { "ipv6" }
+                )))
+            };
+        }
+        if SPECIAL_PURPOSE.iter().any(|c| c.contains(ip)) {
+            return Err(EgressRefused(format!(
+                "{ip} is a special-purpose (loopback, private or reserved) address; allow it with \
+                 allowed_ipv4_addresses / allowed_ipv6_addresses or set disable_strict_networking"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn check_port(&self, port: u16) -> Result<(), EgressRefused> {
+        if self.disabled {
+            return Ok(());
+        }
+        let ports = if self.allowed_ports.is_empty() {
+            DEFAULT_PORTS
+        } else {
+            &self.allowed_ports
+        };
+        if ports.contains(&port) {
+            Ok(())
+        } else {
+            Err(EgressRefused(format!(
+                "port {port} is not allowed (allowed: {ports:?}); set allowed_ports or disable_strict_networking"
+            )))
+        }
+    }
+
+    /// Resolves `url`'s host and checks the port and every address it resolves to.
+    pub async fn check_url(&self, url: &url::Url) -> Result<(), SyncError> {
+        let host = url
+            .host_str()
+            .ok_or_else(|| SyncError::ClientSide(format!("the URL {url} has no host")))?;
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| SyncError::ClientSide(format!("the URL {url} has no port")))?;
+        self.check_port(port)?;
+        if self.disabled {
+            return Ok(());
+        }
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| SyncError::ExternalService {
+                message: format!("cannot resolve {host}: {e}"),
+                retry_after: None,
+            })?
+            .collect();
+        if addrs.is_empty() {
+            return Err(SyncError::ExternalService {
+                message: format!("{host} resolves to no address"),
+                retry_after: None,
+            });
+        }
+        for addr in addrs {
+            self.check_ip(addr.ip())?;
+        }
+        Ok(())
+    }
+}
+
+/// A DNS resolver for reqwest that drops addresses the rules refuse, so the
+/// connection can only go where the check allowed (no check-then-connect gap).
+pub struct EgressResolver {
+    pub policy: Arc<EgressPolicy>,
+}
+
+impl reqwest::dns::Resolve for EgressResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy.clone();
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?
+                .collect();
+            let mut refusal = None;
+            let allowed: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|a| match policy.check_ip(a.ip()) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        refusal = Some(e);
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty() {
+                let e = refusal
+                    .unwrap_or_else(|| EgressRefused(format!("{host} resolves to no address")));
+                return Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn default_refuses_special_purpose_and_odd_ports() {
+        let p = EgressPolicy::default();
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.1.1",
+            "169.254.169.254",
+            "::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(p.check_ip(ip.parse().unwrap()).is_err(), "{ip}");
+        }
+        for ip in ["8.8.8.8", "2606:4700::1111"] {
+            assert!(p.check_ip(ip.parse().unwrap()).is_ok(), "{ip}");
+        }
+        assert!(p.check_port(443).is_ok());
+        assert!(p.check_port(8200).is_err());
+    }
+
+    #[test]
+    fn allow_lists_and_disable_switch() {
+        let p = EgressPolicy::from_config(&json!({
+            "allowed_ipv4_addresses": ["127.0.0.0/8"],
+            "allowed_ports": [8080],
+        }))
+        .unwrap();
+        assert!(p.check_ip("127.0.0.1".parse().unwrap()).is_ok());
+        assert!(p.check_ip("8.8.8.8".parse().unwrap()).is_err());
+        assert!(p.check_port(8080).is_ok());
+        assert!(p.check_port(443).is_err());
+        let off = EgressPolicy::from_config(&json!({"disable_strict_networking": true})).unwrap();
+        assert!(off.check_ip("127.0.0.1".parse().unwrap()).is_ok());
+        assert!(off.check_port(1).is_ok());
+        assert!(
+            EgressPolicy::from_config(&json!({"allowed_ipv4_addresses": ["300.1.1.1/8"]})).is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn urls_are_checked_after_resolution() {
+        let p = EgressPolicy::default();
+        let err = p
+            .check_url(&url::Url::parse("https://localhost/x").unwrap())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SyncError::ClientSide(m) if m.contains("special-purpose")));
+        let err = p
+            .check_url(&url::Url::parse("http://127.0.0.1:9/x").unwrap())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SyncError::ClientSide(m) if m.contains("port 9")));
+    }
+}
