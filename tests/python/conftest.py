@@ -57,7 +57,7 @@ class DevServer:
         return self.server.output()
 
 
-def start_dev_server(kvsync_bin: Path, log_dir: Path) -> DevServer:
+def start_dev_server(kvsync_bin: Path, log_dir: Path, env_extra: Optional[dict] = None) -> DevServer:
     token = "root-" + secrets.token_hex(12)
     srv = ServerProcess(
         [
@@ -70,7 +70,7 @@ def start_dev_server(kvsync_bin: Path, log_dir: Path) -> DevServer:
             token,
         ],
         log_dir=log_dir,
-        env=child_env(),
+        env=child_env(env_extra),
         name="dev",
     )
     try:

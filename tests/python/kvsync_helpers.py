@@ -130,8 +130,23 @@ def make_hvac_client(addr: str, token: Optional[str], **kwargs) -> hvac.Client:
     return hvac.Client(url=addr, token=token, session=session, timeout=REQUEST_TIMEOUT, **kwargs)
 
 
+#: Every provider endpoint a kvsync under test could derive from its environment points at a closed
+#: loopback port, so that no test can ever reach (or even resolve) a real provider: strict egress
+#: refuses these before connecting. Conformance profiles override them with their doubles.
+LOOPBACK_PROVIDER_ENV = {
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    "AWS_ENDPOINT_URL_SECRETS_MANAGER": "http://127.0.0.1:9",
+    "AWS_ENDPOINT_URL_STS": "http://127.0.0.1:9",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AZURE_AUTHORITY_HOST": "http://127.0.0.1:9",
+    "KVSYNC_GCP_SECRET_MANAGER_URL": "http://127.0.0.1:9",
+    "KVSYNC_VERCEL_API_URL": "http://127.0.0.1:9",
+}
+
+
 def child_env(extra: Optional[dict] = None, drop_key: bool = True) -> dict:
     env = dict(os.environ)
+    env.update(LOOPBACK_PROVIDER_ENV)
     if drop_key:
         env.pop("KVSYNC_ENCRYPTION_KEY", None)
     for k in ("VAULT_TOKEN", "VAULT_ADDR"):

@@ -1196,8 +1196,11 @@ def test_association_to_a_mount_that_is_not_kv2_says_so(api):
     no_content(delete_dest(api, "in-mem", name))
 
 
-def test_unimplemented_connector_fails_with_client_side_error(api, acc):
-    body, _ = realistic("aws-sm")
+def test_workload_identity_fails_with_client_side_error(api, acc):
+    """Decision 19: WIF fields are stored, and a sync that needs them fails with CLIENT_SIDE_ERROR
+    before any provider call (no network: the test must not reach AWS)."""
+    body = {"region": "us-east-1", "role_arn": "arn:aws:iam::123456789012:role/kvsync-sync",
+            "identity_token_audience": cred("aud")}
     name = unique("aws-assoc")
     create_dest(api, "aws-sm", name, body)
     path, _ = kv_secret(api)
@@ -1208,7 +1211,7 @@ def test_unimplemented_connector_fails_with_client_side_error(api, acc):
     e = data(r)["associated_secrets"][f"{acc}/{path}"]
     assoc_entry_check(e, accessor=acc, mount=SECRET, secret=path)
     assert e["sync_status"] == "CLIENT_SIDE_ERROR", e
-    assert isinstance(e["error"], str) and e["error"], e  # decision 11
+    assert "workload identity federation is not supported" in e["error"], e  # decisions 11, 19
     d = data(api.get(f"sys/sync/associations/{SECRET}/{path}"))
     assert d["associated_destinations"][f"aws-sm/{name}"]["sync_status"] in ERROR_STATUSES, d
 
@@ -1438,6 +1441,16 @@ def test_zz_no_secret_leaks(api, dev_server, acc):
     made = []
     for kind in ("aws-sm", "azure-kv", "gcp-sm", "gh", "vercel-project"):
         body, _ = realistic(kind)
+        # Syncs below must never reach (or resolve) a real provider: every address is a closed
+        # loopback port, which strict egress refuses before connecting.
+        if kind == "gh":
+            body["enterprise_url"] = "http://127.0.0.1:9"
+        if kind == "azure-kv":
+            body["key_vault_uri"] = "http://127.0.0.1:9"
+        if kind == "gcp-sm":
+            sa = json.loads(body["credentials"])
+            sa["token_uri"] = "http://127.0.0.1:9/token"
+            body["credentials"] = json.dumps(sa)
         n = unique("leak")
         create_dest(api, kind, n, body)
         made.append((kind, n))
