@@ -1,0 +1,1163 @@
+//! `gcp-sm`: Google Secret Manager over its REST API (`reqwest` through the
+//! shared egress-bound client, `jsonwebtoken` with the `aws_lc_rs` backend).
+//!
+//! **Auth.** The destination's `credentials` field holds a service-account JSON
+//! key. The connector signs an RS256 JWT with it (header `kid` = `private_key_id`;
+//! claims `iss` = `client_email`, `scope` = cloud-platform, `aud` = `token_uri`,
+//! `iat` = now, `exp` = now + 1 h) and trades it at the key's `token_uri`
+//! (taken as given, so a test key can point at a fake; the egress rules apply to
+//! it like to every connection to the provider) for an access token. Tokens are
+//! cached until a minute before they expire, keyed by client email, key id,
+//! token URI and a digest of the private key. Empty `credentials` would mean
+//! Application Default Credentials, and `identity_token_audience` /
+//! `service_account_email` workload identity federation: neither is supported
+//! yet (`CLIENT_SIDE_ERROR` saying so).
+//!
+//! **Calls** (base URL `https://secretmanager.googleapis.com`, overridden by the
+//! server's environment variable `KVSYNC_GCP_SECRET_MANAGER_URL`; project from
+//! the destination's `project_id`, else the key's):
+//! - push: `POST …/secrets/{id}:addVersion` with the base64 payload and its
+//!   CRC32C. An existing secret costs exactly that one call. On 404 the secret
+//!   is created (`POST …/secrets?secretId={id}` with the replication policy and
+//!   labels; 409 `ALREADY_EXISTS` — another writer won the race — is fine) and
+//!   the version is added again: three calls, two of them writes.
+//! - delete: `DELETE …/secrets/{id}` (all versions, no soft delete); 404 counts
+//!   as deleted.
+//!
+//! **Labels.** Tags become labels. GCP label keys and values are lowercase
+//! `[a-z0-9_-]`, at most 63 characters, keys starting with a letter; so every
+//! tag key and value is lowercased, every other character becomes `-`, a key
+//! not starting with a letter gets the prefix `tag-`, and both are cut at 63
+//! characters (see [`label_key`], [`label_value`]). The built-in
+//! `hashicorp:vault` tag therefore is the label `hashicorp-vault`. Two tags that
+//! map to the same label key are a `CLIENT_SIDE_ERROR`. Labels and replication
+//! are set when the secret is created; later pushes only add versions (one
+//! write per change), so a change of `custom_tags` does not relabel existing
+//! secrets, and GCP does not allow changing a secret's replication at all.
+//!
+//! **Replication** ([`replication`]): `replica_regions` (location → KMS key or
+//! "") → user-managed; else the deprecated `replication_locations` /
+//! `locational_kms_keys` → user-managed; else automatic, customer-managed with
+//! `kms_key_id` (or the deprecated `global_kms_key`) when set.
+//!
+//! **Errors.** Secret IDs (`[A-Za-z0-9_-]{1,255}`) and payload size (64 KiB) are
+//! checked before any call. Google's error body `{"error":{"code","message",
+//! "status"}}` is condensed into the message; 429 `RESOURCE_EXHAUSTED`, 503 and
+//! other 5xx are `EXTERNAL_SERVICE_ERROR` with the `Retry-After` header (or the
+//! body's `RetryInfo.retryDelay`) as retry hint; 401/403 and other 4xx are
+//! `CLIENT_SIDE_ERROR`; the token endpoint's `invalid_grant` is "Google rejected
+//! the service account credentials". No call is retried here: the engine retries.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use zeroize::{Zeroize, Zeroizing};
+
+use super::egress::EgressPolicy;
+use super::http;
+use super::{Destination, DestinationConnector, ExternalSecret, SyncError};
+
+/// Google Secret Manager's API.
+pub const DEFAULT_BASE_URL: &str = "https://secretmanager.googleapis.com";
+/// Server environment variable overriding [`DEFAULT_BASE_URL`] (tests, private endpoints).
+pub const BASE_URL_ENV: &str = "KVSYNC_GCP_SECRET_MANAGER_URL";
+/// Used when a service-account key has no `token_uri`.
+pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+/// The OAuth scope asked for.
+pub const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+/// Largest secret payload Google accepts, in bytes.
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+/// Longest secret ID Google accepts.
+pub const MAX_SECRET_ID: usize = 255;
+/// Longest label key or value.
+pub const MAX_LABEL_LEN: usize = 63;
+/// Most labels on one resource.
+pub const MAX_LABELS: usize = 64;
+
+const PROVIDER: &str = "Google Secret Manager";
+const TOKEN_PROVIDER: &str = "Google's OAuth token endpoint";
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// A cached token is replaced this long before it expires.
+const TOKEN_MARGIN: Duration = Duration::from_secs(60);
+/// Lifetime of the signed assertion (Google's maximum).
+const ASSERTION_TTL: u64 = 3600;
+
+/// The `gcp-sm` connector: stateless apart from its access-token cache.
+#[derive(Default)]
+pub struct GcpSecretManager {
+    tokens: Mutex<HashMap<TokenKey, CachedToken>>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct TokenKey {
+    client_email: String,
+    key_id: String,
+    token_uri: String,
+    /// SHA-256 of the private key, so that a replaced key never reuses a token.
+    key_digest: [u8; 32],
+}
+
+struct CachedToken {
+    token: Zeroizing<String>,
+    refresh_at: Instant,
+}
+
+/// The fields of a service-account JSON key this connector uses. Zeroized on drop.
+#[derive(Deserialize, Default)]
+struct ServiceAccount {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    client_email: String,
+    #[serde(default)]
+    private_key: String,
+    #[serde(default)]
+    private_key_id: String,
+    #[serde(default)]
+    token_uri: String,
+    #[serde(default)]
+    project_id: String,
+}
+
+impl Drop for ServiceAccount {
+    fn drop(&mut self) {
+        self.private_key.zeroize();
+        self.private_key_id.zeroize();
+    }
+}
+
+impl ServiceAccount {
+    fn token_uri(&self) -> &str {
+        match self.token_uri.trim() {
+            "" => DEFAULT_TOKEN_URI,
+            uri => uri,
+        }
+    }
+
+    fn cache_key(&self) -> TokenKey {
+        TokenKey {
+            client_email: self.client_email.clone(),
+            key_id: self.private_key_id.clone(),
+            token_uri: self.token_uri().to_string(),
+            key_digest: Sha256::digest(self.private_key.as_bytes()).into(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    scope: &'a str,
+    aud: &'a str,
+    iat: u64,
+    exp: u64,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    #[serde(default)]
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+impl Drop for TokenResponse {
+    fn drop(&mut self) {
+        self.access_token.zeroize();
+    }
+}
+
+/// Everything one operation needs to reach the destination's project.
+struct Session {
+    client: reqwest::Client,
+    /// `{base}/v1/projects/{project}/secrets`
+    secrets_url: String,
+    token: Zeroizing<String>,
+    token_key: TokenKey,
+}
+
+/// How an `addVersion` call ended when it did not fail.
+enum Added {
+    Yes,
+    SecretMissing,
+}
+
+impl GcpSecretManager {
+    fn tokens(&self) -> MutexGuard<'_, HashMap<TokenKey, CachedToken>> {
+        // Every update is a single insert or remove: a poisoned map is still whole.
+        self.tokens.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads the destination, checks the egress rules for the API and gets a token.
+    async fn session(&self, dest: &Destination) -> Result<Session, SyncError> {
+        let policy = Arc::new(EgressPolicy::from_config(&dest.config)?);
+        let sa = service_account(&dest.config)?;
+        let project = project_id(&dest.config, &sa)?;
+        let base = base_url()?;
+        let client = http::client(&policy)?;
+        let token_key = sa.cache_key();
+        let token = self.access_token(&client, &policy, &sa, &token_key).await?;
+        http::checked_url(&policy, &base).await?;
+        Ok(Session {
+            client,
+            secrets_url: format!("{base}/v1/projects/{project}/secrets"),
+            token,
+            token_key,
+        })
+    }
+
+    /// A cached access token, or a new one from the key's token endpoint.
+    async fn access_token(
+        &self,
+        client: &reqwest::Client,
+        policy: &EgressPolicy,
+        sa: &ServiceAccount,
+        key: &TokenKey,
+    ) -> Result<Zeroizing<String>, SyncError> {
+        let now = Instant::now();
+        if let Some(cached) = self.tokens().get(key).filter(|c| c.refresh_at > now) {
+            return Ok(cached.token.clone());
+        }
+        let token_uri = http::checked_url(policy, sa.token_uri()).await?;
+        if !matches!(token_uri.scheme(), "https" | "http") {
+            return Err(SyncError::ClientSide(format!(
+                "the service account's token_uri must be an http(s) URL, not {}",
+                token_uri.scheme()
+            )));
+        }
+        let assertion = sign_assertion(sa)?;
+        let body = Zeroizing::new(
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("grant_type", JWT_BEARER)
+                .append_pair("assertion", &assertion)
+                .finish(),
+        );
+        let resp = client
+            .post(token_uri)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body.as_bytes().to_vec())
+            .send()
+            .await
+            .map_err(|e| http::transport_error(TOKEN_PROVIDER, &e))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = Zeroizing::new(
+            resp.text()
+                .await
+                .map_err(|e| http::transport_error(TOKEN_PROVIDER, &e))?,
+        );
+        if !(200..300).contains(&status) {
+            return Err(token_error(status, &headers, &text));
+        }
+        // The body holds the token: never quoted in an error.
+        let parsed: TokenResponse =
+            serde_json::from_str(&text).map_err(|_| SyncError::ExternalService {
+                message: format!(
+                    "{TOKEN_PROVIDER} answered {status} with an unreadable token response"
+                ),
+                retry_after: None,
+            })?;
+        if parsed.access_token.is_empty() {
+            return Err(SyncError::ExternalService {
+                message: format!("{TOKEN_PROVIDER} answered {status} without an access_token"),
+                retry_after: None,
+            });
+        }
+        let token = Zeroizing::new(parsed.access_token.clone());
+        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(ASSERTION_TTL));
+        if lifetime > TOKEN_MARGIN * 2 {
+            let now = Instant::now();
+            let mut tokens = self.tokens();
+            tokens.retain(|_, c| c.refresh_at > now);
+            tokens.insert(
+                key.clone(),
+                CachedToken {
+                    token: token.clone(),
+                    refresh_at: now + (lifetime - TOKEN_MARGIN),
+                },
+            );
+        }
+        Ok(token)
+    }
+
+    /// One call to the Secret Manager API: status, headers and body.
+    async fn call(
+        &self,
+        session: &Session,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, HeaderMap, String), SyncError> {
+        let url = url::Url::parse(url)
+            .map_err(|e| SyncError::Internal(format!("cannot build a {PROVIDER} URL: {e}")))?;
+        let mut req = session
+            .client
+            .request(method, url)
+            .bearer_auth(session.token.as_str());
+        if let Some(body) = body {
+            req = req.header(CONTENT_TYPE, "application/json").body(body);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| http::transport_error(PROVIDER, &e))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| http::transport_error(PROVIDER, &e))?;
+        if status == 401 {
+            // The token was revoked or has expired early: fetch a new one next time.
+            self.tokens().remove(&session.token_key);
+        }
+        Ok((status, headers, text))
+    }
+
+    async fn add_version(
+        &self,
+        session: &Session,
+        id: &str,
+        body: &[u8],
+    ) -> Result<Added, SyncError> {
+        let url = format!("{}/{id}:addVersion", session.secrets_url);
+        let (status, headers, text) = self
+            .call(session, reqwest::Method::POST, &url, Some(body.to_vec()))
+            .await?;
+        match status {
+            200..=299 => Ok(Added::Yes),
+            404 => Ok(Added::SecretMissing),
+            _ => Err(api_error(status, &headers, &text)),
+        }
+    }
+
+    async fn create(
+        &self,
+        session: &Session,
+        id: &str,
+        replication: &Value,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), SyncError> {
+        let url = format!("{}?secretId={id}", session.secrets_url);
+        let mut body = json!({ "replication": replication });
+        if !labels.is_empty() {
+            body["labels"] = json!(labels);
+        }
+        let (status, headers, text) = self
+            .call(
+                session,
+                reqwest::Method::POST,
+                &url,
+                Some(body.to_string().into_bytes()),
+            )
+            .await?;
+        match status {
+            200..=299 | 409 => Ok(()),
+            _ => Err(api_error(status, &headers, &text)),
+        }
+    }
+}
+
+#[async_trait]
+impl DestinationConnector for GcpSecretManager {
+    fn kind(&self) -> &'static str {
+        "gcp-sm"
+    }
+
+    async fn push(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError> {
+        check_secret_id(&secret.name)?;
+        check_payload(&secret.name, &secret.value)?;
+        let labels = labels(&secret.tags)?;
+        let replication = replication(&dest.config)?;
+        let session = self.session(dest).await?;
+        let body = version_body(&secret.value);
+        if let Added::Yes = self
+            .add_version(&session, &secret.name, body.as_bytes())
+            .await?
+        {
+            return Ok(());
+        }
+        self.create(&session, &secret.name, &replication, &labels)
+            .await?;
+        match self
+            .add_version(&session, &secret.name, body.as_bytes())
+            .await?
+        {
+            Added::Yes => Ok(()),
+            Added::SecretMissing => Err(SyncError::ExternalService {
+                message: format!(
+                    "{PROVIDER}: secret {} was deleted while its first version was being added",
+                    secret.name
+                ),
+                retry_after: None,
+            }),
+        }
+    }
+
+    async fn delete(&self, dest: &Destination, name: &str) -> Result<(), SyncError> {
+        if check_secret_id(name).is_err() {
+            // Google cannot hold a secret by that ID, so there is nothing to delete.
+            return Ok(());
+        }
+        let session = self.session(dest).await?;
+        let url = format!("{}/{name}", session.secrets_url);
+        let (status, headers, text) = self
+            .call(&session, reqwest::Method::DELETE, &url, None)
+            .await?;
+        match status {
+            200..=299 | 404 => Ok(()),
+            _ => Err(api_error(status, &headers, &text)),
+        }
+    }
+}
+
+/// The API base URL: [`BASE_URL_ENV`] if set, else [`DEFAULT_BASE_URL`].
+fn base_url() -> Result<String, SyncError> {
+    let base = std::env::var(BASE_URL_ENV)
+        .ok()
+        .map(|v| v.trim().trim_end_matches('/').to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+    match url::Url::parse(&base) {
+        Ok(u) if matches!(u.scheme(), "https" | "http") && u.query().is_none() => Ok(base),
+        _ => Err(SyncError::Internal(format!(
+            "{BASE_URL_ENV} is not an http(s) URL without a query: {base:?}"
+        ))),
+    }
+}
+
+/// A non-empty trimmed string field of the destination's config.
+fn field<'a>(config: &'a Value, name: &str) -> Option<&'a str> {
+    config
+        .get(name)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// The service-account key of the destination, or why it cannot be used.
+fn service_account(config: &Value) -> Result<ServiceAccount, SyncError> {
+    let parsed = match config.get("credentials") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(Value::String(s)) => Some(serde_json::from_str::<ServiceAccount>(s).map_err(|e| {
+            // serde's message may quote the input: give only the position.
+            SyncError::ClientSide(format!(
+                "credentials is not a service account JSON key (invalid at line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?),
+        Some(v @ Value::Object(_)) => Some(ServiceAccount::deserialize(v).map_err(|_| {
+            SyncError::ClientSide("credentials is not a service account JSON key".to_string())
+        })?),
+        Some(_) => {
+            return Err(SyncError::ClientSide(
+                "credentials must be a service account JSON key".to_string(),
+            ));
+        }
+    };
+    let Some(sa) = parsed else {
+        if field(config, "identity_token_audience").is_some()
+            || field(config, "service_account_email").is_some()
+        {
+            return Err(SyncError::ClientSide(
+                "workload identity federation is not supported by this server yet; set credentials to a service account JSON key".to_string(),
+            ));
+        }
+        return Err(SyncError::ClientSide(
+            "Application Default Credentials are not supported yet: set the destination's credentials to a service account JSON key".to_string(),
+        ));
+    };
+    match sa.kind.as_str() {
+        "" | "service_account" => {}
+        "external_account" | "impersonated_service_account" => {
+            return Err(SyncError::ClientSide(
+                "workload identity federation is not supported by this server yet; set credentials to a service account JSON key".to_string(),
+            ));
+        }
+        other => {
+            return Err(SyncError::ClientSide(format!(
+                "credentials of type {:?} are not supported; use a service account JSON key",
+                http::detail(other)
+            )));
+        }
+    }
+    if sa.client_email.trim().is_empty() || sa.private_key.trim().is_empty() {
+        return Err(SyncError::ClientSide(
+            "the service account JSON key lacks client_email or private_key".to_string(),
+        ));
+    }
+    Ok(sa)
+}
+
+/// The project: the destination's `project_id`, else the key's.
+fn project_id(config: &Value, sa: &ServiceAccount) -> Result<String, SyncError> {
+    let project = field(config, "project_id")
+        .or_else(|| Some(sa.project_id.trim()).filter(|p| !p.is_empty()))
+        .ok_or_else(|| {
+            SyncError::ClientSide(
+                "no project: set the destination's project_id (the service account key has none)"
+                    .to_string(),
+            )
+        })?;
+    let valid = project.len() <= 100
+        && project
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':'));
+    if !valid {
+        return Err(SyncError::ClientSide(format!(
+            "project_id {:?} is not a valid Google Cloud project ID",
+            http::detail(project)
+        )));
+    }
+    Ok(project.to_string())
+}
+
+/// The signed JWT bearer assertion; zeroized on drop.
+fn sign_assertion(sa: &ServiceAccount) -> Result<Zeroizing<String>, SyncError> {
+    let key = EncodingKey::from_rsa_pem(sa.private_key.as_bytes()).map_err(|_| {
+        SyncError::ClientSide(
+            "the service account's private_key is not an RSA private key in PEM form".to_string(),
+        )
+    })?;
+    let mut header = Header::new(Algorithm::RS256);
+    if !sa.private_key_id.is_empty() {
+        header.kid = Some(sa.private_key_id.clone());
+    }
+    let iat = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let claims = Claims {
+        iss: sa.client_email.trim(),
+        scope: SCOPE,
+        aud: sa.token_uri(),
+        iat,
+        exp: iat + ASSERTION_TTL,
+    };
+    jsonwebtoken::encode(&header, &claims, &key)
+        .map(Zeroizing::new)
+        .map_err(|_| {
+            SyncError::ClientSide("cannot sign with the service account's private_key".to_string())
+        })
+}
+
+/// Maps an error answer of the token endpoint (`{"error","error_description"}`).
+fn token_error(status: u16, headers: &HeaderMap, body: &str) -> SyncError {
+    #[derive(Deserialize)]
+    struct OAuthError {
+        #[serde(default)]
+        error: String,
+        #[serde(default)]
+        error_description: String,
+    }
+    match serde_json::from_str::<OAuthError>(body) {
+        Ok(e)
+            if matches!(
+                e.error.as_str(),
+                "invalid_grant" | "invalid_client" | "unauthorized_client"
+            ) =>
+        {
+            let why = if e.error_description.is_empty() {
+                e.error.clone()
+            } else {
+                format!("{}: {}", e.error, e.error_description)
+            };
+            SyncError::ClientSide(format!(
+                "Google rejected the service account credentials ({})",
+                http::detail(&why)
+            ))
+        }
+        _ => http::status_error(TOKEN_PROVIDER, status, headers, body),
+    }
+}
+
+/// Google's error body: `{"error":{"code","message","status","details":[…]}}`.
+#[derive(Deserialize)]
+struct GoogleErrorBody {
+    error: GoogleError,
+}
+
+#[derive(Deserialize)]
+struct GoogleError {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    details: Vec<Value>,
+}
+
+/// `"7s"`, `"1.5s"` (a protobuf Duration in JSON) as a duration.
+fn proto_duration(s: &str) -> Option<Duration> {
+    let secs: f64 = s.trim().strip_suffix('s')?.parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// Maps an error answer of the Secret Manager API.
+fn api_error(status: u16, headers: &HeaderMap, body: &str) -> SyncError {
+    let Ok(GoogleErrorBody { error }) = serde_json::from_str::<GoogleErrorBody>(body) else {
+        return http::status_error(PROVIDER, status, headers, body);
+    };
+    let mut text = match (error.status.is_empty(), error.message.is_empty()) {
+        (false, false) => format!("{} {}", error.status, error.message),
+        (false, true) => error.status.clone(),
+        (true, _) => error.message.clone(),
+    };
+    if error.status == "PERMISSION_DENIED" {
+        text.push_str(" (the service account needs the Secret Manager Admin role on the project, or secrets create/delete and versions add permissions)");
+    }
+    let mut out = http::status_error(PROVIDER, status, headers, &text);
+    if let SyncError::ExternalService { retry_after, .. } = &mut out
+        && retry_after.is_none()
+    {
+        *retry_after = error
+            .details
+            .iter()
+            .filter(|d| {
+                d.get("@type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t.ends_with("google.rpc.RetryInfo"))
+            })
+            .find_map(|d| {
+                d.get("retryDelay")
+                    .and_then(Value::as_str)
+                    .and_then(proto_duration)
+            });
+    }
+    out
+}
+
+/// Checks a secret ID against Google's rule: 1 to 255 characters from `[A-Za-z0-9_-]`.
+pub fn check_secret_id(id: &str) -> Result<(), SyncError> {
+    let valid = !id.is_empty()
+        && id.len() <= MAX_SECRET_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(SyncError::ClientSide(format!(
+            "{:?} is not a valid Google Secret Manager secret ID: use 1 to {MAX_SECRET_ID} characters from [A-Za-z0-9_-]",
+            http::detail(id)
+        )))
+    }
+}
+
+/// Checks the payload size limit (64 KiB).
+pub fn check_payload(name: &str, value: &str) -> Result<(), SyncError> {
+    if value.len() > MAX_PAYLOAD {
+        return Err(SyncError::ClientSide(format!(
+            "the value of {name} is {} bytes; Google Secret Manager accepts at most {MAX_PAYLOAD} bytes (64 KiB)",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The `addVersion` body: `{"payload":{"data": base64, "dataCrc32c": "<decimal>"}}`.
+pub fn version_body(value: &str) -> Zeroizing<String> {
+    let data = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(value.as_bytes()));
+    let crc = crc32c::crc32c(value.as_bytes());
+    // Base64 needs no JSON escaping.
+    Zeroizing::new(format!(
+        "{{\"payload\":{{\"data\":\"{}\",\"dataCrc32c\":\"{crc}\"}}}}",
+        data.as_str()
+    ))
+}
+
+fn label_text(s: &str) -> String {
+    s.chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// A tag key as a GCP label key: lowercased, characters outside `[a-z0-9_-]`
+/// replaced by `-`, prefixed with `tag-` unless it starts with a letter, cut at
+/// 63 characters. `hashicorp:vault` → `hashicorp-vault`.
+pub fn label_key(tag: &str) -> String {
+    let mut key = label_text(tag);
+    if !key.starts_with(|c: char| c.is_ascii_lowercase()) {
+        key.insert_str(0, "tag-");
+    }
+    key.truncate(MAX_LABEL_LEN);
+    key
+}
+
+/// A tag value as a GCP label value: lowercased, characters outside
+/// `[a-z0-9_-]` replaced by `-`, cut at 63 characters (may be empty).
+pub fn label_value(value: &str) -> String {
+    let mut v = label_text(value);
+    v.truncate(MAX_LABEL_LEN);
+    v
+}
+
+/// The labels of a secret, from its tags (see [`label_key`], [`label_value`]).
+pub fn labels(tags: &[(String, String)]) -> Result<BTreeMap<String, String>, SyncError> {
+    let mut out = BTreeMap::new();
+    let mut from: BTreeMap<String, &str> = BTreeMap::new();
+    for (k, v) in tags {
+        let key = label_key(k);
+        if let Some(first) = from.get(&key) {
+            return Err(SyncError::ClientSide(format!(
+                "tags {first:?} and {k:?} both become the GCP label {key:?} (labels are lowercase [a-z0-9_-]); rename one of them"
+            )));
+        }
+        from.insert(key.clone(), k);
+        out.insert(key, label_value(v));
+    }
+    if out.len() > MAX_LABELS {
+        return Err(SyncError::ClientSide(format!(
+            "{} tags, but a GCP secret takes at most {MAX_LABELS} labels",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
+/// A `location → KMS key` map field (`""` or missing key: Google-managed).
+fn kv_field(config: &Value, name: &str) -> Result<BTreeMap<String, String>, SyncError> {
+    let mut out: BTreeMap<String, String> = match config.get(name) {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k.trim().to_string(), s.trim().to_string())),
+                Value::Null => Ok((k.trim().to_string(), String::new())),
+                _ => Err(SyncError::ClientSide(format!(
+                    "{name}: the KMS key of {k:?} must be a string"
+                ))),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(SyncError::ClientSide(format!(
+                "{name}: expected a map of location to KMS key"
+            )));
+        }
+    };
+    out.retain(|k, _| !k.is_empty());
+    Ok(out)
+}
+
+/// A list of locations (a JSON list, or a comma-separated string).
+fn list_field(config: &Value, name: &str) -> Result<Vec<String>, SyncError> {
+    let items: Vec<String> = match config.get(name) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => s.split(',').map(str::to_string).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str().map(str::to_string).ok_or_else(|| {
+                    SyncError::ClientSide(format!("{name}: expected a list of locations"))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(SyncError::ClientSide(format!(
+                "{name}: expected a list of locations"
+            )));
+        }
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+fn user_managed(replicas: &BTreeMap<String, String>) -> Value {
+    let replicas: Vec<Value> = replicas
+        .iter()
+        .map(|(location, key)| {
+            if key.is_empty() {
+                json!({ "location": location })
+            } else {
+                json!({ "location": location, "customerManagedEncryption": { "kmsKeyName": key } })
+            }
+        })
+        .collect();
+    json!({ "userManaged": { "replicas": replicas } })
+}
+
+/// The replication policy of new secrets, from the destination's fields:
+/// `replica_regions` → user-managed (one replica per location, with its KMS key
+/// when not empty); else `replication_locations` + `locational_kms_keys`
+/// (deprecated) → user-managed; else automatic, with `kms_key_id` (or the
+/// deprecated `global_kms_key`) as customer-managed key when set.
+pub fn replication(config: &Value) -> Result<Value, SyncError> {
+    let regions = kv_field(config, "replica_regions")?;
+    if !regions.is_empty() {
+        return Ok(user_managed(&regions));
+    }
+    let mut replicas: BTreeMap<String, String> = list_field(config, "replication_locations")?
+        .into_iter()
+        .map(|l| (l, String::new()))
+        .collect();
+    replicas.extend(kv_field(config, "locational_kms_keys")?);
+    if !replicas.is_empty() {
+        return Ok(user_managed(&replicas));
+    }
+    Ok(
+        match field(config, "kms_key_id").or_else(|| field(config, "global_kms_key")) {
+            Some(key) => {
+                json!({ "automatic": { "customerManagedEncryption": { "kmsKeyName": key } } })
+            }
+            None => json!({ "automatic": {} }),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn dest(config: Value) -> Destination {
+        Destination {
+            kind: "gcp-sm".into(),
+            name: "d".into(),
+            config,
+        }
+    }
+
+    fn secret(name: &str, value: &str) -> ExternalSecret {
+        ExternalSecret {
+            name: name.into(),
+            value: Zeroizing::new(value.into()),
+            tags: vec![("hashicorp:vault".into(), String::new())],
+        }
+    }
+
+    fn client_side(r: Result<(), SyncError>) -> String {
+        match r {
+            Err(SyncError::ClientSide(m)) => m,
+            other => panic!("expected a client-side error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn secret_ids_follow_googles_rule() {
+        assert!(check_secret_id("vault_kv_1234_my-secret").is_ok());
+        assert!(check_secret_id(&"x".repeat(255)).is_ok());
+        assert!(check_secret_id(&"x".repeat(256)).is_err());
+        assert!(check_secret_id("").is_err());
+        for bad in ["a/b", "a.b", "a b", "é", "a:b", "../x"] {
+            assert!(check_secret_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn invalid_names_and_big_values_fail_before_any_call() {
+        // No credentials at all: the checks must come first.
+        let c = GcpSecretManager::default();
+        let d = dest(json!({}));
+        let m = client_side(c.push(&d, &secret("a/b", "v")).await);
+        assert!(
+            m.contains("not a valid Google Secret Manager secret ID"),
+            "{m}"
+        );
+        let m = client_side(
+            c.push(&d, &secret("ok", &"v".repeat(MAX_PAYLOAD + 1)))
+                .await,
+        );
+        assert!(m.contains("64 KiB"), "{m}");
+        assert!(!m.contains("vvvv"), "{m}");
+        // A name Google cannot hold is already deleted.
+        assert_eq!(c.delete(&d, "a/b").await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn adc_and_workload_identity_are_not_supported_yet() {
+        let c = GcpSecretManager::default();
+        let m = client_side(
+            c.push(&dest(json!({"credentials": ""})), &secret("s", "v"))
+                .await,
+        );
+        assert!(
+            m.contains("Application Default Credentials are not supported"),
+            "{m}"
+        );
+        let wif = dest(
+            json!({"identity_token_audience": "//iam/x", "service_account_email": "a@p.iam.gserviceaccount.com"}),
+        );
+        let m = client_side(c.push(&wif, &secret("s", "v")).await);
+        assert!(
+            m.contains("workload identity federation is not supported"),
+            "{m}"
+        );
+        let ext =
+            dest(json!({"credentials": "{\"type\":\"external_account\",\"audience\":\"x\"}"}));
+        let m = client_side(c.delete(&ext, "s").await);
+        assert!(
+            m.contains("workload identity federation is not supported"),
+            "{m}"
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_keys_are_client_side_and_never_quoted() {
+        let c = GcpSecretManager::default();
+        let m = client_side(
+            c.push(
+                &dest(json!({"credentials": "not json SECRET-KEY-TEXT"})),
+                &secret("s", "v"),
+            )
+            .await,
+        );
+        assert!(m.contains("not a service account JSON key"), "{m}");
+        assert!(!m.contains("SECRET-KEY-TEXT"), "{m}");
+        let no_key = json!({"type": "service_account", "client_email": "a@b", "project_id": "p"})
+            .to_string();
+        let m = client_side(
+            c.push(&dest(json!({"credentials": no_key})), &secret("s", "v"))
+                .await,
+        );
+        assert!(m.contains("lacks client_email or private_key"), "{m}");
+        let bad_pem = json!({"type": "service_account", "client_email": "a@b", "project_id": "p",
+                             "private_key": "-----BEGIN PRIVATE KEY-----\nSECRET-KEY-TEXT\n-----END PRIVATE KEY-----\n",
+                             "token_uri": "http://127.0.0.1:9/token"})
+        .to_string();
+        let d = dest(json!({"credentials": bad_pem, "disable_strict_networking": true}));
+        let m = client_side(c.push(&d, &secret("s", "v")).await);
+        assert!(m.contains("not an RSA private key"), "{m}");
+        assert!(!m.contains("SECRET-KEY-TEXT"), "{m}");
+        let m = client_side(
+            c.push(&dest(json!({"credentials": json!({"client_email": "a@b", "private_key": "k"}).to_string()})), &secret("s", "v"))
+                .await,
+        );
+        assert!(m.contains("no project"), "{m}");
+        let sa =
+            json!({"client_email": "a@b", "private_key": "k", "project_id": "p/../q"}).to_string();
+        let m = client_side(
+            c.push(&dest(json!({"credentials": sa})), &secret("s", "v"))
+                .await,
+        );
+        assert!(m.contains("not a valid Google Cloud project ID"), "{m}");
+    }
+
+    #[tokio::test]
+    async fn strict_networking_refuses_the_token_endpoint_and_the_api() {
+        let c = GcpSecretManager::default();
+        let sa = json!({"client_email": "a@b", "private_key": "k", "project_id": "p",
+                        "token_uri": "http://127.0.0.1:8080/token"})
+        .to_string();
+        let m = client_side(
+            c.push(&dest(json!({"credentials": sa})), &secret("s", "v"))
+                .await,
+        );
+        assert!(m.contains("egress refused"), "{m}");
+    }
+
+    #[test]
+    fn version_bodies_carry_base64_and_crc32c() {
+        let body: Value = serde_json::from_str(&version_body("hello")).unwrap();
+        assert_eq!(body["payload"]["data"], "aGVsbG8=");
+        // CRC-32C("hello") = 0x9a71bb4c
+        assert_eq!(body["payload"]["dataCrc32c"], "2591144780");
+        let body: Value = serde_json::from_str(&version_body("{\"a\":\"é\"}")).unwrap();
+        assert_eq!(body["payload"]["data"], "eyJhIjoiw6kifQ==");
+    }
+
+    #[test]
+    fn tags_become_valid_labels() {
+        assert_eq!(label_key("hashicorp:vault"), "hashicorp-vault");
+        assert_eq!(label_key("Team Name"), "team-name");
+        assert_eq!(label_key("env_1"), "env_1");
+        assert_eq!(label_key("1st"), "tag-1st");
+        assert_eq!(label_key("_x"), "tag-_x");
+        assert_eq!(label_key(""), "tag-");
+        assert_eq!(label_key(&"k".repeat(100)).len(), 63);
+        assert_eq!(label_value("Prod/EU"), "prod-eu");
+        assert_eq!(label_value(""), "");
+        assert_eq!(label_value("Ünïcode"), "-n-code");
+        let tags = vec![
+            ("hashicorp:vault".to_string(), String::new()),
+            ("Env".to_string(), "Prod".to_string()),
+        ];
+        assert_eq!(
+            labels(&tags).unwrap(),
+            BTreeMap::from([
+                ("env".to_string(), "prod".to_string()),
+                ("hashicorp-vault".to_string(), String::new())
+            ])
+        );
+        let clash = vec![
+            ("a:b".to_string(), "1".to_string()),
+            ("A-B".to_string(), "2".to_string()),
+        ];
+        assert!(
+            matches!(labels(&clash), Err(SyncError::ClientSide(m)) if m.contains("both become"))
+        );
+        let many: Vec<_> = (0..65).map(|i| (format!("k{i}"), String::new())).collect();
+        assert!(labels(&many).is_err());
+    }
+
+    #[test]
+    fn replication_policies() {
+        assert_eq!(replication(&json!({})).unwrap(), json!({"automatic": {}}));
+        assert_eq!(
+            replication(
+                &json!({"kms_key_id": "projects/p/locations/global/keyRings/r/cryptoKeys/k"})
+            )
+            .unwrap(),
+            json!({"automatic": {"customerManagedEncryption": {"kmsKeyName": "projects/p/locations/global/keyRings/r/cryptoKeys/k"}}})
+        );
+        assert_eq!(
+            replication(&json!({"global_kms_key": "g"})).unwrap(),
+            json!({"automatic": {"customerManagedEncryption": {"kmsKeyName": "g"}}})
+        );
+        assert_eq!(
+            replication(&json!({"replica_regions": {"us-east1": "k1", "europe-west1": "k2"}}))
+                .unwrap(),
+            json!({"userManaged": {"replicas": [
+                {"location": "europe-west1", "customerManagedEncryption": {"kmsKeyName": "k2"}},
+                {"location": "us-east1", "customerManagedEncryption": {"kmsKeyName": "k1"}},
+            ]}})
+        );
+        assert_eq!(
+            replication(&json!({"replica_regions": {"us-east1": ""}})).unwrap(),
+            json!({"userManaged": {"replicas": [{"location": "us-east1"}]}})
+        );
+        assert_eq!(
+            replication(&json!({"replication_locations": ["us-east1", "europe-west1"], "locational_kms_keys": {"us-east1": "k1"}}))
+                .unwrap(),
+            json!({"userManaged": {"replicas": [
+                {"location": "europe-west1"},
+                {"location": "us-east1", "customerManagedEncryption": {"kmsKeyName": "k1"}},
+            ]}})
+        );
+        assert_eq!(
+            replication(&json!({"replication_locations": "us-east1, us-west1"})).unwrap(),
+            json!({"userManaged": {"replicas": [{"location": "us-east1"}, {"location": "us-west1"}]}})
+        );
+        assert!(replication(&json!({"replica_regions": ["x"]})).is_err());
+    }
+
+    #[test]
+    fn google_errors_map_to_sync_errors() {
+        let h = HeaderMap::new();
+        let body = |code: u16, status: &str| {
+            json!({"error": {"code": code, "message": "m", "status": status}}).to_string()
+        };
+        assert!(
+            matches!(api_error(401, &h, &body(401, "UNAUTHENTICATED")), SyncError::ClientSide(m) if m.contains("UNAUTHENTICATED m"))
+        );
+        assert!(
+            matches!(api_error(403, &h, &body(403, "PERMISSION_DENIED")), SyncError::ClientSide(m) if m.contains("Secret Manager Admin"))
+        );
+        assert!(matches!(
+            api_error(400, &h, &body(400, "INVALID_ARGUMENT")),
+            SyncError::ClientSide(_)
+        ));
+        assert!(matches!(
+            api_error(503, &h, &body(503, "UNAVAILABLE")),
+            SyncError::ExternalService {
+                retry_after: None,
+                ..
+            }
+        ));
+        let mut with_header = HeaderMap::new();
+        with_header.insert("retry-after", HeaderValue::from_static("7"));
+        match api_error(429, &with_header, &body(429, "RESOURCE_EXHAUSTED")) {
+            SyncError::ExternalService {
+                message,
+                retry_after,
+            } => {
+                assert_eq!(retry_after, Some(Duration::from_secs(7)));
+                assert!(
+                    message.contains("429") && message.contains("RESOURCE_EXHAUSTED"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let retry_info = json!({"error": {"code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED",
+            "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "2.5s"}]}})
+        .to_string();
+        assert!(matches!(api_error(429, &h, &retry_info),
+            SyncError::ExternalService { retry_after: Some(d), .. } if d == Duration::from_millis(2500)));
+        // Not Google's shape: the shared mapping of the raw body.
+        assert!(matches!(
+            api_error(502, &h, "<html>bad gateway</html>"),
+            SyncError::ExternalService { .. }
+        ));
+    }
+
+    #[test]
+    fn token_endpoint_errors() {
+        let h = HeaderMap::new();
+        let bad = json!({"error": "invalid_grant", "error_description": "Invalid JWT Signature."})
+            .to_string();
+        assert!(matches!(token_error(400, &h, &bad),
+            SyncError::ClientSide(m) if m.contains("Google rejected the service account credentials") && m.contains("Invalid JWT Signature.")));
+        assert!(matches!(
+            token_error(503, &h, "unavailable"),
+            SyncError::ExternalService { .. }
+        ));
+        assert!(
+            matches!(token_error(400, &h, "{\"error\":\"invalid_request\"}"), SyncError::ClientSide(m) if m.contains("invalid_request"))
+        );
+    }
+
+    #[test]
+    fn assertions_are_rs256_with_the_expected_claims() {
+        // The throwaway test key committed in the GCP fake.
+        let fake = include_str!("../../../tests/src/fake/gcp.rs");
+        let start = fake.find("-----BEGIN PRIVATE KEY-----").unwrap();
+        let end = fake[start..].find("-----END PRIVATE KEY-----").unwrap()
+            + start
+            + "-----END PRIVATE KEY-----".len();
+        let pem = &fake[start..end];
+        let sa = ServiceAccount {
+            kind: "service_account".into(),
+            client_email: "sync@p.iam.gserviceaccount.com".into(),
+            private_key: pem.into(),
+            private_key_id: "kid-1".into(),
+            token_uri: "http://127.0.0.1:1/token".into(),
+            project_id: "p".into(),
+        };
+        let jwt = sign_assertion(&sa).unwrap();
+        let header = jsonwebtoken::decode_header(jwt.as_str()).unwrap();
+        assert_eq!(header.alg, Algorithm::RS256);
+        assert_eq!(header.kid.as_deref(), Some("kid-1"));
+        let payload = jwt.split('.').nth(1).unwrap();
+        let claims: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(claims["iss"], "sync@p.iam.gserviceaccount.com");
+        assert_eq!(claims["aud"], "http://127.0.0.1:1/token");
+        assert_eq!(claims["scope"], SCOPE);
+        assert_eq!(
+            claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+            3600
+        );
+    }
+
+    #[test]
+    fn protobuf_durations() {
+        assert_eq!(proto_duration("7s"), Some(Duration::from_secs(7)));
+        assert_eq!(proto_duration("0.5s"), Some(Duration::from_millis(500)));
+        assert_eq!(proto_duration("7"), None);
+        assert_eq!(proto_duration("-1s"), None);
+    }
+}
