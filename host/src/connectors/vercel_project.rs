@@ -1,0 +1,794 @@
+//! `vercel-project`: environment variables of a Vercel project.
+//!
+//! Plain `reqwest` through the shared [`http::client`] (egress-filtering
+//! resolver, no redirects, no proxies, no retries: the engine is the one layer
+//! that retries). Base URL `https://api.vercel.com`, overridable with
+//! `KVSYNC_VERCEL_API_URL`; `Authorization: Bearer <access_token>`; the team
+//! scope goes in the `teamId` query parameter when `team_id` is set.
+//!
+//! - **push**: one call, `POST /v10/projects/{project}/env?upsert=true` with a
+//!   one-item array `[{key, value, type: "encrypted", target}]`. Vercel answers
+//!   201 `{"created", "failed": [...]}`; a non-empty `failed` is an error for
+//!   the key even though the status is a success.
+//! - **delete**: `GET /v10/projects/{project}/env` to find the ids of the key
+//!   (every entry of that key whose targets intersect the destination's
+//!   `deployment_environments`; branch-specific entries are not the sync's and
+//!   are left alone), then `DELETE /v9/projects/{project}/env/{id}` for each
+//!   (404 counts as deleted). A key that is not there is deleted already.
+//!
+//! Names (letters, digits and `_`, not starting with a digit) and the value
+//! size (64 KiB, Vercel's budget for all the variables of a deployment) are
+//! checked before any call.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+use super::egress::EgressPolicy;
+use super::http;
+use super::{Destination, DestinationConnector, ExternalSecret, SyncError};
+
+/// Environment variable that overrides the API base URL (tests, proxies).
+pub const API_URL_ENV: &str = "KVSYNC_VERCEL_API_URL";
+/// Vercel's REST API.
+pub const DEFAULT_API_URL: &str = "https://api.vercel.com";
+/// Vercel allows 64 KiB for all the variables of one deployment combined; a
+/// single value can never be larger.
+pub const MAX_VALUE_BYTES: usize = 65_536;
+/// The deployment environments a variable can target.
+pub const TARGETS: [&str; 3] = ["production", "preview", "development"];
+/// Provider name in messages.
+const PROVIDER: &str = "Vercel";
+/// Values shorter than this are not scrubbed from provider messages (they
+/// would garble the text and say nothing).
+const MIN_SCRUB: usize = 4;
+
+/// The `vercel-project` connector.
+#[derive(Default)]
+pub struct VercelProject {
+    /// Base URL of the API; `None`: `KVSYNC_VERCEL_API_URL`, else Vercel's.
+    base_url: Option<String>,
+}
+
+impl VercelProject {
+    /// A connector that talks to `base_url` instead of Vercel's API.
+    #[cfg(test)]
+    pub fn with_base_url(base_url: impl Into<String>) -> Self {
+        VercelProject {
+            base_url: Some(base_url.into()),
+        }
+    }
+
+    fn base_url(&self) -> String {
+        self.base_url
+            .clone()
+            .or_else(|| {
+                std::env::var(API_URL_ENV)
+                    .ok()
+                    .filter(|v| !v.trim().is_empty())
+            })
+            .unwrap_or_else(|| DEFAULT_API_URL.to_string())
+    }
+}
+
+#[async_trait]
+impl DestinationConnector for VercelProject {
+    fn kind(&self) -> &'static str {
+        "vercel-project"
+    }
+
+    async fn push(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError> {
+        check_name(&secret.name)?;
+        check_value(&secret.value)?;
+        let api = Api::new(dest, &self.base_url())?;
+        let url = api.url(
+            &["v10", "projects", &api.settings.project_id, "env"],
+            &[("upsert", "true")],
+        )?;
+        let body = Zeroizing::new(upsert_body(
+            &secret.name,
+            &secret.value,
+            &api.settings.targets,
+        )?);
+        let request = api
+            .client
+            .post(url.clone())
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        let answer = api.send(&url, request, &secret.value).await?;
+        if !answer.status.is_success() {
+            return Err(answer.error());
+        }
+        let failures = failures_of(&answer.body).map_err(|e| SyncError::ExternalService {
+            message: format!(
+                "{PROVIDER} answered {} with an unreadable body: {e}",
+                answer.status.as_u16()
+            ),
+            retry_after: None,
+        })?;
+        match failures.first() {
+            None => Ok(()),
+            Some(first) => Err(failure_error(
+                &secret.name,
+                first,
+                failures.len(),
+                &secret.value,
+            )),
+        }
+    }
+
+    async fn delete(&self, dest: &Destination, name: &str) -> Result<(), SyncError> {
+        if check_name(name).is_err() {
+            // Vercel could never have stored such a key: nothing to delete.
+            return Ok(());
+        }
+        let api = Api::new(dest, &self.base_url())?;
+        let url = api.url(&["v10", "projects", &api.settings.project_id, "env"], &[])?;
+        let answer = api.send(&url, api.client.get(url.clone()), "").await?;
+        if !answer.status.is_success() {
+            return Err(answer.error());
+        }
+        let ids = ids_to_delete(&answer.body, name, &api.settings.targets).map_err(|e| {
+            SyncError::ExternalService {
+                message: format!(
+                    "{PROVIDER} answered the env listing with an unreadable body: {e}"
+                ),
+                retry_after: None,
+            }
+        })?;
+        for id in ids {
+            let url = api.url(
+                &["v9", "projects", &api.settings.project_id, "env", &id],
+                &[],
+            )?;
+            let answer = api.send(&url, api.client.delete(url.clone()), "").await?;
+            if !answer.status.is_success() && answer.status.as_u16() != 404 {
+                return Err(answer.error());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a destination's config says, checked.
+struct Settings {
+    token: Zeroizing<String>,
+    project_id: String,
+    team_id: Option<String>,
+    targets: Vec<&'static str>,
+}
+
+impl Settings {
+    fn from_config(config: &Value) -> Result<Self, SyncError> {
+        let text = |field: &str| -> Result<Option<String>, SyncError> {
+            match config.get(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+                Some(_) => Err(SyncError::ClientSide(format!("{field}: expected a string"))),
+            }
+        };
+        let token = Zeroizing::new(text("access_token")?.ok_or_else(|| {
+            SyncError::ClientSide("access_token is required for vercel-project".to_string())
+        })?);
+        let project_id = text("project_id")?.ok_or_else(|| {
+            SyncError::ClientSide("project_id is required for vercel-project".to_string())
+        })?;
+        let team_id = text("team_id")?;
+        let raw: Vec<String> = match config.get("deployment_environments") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) => s
+                .split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_str().map(|s| s.trim().to_string()).ok_or_else(|| {
+                        SyncError::ClientSide(
+                            "deployment_environments: expected strings".to_string(),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => {
+                return Err(SyncError::ClientSide(
+                    "deployment_environments: expected a list of strings".to_string(),
+                ));
+            }
+        };
+        // Kept in Vercel's order, without duplicates.
+        let mut targets = Vec::new();
+        for env in &raw {
+            if !TARGETS.contains(&env.as_str()) {
+                return Err(SyncError::ClientSide(format!(
+                    "deployment_environments: {env:?} is not one of production, preview, development"
+                )));
+            }
+        }
+        for target in TARGETS {
+            if raw.iter().any(|e| e == target) {
+                targets.push(target);
+            }
+        }
+        if targets.is_empty() {
+            return Err(SyncError::ClientSide(
+                "deployment_environments must name at least one of production, preview, development".to_string(),
+            ));
+        }
+        Ok(Settings {
+            token,
+            project_id,
+            team_id,
+            targets,
+        })
+    }
+}
+
+/// One destination's way to the API: its settings, egress rules and client.
+struct Api {
+    settings: Settings,
+    policy: Arc<EgressPolicy>,
+    client: reqwest::Client,
+    base: url::Url,
+}
+
+/// A provider answer, body read (and zeroized on drop: it may hold values).
+struct Answer {
+    status: reqwest::StatusCode,
+    headers: HeaderMap,
+    body: Zeroizing<String>,
+}
+
+impl Answer {
+    fn error(&self) -> SyncError {
+        http::status_error(PROVIDER, self.status.as_u16(), &self.headers, &self.body)
+    }
+}
+
+impl Api {
+    fn new(dest: &Destination, base_url: &str) -> Result<Self, SyncError> {
+        let settings = Settings::from_config(&dest.config)?;
+        let policy = Arc::new(EgressPolicy::from_config(&dest.config)?);
+        let client = http::client(&policy)?;
+        let base = url::Url::parse(base_url.trim_end_matches('/'))
+            .map_err(|e| SyncError::Internal(format!("invalid {API_URL_ENV} {base_url:?}: {e}")))?;
+        if base.cannot_be_a_base() {
+            return Err(SyncError::Internal(format!(
+                "invalid {API_URL_ENV} {base_url:?}"
+            )));
+        }
+        Ok(Api {
+            settings,
+            policy,
+            client,
+            base,
+        })
+    }
+
+    /// `base/segments…?query&teamId=…`, every segment percent-encoded.
+    fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<url::Url, SyncError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| SyncError::Internal("the Vercel API URL cannot take a path".to_string()))?
+            .pop_if_empty()
+            .extend(segments);
+        let team = self.settings.team_id.as_deref().map(|t| ("teamId", t));
+        let pairs: Vec<(&str, &str)> = query.iter().copied().chain(team).collect();
+        if !pairs.is_empty() {
+            url.query_pairs_mut().extend_pairs(pairs);
+        }
+        Ok(url)
+    }
+
+    /// Checks `url` against the egress rules, sends, reads the answer. Provider
+    /// text that quotes `secret` (unlikely, but never shown) is masked.
+    async fn send(
+        &self,
+        url: &url::Url,
+        request: reqwest::RequestBuilder,
+        secret: &str,
+    ) -> Result<Answer, SyncError> {
+        http::checked_url(&self.policy, url.as_str()).await?;
+        let response = request
+            .bearer_auth(self.settings.token.as_str())
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| http::transport_error(PROVIDER, &e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = Zeroizing::new(
+            response
+                .text()
+                .await
+                .map_err(|e| http::transport_error(PROVIDER, &e))?,
+        );
+        Ok(Answer {
+            status,
+            headers,
+            body: scrub(body, secret),
+        })
+    }
+}
+
+/// `body` with every occurrence of `secret` masked.
+fn scrub(body: Zeroizing<String>, secret: &str) -> Zeroizing<String> {
+    if secret.len() >= MIN_SCRUB && body.contains(secret) {
+        Zeroizing::new(body.replace(secret, "*****"))
+    } else {
+        body
+    }
+}
+
+/// Vercel's rule for variable names: letters, digits and `_`, not starting with
+/// a digit.
+pub fn check_name(name: &str) -> Result<(), SyncError> {
+    let bad = |why: &str| {
+        SyncError::ClientSide(format!(
+            "{name:?} is not a valid Vercel environment variable name: {why}"
+        ))
+    };
+    if name.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_'))
+    {
+        return Err(bad(&format!("{c:?} is not a letter, a digit or _")));
+    }
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(bad("it starts with a digit"));
+    }
+    Ok(())
+}
+
+/// A value must fit in Vercel's 64 KiB budget.
+pub fn check_value(value: &str) -> Result<(), SyncError> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(SyncError::ClientSide(format!(
+            "the value is {} bytes but Vercel allows at most {MAX_VALUE_BYTES} bytes for the variables of a deployment",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+/// One item of the upsert body (borrowed: the value is not copied).
+#[derive(Serialize)]
+struct UpsertItem<'a> {
+    key: &'a str,
+    value: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    target: &'a [&'static str],
+}
+
+/// The body of the upsert: a one-item array of an `encrypted` variable.
+pub fn upsert_body(
+    name: &str,
+    value: &str,
+    targets: &[&'static str],
+) -> Result<Vec<u8>, SyncError> {
+    serde_json::to_vec(&[UpsertItem {
+        key: name,
+        value,
+        kind: "encrypted",
+        target: targets,
+    }])
+    .map_err(|e| SyncError::Internal(format!("cannot encode the Vercel request: {e}")))
+}
+
+/// One entry of `failed[]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct Failure {
+    #[serde(default)]
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+struct FailedItem {
+    #[serde(default)]
+    error: Failure,
+}
+
+#[derive(Deserialize)]
+struct CreateAnswer {
+    #[serde(default)]
+    failed: Vec<FailedItem>,
+}
+
+/// The failures a 2xx answer of the upsert carries (none when it has no
+/// `failed`, or an empty body).
+pub fn failures_of(body: &str) -> Result<Vec<Failure>, String> {
+    if body.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let answer: CreateAnswer = serde_json::from_str(body)
+        .map_err(|e| format!("line {}, column {}", e.line(), e.column()))?;
+    Ok(answer.failed.into_iter().map(|f| f.error).collect())
+}
+
+/// Codes of failures that are the provider's trouble, worth a retry.
+fn retryable(code: &str) -> bool {
+    let code = code.to_ascii_lowercase();
+    [
+        "rate_limit",
+        "too_many_requests",
+        "internal",
+        "unavailable",
+        "timeout",
+        "timed_out",
+        "try_again",
+        "bad_gateway",
+    ]
+    .iter()
+    .any(|c| code.contains(c))
+}
+
+/// The sync error of a failed upsert item: conflicts and rejected input are
+/// the destination's (client side); rate limits and internal errors are
+/// Vercel's (retried).
+pub fn failure_error(name: &str, first: &Failure, count: usize, secret: &str) -> SyncError {
+    let code = if first.code.is_empty() {
+        "unknown"
+    } else {
+        first.code.as_str()
+    };
+    let text = scrub(Zeroizing::new(first.message.clone()), secret);
+    let more = if count > 1 {
+        format!(" (and {} more)", count - 1)
+    } else {
+        String::new()
+    };
+    let message = format!(
+        "{PROVIDER} did not write {name}: {code}: {}{more}",
+        http::detail(&text)
+    );
+    if retryable(code) {
+        SyncError::ExternalService {
+            message,
+            retry_after: None,
+        }
+    } else {
+        SyncError::ClientSide(message)
+    }
+}
+
+#[derive(Deserialize)]
+struct ListAnswer {
+    #[serde(default)]
+    envs: Vec<ListedEnv>,
+}
+
+#[derive(Deserialize)]
+struct ListedEnv {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    key: String,
+    /// An array of environments, or a single one as a string.
+    #[serde(default)]
+    target: Option<Value>,
+    #[serde(default, rename = "gitBranch")]
+    git_branch: Option<String>,
+}
+
+impl ListedEnv {
+    fn targets(&self) -> Vec<&str> {
+        match &self.target {
+            Some(Value::String(s)) => vec![s.as_str()],
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The ids of the entries of `name` the destination owns: same key, no git
+/// branch, and at least one target among `targets`.
+pub fn ids_to_delete(body: &str, name: &str, targets: &[&str]) -> Result<Vec<String>, String> {
+    let answer: ListAnswer = serde_json::from_str(body)
+        .map_err(|e| format!("line {}, column {}", e.line(), e.column()))?;
+    Ok(answer
+        .envs
+        .into_iter()
+        .filter(|e| e.key == name)
+        .filter(|e| e.git_branch.as_deref().is_none_or(str::is_empty))
+        .filter(|e| e.targets().iter().any(|t| targets.contains(t)))
+        .filter_map(|e| e.id)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dest(config: Value) -> Destination {
+        Destination::parse("vercel-project".into(), "v".into(), config.to_string()).unwrap()
+    }
+
+    fn config() -> Value {
+        json!({
+            "access_token": "vercel-SECRET-token",
+            "project_id": "prj_1",
+            "team_id": "team_1",
+            "deployment_environments": ["preview", "production"],
+        })
+    }
+
+    fn secret(name: &str, value: &str) -> ExternalSecret {
+        ExternalSecret {
+            name: name.into(),
+            value: Zeroizing::new(value.into()),
+            tags: vec![("hashicorp:vault".into(), String::new())],
+        }
+    }
+
+    #[test]
+    fn names_follow_vercels_rule() {
+        for ok in ["A", "_9", "VAULT_KV_1234_APP_PASSWORD", "lower_case", "_"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "9lives", "A-B", "A.B", "A B", "é", "A/B"] {
+            let err = check_name(bad).unwrap_err();
+            assert!(matches!(err, SyncError::ClientSide(_)), "{bad}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn values_up_to_64_kib() {
+        assert!(check_value(&"x".repeat(MAX_VALUE_BYTES)).is_ok());
+        let err = check_value(&"x".repeat(MAX_VALUE_BYTES + 1)).unwrap_err();
+        assert!(
+            matches!(&err, SyncError::ClientSide(m) if m.contains("65537 bytes")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn settings_read_the_engines_fields() {
+        let s = Settings::from_config(&config()).unwrap();
+        assert_eq!(s.project_id, "prj_1");
+        assert_eq!(s.team_id.as_deref(), Some("team_1"));
+        // Vercel's order, whatever the config's.
+        assert_eq!(s.targets, vec!["production", "preview"]);
+        let mut c = config();
+        c["deployment_environments"] = json!("development, preview,development");
+        c["team_id"] = json!("");
+        let s = Settings::from_config(&c).unwrap();
+        assert_eq!(s.targets, vec!["preview", "development"]);
+        assert_eq!(s.team_id, None);
+
+        for (field, value) in [
+            ("deployment_environments", json!([])),
+            ("deployment_environments", json!("staging")),
+            ("deployment_environments", json!([1])),
+            ("access_token", json!("")),
+            ("project_id", json!(null)),
+            ("team_id", json!({"a": 1})),
+        ] {
+            let mut c = config();
+            c[field] = value;
+            let err = Settings::from_config(&c).err().unwrap();
+            assert!(
+                matches!(&err, SyncError::ClientSide(m) if m.contains(field)),
+                "{field}: {err:?}"
+            );
+            assert!(!err.to_string().contains("SECRET"));
+        }
+    }
+
+    #[test]
+    fn urls_carry_the_team_and_encode_segments() {
+        let d = dest(config());
+        let api = Api::new(&d, "http://127.0.0.1:9/").unwrap();
+        let url = api
+            .url(
+                &["v10", "projects", "my project", "env"],
+                &[("upsert", "true")],
+            )
+            .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:9/v10/projects/my%20project/env?upsert=true&teamId=team_1"
+        );
+        let mut c = config();
+        c.as_object_mut().unwrap().remove("team_id");
+        let d = dest(c);
+        let api = Api::new(&d, "https://api.example.com/prefix").unwrap();
+        let url = api
+            .url(&["v9", "projects", "prj_1", "env", "abc/def"], &[])
+            .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://api.example.com/prefix/v9/projects/prj_1/env/abc%2Fdef"
+        );
+    }
+
+    #[test]
+    fn the_upsert_body_is_one_encrypted_item() {
+        let body = upsert_body("KEY", "v\"1", &["production", "preview"]).unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v,
+            json!([{"key": "KEY", "value": "v\"1", "type": "encrypted", "target": ["production", "preview"]}])
+        );
+    }
+
+    #[test]
+    fn failed_items_are_errors_classified_by_code() {
+        assert!(
+            failures_of(r#"{"created": [{"key": "A"}], "failed": []}"#)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            failures_of(r#"{"created": {"key": "A"}}"#)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(failures_of("").unwrap().is_empty());
+        assert!(failures_of("<html>").is_err());
+        let body = r#"{"created": [], "failed": [
+            {"error": {"code": "ENV_CONFLICT", "message": "A variable with the name `A` already exists", "key": "A"}},
+            {"error": {"code": "ENV_CONFLICT", "message": "again"}}]}"#;
+        let failures = failures_of(body).unwrap();
+        assert_eq!(failures.len(), 2);
+        let err = failure_error("A", &failures[0], failures.len(), "");
+        match &err {
+            SyncError::ClientSide(m) => {
+                assert!(m.contains("ENV_CONFLICT"), "{m}");
+                assert!(m.contains("already exists"), "{m}");
+                assert!(m.contains("1 more"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+        for code in [
+            "BAD_REQUEST",
+            "bad_request",
+            "ENV_ALREADY_EXISTS",
+            "forbidden",
+            "",
+        ] {
+            let f = Failure {
+                code: code.into(),
+                message: "m".into(),
+            };
+            assert!(
+                matches!(failure_error("A", &f, 1, ""), SyncError::ClientSide(_)),
+                "{code}"
+            );
+        }
+        for code in [
+            "rate_limited",
+            "RATE_LIMITED",
+            "internal_server_error",
+            "service_unavailable",
+            "timeout",
+        ] {
+            let f = Failure {
+                code: code.into(),
+                message: "m".into(),
+            };
+            assert!(
+                matches!(
+                    failure_error("A", &f, 1, ""),
+                    SyncError::ExternalService { .. }
+                ),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn provider_text_never_shows_the_value() {
+        let f = Failure {
+            code: "bad_request".into(),
+            message: "value hunter2-secret is wrong".into(),
+        };
+        let err = failure_error("A", &f, 1, "hunter2-secret");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let body = scrub(
+            Zeroizing::new("echo hunter2-secret".into()),
+            "hunter2-secret",
+        );
+        assert_eq!(body.as_str(), "echo *****");
+    }
+
+    #[test]
+    fn deletes_find_every_owned_entry_of_the_key() {
+        let body = json!({"envs": [
+            {"id": "e1", "key": "A", "target": ["production"]},
+            {"id": "e2", "key": "A", "target": ["preview", "development"]},
+            {"id": "e3", "key": "A", "target": ["development"]},
+            {"id": "e4", "key": "A", "target": "preview"},
+            {"id": "e5", "key": "A", "target": ["preview"], "gitBranch": "feature"},
+            {"id": "e6", "key": "B", "target": ["production"]},
+            {"id": "e7", "key": "a", "target": ["production"]},
+            {"key": "A", "target": ["production"]},
+        ]})
+        .to_string();
+        assert_eq!(
+            ids_to_delete(&body, "A", &["production", "preview"]).unwrap(),
+            vec!["e1", "e2", "e4"]
+        );
+        assert!(
+            ids_to_delete(&body, "C", &["production"])
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            ids_to_delete(r#"{"envs": []}"#, "A", &["production"])
+                .unwrap()
+                .is_empty()
+        );
+        assert!(ids_to_delete("nope", "A", &["production"]).is_err());
+    }
+
+    #[tokio::test]
+    async fn bad_names_and_sizes_fail_before_any_call() {
+        // Port 9 on loopback: a call would be refused by the egress rules or fail.
+        let c = VercelProject::with_base_url("http://127.0.0.1:9");
+        let d = dest(config());
+        let err = c.push(&d, &secret("9bad", "v")).await.unwrap_err();
+        assert!(
+            matches!(&err, SyncError::ClientSide(m) if m.contains("starts with a digit")),
+            "{err:?}"
+        );
+        let err = c
+            .push(&d, &secret("A", &"x".repeat(MAX_VALUE_BYTES + 1)))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SyncError::ClientSide(m) if m.contains("at most")),
+            "{err:?}"
+        );
+        // A name Vercel could not hold is already gone.
+        c.delete(&d, "not-a-key").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn strict_networking_refuses_loopback() {
+        let c = VercelProject::with_base_url("http://127.0.0.1:9");
+        let d = dest(config());
+        let err = c.push(&d, &secret("A", "v")).await.unwrap_err();
+        assert!(
+            matches!(&err, SyncError::ClientSide(m) if m.contains("egress refused")),
+            "{err:?}"
+        );
+        let err = c.delete(&d, "A").await.unwrap_err();
+        assert!(
+            matches!(&err, SyncError::ClientSide(m) if m.contains("egress refused")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_api_is_an_external_service_error() {
+        // Bind then drop: a loopback port with nobody listening.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let c = VercelProject::with_base_url(format!("http://127.0.0.1:{port}"));
+        let mut cfg = config();
+        cfg["disable_strict_networking"] = json!(true);
+        let d = dest(cfg);
+        let err = c.push(&d, &secret("A", "hunter2-value")).await.unwrap_err();
+        assert!(matches!(err, SyncError::ExternalService { .. }), "{err:?}");
+        assert!(
+            !err.to_string().contains("SECRET") && !err.to_string().contains("hunter2"),
+            "{err}"
+        );
+    }
+}
