@@ -12,7 +12,8 @@ wit_bindgen::generate!({
     path: "../wit",
 });
 
-use exports::kvsync::engine::api::Guest;
+use exports::kvsync::engine::api::Guest as ApiGuest;
+use exports::kvsync::engine::sync as sync_export;
 use kvsync::engine::authz as host_authz;
 use kvsync::engine::connector as host_connector;
 use kvsync::engine::storage as host;
@@ -20,7 +21,40 @@ use kvsync::engine::types;
 
 struct Component;
 
-impl Guest for Component {
+/// The engine's imports as the host provides them.
+fn host_env() -> Env<'static> {
+    Env {
+        storage: &HostStorage,
+        connector: &HostConnector,
+        authz: &HostAuthz,
+    }
+}
+
+impl sync_export::Guest for Component {
+    fn run(
+        shard: u32,
+        shards: u32,
+        limit: u32,
+        settings: sync_export::Settings,
+    ) -> sync_export::RunReport {
+        let settings = crate::sync::worker::Settings {
+            backoff_base_ms: settings.backoff_base_ms,
+            backoff_cap_ms: settings.backoff_cap_ms,
+        };
+        let report = crate::sync::worker::run(&host_env(), shard, shards, limit, &settings);
+        sync_export::RunReport {
+            processed: report.processed,
+            failed: report.failed,
+            next_due_ms: report.next_due_ms,
+        }
+    }
+
+    fn reconcile() -> u32 {
+        crate::sync::reconcile::reconcile(&host_env())
+    }
+}
+
+impl ApiGuest for Component {
     fn handle(req: types::Request) -> types::Response {
         let caller = req.caller.map(|c| crate::Caller {
             token: c.token,
@@ -38,12 +72,7 @@ impl Guest for Component {
             body: req.body,
             caller,
         };
-        let env = Env {
-            storage: &HostStorage,
-            connector: &HostConnector,
-            authz: &HostAuthz,
-        };
-        let resp = crate::handle(&env, req);
+        let resp = crate::handle(&host_env(), req);
         types::Response {
             status: resp.status,
             headers: resp.headers,

@@ -12,6 +12,10 @@ use crate::{auth, kv, sync, sys};
 /// How often a request is run again after a storage conflict.
 const CONFLICT_RETRIES: usize = 8;
 
+/// Response header telling the host that the request queued sync work, so it
+/// wakes its sync worker at once (the host strips it before answering).
+pub const SYNC_DUE_HEADER: &str = "x-kvsync-sync-due";
+
 pub fn handle(env: &Env, req: Request) -> Response {
     let logical = match api::to_logical(req) {
         Ok(l) => l,
@@ -21,11 +25,20 @@ pub fn handle(env: &Env, req: Request) -> Response {
     for _ in 0..CONFLICT_RETRIES {
         let mut tx = Tx::new(env.storage);
         let outcome = route(&mut tx, env, &logical).and_then(|(reply, mount_type)| {
+            let sync_due = tx.sync_due();
             tx.commit()?;
-            Ok((reply, mount_type))
+            Ok((reply, mount_type, sync_due))
         });
         match outcome {
-            Ok((reply, mount_type)) => return api::render(reply, &logical.request_id, mount_type),
+            Ok((reply, mount_type, sync_due)) => {
+                let mut response = api::render(reply, &logical.request_id, mount_type);
+                if sync_due {
+                    response
+                        .headers
+                        .push((SYNC_DUE_HEADER.to_string(), "1".to_string()));
+                }
+                return response;
+            }
             Err(ApiError::Conflict) => last = ApiError::Conflict,
             Err(e) => {
                 last = e;

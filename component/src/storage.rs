@@ -73,6 +73,9 @@ pub struct Tx<'s> {
     reads: BTreeMap<String, Option<u64>>,
     /// Buffered writes (`None`: delete), visible to later reads of this transaction.
     writes: BTreeMap<String, Option<Vec<u8>>>,
+    /// Set when this transaction queued sync work: the router then tells the
+    /// host to wake its sync worker (`x-kvsync-sync-due`).
+    sync_due: bool,
 }
 
 impl<'s> Tx<'s> {
@@ -81,7 +84,17 @@ impl<'s> Tx<'s> {
             store,
             reads: BTreeMap::new(),
             writes: BTreeMap::new(),
+            sync_due: false,
         }
+    }
+
+    /// Records that this transaction queued sync work.
+    pub fn mark_sync_due(&mut self) {
+        self.sync_due = true;
+    }
+
+    pub fn sync_due(&self) -> bool {
+        self.sync_due
     }
 
     /// The storage this transaction runs on, for work committed in separate batches.
@@ -154,21 +167,55 @@ impl<'s> Tx<'s> {
         if self.writes.is_empty() {
             return Ok(());
         }
-        let conditions = self
-            .reads
-            .into_iter()
-            .map(|(key, version)| Condition { key, version })
-            .collect();
-        let ops = self
-            .writes
-            .into_iter()
-            .map(|(key, value)| match value {
-                Some(value) => Op::Put { key, value },
-                None => Op::Delete { key },
-            })
-            .collect();
+        let conditions = self.reads.into_iter().map(condition).collect();
+        let ops = self.writes.into_iter().map(op).collect();
         self.store.commit(conditions, ops)?;
         Ok(())
+    }
+
+    /// [`Tx::commit`] that keeps the transaction: after a conflict the caller
+    /// may find out what changed ([`Tx::changed_reads`]), [`Tx::forget`] it,
+    /// read it again and commit once more. After a success the buffered
+    /// writes are gone (a second call commits nothing).
+    pub fn try_commit(&mut self) -> Result<(), ApiError> {
+        if self.writes.is_empty() {
+            return Ok(());
+        }
+        let conditions = self.reads.clone().into_iter().map(condition).collect();
+        let ops = self.writes.clone().into_iter().map(op).collect();
+        self.store.commit(conditions, ops)?;
+        self.writes.clear();
+        self.reads.clear();
+        Ok(())
+    }
+
+    /// The keys read by this transaction whose stored version changed since.
+    pub fn changed_reads(&self) -> Result<Vec<String>, ApiError> {
+        let mut changed = Vec::new();
+        for (key, version) in &self.reads {
+            if self.store.get(key)?.map(|e| e.version) != *version {
+                changed.push(key.clone());
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Drops what this transaction read and wrote at `key`, so that it can be
+    /// read (and written) again.
+    pub fn forget(&mut self, key: &str) {
+        self.reads.remove(key);
+        self.writes.remove(key);
+    }
+}
+
+fn condition((key, version): (String, Option<u64>)) -> Condition {
+    Condition { key, version }
+}
+
+fn op((key, value): (String, Option<Vec<u8>>)) -> Op {
+    match value {
+        Some(value) => Op::Put { key, value },
+        None => Op::Delete { key },
     }
 }
 
@@ -296,6 +343,39 @@ mod tests {
         other.commit().unwrap();
         assert!(matches!(tx.commit(), Err(ApiError::Conflict)));
         assert!(s.get("b").unwrap().is_none());
+    }
+
+    #[test]
+    fn try_commit_rebases_after_a_conflict_on_one_key() {
+        let s = MemStorage::new();
+        let mut setup = Tx::new(&s);
+        setup.put("n", b"1".to_vec());
+        setup.put("a", b"x".to_vec());
+        setup.commit().unwrap();
+
+        let mut tx = Tx::new(&s);
+        tx.get("a").unwrap();
+        tx.get("n").unwrap();
+        tx.put("n", b"0".to_vec());
+        tx.put("b", b"y".to_vec());
+        assert!(!tx.sync_due());
+        tx.mark_sync_due();
+        // Another writer changes `n` only.
+        let mut other = Tx::new(&s);
+        other.put("n", b"5".to_vec());
+        other.commit().unwrap();
+        assert!(matches!(tx.try_commit(), Err(ApiError::Conflict)));
+        assert_eq!(tx.changed_reads().unwrap(), vec!["n".to_string()]);
+        tx.forget("n");
+        assert_eq!(tx.get("n").unwrap(), Some(b"5".to_vec()));
+        tx.put("n", b"4".to_vec());
+        tx.try_commit().unwrap();
+        assert_eq!(s.get("n").unwrap().unwrap().value, b"4");
+        assert_eq!(s.get("b").unwrap().unwrap().value, b"y");
+        assert!(tx.sync_due());
+        // Nothing left to commit.
+        tx.try_commit().unwrap();
+        assert!(!tx.has_writes());
     }
 
     #[test]

@@ -128,6 +128,18 @@ pub fn read_current(
     }
 }
 
+/// The number of the current version of a secret when it is readable (for
+/// sync reconciliation, which compares it with what destinations hold).
+pub fn current_version(tx: &mut Tx, mount: &MountEntry, path: &str) -> ApiResult<Option<u64>> {
+    let mut kv = Kv::new(tx, mount);
+    let now = time::now();
+    Ok(kv
+        .metadata(path)?
+        .and_then(|meta| meta.version(0))
+        .filter(|(_, vm)| vm.is_live(now))
+        .map(|(number, _)| number))
+}
+
 /// A KV-v2 mount behind the full router, for the tests of every module here.
 #[cfg(test)]
 pub(crate) mod testing {

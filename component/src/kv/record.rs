@@ -157,6 +157,8 @@ pub struct Found {
 pub struct Kv<'a, 's> {
     tx: &'a mut Tx<'s>,
     prefix: String,
+    /// The mount's accessor: the identity of its secrets for secrets sync.
+    accessor: String,
 }
 
 impl<'a, 's> Kv<'a, 's> {
@@ -164,7 +166,16 @@ impl<'a, 's> Kv<'a, 's> {
         Kv {
             tx,
             prefix: mount.storage_prefix(),
+            accessor: mount.accessor.clone(),
         }
+    }
+
+    /// The secret at `path` changed in a way a destination may see (a new
+    /// current version, or the current version became unreadable or readable
+    /// again): queues the sync of its associations in this transaction.
+    /// Returns a warning when some could not be queued.
+    pub fn secret_changed(&mut self, path: &str) -> ApiResult<Option<String>> {
+        crate::sync::outbox::secret_changed(self.tx, &self.accessor, path)
     }
 
     fn config_key(&self) -> String {

@@ -44,6 +44,9 @@ pub fn handle(kv: &mut Kv, action: Action, path: &str, req: &LogicalRequest) -> 
         Action::Undelete => record::expiry(now, &kv.config()?, &meta),
         Action::Delete | Action::Destroy => 0,
     };
+    let current_live =
+        |meta: &record::KeyMetadata| meta.version(0).is_some_and(|(_, vm)| vm.is_live(now));
+    let was_live = current_live(&meta);
     let mut changed = false;
     for number in requested.into_iter().filter_map(|n| u64::try_from(n).ok()) {
         // Unknown and destroyed versions are skipped.
@@ -61,10 +64,16 @@ pub fn handle(kv: &mut Kv, action: Action, path: &str, req: &LogicalRequest) -> 
         }
         changed = true;
     }
+    let mut warning = None;
     if changed {
         kv.put_metadata(path, &meta)?;
+        // Only the current version is synced: a change of older versions is
+        // nothing to a destination.
+        if current_live(&meta) != was_live {
+            warning = kv.secret_changed(path)?;
+        }
     }
-    Ok(reply)
+    Ok(reply.with_warning(warning))
 }
 
 #[cfg(test)]

@@ -49,6 +49,10 @@ pub fn handle(tx: &mut Tx, req: &LogicalRequest) -> ApiResult<Reply> {
             let fields = framework::parse(FIELDS, &req.data)?;
             let mut config = SyncConfig::load(tx)?;
             if let Some(d) = fields.bool("disabled") {
+                if config.disabled && !d {
+                    // Work queued while sync was off is due now: wake the worker.
+                    tx.mark_sync_due();
+                }
                 config.disabled = d;
             }
             if let Some(q) = fields.int("queue_capacity") {

@@ -8,7 +8,10 @@ pub mod config;
 pub mod destinations;
 pub mod github_apps;
 pub mod names;
+pub mod outbox;
+pub mod reconcile;
 pub mod status;
+pub mod worker;
 
 use crate::api::{LogicalRequest, Operation, Reply};
 use crate::env::Env;
@@ -34,7 +37,7 @@ pub fn handle(tx: &mut Tx, env: &Env, req: &LogicalRequest) -> ApiResult<Reply> 
         ["config"] => config::handle(tx, req),
         ["destinations"] => destinations::list_all(tx, req),
         ["destinations", kind] => destinations::list_type(tx, req, kind),
-        ["destinations", kind, name] => destinations::handle(tx, env, req, kind, name),
+        ["destinations", kind, name] => destinations::handle(tx, req, kind, name),
         ["destinations", kind, name, "associations"] => {
             only(req, Operation::Read)?;
             associations::read(tx, kind, name)
@@ -99,6 +102,13 @@ pub mod keys {
     pub const DESTINATIONS: &str = "sync/destinations/";
     pub const GITHUB_APPS: &str = "sync/github-apps/";
     pub const BY_SECRET: &str = "sync/by-secret/";
+    /// Every association record lives under this prefix.
+    pub const ASSOCIATIONS: &str = "sync/associations/";
+    /// The durable sync outbox: one entry per (destination, secret) with work to do.
+    pub const OUTBOX: &str = "sync/outbox/";
+    /// The number of entries in the outbox (for `queue_capacity`); outside
+    /// [`OUTBOX`], so that listing the entries does not see it.
+    pub const OUTBOX_COUNT: &str = "sync/outbox-count";
 
     /// `a/b%c` → `a%2Fb%25c`.
     pub fn escape(segment: &str) -> String {
@@ -115,7 +125,7 @@ pub mod keys {
 
     /// Every association of one destination lives under this prefix.
     pub fn associations_of(kind: &str, name: &str) -> String {
-        format!("sync/associations/{kind}/{name}/")
+        format!("{ASSOCIATIONS}{kind}/{name}/")
     }
 
     pub fn association(kind: &str, name: &str, accessor: &str, secret_name: &str) -> String {
@@ -133,6 +143,42 @@ pub mod keys {
 
     pub fn secret_index(accessor: &str, secret_name: &str, kind: &str, name: &str) -> String {
         format!("{}{kind}/{name}", destinations_of(accessor, secret_name))
+    }
+
+    /// The index entries of every secret of one mount (by its accessor).
+    pub fn secrets_of_accessor(accessor: &str) -> String {
+        format!("{BY_SECRET}{accessor}/")
+    }
+
+    /// The outbox entries of one destination live under this prefix.
+    pub fn outbox_of(kind: &str, name: &str) -> String {
+        format!("{OUTBOX}{kind}/{name}/")
+    }
+
+    /// The outbox entry of one association: the same identity as the association.
+    pub fn outbox(kind: &str, name: &str, accessor: &str, secret_name: &str) -> String {
+        format!(
+            "{}{accessor}/{}",
+            outbox_of(kind, name),
+            escape(secret_name)
+        )
+    }
+
+    /// Splits `<kind>/<name>/<accessor>/<escaped secret>` (a key relative to
+    /// [`ASSOCIATIONS`] or [`OUTBOX`]) into its parts, the secret unescaped.
+    pub fn split_association(rel: &str) -> Option<(String, String, String, String)> {
+        let mut parts = rel.splitn(4, '/');
+        let (kind, name, accessor, escaped) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if [kind, name, accessor, escaped].iter().any(|p| p.is_empty()) || escaped.contains('/') {
+            return None;
+        }
+        Some((
+            kind.to_string(),
+            name.to_string(),
+            accessor.to_string(),
+            unescape(escaped),
+        ))
     }
 
     pub fn github_app(name: &str) -> String {

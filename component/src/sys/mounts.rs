@@ -297,8 +297,13 @@ fn disable(tx: &mut Tx, path: String) -> ApiResult<Reply> {
         return Ok(Reply::no_content());
     };
     let mount = table.entries.remove(index);
-    // The data goes first, in separate batches; the table entry last, so an
-    // interrupted disable leaves a mount that a second disable finishes.
+    // Secrets sync first: every association of the mount is queued for
+    // unsync and drop (they keep their external names, so the unsync needs
+    // no KV data). Then the data, in separate batches; the table entry last,
+    // so an interrupted disable leaves a mount that a second disable finishes.
+    if crate::sync::outbox::mount_disabled(tx, &mount.accessor)? > 0 {
+        tx.mark_sync_due();
+    }
     let prefix = mount.storage_prefix();
     let store = tx.storage();
     let keys = Tx::new(store).list(&prefix, None)?;

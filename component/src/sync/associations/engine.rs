@@ -1,7 +1,7 @@
 //! "Sync this association now": compute the external objects an association
 //! should produce from the current KV data, and converge the destination to
 //! them (push what should exist, delete what should not). `set`, `remove` and
-//! purges use it today; re-syncs on KV writes (the outbox) will too.
+//! the sync worker (outbox entries, purges) use it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,49 +28,121 @@ struct Desired {
     object: ExternalSecret,
 }
 
+/// What the provider calls of one sync or unsync attempt ended in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncOutcome {
+    /// The worst status a failed call left (`None`: every call succeeded, or
+    /// none was needed).
+    pub failure: Option<SyncStatus>,
+    /// Some call failed in a way worth retrying (`EXTERNAL_SERVICE_ERROR`,
+    /// `INTERNAL_VAULT_ERROR`).
+    pub retryable: bool,
+    /// The longest delay a provider asked for before the next try.
+    pub retry_after_ms: Option<u64>,
+}
+
+impl SyncOutcome {
+    fn record(&mut self, e: &SyncError) {
+        let status = SyncStatus::of_error(e);
+        if self
+            .failure
+            .is_none_or(|f| status.severity() > f.severity())
+        {
+            self.failure = Some(status);
+        }
+        match e {
+            SyncError::ClientSide(_) => {}
+            SyncError::ExternalService { retry_after_ms, .. } => {
+                self.retryable = true;
+                if let Some(ms) = retry_after_ms {
+                    self.retry_after_ms = Some(self.retry_after_ms.map_or(*ms, |m| m.max(*ms)));
+                }
+            }
+            SyncError::Internal(_) => self.retryable = true,
+        }
+    }
+
+    /// An attempt that ended in a configuration problem found before any
+    /// provider call (a name that cannot be rendered, a collision).
+    pub fn client_side() -> Self {
+        SyncOutcome {
+            failure: Some(SyncStatus::ClientSideError),
+            retryable: false,
+            retry_after_ms: None,
+        }
+    }
+}
+
 /// Syncs `record` now against `secret` (`None`: the secret does not exist or its
 /// current version is deleted or destroyed) with the record's granularity and
 /// template, then stores the record and its index entry in `tx`.
 ///
 /// Errors (400) before any provider call when a name cannot be rendered or
 /// normalised, or collides with a name another association of `dest`
-/// produces. Provider failures are not errors: they become the rows' statuses.
+/// produces. Provider failures are not errors: they become the rows' statuses
+/// and the returned outcome.
 pub fn sync_association(
     tx: &mut Tx,
     env: &Env,
     dest: &Destination,
     record: &mut Association,
     secret: Option<KvSecret>,
+) -> ApiResult<SyncOutcome> {
+    let desired = plan(tx, dest, record, secret)?;
+    let version = secret.map(|(v, _)| v).unwrap_or(0);
+    let target = connector_target(tx, dest)?;
+    let outcome = converge(env, &target, record, desired, version, true);
+    record.save(tx)?;
+    Ok(outcome)
+}
+
+/// The checks [`sync_association`] makes before any provider call, alone
+/// (for an association queued while sync is disabled).
+pub fn check_association(
+    tx: &mut Tx,
+    dest: &Destination,
+    record: &Association,
+    secret: Option<KvSecret>,
 ) -> ApiResult<()> {
+    plan(tx, dest, record, secret)?;
+    connector_target(tx, dest)?;
+    Ok(())
+}
+
+/// The objects `record` should produce, checked for names that cannot be
+/// rendered and for collisions.
+fn plan(
+    tx: &mut Tx,
+    dest: &Destination,
+    record: &Association,
+    secret: Option<KvSecret>,
+) -> ApiResult<Vec<Desired>> {
     let template = parse_template(record)?;
     let desired = match secret {
         Some((_, data)) => desired_objects(dest, record, &template, data)?,
         None => Vec::new(),
     };
     check_collisions(tx, record, &desired)?;
-    let version = secret.map(|(v, _)| v).unwrap_or(0);
-    let target = connector_target(tx, dest)?;
-    converge(env, &target, record, desired, version, true);
-    record.save(tx)
+    Ok(desired)
 }
 
 /// Deletes every external object of `record`. When all are gone the record
-/// and its index entry are dropped (`Ok(true)`); otherwise the record is kept
-/// with the failed rows in their error status (`Ok(false)`) for a retry.
+/// and its index entry are dropped (`true`); otherwise the record is kept
+/// with the failed rows in their error status (`false`) for a retry.
 pub fn unsync_association(
     tx: &mut Tx,
     env: &Env,
     dest: &Destination,
     record: &mut Association,
-) -> ApiResult<bool> {
+) -> ApiResult<(bool, SyncOutcome)> {
     let target = connector_target(tx, dest)?;
-    converge(env, &target, record, Vec::new(), 0, false);
+    let outcome = converge(env, &target, record, Vec::new(), 0, false);
     if record.rows.is_empty() && record.stale.is_empty() {
         record.drop_record(tx);
-        Ok(true)
+        Ok((true, outcome))
     } else {
         record.save(tx)?;
-        Ok(false)
+        Ok((false, outcome))
     }
 }
 
@@ -200,6 +272,20 @@ fn desired_objects(
 /// Refuses a desired name that another association of the destination already
 /// produces (or still has to delete): two secrets must not overwrite each other.
 fn check_collisions(tx: &mut Tx, record: &Association, desired: &[Desired]) -> ApiResult<()> {
+    // Names the record already holds were checked when it first claimed them
+    // (and no other association could claim them since): only new names cost
+    // a look at the destination's other associations.
+    let held: BTreeSet<&str> = record
+        .rows
+        .values()
+        .filter(|r| r.may_exist())
+        .map(|r| r.external_name.as_str())
+        .chain(record.stale.keys().map(String::as_str))
+        .collect();
+    let desired: Vec<&Desired> = desired
+        .iter()
+        .filter(|d| !held.contains(d.object.name.as_str()))
+        .collect();
     if desired.is_empty() {
         return Ok(());
     }
@@ -233,7 +319,8 @@ fn check_collisions(tx: &mut Tx, record: &Association, desired: &[Desired]) -> A
 /// Pushes every desired object and deletes every object of the record that is
 /// no longer desired, then rewrites the record's rows from the outcomes.
 /// `placeholder`: leave an `UNSYNCED` row when nothing else remains (an
-/// association without objects is still shown).
+/// association without objects is still shown); it remembers `version`, the
+/// KV version it stands for (0: none).
 fn converge(
     env: &Env,
     target: &DestinationRef,
@@ -241,8 +328,9 @@ fn converge(
     desired: Vec<Desired>,
     version: u64,
     placeholder: bool,
-) {
+) -> SyncOutcome {
     let now: Nanos = time::now();
+    let mut outcome = SyncOutcome::default();
     let desired_names: BTreeSet<String> = desired.iter().map(|d| d.object.name.clone()).collect();
     let old_rows = std::mem::take(&mut record.rows);
     let mut to_delete: BTreeMap<String, String> = std::mem::take(&mut record.stale);
@@ -259,15 +347,18 @@ fn converge(
             .get(&d.key)
             .filter(|r| r.external_name == d.object.name);
         let digest = digest(&target.config, &d.object);
+        // The digest is kept only while the provider holds what was last
+        // pushed; a queued row (PENDING) keeps it, an error row loses it or
+        // is pushed again anyway.
         let unchanged = previous.is_some_and(|r| {
-            r.sync_status == SyncStatus::Synced && r.digest.as_deref() == Some(digest.as_str())
+            !r.sync_status.is_error() && r.digest.as_deref() == Some(digest.as_str())
         });
-        let outcome = if unchanged {
+        let pushed = if unchanged {
             Ok(())
         } else {
             env.connector.push(target, &d.object)
         };
-        let row = match outcome {
+        let row = match pushed {
             Ok(()) => Row {
                 external_name: d.object.name,
                 sync_status: SyncStatus::Synced,
@@ -276,14 +367,17 @@ fn converge(
                 version,
                 digest: Some(digest),
             },
-            Err(e) => Row {
-                external_name: d.object.name,
-                sync_status: SyncStatus::of_error(&e),
-                updated_at: now,
-                error: Some(describe(&e)),
-                version: previous.map(|r| r.version).unwrap_or(0),
-                digest: None,
-            },
+            Err(e) => {
+                outcome.record(&e);
+                Row {
+                    external_name: d.object.name,
+                    sync_status: SyncStatus::of_error(&e),
+                    updated_at: now,
+                    error: Some(describe(&e)),
+                    version: previous.map(|r| r.version).unwrap_or(0),
+                    digest: None,
+                }
+            }
         };
         rows.insert(d.key, row);
     }
@@ -293,6 +387,7 @@ fn converge(
         let Err(e) = env.connector.delete(target, &name) else {
             continue;
         };
+        outcome.record(&e);
         let status = SyncStatus::of_error(&e);
         match rows.get_mut(&key) {
             // The key lives on under another name: remember the old object and
@@ -328,10 +423,17 @@ fn converge(
         }
     }
     if placeholder && rows.is_empty() {
-        rows.insert(String::new(), Row::unsynced(now));
+        rows.insert(
+            String::new(),
+            Row {
+                version,
+                ..Row::unsynced(now)
+            },
+        );
     }
     record.rows = rows;
     record.stale = stale;
+    outcome
 }
 
 /// What was pushed, as a digest: the same digest means the provider already

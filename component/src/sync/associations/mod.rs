@@ -19,13 +19,18 @@ use crate::error::{ApiError, ApiResult};
 use crate::framework::{self, Field, FieldType};
 use crate::kv;
 use crate::storage::Tx;
+use crate::sync::config::SyncConfig;
 use crate::sync::destinations::Destination;
 use crate::sync::keys;
+use crate::sync::outbox::{self, EntryId, OutboxOp, Queued};
 use crate::sync::status::SyncStatus;
 use crate::sys::mounts::{MountEntry, MountTable, normalize_path};
 use crate::time::{self, Nanos};
 
-pub use engine::{KvSecret, sync_association, template_context, unsync_association};
+pub use engine::{
+    KvSecret, SyncOutcome, check_association, sync_association, template_context,
+    unsync_association,
+};
 pub use record::{Association, Row};
 
 const FIELDS: &[Field] = &[
@@ -192,19 +197,37 @@ pub fn set(
         ),
     };
     let secret = kv::read_current(tx, &mount, secret_name)?;
-    sync_association(
-        tx,
-        env,
-        &dest,
-        &mut record,
-        secret.as_ref().map(|(v, data)| (*v, data)),
-    )?;
+    let secret = secret.as_ref().map(|(v, data)| (*v, data));
+    let id = EntryId::of(&record);
+    let mut warning = None;
+    if SyncConfig::load(tx)?.disabled {
+        // Sync is disabled: no provider call; the association waits, PENDING.
+        check_association(tx, &dest, &record, secret)?;
+        let queued = outbox::queue(tx, &mut record, OutboxOp::Sync, time::now(), true)?;
+        warning = outbox::full_warning(usize::from(queued == Queued::Full));
+    } else {
+        let outcome = sync_association(tx, env, &dest, &mut record, secret)?;
+        if outcome.retryable {
+            // The worker retries; the rows show the error until then.
+            let queued =
+                outbox::queue_retry(tx, &mut record, OutboxOp::Sync, outcome.retry_after_ms)?;
+            warning = outbox::full_warning(usize::from(queued == Queued::Full));
+        } else {
+            // Converged to the current state (or failed in a way only a
+            // change fixes): whatever was pending is done.
+            outbox::dequeue(tx, &id)?;
+        }
+    }
     let touched = [(record.accessor.clone(), record.secret_name.clone())];
-    Ok(Reply::data(body(tx, kind, name, &touched)?).with_warning(target.warning))
+    Ok(Reply::data(body(tx, kind, name, &touched)?)
+        .with_warning(target.warning)
+        .with_warning(warning))
 }
 
 /// `POST .../associations/remove`: deletes the external objects, then the
-/// association. Idempotent; failed deletes keep the association (error rows).
+/// association (and its pending work). Idempotent. Failed deletes keep the
+/// association (error rows) and the worker retries them; while sync is
+/// disabled the removal is queued (`PENDING`).
 pub fn remove(
     tx: &mut Tx,
     env: &Env,
@@ -228,9 +251,35 @@ pub fn remove(
     let mut touched = Vec::new();
     if let Some(mut record) = found {
         touched.push((record.accessor.clone(), record.secret_name.clone()));
-        unsync_association(tx, env, &dest, &mut record)?;
+        let id = EntryId::of(&record);
+        let op = if dest.purge_initiated_at.is_some() {
+            OutboxOp::Purge
+        } else {
+            OutboxOp::UnsyncDrop
+        };
+        // Nothing at the destination: dropping it needs no provider call.
+        if !record.is_clear() && SyncConfig::load(tx)?.disabled {
+            outbox::queue(tx, &mut record, op, time::now(), true)?;
+        } else {
+            let (dropped, outcome) = unsync_association(tx, env, &dest, &mut record)?;
+            if dropped {
+                outbox::dequeue(tx, &id)?;
+                finish_purge(tx, &dest)?;
+            } else {
+                outbox::queue_retry(tx, &mut record, op, outcome.retry_after_ms)?;
+            }
+        }
     }
     Ok(Reply::data(body(tx, kind, name, &touched)?).with_warning(target.warning))
+}
+
+/// A destination being purged is deleted once its last association is gone.
+pub fn finish_purge(tx: &mut Tx, dest: &Destination) -> ApiResult<bool> {
+    if dest.purge_initiated_at.is_none() || has_any(tx, &dest.kind, &dest.name)? {
+        return Ok(false);
+    }
+    tx.delete(keys::destination(&dest.kind, &dest.name));
+    Ok(true)
 }
 
 /// `LIST sys/sync/associations`: one key per associated secret.
@@ -337,48 +386,11 @@ pub fn has_any(tx: &mut Tx, kind: &str, name: &str) -> ApiResult<bool> {
     Ok(false)
 }
 
-/// Unsyncs every association of `dest` and drops them (purge). `Ok(Err(msg))`
-/// when some external object could not be deleted: the failed associations
-/// are kept, with their error status, and `msg` becomes `purge_error`.
-pub fn unsync_all(tx: &mut Tx, env: &Env, dest: &Destination) -> ApiResult<Result<(), String>> {
-    let mut failures: Vec<String> = Vec::new();
-    let mut failed = 0usize;
-    for mut record in record::all_of(tx, &dest.kind, &dest.name, &[])? {
-        if unsync_association(tx, env, dest, &mut record)? {
-            continue;
-        }
-        failed += 1;
-        if failures.len() < 3 {
-            let reason = record
-                .rows
-                .values()
-                .find_map(|r| r.error.clone())
-                .unwrap_or_else(|| "unknown error".to_string());
-            failures.push(format!(
-                "secret {} in mount {}: {reason}",
-                record.secret_name, record.mount
-            ));
-        }
-    }
-    if failed == 0 {
-        return Ok(Ok(()));
-    }
-    let more = if failed > failures.len() {
-        format!(" (and {} more)", failed - failures.len())
-    } else {
-        String::new()
-    };
-    Ok(Err(format!(
-        "could not delete the external objects of {failed} association(s): {}{more}",
-        failures.join("; ")
-    )))
-}
-
-/// Drops every association of the destination without touching external
-/// objects (`force_delete`: they are orphaned).
+/// Drops every association of the destination, and their pending work,
+/// without touching external objects (`force_delete`: they are orphaned).
 pub fn drop_all(tx: &mut Tx, dest: &Destination) -> ApiResult<()> {
     for (accessor, secret_name) in record::ids_of(tx, &dest.kind, &dest.name, &[])? {
         record::drop_keys(tx, &dest.kind, &dest.name, &accessor, &secret_name);
     }
-    Ok(())
+    outbox::drop_destination(tx, &dest.kind, &dest.name)
 }

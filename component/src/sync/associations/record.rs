@@ -164,6 +164,21 @@ impl Association {
         );
     }
 
+    /// Shows every row in `status` (with `error`, for error statuses) from
+    /// `now` on, keeping external names, versions and digests: queued work
+    /// (`PENDING`) or work that could not be queued. An association without
+    /// rows gets its placeholder row.
+    pub fn mark_rows(&mut self, status: SyncStatus, error: Option<&str>, now: Nanos) {
+        if self.rows.is_empty() {
+            self.rows.insert(String::new(), Row::unsynced(now));
+        }
+        for row in self.rows.values_mut() {
+            row.sync_status = status;
+            row.error = error.map(str::to_string);
+            row.updated_at = now;
+        }
+    }
+
     /// Whether nothing is left at the destination (and nothing is pending).
     pub fn is_clear(&self) -> bool {
         self.stale.is_empty() && !self.rows.values().any(Row::may_exist)

@@ -146,6 +146,27 @@ impl T {
         *self.f.connector.fail_with.borrow_mut() = e;
     }
 
+    /// Keys of the outbox entries.
+    fn outbox_keys(&self) -> Vec<String> {
+        self.f
+            .storage
+            .keys()
+            .into_iter()
+            .filter(|k| k.starts_with(keys::OUTBOX))
+            .collect()
+    }
+
+    /// Runs the sync worker over everything due.
+    fn drain(&self) -> crate::sync::worker::RunReport {
+        crate::sync::worker::run(
+            &self.f.env(),
+            0,
+            1,
+            1000,
+            &crate::sync::worker::Settings::default(),
+        )
+    }
+
     fn sync_keys(&self) -> Vec<String> {
         self.f
             .storage
@@ -366,14 +387,31 @@ fn provider_failures_become_error_statuses() {
         "throttled (the provider asked to retry after 1s)"
     );
     assert_eq!(t.read("t1"), data);
+    // A retryable failure also queues a retry for the worker, not before the
+    // provider's retry-after; the client-side one queued nothing.
+    assert_eq!(t.outbox_keys().len(), 1);
+    let mut tx = Tx::new(&t.f.storage);
+    let queued = crate::sync::outbox::load(&mut tx, &outbox::EntryId::of(&record(&t, &acc)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(queued.attempts, 1);
+    assert!(queued.due_at >= record(&t, &acc).rows[""].updated_at + 100_000_000);
 
-    // A refresh retries.
+    // A refresh retries, and settles the queued retry.
     t.fail(None);
     let data = t.set_ok("t1", "app");
     let entry = &data["associated_secrets"][&key];
     assert_eq!(entry["sync_status"], "SYNCED");
     assert!(entry.get("error").is_none());
     assert_eq!(t.objects("t1").len(), 1);
+    assert!(t.outbox_keys().is_empty());
+}
+
+fn record(t: &T, accessor: &str) -> Association {
+    let mut tx = Tx::new(&t.f.storage);
+    Association::load(&mut tx, "in-mem", "t1", accessor, "app")
+        .unwrap()
+        .unwrap()
 }
 
 #[test]
@@ -692,6 +730,14 @@ fn destinations_of_a_secret() {
     t.fail(Some(client_error()));
     t.set_ok("k1", "app/db");
     t.fail(None);
+    // The write left t1 PENDING (queued) until the worker ran; the failed
+    // `set` of k1 is a client-side error: nothing was queued for it.
+    let (_, b) = t.call("GET", query, Value::Null);
+    assert_eq!(
+        b["data"]["associated_destinations"]["in-mem/t1"]["sync_status"],
+        "PENDING"
+    );
+    assert_eq!(t.drain().processed, 1);
 
     let (s, b) = t.call("GET", query, Value::Null);
     assert_eq!(s, 200, "{b}");
@@ -724,45 +770,26 @@ fn destinations_of_a_secret() {
 }
 
 #[test]
-fn unsync_all_and_drop_all() {
+fn drop_all_orphans_the_objects_and_drops_pending_work() {
     let t = T::new();
     t.put("a", json!({"x": "1"}));
     t.put("b", json!({"x": "1"}));
     let d = t.dest("t1", Granularity::SecretPath, None);
     t.set_ok("t1", "a");
     t.set_ok("t1", "b");
-    assert_eq!(t.objects("t1").len(), 2);
-    let env = t.f.env();
-
-    // Failures keep the associations and explain.
-    t.fail(Some(client_error()));
-    let mut tx = Tx::new(&t.f.storage);
-    let outcome = unsync_all(&mut tx, &env, &d).unwrap();
-    let msg = outcome.unwrap_err();
-    assert!(
-        msg.contains("2 association(s)") && msg.contains("access denied"),
-        "{msg}"
-    );
-    assert!(has_any(&mut tx, "in-mem", "t1").unwrap());
-    tx.commit().unwrap();
-    t.fail(None);
-
-    let mut tx = Tx::new(&t.f.storage);
-    assert_eq!(unsync_all(&mut tx, &env, &d).unwrap(), Ok(()));
-    assert!(!has_any(&mut tx, "in-mem", "t1").unwrap());
-    tx.commit().unwrap();
-    assert!(t.objects("t1").is_empty());
-    assert!(t.sync_keys().is_empty());
-
-    // drop_all leaves the objects alone.
-    t.set_ok("t1", "a");
+    // A change queues work for both.
+    t.put("a", json!({"x": "2"}));
+    t.put("b", json!({"x": "2"}));
+    assert_eq!(t.outbox_keys().len(), 2);
     let mut tx = Tx::new(&t.f.storage);
     assert!(has_any(&mut tx, "in-mem", "t1").unwrap());
     drop_all(&mut tx, &d).unwrap();
     assert!(!has_any(&mut tx, "in-mem", "t1").unwrap());
     tx.commit().unwrap();
     assert!(t.sync_keys().is_empty());
-    assert_eq!(t.objects("t1").len(), 1);
+    assert!(t.outbox_keys().is_empty());
+    assert!(t.f.storage.get(keys::OUTBOX_COUNT).unwrap().is_none());
+    assert_eq!(t.objects("t1").len(), 2);
 }
 
 #[test]

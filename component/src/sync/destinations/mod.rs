@@ -29,6 +29,7 @@ use crate::storage::Tx;
 use crate::sync::associations;
 use crate::sync::keys;
 use crate::sync::names::{NameRule, Template};
+use crate::sync::outbox;
 use crate::time::{self, Nanos};
 
 pub use in_mem::TYPE as IN_MEM;
@@ -316,13 +317,7 @@ pub fn list_type(tx: &mut Tx, req: &LogicalRequest, kind: &str) -> ApiResult<Rep
 }
 
 /// `sys/sync/destinations/:type/:name`: read, write, patch, delete.
-pub fn handle(
-    tx: &mut Tx,
-    env: &Env,
-    req: &LogicalRequest,
-    kind: &str,
-    name: &str,
-) -> ApiResult<Reply> {
+pub fn handle(tx: &mut Tx, req: &LogicalRequest, kind: &str, name: &str) -> ApiResult<Reply> {
     let spec = known_type(kind)?;
     check_name(name)?;
     match req.operation {
@@ -332,7 +327,7 @@ pub fn handle(
         }
         Operation::Write => write(tx, spec, req, name, false),
         Operation::Patch => write(tx, spec, req, name, true),
-        Operation::Delete => delete(tx, env, req, spec, name),
+        Operation::Delete => delete(tx, req, spec, name),
         Operation::List => Err(ApiError::UnsupportedOperation),
     }
 }
@@ -477,10 +472,13 @@ fn check_template(dest: &Destination) -> ApiResult<()> {
     }
 }
 
-/// `DELETE ...?purge=&force_delete=` (§4.5).
+/// `DELETE ...?purge=&force_delete=` (§4.5). `force_delete` drops the
+/// associations at once (their external objects are orphaned); `purge`
+/// starts a background job: every association is queued for unsync, reads
+/// show `purge_initiated_at` (and `purge_error` while unsyncs fail), and the
+/// worker deletes the destination once the last association is gone.
 fn delete(
     tx: &mut Tx,
-    env: &Env,
     req: &LogicalRequest,
     spec: &DestinationType,
     name: &str,
@@ -494,30 +492,23 @@ fn delete(
     let purge = fields.bool("purge").unwrap_or(false);
     let force = fields.bool("force_delete").unwrap_or(false);
     if associations::has_any(tx, spec.kind, name)? {
-        if !purge && !force {
+        if force {
+            associations::drop_all(tx, &dest)?;
+        } else if purge {
+            // Purging again restarts the job (a retry now, for every association).
+            dest.purge_initiated_at = Some(time::now());
+            dest.purge_error = None;
+            dest.save(tx)?;
+            outbox::purge_destination(tx, &dest)?;
+            return done();
+        } else {
             return Err(ApiError::bad_request(format!(
                 "destination {}/{name} still has associations; retry with purge=true",
                 spec.kind
             )));
         }
-        let mut failure = None;
-        if purge {
-            dest.purge_initiated_at = Some(time::now());
-            dest.purge_error = None;
-            dest.save(tx)?;
-            failure = associations::unsync_all(tx, env, &dest)?.err();
-        }
-        match failure {
-            // force_delete: whatever could not be unsynced is orphaned.
-            _ if force => associations::drop_all(tx, &dest)?,
-            Some(msg) => {
-                dest.purge_error = Some(msg);
-                dest.save(tx)?;
-                return done();
-            }
-            None => {}
-        }
     }
+    outbox::drop_destination(tx, spec.kind, name)?;
     tx.delete(keys::destination(spec.kind, name));
     done()
 }

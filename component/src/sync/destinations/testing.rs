@@ -140,6 +140,22 @@ impl Server {
         assert_eq!(status, 200, "{body}");
     }
 
+    /// Runs the sync worker over everything due.
+    pub fn drain(&self) -> crate::sync::worker::RunReport {
+        crate::sync::worker::run(
+            &self.fakes.env(),
+            0,
+            1,
+            1000,
+            &crate::sync::worker::Settings::default(),
+        )
+    }
+
+    /// Makes every outbox entry due now (skips the backoff in tests).
+    pub fn make_due(&self) {
+        crate::sync::worker::make_all_due(&self.fakes.storage);
+    }
+
     /// No response so far contains any of `secrets`.
     pub fn assert_no_leak(&self, secrets: &[&str]) {
         for body in self.bodies.borrow().iter() {

@@ -306,11 +306,37 @@ fn purge_unsyncs_then_deletes() {
     s.associate("in-mem", "box", "app");
     s.associate("in-mem", "box", "db");
     assert_eq!(s.fakes.connector.objects("in-mem", "box").len(), 2);
+    let calls = *s.fakes.connector.calls.borrow();
+    // The purge is a background job: 204 at once, no provider call yet.
     assert_eq!(
         s.call("DELETE", &format!("{MEM}?purge=true"), Value::Null)
             .0,
         204
     );
+    assert_eq!(*s.fakes.connector.calls.borrow(), calls);
+    let (status, body) = s.get(MEM);
+    assert_eq!(status, 200);
+    assert!(
+        body["data"]["purge_initiated_at"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    assert!(body["data"].get("purge_error").is_none());
+    let (_, body) = s.get(&format!("{MEM}/associations"));
+    for entry in body["data"]["associated_secrets"]
+        .as_object()
+        .unwrap()
+        .values()
+    {
+        assert_eq!(entry["sync_status"], "PENDING");
+    }
+    // Neither edits nor new associations meanwhile.
+    s.rejects("PATCH", MEM, json!({"granularity": "secret-key"}), "purged");
+    // The worker unsyncs every association, then deletes the destination.
+    let report = s.drain();
+    assert_eq!((report.processed, report.failed), (2, 0));
+    assert_eq!(report.next_due_ms, None);
     assert!(s.dest("in-mem", "box").is_none());
     assert!(s.fakes.connector.objects("in-mem", "box").is_empty());
     assert!(
@@ -331,6 +357,10 @@ fn a_failed_purge_keeps_the_destination_with_its_error() {
         s.call("DELETE", &format!("{MEM}?purge=1"), Value::Null).0,
         204
     );
+    let report = s.drain();
+    assert_eq!((report.processed, report.failed), (1, 1));
+    // Even a client-side error is retried (with backoff): the purge must finish.
+    assert!(report.next_due_ms.is_some());
     let (status, body) = s.get(MEM);
     assert_eq!(status, 200);
     assert!(
@@ -344,16 +374,42 @@ fn a_failed_purge_keeps_the_destination_with_its_error() {
     // While purging: no edits; the external object is still there.
     s.rejects("PATCH", MEM, json!({"granularity": "secret-key"}), "purged");
     assert_eq!(s.fakes.connector.objects("in-mem", "box").len(), 1);
-    // A plain delete is still refused; purging again once the provider is back completes.
+    // A plain delete is still refused.
     assert_eq!(s.call("DELETE", MEM, Value::Null).0, 400);
+    // Not due yet: nothing happens.
     *s.fakes.connector.fail_with.borrow_mut() = None;
+    assert_eq!(s.drain().processed, 0);
+    // Once the retry is due, the purge completes.
+    s.make_due();
+    assert_eq!(s.drain().processed, 1);
+    assert!(s.dest("in-mem", "box").is_none());
+    assert!(s.fakes.connector.objects("in-mem", "box").is_empty());
+    assert!(!s.snapshot().iter().any(|(k, _)| k.starts_with("sync/")));
+}
+
+#[test]
+fn purging_again_retries_at_once() {
+    let s = Server::new();
+    s.write(MEM, json!({}));
+    s.associate("in-mem", "box", "app");
+    *s.fakes.connector.fail_with.borrow_mut() =
+        Some(SyncError::ClientSide("credentials revoked".into()));
     assert_eq!(
         s.call("DELETE", &format!("{MEM}?purge=true"), Value::Null)
             .0,
         204
     );
+    assert_eq!(s.drain().failed, 1);
+    *s.fakes.connector.fail_with.borrow_mut() = None;
+    // A second purge request restarts the job now, and clears the error.
+    assert_eq!(
+        s.call("DELETE", &format!("{MEM}?purge=true"), Value::Null)
+            .0,
+        204
+    );
+    assert!(s.get(MEM).1["data"].get("purge_error").is_none());
+    assert_eq!(s.drain().processed, 1);
     assert!(s.dest("in-mem", "box").is_none());
-    assert!(s.fakes.connector.objects("in-mem", "box").is_empty());
 }
 
 #[test]

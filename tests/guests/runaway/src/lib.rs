@@ -49,5 +49,24 @@ mod guest {
         }
     }
 
+    impl exports::kvsync::engine::sync::Guest for Runaway {
+        fn run(
+            _shard: u32,
+            _shards: u32,
+            _limit: u32,
+            _settings: exports::kvsync::engine::sync::Settings,
+        ) -> exports::kvsync::engine::sync::RunReport {
+            exports::kvsync::engine::sync::RunReport {
+                processed: 0,
+                failed: 0,
+                next_due_ms: None,
+            }
+        }
+
+        fn reconcile() -> u32 {
+            0
+        }
+    }
+
     export!(Runaway);
 }

@@ -1,0 +1,432 @@
+//! The durable sync outbox: what still has to be done at destinations.
+//!
+//! One entry per association (destination × secret) at [`keys::outbox`]:
+//! `sync/outbox/<type>/<name>/<accessor>/<escaped secret>` → [`OutboxEntry`]
+//! (`{op, due_at, attempts, enqueued_at}`). Entries carry no data: the worker
+//! reads the current KV state when it runs, so a newer change simply replaces
+//! an older pending entry (coalescing) and the final value always lands.
+//!
+//! Entries are written in the same transaction as the change that causes them
+//! (a KV write, a purge, a mount disable), so an acknowledged change always
+//! carries its pending sync. [`keys::OUTBOX_COUNT`] counts the entries, in the
+//! same transactions, to enforce `queue_capacity`: new sync work beyond it is
+//! not queued, its rows show `INTERNAL_VAULT_ERROR` ("sync queue full") and
+//! reconciliation queues it once there is room. Unsyncs of a purge or of a
+//! disabled mount are cleanup that nothing else would redo: they are always
+//! queued (and counted).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiResult;
+use crate::storage::Tx;
+use crate::sync::associations::{Association, record};
+use crate::sync::config::SyncConfig;
+use crate::sync::destinations::Destination;
+use crate::sync::keys;
+use crate::sync::status::SyncStatus;
+use crate::time::{self, Nanos};
+
+/// The `error` of rows whose sync could not be queued.
+pub const QUEUE_FULL: &str = "sync queue full";
+
+/// What the worker does with an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxOp {
+    /// Converge the destination to the secret's current state (push it, or
+    /// delete its objects when it is unreadable; the association stays).
+    Sync,
+    /// Delete the external objects, then drop the association (a `remove`
+    /// that failed, or the secret's mount was disabled).
+    UnsyncDrop,
+    /// [`OutboxOp::UnsyncDrop`] as part of a destination purge: the last one
+    /// deletes the destination.
+    Purge,
+}
+
+impl OutboxOp {
+    /// A pending entry is only replaced by an operation of the same or a
+    /// higher rank, unless the change is an explicit request (`reset`).
+    fn rank(self) -> u8 {
+        match self {
+            OutboxOp::Sync => 0,
+            OutboxOp::UnsyncDrop => 1,
+            OutboxOp::Purge => 2,
+        }
+    }
+
+    fn counts_against_capacity(self) -> bool {
+        self == OutboxOp::Sync
+    }
+}
+
+/// One outbox entry. Never holds a secret value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub op: OutboxOp,
+    /// When the worker may run it (nanoseconds since the epoch).
+    pub due_at: Nanos,
+    /// Failed attempts so far (the backoff exponent).
+    pub attempts: u32,
+    /// When the oldest change it stands for was queued.
+    pub enqueued_at: Nanos,
+}
+
+/// The identity of an entry: that of its association.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EntryId {
+    pub kind: String,
+    pub name: String,
+    pub accessor: String,
+    pub secret_name: String,
+}
+
+impl EntryId {
+    pub fn of(record: &Association) -> Self {
+        EntryId {
+            kind: record.kind.clone(),
+            name: record.destination.clone(),
+            accessor: record.accessor.clone(),
+            secret_name: record.secret_name.clone(),
+        }
+    }
+
+    /// From a key relative to [`keys::OUTBOX`] or [`keys::ASSOCIATIONS`].
+    pub fn parse(rel: &str) -> Option<Self> {
+        keys::split_association(rel).map(|(kind, name, accessor, secret_name)| EntryId {
+            kind,
+            name,
+            accessor,
+            secret_name,
+        })
+    }
+
+    pub fn key(&self) -> String {
+        keys::outbox(&self.kind, &self.name, &self.accessor, &self.secret_name)
+    }
+
+    pub fn load_association(&self, tx: &mut Tx) -> ApiResult<Option<Association>> {
+        Association::load(
+            tx,
+            &self.kind,
+            &self.name,
+            &self.accessor,
+            &self.secret_name,
+        )
+    }
+}
+
+/// A request to queue work for one association.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enqueue {
+    pub op: OutboxOp,
+    pub due_at: Nanos,
+    /// Attempts already made (an inline attempt that failed counts).
+    pub attempts: u32,
+    /// An explicit request (`set`, `remove`, a purge, a mount disable): it
+    /// replaces whatever is pending, schedule included. Otherwise (a KV
+    /// change) a pending operation of a higher rank stays, and an entry in
+    /// backoff keeps its schedule.
+    pub reset: bool,
+}
+
+impl Enqueue {
+    /// Work due now, from a change.
+    pub fn now(op: OutboxOp, now: Nanos, reset: bool) -> Self {
+        Enqueue {
+            op,
+            due_at: now,
+            attempts: 0,
+            reset,
+        }
+    }
+}
+
+/// What [`enqueue`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// A new entry.
+    New,
+    /// A pending entry was replaced (coalesced); no new work counted.
+    Replaced,
+    /// A pending entry of a higher rank stays as it is.
+    Kept,
+    /// The outbox is at `queue_capacity`: nothing was queued.
+    Full,
+}
+
+impl Queued {
+    pub fn is_queued(self) -> bool {
+        matches!(self, Queued::New | Queued::Replaced)
+    }
+}
+
+pub fn load(tx: &mut Tx, id: &EntryId) -> ApiResult<Option<OutboxEntry>> {
+    tx.get_json(&id.key())
+}
+
+/// The number of entries in the outbox.
+pub fn count(tx: &mut Tx) -> ApiResult<u64> {
+    Ok(tx.get_json::<u64>(keys::OUTBOX_COUNT)?.unwrap_or(0))
+}
+
+fn set_count(tx: &mut Tx, n: u64) -> ApiResult<()> {
+    if n == 0 {
+        tx.delete(keys::OUTBOX_COUNT);
+        Ok(())
+    } else {
+        tx.put_json(keys::OUTBOX_COUNT, &n)
+    }
+}
+
+/// Adds `delta` to the entry count (saturating at 0).
+pub fn adjust_count(tx: &mut Tx, delta: i64) -> ApiResult<()> {
+    if delta == 0 {
+        return Ok(());
+    }
+    let n = count(tx)?;
+    set_count(tx, n.saturating_add_signed(delta))
+}
+
+/// Rewrites the entry count (reconciliation recounts the outbox).
+pub fn reset_count(tx: &mut Tx, n: u64) -> ApiResult<()> {
+    if count(tx)? != n {
+        set_count(tx, n)?;
+    }
+    Ok(())
+}
+
+/// Queues (or coalesces) work for the association `id`, counting new entries.
+pub fn enqueue(tx: &mut Tx, id: &EntryId, req: Enqueue) -> ApiResult<Queued> {
+    let key = id.key();
+    let existing: Option<OutboxEntry> = tx.get_json(&key)?;
+    let entry = match existing {
+        Some(e) if !req.reset && e.op.rank() > req.op.rank() => return Ok(Queued::Kept),
+        Some(e) if !req.reset && e.op == req.op => {
+            let (due_at, attempts) = if e.attempts > 0 || req.attempts > 0 {
+                // In backoff: a newer change waits for the scheduled retry.
+                (e.due_at.max(req.due_at), e.attempts.max(req.attempts))
+            } else {
+                (e.due_at.min(req.due_at), 0)
+            };
+            OutboxEntry {
+                op: req.op,
+                due_at,
+                attempts,
+                enqueued_at: e.enqueued_at,
+            }
+        }
+        Some(e) => OutboxEntry {
+            op: req.op,
+            due_at: req.due_at,
+            attempts: req.attempts,
+            enqueued_at: e.enqueued_at,
+        },
+        None => {
+            let n = count(tx)?;
+            if req.op.counts_against_capacity() {
+                let capacity = u64::try_from(SyncConfig::load(tx)?.queue_capacity).unwrap_or(0);
+                if n >= capacity {
+                    return Ok(Queued::Full);
+                }
+            }
+            set_count(tx, n.saturating_add(1))?;
+            tx.put_json(
+                key,
+                &OutboxEntry {
+                    op: req.op,
+                    due_at: req.due_at,
+                    attempts: req.attempts,
+                    enqueued_at: time::now(),
+                },
+            )?;
+            tx.mark_sync_due();
+            return Ok(Queued::New);
+        }
+    };
+    tx.put_json(key, &entry)?;
+    tx.mark_sync_due();
+    Ok(Queued::Replaced)
+}
+
+/// Removes the entry of `id`, if any, and counts it out.
+pub fn dequeue(tx: &mut Tx, id: &EntryId) -> ApiResult<bool> {
+    let key = id.key();
+    if tx.get(&key)?.is_none() {
+        return Ok(false);
+    }
+    tx.delete(key);
+    adjust_count(tx, -1)?;
+    Ok(true)
+}
+
+/// Queues `op` for `record` and shows it on its rows: `PENDING` when queued,
+/// `INTERNAL_VAULT_ERROR` ("sync queue full") when the outbox is full. The
+/// record is saved in `tx` unless nothing changed.
+pub fn queue(
+    tx: &mut Tx,
+    record: &mut Association,
+    op: OutboxOp,
+    now: Nanos,
+    reset: bool,
+) -> ApiResult<Queued> {
+    let queued = enqueue(tx, &EntryId::of(record), Enqueue::now(op, now, reset))?;
+    match queued {
+        Queued::New | Queued::Replaced => {
+            // A burst of changes leaves the record alone once it shows PENDING,
+            // so a worker pushing meanwhile can still commit what it wrote.
+            let already_pending = !record.rows.is_empty()
+                && record
+                    .rows
+                    .values()
+                    .all(|r| r.sync_status == SyncStatus::Pending);
+            if !already_pending {
+                record.mark_rows(SyncStatus::Pending, None, now);
+                record.save(tx)?;
+            }
+        }
+        Queued::Full => {
+            record.mark_rows(SyncStatus::InternalVaultError, Some(QUEUE_FULL), now);
+            record.save(tx)?;
+        }
+        Queued::Kept => {}
+    }
+    Ok(queued)
+}
+
+/// Queues a retry of `record` after an inline attempt (`set`, `remove`)
+/// failed in a retryable way: its rows keep the error status until the
+/// worker runs it. When the outbox is full the rows say so.
+pub fn queue_retry(
+    tx: &mut Tx,
+    record: &mut Association,
+    op: OutboxOp,
+    retry_after_ms: Option<u64>,
+) -> ApiResult<Queued> {
+    let now = time::now();
+    let delay =
+        i64::try_from(retry_after_ms.unwrap_or(0).saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+    let req = Enqueue {
+        op,
+        due_at: now.saturating_add(delay),
+        attempts: 1,
+        reset: true,
+    };
+    let queued = enqueue(tx, &EntryId::of(record), req)?;
+    if queued == Queued::Full {
+        record.mark_rows(SyncStatus::InternalVaultError, Some(QUEUE_FULL), now);
+        record.save(tx)?;
+    }
+    Ok(queued)
+}
+
+/// The warning of a request whose sync work did not fit in the outbox.
+pub fn full_warning(not_queued: usize) -> Option<String> {
+    (not_queued > 0).then(|| {
+        format!(
+            "{QUEUE_FULL}: {not_queued} association(s) of this secret were not queued; \
+             reconciliation will queue them when there is room"
+        )
+    })
+}
+
+/// A KV change of the secret `secret_name` of the mount `accessor` (write,
+/// patch, delete, undelete, destroy, metadata delete): queues a sync of every
+/// association of the secret, in the caller's transaction. Returns the
+/// warning to show when some could not be queued.
+pub fn secret_changed(tx: &mut Tx, accessor: &str, secret_name: &str) -> ApiResult<Option<String>> {
+    let destinations = tx.list(&keys::destinations_of(accessor, secret_name), None)?;
+    if destinations.is_empty() {
+        return Ok(None);
+    }
+    let now = time::now();
+    let mut full = 0;
+    for rel in destinations {
+        let Some((kind, name)) = rel.split_once('/') else {
+            continue;
+        };
+        let Some(mut record) = Association::load(tx, kind, name, accessor, secret_name)? else {
+            continue;
+        };
+        if queue(tx, &mut record, OutboxOp::Sync, now, false)? == Queued::Full {
+            full += 1;
+        }
+    }
+    Ok(full_warning(full))
+}
+
+/// How many associations one batch of [`mount_disabled`] queues.
+const MOUNT_BATCH: usize = 250;
+
+/// The mount with `accessor` is being disabled: queues an unsync-and-drop of
+/// every association of its secrets, in batches committed on their own
+/// (before the mount table changes, so an interrupted disable that is run
+/// again queues whatever is missing). Returns how many were queued.
+pub fn mount_disabled(tx: &Tx, accessor: &str) -> ApiResult<usize> {
+    let store = tx.storage();
+    let rels = Tx::new(store).list(&keys::secrets_of_accessor(accessor), None)?;
+    let mut ids = Vec::with_capacity(rels.len());
+    for rel in rels {
+        let mut parts = rel.splitn(3, '/');
+        if let (Some(escaped), Some(kind), Some(name)) = (parts.next(), parts.next(), parts.next())
+        {
+            ids.push(EntryId {
+                kind: kind.to_string(),
+                name: name.to_string(),
+                accessor: accessor.to_string(),
+                secret_name: keys::unescape(escaped),
+            });
+        }
+    }
+    let now = time::now();
+    let mut queued = 0;
+    for chunk in ids.chunks(MOUNT_BATCH) {
+        let mut batch = Tx::new(store);
+        for id in chunk {
+            let Some(mut record) = id.load_association(&mut batch)? else {
+                continue;
+            };
+            if queue(&mut batch, &mut record, OutboxOp::UnsyncDrop, now, true)?.is_queued() {
+                queued += 1;
+            }
+        }
+        batch.commit()?;
+    }
+    Ok(queued)
+}
+
+/// Starts the purge of `dest` (whose `purge_initiated_at` is set): queues an
+/// unsync of every association, replacing whatever was pending.
+pub fn purge_destination(tx: &mut Tx, dest: &Destination) -> ApiResult<usize> {
+    let now = time::now();
+    let mut queued = 0;
+    for mut record in record::all_of(tx, &dest.kind, &dest.name, &[])? {
+        if queue(tx, &mut record, OutboxOp::Purge, now, true)?.is_queued() {
+            queued += 1;
+        }
+    }
+    Ok(queued)
+}
+
+/// Drops every entry of a destination (`force_delete`).
+pub fn drop_destination(tx: &mut Tx, kind: &str, name: &str) -> ApiResult<()> {
+    let prefix = keys::outbox_of(kind, name);
+    let mut dropped: i64 = 0;
+    for rel in tx.list(&prefix, None)? {
+        let key = format!("{prefix}{rel}");
+        if tx.get(&key)?.is_some() {
+            tx.delete(key);
+            dropped += 1;
+        }
+    }
+    adjust_count(tx, -dropped)
+}
+
+/// Every entry id in the outbox (committed state).
+pub fn all_ids(tx: &mut Tx) -> ApiResult<Vec<EntryId>> {
+    Ok(tx
+        .list(keys::OUTBOX, None)?
+        .iter()
+        .filter_map(|rel| EntryId::parse(rel))
+        .collect())
+}

@@ -1,0 +1,504 @@
+//! The sync worker (WIT `sync.run`): runs the due outbox entries of one shard.
+//!
+//! Each entry runs in its own transaction: load the entry, the association,
+//! its destination and the secret's current KV state, call the provider
+//! (through [`sync_association`] / [`unsync_association`]), then commit the
+//! outcome with the entry's fate:
+//!
+//! - success: the entry is deleted;
+//! - retryable failure (`EXTERNAL_SERVICE_ERROR`, `INTERNAL_VAULT_ERROR`): the
+//!   entry stays, `attempts + 1`, due after [`next_due`] (exponential backoff
+//!   with jitter, at least the provider's retry-after);
+//! - `CLIENT_SIDE_ERROR` of a sync: the entry is deleted; a change of the
+//!   secret or a `set` queues it again. Unsyncs (a purge, a disabled mount, a
+//!   failed `remove`) are jobs that must finish: they retry every failure.
+//!
+//! An entry stays until its outcome is committed, so a crash at any point
+//! loses nothing (the provider call may be repeated: pushes are idempotent).
+//! A commit that conflicts with a concurrent change runs the entry again,
+//! except when only the entry count changed: that is merged without calling
+//! the provider again.
+
+use crate::api::random_bytes;
+use crate::env::Env;
+use crate::error::{ApiError, ApiResult};
+use crate::kv;
+use crate::storage::{Storage, Tx};
+use crate::sync::associations::{
+    self, Association, SyncOutcome, sync_association, unsync_association,
+};
+use crate::sync::config::SyncConfig;
+use crate::sync::destinations::Destination;
+use crate::sync::keys;
+use crate::sync::outbox::{self, EntryId, OutboxEntry, OutboxOp};
+use crate::sync::status::SyncStatus;
+use crate::sys::mounts::MountTable;
+use crate::time::{self, Nanos};
+
+/// The host's timing knobs (WIT `sync.settings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// First retry delay; doubles per attempt.
+    pub backoff_base_ms: u64,
+    /// Longest retry delay (a provider's retry-after may ask for more).
+    pub backoff_cap_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            backoff_base_ms: 1_000,
+            backoff_cap_ms: 300_000,
+        }
+    }
+}
+
+/// What a run did (WIT `sync.run-report`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunReport {
+    /// Entries processed.
+    pub processed: u32,
+    /// Of those, the ones that ended in an error status.
+    pub failed: u32,
+    /// When the next entry of the shard is due (ms since the epoch); `None`
+    /// when the shard has nothing the worker could run (or sync is disabled).
+    pub next_due_ms: Option<u64>,
+}
+
+/// Full runs of one entry after commit conflicts.
+const ENTRY_RUNS: usize = 4;
+/// Merges of a concurrent change of the entry count into one outcome.
+const COUNT_MERGES: usize = 8;
+/// The longest provider retry-after honoured (a day).
+const MAX_RETRY_AFTER_MS: u64 = 86_400_000;
+const NANOS_PER_MS: i64 = 1_000_000;
+
+/// The shard of a destination: FNV-1a (64-bit) of `<type>/<name>`, modulo
+/// `shards`. Stable across versions and hosts.
+pub fn shard_of(kind: &str, name: &str, shards: u32) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in kind
+        .bytes()
+        .chain(std::iter::once(b'/'))
+        .chain(name.bytes())
+    {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    u32::try_from(h % u64::from(shards.max(1))).unwrap_or(0)
+}
+
+/// When an entry that failed for the `attempts + 1`-th time is due again:
+/// `backoff = min(cap, base * 2^attempts)` with equal jitter (half of it
+/// fixed, half drawn from `jitter`), and never before the provider's
+/// `retry_after_ms` (capped at a day).
+pub fn next_due(
+    now: Nanos,
+    attempts: u32,
+    retry_after_ms: Option<u64>,
+    settings: &Settings,
+    jitter: u64,
+) -> Nanos {
+    let growth = 1u64.checked_shl(attempts).unwrap_or(u64::MAX);
+    let backoff = settings
+        .backoff_base_ms
+        .saturating_mul(growth)
+        .min(settings.backoff_cap_ms);
+    let half = backoff / 2;
+    let delay = (backoff - half) + jitter % (half + 1);
+    let delay = delay.max(retry_after_ms.unwrap_or(0).min(MAX_RETRY_AFTER_MS));
+    now.saturating_add(ms_to_nanos(delay))
+}
+
+fn ms_to_nanos(ms: u64) -> Nanos {
+    i64::try_from(ms)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(NANOS_PER_MS)
+}
+
+/// Nanoseconds to milliseconds, rounded up (a host never wakes too early).
+fn nanos_to_ms(n: Nanos) -> u64 {
+    u64::try_from(n.max(0)).unwrap_or(0).div_ceil(1_000_000)
+}
+
+fn jitter() -> u64 {
+    u64::from_le_bytes(random_bytes::<8>())
+}
+
+/// What running one entry came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Nothing to do: the entry is gone or not due (another worker ran it).
+    /// Its due time, when it is still there.
+    Skipped(Option<Nanos>),
+    /// Processed; `failed` when it ended in an error status; `next` when the
+    /// entry stays (a retry) and is due then.
+    Done { failed: bool, next: Option<Nanos> },
+}
+
+/// `sync.run`: processes up to `limit` due entries of shard `shard` of
+/// `shards`, earliest first. Does nothing while sync is disabled.
+pub fn run(env: &Env, shard: u32, shards: u32, limit: u32, settings: &Settings) -> RunReport {
+    let now = time::now();
+    let mut report = RunReport::default();
+    // When storage fails, the host comes back after a backoff, not at once.
+    let retry_later = || Some(nanos_to_ms(next_due(now, 0, None, settings, 0)));
+    let disabled = SyncConfig::load(&mut Tx::new(env.storage)).map(|c| c.disabled);
+    match disabled {
+        Ok(true) => return report,
+        Ok(false) => {}
+        Err(e) => {
+            eprintln!("sync run: cannot read the sync config: {e}");
+            report.next_due_ms = retry_later();
+            return report;
+        }
+    }
+    let entries = match scan(env.storage, shard, shards) {
+        Ok(entries) => entries,
+        Err(e) => {
+            eprintln!("sync run: cannot list the outbox: {e}");
+            report.next_due_ms = retry_later();
+            return report;
+        }
+    };
+    let (mut due, later): (Vec<_>, Vec<_>) =
+        entries.into_iter().partition(|(_, e)| e.due_at <= now);
+    due.sort_by(|(a_id, a), (b_id, b)| (a.due_at, a_id).cmp(&(b.due_at, b_id)));
+    let mut next: Option<Nanos> = later.iter().map(|(_, e)| e.due_at).min();
+    let mut earliest = |t: Nanos| next = Some(next.map_or(t, |n| n.min(t)));
+    let mut stopped = false;
+    for (i, (id, entry)) in due.iter().enumerate() {
+        if stopped || i >= limit as usize {
+            earliest(entry.due_at);
+            continue;
+        }
+        match run_entry(env, id, now, settings) {
+            Ok(Step::Skipped(due_at)) => {
+                if let Some(t) = due_at {
+                    earliest(t);
+                }
+            }
+            Ok(Step::Done { failed, next }) => {
+                report.processed += 1;
+                if failed {
+                    report.failed += 1;
+                }
+                if let Some(t) = next {
+                    earliest(t);
+                }
+            }
+            Err(e) => {
+                eprintln!(
+                    "sync run: entry of destination {}/{} not processed: {e}",
+                    id.kind, id.name
+                );
+                if matches!(e, ApiError::Unavailable(_)) {
+                    stopped = true;
+                }
+                earliest(next_due(now, entry.attempts, None, settings, 0));
+            }
+        }
+    }
+    report.next_due_ms = next.map(nanos_to_ms);
+    report
+}
+
+/// The entries of one shard, as stored. An entry that cannot be decoded is
+/// taken as due now, so that running it repairs it.
+fn scan(storage: &dyn Storage, shard: u32, shards: u32) -> ApiResult<Vec<(EntryId, OutboxEntry)>> {
+    let mut tx = Tx::new(storage);
+    let mut entries = Vec::new();
+    for id in outbox::all_ids(&mut tx)? {
+        if shard_of(&id.kind, &id.name, shards) != shard {
+            continue;
+        }
+        match outbox::load(&mut tx, &id) {
+            Ok(Some(entry)) => entries.push((id, entry)),
+            Ok(None) => {}
+            Err(ApiError::Internal(_)) => entries.push((id, repair_entry())),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(entries)
+}
+
+fn repair_entry() -> OutboxEntry {
+    OutboxEntry {
+        op: OutboxOp::Sync,
+        due_at: 0,
+        attempts: 0,
+        enqueued_at: 0,
+    }
+}
+
+/// Runs one entry in its own transaction, again after a conflict.
+fn run_entry(env: &Env, id: &EntryId, now: Nanos, settings: &Settings) -> ApiResult<Step> {
+    for _ in 0..ENTRY_RUNS {
+        let mut tx = Tx::new(env.storage);
+        let (step, count_delta) = match process(&mut tx, env, id, now, settings) {
+            Ok(outcome) => outcome,
+            Err(e @ (ApiError::Conflict | ApiError::Unavailable(_))) => return Err(e),
+            Err(e) => {
+                // A bug or corrupt state: never a reason to retry at once.
+                eprintln!(
+                    "sync run: internal error on an entry of destination {}/{}: {e}",
+                    id.kind, id.name
+                );
+                tx = Tx::new(env.storage);
+                internal_failure(&mut tx, id, now, settings)?
+            }
+        };
+        match commit_with_count(&mut tx, count_delta) {
+            Ok(()) => return Ok(step),
+            Err(ApiError::Conflict) => {
+                if requeued_meanwhile(&mut tx, id)? {
+                    return Ok(Step::Done {
+                        failed: false,
+                        next: None,
+                    });
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::Conflict)
+}
+
+/// After a commit conflict: when the only changes since the entry ran are the
+/// secret itself and its re-queued entry (a newer change arrived while the
+/// provider was being written), commits what the provider now holds — rows,
+/// names and digests, shown `PENDING` for the queued change — and leaves the
+/// entry for the next run, instead of running it (and writing) again.
+/// Returns false when anything else changed: the caller runs the entry again.
+fn requeued_meanwhile(tx: &mut Tx, id: &EntryId) -> ApiResult<bool> {
+    let changed = tx.changed_reads()?;
+    let entry_key = id.key();
+    let secret_only = !changed.is_empty()
+        && changed
+            .iter()
+            .all(|k| *k == entry_key || k == keys::OUTBOX_COUNT || k.starts_with("logical/"));
+    if !secret_only {
+        return Ok(false);
+    }
+    for key in &changed {
+        tx.forget(key);
+    }
+    // Keep the (re-queued) entry and the count as they are now.
+    tx.forget(&entry_key);
+    tx.forget(keys::OUTBOX_COUNT);
+    if let Some(mut record) = id.load_association(tx)? {
+        record.mark_rows(SyncStatus::Pending, None, time::now());
+        record.save(tx)?;
+    }
+    match tx.try_commit() {
+        Ok(()) => Ok(true),
+        Err(ApiError::Conflict) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Commits `tx` with `delta` applied to the entry count. When the count is
+/// the only thing that changed meanwhile, reads it again and retries, without
+/// running the entry (and its provider calls) again.
+fn commit_with_count(tx: &mut Tx, delta: i64) -> ApiResult<()> {
+    for _ in 0..COUNT_MERGES {
+        outbox::adjust_count(tx, delta)?;
+        match tx.try_commit() {
+            Ok(()) => return Ok(()),
+            Err(ApiError::Conflict) if delta != 0 => {
+                let changed = tx.changed_reads()?;
+                if changed.is_empty() || changed.iter().any(|k| k != keys::OUTBOX_COUNT) {
+                    return Err(ApiError::Conflict);
+                }
+                tx.forget(keys::OUTBOX_COUNT);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::Conflict)
+}
+
+/// Runs one entry in `tx`. Returns what happened and the change of the entry
+/// count (applied by the caller, at commit time).
+fn process(
+    tx: &mut Tx,
+    env: &Env,
+    id: &EntryId,
+    now: Nanos,
+    settings: &Settings,
+) -> ApiResult<(Step, i64)> {
+    let Some(entry) = outbox::load(tx, id)? else {
+        return Ok((Step::Skipped(None), 0));
+    };
+    if entry.due_at > now {
+        return Ok((Step::Skipped(Some(entry.due_at)), 0));
+    }
+    let finished = |tx: &mut Tx, failed: bool| {
+        tx.delete(id.key());
+        (Step::Done { failed, next: None }, -1)
+    };
+    let Some(mut record) = id.load_association(tx)? else {
+        // Removed since it was queued.
+        return Ok(finished(tx, false));
+    };
+    let Some(mut dest) = Destination::load(tx, &id.kind, &id.name)? else {
+        // The destination is gone: nothing left to reach the objects with.
+        record.drop_record(tx);
+        return Ok(finished(tx, false));
+    };
+    let mount = MountTable::load(tx)?
+        .entries
+        .into_iter()
+        .find(|m| m.accessor == id.accessor);
+    let op = match (&mount, entry.op) {
+        _ if dest.purge_initiated_at.is_some() => OutboxOp::Purge,
+        // The mount was disabled: its associations go.
+        (None, _) => OutboxOp::UnsyncDrop,
+        (Some(_), op) => op,
+    };
+    match (op, mount) {
+        (OutboxOp::Sync, Some(mount)) => {
+            let secret = kv::read_current(tx, &mount, &id.secret_name)?;
+            let secret = secret.as_ref().map(|(v, data)| (*v, data));
+            let outcome = match sync_association(tx, env, &dest, &mut record, secret) {
+                Ok(outcome) => outcome,
+                Err(ApiError::BadRequest(msg)) => configuration_error(tx, &mut record, &msg)?,
+                Err(e) => return Err(e),
+            };
+            if outcome.retryable {
+                let next = reschedule(tx, id, &entry, outcome.retry_after_ms, settings)?;
+                Ok((
+                    Step::Done {
+                        failed: true,
+                        next: Some(next),
+                    },
+                    0,
+                ))
+            } else {
+                Ok(finished(tx, outcome.failure.is_some()))
+            }
+        }
+        _ => {
+            let (dropped, outcome) = match unsync_association(tx, env, &dest, &mut record) {
+                Ok(done) => done,
+                Err(ApiError::BadRequest(msg)) => {
+                    (false, configuration_error(tx, &mut record, &msg)?)
+                }
+                Err(e) => return Err(e),
+            };
+            if dropped {
+                associations::finish_purge(tx, &dest)?;
+                return Ok(finished(tx, false));
+            }
+            let next = reschedule(tx, id, &entry, outcome.retry_after_ms, settings)?;
+            if op == OutboxOp::Purge {
+                dest.purge_error = Some(purge_error(&record));
+                dest.save(tx)?;
+            }
+            Ok((
+                Step::Done {
+                    failed: true,
+                    next: Some(next),
+                },
+                0,
+            ))
+        }
+    }
+}
+
+/// A problem found before any provider call (a name that cannot be
+/// rendered, a collision, a missing GitHub App): the rows say so.
+fn configuration_error(tx: &mut Tx, record: &mut Association, msg: &str) -> ApiResult<SyncOutcome> {
+    record.mark_rows(SyncStatus::ClientSideError, Some(msg), time::now());
+    record.save(tx)?;
+    Ok(SyncOutcome::client_side())
+}
+
+/// Keeps the entry for another attempt; returns when it is due.
+fn reschedule(
+    tx: &mut Tx,
+    id: &EntryId,
+    entry: &OutboxEntry,
+    retry_after_ms: Option<u64>,
+    settings: &Settings,
+) -> ApiResult<Nanos> {
+    let due_at = next_due(
+        time::now(),
+        entry.attempts,
+        retry_after_ms,
+        settings,
+        jitter(),
+    );
+    tx.put_json(
+        id.key(),
+        &OutboxEntry {
+            due_at,
+            attempts: entry.attempts.saturating_add(1),
+            ..entry.clone()
+        },
+    )?;
+    Ok(due_at)
+}
+
+/// After an internal error: the entry is retried later, and the rows show
+/// `INTERNAL_VAULT_ERROR` (without details: they go to the log).
+fn internal_failure(
+    tx: &mut Tx,
+    id: &EntryId,
+    now: Nanos,
+    settings: &Settings,
+) -> ApiResult<(Step, i64)> {
+    let entry = match outbox::load(tx, id) {
+        Ok(Some(entry)) => entry,
+        Ok(None) => return Ok((Step::Skipped(None), 0)),
+        Err(ApiError::Internal(_)) => repair_entry(),
+        Err(e) => return Err(e),
+    };
+    if entry.due_at > now {
+        return Ok((Step::Skipped(Some(entry.due_at)), 0));
+    }
+    let next = reschedule(tx, id, &entry, None, settings)?;
+    if let Ok(Some(mut record)) = id.load_association(tx) {
+        record.mark_rows(
+            SyncStatus::InternalVaultError,
+            Some("internal error while syncing; see the server log"),
+            time::now(),
+        );
+        record.save(tx)?;
+    }
+    Ok((
+        Step::Done {
+            failed: true,
+            next: Some(next),
+        },
+        0,
+    ))
+}
+
+/// The `purge_error` of a destination whose association could not be unsynced.
+fn purge_error(record: &Association) -> String {
+    let reason = record
+        .rows
+        .values()
+        .find_map(|r| r.error.clone())
+        .unwrap_or_else(|| "unknown error".to_string());
+    format!(
+        "could not delete the external objects of secret {} in mount {}: {reason}; retrying",
+        record.secret_name, record.mount
+    )
+}
+
+/// Makes every outbox entry due now (tests skip the backoff with it).
+#[cfg(test)]
+pub fn make_all_due(storage: &dyn Storage) {
+    let mut tx = Tx::new(storage);
+    for id in outbox::all_ids(&mut tx).unwrap() {
+        let mut entry = outbox::load(&mut tx, &id).unwrap().unwrap();
+        entry.due_at = 0;
+        tx.put_json(id.key(), &entry).unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+#[cfg(test)]
+mod tests;
