@@ -1,12 +1,17 @@
-//! The `kvsync` command line: `server` (`--dev` or `--config`) and `operator init`.
+//! The `kvsync` command line: `server` (`--dev` or `--config`), `operator init`,
+//! and `sync run` / `sync status` (in [`sync`]).
+
+mod sync;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use tokio::sync::Notify;
 
 use crate::auth::TokenStore;
 use crate::config::{Config, Listener};
@@ -14,6 +19,8 @@ use crate::connectors::{Connectors, DEFAULT_TIMEOUT};
 use crate::http::{self, AppState, DEFAULT_MAX_REQUEST_SIZE, ROOT_TENANT};
 use crate::runtime::{self, Limits, Runtime};
 use crate::storage::{Barrier, EncryptionKey, RedbBackend, SharedBackend, TenantStorage};
+use crate::worker::{self, SyncConfig, Worker};
+use sync::{SyncCommand, SyncFlags};
 
 /// Environment variable that supplies the encryption key (base64 of 32 bytes).
 pub const KEY_ENV: &str = "KVSYNC_ENCRYPTION_KEY";
@@ -26,11 +33,11 @@ pub const KEY_ENV: &str = "KVSYNC_ENCRYPTION_KEY";
 )]
 pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {
+pub(crate) enum Command {
     /// Start the server.
     Server(ServerArgs),
     /// Operator commands.
@@ -38,10 +45,15 @@ enum Command {
         #[command(subcommand)]
         command: OperatorCommand,
     },
+    /// Secrets Sync: run queued work without a server, or show statuses.
+    Sync {
+        #[command(subcommand)]
+        command: SyncCommand,
+    },
 }
 
 #[derive(clap::Args)]
-struct ServerArgs {
+pub(crate) struct ServerArgs {
     /// Development mode: in-memory storage, a root token, KV-v2 mounted at secret/.
     #[arg(long, conflicts_with = "config")]
     dev: bool,
@@ -54,10 +66,12 @@ struct ServerArgs {
     /// HCL configuration file.
     #[arg(long, required_unless_present = "dev")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    sync: SyncFlags,
 }
 
 #[derive(Subcommand)]
-enum OperatorCommand {
+pub(crate) enum OperatorCommand {
     /// Create the encryption key and the initial root token for the configured storage.
     Init {
         #[arg(long)]
@@ -65,7 +79,7 @@ enum OperatorCommand {
     },
 }
 
-pub fn main() -> std::process::ExitCode {
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let log_level = match &cli.command {
         Command::Server(ServerArgs {
@@ -73,6 +87,9 @@ pub fn main() -> std::process::ExitCode {
         })
         | Command::Operator {
             command: OperatorCommand::Init { config: p },
+        }
+        | Command::Sync {
+            command: SyncCommand::Run(sync::RunArgs { config: p, .. }),
         } => Config::load(p).ok().and_then(|c| c.log_level),
         _ => None,
     };
@@ -84,22 +101,23 @@ pub fn main() -> std::process::ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("Error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
+            return ExitCode::FAILURE;
         }
     };
     let outcome = rt.block_on(async {
         match cli.command {
-            Command::Server(args) => server(args).await,
+            Command::Server(args) => server(args).await.map(|()| ExitCode::SUCCESS),
             Command::Operator {
                 command: OperatorCommand::Init { config },
-            } => operator_init(&config).await,
+            } => operator_init(&config).await.map(|()| ExitCode::SUCCESS),
+            Command::Sync { command } => sync::main(command).await,
         }
     });
     match outcome {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("Error: {e:#}");
-            std::process::ExitCode::from(2)
+            ExitCode::from(2)
         }
     }
 }
@@ -118,7 +136,7 @@ fn init_logging(level: Option<&str>) {
         .try_init();
 }
 
-fn print(lines: &[String]) {
+pub(crate) fn print(lines: &[String]) {
     let mut out = std::io::stdout().lock();
     for line in lines {
         let _ = writeln!(out, "{line}");
@@ -132,6 +150,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     }
     let path = args.config.context("--config or --dev is required")?;
     let config = Config::load(&path)?;
+    let sync = args.sync.apply(config.sync.clone())?;
     let key = load_key(&config)?;
     let redb = RedbBackend::open(&config.storage_file()).map_err(|e| {
         anyhow::anyhow!(
@@ -175,13 +194,15 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         tokens: TokenStore::new(backend.clone()),
         backend,
         max_request_size: config.listener.max_request_size,
+        sync_wake: Arc::new(Notify::new()),
     });
-    http::serve(listener, tls, state, shutdown_signal()).await;
+    serve_with_worker(listener, tls, state, sync).await;
     tracing::info!("kvsync server stopped");
     Ok(())
 }
 
 async fn dev_server(args: ServerArgs) -> anyhow::Result<()> {
+    let sync = args.sync.apply(SyncConfig::default())?;
     let key = EncryptionKey::generate()?;
     let barrier = Barrier::new(RedbBackend::in_memory()?, key);
     barrier.init_key_check().await?;
@@ -217,9 +238,39 @@ async fn dev_server(args: ServerArgs) -> anyhow::Result<()> {
         backend,
         tokens,
         max_request_size: listener.max_request_size,
+        sync_wake: Arc::new(Notify::new()),
     });
-    http::serve(tcp, None, state, shutdown_signal()).await;
+    serve_with_worker(tcp, None, state, sync).await;
     Ok(())
+}
+
+/// Serves HTTP with the root tenant's sync worker beside it, until a shutdown
+/// signal: then the listener and the worker stop together, each letting work
+/// in flight finish within its grace period.
+async fn serve_with_worker(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<AppState>,
+    sync: SyncConfig,
+) {
+    let worker = Worker::start(
+        state.runtime.clone(),
+        state.backend.clone(),
+        ROOT_TENANT,
+        sync,
+        state.sync_wake.clone(),
+    );
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    };
+    let stop_worker = async move {
+        // An error means the sender is gone: the server is stopping anyway.
+        let _ = stopped.wait_for(|s| *s).await;
+        worker.stop(worker::SHUTDOWN_GRACE).await;
+    };
+    tokio::join!(http::serve(listener, tls, state, shutdown), stop_worker);
 }
 
 /// Mounts KV-v2 at `secret/` through the engine itself, as any client would.
@@ -250,7 +301,7 @@ async fn mount_dev_kv(
 }
 
 /// The engine runtime with every registered destination connector.
-fn load_runtime(
+pub(crate) fn load_runtime(
     limits: Limits,
     cache_dir: Option<PathBuf>,
     provider_timeout: Duration,
@@ -265,7 +316,7 @@ fn load_runtime(
     )
 }
 
-fn load_key(config: &Config) -> anyhow::Result<EncryptionKey> {
+pub(crate) fn load_key(config: &Config) -> anyhow::Result<EncryptionKey> {
     if let Ok(b64) = std::env::var(KEY_ENV) {
         return EncryptionKey::from_base64(b64.trim())
             .map_err(|e| anyhow::anyhow!("{KEY_ENV}: {e}"));
@@ -343,7 +394,7 @@ fn write_key_file(path: &Path, key: &EncryptionKey) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -18,6 +18,11 @@
 //! guest_memory_limit  = "64MiB"
 //! max_concurrent_requests = 256
 //! provider_timeout    = "10s"
+//! sync_workers        = 4        # concurrent sync loops (shards by destination)
+//! sync_backoff_base   = "1s"     # first retry delay after a retryable failure
+//! sync_backoff_cap    = "5m"     # longest retry delay
+//! sync_reconcile_interval = "60s"
+//! sync_coalesce_window = "1s"   # longest pause letting a burst of changes coalesce
 //! ```
 
 use std::collections::BTreeMap;
@@ -28,6 +33,7 @@ use serde::Deserialize;
 
 use crate::http::DEFAULT_MAX_REQUEST_SIZE;
 use crate::runtime::Limits;
+use crate::worker::SyncConfig;
 
 /// The storage file inside the `storage` stanza's `path` directory.
 pub const STORAGE_FILE: &str = "kvsync.redb";
@@ -46,6 +52,11 @@ struct RawConfig {
     guest_memory_limit: Option<String>,
     max_concurrent_requests: Option<u32>,
     provider_timeout: Option<String>,
+    sync_workers: Option<u32>,
+    sync_backoff_base: Option<String>,
+    sync_backoff_cap: Option<String>,
+    sync_reconcile_interval: Option<String>,
+    sync_coalesce_window: Option<String>,
     // Vault settings accepted for familiarity; they have no effect here.
     ui: Option<hcl::Value>,
     disable_mlock: Option<hcl::Value>,
@@ -87,6 +98,8 @@ pub struct Config {
     pub limits: Limits,
     /// Bound on one provider call (push or delete at a destination).
     pub provider_timeout: Duration,
+    /// The sync worker's concurrency and timing knobs.
+    pub sync: SyncConfig,
 }
 
 impl Config {
@@ -167,6 +180,27 @@ impl Config {
             Some(t) => parse_duration(&t).map_err(|e| anyhow::anyhow!("provider_timeout: {e}"))?,
             None => crate::connectors::DEFAULT_TIMEOUT,
         };
+        let mut sync = SyncConfig::default();
+        if let Some(n) = raw.sync_workers {
+            sync.workers = n;
+        }
+        if let Some(d) = raw.sync_backoff_base {
+            sync.backoff_base =
+                parse_duration(&d).map_err(|e| anyhow::anyhow!("sync_backoff_base: {e}"))?;
+        }
+        if let Some(d) = raw.sync_backoff_cap {
+            sync.backoff_cap =
+                parse_duration(&d).map_err(|e| anyhow::anyhow!("sync_backoff_cap: {e}"))?;
+        }
+        if let Some(d) = raw.sync_reconcile_interval {
+            sync.reconcile_interval =
+                parse_duration(&d).map_err(|e| anyhow::anyhow!("sync_reconcile_interval: {e}"))?;
+        }
+        if let Some(d) = raw.sync_coalesce_window {
+            sync.coalesce_window =
+                parse_duration(&d).map_err(|e| anyhow::anyhow!("sync_coalesce_window: {e}"))?;
+        }
+        sync.validate()?;
         let storage_dir = stanza.path;
         Ok(Config {
             encryption_key_file: raw
@@ -182,11 +216,12 @@ impl Config {
             log_level: raw.log_level,
             limits,
             provider_timeout,
+            sync,
         })
     }
 }
 
-/// `"2s"`, `"500ms"`, `"1m"`.
+/// `"2s"`, `"500ms"`, `"1m"`, `"1h"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -196,7 +231,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(n)),
         "s" | "" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
-        _ => Err(format!("invalid duration {s:?}: use ms, s or m")),
+        "h" => Ok(Duration::from_secs(n.saturating_mul(3600))),
+        _ => Err(format!("invalid duration {s:?}: use ms, s, m or h")),
     }
 }
 
@@ -245,6 +281,50 @@ mod tests {
         assert_eq!(c.listener.max_request_size, DEFAULT_MAX_REQUEST_SIZE);
         assert_eq!(c.limits.cpu, Duration::from_millis(500));
         assert_eq!(c.limits.memory_bytes, 32 << 20);
+        assert_eq!(c.sync, SyncConfig::default());
+    }
+
+    #[test]
+    fn parses_sync_settings() {
+        let c = Config::parse(
+            r#"
+            storage "redb" { path = "/tmp/x" }
+            listener "tcp" { tls_disable = 1 }
+            sync_workers = 2
+            sync_backoff_base = "200ms"
+            sync_backoff_cap = "2s"
+            sync_reconcile_interval = "1h"
+            sync_coalesce_window = "0ms"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.sync,
+            SyncConfig {
+                workers: 2,
+                backoff_base: Duration::from_millis(200),
+                backoff_cap: Duration::from_secs(2),
+                reconcile_interval: Duration::from_secs(3600),
+                coalesce_window: Duration::ZERO,
+            }
+        );
+        let settings = c.sync.settings();
+        assert_eq!(
+            (settings.backoff_base_ms, settings.backoff_cap_ms),
+            (200, 2000)
+        );
+        let base = r#"storage "redb" { path = "/x" } listener "tcp" { tls_disable = 1 }"#;
+        for bad in [
+            "sync_workers = 0",
+            "sync_workers = 1000",
+            r#"sync_backoff_base = "0s""#,
+            r#"sync_backoff_base = "10s"
+               sync_backoff_cap = "1s""#,
+            r#"sync_reconcile_interval = "0ms""#,
+            r#"sync_backoff_cap = "soon""#,
+        ] {
+            assert!(Config::parse(&format!("{base}\n{bad}")).is_err(), "{bad}");
+        }
     }
 
     #[test]

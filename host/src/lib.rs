@@ -8,3 +8,4 @@ pub mod connectors;
 pub mod http;
 pub mod runtime;
 pub mod storage;
+pub mod worker;

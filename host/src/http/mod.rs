@@ -18,6 +18,7 @@ use hyper::{Request, Response, header};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 
 pub use error::HostError;
@@ -35,6 +36,10 @@ const DRAIN_ON_REJECT: usize = 64 << 10;
 /// The tenant of the root namespace.
 pub const ROOT_TENANT: &str = "root";
 
+/// The response header with which the engine says a request queued sync work.
+/// The host strips it and wakes the sync worker; clients never see it.
+pub const SYNC_DUE_HEADER: &str = "x-kvsync-sync-due";
+
 /// Paths Vault serves without a token.
 const UNAUTHENTICATED: &[&str] = &["sys/health", "sys/activation-flags"];
 
@@ -43,6 +48,9 @@ pub struct AppState {
     pub backend: SharedBackend,
     pub tokens: TokenStore,
     pub max_request_size: usize,
+    /// Wakes the sync worker's loops (`notify_waiters`) when a response says
+    /// the request queued sync work.
+    pub sync_wake: Arc<Notify>,
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish (bounded).
@@ -237,6 +245,11 @@ async fn respond(
     };
     let storage = TenantStorage::new(state.backend.clone(), ROOT_TENANT);
     let out = state.runtime.handle(storage, request).await?;
+    // Wake the sync worker first: the work is committed whatever happens to
+    // the response.
+    if sync_due(&out.headers) {
+        state.sync_wake.notify_waiters();
+    }
 
     let mut resp = Response::new(Full::new(Bytes::from(out.body)));
     *resp.status_mut() = hyper::StatusCode::from_u16(out.status).map_err(|_| {
@@ -247,6 +260,9 @@ async fn respond(
     })?;
     let h = resp.headers_mut();
     for (name, value) in out.headers {
+        if is_sync_due(&name) {
+            continue;
+        }
         if let (Ok(name), Ok(value)) = (
             header::HeaderName::from_bytes(name.as_bytes()),
             header::HeaderValue::from_str(&value),
@@ -259,4 +275,39 @@ async fn respond(
         header::HeaderValue::from_static("no-store"),
     );
     Ok(resp)
+}
+
+fn is_sync_due(header_name: &str) -> bool {
+    header_name.eq_ignore_ascii_case(SYNC_DUE_HEADER)
+}
+
+/// Whether the engine's response headers say the request queued sync work.
+fn sync_due(headers: &[(String, String)]) -> bool {
+    headers
+        .iter()
+        .any(|(name, value)| is_sync_due(name) && value.trim() != "0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_sync_due_header_is_recognised() {
+        assert!(sync_due(&headers(&[
+            ("content-type", "application/json"),
+            ("x-kvsync-sync-due", "1"),
+        ])));
+        assert!(sync_due(&headers(&[("X-Kvsync-Sync-Due", "1")])));
+        assert!(!sync_due(&headers(&[("x-kvsync-sync-due", "0")])));
+        assert!(!sync_due(&headers(&[("content-type", "application/json")])));
+        assert!(is_sync_due("x-kvsync-sync-due"));
+        assert!(!is_sync_due("x-kvsync-sync"));
+    }
 }

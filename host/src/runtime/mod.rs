@@ -6,6 +6,10 @@
 //! counts the guest's own running time only: time spent in host calls (storage
 //! and provider calls) is measured and not charged (see [`limits`]).
 //!
+//! Exports called: `api.handle` per HTTP request ([`Runtime::handle`]) and the
+//! sync worker's `sync.run` / `sync.reconcile` ([`Runtime::run_sync`],
+//! [`Runtime::reconcile`]), each in a fresh instance with the same limits.
+//!
 //! Imports: `storage` (the tenant's [`TenantStorage`]), `connector` (the shared
 //! [`Connectors`] registry) and `authz` (the request's caller, decided by
 //! [`crate::auth::allowed`]).
@@ -30,6 +34,7 @@ use bindings::kvsync::engine::types;
 pub use limits::Limits;
 use state::State;
 
+pub use bindings::exports::kvsync::engine::sync::{RunReport, Settings as SyncSettings};
 pub use bindings::kvsync::engine::types::{Caller, Request, Response};
 
 /// Why a call did not produce a response.
@@ -107,18 +112,7 @@ impl Runtime {
         storage: TenantStorage,
         req: Request,
     ) -> Result<Response, CallError> {
-        let state = State::new(
-            storage,
-            self.connectors.clone(),
-            req.caller.clone(),
-            &self.limits,
-        );
-        let mut store = Store::new(&self.engine, state);
-        limits::arm(&mut store, &self.limits);
-        let instance = match self.pre.instantiate_async(&mut store).await {
-            Ok(i) => i,
-            Err(e) => return Err(classify(&store, e, true)),
-        };
+        let (mut store, instance) = self.instantiate(storage, req.caller.clone()).await?;
         match instance
             .kvsync_engine_api()
             .call_handle(&mut store, &req)
@@ -126,6 +120,61 @@ impl Runtime {
         {
             Ok(resp) => Ok(resp),
             Err(e) => Err(classify(&store, e, false)),
+        }
+    }
+
+    /// Runs the sync worker's `run` export in a fresh instance against
+    /// `storage`: processes up to `limit` due outbox entries of shard `shard` of
+    /// `shards`. There is no caller (the `authz` import answers false). The
+    /// limits are the same as a request's; provider calls are host time and are
+    /// not charged to the CPU deadline, however long they take.
+    pub async fn run_sync(
+        &self,
+        storage: TenantStorage,
+        shard: u32,
+        shards: u32,
+        limit: u32,
+        settings: SyncSettings,
+    ) -> Result<RunReport, CallError> {
+        let (mut store, instance) = self.instantiate(storage, None).await?;
+        match instance
+            .kvsync_engine_sync()
+            .call_run(&mut store, shard, shards, limit, settings)
+            .await
+        {
+            Ok(report) => Ok(report),
+            Err(e) => Err(classify(&store, e, false)),
+        }
+    }
+
+    /// Runs the sync worker's `reconcile` export in a fresh instance against
+    /// `storage` (no caller): queues associations whose destination copy is
+    /// behind the secret and returns how many it queued.
+    pub async fn reconcile(&self, storage: TenantStorage) -> Result<u32, CallError> {
+        let (mut store, instance) = self.instantiate(storage, None).await?;
+        match instance
+            .kvsync_engine_sync()
+            .call_reconcile(&mut store)
+            .await
+        {
+            Ok(queued) => Ok(queued),
+            Err(e) => Err(classify(&store, e, false)),
+        }
+    }
+
+    /// A fresh store with the per-call limits armed, and the component
+    /// instantiated in it.
+    async fn instantiate(
+        &self,
+        storage: TenantStorage,
+        caller: Option<Caller>,
+    ) -> Result<(Store<State>, bindings::Engine), CallError> {
+        let state = State::new(storage, self.connectors.clone(), caller, &self.limits);
+        let mut store = Store::new(&self.engine, state);
+        limits::arm(&mut store, &self.limits);
+        match self.pre.instantiate_async(&mut store).await {
+            Ok(instance) => Ok((store, instance)),
+            Err(e) => Err(classify(&store, e, true)),
         }
     }
 }

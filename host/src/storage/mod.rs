@@ -20,7 +20,7 @@ mod redb;
 mod tenant;
 
 pub use self::barrier::{Barrier, EncryptionKey, KEY_CHECK_KEY, KEY_LEN};
-pub use self::redb::RedbBackend;
+pub use self::redb::{OpenError, RedbBackend};
 pub use self::tenant::{TenantStorage, tenant_prefix};
 
 /// Default page size of [`Backend::list`] when the caller passes `limit == 0`.

@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ::redb::backends::InMemoryBackend;
@@ -20,6 +20,16 @@ const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const COMMIT_VERSION: &str = "commit_version";
 const VERSION_LEN: usize = 8;
+
+/// Why [`RedbBackend::open_exclusive`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The file is locked by another open database (another kvsync process).
+    #[error("database {} is already open", .0.display())]
+    InUse(PathBuf),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
 
 /// The redb-backed storage. Cheap to share: wrap it in an `Arc` (see [`super::SharedBackend`]).
 pub struct RedbBackend {
@@ -40,6 +50,18 @@ impl RedbBackend {
     ///
     /// Blocking: call it at startup, or from `spawn_blocking`.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
+        Self::open_exclusive(path).map_err(|e| match e {
+            OpenError::InUse(path) => StorageError::Unavailable(format!(
+                "database {} is already open (is another kvsync process using it?)",
+                path.display()
+            )),
+            OpenError::Storage(e) => e,
+        })
+    }
+
+    /// Like [`RedbBackend::open`], but tells apart a file that another process (or
+    /// this one) holds open: redb locks the file for exclusive use.
+    pub fn open_exclusive(path: &Path) -> Result<Self, OpenError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 StorageError::Unavailable(format!(
@@ -49,16 +71,13 @@ impl RedbBackend {
             })?;
         }
         let db = Database::create(path).map_err(|e| match e {
-            ::redb::DatabaseError::DatabaseAlreadyOpen => StorageError::Unavailable(format!(
-                "database {} is already open (is another kvsync process using it?)",
-                path.display()
-            )),
-            other => StorageError::Unavailable(format!(
+            ::redb::DatabaseError::DatabaseAlreadyOpen => OpenError::InUse(path.to_path_buf()),
+            other => OpenError::Storage(StorageError::Unavailable(format!(
                 "cannot open database {}: {other}",
                 path.display()
-            )),
+            ))),
         })?;
-        Self::init(db, false)
+        Ok(Self::init(db, false)?)
     }
 
     /// A fresh, empty database held in memory (for `server --dev` and tests); lost on drop.
@@ -664,6 +683,11 @@ mod tests {
         let _db = RedbBackend::open(&path).unwrap();
         let err = RedbBackend::open(&path).unwrap_err();
         assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
+        let err = RedbBackend::open_exclusive(&path).unwrap_err();
+        assert!(
+            matches!(err, OpenError::InUse(ref p) if *p == path),
+            "{err:?}"
+        );
     }
 
     /// The on-disk state right after `commit` returned, taken without any close (what a SIGKILL

@@ -1,0 +1,191 @@
+//! The sync worker against the real engine component: a KV write queues work
+//! and asks for a wake-up; the woken worker pushes it to an `in-mem`
+//! destination within moments; `drain` does the same without a worker.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kvsync::connectors::Connectors;
+use kvsync::runtime::{self, Caller, Limits, Runtime};
+use kvsync::storage::{Barrier, EncryptionKey, RedbBackend, SharedBackend, TenantStorage};
+use kvsync::worker::{self, DrainProgress, SyncConfig, Worker};
+use serde_json::Value;
+use tokio::sync::Notify;
+
+const TENANT: &str = "root";
+
+fn root() -> Caller {
+    Caller {
+        token: "root".into(),
+        accessor: "acc".into(),
+        display_name: "root".into(),
+        policies: vec!["root".into()],
+        path: "auth/token/root".into(),
+        creation_time: 0,
+    }
+}
+
+struct Env {
+    runtime: Runtime,
+    backend: SharedBackend,
+}
+
+impl Env {
+    async fn new() -> Self {
+        let runtime = Runtime::new(
+            runtime::ENGINE_COMPONENT,
+            Limits::default(),
+            Arc::new(Connectors::new()),
+            runtime::default_cache_dir().as_deref(),
+        )
+        .unwrap();
+        let barrier = Barrier::new(
+            RedbBackend::in_memory().unwrap(),
+            EncryptionKey::generate().unwrap(),
+        );
+        barrier.init_key_check().await.unwrap();
+        let env = Env {
+            runtime,
+            backend: Arc::new(barrier),
+        };
+        env.ok(
+            "POST",
+            "sys/mounts/secret",
+            r#"{"type":"kv","options":{"version":"2"}}"#,
+        )
+        .await;
+        env.ok("POST", "sys/sync/destinations/in-mem/demo", "{}")
+            .await;
+        env.write("v1").await;
+        env.ok(
+            "POST",
+            "sys/sync/destinations/in-mem/demo/associations/set",
+            r#"{"mount":"secret","secret_name":"app/db"}"#,
+        )
+        .await;
+        env
+    }
+
+    fn storage(&self) -> TenantStorage {
+        TenantStorage::new(self.backend.clone(), TENANT)
+    }
+
+    async fn call(&self, method: &str, path: &str, body: &str) -> runtime::Response {
+        let req = runtime::request(method, path, body.as_bytes(), Some(root()));
+        self.runtime.handle(self.storage(), req).await.unwrap()
+    }
+
+    async fn ok(&self, method: &str, path: &str, body: &str) -> runtime::Response {
+        let resp = self.call(method, path, body).await;
+        assert!(
+            resp.status < 300,
+            "{method} {path}: {} {}",
+            resp.status,
+            String::from_utf8_lossy(&resp.body)
+        );
+        resp
+    }
+
+    /// Writes the secret; true when the engine asked for a sync wake-up.
+    async fn write(&self, password: &str) -> bool {
+        let body = format!(r#"{{"data":{{"password":"{password}"}}}}"#);
+        let resp = self.ok("POST", "secret/data/app/db", &body).await;
+        resp.headers
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case("x-kvsync-sync-due") && v == "1")
+    }
+
+    /// What the destination holds, as text.
+    async fn objects(&self) -> String {
+        let resp = self
+            .ok("GET", "sys/sync/destinations/in-mem/demo/objects", "")
+            .await;
+        let body: Value = serde_json::from_slice(&resp.body).unwrap();
+        body["data"]["objects"].to_string()
+    }
+
+    async fn wait_for_object(&self, needle: &str, within: Duration) -> Duration {
+        let started = Instant::now();
+        loop {
+            if self.objects().await.contains(needle) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < within,
+                "{needle} not synced within {within:?}: {}",
+                self.objects().await
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn quick() -> SyncConfig {
+    SyncConfig {
+        workers: 2,
+        backoff_base: Duration::from_millis(100),
+        backoff_cap: Duration::from_secs(1),
+        // Long: the test passes only if the wake-up, not a timer, runs the work.
+        reconcile_interval: Duration::from_secs(600),
+        coalesce_window: Duration::from_secs(1),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kv_write_wakes_the_worker_and_syncs_within_moments() {
+    let env = Env::new().await;
+    let wake = Arc::new(Notify::new());
+    let worker = Worker::start(
+        env.runtime.clone(),
+        env.backend.clone(),
+        TENANT,
+        quick(),
+        wake.clone(),
+    );
+    env.wait_for_object("v1", Duration::from_secs(5)).await;
+    // Let the loops finish their first runs and go to sleep.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let due = env.write("v2").await;
+    assert!(due, "a KV write of an associated secret asks for a wake-up");
+    wake.notify_waiters();
+    let took = env.wait_for_object("v2", Duration::from_secs(5)).await;
+    assert!(took < Duration::from_secs(2), "synced after {took:?}");
+    let started = Instant::now();
+    worker.stop(worker::SHUTDOWN_GRACE).await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_runs_due_work_without_a_worker() {
+    let env = Env::new().await;
+    env.write("v3").await;
+    let progress = Arc::new(DrainProgress::default());
+    let report = worker::drain(
+        &env.runtime,
+        &env.backend,
+        TENANT,
+        &quick(),
+        Duration::ZERO,
+        progress.clone(),
+    )
+    .await
+    .unwrap();
+    assert!(report.processed >= 1, "{report:?}");
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert_eq!(report.next_due_ms, None, "{report:?}");
+    assert_eq!(progress.totals(), (report.processed, report.failed));
+    assert!(env.objects().await.contains("v3"));
+    // Nothing left: a second drain processes nothing.
+    let again = worker::drain(
+        &env.runtime,
+        &env.backend,
+        TENANT,
+        &quick(),
+        Duration::ZERO,
+        Arc::new(DrainProgress::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.processed, 0, "{again:?}");
+}
