@@ -1,8 +1,8 @@
 """One conformance suite, run once per destination type against its provider double.
 
 For each profile (conformance/<type>.py): create a destination and associate a KV secret; the object
-appears at the provider with the exact name, value and tags; an update and a refresh change it with
-exactly one write; an unchanged refresh writes nothing; `secret-key` writes one object per key and
+appears at the provider with the exact name, value and tags; an update changes it with
+exactly one write (pushed by the sync worker, no refresh needed); an unchanged refresh writes nothing; `secret-key` writes one object per key and
 deletes a removed key's object; `remove` deletes it; throttling gives EXTERNAL_SERVICE_ERROR with the
 retry hint; bad credentials give CLIENT_SIDE_ERROR; strict networking refuses the loopback double.
 """
@@ -10,6 +10,7 @@ retry hint; bad credentials give CLIENT_SIDE_ERROR; strict networking refuses th
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
@@ -68,6 +69,30 @@ def remove_assoc(http, profile, name, secret):
     return r.json()["data"]["associated_secrets"]
 
 
+def wait_for(check, timeout_s: float = 20.0, step_s: float = 0.05) -> bool:
+    """Polls `check` (bounded in time and count) until it holds."""
+    deadline = time.monotonic() + timeout_s
+    for _ in range(int(timeout_s / step_s) + 1):
+        if check():
+            return True
+        if time.monotonic() > deadline:
+            break
+        time.sleep(step_s)
+    return False
+
+
+def wait_for_rows(http, profile, name, check, timeout_s: float = 20.0):
+    """The destination's association rows once `check(rows)` holds, else None."""
+    found = {}
+
+    def probe():
+        r = http.get(f"sys/sync/destinations/{profile.kind}/{name}/associations")
+        found["rows"] = r.json()["data"]["associated_secrets"]
+        return check(found["rows"])
+
+    return found.get("rows") if wait_for(probe, timeout_s) else None
+
+
 def expected_tags(profile) -> dict:
     return {"hashicorp:vault": ""} if profile.cloud else {}
 
@@ -86,15 +111,18 @@ def test_write_update_refresh_remove(world):
     for k, v in expected_tags(profile).items():
         assert obj["tags"].get(k) == v, obj["tags"]
 
-    # A change and a refresh: exactly one write, no read-before-write needed.
+    # A change reaches the provider by itself (the sync worker), with exactly one write and no
+    # read-before-write.
     before = profile.writes()
     write(http, secret, {"user": "app", "password": "p2"})
-    assert set_assoc(http, profile, name, secret)[f"{acc}/{secret}"]["sync_status"] == "SYNCED"
-    assert json.loads(profile.objects()[ext]["value"])["password"] == "p2"
+    converged = wait_for(lambda: json.loads(profile.objects().get(ext, {}).get("value", "{}")).get("password") == "p2")
+    assert converged, profile.objects().get(ext)
+    rows = wait_for_rows(http, profile, name, lambda r: r[f"{acc}/{secret}"]["sync_status"] == "SYNCED")
+    assert rows, "the association did not return to SYNCED"
     assert profile.writes() == before + 1
 
     # Unchanged: a refresh costs no provider write.
-    set_assoc(http, profile, name, secret)
+    assert set_assoc(http, profile, name, secret)[f"{acc}/{secret}"]["sync_status"] == "SYNCED"
     assert profile.writes() == before + 1
 
     rows = remove_assoc(http, profile, name, secret)
@@ -116,10 +144,10 @@ def test_secret_key_granularity_writes_one_object_per_key(world):
     assert objects[b]["value"] == "two"
 
     write(http, secret, {"alpha": "one"})
-    rows = set_assoc(http, profile, name, secret)
-    assert f"{acc}/{secret}/beta" not in rows
+    assert wait_for(lambda: b not in profile.objects()), "the removed key's object was not deleted"
+    rows = wait_for_rows(http, profile, name, lambda r: f"{acc}/{secret}/beta" not in r)
+    assert rows is not None and f"{acc}/{secret}/alpha" in rows, rows
     objects = profile.objects()
-    assert b not in objects
     assert objects[a]["value"] == "one"
     remove_assoc(http, profile, name, secret)
     assert a not in profile.objects()

@@ -1045,7 +1045,6 @@ def test_deleted_latest_version_unsyncs_on_set(api, acc):
     purge(api, "in-mem", name)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 5 (sync triggers): mount disable does not unsync yet")
 def test_disabling_a_mount_unsyncs_and_drops_its_associations(api):
     """Decision 8: disabling a mount unsyncs and drops its associations. Bounded wait (5 s) in case
     it is done in the background."""
@@ -1296,7 +1295,6 @@ def test_sync_config(api):
         api.delete("sys/sync/config")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 5 (durable outbox): `disabled` is not honoured yet")
 def test_disabled_sync_queues_as_pending(api, acc):
     """Section 3: while `disabled` is true, operations that would sync are queued, not sent, and
     their associations show PENDING. The automatic drain after re-enabling needs the background

@@ -5,14 +5,15 @@
 //!   "status", "body", "headers", "delay_ms", "drop", "times"}`): the next
 //!   `times` matching requests get that answer (or a dropped connection, or a
 //!   delay before the real answer); `DELETE /_admin/faults` clears it;
-//! - a **call log** (`GET /_admin/calls` → `[{"method","path"}]`, `DELETE` clears it);
+//! - a **call log** (`GET /_admin/calls` → `[{"method","path","at_ms"}]`, `at_ms`
+//!   being when the request arrived, in ms since the Unix epoch; `DELETE` clears it);
 //! - the fake's own **state** (`GET /_admin/state`), which tests compare with
 //!   what kvsync was supposed to write.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -218,7 +219,7 @@ impl Fault {
 #[derive(Default)]
 struct Admin {
     faults: Mutex<VecDeque<Fault>>,
-    calls: Mutex<Vec<(String, String)>>,
+    calls: Mutex<Vec<(String, String, u64)>>,
 }
 
 enum Action {
@@ -247,7 +248,7 @@ impl Admin {
                 let calls = self.calls.lock().map(|c| c.clone()).unwrap_or_default();
                 let calls: Vec<Value> = calls
                     .iter()
-                    .map(|(m, p)| json!({"method": m, "path": p}))
+                    .map(|(m, p, at)| json!({"method": m, "path": p, "at_ms": at}))
                     .collect();
                 FakeResponse::json(200, Value::Array(calls))
             }
@@ -281,7 +282,7 @@ impl Admin {
             return Action::Answer(resp);
         }
         if let Ok(mut calls) = self.calls.lock() {
-            calls.push((req.method.clone(), req.path.clone()));
+            calls.push((req.method.clone(), req.path.clone(), now_ms()));
         }
         if let Some(fault) = self.take_fault(&req) {
             if fault.delay_ms > 0 {
@@ -308,6 +309,14 @@ impl Admin {
         }
         service.answer(&req).await
     }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
 }
 
 /// A running fake; stops when dropped.
