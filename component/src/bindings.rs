@@ -157,6 +157,7 @@ fn from_host_sync_error(e: host_connector::SyncError) -> SyncError {
             retry_after_ms: f.retry_after_ms,
         },
         host_connector::SyncError::Internal(m) => SyncError::Internal(m),
+        host_connector::SyncError::Deferred(m) => SyncError::Deferred(m),
     }
 }
 

@@ -56,13 +56,15 @@ pub enum SyncError {
     },
     /// `INTERNAL_VAULT_ERROR`: the host failed.
     Internal(String),
+    /// Not finished within an API request's bound: `PENDING`, the worker finishes it.
+    Deferred(String),
 }
 
 impl SyncError {
     /// The message shown in an association's `error` field.
     pub fn message(&self) -> &str {
         match self {
-            SyncError::ClientSide(m) | SyncError::Internal(m) => m,
+            SyncError::ClientSide(m) | SyncError::Internal(m) | SyncError::Deferred(m) => m,
             SyncError::ExternalService { message, .. } => message,
         }
     }

@@ -172,7 +172,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         config.limits.clone(),
         config.cache_dir.clone(),
         config.provider_timeout,
-    )?;
+    )?
+    .with_inline_bound(config.sync_inline_timeout);
     let tls = match &config.listener.tls {
         Some((cert, key)) => Some(http::tls::acceptor(cert, key)?),
         None => None,

@@ -18,6 +18,7 @@
 //! guest_memory_limit  = "64MiB"
 //! max_concurrent_requests = 256
 //! provider_timeout    = "10s"
+//! sync_inline_timeout = "3s"   # associations/set waits this long, then answers PENDING
 //! sync_workers        = 4        # concurrent sync loops (shards by destination)
 //! sync_backoff_base   = "1s"     # first retry delay after a retryable failure
 //! sync_backoff_cap    = "5m"     # longest retry delay
@@ -52,6 +53,7 @@ struct RawConfig {
     guest_memory_limit: Option<String>,
     max_concurrent_requests: Option<u32>,
     provider_timeout: Option<String>,
+    sync_inline_timeout: Option<String>,
     sync_workers: Option<u32>,
     sync_backoff_base: Option<String>,
     sync_backoff_cap: Option<String>,
@@ -98,6 +100,9 @@ pub struct Config {
     pub limits: Limits,
     /// Bound on one provider call (push or delete at a destination).
     pub provider_timeout: Duration,
+    /// Bound on provider calls made inline by `associations/set` and `remove`;
+    /// past it the association shows `PENDING` and the worker finishes.
+    pub sync_inline_timeout: Duration,
     /// The sync worker's concurrency and timing knobs.
     pub sync: SyncConfig,
 }
@@ -176,6 +181,12 @@ impl Config {
         if let Some(n) = raw.max_concurrent_requests {
             limits.max_concurrent_instances = n.max(1);
         }
+        let sync_inline_timeout = match raw.sync_inline_timeout {
+            Some(t) => {
+                parse_duration(&t).map_err(|e| anyhow::anyhow!("sync_inline_timeout: {e}"))?
+            }
+            None => crate::runtime::DEFAULT_INLINE_BOUND,
+        };
         let provider_timeout = match raw.provider_timeout {
             Some(t) => parse_duration(&t).map_err(|e| anyhow::anyhow!("provider_timeout: {e}"))?,
             None => crate::connectors::DEFAULT_TIMEOUT,
@@ -216,6 +227,7 @@ impl Config {
             log_level: raw.log_level,
             limits,
             provider_timeout,
+            sync_inline_timeout,
             sync,
         })
     }

@@ -13,6 +13,7 @@ it (by pid, SIGTERM then SIGKILL).
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import time
 from pathlib import Path
@@ -83,9 +84,7 @@ def wait_for(what: str, probe: Callable[[], tuple], timeout: float = CONVERGE_S,
 def start_sync_dev_server(kvsync_bin: Path, log_dir: Path, env_extra: Optional[dict] = None,
                           flags: Optional[list] = None) -> DevServer:
     """A dev-mode kvsync (KV-v2 at secret/) with the sync timing knobs on the command line."""
-    import secrets as _secrets
-
-    token = "root-" + _secrets.token_hex(12)
+    token = "root-" + secrets.token_hex(12)
     argv = [
         kvsync_bin, "server", "--dev",
         "--dev-listen-address", "127.0.0.1:0",

@@ -57,6 +57,7 @@ impl SyncStatus {
             SyncError::ClientSide(_) => SyncStatus::ClientSideError,
             SyncError::ExternalService { .. } => SyncStatus::ExternalServiceError,
             SyncError::Internal(_) => SyncStatus::InternalVaultError,
+            SyncError::Deferred(_) => SyncStatus::Pending,
         }
     }
 

@@ -46,6 +46,25 @@ fn error_to_wit(e: SyncError) -> wit::SyncError {
     }
 }
 
+/// Runs a provider call; within an API request (`bound` set), one that does
+/// not finish in time is abandoned and reported `deferred`: the engine shows
+/// the association `PENDING` and its worker makes the call again, unbounded.
+async fn bounded(
+    bound: Option<Duration>,
+    call: impl std::future::Future<Output = Result<(), SyncError>>,
+) -> Result<(), wit::SyncError> {
+    let Some(bound) = bound else {
+        return call.await.map_err(error_to_wit);
+    };
+    match tokio::time::timeout(bound, call).await {
+        Ok(out) => out.map_err(error_to_wit),
+        Err(_) => Err(wit::SyncError::Deferred(format!(
+            "the provider did not answer within {}s; the sync worker finishes this",
+            bound.as_secs_f64()
+        ))),
+    }
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -59,11 +78,11 @@ impl wit::Host for State {
         let started = Instant::now();
         let secret = from_wit(secret);
         let out = match destination(dest) {
-            Ok(dest) => self.connectors.push(&dest, &secret).await,
-            Err(e) => Err(e),
+            Ok(dest) => bounded(self.inline_bound, self.connectors.push(&dest, &secret)).await,
+            Err(e) => Err(error_to_wit(e)),
         };
         self.cpu.charge_host(started.elapsed());
-        Ok(out.map_err(error_to_wit))
+        Ok(out)
     }
 
     async fn delete(
@@ -73,11 +92,11 @@ impl wit::Host for State {
     ) -> wasmtime::Result<Result<(), wit::SyncError>> {
         let started = Instant::now();
         let out = match destination(dest) {
-            Ok(dest) => self.connectors.delete(&dest, &name).await,
-            Err(e) => Err(e),
+            Ok(dest) => bounded(self.inline_bound, self.connectors.delete(&dest, &name)).await,
+            Err(e) => Err(error_to_wit(e)),
         };
         self.cpu.charge_host(started.elapsed());
-        Ok(out.map_err(error_to_wit))
+        Ok(out)
     }
 
     async fn inspect(
@@ -250,5 +269,26 @@ mod tests {
         assert!(!other.allowed("read".into(), path.clone()).await.unwrap());
         let mut nobody = state(Connectors::new(), None);
         assert!(!nobody.allowed("read".into(), path).await.unwrap());
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_slow_inline_call_is_deferred_and_an_unbounded_one_waits() {
+        let slow = || async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok(())
+        };
+        let out = bounded(Some(Duration::from_millis(20)), slow()).await;
+        assert!(matches!(out, Err(wit::SyncError::Deferred(m)) if m.contains("sync worker")));
+        assert!(bounded(None, slow()).await.is_ok());
+        let failing = async { Err(SyncError::ClientSide("no".into())) };
+        assert!(matches!(
+            bounded(Some(Duration::from_secs(5)), failing).await,
+            Err(wit::SyncError::ClientSide(_))
+        ));
     }
 }

@@ -58,8 +58,14 @@ pub struct Runtime {
     pre: bindings::EnginePre<State>,
     limits: Limits,
     connectors: Arc<Connectors>,
+    /// How long a provider call made while answering an API request may take
+    /// before it is left to the sync worker (the association shows `PENDING`).
+    inline_bound: Duration,
     _ticker: Arc<limits::EpochTicker>,
 }
+
+/// The default bound on provider calls made inline by an API request.
+pub const DEFAULT_INLINE_BOUND: Duration = Duration::from_secs(3);
 
 /// The engine component built by `build.rs` for this binary.
 pub static ENGINE_COMPONENT: &[u8] = include_bytes!(env!("COMPONENT_WASM"));
@@ -92,8 +98,15 @@ impl Runtime {
             pre,
             limits,
             connectors,
+            inline_bound: DEFAULT_INLINE_BOUND,
             _ticker: ticker,
         })
+    }
+
+    /// Sets the bound on provider calls made inline by API requests.
+    pub fn with_inline_bound(mut self, bound: Duration) -> Self {
+        self.inline_bound = bound;
+        self
     }
 
     pub fn engine(&self) -> &Engine {
@@ -112,7 +125,9 @@ impl Runtime {
         storage: TenantStorage,
         req: Request,
     ) -> Result<Response, CallError> {
-        let (mut store, instance) = self.instantiate(storage, req.caller.clone()).await?;
+        let (mut store, instance) = self
+            .instantiate(storage, req.caller.clone(), Some(self.inline_bound))
+            .await?;
         match instance
             .kvsync_engine_api()
             .call_handle(&mut store, &req)
@@ -136,7 +151,7 @@ impl Runtime {
         limit: u32,
         settings: SyncSettings,
     ) -> Result<RunReport, CallError> {
-        let (mut store, instance) = self.instantiate(storage, None).await?;
+        let (mut store, instance) = self.instantiate(storage, None, None).await?;
         match instance
             .kvsync_engine_sync()
             .call_run(&mut store, shard, shards, limit, settings)
@@ -151,7 +166,7 @@ impl Runtime {
     /// `storage` (no caller): queues associations whose destination copy is
     /// behind the secret and returns how many it queued.
     pub async fn reconcile(&self, storage: TenantStorage) -> Result<u32, CallError> {
-        let (mut store, instance) = self.instantiate(storage, None).await?;
+        let (mut store, instance) = self.instantiate(storage, None, None).await?;
         match instance
             .kvsync_engine_sync()
             .call_reconcile(&mut store)
@@ -168,8 +183,10 @@ impl Runtime {
         &self,
         storage: TenantStorage,
         caller: Option<Caller>,
+        inline_bound: Option<Duration>,
     ) -> Result<(Store<State>, bindings::Engine), CallError> {
-        let state = State::new(storage, self.connectors.clone(), caller, &self.limits);
+        let mut state = State::new(storage, self.connectors.clone(), caller, &self.limits);
+        state.inline_bound = inline_bound;
         let mut store = Store::new(&self.engine, state);
         limits::arm(&mut store, &self.limits);
         match self.pre.instantiate_async(&mut store).await {

@@ -22,6 +22,9 @@ pub struct State {
     pub caller: Option<Caller>,
     pub cpu: CpuMeter,
     pub memory: MemoryLimiter,
+    /// Set while answering an API request: provider calls that take longer
+    /// are left to the sync worker (`deferred`).
+    pub inline_bound: Option<std::time::Duration>,
 }
 
 impl State {
@@ -41,6 +44,7 @@ impl State {
             caller,
             cpu: CpuMeter::new(limits.cpu),
             memory: MemoryLimiter::new(limits.memory_bytes),
+            inline_bound: None,
         }
     }
 

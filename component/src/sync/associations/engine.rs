@@ -58,7 +58,7 @@ impl SyncOutcome {
                     self.retry_after_ms = Some(self.retry_after_ms.map_or(*ms, |m| m.max(*ms)));
                 }
             }
-            SyncError::Internal(_) => self.retryable = true,
+            SyncError::Internal(_) | SyncError::Deferred(_) => self.retryable = true,
         }
     }
 

@@ -816,3 +816,36 @@ fn an_unchanged_object_is_not_pushed_again() {
     t.set_ok("t1", "app");
     assert_eq!(t.calls(), before + 1, "only the failed key is pushed again");
 }
+
+#[test]
+fn a_push_deferred_past_the_inline_bound_answers_pending_and_is_queued() {
+    let t = T::new();
+    let acc = t.accessor("secret/");
+    t.put("app", json!({"a": "1"}));
+    t.dest("t1", Granularity::SecretPath, None);
+    let key = format!("{acc}/app");
+    t.fail(Some(SyncError::Deferred(
+        "the provider did not answer within 3s".into(),
+    )));
+    let data = t.set_ok("t1", "app");
+    let entry = &data["associated_secrets"][&key];
+    assert_eq!(entry["sync_status"], "PENDING");
+    assert!(
+        entry.get("error").is_none(),
+        "PENDING is not an error: {entry}"
+    );
+    // The worker finishes it.
+    assert_eq!(t.outbox_keys().len(), 1);
+    t.fail(None);
+    let settings = crate::sync::worker::Settings {
+        backoff_base_ms: 1,
+        backoff_cap_ms: 1,
+    };
+    let report = crate::sync::worker::run(&t.f.env(), 0, 1, 10, &settings);
+    assert_eq!(report.processed, 1);
+    assert_eq!(
+        t.read("t1")["associated_secrets"][&key]["sync_status"],
+        "SYNCED"
+    );
+    assert_eq!(t.objects("t1").len(), 1);
+}
