@@ -180,7 +180,10 @@ class AwsSecretsManagerProfile(Profile):
             self.clear_faults()
         out = {}
         for s in self._secrets():
-            value = self._sm.get_secret_value(SecretId=s["ARN"]).get("SecretString")
+            try:
+                value = self._sm.get_secret_value(SecretId=s["ARN"]).get("SecretString")
+            except self._sm.exceptions.ResourceNotFoundException:
+                continue  # deleted (by the sync worker) since it was listed
             out[s["Name"]] = {"value": value,
                               "tags": {t["Key"]: t.get("Value", "") for t in s.get("Tags", [])}}
         return out
