@@ -73,10 +73,10 @@ pub struct SyncConfig {
     pub backoff_cap: Duration,
     /// Interval between reconciliations; also the longest an idle loop sleeps.
     pub reconcile_interval: Duration,
-    /// The longest coalescing pause. During a burst (work queued again while
-    /// a run was processing it), a loop's next run starts 50 ms after the
-    /// previous one started, then 200 ms, 800 ms, ... up to this window, so
-    /// rapid changes of one secret cost a few provider writes, not one each.
+    /// The coalescing pause. During a burst (work queued again while a run
+    /// was processing it), a loop's next run starts 50 ms after the previous
+    /// one started, then this window after each, so rapid changes of one
+    /// secret cost about one provider write per window, not one each.
     /// A change after a quiet moment still runs at once. Zero: no coalescing.
     pub coalesce_window: Duration,
 }
@@ -158,14 +158,16 @@ fn idle_pause(next_due_ms: Option<u64>, now_ms: u64, cap: Duration) -> Duration 
     }
 }
 
-/// The coalescing pause after the `n`-th consecutive run of a burst: none
-/// for `n = 0`, then 50 ms, 4 times longer each time, up to `window`.
+/// The coalescing pause after the `n`-th consecutive run of a burst: 50 ms
+/// after the first (a second change right behind the first is not kept
+/// waiting), then the whole window: a secret written again and again costs
+/// about one provider write per window, whatever the burst's length.
 fn coalesce_step(n: u32, window: Duration) -> Duration {
     if n == 0 {
-        return Duration::ZERO;
+        COALESCE_FIRST_STEP.min(window)
+    } else {
+        window
     }
-    let factor = 4u32.saturating_pow(n.saturating_sub(1).min(15));
-    COALESCE_FIRST_STEP.saturating_mul(factor).min(window)
 }
 
 /// The pause after the `failures`-th consecutive failed run.
@@ -535,17 +537,14 @@ mod tests {
     }
 
     #[test]
-    fn bursts_coalesce_longer_the_longer_they_last() {
+    fn bursts_wait_a_short_step_then_the_window() {
         let window = Duration::from_secs(1);
-        assert_eq!(coalesce_step(0, window), Duration::ZERO);
-        assert_eq!(coalesce_step(1, window), Duration::from_millis(50));
-        assert_eq!(coalesce_step(2, window), Duration::from_millis(200));
-        assert_eq!(coalesce_step(3, window), Duration::from_millis(800));
-        assert_eq!(coalesce_step(4, window), window);
+        assert_eq!(coalesce_step(0, window), Duration::from_millis(50));
+        assert_eq!(coalesce_step(1, window), window);
         assert_eq!(coalesce_step(u32::MAX, window), window);
-        assert_eq!(coalesce_step(1, Duration::ZERO), Duration::ZERO);
+        assert_eq!(coalesce_step(0, Duration::ZERO), Duration::ZERO);
         assert_eq!(
-            coalesce_step(1, Duration::from_millis(20)),
+            coalesce_step(0, Duration::from_millis(20)),
             Duration::from_millis(20)
         );
     }
