@@ -20,6 +20,9 @@ pub mod sys;
 pub mod time;
 
 // wit-bindgen's generated glue uses unsafe code; the engine itself does not.
+#[cfg(test)]
+pub(crate) mod testing;
+
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)]
 mod bindings;

@@ -145,11 +145,9 @@ pub fn current_version(tx: &mut Tx, mount: &MountEntry, path: &str) -> ApiResult
 pub(crate) mod testing {
     use serde_json::{Value, json};
 
-    use crate::api::Request;
     use crate::authz::StaticAuthz;
     use crate::connector::MemConnector;
     use crate::env::Env;
-    use crate::router;
     use crate::storage::{MemStorage, Tx};
     use crate::sys::mounts::{MountEntry, MountTable};
 
@@ -175,39 +173,12 @@ pub(crate) mod testing {
         /// Sends a request; `path` may carry a query string. Returns the status
         /// and the decoded body (`Null` when empty).
         pub fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
-            let (path, query) = path.split_once('?').unwrap_or((path, ""));
-            let content_type = if method == "PATCH" {
-                "application/merge-patch+json"
-            } else {
-                "application/json"
-            };
-            let body = if body.is_null() {
-                Vec::new()
-            } else {
-                serde_json::to_vec(&body).unwrap()
-            };
             let env = Env {
                 storage: &self.store,
                 connector: &self.connector,
                 authz: &StaticAuthz(true),
             };
-            let response = router::handle(
-                &env,
-                Request {
-                    method: method.into(),
-                    path: path.into(),
-                    query: query.into(),
-                    headers: vec![("content-type".into(), content_type.into())],
-                    body,
-                    caller: None,
-                },
-            );
-            let decoded = if response.body.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&response.body).unwrap()
-            };
-            (response.status, decoded)
+            crate::testing::call(&env, method, path, &body)
         }
 
         pub fn get(&self, path: &str) -> (u16, Value) {

@@ -289,7 +289,6 @@ fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Request;
     use crate::env::Fakes;
     use serde_json::Value;
 
@@ -329,27 +328,7 @@ NrbR6JsnjTYzHA==
     const FINGERPRINT: &str = "SHA256:D7x2bUpXYdipt/GQzgwdCgXY/+iGiblcTUM71yUXTfI=";
 
     fn call(f: &Fakes, method: &str, path: &str, body: Value) -> (u16, Value) {
-        let resp = crate::router::handle(
-            &f.env(),
-            Request {
-                method: method.into(),
-                path: path.into(),
-                query: String::new(),
-                headers: vec![("content-type".into(), "application/json".into())],
-                body: if body.is_null() {
-                    vec![]
-                } else {
-                    serde_json::to_vec(&body).unwrap()
-                },
-                caller: None,
-            },
-        );
-        let v = if resp.body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&resp.body).unwrap()
-        };
-        (resp.status, v)
+        crate::testing::call(&f.env(), method, path, &body)
     }
 
     #[test]

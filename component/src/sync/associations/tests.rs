@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::api::Request;
 use crate::connector::SyncError;
 use crate::env::Fakes;
 use crate::storage::{Storage, Tx};
@@ -30,28 +29,7 @@ impl T {
 
     /// `path` may carry a query string.
     fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
-        let (path, query) = path.split_once('?').unwrap_or((path, ""));
-        let resp = crate::router::handle(
-            &self.f.env(),
-            Request {
-                method: method.into(),
-                path: path.into(),
-                query: query.into(),
-                headers: vec![("content-type".into(), "application/json".into())],
-                body: if body.is_null() {
-                    vec![]
-                } else {
-                    serde_json::to_vec(&body).unwrap()
-                },
-                caller: None,
-            },
-        );
-        let v = if resp.body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&resp.body).unwrap()
-        };
-        (resp.status, v)
+        crate::testing::call(&self.f.env(), method, path, &body)
     }
 
     fn accessor(&self, mount: &str) -> String {

@@ -5,9 +5,7 @@ use std::cell::RefCell;
 
 use serde_json::{Value, json};
 
-use crate::api::Request;
 use crate::env::Fakes;
-use crate::router;
 use crate::storage::{Storage, Tx};
 use crate::sync::keys;
 
@@ -29,28 +27,7 @@ impl Server {
 
     /// Sends a request (`path` may carry a query); returns the status and decoded body.
     pub fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
-        let (path, query) = path.split_once('?').unwrap_or((path, ""));
-        let content_type = if method == "PATCH" {
-            "application/merge-patch+json"
-        } else {
-            "application/json"
-        };
-        let body = if body.is_null() {
-            Vec::new()
-        } else {
-            serde_json::to_vec(&body).unwrap()
-        };
-        let response = router::handle(
-            &self.fakes.env(),
-            Request {
-                method: method.into(),
-                path: path.into(),
-                query: query.into(),
-                headers: vec![("content-type".into(), content_type.into())],
-                body,
-                caller: None,
-            },
-        );
+        let response = crate::testing::send(&self.fakes.env(), method, path, &body);
         let text = String::from_utf8(response.body).unwrap();
         self.bodies.borrow_mut().push(text.clone());
         let decoded = if text.is_empty() {

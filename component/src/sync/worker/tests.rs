@@ -6,10 +6,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::api::Request;
 use crate::connector::SyncError;
 use crate::env::{Env, Fakes};
-use crate::router::{self, SYNC_DUE_HEADER};
+use crate::router::SYNC_DUE_HEADER;
 use crate::storage::{Condition, Entry, MemStorage, Op, Page, Storage, StorageError, Tx};
 use crate::sync::associations::Association;
 use crate::sync::destinations::{Destination, Granularity, Networking};
@@ -45,35 +44,11 @@ impl Resp {
 }
 
 fn call_on(env: &Env, method: &str, path: &str, body: Value) -> Resp {
-    let (path, query) = path.split_once('?').unwrap_or((path, ""));
-    let content_type = if method == "PATCH" {
-        "application/merge-patch+json"
-    } else {
-        "application/json"
-    };
-    let resp = router::handle(
-        env,
-        Request {
-            method: method.into(),
-            path: path.into(),
-            query: query.into(),
-            headers: vec![("content-type".into(), content_type.into())],
-            body: if body.is_null() {
-                vec![]
-            } else {
-                serde_json::to_vec(&body).unwrap()
-            },
-            caller: None,
-        },
-    );
+    let resp = crate::testing::send(env, method, path, &body);
     Resp {
         status: resp.status,
+        body: crate::testing::json_body(&resp),
         headers: resp.headers,
-        body: if resp.body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&resp.body).unwrap()
-        },
     }
 }
 

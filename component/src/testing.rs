@@ -1,0 +1,52 @@
+//! What the engine's native tests share: sending a request through the full
+//! router with in-memory fakes, the way a client would.
+
+use serde_json::Value;
+
+use crate::api::{Request, Response};
+use crate::env::Env;
+use crate::router;
+
+/// A request as a JSON client sends it; `path` may carry a query string, and
+/// PATCH uses the merge-patch content type.
+pub fn request(method: &str, path: &str, body: &Value) -> Request {
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let content_type = if method == "PATCH" {
+        "application/merge-patch+json"
+    } else {
+        "application/json"
+    };
+    Request {
+        method: method.into(),
+        path: path.into(),
+        query: query.into(),
+        headers: vec![("content-type".into(), content_type.into())],
+        body: if body.is_null() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(body).unwrap()
+        },
+        caller: None,
+    }
+}
+
+/// The response body decoded as JSON (`Null` when empty).
+pub fn json_body(resp: &Response) -> Value {
+    if resp.body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&resp.body).unwrap()
+    }
+}
+
+/// Sends a request through the router; returns the raw response.
+pub fn send(env: &Env, method: &str, path: &str, body: &Value) -> Response {
+    router::handle(env, request(method, path, body))
+}
+
+/// Sends a request; returns the status and the decoded body.
+pub fn call(env: &Env, method: &str, path: &str, body: &Value) -> (u16, Value) {
+    let resp = send(env, method, path, body);
+    let decoded = json_body(&resp);
+    (resp.status, decoded)
+}
