@@ -56,7 +56,7 @@ async fn call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runaway_loop_is_interrupted_while_other_calls_succeed() {
-    let rt = load(RUNAWAY, limits(300), None);
+    let rt = load(RUNAWAY, limits(2_000), None);
     let backend = memory_backend();
     let started = Instant::now();
     let spinning = {
@@ -75,14 +75,17 @@ async fn runaway_loop_is_interrupted_while_other_calls_succeed() {
         matches!(outcome, Err(CallError::LimitExceeded("cpu time"))),
         "{outcome:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the loop was not cut off"
+    );
     // The runtime keeps serving after the interrupt.
     assert_eq!(call(&rt, &backend, "ok").await.unwrap().status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runaway_loops_do_not_block_a_single_worker() {
-    let rt = load(RUNAWAY, limits(400), None);
+    let rt = load(RUNAWAY, limits(2_000), None);
     let backend = memory_backend();
     let loops: Vec<_> = (0..2)
         .map(|_| {
@@ -91,13 +94,13 @@ async fn two_runaway_loops_do_not_block_a_single_worker() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(30)).await;
-    // Both workers run a loop, yet a call still gets through because loops yield.
-    let t = Instant::now();
+    // Both workers run a loop, yet a call still gets through because loops
+    // yield: it is answered while both loops are still running (an order, not
+    // a timing, so a slow machine cannot fail it).
     assert_eq!(call(&rt, &backend, "ok").await.unwrap().status, 200);
     assert!(
-        t.elapsed() < Duration::from_millis(350),
-        "took {:?}",
-        t.elapsed()
+        loops.iter().all(|l| !l.is_finished()),
+        "the call was only answered after a runaway loop ended"
     );
     for l in loops {
         assert!(matches!(
