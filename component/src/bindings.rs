@@ -40,6 +40,7 @@ impl sync_export::Guest for Component {
         let settings = crate::sync::worker::Settings {
             backoff_base_ms: settings.backoff_base_ms,
             backoff_cap_ms: settings.backoff_cap_ms,
+            coalesce_window_ms: settings.coalesce_window_ms,
         };
         let report = crate::sync::worker::run(&host_env(), shard, shards, limit, &settings);
         sync_export::RunReport {
@@ -149,6 +150,14 @@ fn to_host_dest(d: &DestinationRef) -> host_connector::Destination {
     }
 }
 
+fn to_host_secret(s: &ExternalSecret) -> host_connector::ExternalSecret {
+    host_connector::ExternalSecret {
+        name: s.name.clone(),
+        value: s.value.clone(),
+        tags: s.tags.clone(),
+    }
+}
+
 fn from_host_sync_error(e: host_connector::SyncError) -> SyncError {
     match e {
         host_connector::SyncError::ClientSide(m) => SyncError::ClientSide(m),
@@ -163,12 +172,13 @@ fn from_host_sync_error(e: host_connector::SyncError) -> SyncError {
 
 impl Connector for HostConnector {
     fn push(&self, dest: &DestinationRef, secret: &ExternalSecret) -> Result<(), SyncError> {
-        let secret = host_connector::ExternalSecret {
-            name: secret.name.clone(),
-            value: secret.value.clone(),
-            tags: secret.tags.clone(),
-        };
-        host_connector::push(&to_host_dest(dest), &secret).map_err(from_host_sync_error)
+        host_connector::push(&to_host_dest(dest), &to_host_secret(secret))
+            .map_err(from_host_sync_error)
+    }
+
+    fn push_new(&self, dest: &DestinationRef, secret: &ExternalSecret) -> Result<(), SyncError> {
+        host_connector::push_new(&to_host_dest(dest), &to_host_secret(secret))
+            .map_err(from_host_sync_error)
     }
 
     fn delete(&self, dest: &DestinationRef, name: &str) -> Result<(), SyncError> {

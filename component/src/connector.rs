@@ -72,6 +72,12 @@ impl SyncError {
 
 pub trait Connector {
     fn push(&self, dest: &DestinationRef, secret: &ExternalSecret) -> Result<(), SyncError>;
+    /// [`Connector::push`] of an object kvsync has not written before (WIT
+    /// `push-new`: providers that distinguish create from update try create
+    /// first).
+    fn push_new(&self, dest: &DestinationRef, secret: &ExternalSecret) -> Result<(), SyncError> {
+        self.push(dest, secret)
+    }
     /// Deleting an object that does not exist succeeds.
     fn delete(&self, dest: &DestinationRef, name: &str) -> Result<(), SyncError>;
     fn inspect(&self, dest: &DestinationRef) -> Result<Vec<ExternalSecret>, SyncError>;

@@ -71,6 +71,9 @@ pub struct Tx<'s> {
     store: &'s dyn Storage,
     /// Version seen for every key read (`None`: absent).
     reads: BTreeMap<String, Option<u64>>,
+    /// What those reads returned: a key read again in the same transaction
+    /// costs no second host call and sees the same value.
+    read_values: BTreeMap<String, Option<Vec<u8>>>,
     /// Buffered writes (`None`: delete), visible to later reads of this transaction.
     writes: BTreeMap<String, Option<Vec<u8>>>,
     /// Set when this transaction queued sync work: the router then tells the
@@ -83,6 +86,7 @@ impl<'s> Tx<'s> {
         Tx {
             store,
             reads: BTreeMap::new(),
+            read_values: BTreeMap::new(),
             writes: BTreeMap::new(),
             sync_due: false,
         }
@@ -106,11 +110,16 @@ impl<'s> Tx<'s> {
         if let Some(w) = self.writes.get(key) {
             return Ok(w.clone());
         }
+        if let Some(v) = self.read_values.get(key) {
+            return Ok(v.clone());
+        }
         let entry = self.store.get(key)?;
         self.reads
             .entry(key.to_string())
             .or_insert(entry.as_ref().map(|e| e.version));
-        Ok(entry.map(|e| e.value))
+        let value = entry.map(|e| e.value);
+        self.read_values.insert(key.to_string(), value.clone());
+        Ok(value)
     }
 
     pub fn get_json<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>, ApiError> {
@@ -186,6 +195,7 @@ impl<'s> Tx<'s> {
         self.store.commit(conditions, ops)?;
         self.writes.clear();
         self.reads.clear();
+        self.read_values.clear();
         Ok(())
     }
 
@@ -204,6 +214,7 @@ impl<'s> Tx<'s> {
     /// read (and written) again.
     pub fn forget(&mut self, key: &str) {
         self.reads.remove(key);
+        self.read_values.remove(key);
         self.writes.remove(key);
     }
 }

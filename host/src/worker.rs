@@ -43,11 +43,9 @@ pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_secs(1);
 pub const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(5 * 60);
 /// Default interval between reconciliations.
 pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
-/// Default longest coalescing pause of a loop during a burst of changes.
+/// Default coalescing window (the engine spaces the syncs of a secret that
+/// keeps changing: 50 ms after a write, then this long).
 pub const DEFAULT_COALESCE_WINDOW: Duration = Duration::from_secs(1);
-/// The first coalescing pause of a burst; each further one is 4 times longer,
-/// up to the configured window.
-const COALESCE_FIRST_STEP: Duration = Duration::from_millis(50);
 /// Longest coalescing window accepted.
 pub const MAX_COALESCE_WINDOW: Duration = Duration::from_secs(10);
 /// Outbox entries one run processes at most.
@@ -73,11 +71,12 @@ pub struct SyncConfig {
     pub backoff_cap: Duration,
     /// Interval between reconciliations; also the longest an idle loop sleeps.
     pub reconcile_interval: Duration,
-    /// The coalescing pause. During a burst (work queued again while a run
-    /// was processing it), a loop's next run starts 50 ms after the previous
-    /// one started, then this window after each, so rapid changes of one
-    /// secret cost about one provider write per window, not one each.
-    /// A change after a quiet moment still runs at once. Zero: no coalescing.
+    /// The coalescing window, applied per association by the engine: a
+    /// secret changed again right after its destination was written waits
+    /// 50 ms after that write, then this window after each further one, so
+    /// rapid changes of one secret cost about one provider write per window,
+    /// not one each. A change after a quiet moment, or of another secret,
+    /// runs at once. Zero: no coalescing.
     pub coalesce_window: Duration,
 }
 
@@ -130,6 +129,7 @@ impl SyncConfig {
         SyncSettings {
             backoff_base_ms: millis(self.backoff_base),
             backoff_cap_ms: millis(self.backoff_cap),
+            coalesce_window_ms: millis(self.coalesce_window),
         }
     }
 }
@@ -155,18 +155,6 @@ fn idle_pause(next_due_ms: Option<u64>, now_ms: u64, cap: Duration) -> Duration 
         Some(due) => Duration::from_millis(due.saturating_sub(now_ms))
             .max(MIN_IDLE)
             .min(cap),
-    }
-}
-
-/// The coalescing pause after the `n`-th consecutive run of a burst: 50 ms
-/// after the first (a second change right behind the first is not kept
-/// waiting), then the whole window: a secret written again and again costs
-/// about one provider write per window, whatever the burst's length.
-fn coalesce_step(n: u32, window: Duration) -> Duration {
-    if n == 0 {
-        COALESCE_FIRST_STEP.min(window)
-    } else {
-        window
     }
 }
 
@@ -283,17 +271,13 @@ fn fired(woken: Pin<&mut Notified<'_>>) -> bool {
 async fn shard_loop(shared: Arc<Shared>, shard: u32, mut stop: watch::Receiver<bool>) {
     let shards = shared.config.workers.max(1);
     let settings = shared.config.settings();
-    let window = shared.config.coalesce_window;
     let mut failures: u32 = 0;
-    // Consecutive runs that saw new work arrive while they ran.
-    let mut burst_runs: u32 = 0;
     while !*stop.borrow() {
         // Registered before the run: a wake-up that arrives while the run is
         // in progress is kept, so work queued meanwhile is never left asleep.
         let woken = shared.wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let started = Instant::now();
         let outcome = shared
             .runtime
             .run_sync(shared.storage(), shard, shards, BATCH, settings)
@@ -314,23 +298,13 @@ async fn shard_loop(shared: Arc<Shared>, shard: u32, mut stop: watch::Receiver<b
                         tracing::debug!(shard, processed = report.processed, "sync run");
                     }
                 }
-                if report.processed >= BATCH {
-                    // A full batch: more is due, go on at once.
-                    (Duration::ZERO, false)
-                } else if woken_during_run {
-                    // Work was queued while this run went on. Once, run again
-                    // at once; when it keeps coming (a burst: a secret written
-                    // again and again, entries conflicting with the writes),
-                    // let it settle, longer the longer it lasts, so a secret
-                    // written many times in a row costs a few provider writes.
-                    burst_runs = burst_runs.saturating_add(1);
-                    let step = coalesce_step(burst_runs - 1, window);
-                    (step.saturating_sub(started.elapsed()), false)
-                } else if report.processed > 0 {
-                    burst_runs = 0;
+                if report.processed > 0 || woken_during_run {
+                    // More may be due (a full batch, retries), or work was
+                    // queued while this run went on: go on at once. A secret
+                    // that keeps changing does not make this spin: the engine
+                    // holds its entry back (coalescing) and wakes no one.
                     (Duration::ZERO, false)
                 } else {
-                    burst_runs = 0;
                     let pause = idle_pause(
                         report.next_due_ms,
                         now_ms(),
@@ -425,7 +399,11 @@ pub async fn drain(
         .reconcile(TenantStorage::new(backend.clone(), tenant))
         .await?;
     let shards = config.workers.max(1);
-    let settings = config.settings();
+    // A one-shot drain takes every change as it is now: nothing to coalesce.
+    let settings = SyncSettings {
+        coalesce_window_ms: 0,
+        ..config.settings()
+    };
     let mut tasks = JoinSet::new();
     for shard in 0..shards {
         let runtime = runtime.clone();
@@ -537,19 +515,6 @@ mod tests {
     }
 
     #[test]
-    fn bursts_wait_a_short_step_then_the_window() {
-        let window = Duration::from_secs(1);
-        assert_eq!(coalesce_step(0, window), Duration::from_millis(50));
-        assert_eq!(coalesce_step(1, window), window);
-        assert_eq!(coalesce_step(u32::MAX, window), window);
-        assert_eq!(coalesce_step(0, Duration::ZERO), Duration::ZERO);
-        assert_eq!(
-            coalesce_step(0, Duration::from_millis(20)),
-            Duration::from_millis(20)
-        );
-    }
-
-    #[test]
     fn failed_runs_back_off_exponentially_to_a_cap() {
         assert_eq!(error_pause(1), Duration::from_millis(500));
         assert_eq!(error_pause(2), Duration::from_secs(1));
@@ -564,6 +529,7 @@ mod tests {
         let settings = SyncConfig::default().settings();
         assert_eq!(settings.backoff_base_ms, 1_000);
         assert_eq!(settings.backoff_cap_ms, 300_000);
+        assert_eq!(settings.coalesce_window_ms, 1_000);
         for bad in [
             SyncConfig {
                 workers: 0,

@@ -194,6 +194,34 @@ fn client_side(e: SyncError) -> String {
 }
 
 #[tokio::test]
+async fn a_new_object_costs_a_create_and_a_version_and_an_existing_one_is_kept() {
+    let _turn = TURN.lock().await;
+    let c = Connectors::new();
+    let d = dest(json!({}));
+    let id = unique("new");
+    // Warm the token cache so only the secret's own calls are counted.
+    c.push(&d, &secret(&unique("warm"), "w", &[]))
+        .await
+        .unwrap();
+    clear_calls().await;
+    c.push_new(&d, &secret(&id, "v1", &[])).await.unwrap();
+    assert_eq!(
+        calls().await,
+        vec![post(secrets_path()), post(add_version_path(&id))]
+    );
+    // It existed after all: the create answers 409, the secret gets a version.
+    clear_calls().await;
+    c.push_new(&d, &secret(&id, "v2", &[])).await.unwrap();
+    assert_eq!(
+        calls().await,
+        vec![post(secrets_path()), post(add_version_path(&id))]
+    );
+    let s = state();
+    assert_eq!(s["objects"][&id]["value"], "v2");
+    assert_eq!(s["versions"][&id], 2);
+}
+
+#[tokio::test]
 async fn first_push_creates_and_an_update_is_one_add_version() {
     let _turn = TURN.lock().await;
     let c = Connectors::new();

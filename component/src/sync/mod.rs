@@ -104,6 +104,10 @@ pub mod keys {
     pub const BY_SECRET: &str = "sync/by-secret/";
     /// Every association record lives under this prefix.
     pub const ASSOCIATIONS: &str = "sync/associations/";
+    /// Which association holds each external name of a destination: one
+    /// entry per name an association's objects may occupy (collision checks
+    /// cost one read per new name, not a scan of the destination).
+    pub const CLAIMS: &str = "sync/claims/";
     /// The durable sync outbox: one entry per (destination, secret) with work to do.
     pub const OUTBOX: &str = "sync/outbox/";
     /// The number of entries in the outbox (for `queue_capacity`); outside
@@ -134,6 +138,16 @@ pub mod keys {
             associations_of(kind, name),
             escape(secret_name)
         )
+    }
+
+    /// The claims of one destination's external names live under this prefix.
+    pub fn claims_of(kind: &str, name: &str) -> String {
+        format!("{CLAIMS}{kind}/{name}/")
+    }
+
+    /// The claim on external name `external` at destination `kind/name`.
+    pub fn claim(kind: &str, name: &str, external: &str) -> String {
+        format!("{}{}", claims_of(kind, name), escape(external))
     }
 
     /// The index from a secret to its destinations lives under this prefix.

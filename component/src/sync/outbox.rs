@@ -200,15 +200,13 @@ pub fn reset_count(tx: &mut Tx, n: u64) -> ApiResult<()> {
 pub fn enqueue(tx: &mut Tx, id: &EntryId, req: Enqueue) -> ApiResult<Queued> {
     let key = id.key();
     let existing: Option<OutboxEntry> = tx.get_json(&key)?;
-    let entry = match existing {
+    let entry = match &existing {
         Some(e) if !req.reset && e.op.rank() > req.op.rank() => return Ok(Queued::Kept),
         Some(e) if !req.reset && e.op == req.op => {
-            let (due_at, attempts) = if e.attempts > 0 || req.attempts > 0 {
-                // In backoff: a newer change waits for the scheduled retry.
-                (e.due_at.max(req.due_at), e.attempts.max(req.attempts))
-            } else {
-                (e.due_at.min(req.due_at), 0)
-            };
+            // In backoff, or waiting for coalescing: a newer change waits
+            // for the scheduled run.
+            let due_at = e.due_at.max(req.due_at);
+            let attempts = e.attempts.max(req.attempts);
             OutboxEntry {
                 op: req.op,
                 due_at,
@@ -244,8 +242,15 @@ pub fn enqueue(tx: &mut Tx, id: &EntryId, req: Enqueue) -> ApiResult<Queued> {
             return Ok(Queued::New);
         }
     };
-    tx.put_json(key, &entry)?;
-    tx.mark_sync_due();
+    // The worker is woken only for work it can do now.
+    if entry.due_at <= req.due_at {
+        tx.mark_sync_due();
+    }
+    // A change that finds the same work already waiting (a secret written
+    // again while its entry waits for coalescing) writes nothing.
+    if existing.as_ref() != Some(&entry) {
+        tx.put_json(key, &entry)?;
+    }
     Ok(Queued::Replaced)
 }
 

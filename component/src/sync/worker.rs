@@ -42,6 +42,8 @@ pub struct Settings {
     pub backoff_base_ms: u64,
     /// Longest retry delay (a provider's retry-after may ask for more).
     pub backoff_cap_ms: u64,
+    /// The coalescing window (0: none): see [`coalesce_step`].
+    pub coalesce_window_ms: u64,
 }
 
 impl Default for Settings {
@@ -49,8 +51,47 @@ impl Default for Settings {
         Settings {
             backoff_base_ms: 1_000,
             backoff_cap_ms: 300_000,
+            coalesce_window_ms: 1_000,
         }
     }
+}
+
+/// The first coalescing step: a second change right behind a write waits this
+/// long after it, not the whole window.
+const COALESCE_FIRST_STEP_MS: u64 = 50;
+
+/// How long after its last provider write an association changed again must
+/// wait, when `burst` writes in a row already came within the window of the
+/// one before: 50 ms after a lone write, the whole window after that. So a
+/// secret written again and again costs about one provider write per window
+/// however long the burst lasts, the final value always lands, and a change
+/// after a quiet moment (or to another secret) runs at once.
+pub fn coalesce_step(burst: u32, window_ms: u64) -> u64 {
+    if burst == 0 {
+        COALESCE_FIRST_STEP_MS.min(window_ms)
+    } else {
+        window_ms
+    }
+}
+
+/// Whether the sync of `record` waits for coalescing, and until when; when it
+/// runs now, updates the record's burst count for the write it may make.
+fn coalesce(record: &mut Association, now: Nanos, settings: &Settings) -> Option<Nanos> {
+    let window = ms_to_nanos(settings.coalesce_window_ms);
+    if window == 0 || record.pushed_at == 0 {
+        return None;
+    }
+    let since = now.saturating_sub(record.pushed_at);
+    if since >= window {
+        record.burst = 0;
+        return None;
+    }
+    let step = ms_to_nanos(coalesce_step(record.burst, settings.coalesce_window_ms));
+    if since < step {
+        return Some(record.pushed_at.saturating_add(step));
+    }
+    record.burst = record.burst.saturating_add(1);
+    None
 }
 
 /// What a run did (WIT `sync.run-report`).
@@ -343,7 +384,7 @@ fn process(
     };
     let Some(mut dest) = Destination::load(tx, &id.kind, &id.name)? else {
         // The destination is gone: nothing left to reach the objects with.
-        record.drop_record(tx);
+        record.drop_record(tx)?;
         return Ok(finished(tx, false));
     };
     let mount = MountTable::load(tx)?
@@ -358,6 +399,13 @@ fn process(
     };
     match (op, mount) {
         (OutboxOp::Sync, Some(mount)) => {
+            if entry.attempts == 0
+                && let Some(due_at) = coalesce(&mut record, now, settings)
+            {
+                // Written moments ago: wait, and let further changes join.
+                tx.put_json(id.key(), &OutboxEntry { due_at, ..entry })?;
+                return Ok((Step::Skipped(Some(due_at)), 0));
+            }
             let secret = kv::read_current(tx, &mount, &id.secret_name)?;
             let secret = secret.as_ref().map(|(v, data)| (*v, data));
             let outcome = match sync_association(tx, env, &dest, &mut record, secret) {

@@ -25,7 +25,9 @@
 //!   update); on `ResourceNotFoundException`, `CreateSecret` with the tags,
 //!   `kms_key_id` and `replica_regions` (2 calls, 1 write); if a concurrent writer
 //!   created it meanwhile (`ResourceExistsException`), `PutSecretValue` again
-//!   (3 calls). Tags, KMS key and replicas therefore apply when a secret is created;
+//!   (3 calls).
+//! - push_new (an object kvsync never wrote: an association's first sync):
+//!   `CreateSecret` first (1 call); `PutSecretValue` when it exists anyway (2). Tags, KMS key and replicas therefore apply when a secret is created;
 //!   updates write the value only (learning the current tags would take a read).
 //! - delete: `DeleteSecret` with `ForceDeleteWithoutRecovery` (1 call): no recovery
 //!   window, the name can be synced again at once. A missing secret counts as
@@ -137,34 +139,16 @@ impl DestinationConnector for AwsSecretsManager {
             Err(e) if is_not_found(&e) => {}
             other => return other.map_err(|e| classify("PutSecretValue", e)),
         }
-        let created = client
-            .create_secret()
-            .name(&secret.name)
-            .secret_string(secret.value.as_str())
-            .set_tags(Some(
-                secret
-                    .tags
-                    .iter()
-                    .map(|(k, v)| sm::types::Tag::builder().key(k).value(v).build())
-                    .collect(),
-            ))
-            .set_kms_key_id(settings.kms_key_id.clone())
-            .set_add_replica_regions(settings.replicas())
-            .send()
-            .await;
-        match created {
-            Ok(_) => Ok(()),
-            // Created by someone else since our PutSecretValue: overwrite it.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_exists_exception()) =>
-            {
-                put(&client, secret)
-                    .await
-                    .map_err(|e| classify("PutSecretValue", e))
-            }
-            Err(e) => Err(classify("CreateSecret", e)),
-        }
+        create(&client, secret, &settings).await
+    }
+
+    async fn push_new(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError> {
+        check_name(&secret.name)?;
+        check_value(&secret.value)?;
+        check_tags(&secret.tags)?;
+        let settings = Settings::from_config(&dest.config)?;
+        let client = self.client(dest, &settings).await?;
+        create(&client, secret, &settings).await
     }
 
     async fn delete(&self, dest: &Destination, name: &str) -> Result<(), SyncError> {
@@ -208,6 +192,44 @@ impl DestinationConnector for AwsSecretsManager {
         delete_secret(&client, name)
             .await
             .map_err(|e| classify("DeleteSecret", e))
+    }
+}
+
+/// `CreateSecret` with the tags, KMS key and replicas (one call for a new
+/// secret); when the secret exists already (created by someone else
+/// meanwhile, or a `push_new` of a secret that was not new),
+/// `PutSecretValue` instead.
+async fn create(
+    client: &sm::Client,
+    secret: &ExternalSecret,
+    settings: &Settings,
+) -> Result<(), SyncError> {
+    let created = client
+        .create_secret()
+        .name(&secret.name)
+        .secret_string(secret.value.as_str())
+        .set_tags(Some(
+            secret
+                .tags
+                .iter()
+                .map(|(k, v)| sm::types::Tag::builder().key(k).value(v).build())
+                .collect(),
+        ))
+        .set_kms_key_id(settings.kms_key_id.clone())
+        .set_add_replica_regions(settings.replicas())
+        .send()
+        .await;
+    match created {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_exists_exception()) =>
+        {
+            put(client, secret)
+                .await
+                .map_err(|e| classify("PutSecretValue", e))
+        }
+        Err(e) => Err(classify("CreateSecret", e)),
     }
 }
 
@@ -1074,6 +1096,22 @@ mod tests {
         assert_eq!(put["SecretString"], "v2");
         assert!(put.get("Tags").is_none());
         assert_eq!(stub.secrets.lock().unwrap()["vault/kv_1/app"], "v2");
+    }
+
+    #[tokio::test]
+    async fn a_new_object_is_created_in_one_call_and_an_existing_one_still_overwritten() {
+        let (stub, c) = setup().await;
+        c.push_new(&dest(json!({})), &secret("fresh", "v1"))
+            .await
+            .unwrap();
+        assert_eq!(stub.targets(), vec![CREATE]);
+        assert_eq!(stub.seen()[0].body["Tags"][0]["Key"], "hashicorp:vault");
+        // Written by someone else already: CreateSecret refuses, PutSecretValue wins.
+        c.push_new(&dest(json!({})), &secret("fresh", "v2"))
+            .await
+            .unwrap();
+        assert_eq!(stub.targets(), vec![CREATE, CREATE, PUT]);
+        assert_eq!(stub.secrets.lock().unwrap()["fresh"], "v2");
     }
 
     #[tokio::test]

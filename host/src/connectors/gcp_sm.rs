@@ -21,6 +21,8 @@
 //!   is created (`POST …/secrets?secretId={id}` with the replication policy and
 //!   labels; 409 `ALREADY_EXISTS` — another writer won the race — is fine) and
 //!   the version is added again: three calls, two of them writes.
+//! - push_new (an object kvsync never wrote: an association's first sync):
+//!   create, then add the version: two calls.
 //! - delete: `DELETE …/secrets/{id}` (all versions, no soft delete); 404 counts
 //!   as deleted.
 //!
@@ -366,6 +368,30 @@ impl GcpSecretManager {
     }
 }
 
+impl GcpSecretManager {
+    /// Creates the secret (an existing one answers 409 and is kept as it is),
+    /// then adds its version: two calls.
+    async fn create_with_version(
+        &self,
+        session: &Session,
+        id: &str,
+        replication: &Value,
+        labels: &BTreeMap<String, String>,
+        body: &str,
+    ) -> Result<(), SyncError> {
+        self.create(session, id, replication, labels).await?;
+        match self.add_version(session, id, body.as_bytes()).await? {
+            Added::Yes => Ok(()),
+            Added::SecretMissing => Err(SyncError::ExternalService {
+                message: format!(
+                    "{PROVIDER}: secret {id} was deleted while its first version was being added"
+                ),
+                retry_after: None,
+            }),
+        }
+    }
+}
+
 #[async_trait]
 impl DestinationConnector for GcpSecretManager {
     fn kind(&self) -> &'static str {
@@ -385,21 +411,19 @@ impl DestinationConnector for GcpSecretManager {
         {
             return Ok(());
         }
-        self.create(&session, &secret.name, &replication, &labels)
-            .await?;
-        match self
-            .add_version(&session, &secret.name, body.as_bytes())
-            .await?
-        {
-            Added::Yes => Ok(()),
-            Added::SecretMissing => Err(SyncError::ExternalService {
-                message: format!(
-                    "{PROVIDER}: secret {} was deleted while its first version was being added",
-                    secret.name
-                ),
-                retry_after: None,
-            }),
-        }
+        self.create_with_version(&session, &secret.name, &replication, &labels, &body)
+            .await
+    }
+
+    async fn push_new(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError> {
+        check_secret_id(&secret.name)?;
+        check_payload(&secret.name, &secret.value)?;
+        let labels = labels(&secret.tags)?;
+        let replication = replication(&dest.config)?;
+        let session = self.session(dest).await?;
+        let body = version_body(&secret.value);
+        self.create_with_version(&session, &secret.name, &replication, &labels, &body)
+            .await
     }
 
     async fn delete(&self, dest: &Destination, name: &str) -> Result<(), SyncError> {

@@ -72,6 +72,14 @@ pub trait DestinationConnector: Send + Sync {
     /// Creates or overwrites an external secret.
     async fn push(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError>;
 
+    /// [`DestinationConnector::push`] of an object kvsync has not written
+    /// before: a provider that must choose between create and update tries
+    /// create first (one call for a new object), and still overwrites an
+    /// object that exists anyway.
+    async fn push_new(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError> {
+        self.push(dest, secret).await
+    }
+
     /// Deletes an external secret; one that does not exist counts as deleted.
     async fn delete(&self, dest: &Destination, name: &str) -> Result<(), SyncError>;
 
@@ -357,6 +365,16 @@ impl Connectors {
 
     pub async fn push(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError> {
         self.call(dest, Op::Push, |c| c.push(dest, secret)).await
+    }
+
+    /// [`DestinationConnector::push_new`] (metered as a push).
+    pub async fn push_new(
+        &self,
+        dest: &Destination,
+        secret: &ExternalSecret,
+    ) -> Result<(), SyncError> {
+        self.call(dest, Op::Push, |c| c.push_new(dest, secret))
+            .await
     }
 
     pub async fn delete(&self, dest: &Destination, name: &str) -> Result<(), SyncError> {

@@ -85,6 +85,21 @@ impl wit::Host for State {
         Ok(out)
     }
 
+    async fn push_new(
+        &mut self,
+        dest: wit::Destination,
+        secret: wit::ExternalSecret,
+    ) -> wasmtime::Result<Result<(), wit::SyncError>> {
+        let started = Instant::now();
+        let secret = from_wit(secret);
+        let out = match destination(dest) {
+            Ok(dest) => bounded(self.inline_bound, self.connectors.push_new(&dest, &secret)).await,
+            Err(e) => Err(error_to_wit(e)),
+        };
+        self.cpu.charge_host(started.elapsed());
+        Ok(out)
+    }
+
     async fn delete(
         &mut self,
         dest: wit::Destination,

@@ -39,6 +39,8 @@ pub struct SyncOutcome {
     pub retryable: bool,
     /// The longest delay a provider asked for before the next try.
     pub retry_after_ms: Option<u64>,
+    /// Some provider write (push or delete) succeeded.
+    pub wrote: bool,
 }
 
 impl SyncOutcome {
@@ -69,6 +71,7 @@ impl SyncOutcome {
             failure: Some(SyncStatus::ClientSideError),
             retryable: false,
             retry_after_ms: None,
+            wrote: false,
         }
     }
 }
@@ -92,6 +95,9 @@ pub fn sync_association(
     let version = secret.map(|(v, _)| v).unwrap_or(0);
     let target = connector_target(tx, dest)?;
     let outcome = converge(env, &target, record, desired, version, true);
+    if outcome.wrote {
+        record.pushed_at = time::now();
+    }
     record.save(tx)?;
     Ok(outcome)
 }
@@ -138,7 +144,7 @@ pub fn unsync_association(
     let target = connector_target(tx, dest)?;
     let outcome = converge(env, &target, record, Vec::new(), 0, false);
     if record.rows.is_empty() && record.stale.is_empty() {
-        record.drop_record(tx);
+        record.drop_record(tx)?;
         Ok((true, outcome))
     } else {
         record.save(tx)?;
@@ -273,45 +279,26 @@ fn desired_objects(
 /// produces (or still has to delete): two secrets must not overwrite each other.
 fn check_collisions(tx: &mut Tx, record: &Association, desired: &[Desired]) -> ApiResult<()> {
     // Names the record already holds were checked when it first claimed them
-    // (and no other association could claim them since): only new names cost
-    // a look at the destination's other associations.
-    let held: BTreeSet<&str> = record
-        .rows
-        .values()
-        .filter(|r| r.may_exist())
-        .map(|r| r.external_name.as_str())
-        .chain(record.stale.keys().map(String::as_str))
-        .collect();
-    let desired: Vec<&Desired> = desired
+    // (and no other association could claim them since): only new names
+    // need a look at who holds them.
+    let held = record.claimed_names();
+    for d in desired
         .iter()
         .filter(|d| !held.contains(d.object.name.as_str()))
-        .collect();
-    if desired.is_empty() {
-        return Ok(());
-    }
-    let others = record::all_of(tx, &record.kind, &record.destination, &[])?;
-    for other in others {
+    {
+        let Some(other) = record::claim_of(tx, &record.kind, &record.destination, &d.object.name)?
+        else {
+            continue;
+        };
         if other.accessor == record.accessor && other.secret_name == record.secret_name {
             continue;
         }
-        let claimed: BTreeSet<&str> = other
-            .rows
-            .values()
-            .filter(|r| r.may_exist())
-            .map(|r| r.external_name.as_str())
-            .chain(other.stale.keys().map(String::as_str))
-            .collect();
-        if let Some(d) = desired
-            .iter()
-            .find(|d| claimed.contains(d.object.name.as_str()))
-        {
-            return Err(ApiError::bad_request(format!(
-                "the external name {:?} is already written by the association of secret {} in mount {} \
-                 with destination {}/{}; remove that association or change the destination's \
-                 secret_name_template",
-                d.object.name, other.secret_name, other.mount, record.kind, record.destination
-            )));
-        }
+        return Err(ApiError::bad_request(format!(
+            "the external name {:?} is already written by the association of secret {} in mount {} \
+             with destination {}/{}; remove that association or change the destination's \
+             secret_name_template",
+            d.object.name, other.secret_name, other.mount, record.kind, record.destination
+        )));
     }
     Ok(())
 }
@@ -356,7 +343,15 @@ fn converge(
         let pushed = if unchanged {
             Ok(())
         } else {
-            env.connector.push(target, &d.object)
+            // An object this association never wrote (or knows is gone) is
+            // most likely new at the provider: create first.
+            let pushed = if previous.is_some_and(Row::may_exist) {
+                env.connector.push(target, &d.object)
+            } else {
+                env.connector.push_new(target, &d.object)
+            };
+            outcome.wrote |= pushed.is_ok();
+            pushed
         };
         let row = match pushed {
             Ok(()) => Row {
@@ -385,6 +380,7 @@ fn converge(
     let mut stale = BTreeMap::new();
     for (name, key) in to_delete {
         let Err(e) = env.connector.delete(target, &name) else {
+            outcome.wrote = true;
             continue;
         };
         outcome.record(&e);

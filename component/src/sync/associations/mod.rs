@@ -278,6 +278,7 @@ pub fn finish_purge(tx: &mut Tx, dest: &Destination) -> ApiResult<bool> {
     if dest.purge_initiated_at.is_none() || has_any(tx, &dest.kind, &dest.name)? {
         return Ok(false);
     }
+    record::drop_claims(tx, &dest.kind, &dest.name)?;
     tx.delete(keys::destination(&dest.kind, &dest.name));
     Ok(true)
 }
@@ -390,7 +391,8 @@ pub fn has_any(tx: &mut Tx, kind: &str, name: &str) -> ApiResult<bool> {
 /// without touching external objects (`force_delete`: they are orphaned).
 pub fn drop_all(tx: &mut Tx, dest: &Destination) -> ApiResult<()> {
     for (accessor, secret_name) in record::ids_of(tx, &dest.kind, &dest.name, &[])? {
-        record::drop_keys(tx, &dest.kind, &dest.name, &accessor, &secret_name);
+        record::drop_keys(tx, &dest.kind, &dest.name, &accessor, &secret_name)?;
     }
+    record::drop_claims(tx, &dest.kind, &dest.name)?;
     outbox::drop_destination(tx, &dest.kind, &dest.name)
 }

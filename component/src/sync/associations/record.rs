@@ -4,7 +4,7 @@
 //!
 //! Records hold names, statuses and errors only, never a secret value.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +40,18 @@ pub struct Association {
     /// yet (name → the row key they belonged to); every sync retries them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub stale: BTreeMap<String, String>,
+    /// When a provider write of this association last succeeded (0: never),
+    /// and how many writes in a row came within the coalescing window of the
+    /// one before: the worker spaces out the syncs of a secret that keeps
+    /// changing (see `worker::coalesce_step`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pushed_at: Nanos,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub burst: u32,
+}
+
+fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// The state of one external object.
@@ -110,6 +122,8 @@ impl Association {
             template,
             rows: BTreeMap::new(),
             stale: BTreeMap::new(),
+            pushed_at: 0,
+            burst: 0,
         }
     }
 
@@ -141,8 +155,39 @@ impl Association {
         tx.get_json(&keys::association(kind, name, accessor, secret_name))
     }
 
-    /// Writes the record and its index entry.
+    /// The external names this association's objects may occupy: those of
+    /// rows that may exist, and stale ones not deleted yet.
+    pub fn claimed_names(&self) -> BTreeSet<&str> {
+        self.rows
+            .values()
+            .filter(|r| r.may_exist())
+            .map(|r| r.external_name.as_str())
+            .chain(self.stale.keys().map(String::as_str))
+            .collect()
+    }
+
+    /// Writes the record, its index entry and its claims on external names
+    /// (names it took are claimed, names it let go are released).
     pub fn save(&self, tx: &mut Tx) -> ApiResult<()> {
+        let stored: Option<Association> = tx.get_json(&self.key())?;
+        let before = stored
+            .as_ref()
+            .map(Association::claimed_names)
+            .unwrap_or_default();
+        let now = self.claimed_names();
+        for name in before.difference(&now) {
+            tx.delete(keys::claim(&self.kind, &self.destination, name));
+        }
+        for name in now.difference(&before) {
+            tx.put_json(
+                keys::claim(&self.kind, &self.destination, name),
+                &Claim {
+                    accessor: self.accessor.clone(),
+                    mount: self.mount.clone(),
+                    secret_name: self.secret_name.clone(),
+                },
+            )?;
+        }
         tx.put_json(self.key(), self)?;
         tx.put_json(
             self.index_key(),
@@ -153,15 +198,15 @@ impl Association {
         )
     }
 
-    /// Drops the record and its index entry.
-    pub fn drop_record(&self, tx: &mut Tx) {
+    /// Drops the record, its index entry and its claims.
+    pub fn drop_record(&self, tx: &mut Tx) -> ApiResult<()> {
         drop_keys(
             tx,
             &self.kind,
             &self.destination,
             &self.accessor,
             &self.secret_name,
-        );
+        )
     }
 
     /// Shows every row in `status` (with `error`, for error statuses) from
@@ -185,9 +230,45 @@ impl Association {
     }
 }
 
-pub fn drop_keys(tx: &mut Tx, kind: &str, name: &str, accessor: &str, secret_name: &str) {
-    tx.delete(keys::association(kind, name, accessor, secret_name));
+/// Who holds an external name of a destination (see [`keys::claim`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub accessor: String,
+    pub mount: String,
+    pub secret_name: String,
+}
+
+/// The claim on `external` at destination `kind/name`, if any.
+pub fn claim_of(tx: &mut Tx, kind: &str, name: &str, external: &str) -> ApiResult<Option<Claim>> {
+    tx.get_json(&keys::claim(kind, name, external))
+}
+
+/// Drops an association's record, index entry and claims.
+pub fn drop_keys(
+    tx: &mut Tx,
+    kind: &str,
+    name: &str,
+    accessor: &str,
+    secret_name: &str,
+) -> ApiResult<()> {
+    let key = keys::association(kind, name, accessor, secret_name);
+    if let Some(stored) = tx.get_json::<Association>(&key)? {
+        for external in stored.claimed_names() {
+            tx.delete(keys::claim(kind, name, external));
+        }
+    }
+    tx.delete(key);
     tx.delete(keys::secret_index(accessor, secret_name, kind, name));
+    Ok(())
+}
+
+/// Drops every claim of a destination (it is being deleted).
+pub fn drop_claims(tx: &mut Tx, kind: &str, name: &str) -> ApiResult<()> {
+    let prefix = keys::claims_of(kind, name);
+    for rel in tx.list(&prefix, None)? {
+        tx.delete(format!("{prefix}{rel}"));
+    }
+    Ok(())
 }
 
 /// `(accessor, secret_name)` of every association of a destination, from the

@@ -141,7 +141,10 @@ impl T {
             0,
             1,
             1000,
-            &crate::sync::worker::Settings::default(),
+            &crate::sync::worker::Settings {
+                coalesce_window_ms: 0,
+                ..crate::sync::worker::Settings::default()
+            },
         )
     }
 
@@ -567,6 +570,56 @@ fn colliding_external_names_are_refused() {
     assert!(b["errors"][0].as_str().unwrap().contains("\"a\""));
 }
 
+/// The claims on external names of destination `dest` (in-mem), by name.
+fn claims(t: &T, dest: &str) -> Vec<String> {
+    let prefix = keys::claims_of("in-mem", dest);
+    t.f.storage
+        .keys()
+        .into_iter()
+        .filter_map(|k| k.strip_prefix(&prefix).map(keys::unescape))
+        .collect()
+}
+
+#[test]
+fn names_are_claimed_while_held_and_released_when_let_go() {
+    let t = T::new();
+    let acc = t.accessor("secret/");
+    t.put("app", json!({"a": "1", "b": "2"}));
+    t.put("other", json!({"a": "1"}));
+    t.dest("k1", Granularity::SecretKey, None);
+    t.set_ok("k1", "app");
+    assert_eq!(
+        claims(&t, "k1"),
+        vec![format!("vault/{acc}/app/a"), format!("vault/{acc}/app/b")]
+    );
+    // A key removed from the secret lets its name go once synced.
+    t.put("app", json!({"a": "1"}));
+    t.drain();
+    assert_eq!(claims(&t, "k1"), vec![format!("vault/{acc}/app/a")]);
+    // Removing the association releases everything: another secret may
+    // now take the name.
+    t.remove("k1", "secret", "app");
+    assert!(claims(&t, "k1").is_empty());
+    t.dest("fixed", Granularity::SecretPath, Some("one"));
+    t.set_ok("fixed", "app");
+    let (s, _) = t.set("fixed", "secret", "other");
+    assert_eq!(s, 400);
+    t.remove("fixed", "secret", "app");
+    t.set_ok("fixed", "other");
+    assert_eq!(claims(&t, "fixed"), vec!["one".to_string()]);
+    // A destination deleted with force leaves no claim behind for a new
+    // destination of the same name.
+    let (s, b) = t.call(
+        "DELETE",
+        "sys/sync/destinations/in-mem/fixed?force_delete=true",
+        Value::Null,
+    );
+    assert!(s == 200 || s == 204, "{s} {b}");
+    assert!(claims(&t, "fixed").is_empty());
+    t.dest("fixed", Granularity::SecretPath, Some("one"));
+    t.set_ok("fixed", "app");
+}
+
 #[test]
 fn remove_deletes_the_objects_and_is_idempotent() {
     let t = T::new();
@@ -818,6 +871,7 @@ fn a_push_deferred_past_the_inline_bound_answers_pending_and_is_queued() {
     let settings = crate::sync::worker::Settings {
         backoff_base_ms: 1,
         backoff_cap_ms: 1,
+        coalesce_window_ms: 0,
     };
     let report = crate::sync::worker::run(&t.f.env(), 0, 1, 10, &settings);
     assert_eq!(report.processed, 1);

@@ -509,6 +509,7 @@ fn delete(
         }
     }
     outbox::drop_destination(tx, spec.kind, name)?;
+    crate::sync::associations::record::drop_claims(tx, spec.kind, name)?;
     tx.delete(keys::destination(spec.kind, name));
     done()
 }

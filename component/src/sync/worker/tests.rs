@@ -60,6 +60,8 @@ impl T {
             settings: Settings {
                 backoff_base_ms: 10_000,
                 backoff_cap_ms: 1_000_000,
+                // Off, unless a test turns it on: runs are not kept waiting.
+                coalesce_window_ms: 0,
             },
             accessor: RefCell::new(String::new()),
         };
@@ -212,6 +214,15 @@ impl T {
         tx.commit().unwrap();
     }
 
+    fn edit_entry(&self, dest: &str, secret: &str, edit: impl FnOnce(&mut OutboxEntry)) {
+        let mut tx = Tx::new(&self.f.storage);
+        let id = self.id(dest, secret);
+        let mut entry = outbox::load(&mut tx, &id).unwrap().unwrap();
+        edit(&mut entry);
+        tx.put_json(id.key(), &entry).unwrap();
+        tx.commit().unwrap();
+    }
+
     /// Drops an outbox entry by hand (as if it had been lost).
     fn lose_entry(&self, dest: &str, secret: &str) {
         let mut tx = Tx::new(&self.f.storage);
@@ -246,6 +257,7 @@ fn next_due_grows_exponentially_up_to_the_cap() {
     let s = Settings {
         backoff_base_ms: 100,
         backoff_cap_ms: 1_000,
+        coalesce_window_ms: 0,
     };
     let ms = 1_000_000;
     // Equal jitter: [backoff/2, backoff]; jitter 0 gives the low end, a jitter
@@ -273,6 +285,7 @@ fn next_due_honours_retry_after() {
     let s = Settings {
         backoff_base_ms: 100,
         backoff_cap_ms: 1_000,
+        coalesce_window_ms: 0,
     };
     let ms = 1_000_000;
     // The provider's hint wins when it is longer, even beyond the cap...
@@ -285,6 +298,7 @@ fn next_due_honours_retry_after() {
     let zero = Settings {
         backoff_base_ms: 0,
         backoff_cap_ms: 0,
+        coalesce_window_ms: 0,
     };
     assert_eq!(next_due(7, 5, None, &zero, 3), 7);
     assert_eq!(next_due(i64::MAX - 1, 5, Some(1), &s, 3), i64::MAX);
@@ -622,6 +636,79 @@ fn coalescing_many_writes_costs_one_push_of_the_last_value() {
 }
 
 #[test]
+fn a_secret_changed_right_after_a_write_waits_a_step_then_the_window() {
+    const MS: i64 = 1_000_000;
+    let mut t = T::new();
+    t.settings.coalesce_window_ms = 60_000;
+    t.dest("d1", Granularity::SecretPath);
+    t.dest("d2", Granularity::SecretPath);
+    t.put("app", json!({"i": 0}));
+    t.set("d1", "app");
+    let pushed_at = t.record("d1", "app").unwrap().pushed_at;
+    assert!(pushed_at > 0, "the inline first sync wrote");
+    let before = t.calls();
+
+    // A change right behind the write waits 50 ms after it.
+    assert!(t.put("app", json!({"i": 1})).sync_due());
+    let report = t.drain();
+    assert_eq!((report.processed, t.calls()), (0, before));
+    let due = t.entry("d1", "app").unwrap().due_at;
+    assert_eq!(due, pushed_at + 50 * MS);
+    assert_eq!(report.next_due_ms, Some(nanos_to_ms(due)));
+    assert_eq!(t.statuses("d1", "app"), vec!["PENDING"]);
+    // Further changes join it, and do not wake the worker for nothing.
+    assert!(!t.put("app", json!({"i": 2})).sync_due());
+    assert_eq!(t.entry("d1", "app").unwrap().due_at, due);
+    // Coalescing is per association: another secret, quiet for a while,
+    // is not held back by this burst.
+    t.put("other", json!({"x": 1}));
+    t.set("d2", "other");
+    t.edit_record("d2", "other", |r| r.pushed_at -= 60_000 * MS);
+    assert!(t.put("other", json!({"x": 2})).sync_due());
+    let before = t.calls();
+
+    // 50 ms later: one write, of the last value.
+    t.edit_record("d1", "app", |r| r.pushed_at -= 50 * MS);
+    make_all_due(&t.f.storage);
+    assert_eq!(t.drain().processed, 2);
+    assert_eq!(t.calls(), before + 2);
+    assert_eq!(t.objects("d1")[&t.name("app")], r#"{"i":2}"#);
+    assert_eq!(t.record("d1", "app").unwrap().burst, 1);
+
+    // The next change within the window waits the whole window.
+    t.put("app", json!({"i": 3}));
+    assert_eq!(t.drain().processed, 0);
+    let pushed_at = t.record("d1", "app").unwrap().pushed_at;
+    assert_eq!(
+        t.entry("d1", "app").unwrap().due_at,
+        pushed_at + 60_000 * MS
+    );
+    // After a quiet window it runs, and the burst starts over.
+    t.edit_record("d1", "app", |r| r.pushed_at -= 60_000 * MS);
+    make_all_due(&t.f.storage);
+    assert_eq!(t.drain().processed, 1);
+    assert_eq!(t.objects("d1")[&t.name("app")], r#"{"i":3}"#);
+    assert_eq!(t.record("d1", "app").unwrap().burst, 0);
+    assert_eq!(t.statuses("d1", "app"), vec!["SYNCED"]);
+
+    // Retries are not held back by coalescing: their backoff rules.
+    assert!(t.put("app", json!({"i": 4})).sync_due());
+    t.edit_record("d1", "app", |r| r.pushed_at = time::now());
+    t.edit_entry("d1", "app", |e| e.attempts = 1);
+    assert_eq!(t.drain().processed, 1);
+    assert_eq!(t.objects("d1")[&t.name("app")], r#"{"i":4}"#);
+}
+
+#[test]
+fn coalescing_step_is_short_once_then_the_window() {
+    assert_eq!(coalesce_step(0, 1_000), 50);
+    assert_eq!(coalesce_step(1, 1_000), 1_000);
+    assert_eq!(coalesce_step(u32::MAX, 1_000), 1_000);
+    assert_eq!(coalesce_step(0, 20), 20);
+    assert_eq!(coalesce_step(0, 0), 0);
+}
+
+#[test]
 fn secret_key_objects_follow_the_keys() {
     let t = T::new();
     t.dest("k1", Granularity::SecretKey);
@@ -900,7 +987,11 @@ fn a_concurrent_count_change_does_not_repeat_provider_calls() {
     let calls = *f.connector.calls.borrow();
     // The worker's commit is the next one.
     *storage.interfere_at.borrow_mut() = *storage.commits.borrow() + 1;
-    let report = run(&env, 0, 1, 10, &Settings::default());
+    let settings = Settings {
+        coalesce_window_ms: 0,
+        ..Settings::default()
+    };
+    let report = run(&env, 0, 1, 10, &settings);
     assert_eq!((report.processed, report.failed), (1, 0));
     assert_eq!(*f.connector.calls.borrow(), calls + 1, "pushed once");
     // 1 entry + 5 from the other writer - 1 done.
