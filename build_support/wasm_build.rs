@@ -23,6 +23,8 @@ pub fn build_component(package: &str, artifact: &str, env_var: &str) {
         crate_dir.join("src"),
         crate_dir.join("Cargo.toml"),
         root.join("wit"),
+        // The `wasm-release` profile lives in the workspace manifest.
+        root.join("Cargo.toml"),
     ] {
         println!("cargo:rerun-if-changed={}", watched.display());
     }

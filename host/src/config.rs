@@ -17,6 +17,7 @@
 //! guest_cpu_limit     = "2s"
 //! guest_memory_limit  = "64MiB"
 //! max_concurrent_requests = 256
+//! guest_warm_instances = 16      # idle engine instances kept for reuse (per tenant only; 0: fresh per call)
 //! provider_timeout    = "10s"
 //! sync_inline_timeout = "3s"   # associations/set waits this long, then answers PENDING
 //! sync_workers        = 4        # concurrent sync loops (shards by destination)
@@ -52,6 +53,7 @@ struct RawConfig {
     guest_cpu_limit: Option<String>,
     guest_memory_limit: Option<String>,
     max_concurrent_requests: Option<u32>,
+    guest_warm_instances: Option<u32>,
     provider_timeout: Option<String>,
     sync_inline_timeout: Option<String>,
     sync_workers: Option<u32>,
@@ -180,6 +182,9 @@ impl Config {
         }
         if let Some(n) = raw.max_concurrent_requests {
             limits.max_concurrent_instances = n.max(1);
+        }
+        if let Some(n) = raw.guest_warm_instances {
+            limits.warm_instances = n;
         }
         let sync_inline_timeout = match raw.sync_inline_timeout {
             Some(t) => {

@@ -20,6 +20,7 @@ fn limits(cpu_ms: u64) -> Limits {
         cpu: Duration::from_millis(cpu_ms),
         memory_bytes: 32 << 20,
         max_concurrent_instances: 16,
+        warm_instances: 4,
     }
 }
 
@@ -49,9 +50,75 @@ async fn call(
     backend: &SharedBackend,
     path: &str,
 ) -> Result<runtime::Response, CallError> {
+    call_as(rt, backend, "root", path).await
+}
+
+async fn call_as(
+    rt: &Runtime,
+    backend: &SharedBackend,
+    tenant: &str,
+    path: &str,
+) -> Result<runtime::Response, CallError> {
     let req = runtime::request("GET", path, b"", Some(root()));
-    rt.handle(TenantStorage::new(backend.clone(), "root"), req)
+    rt.handle(TenantStorage::new(backend.clone(), tenant), req)
         .await
+}
+
+/// Which call of its instance answered (the test guest's `count`).
+async fn served(rt: &Runtime, backend: &SharedBackend, tenant: &str) -> u32 {
+    let resp = call_as(rt, backend, tenant, "count").await.unwrap();
+    String::from_utf8(resp.body).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_instances_serve_one_tenant_and_are_dropped_after_a_trap_or_limit() {
+    let rt = load(RUNAWAY, limits(200), None);
+    let backend = memory_backend();
+    // One instance serves the tenant's calls one after another.
+    assert_eq!(served(&rt, &backend, "a").await, 1);
+    assert_eq!(served(&rt, &backend, "a").await, 2);
+    assert_eq!(rt.warm_instances(), 1);
+    // Another tenant never gets it.
+    assert_eq!(served(&rt, &backend, "b").await, 1);
+    assert_eq!(served(&rt, &backend, "b").await, 2);
+    assert_eq!(served(&rt, &backend, "a").await, 3);
+    assert_eq!(rt.warm_instances(), 2);
+    // A trap discards the instance: the next call starts afresh.
+    assert!(matches!(
+        call_as(&rt, &backend, "a", "trap").await,
+        Err(CallError::Trap(_))
+    ));
+    assert_eq!(served(&rt, &backend, "a").await, 1);
+    // So does a limit.
+    assert!(matches!(
+        call_as(&rt, &backend, "a", "loop").await,
+        Err(CallError::LimitExceeded("cpu time"))
+    ));
+    assert_eq!(served(&rt, &backend, "a").await, 1);
+    assert!(matches!(
+        call_as(&rt, &backend, "a", "alloc").await,
+        Err(CallError::LimitExceeded("memory"))
+    ));
+    assert_eq!(served(&rt, &backend, "a").await, 1);
+    // Tenant b's instance was never touched by any of it.
+    assert_eq!(served(&rt, &backend, "b").await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_warm_instances_every_call_is_fresh() {
+    let rt = load(
+        RUNAWAY,
+        Limits {
+            warm_instances: 0,
+            ..limits(200)
+        },
+        None,
+    );
+    let backend = memory_backend();
+    for _ in 0..3 {
+        assert_eq!(served(&rt, &backend, "a").await, 1);
+    }
+    assert_eq!(rt.warm_instances(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,6 +27,9 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Instances that may run at once (pooling allocator slots).
     pub max_concurrent_instances: u32,
+    /// Idle instances kept for reuse by later calls of the same tenant (0: a
+    /// fresh instance for every call). See [`super::warm`].
+    pub warm_instances: u32,
 }
 
 impl Default for Limits {
@@ -35,6 +38,7 @@ impl Default for Limits {
             cpu: super::DEFAULT_CPU_LIMIT,
             memory_bytes: 64 << 20,
             max_concurrent_instances: 256,
+            warm_instances: super::warm::DEFAULT_WARM_INSTANCES,
         }
     }
 }
@@ -109,7 +113,8 @@ impl CpuMeter {
     }
 }
 
-/// Sets the memory limiter and the CPU deadline on a fresh store.
+/// Sets the memory limiter and the CPU deadline on a fresh store (a reused
+/// store gets a new [`CpuMeter`] and deadline per call: [`rearm`]).
 pub fn arm(store: &mut Store<State>, limits: &Limits) {
     store.limiter(|s| &mut s.memory);
     store.set_epoch_deadline(1);
@@ -134,11 +139,20 @@ pub fn arm(store: &mut Store<State>, limits: &Limits) {
     let _ = limits;
 }
 
+/// Readies a store that served a call before for the next one: a new CPU
+/// budget counted from now, and the next epoch as the deadline.
+pub fn rearm(store: &mut Store<State>, limits: &Limits) {
+    store.data_mut().cpu = CpuMeter::new(limits.cpu);
+    store.set_epoch_deadline(1);
+}
+
 /// Wasmtime's [`StoreLimits`] with `trap_on_grow_failure`, remembering whether
 /// the cap was hit so the call can be answered as a limit, not a bug.
 pub struct MemoryLimiter {
     inner: StoreLimits,
     pub exceeded: bool,
+    /// The linear memory's size after its last growth (bytes).
+    pub size: usize,
 }
 
 impl MemoryLimiter {
@@ -149,6 +163,7 @@ impl MemoryLimiter {
                 .trap_on_grow_failure(true)
                 .build(),
             exceeded: false,
+            size: 0,
         }
     }
 }
@@ -161,7 +176,9 @@ impl ResourceLimiter for MemoryLimiter {
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let outcome = self.inner.memory_growing(current, desired, maximum);
-        if !matches!(outcome, Ok(true)) {
+        if matches!(outcome, Ok(true)) {
+            self.size = self.size.max(desired);
+        } else {
             self.exceeded = true;
         }
         outcome

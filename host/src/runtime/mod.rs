@@ -1,6 +1,8 @@
 //! The wasmtime runtime: one [`Engine`] per process with the pooling allocator,
 //! the engine component compiled once (and cached on disk as machine code),
-//! pre-instantiated with [`InstancePre`], and a fresh [`Store`] per call.
+//! pre-instantiated with [`InstancePre`]; each call runs in a warm instance of
+//! its tenant kept from an earlier call ([`warm`]: never shared across
+//! tenants, discarded after any trap or limit) or in a fresh [`Store`].
 //!
 //! Limits per call: a memory cap (growing past it traps) and a CPU deadline that
 //! counts the guest's own running time only: time spent in host calls (storage
@@ -20,6 +22,7 @@ mod connector;
 pub use cache::default_cache_dir;
 pub mod limits;
 mod state;
+pub mod warm;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +64,7 @@ pub struct Runtime {
     /// How long a provider call made while answering an API request may take
     /// before it is left to the sync worker (the association shows `PENDING`).
     inline_bound: Duration,
+    warm: Arc<warm::WarmPool>,
     _ticker: Arc<limits::EpochTicker>,
 }
 
@@ -93,9 +97,15 @@ impl Runtime {
             .map_err(|e| anyhow::anyhow!("the component does not match the host: {e}"))?;
         let pre = bindings::EnginePre::new(pre).map_err(|e| anyhow::anyhow!("{e}"))?;
         let ticker = Arc::new(limits::EpochTicker::start(engine.clone()).context("epoch ticker")?);
+        let warm = Arc::new(warm::WarmPool::new(
+            limits
+                .warm_instances
+                .min(limits.max_concurrent_instances / 4),
+        ));
         Ok(Runtime {
             engine,
             pre,
+            warm,
             limits,
             connectors,
             inline_bound: DEFAULT_INLINE_BOUND,
@@ -125,17 +135,16 @@ impl Runtime {
         storage: TenantStorage,
         req: Request,
     ) -> Result<Response, CallError> {
-        let (mut store, instance) = self
-            .instantiate(storage, req.caller.clone(), Some(self.inline_bound))
+        let tenant = storage.prefix().to_string();
+        let mut w = self
+            .checkout(storage, req.caller.clone(), Some(self.inline_bound))
             .await?;
-        match instance
+        let out = w
+            .instance
             .kvsync_engine_api()
-            .call_handle(&mut store, &req)
-            .await
-        {
-            Ok(resp) => Ok(resp),
-            Err(e) => Err(classify(&store, e, false)),
-        }
+            .call_handle(&mut w.store, &req)
+            .await;
+        self.finish(&tenant, w, out)
     }
 
     /// Runs the sync worker's `run` export in a fresh instance against
@@ -151,30 +160,86 @@ impl Runtime {
         limit: u32,
         settings: SyncSettings,
     ) -> Result<RunReport, CallError> {
-        let (mut store, instance) = self.instantiate(storage, None, None).await?;
-        match instance
+        let tenant = storage.prefix().to_string();
+        let mut w = self.checkout(storage, None, None).await?;
+        let out = w
+            .instance
             .kvsync_engine_sync()
-            .call_run(&mut store, shard, shards, limit, settings)
-            .await
-        {
-            Ok(report) => Ok(report),
-            Err(e) => Err(classify(&store, e, false)),
-        }
+            .call_run(&mut w.store, shard, shards, limit, settings)
+            .await;
+        self.finish(&tenant, w, out)
     }
 
     /// Runs the sync worker's `reconcile` export in a fresh instance against
     /// `storage` (no caller): queues associations whose destination copy is
     /// behind the secret and returns how many it queued.
     pub async fn reconcile(&self, storage: TenantStorage) -> Result<u32, CallError> {
-        let (mut store, instance) = self.instantiate(storage, None, None).await?;
-        match instance
+        let tenant = storage.prefix().to_string();
+        let mut w = self.checkout(storage, None, None).await?;
+        let out = w
+            .instance
             .kvsync_engine_sync()
-            .call_reconcile(&mut store)
-            .await
-        {
-            Ok(queued) => Ok(queued),
-            Err(e) => Err(classify(&store, e, false)),
+            .call_reconcile(&mut w.store)
+            .await;
+        self.finish(&tenant, w, out)
+    }
+
+    /// Idle instances kept for reuse now (all tenants).
+    pub fn warm_instances(&self) -> usize {
+        self.warm.idle_count()
+    }
+
+    /// An instance for one call on behalf of `caller` against `storage`: a
+    /// warm one of the same tenant, readied for this call, or a fresh one.
+    async fn checkout(
+        &self,
+        storage: TenantStorage,
+        caller: Option<Caller>,
+        inline_bound: Option<Duration>,
+    ) -> Result<warm::Warm, CallError> {
+        if let Some(mut w) = self.warm.take(storage.prefix()) {
+            w.store
+                .data_mut()
+                .ready_for_call(storage, caller, inline_bound);
+            limits::rearm(&mut w.store, &self.limits);
+            return Ok(w);
         }
+        let (store, instance) = self.instantiate(storage, caller, inline_bound).await?;
+        Ok(warm::Warm::new(store, instance))
+    }
+
+    /// The outcome of a call; the instance goes back to the warm pool only
+    /// when the call returned cleanly (the pool checks the limits too).
+    fn finish<T>(
+        &self,
+        tenant: &str,
+        w: warm::Warm,
+        out: wasmtime::Result<T>,
+    ) -> Result<T, CallError> {
+        match out {
+            Ok(v) => {
+                self.warm.give_back(tenant, w, true);
+                Ok(v)
+            }
+            Err(e) => Err(classify(&w.store, e, false)),
+        }
+    }
+
+    /// A fresh store and instance against `storage`, dropped without calling
+    /// any export: the per-call instantiation cost alone (for benchmarks).
+    #[doc(hidden)]
+    pub async fn instantiate_only(&self, storage: TenantStorage) -> Result<(), CallError> {
+        self.instantiate(storage, None, None).await.map(drop)
+    }
+
+    /// A fresh instance that runs nothing and is kept until dropped: what an
+    /// idle instance costs in memory (the benchmarks' P4 measure).
+    pub async fn idle_instance(&self, storage: TenantStorage) -> Result<IdleInstance, CallError> {
+        let (store, instance) = self.instantiate(storage, None, None).await?;
+        Ok(IdleInstance {
+            _store: store,
+            _instance: instance,
+        })
     }
 
     /// A fresh store with the per-call limits armed, and the component
@@ -194,6 +259,12 @@ impl Runtime {
             Err(e) => Err(classify(&store, e, true)),
         }
     }
+}
+
+/// An instantiated engine that is not running (see [`Runtime::idle_instance`]).
+pub struct IdleInstance {
+    _store: Store<State>,
+    _instance: bindings::Engine,
 }
 
 fn engine_config(limits: &Limits) -> Config {

@@ -48,6 +48,19 @@ impl State {
         }
     }
 
+    /// Readies the state of a warm instance for its next call (the CPU meter
+    /// is re-armed with the store: [`super::limits::rearm`]).
+    pub fn ready_for_call(
+        &mut self,
+        storage: TenantStorage,
+        caller: Option<Caller>,
+        inline_bound: Option<std::time::Duration>,
+    ) {
+        self.storage = storage;
+        self.caller = caller;
+        self.inline_bound = inline_bound;
+    }
+
     pub fn memory_exceeded(&self) -> bool {
         self.memory.exceeded
     }

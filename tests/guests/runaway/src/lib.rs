@@ -2,7 +2,9 @@
 //! per-call limits can be tested. Never shipped: only `tests/` builds it.
 //!
 //! Paths: `loop` spins forever, `alloc` allocates without bound, `trap` panics,
-//! `storage` reads a key through the host; anything else answers 200.
+//! `storage` reads a key through the host, `count` answers how many calls
+//! this instance has served (so tests see which instance answered); anything
+//! else answers 200.
 
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)] // wit-bindgen's generated glue
@@ -14,9 +16,18 @@ mod guest {
 
     struct Runaway;
 
+    /// Calls served by this instance (its own linear memory).
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
     impl Guest for Runaway {
         fn handle(req: Request) -> Response {
+            let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             match req.path.as_str() {
+                "count" => Response {
+                    status: 200,
+                    headers: vec![],
+                    body: n.to_string().into_bytes(),
+                },
                 "loop" => {
                     let mut n: u64 = 0;
                     loop {
