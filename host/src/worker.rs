@@ -48,8 +48,11 @@ pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_COALESCE_WINDOW: Duration = Duration::from_secs(1);
 /// Longest coalescing window accepted.
 pub const MAX_COALESCE_WINDOW: Duration = Duration::from_secs(10);
-/// Outbox entries one run processes at most.
-pub const BATCH: u32 = 32;
+/// Outbox entries one run processes at most. Each run reads the shard's
+/// whole outbox to find the earliest due entries, so a larger batch spreads
+/// that scan over more work (32 made the scan the worker's main cost with a
+/// few hundred entries queued; P5 in BENCHMARKS.md).
+pub const BATCH: u32 = 256;
 /// How long [`Worker::stop`] lets runs in flight finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 

@@ -110,6 +110,12 @@ pub mod keys {
     pub const CLAIMS: &str = "sync/claims/";
     /// The durable sync outbox: one entry per (destination, secret) with work to do.
     pub const OUTBOX: &str = "sync/outbox/";
+    /// The outbox in due order, per destination:
+    /// `sync/due/<type>/<name>/<due_at, 20 digits>/<accessor>/<escaped secret>`,
+    /// empty values. A worker run lists the destinations of its shard and the
+    /// first keys of each, so finding the earliest due entries costs a few
+    /// keys, not a read of every entry (nor a look at other shards' work).
+    pub const DUE: &str = "sync/due/";
     /// The number of entries in the outbox (for `queue_capacity`); outside
     /// [`OUTBOX`], so that listing the entries does not see it.
     pub const OUTBOX_COUNT: &str = "sync/outbox-count";
@@ -176,6 +182,32 @@ pub mod keys {
             outbox_of(kind, name),
             escape(secret_name)
         )
+    }
+
+    /// The due index of one destination lives under this prefix.
+    pub fn due_of(kind: &str, name: &str) -> String {
+        format!("{DUE}{kind}/{name}/")
+    }
+
+    /// The due-index key of an outbox entry due at `due_at`.
+    pub fn due(kind: &str, name: &str, accessor: &str, secret_name: &str, due_at: i64) -> String {
+        format!(
+            "{}{:020}/{accessor}/{}",
+            due_of(kind, name),
+            due_at.max(0),
+            escape(secret_name)
+        )
+    }
+
+    /// Splits a key relative to [`due_of`] into the due time, the accessor
+    /// and the secret (unescaped).
+    pub fn split_due(rel: &str) -> Option<(i64, String, String)> {
+        let mut parts = rel.splitn(3, '/');
+        let (at, accessor, escaped) = (parts.next()?, parts.next()?, parts.next()?);
+        if accessor.is_empty() || escaped.is_empty() || escaped.contains('/') {
+            return None;
+        }
+        Some((at.parse().ok()?, accessor.to_string(), unescape(escaped)))
     }
 
     /// Splits `<kind>/<name>/<accessor>/<escaped secret>` (a key relative to

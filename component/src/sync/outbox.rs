@@ -17,8 +17,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiResult;
-use crate::storage::Tx;
+use crate::error::{ApiError, ApiResult};
+use crate::storage::{Storage, Tx};
 use crate::sync::associations::{Association, record};
 use crate::sync::config::SyncConfig;
 use crate::sync::destinations::Destination;
@@ -105,6 +105,17 @@ impl EntryId {
         keys::outbox(&self.kind, &self.name, &self.accessor, &self.secret_name)
     }
 
+    /// The due-index key of this entry when due at `due_at`.
+    pub fn due_key(&self, due_at: Nanos) -> String {
+        keys::due(
+            &self.kind,
+            &self.name,
+            &self.accessor,
+            &self.secret_name,
+            due_at,
+        )
+    }
+
     pub fn load_association(&self, tx: &mut Tx) -> ApiResult<Option<Association>> {
         Association::load(
             tx,
@@ -163,6 +174,33 @@ impl Queued {
 
 pub fn load(tx: &mut Tx, id: &EntryId) -> ApiResult<Option<OutboxEntry>> {
     tx.get_json(&id.key())
+}
+
+/// Writes `entry` for `id` (`old`: the entry as stored, if any), moving its
+/// due-index key when its due time changed. Every entry write goes here.
+pub fn store(
+    tx: &mut Tx,
+    id: &EntryId,
+    old: Option<&OutboxEntry>,
+    entry: &OutboxEntry,
+) -> ApiResult<()> {
+    let old_due = old.map(|o| o.due_at);
+    if old_due != Some(entry.due_at) {
+        if let Some(at) = old_due {
+            tx.delete(id.due_key(at));
+        }
+        tx.put(id.due_key(entry.due_at), Vec::new());
+    }
+    tx.put_json(id.key(), entry)
+}
+
+/// Deletes the entry of `id` (`old`: as stored) and its due-index key; the
+/// caller adjusts the count. Every entry delete goes here.
+pub fn remove(tx: &mut Tx, id: &EntryId, old: Option<&OutboxEntry>) {
+    if let Some(o) = old {
+        tx.delete(id.due_key(o.due_at));
+    }
+    tx.delete(id.key());
 }
 
 /// The number of entries in the outbox.
@@ -229,8 +267,10 @@ pub fn enqueue(tx: &mut Tx, id: &EntryId, req: Enqueue) -> ApiResult<Queued> {
                 }
             }
             set_count(tx, n.saturating_add(1))?;
-            tx.put_json(
-                key,
+            store(
+                tx,
+                id,
+                None,
                 &OutboxEntry {
                     op: req.op,
                     due_at: req.due_at,
@@ -249,18 +289,19 @@ pub fn enqueue(tx: &mut Tx, id: &EntryId, req: Enqueue) -> ApiResult<Queued> {
     // A change that finds the same work already waiting (a secret written
     // again while its entry waits for coalescing) writes nothing.
     if existing.as_ref() != Some(&entry) {
-        tx.put_json(key, &entry)?;
+        store(tx, id, existing.as_ref(), &entry)?;
     }
     Ok(Queued::Replaced)
 }
 
 /// Removes the entry of `id`, if any, and counts it out.
 pub fn dequeue(tx: &mut Tx, id: &EntryId) -> ApiResult<bool> {
-    let key = id.key();
-    if tx.get(&key)?.is_none() {
+    if tx.get(&id.key())?.is_none() {
         return Ok(false);
     }
-    tx.delete(key);
+    // An entry that cannot be decoded leaves its index key to the worker's repair.
+    let old = load(tx, id).ok().flatten();
+    remove(tx, id, old.as_ref());
     adjust_count(tx, -1)?;
     Ok(true)
 }
@@ -416,16 +457,44 @@ pub fn purge_destination(tx: &mut Tx, dest: &Destination) -> ApiResult<usize> {
 /// Drops every entry of a destination (`force_delete`).
 pub fn drop_destination(tx: &mut Tx, kind: &str, name: &str) -> ApiResult<()> {
     let prefix = keys::outbox_of(kind, name);
-    let mut dropped: i64 = 0;
     for rel in tx.list(&prefix, None)? {
-        let key = format!("{prefix}{rel}");
-        if tx.get(&key)?.is_some() {
-            tx.delete(key);
-            dropped += 1;
+        if let Some(id) = EntryId::parse(&format!("{kind}/{name}/{rel}")) {
+            // Each one counted out.
+            dequeue(tx, &id)?;
         }
     }
-    adjust_count(tx, -dropped)
+    Ok(())
 }
+
+/// Gives every entry of `ids` that has none its due-index key (an index key
+/// lost to a bug or written by an older version), so the worker finds it;
+/// returns how many it restored. Index keys left over by entries that are
+/// gone are dropped by the worker when it meets them.
+pub fn repair_index(storage: &dyn Storage, ids: &[EntryId]) -> ApiResult<usize> {
+    let mut restored = 0;
+    for chunk in ids.chunks(REPAIR_BATCH) {
+        let mut tx = Tx::new(storage);
+        for id in chunk {
+            let Ok(Some(entry)) = load(&mut tx, id) else {
+                continue;
+            };
+            let key = id.due_key(entry.due_at);
+            if tx.get(&key)?.is_none() {
+                tx.put(key, Vec::new());
+                restored += 1;
+            }
+        }
+        match tx.commit() {
+            // Changed meanwhile: whoever changed it wrote the index too.
+            Ok(()) | Err(ApiError::Conflict) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(restored)
+}
+
+/// Entries checked per commit by [`repair_index`].
+const REPAIR_BATCH: usize = 256;
 
 /// Every entry id in the outbox (committed state).
 pub fn all_ids(tx: &mut Tx) -> ApiResult<Vec<EntryId>> {

@@ -50,6 +50,11 @@ pub fn reconcile(env: &Env) -> u32 {
 
 fn try_reconcile(storage: &dyn Storage) -> ApiResult<u32> {
     let queued_ids = recount(storage)?;
+    let ids: Vec<EntryId> = queued_ids.iter().cloned().collect();
+    let restored = outbox::repair_index(storage, &ids)?;
+    if restored > 0 {
+        eprintln!("sync reconcile: {restored} outbox entries were missing from the due index");
+    }
     let associations: Vec<EntryId> = Tx::new(storage)
         .list(keys::ASSOCIATIONS, None)?
         .iter()

@@ -194,26 +194,17 @@ pub fn run(env: &Env, shard: u32, shards: u32, limit: u32, settings: &Settings) 
             return report;
         }
     }
-    let entries = match scan(env.storage, shard, shards) {
-        Ok(entries) => entries,
+    let (due, mut next) = match scan(env.storage, shard, shards, now, limit) {
+        Ok(found) => found,
         Err(e) => {
             eprintln!("sync run: cannot list the outbox: {e}");
             report.next_due_ms = retry_later();
             return report;
         }
     };
-    let (mut due, later): (Vec<_>, Vec<_>) =
-        entries.into_iter().partition(|(_, e)| e.due_at <= now);
-    due.sort_by(|(a_id, a), (b_id, b)| (a.due_at, a_id).cmp(&(b.due_at, b_id)));
-    let mut next: Option<Nanos> = later.iter().map(|(_, e)| e.due_at).min();
     let mut earliest = |t: Nanos| next = Some(next.map_or(t, |n| n.min(t)));
-    let mut stopped = false;
-    for (i, (id, entry)) in due.iter().enumerate() {
-        if stopped || i >= limit as usize {
-            earliest(entry.due_at);
-            continue;
-        }
-        match run_entry(env, id, now, settings) {
+    for (id, indexed_at) in &due {
+        match run_entry(env, id, *indexed_at, now, settings) {
             Ok(Step::Skipped(due_at)) => {
                 if let Some(t) = due_at {
                     earliest(t);
@@ -233,10 +224,10 @@ pub fn run(env: &Env, shard: u32, shards: u32, limit: u32, settings: &Settings) 
                     "sync run: entry of destination {}/{} not processed: {e}",
                     id.kind, id.name
                 );
+                earliest(next_due(now, 0, None, settings, 0));
                 if matches!(e, ApiError::Unavailable(_)) {
-                    stopped = true;
+                    break;
                 }
-                earliest(next_due(now, entry.attempts, None, settings, 0));
             }
         }
     }
@@ -244,39 +235,109 @@ pub fn run(env: &Env, shard: u32, shards: u32, limit: u32, settings: &Settings) 
     report
 }
 
-/// The entries of one shard, as stored. An entry that cannot be decoded is
-/// taken as due now, so that running it repairs it.
-fn scan(storage: &dyn Storage, shard: u32, shards: u32) -> ApiResult<Vec<(EntryId, OutboxEntry)>> {
-    let mut tx = Tx::new(storage);
-    let mut entries = Vec::new();
-    for id in outbox::all_ids(&mut tx)? {
-        if shard_of(&id.kind, &id.name, shards) != shard {
-            continue;
-        }
-        match outbox::load(&mut tx, &id) {
-            Ok(Some(entry)) => entries.push((id, entry)),
-            Ok(None) => {}
-            Err(ApiError::Internal(_)) => entries.push((id, repair_entry())),
-            Err(e) => return Err(e),
+/// What [`scan`] found: entries with the time each is indexed at, and when
+/// the next one falls due.
+type Found = (Vec<(EntryId, Nanos)>, Option<Nanos>);
+
+/// Up to `limit` entries of shard `shard` due by `now`, earliest first, with
+/// the time each is indexed at, and when the shard's next entry after those
+/// falls due — from the due index: the shard's destinations, then the first
+/// keys of each (no entry is read, no other shard's work is looked at).
+fn scan(
+    storage: &dyn Storage,
+    shard: u32,
+    shards: u32,
+    now: Nanos,
+    limit: u32,
+) -> ApiResult<Found> {
+    let limit = limit as usize;
+    let mut due: Vec<(EntryId, Nanos)> = Vec::new();
+    let mut next: Option<Nanos> = None;
+    let mut later = |t: Nanos| next = Some(next.map_or(t, |n| n.min(t)));
+    for kind in list_all(storage, keys::DUE, Some('/'))? {
+        let kind = kind.trim_end_matches('/');
+        for name in list_all(storage, &format!("{}{kind}/", keys::DUE), Some('/'))? {
+            let name = name.trim_end_matches('/');
+            if shard_of(kind, name, shards) != shard {
+                continue;
+            }
+            // This destination's earliest keys: at most `limit` can run.
+            let page = storage.list(&keys::due_of(kind, name), None, None, SCAN_PAGE)?;
+            for rel in &page.keys {
+                let Some((at, accessor, secret_name)) = keys::split_due(rel) else {
+                    continue;
+                };
+                if at > now {
+                    later(at);
+                    break;
+                }
+                due.push((
+                    EntryId {
+                        kind: kind.to_string(),
+                        name: name.to_string(),
+                        accessor,
+                        secret_name,
+                    },
+                    at,
+                ));
+            }
+            if page.next.is_some() && page.keys.len() >= SCAN_PAGE as usize {
+                // More behind this page: due now or later, looked at next run.
+                later(now);
+            }
         }
     }
-    Ok(entries)
+    due.sort_by(|(a_id, a), (b_id, b)| (a, a_id).cmp(&(b, b_id)));
+    for (_, at) in due.iter().skip(limit) {
+        later(*at);
+    }
+    due.truncate(limit);
+    Ok((due, next))
 }
 
-fn repair_entry() -> OutboxEntry {
+/// Keys read at most per destination by one [`scan`].
+const SCAN_PAGE: u32 = 512;
+
+/// Every key under `prefix` (folded at `delimiter`), page by page.
+fn list_all(
+    storage: &dyn Storage,
+    prefix: &str,
+    delimiter: Option<char>,
+) -> ApiResult<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = storage.list(prefix, after.as_deref(), delimiter, 1000)?;
+        keys.extend(page.keys);
+        match page.next {
+            Some(n) if after.as_deref() != Some(n.as_str()) => after = Some(n),
+            _ => return Ok(keys),
+        }
+    }
+}
+
+/// An entry that cannot be decoded is replaced by a sync due when its index
+/// key said.
+fn repair_entry(due_at: Nanos) -> OutboxEntry {
     OutboxEntry {
         op: OutboxOp::Sync,
-        due_at: 0,
+        due_at,
         attempts: 0,
         enqueued_at: 0,
     }
 }
 
 /// Runs one entry in its own transaction, again after a conflict.
-fn run_entry(env: &Env, id: &EntryId, now: Nanos, settings: &Settings) -> ApiResult<Step> {
+fn run_entry(
+    env: &Env,
+    id: &EntryId,
+    indexed_at: Nanos,
+    now: Nanos,
+    settings: &Settings,
+) -> ApiResult<Step> {
     for _ in 0..ENTRY_RUNS {
         let mut tx = Tx::new(env.storage);
-        let (step, count_delta) = match process(&mut tx, env, id, now, settings) {
+        let (step, count_delta) = match process(&mut tx, env, id, indexed_at, now, settings) {
             Ok(outcome) => outcome,
             Err(e @ (ApiError::Conflict | ApiError::Unavailable(_))) => return Err(e),
             Err(e) => {
@@ -286,7 +347,7 @@ fn run_entry(env: &Env, id: &EntryId, now: Nanos, settings: &Settings) -> ApiRes
                     id.kind, id.name
                 );
                 tx = Tx::new(env.storage);
-                internal_failure(&mut tx, id, now, settings)?
+                internal_failure(&mut tx, id, indexed_at, now, settings)?
             }
         };
         match commit_with_count(&mut tx, count_delta) {
@@ -365,17 +426,25 @@ fn process(
     tx: &mut Tx,
     env: &Env,
     id: &EntryId,
+    indexed_at: Nanos,
     now: Nanos,
     settings: &Settings,
 ) -> ApiResult<(Step, i64)> {
     let Some(entry) = outbox::load(tx, id)? else {
+        // Gone meanwhile: an index key left behind is dropped.
+        tx.delete(id.due_key(indexed_at));
         return Ok((Step::Skipped(None), 0));
     };
+    if entry.due_at != indexed_at {
+        // The index is behind the entry: move its key.
+        tx.delete(id.due_key(indexed_at));
+        tx.put(id.due_key(entry.due_at), Vec::new());
+    }
     if entry.due_at > now {
         return Ok((Step::Skipped(Some(entry.due_at)), 0));
     }
     let finished = |tx: &mut Tx, failed: bool| {
-        tx.delete(id.key());
+        outbox::remove(tx, id, Some(&entry));
         (Step::Done { failed, next: None }, -1)
     };
     let Some(mut record) = id.load_association(tx)? else {
@@ -403,7 +472,15 @@ fn process(
                 && let Some(due_at) = coalesce(&mut record, now, settings)
             {
                 // Written moments ago: wait, and let further changes join.
-                tx.put_json(id.key(), &OutboxEntry { due_at, ..entry })?;
+                outbox::store(
+                    tx,
+                    id,
+                    Some(&entry),
+                    &OutboxEntry {
+                        due_at,
+                        ..entry.clone()
+                    },
+                )?;
                 return Ok((Step::Skipped(Some(due_at)), 0));
             }
             let secret = kv::read_current(tx, &mount, &id.secret_name)?;
@@ -477,8 +554,10 @@ fn reschedule(
         settings,
         jitter(),
     );
-    tx.put_json(
-        id.key(),
+    outbox::store(
+        tx,
+        id,
+        Some(entry),
         &OutboxEntry {
             due_at,
             attempts: entry.attempts.saturating_add(1),
@@ -493,13 +572,14 @@ fn reschedule(
 fn internal_failure(
     tx: &mut Tx,
     id: &EntryId,
+    indexed_at: Nanos,
     now: Nanos,
     settings: &Settings,
 ) -> ApiResult<(Step, i64)> {
     let entry = match outbox::load(tx, id) {
         Ok(Some(entry)) => entry,
         Ok(None) => return Ok((Step::Skipped(None), 0)),
-        Err(ApiError::Internal(_)) => repair_entry(),
+        Err(ApiError::Internal(_)) => repair_entry(indexed_at),
         Err(e) => return Err(e),
     };
     if entry.due_at > now {
@@ -541,9 +621,12 @@ fn purge_error(record: &Association) -> String {
 pub fn make_all_due(storage: &dyn Storage) {
     let mut tx = Tx::new(storage);
     for id in outbox::all_ids(&mut tx).unwrap() {
-        let mut entry = outbox::load(&mut tx, &id).unwrap().unwrap();
-        entry.due_at = 0;
-        tx.put_json(id.key(), &entry).unwrap();
+        let old = outbox::load(&mut tx, &id).unwrap().unwrap();
+        let entry = OutboxEntry {
+            due_at: 0,
+            ..old.clone()
+        };
+        outbox::store(&mut tx, &id, Some(&old), &entry).unwrap();
     }
     tx.commit().unwrap();
 }

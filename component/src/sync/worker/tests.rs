@@ -1450,6 +1450,108 @@ fn secret_names_with_slashes_and_percents_round_trip() {
     assert_eq!(t.reconcile(), 0);
 }
 
+impl T {
+    /// The due index as `(due_at, entry key)`, checked against the entries:
+    /// one index key per entry, at its due time.
+    fn check_due_index(&self) {
+        let mut tx = Tx::new(&self.f.storage);
+        let mut indexed: Vec<(i64, String)> = tx
+            .list(keys::DUE, None)
+            .unwrap()
+            .iter()
+            .map(|rel| {
+                let mut parts = rel.splitn(3, '/');
+                let (kind, name, rest) = (
+                    parts.next().unwrap(),
+                    parts.next().unwrap(),
+                    parts.next().unwrap(),
+                );
+                let (at, accessor, secret) = keys::split_due(rest).unwrap();
+                (at, keys::outbox(kind, name, &accessor, &secret))
+            })
+            .collect();
+        let mut entries: Vec<(i64, String)> = outbox::all_ids(&mut tx)
+            .unwrap()
+            .iter()
+            .map(|id| (outbox::load(&mut tx, id).unwrap().unwrap().due_at, id.key()))
+            .collect();
+        indexed.sort();
+        entries.sort();
+        assert_eq!(indexed, entries);
+    }
+}
+
+#[test]
+fn the_due_index_follows_every_entry() {
+    let t = T::new();
+    t.dest("d1", Granularity::SecretPath);
+    t.dest("d2", Granularity::SecretPath);
+    for s in ["a", "b", "c"] {
+        t.put(s, json!({"v": "1"}));
+        t.set("d1", s);
+        t.set("d2", s);
+    }
+    t.check_due_index();
+    // Queued, replaced, failed into backoff, retried, done.
+    t.put("a", json!({"v": "2"}));
+    t.put("a", json!({"v": "3"}));
+    t.put("b", json!({"v": "2"}));
+    t.check_due_index();
+    t.fail(Some(external(Some(60_000))));
+    t.drain();
+    t.check_due_index();
+    assert_eq!(t.entries(), 4);
+    t.fail(None);
+    make_all_due(&t.f.storage);
+    t.check_due_index();
+    t.drain();
+    t.check_due_index();
+    assert_eq!(t.entries(), 0);
+    // Removed associations and deleted destinations take theirs along.
+    t.put("c", json!({"v": "2"}));
+    t.ok(
+        "POST",
+        "sys/sync/destinations/in-mem/d1/associations/remove",
+        json!({"mount": "secret", "secret_name": "c"}),
+    );
+    t.check_due_index();
+    t.ok(
+        "DELETE",
+        "sys/sync/destinations/in-mem/d2?force_delete=true",
+        Value::Null,
+    );
+    t.check_due_index();
+    t.drain();
+    t.check_due_index();
+}
+
+#[test]
+fn a_lost_index_key_is_restored_by_reconciliation() {
+    let t = T::new();
+    t.dest("d1", Granularity::SecretPath);
+    t.put("app", json!({"v": "1"}));
+    t.set("d1", "app");
+    t.put("app", json!({"v": "2"}));
+    let entry = t.entry("d1", "app").unwrap();
+    let mut tx = Tx::new(&t.f.storage);
+    tx.delete(t.id("d1", "app").due_key(entry.due_at));
+    tx.commit().unwrap();
+    // The worker cannot see it...
+    assert_eq!(t.drain().processed, 0);
+    assert_eq!(t.entries(), 1);
+    // ...until reconciliation puts it back.
+    t.reconcile();
+    t.check_due_index();
+    assert_eq!(t.drain().processed, 1);
+    assert_eq!(t.objects("d1")[&t.name("app")], r#"{"v":"2"}"#);
+    // An index key whose entry is gone is dropped when met.
+    let mut tx = Tx::new(&t.f.storage);
+    tx.put(t.id("d1", "ghost").due_key(5), Vec::new());
+    tx.commit().unwrap();
+    assert_eq!(t.drain().processed, 0);
+    t.check_due_index();
+}
+
 #[test]
 fn a_corrupt_entry_is_repaired_not_retried_at_once() {
     let t = T::new();
