@@ -7,16 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-echo "== toolchain"
-rustc --version
-cargo --version
-rustup target add wasm32-wasip2
-
-echo "== python test environment (.venv)"
-if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+. tests/setup.sh
+setup_toolchain
+setup_python
 
 # One compiled-component cache for every test binary and server the suite starts.
 export KVSYNC_CACHE_DIR="$root/target/kvsync-cache"

@@ -66,6 +66,10 @@ pub(crate) struct ServerArgs {
     /// HCL configuration file.
     #[arg(long, required_unless_present = "dev")]
     config: Option<PathBuf>,
+    /// Idle engine instances kept for reuse by later requests of the same
+    /// tenant; 0: a fresh instance for every request [config: guest_warm_instances; default: 16]
+    #[arg(long, value_name = "N")]
+    guest_warm_instances: Option<u32>,
     #[command(flatten)]
     sync: SyncFlags,
 }
@@ -168,12 +172,12 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     }
     barrier.check_key().await?;
     let backend: SharedBackend = Arc::new(barrier);
-    let runtime = load_runtime(
-        config.limits.clone(),
-        config.cache_dir.clone(),
-        config.provider_timeout,
-    )?
-    .with_inline_bound(config.sync_inline_timeout);
+    let mut limits = config.limits.clone();
+    if let Some(n) = args.guest_warm_instances {
+        limits.warm_instances = n;
+    }
+    let runtime = load_runtime(limits, config.cache_dir.clone(), config.provider_timeout)?
+        .with_inline_bound(config.sync_inline_timeout);
     let tls = match &config.listener.tls {
         Some((cert, key)) => Some(http::tls::acceptor(cert, key)?),
         None => None,
@@ -191,13 +195,13 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         String::new(),
     ]);
     let state = Arc::new(AppState {
-        runtime,
+        api: Arc::new(runtime.clone()),
         tokens: TokenStore::new(backend.clone()),
         backend,
         max_request_size: config.listener.max_request_size,
         sync_wake: Arc::new(Notify::new()),
     });
-    serve_with_worker(listener, tls, state, sync).await;
+    serve_with_worker(listener, tls, state, runtime, sync).await;
     tracing::info!("kvsync server stopped");
     Ok(())
 }
@@ -210,7 +214,11 @@ async fn dev_server(args: ServerArgs) -> anyhow::Result<()> {
     let backend: SharedBackend = Arc::new(barrier);
     let tokens = TokenStore::new(backend.clone());
     let root = tokens.create_root(args.dev_root_token_id.clone()).await?;
-    let runtime = load_runtime(Limits::default(), None, DEFAULT_TIMEOUT)?;
+    let mut limits = Limits::default();
+    if let Some(n) = args.guest_warm_instances {
+        limits.warm_instances = n;
+    }
+    let runtime = load_runtime(limits, None, DEFAULT_TIMEOUT)?;
     mount_dev_kv(&runtime, &backend, &tokens, &root.token).await?;
     let listener = Listener {
         address: args.dev_listen_address,
@@ -235,13 +243,13 @@ async fn dev_server(args: ServerArgs) -> anyhow::Result<()> {
         String::new(),
     ]);
     let state = Arc::new(AppState {
-        runtime,
+        api: Arc::new(runtime.clone()),
         backend,
         tokens,
         max_request_size: listener.max_request_size,
         sync_wake: Arc::new(Notify::new()),
     });
-    serve_with_worker(tcp, None, state, sync).await;
+    serve_with_worker(tcp, None, state, runtime, sync).await;
     Ok(())
 }
 
@@ -252,10 +260,11 @@ async fn serve_with_worker(
     listener: tokio::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<AppState>,
+    runtime: Runtime,
     sync: SyncConfig,
 ) {
     let worker = Worker::start(
-        state.runtime.clone(),
+        runtime,
         state.backend.clone(),
         ROOT_TENANT,
         sync,

@@ -24,7 +24,7 @@
 //! sync_backoff_base   = "1s"     # first retry delay after a retryable failure
 //! sync_backoff_cap    = "5m"     # longest retry delay
 //! sync_reconcile_interval = "60s"
-//! sync_coalesce_window = "1s"   # longest pause letting a burst of changes coalesce
+//! sync_coalesce_window = "1s"   # a secret changed again and again: about one provider write per window
 //! ```
 
 use std::collections::BTreeMap;

@@ -2,4 +2,17 @@
 //! have no emulator (built on one small framework with a fault table and an
 //! admin endpoint), and a fault-injecting proxy for the ones that do (moto).
 
+pub mod bench;
 pub mod fake;
+
+/// The caller of a root token, for calls straight into the runtime.
+pub fn root_caller() -> kvsync::runtime::Caller {
+    kvsync::runtime::Caller {
+        token: "root".into(),
+        accessor: "acc".into(),
+        display_name: "root".into(),
+        policies: vec!["root".into()],
+        path: "auth/token/root".into(),
+        creation_time: 0,
+    }
+}

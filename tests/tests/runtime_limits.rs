@@ -35,14 +35,7 @@ fn memory_backend() -> SharedBackend {
 }
 
 fn root() -> Caller {
-    Caller {
-        token: "root".into(),
-        accessor: "acc".into(),
-        display_name: "root".into(),
-        policies: vec!["root".into()],
-        path: "auth/token/root".into(),
-        creation_time: 0,
-    }
+    kvsync_tests::root_caller()
 }
 
 async fn call(

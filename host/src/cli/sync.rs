@@ -42,7 +42,7 @@ pub struct SyncFlags {
     /// Interval between reconciliations [config: sync_reconcile_interval; default: 60s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub sync_reconcile_interval: Option<Duration>,
-    /// Longest pause that lets a burst of changes coalesce (pauses grow 50ms, 200ms, ... up to it); 0 turns coalescing off [config: sync_coalesce_window; default: 1s]
+    /// Coalescing: a secret changed again right after its destination was written waits 50ms, then this window per further write; 0 turns coalescing off [config: sync_coalesce_window; default: 1s]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub sync_coalesce_window: Option<Duration>,
 }

@@ -43,8 +43,32 @@ pub const SYNC_DUE_HEADER: &str = "x-kvsync-sync-due";
 /// Paths Vault serves without a token.
 const UNAUTHENTICATED: &[&str] = &["sys/health", "sys/activation-flags"];
 
+/// What answers an API request once the host has resolved its caller and
+/// tenant: the wasm engine ([`Runtime`]) in the server. The benchmarks plug in
+/// the same engine linked natively behind this same front, to measure what the
+/// sandbox costs (`kvsync-bench`).
+#[async_trait::async_trait]
+pub trait Api: Send + Sync + 'static {
+    async fn handle(
+        &self,
+        storage: TenantStorage,
+        req: runtime::Request,
+    ) -> Result<runtime::Response, runtime::CallError>;
+}
+
+#[async_trait::async_trait]
+impl Api for Runtime {
+    async fn handle(
+        &self,
+        storage: TenantStorage,
+        req: runtime::Request,
+    ) -> Result<runtime::Response, runtime::CallError> {
+        Runtime::handle(self, storage, req).await
+    }
+}
+
 pub struct AppState {
-    pub runtime: Runtime,
+    pub api: Arc<dyn Api>,
     pub backend: SharedBackend,
     pub tokens: TokenStore,
     pub max_request_size: usize,
@@ -244,7 +268,7 @@ async fn respond(
         caller,
     };
     let storage = TenantStorage::new(state.backend.clone(), ROOT_TENANT);
-    let out = state.runtime.handle(storage, request).await?;
+    let out = state.api.handle(storage, request).await?;
     // Wake the sync worker first: the work is committed whatever happens to
     // the response.
     if sync_due(&out.headers) {

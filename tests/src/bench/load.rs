@@ -1,0 +1,185 @@
+//! The load generator: `wrk` (Debian's package), pinned to the load core,
+//! keep-alive connections, one thread. Each run reports requests per second
+//! and how busy wrk's own core was: a load generator that uses its whole core
+//! caps the server it measures, and the ratio against it would flatter us.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use super::procs::LOAD_CORE;
+
+/// What one wrk run measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    pub rps: f64,
+    /// CPU time wrk used ÷ wall time (1.0: its core was saturated).
+    pub load_cpu: f64,
+}
+
+/// A load: URL, headers, and an optional Lua script (for writes).
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub script: Option<PathBuf>,
+    pub connections: usize,
+}
+
+/// wrk is busy above this share of its core: the load may be the bottleneck.
+pub const SATURATED: f64 = 0.90;
+
+impl Load {
+    pub fn get(url: &str, token: Option<&str>, connections: usize) -> Load {
+        let mut headers = Vec::new();
+        if let Some(t) = token {
+            headers.push(("X-Vault-Token".to_string(), t.to_string()));
+        }
+        Load {
+            url: url.to_string(),
+            headers,
+            script: None,
+            connections,
+        }
+    }
+
+    /// POSTs of `{"data":{"value":"<counter>"}}`, a new value every request
+    /// (so every write is a change to sync), written as a wrk Lua script.
+    pub fn kv_writes(
+        url: &str,
+        token: &str,
+        connections: usize,
+        dir: &Path,
+        name: &str,
+    ) -> anyhow::Result<Load> {
+        let script = dir.join(format!("{name}.lua"));
+        std::fs::write(
+            &script,
+            format!(
+                r#"wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-Vault-Token"] = "{token}"
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, nil, nil, '{{"data":{{"value":"v' .. n .. '"}}}}')
+end
+"#
+            ),
+        )?;
+        Ok(Load {
+            url: url.to_string(),
+            headers: Vec::new(),
+            script: Some(script),
+            connections,
+        })
+    }
+
+    /// Runs wrk for `duration` and checks every answer was a 2xx.
+    pub fn run(&self, duration: Duration) -> anyhow::Result<Run> {
+        let mut cmd = Command::new("taskset");
+        cmd.arg("-c")
+            .arg(LOAD_CORE.to_string())
+            .arg("wrk")
+            .arg("-t1")
+            .arg(format!("-c{}", self.connections))
+            .arg(format!("-d{}s", duration.as_secs().max(1)));
+        for (k, v) in &self.headers {
+            cmd.arg("-H").arg(format!("{k}: {v}"));
+        }
+        if let Some(s) = &self.script {
+            cmd.arg("-s").arg(s);
+        }
+        cmd.arg(&self.url);
+        let before = children_cpu_ticks()?;
+        let started = Instant::now();
+        let out = cmd.output().context("cannot run wrk (is it installed?)")?;
+        let wall = started.elapsed().as_secs_f64();
+        let after = children_cpu_ticks()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            bail!(
+                "wrk failed: {}{}",
+                text,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        parse(&text, (after - before) as f64 / clock_ticks() / wall)
+    }
+}
+
+fn parse(text: &str, load_cpu: f64) -> anyhow::Result<Run> {
+    if let Some(line) = text
+        .lines()
+        .find(|l| l.contains("Non-2xx or 3xx responses"))
+    {
+        bail!("the server answered errors under load: {}", line.trim());
+    }
+    if let Some(line) = text.lines().find(|l| l.contains("Socket errors")) {
+        // Timeouts and resets mean a broken run, not a slow one.
+        if !line.contains("connect 0, read 0, write 0, timeout 0") {
+            bail!("wrk saw socket errors: {}", line.trim());
+        }
+    }
+    let rps = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .context("no Requests/sec in wrk's output")?
+        .trim()
+        .parse::<f64>()?;
+    Ok(Run { rps, load_cpu })
+}
+
+/// User + system CPU ticks of this process's reaped children (`/proc/self/stat`).
+fn children_cpu_ticks() -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let after_comm = stat.rsplit_once(')').context("stat")?.1;
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // Fields 16 and 17 of proc(5), counted from field 3 (the state).
+    let cutime: u64 = fields.get(13).context("cutime")?.parse()?;
+    let cstime: u64 = fields.get(14).context("cstime")?.parse()?;
+    Ok(cutime + cstime)
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OUT: &str = "Running 10s test @ http://127.0.0.1:1/v1/secret/data/x
+  1 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.01ms  500.00us  10.00ms   90.00%
+    Req/Sec    31.00k     1.00k   33.00k    80.00%
+  310000 requests in 10.00s, 100.00MB read
+Requests/sec:  31000.50
+Transfer/sec:     10.00MB
+";
+
+    #[test]
+    fn reads_wrk_output() {
+        let r = parse(OUT, 0.5).unwrap();
+        assert_eq!(r.rps, 31000.5);
+        let bad = OUT.replace(
+            "Requests/sec",
+            "  Non-2xx or 3xx responses: 7\nRequests/sec",
+        );
+        assert!(parse(&bad, 0.5).is_err());
+        let errs = OUT.replace(
+            "Requests/sec",
+            "  Socket errors: connect 0, read 3, write 0, timeout 0\nRequests/sec",
+        );
+        assert!(parse(&errs, 0.5).is_err());
+        assert!(parse("nothing", 0.5).is_err());
+    }
+}

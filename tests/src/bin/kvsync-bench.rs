@@ -1,0 +1,177 @@
+//! The benchmark command's driver and its baselines (run it through
+//! `tests/bench.sh`, which builds in release mode and installs wrk and moto).
+//!
+//! - `kvsync-bench all [--rounds N] [--seconds S] [--connections C] [--sync-count N]
+//!   [--samples N] [--only P1,P5] [--moto PATH] [--out FILE]`: measures P1–P10 and
+//!   prints the table (also written to `--out`).
+//! - `kvsync-bench native-server [--listen ADDR]`: the P1 baseline (the engine linked
+//!   natively behind kvsync's HTTP front; dev-mode setup, root token `root`).
+//! - `kvsync-bench hyper-server --body-bytes N [--listen ADDR]`: the P2 baseline.
+//! - `kvsync-bench direct-sdk --endpoint URL --prefix P --count N`: the P5 baseline.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use kvsync_tests::bench::{aws, hyper_server, native, targets};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first().cloned() else {
+        eprintln!("usage: kvsync-bench <all|native-server|hyper-server|direct-sdk> [options]");
+        return ExitCode::from(2);
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start tokio: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let flags = Flags(args[1..].to_vec());
+    let out = rt.block_on(async {
+        match cmd.as_str() {
+            "all" => all(&flags).await,
+            "native-server" => native_server(&flags).await,
+            "hyper-server" => hyper(&flags).await,
+            "direct-sdk" => direct_sdk(&flags).await,
+            other => Err(anyhow::anyhow!("unknown command {other:?}")),
+        }
+    });
+    match out {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Flags(Vec<String>);
+
+impl Flags {
+    fn get(&self, flag: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .position(|a| a == flag)
+            .and_then(|i| self.0.get(i + 1))
+            .map(String::as_str)
+    }
+
+    fn parse<T: std::str::FromStr>(&self, flag: &str, default: T) -> anyhow::Result<T> {
+        match self.get(flag) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{flag}: cannot read {v:?}")),
+        }
+    }
+}
+
+async fn all(flags: &Flags) -> anyhow::Result<ExitCode> {
+    let d = targets::Options::default();
+    let opts = targets::Options {
+        rounds: flags.parse("--rounds", d.rounds)?.max(1),
+        seconds: flags.parse("--seconds", d.seconds)?.max(1),
+        warmup_seconds: flags.parse("--warmup", d.warmup_seconds)?,
+        connections: flags.parse("--connections", d.connections)?.max(1),
+        sync_count: flags.parse("--sync-count", d.sync_count)?.max(1),
+        propagation_samples: flags.parse("--samples", d.propagation_samples)?,
+        only: flags
+            .get("--only")
+            .map(|s| s.split(',').map(|p| p.trim().to_string()).collect())
+            .unwrap_or_default(),
+    };
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("the binary's folder")?.to_path_buf();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let work = dir.join("bench-runs").join(stamp.to_string());
+    std::fs::create_dir_all(&work)?;
+    let paths = targets::Paths {
+        kvsync: dir.join("kvsync"),
+        bench: exe.clone(),
+        moto_server: PathBuf::from(flags.get("--moto").unwrap_or("moto_server")),
+        work: work.clone(),
+    };
+    eprintln!(
+        "kvsync-bench: {} rounds of {} s, {} connections; logs in {}",
+        opts.rounds,
+        opts.seconds,
+        opts.connections,
+        work.display()
+    );
+    let rows = targets::run(&opts, &paths).await;
+    let table = targets::table(&rows);
+    println!("{table}");
+    if let Some(out) = flags.get("--out") {
+        std::fs::write(out, &table).with_context(|| format!("cannot write {out}"))?;
+    }
+    std::fs::write(work.join("results.md"), &table)?;
+    let failed = rows.iter().any(|r| r.met.is_none());
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn native_server(flags: &Flags) -> anyhow::Result<ExitCode> {
+    use kvsync::auth::TokenStore;
+    use kvsync::http::{self, Api, AppState, DEFAULT_MAX_REQUEST_SIZE, ROOT_TENANT};
+    use kvsync::storage::{Barrier, EncryptionKey, RedbBackend, SharedBackend, TenantStorage};
+
+    let barrier = Barrier::new(RedbBackend::in_memory()?, EncryptionKey::generate()?);
+    barrier.init_key_check().await?;
+    let backend: SharedBackend = Arc::new(barrier);
+    let tokens = TokenStore::new(backend.clone());
+    let root = tokens.create_root(Some("root".into())).await?;
+    let api = native::NativeApi;
+    let caller = tokens.lookup(&root.token).await?;
+    let mount = kvsync::runtime::request(
+        "POST",
+        "sys/mounts/secret",
+        br#"{"type":"kv","options":{"version":"2"}}"#,
+        caller,
+    );
+    let resp = api
+        .handle(TenantStorage::new(backend.clone(), ROOT_TENANT), mount)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    anyhow::ensure!(resp.status < 300, "cannot mount secret/: {}", resp.status);
+    let (listener, addr) = http::bind(flags.get("--listen").unwrap_or("127.0.0.1:0")).await?;
+    let state = Arc::new(AppState {
+        api: Arc::new(api),
+        backend,
+        tokens,
+        max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+        sync_wake: Arc::new(tokio::sync::Notify::new()),
+    });
+    println!("Api Address: http://{addr}");
+    http::serve(listener, None, state, std::future::pending()).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn hyper(flags: &Flags) -> anyhow::Result<ExitCode> {
+    let size: usize = flags.parse("--body-bytes", 256)?;
+    let listener =
+        tokio::net::TcpListener::bind(flags.get("--listen").unwrap_or("127.0.0.1:0")).await?;
+    println!("Api Address: http://{}", listener.local_addr()?);
+    hyper_server::serve(listener, hyper_server::body_of_size(size)).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn direct_sdk(flags: &Flags) -> anyhow::Result<ExitCode> {
+    let endpoint = flags.get("--endpoint").context("--endpoint URL")?;
+    let prefix = flags.get("--prefix").context("--prefix P")?;
+    let count: usize = flags.parse("--count", 1000)?;
+    let took = aws::direct_sync(endpoint, prefix, count).await?;
+    println!("elapsed_ms: {:.3}", took.as_secs_f64() * 1e3);
+    Ok(ExitCode::SUCCESS)
+}
