@@ -644,7 +644,7 @@ impl Bench<'_> {
             target: "≤ 16 KiB".into(),
             met: Some(s.median <= 16.0),
             note: format!(
-                "RSS with {N} instantiated, idle engine instances held − RSS with none held (slots of the pooling allocator warmed first), ÷ {N}. Tenants do not exist yet: an idle tenant will hold no instance at all (instances are per request), so this is the bound on what one would cost if pooled"
+                "RSS with {N} instantiated, idle engine instances held − RSS with none held (slots of the pooling allocator warmed first), ÷ {N}. Tenants do not exist yet. An idle tenant holds no instance once its warm instances expire (30 s idle; at most 16 warm instances in all, whatever the number of tenants), so this is the cost of one that is still warm"
             ),
         }])
     }
