@@ -391,6 +391,15 @@ pub fn secret_changed(tx: &mut Tx, accessor: &str, secret_name: &str) -> ApiResu
         let Some((kind, name)) = rel.split_once('/') else {
             continue;
         };
+        let id = EntryId {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            accessor: accessor.to_string(),
+            secret_name: secret_name.to_string(),
+        };
+        if already_waiting(tx, &id, now)? {
+            continue;
+        }
         let Some(mut record) = Association::load(tx, kind, name, accessor, secret_name)? else {
             continue;
         };
@@ -399,6 +408,18 @@ pub fn secret_changed(tx: &mut Tx, accessor: &str, secret_name: &str) -> ApiResu
         }
     }
     Ok(full_warning(full))
+}
+
+/// Whether a change of the secret finds its sync already queued and held
+/// back for coalescing (rows already `PENDING`), or a pending unsync that
+/// outranks it: then the change adds nothing, and the write path need not
+/// read the association.
+fn already_waiting(tx: &mut Tx, id: &EntryId, now: Nanos) -> ApiResult<bool> {
+    Ok(match load(tx, id)? {
+        Some(e) if e.op.rank() > OutboxOp::Sync.rank() => true,
+        Some(e) => e.op == OutboxOp::Sync && e.attempts == 0 && e.due_at >= now,
+        None => false,
+    })
 }
 
 /// How many associations one batch of [`mount_disabled`] queues.
