@@ -70,10 +70,9 @@ const LIST_PAGE: u32 = 1000;
 pub struct Tx<'s> {
     store: &'s dyn Storage,
     /// Version seen for every key read (`None`: absent).
-    reads: BTreeMap<String, Option<u64>>,
-    /// What those reads returned: a key read again in the same transaction
-    /// costs no second host call and sees the same value.
-    read_values: BTreeMap<String, Option<Vec<u8>>>,
+    /// With what it returned: a key read again in the same transaction costs
+    /// no second host call and sees the same value.
+    reads: BTreeMap<String, Read>,
     /// Buffered writes (`None`: delete), visible to later reads of this transaction.
     writes: BTreeMap<String, Option<Vec<u8>>>,
     /// Set when this transaction queued sync work: the router then tells the
@@ -86,7 +85,6 @@ impl<'s> Tx<'s> {
         Tx {
             store,
             reads: BTreeMap::new(),
-            read_values: BTreeMap::new(),
             writes: BTreeMap::new(),
             sync_due: false,
         }
@@ -110,15 +108,21 @@ impl<'s> Tx<'s> {
         if let Some(w) = self.writes.get(key) {
             return Ok(w.clone());
         }
-        if let Some(v) = self.read_values.get(key) {
-            return Ok(v.clone());
+        if let Some(read) = self.reads.get(key) {
+            return Ok(read.value.clone());
         }
         let entry = self.store.get(key)?;
-        self.reads
-            .entry(key.to_string())
-            .or_insert(entry.as_ref().map(|e| e.version));
-        let value = entry.map(|e| e.value);
-        self.read_values.insert(key.to_string(), value.clone());
+        let (version, value) = match entry {
+            Some(e) => (Some(e.version), Some(e.value)),
+            None => (None, None),
+        };
+        self.reads.insert(
+            key.to_string(),
+            Read {
+                version,
+                value: value.clone(),
+            },
+        );
         Ok(value)
     }
 
@@ -176,7 +180,11 @@ impl<'s> Tx<'s> {
         if self.writes.is_empty() {
             return Ok(());
         }
-        let conditions = self.reads.into_iter().map(condition).collect();
+        let conditions = self
+            .reads
+            .into_iter()
+            .map(|(key, read)| condition(key, read.version))
+            .collect();
         let ops = self.writes.into_iter().map(op).collect();
         self.store.commit(conditions, ops)?;
         Ok(())
@@ -190,19 +198,22 @@ impl<'s> Tx<'s> {
         if self.writes.is_empty() {
             return Ok(());
         }
-        let conditions = self.reads.clone().into_iter().map(condition).collect();
+        let conditions = self
+            .reads
+            .iter()
+            .map(|(key, read)| condition(key.clone(), read.version))
+            .collect();
         let ops = self.writes.clone().into_iter().map(op).collect();
         self.store.commit(conditions, ops)?;
         self.writes.clear();
         self.reads.clear();
-        self.read_values.clear();
         Ok(())
     }
 
     /// The keys read by this transaction whose stored version changed since.
     pub fn changed_reads(&self) -> Result<Vec<String>, ApiError> {
         let mut changed = Vec::new();
-        for (key, version) in &self.reads {
+        for (key, Read { version, .. }) in &self.reads {
             if self.store.get(key)?.map(|e| e.version) != *version {
                 changed.push(key.clone());
             }
@@ -214,12 +225,17 @@ impl<'s> Tx<'s> {
     /// read (and written) again.
     pub fn forget(&mut self, key: &str) {
         self.reads.remove(key);
-        self.read_values.remove(key);
         self.writes.remove(key);
     }
 }
 
-fn condition((key, version): (String, Option<u64>)) -> Condition {
+/// One read of a transaction: the version seen (`None`: absent) and the value.
+struct Read {
+    version: Option<u64>,
+    value: Option<Vec<u8>>,
+}
+
+fn condition(key: String, version: Option<u64>) -> Condition {
     Condition { key, version }
 }
 

@@ -106,7 +106,7 @@ impl Fixture {
 
     fn instantiate(&self, rt: &Runtime) {
         self.tokio
-            .block_on(rt.instantiate_only(self.storage()))
+            .block_on(rt.idle_instance(self.storage()))
             .unwrap();
     }
 }

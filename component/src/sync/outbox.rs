@@ -296,11 +296,13 @@ pub fn enqueue(tx: &mut Tx, id: &EntryId, req: Enqueue) -> ApiResult<Queued> {
 
 /// Removes the entry of `id`, if any, and counts it out.
 pub fn dequeue(tx: &mut Tx, id: &EntryId) -> ApiResult<bool> {
-    if tx.get(&id.key())?.is_none() {
-        return Ok(false);
-    }
-    // An entry that cannot be decoded leaves its index key to the worker's repair.
-    let old = load(tx, id).ok().flatten();
+    let old = match load(tx, id) {
+        Ok(None) => return Ok(false),
+        Ok(Some(entry)) => Some(entry),
+        // Undecodable: its index key, if any, is left to the worker's repair.
+        Err(ApiError::Internal(_)) => None,
+        Err(e) => return Err(e),
+    };
     remove(tx, id, old.as_ref());
     adjust_count(tx, -1)?;
     Ok(true)

@@ -3,13 +3,14 @@
 //! converts back. Time spent here is the provider's, not the guest's: it is
 //! charged to the CPU meter as host time, like storage calls.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
 use super::bindings::kvsync::engine::connector as wit;
 use super::state::State;
-use crate::connectors::{Destination, ExternalSecret, SyncError};
+use crate::connectors::{Connectors, Destination, ExternalSecret, SyncError};
 
 fn destination(d: wit::Destination) -> Result<Destination, SyncError> {
     Destination::parse(d.kind, d.name, d.config)
@@ -69,20 +70,39 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+impl State {
+    /// One write the guest asks of a destination (`push`, `push-new`,
+    /// `delete`): the destination decoded, the call bounded within an API
+    /// request, its time charged as host time.
+    async fn write_call<F, Fut>(
+        &mut self,
+        dest: wit::Destination,
+        call: F,
+    ) -> Result<(), wit::SyncError>
+    where
+        F: FnOnce(Arc<Connectors>, Destination) -> Fut,
+        Fut: std::future::Future<Output = Result<(), SyncError>>,
+    {
+        let started = Instant::now();
+        let out = match destination(dest) {
+            Ok(dest) => bounded(self.inline_bound, call(self.connectors.clone(), dest)).await,
+            Err(e) => Err(error_to_wit(e)),
+        };
+        self.cpu.charge_host(started.elapsed());
+        out
+    }
+}
+
 impl wit::Host for State {
     async fn push(
         &mut self,
         dest: wit::Destination,
         secret: wit::ExternalSecret,
     ) -> wasmtime::Result<Result<(), wit::SyncError>> {
-        let started = Instant::now();
         let secret = from_wit(secret);
-        let out = match destination(dest) {
-            Ok(dest) => bounded(self.inline_bound, self.connectors.push(&dest, &secret)).await,
-            Err(e) => Err(error_to_wit(e)),
-        };
-        self.cpu.charge_host(started.elapsed());
-        Ok(out)
+        Ok(self
+            .write_call(dest, |c, d| async move { c.push(&d, &secret).await })
+            .await)
     }
 
     async fn push_new(
@@ -90,14 +110,10 @@ impl wit::Host for State {
         dest: wit::Destination,
         secret: wit::ExternalSecret,
     ) -> wasmtime::Result<Result<(), wit::SyncError>> {
-        let started = Instant::now();
         let secret = from_wit(secret);
-        let out = match destination(dest) {
-            Ok(dest) => bounded(self.inline_bound, self.connectors.push_new(&dest, &secret)).await,
-            Err(e) => Err(error_to_wit(e)),
-        };
-        self.cpu.charge_host(started.elapsed());
-        Ok(out)
+        Ok(self
+            .write_call(dest, |c, d| async move { c.push_new(&d, &secret).await })
+            .await)
     }
 
     async fn delete(
@@ -105,13 +121,9 @@ impl wit::Host for State {
         dest: wit::Destination,
         name: String,
     ) -> wasmtime::Result<Result<(), wit::SyncError>> {
-        let started = Instant::now();
-        let out = match destination(dest) {
-            Ok(dest) => bounded(self.inline_bound, self.connectors.delete(&dest, &name)).await,
-            Err(e) => Err(error_to_wit(e)),
-        };
-        self.cpu.charge_host(started.elapsed());
-        Ok(out)
+        Ok(self
+            .write_call(dest, |c, d| async move { c.delete(&d, &name).await })
+            .await)
     }
 
     async fn inspect(

@@ -128,14 +128,13 @@ impl Runtime {
         &self.connectors
     }
 
-    /// Runs one API request in a fresh instance against `storage`, on behalf of
+    /// Runs one API request in an instance of `storage`'s tenant, on behalf of
     /// `req.caller` (what the `authz` import answers for).
     pub async fn handle(
         &self,
         storage: TenantStorage,
         req: Request,
     ) -> Result<Response, CallError> {
-        let tenant = storage.prefix().to_string();
         let mut w = self
             .checkout(storage, req.caller.clone(), Some(self.inline_bound))
             .await?;
@@ -144,7 +143,7 @@ impl Runtime {
             .kvsync_engine_api()
             .call_handle(&mut w.store, &req)
             .await;
-        self.finish(&tenant, w, out)
+        self.finish(w, out)
     }
 
     /// Runs the sync worker's `run` export in a fresh instance against
@@ -160,28 +159,26 @@ impl Runtime {
         limit: u32,
         settings: SyncSettings,
     ) -> Result<RunReport, CallError> {
-        let tenant = storage.prefix().to_string();
         let mut w = self.checkout(storage, None, None).await?;
         let out = w
             .instance
             .kvsync_engine_sync()
             .call_run(&mut w.store, shard, shards, limit, settings)
             .await;
-        self.finish(&tenant, w, out)
+        self.finish(w, out)
     }
 
     /// Runs the sync worker's `reconcile` export in a fresh instance against
     /// `storage` (no caller): queues associations whose destination copy is
     /// behind the secret and returns how many it queued.
     pub async fn reconcile(&self, storage: TenantStorage) -> Result<u32, CallError> {
-        let tenant = storage.prefix().to_string();
         let mut w = self.checkout(storage, None, None).await?;
         let out = w
             .instance
             .kvsync_engine_sync()
             .call_reconcile(&mut w.store)
             .await;
-        self.finish(&tenant, w, out)
+        self.finish(w, out)
     }
 
     /// Idle instances kept for reuse now (all tenants).
@@ -210,26 +207,14 @@ impl Runtime {
 
     /// The outcome of a call; the instance goes back to the warm pool only
     /// when the call returned cleanly (the pool checks the limits too).
-    fn finish<T>(
-        &self,
-        tenant: &str,
-        w: warm::Warm,
-        out: wasmtime::Result<T>,
-    ) -> Result<T, CallError> {
+    fn finish<T>(&self, w: warm::Warm, out: wasmtime::Result<T>) -> Result<T, CallError> {
         match out {
             Ok(v) => {
-                self.warm.give_back(tenant, w, true);
+                self.warm.give_back(w, true);
                 Ok(v)
             }
             Err(e) => Err(classify(&w.store, e, false)),
         }
-    }
-
-    /// A fresh store and instance against `storage`, dropped without calling
-    /// any export: the per-call instantiation cost alone (for benchmarks).
-    #[doc(hidden)]
-    pub async fn instantiate_only(&self, storage: TenantStorage) -> Result<(), CallError> {
-        self.instantiate(storage, None, None).await.map(drop)
     }
 
     /// A fresh instance that runs nothing and is kept until dropped: what an
@@ -237,8 +222,7 @@ impl Runtime {
     pub async fn idle_instance(&self, storage: TenantStorage) -> Result<IdleInstance, CallError> {
         let (store, instance) = self.instantiate(storage, None, None).await?;
         Ok(IdleInstance {
-            _store: store,
-            _instance: instance,
+            _held: warm::Warm::new(store, instance),
         })
     }
 
@@ -263,8 +247,7 @@ impl Runtime {
 
 /// An instantiated engine that is not running (see [`Runtime::idle_instance`]).
 pub struct IdleInstance {
-    _store: Store<State>,
-    _instance: bindings::Engine,
+    _held: warm::Warm,
 }
 
 fn engine_config(limits: &Limits) -> Config {

@@ -61,6 +61,12 @@ impl State {
         self.inline_bound = inline_bound;
     }
 
+    /// The tenant this instance serves (its storage prefix): the key of the
+    /// warm pool.
+    pub fn tenant(&self) -> &str {
+        self.storage.prefix()
+    }
+
     pub fn memory_exceeded(&self) -> bool {
         self.memory.exceeded
     }

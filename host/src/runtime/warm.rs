@@ -98,8 +98,9 @@ impl WarmPool {
     }
 
     /// Returns an instance after a call (`ok`: it returned without a trap):
-    /// kept when it may serve again and there is room, dropped otherwise.
-    pub fn give_back(&self, tenant: &str, mut warm: Warm, ok: bool) {
+    /// kept for its tenant when it may serve again and there is room, dropped
+    /// otherwise.
+    pub fn give_back(&self, mut warm: Warm, ok: bool) {
         warm.uses = warm.uses.saturating_add(1);
         if self.capacity == 0 || !warm.reusable(ok) {
             return;
@@ -110,10 +111,14 @@ impl WarmPool {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             if idle.count < self.capacity {
                 idle.count += 1;
-                idle.by_tenant
-                    .entry(tenant.to_string())
-                    .or_default()
-                    .push(warm);
+                let tenant = warm.store.data().tenant();
+                match idle.by_tenant.get_mut(tenant) {
+                    Some(list) => list.push(warm),
+                    None => {
+                        let tenant = tenant.to_string();
+                        idle.by_tenant.insert(tenant, vec![warm]);
+                    }
+                }
             } else {
                 expired.push(warm);
             }
