@@ -1,11 +1,14 @@
 //! What the engine's native tests share: sending a request through the full
 //! router with in-memory fakes, the way a client would.
 
+use std::cell::Cell;
+
 use serde_json::Value;
 
 use crate::api::{Request, Response};
 use crate::env::Env;
 use crate::router;
+use crate::storage::{Condition, Entry, Op, Page, Storage, StorageError};
 
 /// A request as a JSON client sends it; `path` may carry a query string, and
 /// PATCH uses the merge-patch content type.
@@ -49,4 +52,51 @@ pub fn call(env: &Env, method: &str, path: &str, body: &Value) -> (u16, Value) {
     let resp = send(env, method, path, body);
     let decoded = json_body(&resp);
     (resp.status, decoded)
+}
+
+/// [`Storage`] that counts the calls made to the storage it wraps: what a
+/// request path costs in host calls.
+pub struct Counting<'s> {
+    inner: &'s dyn Storage,
+    pub gets: Cell<usize>,
+    pub lists: Cell<usize>,
+    pub commits: Cell<usize>,
+}
+
+impl<'s> Counting<'s> {
+    pub fn new(inner: &'s dyn Storage) -> Self {
+        Counting {
+            inner,
+            gets: Cell::new(0),
+            lists: Cell::new(0),
+            commits: Cell::new(0),
+        }
+    }
+}
+
+fn bump(n: &Cell<usize>) {
+    n.set(n.get() + 1);
+}
+
+impl Storage for Counting<'_> {
+    fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        bump(&self.gets);
+        self.inner.get(key)
+    }
+
+    fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        delimiter: Option<char>,
+        limit: u32,
+    ) -> Result<Page, StorageError> {
+        bump(&self.lists);
+        self.inner.list(prefix, after, delimiter, limit)
+    }
+
+    fn commit(&self, conditions: Vec<Condition>, ops: Vec<Op>) -> Result<u64, StorageError> {
+        bump(&self.commits);
+        self.inner.commit(conditions, ops)
+    }
 }

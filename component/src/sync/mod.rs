@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod associations;
+pub mod changes;
 pub mod config;
 pub mod destinations;
 pub mod github_apps;
