@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::effects::Effects;
 use crate::error::ApiError;
 use crate::framework::parse_bool;
 
@@ -55,6 +56,24 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+/// What handling a request produced (WIT `types.outcome`): the response, and
+/// what the committed request caused that the host must act on.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub response: Response,
+    pub effects: Effects,
+}
+
+impl Outcome {
+    /// A response that caused nothing (a request that failed or changed nothing).
+    pub fn only(response: Response) -> Self {
+        Outcome {
+            response,
+            effects: Effects::default(),
+        }
+    }
 }
 
 /// Vault's logical operations.
@@ -236,6 +255,12 @@ impl Reply {
     pub fn with_status(mut self, status: u16) -> Self {
         self.status = status;
         self
+    }
+
+    pub fn with_warnings(self, warnings: impl IntoIterator<Item = String>) -> Self {
+        warnings
+            .into_iter()
+            .fold(self, |reply, w| reply.with_warning(Some(w)))
     }
 
     pub fn with_warning(mut self, warning: Option<String>) -> Self {

@@ -4,6 +4,7 @@
 
 use crate::authz::Authz;
 use crate::connector::{Connector, DestinationRef, ExternalSecret, SyncError};
+use crate::effects::SyncDue;
 use crate::env::Env;
 use crate::storage::{Condition, Entry, Op, Page, Storage, StorageError};
 
@@ -56,7 +57,7 @@ impl sync_export::Guest for Component {
 }
 
 impl ApiGuest for Component {
-    fn handle(req: types::Request) -> types::Response {
+    fn handle(req: types::Request) -> types::Outcome {
         let caller = req.caller.map(|c| crate::Caller {
             token: c.token,
             accessor: c.accessor,
@@ -73,11 +74,20 @@ impl ApiGuest for Component {
             body: req.body,
             caller,
         };
-        let resp = crate::handle(&host_env(), req);
-        types::Response {
-            status: resp.status,
-            headers: resp.headers,
-            body: resp.body,
+        let out = crate::handle(&host_env(), req);
+        types::Outcome {
+            response: types::Response {
+                status: out.response.status,
+                headers: out.response.headers,
+                body: out.response.body,
+            },
+            effects: types::Effects {
+                sync_due: match out.effects.sync_due {
+                    SyncDue::None => types::SyncDue::None,
+                    SyncDue::Destinations(d) => types::SyncDue::Destinations(d),
+                    SyncDue::All => types::SyncDue::All,
+                },
+            },
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod authz;
 pub mod connector;
+pub mod effects;
 pub mod env;
 pub mod error;
 pub mod framework;
@@ -27,10 +28,11 @@ pub(crate) mod testing;
 #[allow(unsafe_code)]
 mod bindings;
 
-pub use api::{Caller, Request, Response};
+pub use api::{Caller, Outcome, Request, Response};
 pub use env::Env;
 
-/// Handles one API request with one tenant's imports.
-pub fn handle(env: &Env, req: Request) -> Response {
+/// Handles one API request with one tenant's imports: the response, and what
+/// the request caused that the host must act on.
+pub fn handle(env: &Env, req: Request) -> Outcome {
     router::handle(env, req)
 }

@@ -1,8 +1,12 @@
 //! Routes a logical request to the system backend, the token backend or the
 //! secrets engine mounted at its path, and runs it as one storage transaction
 //! (run again, a bounded number of times, when a concurrent commit conflicts).
+//! Before the transaction commits, the changes the request recorded in it
+//! become their sync work in the same commit ([`sync::changes::settle`]);
+//! what that made due leaves with the response as its effects.
 
-use crate::api::{self, LogicalRequest, Reply, Request, Response};
+use crate::api::{self, LogicalRequest, Outcome, Reply, Request};
+use crate::effects::Effects;
 use crate::env::Env;
 use crate::error::{ApiError, ApiResult};
 use crate::storage::Tx;
@@ -12,32 +16,29 @@ use crate::{auth, kv, sync, sys};
 /// How often a request is run again after a storage conflict.
 const CONFLICT_RETRIES: usize = 8;
 
-/// Response header telling the host that the request queued sync work, so it
-/// wakes its sync worker at once (the host strips it before answering).
-pub const SYNC_DUE_HEADER: &str = "x-kvsync-sync-due";
-
-pub fn handle(env: &Env, req: Request) -> Response {
+pub fn handle(env: &Env, req: Request) -> Outcome {
     let logical = match api::to_logical(req) {
         Ok(l) => l,
-        Err(e) => return api::render_error(&e),
+        Err(e) => return Outcome::only(api::render_error(&e)),
     };
     let mut last = ApiError::Conflict;
     for _ in 0..CONFLICT_RETRIES {
         let mut tx = Tx::new(env.storage);
         let outcome = route(&mut tx, env, &logical).and_then(|(reply, mount_type)| {
-            let sync_due = tx.sync_due();
+            let settled = sync::changes::settle(&mut tx)?;
             tx.commit()?;
-            Ok((reply, mount_type, sync_due))
+            Ok((
+                reply.with_warnings(settled.warnings),
+                mount_type,
+                settled.sync_due,
+            ))
         });
         match outcome {
             Ok((reply, mount_type, sync_due)) => {
-                let mut response = api::render(reply, &logical.request_id, mount_type);
-                if sync_due {
-                    response
-                        .headers
-                        .push((SYNC_DUE_HEADER.to_string(), "1".to_string()));
-                }
-                return response;
+                return Outcome {
+                    response: api::render(reply, &logical.request_id, mount_type),
+                    effects: Effects { sync_due },
+                };
             }
             Err(ApiError::Conflict) => last = ApiError::Conflict,
             Err(e) => {
@@ -50,7 +51,7 @@ pub fn handle(env: &Env, req: Request) -> Response {
         // Goes to the host's log through wasi:cli/stderr; never includes request data.
         eprintln!("request {} failed: {last}", logical.request_id);
     }
-    api::render_error(&last)
+    Outcome::only(api::render_error(&last))
 }
 
 /// Runs a request against a transaction: returns the reply and the `mount_type`

@@ -2,7 +2,8 @@
 //! optimistic transaction on top of it: reads remember the version they saw,
 //! writes are buffered, and `commit` sends them as one atomic batch whose
 //! conditions are the versions read. A conflicting commit writes nothing and
-//! the request is run again (see `router`).
+//! the request is run again (see `router`). A transaction also collects the
+//! [`Change`]s its request made (see [`crate::effects`]).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::effects::Change;
 use crate::error::ApiError;
 
 pub struct Entry {
@@ -75,9 +77,8 @@ pub struct Tx<'s> {
     reads: BTreeMap<String, Read>,
     /// Buffered writes (`None`: delete), visible to later reads of this transaction.
     writes: BTreeMap<String, Option<Vec<u8>>>,
-    /// Set when this transaction queued sync work: the router then tells the
-    /// host to wake its sync worker (`x-kvsync-sync-due`).
-    sync_due: bool,
+    /// The changes made, in order, each once.
+    changes: Vec<Change>,
 }
 
 impl<'s> Tx<'s> {
@@ -86,17 +87,21 @@ impl<'s> Tx<'s> {
             store,
             reads: BTreeMap::new(),
             writes: BTreeMap::new(),
-            sync_due: false,
+            changes: Vec::new(),
         }
     }
 
-    /// Records that this transaction queued sync work.
-    pub fn mark_sync_due(&mut self) {
-        self.sync_due = true;
+    /// Records a change this transaction makes (once: recording it again
+    /// changes nothing).
+    pub fn record(&mut self, change: Change) {
+        if !self.changes.contains(&change) {
+            self.changes.push(change);
+        }
     }
 
-    pub fn sync_due(&self) -> bool {
-        self.sync_due
+    /// The changes recorded so far, in order.
+    pub fn changes(&self) -> &[Change] {
+        &self.changes
     }
 
     /// The storage this transaction runs on, for work committed in separate batches.
@@ -385,8 +390,12 @@ mod tests {
         tx.get("n").unwrap();
         tx.put("n", b"0".to_vec());
         tx.put("b", b"y".to_vec());
-        assert!(!tx.sync_due());
-        tx.mark_sync_due();
+        let due = Change::SyncDue {
+            destination: "in-mem/d".into(),
+        };
+        assert!(tx.changes().is_empty());
+        tx.record(due.clone());
+        tx.record(due.clone());
         // Another writer changes `n` only.
         let mut other = Tx::new(&s);
         other.put("n", b"5".to_vec());
@@ -399,7 +408,8 @@ mod tests {
         tx.try_commit().unwrap();
         assert_eq!(s.get("n").unwrap().unwrap().value, b"4");
         assert_eq!(s.get("b").unwrap().unwrap().value, b"y");
-        assert!(tx.sync_due());
+        // The changes outlive the commits.
+        assert_eq!(tx.changes(), [due]);
         // Nothing left to commit.
         tx.try_commit().unwrap();
         assert!(!tx.has_writes());

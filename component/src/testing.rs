@@ -5,7 +5,7 @@ use std::cell::Cell;
 
 use serde_json::Value;
 
-use crate::api::{Request, Response};
+use crate::api::{Outcome, Request, Response};
 use crate::env::Env;
 use crate::router;
 use crate::storage::{Condition, Entry, Op, Page, Storage, StorageError};
@@ -42,9 +42,15 @@ pub fn json_body(resp: &Response) -> Value {
     }
 }
 
+/// Sends a request through the router; returns the raw response and the
+/// request's effects.
+pub fn send_outcome(env: &Env, method: &str, path: &str, body: &Value) -> Outcome {
+    router::handle(env, request(method, path, body))
+}
+
 /// Sends a request through the router; returns the raw response.
 pub fn send(env: &Env, method: &str, path: &str, body: &Value) -> Response {
-    router::handle(env, request(method, path, body))
+    send_outcome(env, method, path, body).response
 }
 
 /// Sends a request; returns the status and the decoded body.

@@ -299,7 +299,8 @@ async fn mount_dev_kv(
     );
     let resp = runtime
         .handle(TenantStorage::new(backend.clone(), ROOT_TENANT), req)
-        .await?;
+        .await?
+        .response;
     if resp.status >= 300 {
         anyhow::bail!(
             "cannot mount secret/: {} {}",

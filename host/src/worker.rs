@@ -9,8 +9,10 @@
 //! [`Runtime::run_sync`] with a batch limit for as long as runs process
 //! something, then sleeps until the next entry is due (at most the
 //! reconciliation interval) or until it is woken: the HTTP layer wakes every
-//! loop when a response says it queued work (`x-kvsync-sync-due`), so a KV
-//! write's sync starts within milliseconds. A reconciliation task calls
+//! loop when a request's effects say it made sync work due (the WIT
+//! `effects` record returned with the response), so a KV write's sync starts
+//! within milliseconds. Every loop is woken, not only those of the named
+//! destinations: which shard serves a destination is the engine's to decide. A reconciliation task calls
 //! [`Runtime::reconcile`] at startup and then periodically, waking the loops
 //! when it queued anything: that is how work a crash or a full queue missed
 //! converges.

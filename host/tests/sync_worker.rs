@@ -1,5 +1,5 @@
 //! The sync worker against the real engine component: a KV write queues work
-//! and asks for a wake-up; the woken worker pushes it to an `in-mem`
+//! and its effects name the destination to wake for; the woken worker pushes it to an `in-mem`
 //! destination within moments; `drain` does the same without a worker.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kvsync::connectors::Connectors;
-use kvsync::runtime::{self, Caller, Limits, Runtime};
+use kvsync::runtime::{self, Caller, Limits, Runtime, SyncDue};
 use kvsync::storage::{Barrier, EncryptionKey, RedbBackend, SharedBackend, TenantStorage};
 use kvsync::worker::{self, DrainProgress, SyncConfig, Worker};
 use serde_json::Value;
@@ -71,37 +71,40 @@ impl Env {
         TenantStorage::new(self.backend.clone(), TENANT)
     }
 
-    async fn call(&self, method: &str, path: &str, body: &str) -> runtime::Response {
+    async fn call(&self, method: &str, path: &str, body: &str) -> runtime::Outcome {
         let req = runtime::request(method, path, body.as_bytes(), Some(root()));
         self.runtime.handle(self.storage(), req).await.unwrap()
     }
 
-    async fn ok(&self, method: &str, path: &str, body: &str) -> runtime::Response {
-        let resp = self.call(method, path, body).await;
+    async fn ok(&self, method: &str, path: &str, body: &str) -> runtime::Outcome {
+        let out = self.call(method, path, body).await;
         assert!(
-            resp.status < 300,
+            out.response.status < 300,
             "{method} {path}: {} {}",
-            resp.status,
-            String::from_utf8_lossy(&resp.body)
+            out.response.status,
+            String::from_utf8_lossy(&out.response.body)
         );
-        resp
+        out
     }
 
-    /// Writes the secret; true when the engine asked for a sync wake-up.
+    /// Writes the secret; true when its effects say sync work became due at
+    /// the destination.
     async fn write(&self, password: &str) -> bool {
         let body = format!(r#"{{"data":{{"password":"{password}"}}}}"#);
-        let resp = self.ok("POST", "secret/data/app/db", &body).await;
-        resp.headers
-            .iter()
-            .any(|(n, v)| n.eq_ignore_ascii_case("x-kvsync-sync-due") && v == "1")
+        let out = self.ok("POST", "secret/data/app/db", &body).await;
+        match out.effects.sync_due {
+            SyncDue::Destinations(d) => d == ["in-mem/demo"],
+            SyncDue::None | SyncDue::All => false,
+        }
     }
 
     /// What the destination holds, as text.
     async fn objects(&self) -> String {
-        let resp = self
+        let out = self
             .ok("GET", "sys/sync/destinations/in-mem/demo/objects", "")
             .await;
-        let body: Value = serde_json::from_slice(&resp.body).unwrap();
+        assert!(matches!(out.effects.sync_due, SyncDue::None));
+        let body: Value = serde_json::from_slice(&out.response.body).unwrap();
         body["data"]["objects"].to_string()
     }
 

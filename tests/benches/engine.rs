@@ -100,7 +100,7 @@ fn request(method: &str, path: &str, body: &[u8]) -> Request {
 
 /// One request through the native engine; panics unless it succeeds.
 fn call(fakes: &Fakes, method: &str, path: &str, body: &[u8]) {
-    let resp = kvsync_component::handle(&fakes.env(), request(method, path, body));
+    let resp = kvsync_component::handle(&fakes.env(), request(method, path, body)).response;
     assert!(
         resp.status < 300,
         "{method} {path}: {} {}",

@@ -94,7 +94,11 @@ impl Fixture {
     /// One request through `Runtime::handle`; panics unless it succeeds.
     fn call(&self, rt: &Runtime, method: &str, path: &str, body: &[u8]) {
         let req = runtime::request(method, path, body, Some(root()));
-        let resp = self.tokio.block_on(rt.handle(self.storage(), req)).unwrap();
+        let resp = self
+            .tokio
+            .block_on(rt.handle(self.storage(), req))
+            .unwrap()
+            .response;
         assert!(
             resp.status < 300,
             "{method} {path}: {} {}",

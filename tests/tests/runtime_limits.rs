@@ -55,6 +55,7 @@ async fn call_as(
     let req = runtime::request("GET", path, b"", Some(root()));
     rt.handle(TenantStorage::new(backend.clone(), tenant), req)
         .await
+        .map(|out| out.response)
 }
 
 /// Which call of its instance answered (the test guest's `count`).

@@ -59,8 +59,8 @@ fn write(kv: &mut Kv, path: &str, fields: &Fields, req: &LogicalRequest) -> ApiR
     let mut meta = kv.metadata(path)?.unwrap_or_default();
     check_and_set(fields, &config, &meta)?;
     let body = kv.write_version(path, &mut meta, &config, &data, time::now())?;
-    let warning = kv.secret_changed(path)?;
-    Ok(Reply::data(body).with_warning(warning))
+    kv.secret_changed(path);
+    Ok(Reply::data(body))
 }
 
 /// JSON merge patch (RFC 7396) of `data` into the current version, written as a new version.
@@ -84,14 +84,13 @@ fn patch(kv: &mut Kv, path: &str, fields: &Fields) -> ApiResult<Reply> {
     let mut data = kv.data(path, current)?;
     merge_patch(&mut data, changes);
     let body = kv.write_version(path, &mut meta, &config, &data, now)?;
-    let warning = kv.secret_changed(path)?;
-    Ok(Reply::data(body).with_warning(warning))
+    kv.secret_changed(path);
+    Ok(Reply::data(body))
 }
 
 /// Soft-deletes the current version (no-op when absent, deleted or destroyed).
 fn delete(kv: &mut Kv, path: &str) -> ApiResult<Reply> {
     let now = time::now();
-    let mut warning = None;
     if let Some(mut meta) = kv.metadata(path)? {
         let current = meta.current_version;
         if let Some(vm) = meta.versions.get_mut(&current)
@@ -99,10 +98,10 @@ fn delete(kv: &mut Kv, path: &str) -> ApiResult<Reply> {
         {
             vm.deletion_time = now;
             kv.put_metadata(path, &meta)?;
-            warning = kv.secret_changed(path)?;
+            kv.secret_changed(path);
         }
     }
-    Ok(Reply::no_content().with_warning(warning))
+    Ok(Reply::no_content())
 }
 
 /// Vault's `validateCheckAndSetOption`.

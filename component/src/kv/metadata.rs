@@ -169,12 +169,11 @@ fn patch(kv: &mut Kv, path: &str, fields: &Fields, req: &LogicalRequest) -> ApiR
 
 /// Removes the metadata and every version's data; 204 even when absent.
 fn delete(kv: &mut Kv, path: &str) -> ApiResult<Reply> {
-    let mut warning = None;
     if let Some(meta) = kv.metadata(path)? {
         kv.delete_secret(path, &meta);
-        warning = kv.secret_changed(path)?;
+        kv.secret_changed(path);
     }
-    Ok(Reply::no_content().with_warning(warning))
+    Ok(Reply::no_content())
 }
 
 /// Sets the scalar settings the request names; an explicit `null` resets one.

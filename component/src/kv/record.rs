@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::effects::Change;
 use crate::error::{ApiError, ApiResult};
 use crate::storage::Tx;
 use crate::sys::mounts::MountEntry;
@@ -172,10 +173,13 @@ impl<'a, 's> Kv<'a, 's> {
 
     /// The secret at `path` changed in a way a destination may see (a new
     /// current version, or the current version became unreadable or readable
-    /// again): queues the sync of its associations in this transaction.
-    /// Returns a warning when some could not be queued.
-    pub fn secret_changed(&mut self, path: &str) -> ApiResult<Option<String>> {
-        crate::sync::outbox::secret_changed(self.tx, &self.accessor, path)
+    /// again): records it in this transaction, whose commit then carries the
+    /// work the change causes (see [`crate::effects`]).
+    pub fn secret_changed(&mut self, path: &str) {
+        self.tx.record(Change::SecretChanged {
+            mount_accessor: self.accessor.clone(),
+            path: path.to_string(),
+        });
     }
 
     fn config_key(&self) -> String {

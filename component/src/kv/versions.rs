@@ -64,16 +64,15 @@ pub fn handle(kv: &mut Kv, action: Action, path: &str, req: &LogicalRequest) -> 
         }
         changed = true;
     }
-    let mut warning = None;
     if changed {
         kv.put_metadata(path, &meta)?;
         // Only the current version is synced: a change of older versions is
         // nothing to a destination.
         if current_live(&meta) != was_live {
-            warning = kv.secret_changed(path)?;
+            kv.secret_changed(path);
         }
     }
-    Ok(reply.with_warning(warning))
+    Ok(reply)
 }
 
 #[cfg(test)]

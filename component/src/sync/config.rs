@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::{LogicalRequest, Operation, Reply};
+use crate::effects::Change;
 use crate::error::{ApiError, ApiResult};
 use crate::framework::{self, Field, FieldType};
 use crate::storage::Tx;
@@ -50,8 +51,8 @@ pub fn handle(tx: &mut Tx, req: &LogicalRequest) -> ApiResult<Reply> {
             let mut config = SyncConfig::load(tx)?;
             if let Some(d) = fields.bool("disabled") {
                 if config.disabled && !d {
-                    // Work queued while sync was off is due now: wake the worker.
-                    tx.mark_sync_due();
+                    // Work queued while sync was off is due now, wherever it is.
+                    tx.record(Change::SyncDueEverywhere);
                 }
                 config.disabled = d;
             }

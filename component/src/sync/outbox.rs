@@ -8,7 +8,9 @@
 //!
 //! Entries are written in the same transaction as the change that causes them
 //! (a KV write, a purge, a mount disable), so an acknowledged change always
-//! carries its pending sync. [`keys::OUTBOX_COUNT`] counts the entries, in the
+//! carries its pending sync; every entry that is due now records
+//! [`Change::SyncDue`] for its destination in that transaction, which the
+//! host learns as the request's effects. [`keys::OUTBOX_COUNT`] counts the entries, in the
 //! same transactions, to enforce `queue_capacity`: new sync work beyond it is
 //! not queued, its rows show `INTERNAL_VAULT_ERROR` ("sync queue full") and
 //! reconciliation queues it once there is room. Unsyncs of a purge or of a
@@ -17,6 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::effects::Change;
 use crate::error::{ApiError, ApiResult};
 use crate::storage::{Storage, Tx};
 use crate::sync::associations::{Association, record};
@@ -103,6 +106,13 @@ impl EntryId {
 
     pub fn key(&self) -> String {
         keys::outbox(&self.kind, &self.name, &self.accessor, &self.secret_name)
+    }
+
+    /// Records in `tx` that work of this entry's destination is due now.
+    fn record_due(&self, tx: &mut Tx) {
+        tx.record(Change::SyncDue {
+            destination: format!("{}/{}", self.kind, self.name),
+        });
     }
 
     /// The due-index key of this entry when due at `due_at`.
@@ -278,13 +288,13 @@ pub fn enqueue(tx: &mut Tx, id: &EntryId, req: Enqueue) -> ApiResult<Queued> {
                     enqueued_at: time::now(),
                 },
             )?;
-            tx.mark_sync_due();
+            id.record_due(tx);
             return Ok(Queued::New);
         }
     };
     // The worker is woken only for work it can do now.
     if entry.due_at <= req.due_at {
-        tx.mark_sync_due();
+        id.record_due(tx);
     }
     // A change that finds the same work already waiting (a secret written
     // again while its entry waits for coalescing) writes nothing.
@@ -429,9 +439,10 @@ const MOUNT_BATCH: usize = 250;
 
 /// The mount with `accessor` is being disabled: queues an unsync-and-drop of
 /// every association of its secrets, in batches committed on their own
-/// (before the mount table changes, so an interrupted disable that is run
-/// again queues whatever is missing). Returns how many were queued.
-pub fn mount_disabled(tx: &Tx, accessor: &str) -> ApiResult<usize> {
+/// (before `tx`, which removes the mount from the table, so an interrupted
+/// disable that is run again queues whatever is missing). The destinations
+/// whose work became due are recorded in `tx`.
+pub fn mount_disabled(tx: &mut Tx, accessor: &str) -> ApiResult<()> {
     let store = tx.storage();
     let rels = Tx::new(store).list(&keys::secrets_of_accessor(accessor), None)?;
     let mut ids = Vec::with_capacity(rels.len());
@@ -448,20 +459,20 @@ pub fn mount_disabled(tx: &Tx, accessor: &str) -> ApiResult<usize> {
         }
     }
     let now = time::now();
-    let mut queued = 0;
     for chunk in ids.chunks(MOUNT_BATCH) {
         let mut batch = Tx::new(store);
         for id in chunk {
             let Some(mut record) = id.load_association(&mut batch)? else {
                 continue;
             };
-            if queue(&mut batch, &mut record, OutboxOp::UnsyncDrop, now, true)?.is_queued() {
-                queued += 1;
-            }
+            queue(&mut batch, &mut record, OutboxOp::UnsyncDrop, now, true)?;
+        }
+        for change in batch.changes() {
+            tx.record(change.clone());
         }
         batch.commit()?;
     }
-    Ok(queued)
+    Ok(())
 }
 
 /// Starts the purge of `dest` (whose `purge_initiated_at` is set): queues an

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::api::{LogicalRequest, Operation, Reply, random_bytes};
+use crate::effects::Change;
 use crate::error::{ApiError, ApiResult};
 use crate::framework::{self, Field, FieldType};
 use crate::storage::Tx;
@@ -297,13 +298,15 @@ fn disable(tx: &mut Tx, path: String) -> ApiResult<Reply> {
         return Ok(Reply::no_content());
     };
     let mount = table.entries.remove(index);
-    // Secrets sync first: every association of the mount is queued for
-    // unsync and drop (they keep their external names, so the unsync needs
-    // no KV data). Then the data, in separate batches; the table entry last,
-    // so an interrupted disable leaves a mount that a second disable finishes.
-    if crate::sync::outbox::mount_disabled(tx, &mount.accessor)? > 0 {
-        tx.mark_sync_due();
-    }
+    // What the disable causes elsewhere (secrets sync unsyncs and drops the
+    // mount's associations: they keep their external names, so that needs
+    // no KV data) is recorded here and done before this transaction commits.
+    // The data goes first, in separate batches; the table entry last, in
+    // this transaction, so an interrupted disable leaves a mount that a
+    // second disable finishes.
+    tx.record(Change::MountDisabled {
+        accessor: mount.accessor.clone(),
+    });
     let prefix = mount.storage_prefix();
     let store = tx.storage();
     let keys = Tx::new(store).list(&prefix, None)?;

@@ -464,7 +464,8 @@ async fn engine_call(
     let resp = runtime
         .handle(TenantStorage::new(backend.clone(), ROOT_TENANT), req)
         .await
-        .with_context(|| format!("{method} {path}"))?;
+        .with_context(|| format!("{method} {path}"))?
+        .response;
     if resp.status == 404 {
         return Ok(None);
     }

@@ -36,24 +36,21 @@ const DRAIN_ON_REJECT: usize = 64 << 10;
 /// The tenant of the root namespace.
 pub const ROOT_TENANT: &str = "root";
 
-/// The response header with which the engine says a request queued sync work.
-/// The host strips it and wakes the sync worker; clients never see it.
-pub const SYNC_DUE_HEADER: &str = "x-kvsync-sync-due";
-
 /// Paths Vault serves without a token.
 const UNAUTHENTICATED: &[&str] = &["sys/health", "sys/activation-flags"];
 
 /// What answers an API request once the host has resolved its caller and
-/// tenant: the wasm engine ([`Runtime`]) in the server. The benchmarks plug in
-/// the same engine linked natively behind this same front, to measure what the
-/// sandbox costs (`kvsync-bench`).
+/// tenant, with the response and the request's effects: the wasm engine
+/// ([`Runtime`]) in the server. The benchmarks plug in the same engine linked
+/// natively behind this same front, to measure what the sandbox costs
+/// (`kvsync-bench`).
 #[async_trait::async_trait]
 pub trait Api: Send + Sync + 'static {
     async fn handle(
         &self,
         storage: TenantStorage,
         req: runtime::Request,
-    ) -> Result<runtime::Response, runtime::CallError>;
+    ) -> Result<runtime::Outcome, runtime::CallError>;
 }
 
 #[async_trait::async_trait]
@@ -62,7 +59,7 @@ impl Api for Runtime {
         &self,
         storage: TenantStorage,
         req: runtime::Request,
-    ) -> Result<runtime::Response, runtime::CallError> {
+    ) -> Result<runtime::Outcome, runtime::CallError> {
         Runtime::handle(self, storage, req).await
     }
 }
@@ -72,8 +69,8 @@ pub struct AppState {
     pub backend: SharedBackend,
     pub tokens: TokenStore,
     pub max_request_size: usize,
-    /// Wakes the sync worker's loops (`notify_waiters`) when a response says
-    /// the request queued sync work.
+    /// Wakes the sync worker's loops (`notify_waiters`) when a request's
+    /// effects say it made sync work due.
     pub sync_wake: Arc<Notify>,
 }
 
@@ -268,10 +265,14 @@ async fn respond(
         caller,
     };
     let storage = TenantStorage::new(state.backend.clone(), ROOT_TENANT);
-    let out = state.api.handle(storage, request).await?;
+    let runtime::Outcome {
+        response: out,
+        effects,
+    } = state.api.handle(storage, request).await?;
     // Wake the sync worker first: the work is committed whatever happens to
-    // the response.
-    if sync_due(&out.headers) {
+    // the response. Every loop is woken: which loop serves a destination is
+    // the engine's shard function, not the host's.
+    if !matches!(effects.sync_due, runtime::SyncDue::None) {
         state.sync_wake.notify_waiters();
     }
 
@@ -284,9 +285,6 @@ async fn respond(
     })?;
     let h = resp.headers_mut();
     for (name, value) in out.headers {
-        if is_sync_due(&name) {
-            continue;
-        }
         if let (Ok(name), Ok(value)) = (
             header::HeaderName::from_bytes(name.as_bytes()),
             header::HeaderValue::from_str(&value),
@@ -301,37 +299,99 @@ async fn respond(
     Ok(resp)
 }
 
-fn is_sync_due(header_name: &str) -> bool {
-    header_name.eq_ignore_ascii_case(SYNC_DUE_HEADER)
-}
-
-/// Whether the engine's response headers say the request queued sync work.
-fn sync_due(headers: &[(String, String)]) -> bool {
-    headers
-        .iter()
-        .any(|(name, value)| is_sync_due(name) && value.trim() != "0")
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::pin::pin;
+    use std::task::{Context, Waker};
 
-    fn headers(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect()
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+    use crate::storage::{Barrier, EncryptionKey, RedbBackend};
+
+    /// Answers every request with 200 and the given effects.
+    struct Fixed(runtime::SyncDue);
+
+    #[async_trait::async_trait]
+    impl Api for Fixed {
+        async fn handle(
+            &self,
+            _: TenantStorage,
+            _: runtime::Request,
+        ) -> Result<runtime::Outcome, runtime::CallError> {
+            Ok(runtime::Outcome {
+                response: runtime::Response {
+                    status: 200,
+                    headers: vec![("content-type".into(), "application/json".into())],
+                    body: b"{}".to_vec(),
+                },
+                effects: runtime::Effects {
+                    sync_due: self.0.clone(),
+                },
+            })
+        }
     }
 
-    #[test]
-    fn the_sync_due_header_is_recognised() {
-        assert!(sync_due(&headers(&[
-            ("content-type", "application/json"),
-            ("x-kvsync-sync-due", "1"),
-        ])));
-        assert!(sync_due(&headers(&[("X-Kvsync-Sync-Due", "1")])));
-        assert!(!sync_due(&headers(&[("x-kvsync-sync-due", "0")])));
-        assert!(!sync_due(&headers(&[("content-type", "application/json")])));
-        assert!(is_sync_due("x-kvsync-sync-due"));
-        assert!(!is_sync_due("x-kvsync-sync"));
+    /// Serves one `sys/health` request (no token needed) against an engine
+    /// whose request made `sync_due`; returns the raw response and whether
+    /// the sync worker was woken.
+    async fn serve_one(sync_due: runtime::SyncDue) -> (String, bool) {
+        let backend: SharedBackend = Arc::new(Barrier::new(
+            RedbBackend::in_memory().unwrap(),
+            EncryptionKey::generate().unwrap(),
+        ));
+        let state = Arc::new(AppState {
+            api: Arc::new(Fixed(sync_due)),
+            tokens: TokenStore::new(backend.clone()),
+            backend,
+            max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+            sync_wake: Arc::new(Notify::new()),
+        });
+        let wake = state.sync_wake.clone();
+        let mut woken = pin!(wake.notified());
+        woken.as_mut().enable();
+        let (listener, addr) = bind("127.0.0.1:0").await.unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, None, state, async {
+            let _ = stopped.await;
+        }));
+        let exchange = async {
+            let mut conn = TcpStream::connect(addr).await.unwrap();
+            conn.write_all(
+                b"GET /v1/sys/health HTTP/1.1\r\nhost: kvsync\r\nconnection: close\r\n\r\n",
+            )
+            .await
+            .unwrap();
+            let mut raw = Vec::new();
+            conn.read_to_end(&mut raw).await.unwrap();
+            String::from_utf8(raw).unwrap()
+        };
+        let raw = tokio::time::timeout(Duration::from_secs(10), exchange)
+            .await
+            .expect("the server answers");
+        // The wake-up precedes the response, so it has happened by now or never.
+        let fired = woken
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_ready();
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(15), server)
+            .await
+            .expect("the server stops")
+            .unwrap();
+        (raw, fired)
+    }
+
+    #[tokio::test]
+    async fn the_effects_of_a_request_wake_the_sync_worker() {
+        let (raw, woken) =
+            serve_one(runtime::SyncDue::Destinations(vec!["in-mem/d1".into()])).await;
+        assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+        assert!(woken);
+        assert!(serve_one(runtime::SyncDue::All).await.1);
+        let (raw, woken) = serve_one(runtime::SyncDue::None).await;
+        assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+        assert!(!woken);
     }
 }

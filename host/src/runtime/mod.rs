@@ -38,7 +38,7 @@ pub use limits::Limits;
 use state::State;
 
 pub use bindings::exports::kvsync::engine::sync::{RunReport, Settings as SyncSettings};
-pub use bindings::kvsync::engine::types::{Caller, Request, Response};
+pub use bindings::kvsync::engine::types::{Caller, Effects, Outcome, Request, Response, SyncDue};
 
 /// Why a call did not produce a response.
 #[derive(Debug, thiserror::Error)]
@@ -129,12 +129,9 @@ impl Runtime {
     }
 
     /// Runs one API request in an instance of `storage`'s tenant, on behalf of
-    /// `req.caller` (what the `authz` import answers for).
-    pub async fn handle(
-        &self,
-        storage: TenantStorage,
-        req: Request,
-    ) -> Result<Response, CallError> {
+    /// `req.caller` (what the `authz` import answers for): the response, and
+    /// what the request caused that the host must act on.
+    pub async fn handle(&self, storage: TenantStorage, req: Request) -> Result<Outcome, CallError> {
         let mut w = self
             .checkout(storage, req.caller.clone(), Some(self.inline_bound))
             .await?;

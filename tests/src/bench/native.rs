@@ -17,6 +17,7 @@ use kvsync::storage::{self as host, TenantStorage};
 use kvsync_component::api;
 use kvsync_component::authz::Authz;
 use kvsync_component::connector::{Connector, DestinationRef, ExternalSecret, SyncError};
+use kvsync_component::effects::SyncDue;
 use kvsync_component::env::Env;
 use kvsync_component::storage::{self as guest, Storage};
 
@@ -29,7 +30,7 @@ impl Api for NativeApi {
         &self,
         storage: TenantStorage,
         req: runtime::Request,
-    ) -> Result<runtime::Response, CallError> {
+    ) -> Result<runtime::Outcome, CallError> {
         let caller = req.caller.clone();
         let storage = NativeStorage(storage);
         let authz = NativeAuthz(caller);
@@ -38,11 +39,20 @@ impl Api for NativeApi {
             connector: &NoConnector,
             authz: &authz,
         };
-        let resp = kvsync_component::handle(&env, to_engine(req));
-        Ok(runtime::Response {
-            status: resp.status,
-            headers: resp.headers,
-            body: resp.body,
+        let out = kvsync_component::handle(&env, to_engine(req));
+        Ok(runtime::Outcome {
+            response: runtime::Response {
+                status: out.response.status,
+                headers: out.response.headers,
+                body: out.response.body,
+            },
+            effects: runtime::Effects {
+                sync_due: match out.effects.sync_due {
+                    SyncDue::None => runtime::SyncDue::None,
+                    SyncDue::Destinations(d) => runtime::SyncDue::Destinations(d),
+                    SyncDue::All => runtime::SyncDue::All,
+                },
+            },
         })
     }
 }

@@ -143,7 +143,8 @@ async fn native_server(flags: &Flags) -> anyhow::Result<ExitCode> {
     let resp = api
         .handle(TenantStorage::new(backend.clone(), ROOT_TENANT), mount)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .response;
     anyhow::ensure!(resp.status < 300, "cannot mount secret/: {}", resp.status);
     let (listener, addr) = http::bind(flags.get("--listen").unwrap_or("127.0.0.1:0")).await?;
     let state = Arc::new(AppState {

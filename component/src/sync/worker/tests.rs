@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use crate::connector::SyncError;
+use crate::effects::Effects;
 use crate::env::{Env, Fakes};
-use crate::router::SYNC_DUE_HEADER;
 use crate::storage::{Condition, Entry, MemStorage, Op, Page, Storage, StorageError, Tx};
 use crate::sync::associations::Association;
 use crate::sync::destinations::{Destination, Granularity, Networking};
@@ -28,27 +28,25 @@ struct T {
     accessor: RefCell<String>,
 }
 
-/// A response: status, headers, decoded body.
+/// A response: status, decoded body, and the request's effects.
 struct Resp {
     status: u16,
-    headers: Vec<(String, String)>,
     body: Value,
+    effects: Effects,
 }
 
 impl Resp {
     fn sync_due(&self) -> bool {
-        self.headers
-            .iter()
-            .any(|(k, v)| k == SYNC_DUE_HEADER && v == "1")
+        !self.effects.sync_due.is_none()
     }
 }
 
 fn call_on(env: &Env, method: &str, path: &str, body: Value) -> Resp {
-    let resp = crate::testing::send(env, method, path, &body);
+    let out = crate::testing::send_outcome(env, method, path, &body);
     Resp {
-        status: resp.status,
-        body: crate::testing::json_body(&resp),
-        headers: resp.headers,
+        status: out.response.status,
+        body: crate::testing::json_body(&out.response),
+        effects: out.effects,
     }
 }
 

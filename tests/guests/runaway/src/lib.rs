@@ -12,7 +12,7 @@ mod guest {
     wit_bindgen::generate!({ world: "engine", path: "../../../wit" });
 
     use exports::kvsync::engine::api::Guest;
-    use kvsync::engine::types::{Request, Response};
+    use kvsync::engine::types::{Effects, Outcome, Request, Response, SyncDue};
 
     struct Runaway;
 
@@ -20,43 +20,52 @@ mod guest {
     static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
     impl Guest for Runaway {
-        fn handle(req: Request) -> Response {
-            let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            match req.path.as_str() {
-                "count" => Response {
-                    status: 200,
-                    headers: vec![],
-                    body: n.to_string().into_bytes(),
-                },
-                "loop" => {
-                    let mut n: u64 = 0;
-                    loop {
-                        n = std::hint::black_box(n.wrapping_add(1));
-                    }
-                }
-                "alloc" => {
-                    let mut hoard: Vec<Vec<u8>> = Vec::new();
-                    loop {
-                        hoard.push(vec![1u8; 1 << 20]);
-                        std::hint::black_box(&hoard);
-                    }
-                }
-                #[allow(clippy::panic)]
-                "trap" => panic!("deliberate trap"),
-                "storage" => {
-                    let found = kvsync::engine::storage::get("probe").is_ok();
-                    Response {
-                        status: if found { 200 } else { 500 },
-                        headers: vec![],
-                        body: b"stored".to_vec(),
-                    }
-                }
-                _ => Response {
-                    status: 200,
-                    headers: vec![],
-                    body: b"ok".to_vec(),
+        fn handle(req: Request) -> Outcome {
+            Outcome {
+                response: respond(req),
+                effects: Effects {
+                    sync_due: SyncDue::None,
                 },
             }
+        }
+    }
+
+    fn respond(req: Request) -> Response {
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        match req.path.as_str() {
+            "count" => Response {
+                status: 200,
+                headers: vec![],
+                body: n.to_string().into_bytes(),
+            },
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            #[allow(clippy::panic)]
+            "trap" => panic!("deliberate trap"),
+            "storage" => {
+                let found = kvsync::engine::storage::get("probe").is_ok();
+                Response {
+                    status: if found { 200 } else { 500 },
+                    headers: vec![],
+                    body: b"stored".to_vec(),
+                }
+            }
+            _ => Response {
+                status: 200,
+                headers: vec![],
+                body: b"ok".to_vec(),
+            },
         }
     }
 
