@@ -60,13 +60,16 @@ pub fn call(env: &Env, method: &str, path: &str, body: &Value) -> (u16, Value) {
     (resp.status, decoded)
 }
 
-/// [`Storage`] that counts the calls made to the storage it wraps: what a
-/// request path costs in host calls.
+/// [`Storage`] that counts the calls made to the storage it wraps (what a
+/// request path costs in host calls), and can make commits conflict.
 pub struct Counting<'s> {
     inner: &'s dyn Storage,
     pub gets: Cell<usize>,
     pub lists: Cell<usize>,
     pub commits: Cell<usize>,
+    /// The next this many commits fail with a conflict (as if a concurrent
+    /// writer had won), writing nothing.
+    pub conflicts: Cell<usize>,
 }
 
 impl<'s> Counting<'s> {
@@ -76,6 +79,7 @@ impl<'s> Counting<'s> {
             gets: Cell::new(0),
             lists: Cell::new(0),
             commits: Cell::new(0),
+            conflicts: Cell::new(0),
         }
     }
 }
@@ -103,6 +107,10 @@ impl Storage for Counting<'_> {
 
     fn commit(&self, conditions: Vec<Condition>, ops: Vec<Op>) -> Result<u64, StorageError> {
         bump(&self.commits);
+        if self.conflicts.get() > 0 {
+            self.conflicts.set(self.conflicts.get() - 1);
+            return Err(StorageError::Conflict);
+        }
         self.inner.commit(conditions, ops)
     }
 }

@@ -40,13 +40,11 @@ pub fn settle(tx: &mut Tx) -> ApiResult<Settled> {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::Cell;
-
     use serde_json::{Value, json};
 
     use crate::effects::{Effects, SyncDue};
     use crate::env::{Env, Fakes};
-    use crate::storage::{Condition, Entry, Op, Page, Storage, StorageError, Tx};
+    use crate::storage::Tx;
     use crate::sync::keys;
     use crate::sync::worker::{self, Settings};
     use crate::testing::{self, Counting};
@@ -185,48 +183,17 @@ mod tests {
         assert!(f.connector.objects("in-mem", "d2").is_empty());
     }
 
-    /// Storage whose first commit conflicts (a concurrent writer won).
-    struct ConflictOnce<'s> {
-        inner: &'s dyn Storage,
-        conflicted: Cell<bool>,
-    }
-
-    impl Storage for ConflictOnce<'_> {
-        fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-            self.inner.get(key)
-        }
-
-        fn list(
-            &self,
-            prefix: &str,
-            after: Option<&str>,
-            delimiter: Option<char>,
-            limit: u32,
-        ) -> Result<Page, StorageError> {
-            self.inner.list(prefix, after, delimiter, limit)
-        }
-
-        fn commit(&self, conditions: Vec<Condition>, ops: Vec<Op>) -> Result<u64, StorageError> {
-            if !self.conflicted.replace(true) {
-                return Err(StorageError::Conflict);
-            }
-            self.inner.commit(conditions, ops)
-        }
-    }
-
     #[test]
     fn a_write_run_again_after_a_conflict_queues_its_sync_in_the_commit_that_lands() {
         let f = setup(1);
-        let storage = ConflictOnce {
-            inner: &f.storage,
-            conflicted: Cell::new(false),
-        };
+        let storage = Counting::new(&f.storage);
+        storage.conflicts.set(1);
         let env = Env {
             storage: &storage,
             ..f.env()
         };
         let out = effects_on(&env, "POST", "secret/data/app", json!({"data": {"v": 1}}));
-        assert!(storage.conflicted.get());
+        assert_eq!(storage.commits.get(), 2);
         assert_eq!(out.sync_due, due(&["in-mem/d1"]));
         let mut tx = Tx::new(&f.storage);
         assert_eq!(crate::sync::outbox::count(&mut tx).unwrap(), 1);
