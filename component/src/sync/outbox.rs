@@ -8,14 +8,14 @@
 //!
 //! Entries are written in the same transaction as the change that causes them
 //! (a KV write, a purge, a mount disable), so an acknowledged change always
-//! carries its pending sync; every entry that is due now records
+//! carries its pending sync; an entry that is due now records
 //! [`Change::SyncDue`] for its destination in that transaction, which the
-//! host learns as the request's effects. [`keys::OUTBOX_COUNT`] counts the entries, in the
-//! same transactions, to enforce `queue_capacity`: new sync work beyond it is
-//! not queued, its rows show `INTERNAL_VAULT_ERROR` ("sync queue full") and
-//! reconciliation queues it once there is room. Unsyncs of a purge or of a
-//! disabled mount are cleanup that nothing else would redo: they are always
-//! queued (and counted).
+//! host learns as the request's effects. [`keys::OUTBOX_COUNT`] counts the
+//! entries, in the same transactions, to enforce `queue_capacity`: new sync
+//! work beyond it is not queued, its rows show `INTERNAL_VAULT_ERROR` ("sync
+//! queue full") and reconciliation queues it once there is room. Unsyncs of a
+//! purge or of a disabled mount are cleanup that nothing else would redo:
+//! they are always queued (and counted).
 
 use serde::{Deserialize, Serialize};
 
