@@ -67,7 +67,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// A response that caused nothing (a request that failed or changed nothing).
+    /// A response with no effects (a request that failed).
     pub fn only(response: Response) -> Self {
         Outcome {
             response,
