@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio::sync::Notify;
 
-use crate::auth::TokenStore;
+use crate::auth::{Token, TokenStore};
 use crate::config::{Config, Listener};
 use crate::connectors::{Connectors, DEFAULT_TIMEOUT};
 use crate::http::{self, AppState, DEFAULT_MAX_REQUEST_SIZE, ROOT_TENANT};
@@ -219,7 +219,7 @@ async fn dev_server(args: ServerArgs) -> anyhow::Result<()> {
         limits.warm_instances = n;
     }
     let runtime = load_runtime(limits, None, DEFAULT_TIMEOUT)?;
-    mount_dev_kv(&runtime, &backend, &tokens, &root.token).await?;
+    mount_dev_kv(&runtime, &backend, &tokens, root.token.clone()).await?;
     let listener = Listener {
         address: args.dev_listen_address,
         tls: None,
@@ -237,7 +237,7 @@ async fn dev_server(args: ServerArgs) -> anyhow::Result<()> {
         format!("    $ export VAULT_ADDR='http://{addr}'"),
         String::new(),
         format!("Api Address: http://{addr}"),
-        format!("Root Token: {}", root.token),
+        format!("Root Token: {}", root.token.expose()),
         String::new(),
         "Development mode should NOT be used in production installations!".to_string(),
         String::new(),
@@ -288,7 +288,7 @@ async fn mount_dev_kv(
     runtime: &Runtime,
     backend: &SharedBackend,
     tokens: &TokenStore,
-    root_token: &str,
+    root_token: Token,
 ) -> anyhow::Result<()> {
     let caller = tokens.lookup(root_token).await?;
     let req = runtime::request(
@@ -379,7 +379,7 @@ async fn operator_init(path: &Path) -> anyhow::Result<()> {
     };
     print(&[
         key_line,
-        format!("Initial Root Token: {}", root.token),
+        format!("Initial Root Token: {}", root.token.expose()),
         String::new(),
         "The root token is stored hashed and is shown only this once.".to_string(),
         "Keep the encryption key safe: without it the data cannot be read.".to_string(),

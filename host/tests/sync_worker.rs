@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kvsync::auth::{Caller, Token};
 use kvsync::connectors::Connectors;
-use kvsync::runtime::{self, Caller, Limits, Runtime};
+use kvsync::runtime::{self, Limits, Runtime};
 use kvsync::storage::{Barrier, EncryptionKey, RedbBackend, SharedBackend, TenantStorage};
 use kvsync::worker::{self, DrainProgress, SyncConfig, Worker};
 use serde_json::Value;
@@ -17,7 +18,7 @@ const TENANT: &str = "root";
 
 fn root() -> Caller {
     Caller {
-        token: "root".into(),
+        token: Token::new("root".into()),
         accessor: "acc".into(),
         display_name: "root".into(),
         policies: vec!["root".into()],

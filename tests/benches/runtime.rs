@@ -23,8 +23,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use kvsync::auth::Caller;
 use kvsync::connectors::Connectors;
-use kvsync::runtime::{self, Caller, Limits, Runtime};
+use kvsync::runtime::{self, Limits, Runtime};
 use kvsync::storage::{Barrier, EncryptionKey, RedbBackend, SharedBackend, TenantStorage};
 
 static MINIMAL: &[u8] = include_bytes!(env!("RUNAWAY_WASM"));

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kvsync::auth::Caller;
 use kvsync::connectors::Connectors;
-use kvsync::runtime::{self, CallError, Caller, Limits, Runtime};
+use kvsync::runtime::{self, CallError, Limits, Runtime};
 use kvsync::storage::{
     Backend, Barrier, Condition, EncryptionKey, Entry, Op, Page, RedbBackend, SharedBackend,
     StorageError, TenantStorage,

@@ -16,10 +16,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{load_key, load_runtime, print, shutdown_signal};
-use crate::auth::ROOT_POLICY;
+use crate::auth::{Caller, ROOT_POLICY, Token};
 use crate::config::{Config, parse_duration};
 use crate::http::ROOT_TENANT;
-use crate::runtime::{self, Caller, Runtime};
+use crate::runtime::{self, Runtime};
 use crate::storage::{Barrier, OpenError, RedbBackend, SharedBackend, TenantStorage};
 use crate::worker::{self, DrainProgress, DrainReport, MAX_WORKERS, SyncConfig, Worker};
 
@@ -403,7 +403,7 @@ pub fn run_summary(destinations: &[DestinationStatus], report: &DrainReport) -> 
 /// storage and its encryption key, so it may read everything.
 fn operator() -> Caller {
     Caller {
-        token: String::new(),
+        token: Token::new(String::new()),
         accessor: String::new(),
         display_name: "kvsync-sync-cli".to_string(),
         policies: vec![ROOT_POLICY.to_string()],

@@ -149,10 +149,10 @@ mod tests {
     use async_trait::async_trait;
 
     use super::super::bindings::kvsync::engine::authz::Host as _;
-    use super::super::bindings::kvsync::engine::types::Caller;
     use super::super::limits::Limits;
     use super::wit::Host as _;
     use super::*;
+    use crate::auth::{Caller, Token};
     use crate::connectors::{Connectors, DestinationConnector, Op, Outcome};
     use crate::storage::{Barrier, EncryptionKey, RedbBackend, SharedBackend, TenantStorage};
 
@@ -171,7 +171,7 @@ mod tests {
 
     fn caller(policy: &str) -> Caller {
         Caller {
-            token: "t".into(),
+            token: Token::new("t".into()),
             accessor: "a".into(),
             display_name: "d".into(),
             policies: vec![policy.into()],

@@ -21,6 +21,7 @@ mod cache;
 mod connector;
 pub use cache::default_cache_dir;
 pub mod limits;
+mod records;
 mod state;
 pub mod warm;
 
@@ -31,14 +32,13 @@ use anyhow::Context as _;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
+use crate::auth::Caller;
 use crate::connectors::Connectors;
 use crate::storage::TenantStorage;
-use bindings::kvsync::engine::types;
 pub use limits::Limits;
+use records::WitRequest;
+pub use records::{Request, Response, RunReport, SyncSettings};
 use state::State;
-
-pub use bindings::exports::kvsync::engine::sync::{RunReport, Settings as SyncSettings};
-pub use bindings::kvsync::engine::types::{Caller, Request, Response};
 
 /// Why a call did not produce a response.
 #[derive(Debug, thiserror::Error)]
@@ -135,15 +135,16 @@ impl Runtime {
         storage: TenantStorage,
         req: Request,
     ) -> Result<Response, CallError> {
+        let (req, caller) = WitRequest::split(req);
         let mut w = self
-            .checkout(storage, req.caller.clone(), Some(self.inline_bound))
+            .checkout(storage, caller, Some(self.inline_bound))
             .await?;
         let out = w
             .instance
             .kvsync_engine_api()
-            .call_handle(&mut w.store, &req)
+            .call_handle(&mut w.store, req.record())
             .await;
-        self.finish(w, out)
+        self.finish(w, out).map(records::response_from_wit)
     }
 
     /// Runs the sync worker's `run` export in a fresh instance against
@@ -163,9 +164,15 @@ impl Runtime {
         let out = w
             .instance
             .kvsync_engine_sync()
-            .call_run(&mut w.store, shard, shards, limit, settings)
+            .call_run(
+                &mut w.store,
+                shard,
+                shards,
+                limit,
+                records::settings_to_wit(settings),
+            )
             .await;
-        self.finish(w, out)
+        self.finish(w, out).map(records::report_from_wit)
     }
 
     /// Runs the sync worker's `reconcile` export in a fresh instance against
@@ -284,7 +291,7 @@ fn classify(store: &Store<State>, err: wasmtime::Error, instantiating: bool) -> 
 
 /// A request record for engine-internal calls (dev-mode setup).
 pub fn request(method: &str, path: &str, body: &[u8], caller: Option<Caller>) -> Request {
-    types::Request {
+    Request {
         method: method.to_string(),
         path: path.to_string(),
         query: String::new(),

@@ -8,8 +8,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::kvsync::engine::storage as wit;
-use super::bindings::kvsync::engine::types::Caller;
 use super::limits::{CpuMeter, Limits, MemoryLimiter};
+use crate::auth::Caller;
 use crate::connectors::Connectors;
 use crate::storage::{self, StorageError, TenantStorage};
 

@@ -133,7 +133,7 @@ async fn native_server(flags: &Flags) -> anyhow::Result<ExitCode> {
     let tokens = TokenStore::new(backend.clone());
     let root = tokens.create_root(Some("root".into())).await?;
     let api = native::NativeApi;
-    let caller = tokens.lookup(&root.token).await?;
+    let caller = tokens.lookup(root.token).await?;
     let mount = kvsync::runtime::request(
         "POST",
         "sys/mounts/secret",
