@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 use crate::auth::Caller;
@@ -90,7 +90,7 @@ impl Runtime {
         let mut linker: Linker<State> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
-        bindings::Engine::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+        state::add_to_linker(&mut linker)
             .map_err(|e| anyhow::anyhow!("cannot link the engine's imports: {e}"))?;
         let pre = linker
             .instantiate_pre(&component)
@@ -241,8 +241,13 @@ impl Runtime {
         caller: Option<Caller>,
         inline_bound: Option<Duration>,
     ) -> Result<(Store<State>, bindings::Engine), CallError> {
-        let mut state = State::new(storage, self.connectors.clone(), caller, &self.limits);
-        state.inline_bound = inline_bound;
+        let state = State::new(
+            storage,
+            self.connectors.clone(),
+            caller,
+            inline_bound,
+            &self.limits,
+        );
         let mut store = Store::new(&self.engine, state);
         limits::arm(&mut store, &self.limits);
         match self.pre.instantiate_async(&mut store).await {
