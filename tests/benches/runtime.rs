@@ -24,7 +24,6 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use kvsync::auth::Caller;
-use kvsync::connectors::Connectors;
 use kvsync::runtime::{self, Limits, Runtime};
 use kvsync::storage::{Barrier, EncryptionKey, RedbBackend, SharedBackend, TenantStorage};
 
@@ -57,8 +56,13 @@ impl Fixture {
             RedbBackend::in_memory().unwrap(),
             EncryptionKey::generate().unwrap(),
         ));
-        let load = |wasm: &[u8], limits: Limits| {
-            Runtime::new(wasm, limits, Arc::new(Connectors::new()), None).unwrap()
+        let load = |component: &'static [u8], limits: Limits| {
+            kvsync::server::engine(&kvsync::server::EngineOptions {
+                component,
+                limits,
+                ..Default::default()
+            })
+            .unwrap()
         };
         let cold = || Limits {
             warm_instances: 0,

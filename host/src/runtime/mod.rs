@@ -19,7 +19,6 @@
 mod bindings;
 mod cache;
 mod connector;
-pub use cache::default_cache_dir;
 pub mod limits;
 mod records;
 mod state;
