@@ -14,7 +14,12 @@
 //!
 //! Imports: `storage` (the tenant's [`TenantStorage`]), `connector` (the shared
 //! [`Connectors`] registry) and `authz` (the request's caller, decided by
-//! [`crate::auth::allowed`]).
+//! [`crate::auth::allowed`]), each implemented on its own borrowed view of the
+//! call's state (`state.rs`).
+//!
+//! The generated bindings stay private to this module: callers exchange the
+//! host's records ([`Request`], [`Response`], [`SyncSettings`], [`RunReport`],
+//! [`crate::auth::Caller`]), converted at the call in `records.rs`.
 
 mod bindings;
 mod cache;
