@@ -240,8 +240,6 @@ pub fn run_summary(destinations: &[DestinationStatus], report: &DrainReport) -> 
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::super::SyncCommand;
     use super::super::statuses::tests::sample;
     use super::super::tests::{parse, sync_command};
@@ -355,13 +353,5 @@ mod tests {
             ..due
         };
         assert_eq!(waiting_for_retry(&[d], &idle), 0);
-    }
-
-    #[test]
-    fn a_storage_held_by_a_server_is_refused_with_advice() {
-        assert!(
-            server::in_use_message(Path::new("/var/lib/kvsync"))
-                .contains("/var/lib/kvsync is in use")
-        );
     }
 }

@@ -29,7 +29,7 @@ use crate::storage::{SharedBackend, TenantStorage};
 use crate::worker::{self, DrainProgress, DrainReport, SyncConfig, Worker};
 
 /// How the engine runtime is built.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineOptions {
     /// The component to run: [`runtime::ENGINE_COMPONENT`], or a test's.
     pub component: &'static [u8],
@@ -40,6 +40,18 @@ pub struct EngineOptions {
     pub provider_timeout: Duration,
     /// Bound on provider calls made inline by an API request.
     pub inline_bound: Duration,
+}
+
+impl std::fmt::Debug for EngineOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineOptions")
+            .field("component_bytes", &self.component.len())
+            .field("limits", &self.limits)
+            .field("cache_dir", &self.cache_dir)
+            .field("provider_timeout", &self.provider_timeout)
+            .field("inline_bound", &self.inline_bound)
+            .finish()
+    }
 }
 
 impl Default for EngineOptions {

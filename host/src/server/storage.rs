@@ -145,3 +145,76 @@ fn write_key_file(path: &Path, key: &EncryptionKey) -> anyhow::Result<()> {
     file.sync_all()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(opened: anyhow::Result<SharedBackend>) -> String {
+        match opened {
+            Ok(_) => panic!("opened"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn config(dir: &Path) -> Config {
+        Config::parse(&format!(
+            r#"storage "redb" {{ path = "{}" }}
+               listener "tcp" {{ tls_disable = 1 }}"#,
+            dir.display()
+        ))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn init_then_open_and_what_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let path = Path::new("kvsync.hcl");
+        let env = Env::default();
+        let e = error(open(&config, path, &env, Access::Serve).await);
+        assert!(e.contains("cannot read the encryption key file"), "{e}");
+
+        let done = init(&config, &env).await.unwrap();
+        assert!(!done.key_from_env);
+        assert!(done.root.token.expose().starts_with("hvs."));
+        assert!(config.encryption_key_file.exists());
+        let e = init(&config, &env).await.unwrap_err();
+        assert!(e.to_string().contains("already initialized"), "{e}");
+
+        let held = open(&config, path, &env, Access::Serve).await.unwrap();
+        let e = error(open(&config, path, &env, Access::Offline).await);
+        assert_eq!(e, in_use_message(&config.storage_dir));
+        drop(held);
+        open(&config, path, &env, Access::Offline).await.unwrap();
+
+        let other_key = Env {
+            encryption_key: Some(zeroize::Zeroizing::new(
+                EncryptionKey::generate().unwrap().to_base64(),
+            )),
+            ..Env::default()
+        };
+        assert!(
+            open(&config, path, &other_key, Access::Serve)
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn uninitialized_storage_is_refused_with_advice() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let env = Env {
+            encryption_key: Some(zeroize::Zeroizing::new(
+                EncryptionKey::generate().unwrap().to_base64(),
+            )),
+            ..Env::default()
+        };
+        let e = error(open(&config, Path::new("my.hcl"), &env, Access::Serve).await);
+        assert!(
+            e.contains("run `kvsync operator init --config my.hcl` first"),
+            "{e}"
+        );
+    }
+}
