@@ -6,18 +6,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kvsync::connectors::Connectors;
-use kvsync::runtime::{self, Caller, Limits, Runtime, SyncDue};
-use kvsync::storage::{Barrier, EncryptionKey, RedbBackend, SharedBackend, TenantStorage};
-use kvsync::worker::{self, DrainProgress, SyncConfig, Worker};
+use kvsync::auth::{Caller, Token};
+use kvsync::runtime::{self, SyncDue};
+use kvsync::server::{EngineOptions, Server};
+use kvsync::worker::{self, DrainProgress, SyncConfig};
 use serde_json::Value;
-use tokio::sync::Notify;
-
-const TENANT: &str = "root";
 
 fn root() -> Caller {
     Caller {
-        token: "root".into(),
+        token: Token::new("root".into()),
         accessor: "acc".into(),
         display_name: "root".into(),
         policies: vec!["root".into()],
@@ -27,27 +24,17 @@ fn root() -> Caller {
 }
 
 struct Env {
-    runtime: Runtime,
-    backend: SharedBackend,
+    server: Server,
 }
 
 impl Env {
     async fn new() -> Self {
-        let runtime = Runtime::new(
-            runtime::ENGINE_COMPONENT,
-            Limits::default(),
-            Arc::new(Connectors::new()),
-            runtime::default_cache_dir().as_deref(),
-        )
-        .unwrap();
-        let barrier = Barrier::new(
-            RedbBackend::in_memory().unwrap(),
-            EncryptionKey::generate().unwrap(),
-        );
-        barrier.init_key_check().await.unwrap();
+        let engine = EngineOptions {
+            cache_dir: kvsync::env::Env::from_process().cache_dir,
+            ..EngineOptions::default()
+        };
         let env = Env {
-            runtime,
-            backend: Arc::new(barrier),
+            server: Server::in_memory(&engine, quick()).await.unwrap(),
         };
         env.ok(
             "POST",
@@ -67,13 +54,11 @@ impl Env {
         env
     }
 
-    fn storage(&self) -> TenantStorage {
-        TenantStorage::new(self.backend.clone(), TENANT)
-    }
-
     async fn call(&self, method: &str, path: &str, body: &str) -> runtime::Outcome {
-        let req = runtime::request(method, path, body.as_bytes(), Some(root()));
-        self.runtime.handle(self.storage(), req).await.unwrap()
+        self.server
+            .call(method, path, body.as_bytes(), Some(root()))
+            .await
+            .unwrap()
     }
 
     async fn ok(&self, method: &str, path: &str, body: &str) -> runtime::Outcome {
@@ -138,20 +123,13 @@ fn quick() -> SyncConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kv_write_wakes_the_worker_and_syncs_within_moments() {
     let env = Env::new().await;
-    let wake = Arc::new(Notify::new());
-    let worker = Worker::start(
-        env.runtime.clone(),
-        env.backend.clone(),
-        TENANT,
-        quick(),
-        wake.clone(),
-    );
+    let worker = env.server.start_worker();
     env.wait_for_object("v1", Duration::from_secs(5)).await;
     // Let the loops finish their first runs and go to sleep.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let due = env.write("v2").await;
     assert!(due, "a KV write of an associated secret asks for a wake-up");
-    wake.notify_waiters();
+    env.server.sync_wake().notify_waiters();
     let took = env.wait_for_object("v2", Duration::from_secs(5)).await;
     assert!(took < Duration::from_secs(2), "synced after {took:?}");
     let started = Instant::now();
@@ -164,31 +142,21 @@ async fn drain_runs_due_work_without_a_worker() {
     let env = Env::new().await;
     env.write("v3").await;
     let progress = Arc::new(DrainProgress::default());
-    let report = worker::drain(
-        &env.runtime,
-        &env.backend,
-        TENANT,
-        &quick(),
-        Duration::ZERO,
-        progress.clone(),
-    )
-    .await
-    .unwrap();
+    let report = env
+        .server
+        .drain(Duration::ZERO, progress.clone())
+        .await
+        .unwrap();
     assert!(report.processed >= 1, "{report:?}");
     assert_eq!(report.failed, 0, "{report:?}");
     assert_eq!(report.next_due_ms, None, "{report:?}");
     assert_eq!(progress.totals(), (report.processed, report.failed));
     assert!(env.objects().await.contains("v3"));
     // Nothing left: a second drain processes nothing.
-    let again = worker::drain(
-        &env.runtime,
-        &env.backend,
-        TENANT,
-        &quick(),
-        Duration::ZERO,
-        Arc::new(DrainProgress::default()),
-    )
-    .await
-    .unwrap();
+    let again = env
+        .server
+        .drain(Duration::ZERO, Arc::new(DrainProgress::default()))
+        .await
+        .unwrap();
     assert_eq!(again.processed, 0, "{again:?}");
 }

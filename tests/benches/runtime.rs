@@ -23,8 +23,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use kvsync::connectors::Connectors;
-use kvsync::runtime::{self, Caller, Limits, Runtime};
+use kvsync::auth::Caller;
+use kvsync::runtime::{self, Limits, Runtime};
 use kvsync::storage::{Barrier, EncryptionKey, RedbBackend, SharedBackend, TenantStorage};
 
 static MINIMAL: &[u8] = include_bytes!(env!("RUNAWAY_WASM"));
@@ -56,8 +56,13 @@ impl Fixture {
             RedbBackend::in_memory().unwrap(),
             EncryptionKey::generate().unwrap(),
         ));
-        let load = |wasm: &[u8], limits: Limits| {
-            Runtime::new(wasm, limits, Arc::new(Connectors::new()), None).unwrap()
+        let load = |component: &'static [u8], limits: Limits| {
+            kvsync::server::engine(&kvsync::server::EngineOptions {
+                component,
+                limits,
+                ..Default::default()
+            })
+            .unwrap()
         };
         let cold = || Limits {
             warm_instances: 0,

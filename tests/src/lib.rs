@@ -6,9 +6,9 @@ pub mod bench;
 pub mod fake;
 
 /// The caller of a root token, for calls straight into the runtime.
-pub fn root_caller() -> kvsync::runtime::Caller {
-    kvsync::runtime::Caller {
-        token: "root".into(),
+pub fn root_caller() -> kvsync::auth::Caller {
+    kvsync::auth::Caller {
+        token: kvsync::auth::Token::new("root".into()),
         accessor: "acc".into(),
         display_name: "root".into(),
         policies: vec!["root".into()],

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kvsync::connectors::Connectors;
-use kvsync::runtime::{self, CallError, Caller, Limits, Runtime};
+use kvsync::auth::Caller;
+use kvsync::runtime::{self, CallError, Limits, Runtime};
 use kvsync::storage::{
     Backend, Barrier, Condition, EncryptionKey, Entry, Op, Page, RedbBackend, SharedBackend,
     StorageError, TenantStorage,
@@ -24,9 +24,15 @@ fn limits(cpu_ms: u64) -> Limits {
     }
 }
 
-/// A runtime with the build's connectors.
-fn load(wasm: &[u8], limits: Limits, cache_dir: Option<&std::path::Path>) -> Runtime {
-    Runtime::new(wasm, limits, Arc::new(Connectors::new()), cache_dir).unwrap()
+/// A runtime of `component` with the build's connectors.
+fn load(component: &'static [u8], limits: Limits, cache_dir: Option<&std::path::Path>) -> Runtime {
+    kvsync::server::engine(&kvsync::server::EngineOptions {
+        component,
+        limits,
+        cache_dir: cache_dir.map(std::path::Path::to_path_buf),
+        ..Default::default()
+    })
+    .unwrap()
 }
 
 fn memory_backend() -> SharedBackend {

@@ -4,7 +4,7 @@
 //! Today only the `root` policy grants anything (it grants everything); named
 //! policies come with the policy work and will be evaluated here.
 
-use crate::runtime::Caller;
+use super::Caller;
 
 /// The policy that may do everything.
 pub const ROOT_POLICY: &str = "root";
@@ -22,10 +22,11 @@ pub fn allowed(caller: Option<&Caller>, capability: &str, path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Token;
 
     fn caller(policies: &[&str]) -> Caller {
         Caller {
-            token: "t".into(),
+            token: Token::new("t".into()),
             accessor: "a".into(),
             display_name: "d".into(),
             policies: policies.iter().map(|p| p.to_string()).collect(),

@@ -4,13 +4,14 @@
 //! What a caller may do is decided in one place, [`allowed`].
 
 mod acl;
+mod caller;
 
 pub use acl::{ROOT_POLICY, allowed};
+pub use caller::{Caller, Token};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::runtime::Caller;
 use crate::storage::{Backend, Condition, Op, SharedBackend, StorageError};
 
 const TOKEN_PREFIX: &str = "core/tokens/";
@@ -30,18 +31,10 @@ pub struct TokenStore {
 }
 
 /// A newly created token, shown once.
+#[derive(Debug)]
 pub struct NewToken {
-    pub token: String,
+    pub token: Token,
     pub accessor: String,
-}
-
-impl std::fmt::Debug for NewToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewToken")
-            .field("token", &"*****")
-            .field("accessor", &self.accessor)
-            .finish()
-    }
 }
 
 fn hash(token: &str) -> String {
@@ -73,10 +66,10 @@ impl TokenStore {
 
     /// Creates a root token; `id` chooses its value (dev mode's `--dev-root-token-id`).
     pub async fn create_root(&self, id: Option<String>) -> Result<NewToken, StorageError> {
-        let token = match id {
+        let token = Token::new(match id {
             Some(id) if !id.is_empty() => id,
             _ => format!("hvs.{}", random_id(24)?),
-        };
+        });
         let accessor = random_id(24)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -90,7 +83,7 @@ impl TokenStore {
             creation_time: now,
         };
         let value = serde_json::to_vec(&entry).map_err(|e| StorageError::Invalid(e.to_string()))?;
-        let key = format!("{TOKEN_PREFIX}{}", hash(&token));
+        let key = format!("{TOKEN_PREFIX}{}", hash(token.expose()));
         self.backend
             .commit(
                 vec![Condition {
@@ -103,14 +96,15 @@ impl TokenStore {
         Ok(NewToken { token, accessor })
     }
 
-    /// Resolves a token to its caller; `None` for unknown tokens.
-    pub async fn lookup(&self, token: &str) -> Result<Option<Caller>, StorageError> {
+    /// Resolves a token to its caller, which keeps it; `None` for unknown
+    /// tokens.
+    pub async fn lookup(&self, token: Token) -> Result<Option<Caller>, StorageError> {
         if token.is_empty() || token.len() > 512 {
             return Ok(None);
         }
         let Some(entry) = self
             .backend
-            .get(&format!("{TOKEN_PREFIX}{}", hash(token)))
+            .get(&format!("{TOKEN_PREFIX}{}", hash(token.expose())))
             .await?
         else {
             return Ok(None);
@@ -118,7 +112,7 @@ impl TokenStore {
         let entry: TokenEntry = serde_json::from_slice(&entry.value)
             .map_err(|e| StorageError::Unavailable(format!("corrupt token record: {e}")))?;
         Ok(Some(Caller {
-            token: token.to_string(),
+            token,
             accessor: entry.accessor,
             display_name: entry.display_name,
             policies: entry.policies,

@@ -23,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub use error::HostError;
 
-use crate::auth::TokenStore;
+use crate::auth::{Token, TokenStore};
 use crate::runtime::{self, Runtime};
 use crate::storage::{SharedBackend, TenantStorage};
 
@@ -164,10 +164,10 @@ async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes
     }
 }
 
-fn token_of(req: &Request<Incoming>) -> Option<String> {
+fn token_of(req: &Request<Incoming>) -> Option<Token> {
     let h = req.headers();
     if let Some(t) = h.get("x-vault-token").and_then(|v| v.to_str().ok()) {
-        return Some(t.trim().to_string());
+        return Some(Token::new(t.trim().to_string()));
     }
     h.get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -175,7 +175,7 @@ fn token_of(req: &Request<Incoming>) -> Option<String> {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .map(|t| t.trim().to_string())
+        .map(|t| Token::new(t.trim().to_string()))
 }
 
 async fn respond(
@@ -205,7 +205,7 @@ async fn respond(
     let caller = match token_of(&req) {
         Some(token) => state
             .tokens
-            .lookup(&token)
+            .lookup(token)
             .await
             .map_err(|e| HostError::Storage(e.to_string()))?,
         None => None,

@@ -9,18 +9,6 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// The default cache directory: `$KVSYNC_CACHE_DIR`, else `$XDG_CACHE_HOME/kvsync`,
-/// else `$HOME/.cache/kvsync`.
-pub fn default_cache_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("KVSYNC_CACHE_DIR") {
-        return Some(PathBuf::from(dir));
-    }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
-        return Some(PathBuf::from(dir).join("kvsync"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("kvsync"))
-}
-
 fn cache_file(engine: &Engine, wasm: &[u8], dir: &Path) -> PathBuf {
     let digest = Sha256::digest(wasm);
     let mut hasher = std::collections::hash_map::DefaultHasher::new();

@@ -3,13 +3,12 @@
 //! converts back. Time spent here is the provider's, not the guest's: it is
 //! charged to the CPU meter as host time, like storage calls.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
 use super::bindings::kvsync::engine::connector as wit;
-use super::state::State;
+use super::state::ConnectorView;
 use crate::connectors::{Connectors, Destination, ExternalSecret, SyncError};
 
 fn destination(d: wit::Destination) -> Result<Destination, SyncError> {
@@ -70,7 +69,7 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-impl State {
+impl<'a> ConnectorView<'a> {
     /// One write the guest asks of a destination (`push`, `push-new`,
     /// `delete`): the destination decoded, the call bounded within an API
     /// request, its time charged as host time.
@@ -80,12 +79,12 @@ impl State {
         call: F,
     ) -> Result<(), wit::SyncError>
     where
-        F: FnOnce(Arc<Connectors>, Destination) -> Fut,
+        F: FnOnce(&'a Connectors, Destination) -> Fut,
         Fut: std::future::Future<Output = Result<(), SyncError>>,
     {
         let started = Instant::now();
         let out = match destination(dest) {
-            Ok(dest) => bounded(self.inline_bound, call(self.connectors.clone(), dest)).await,
+            Ok(dest) => bounded(self.inline_bound, call(self.connectors, dest)).await,
             Err(e) => Err(error_to_wit(e)),
         };
         self.cpu.charge_host(started.elapsed());
@@ -93,7 +92,7 @@ impl State {
     }
 }
 
-impl wit::Host for State {
+impl wit::Host for ConnectorView<'_> {
     async fn push(
         &mut self,
         dest: wit::Destination,
@@ -149,10 +148,11 @@ mod tests {
     use async_trait::async_trait;
 
     use super::super::bindings::kvsync::engine::authz::Host as _;
-    use super::super::bindings::kvsync::engine::types::Caller;
     use super::super::limits::Limits;
+    use super::super::state::State;
     use super::wit::Host as _;
     use super::*;
+    use crate::auth::{Caller, Token};
     use crate::connectors::{Connectors, DestinationConnector, Op, Outcome};
     use crate::storage::{Barrier, EncryptionKey, RedbBackend, SharedBackend, TenantStorage};
 
@@ -165,13 +165,14 @@ mod tests {
             TenantStorage::new(backend, "root"),
             Arc::new(connectors),
             caller,
+            None,
             &Limits::default(),
         )
     }
 
     fn caller(policy: &str) -> Caller {
         Caller {
-            token: "t".into(),
+            token: Token::new("t".into()),
             accessor: "a".into(),
             display_name: "d".into(),
             policies: vec![policy.into()],
@@ -218,7 +219,8 @@ mod tests {
 
     #[tokio::test]
     async fn in_mem_round_trip_through_the_import() {
-        let mut s = state(Connectors::new(), None);
+        let mut state = state(Connectors::new(), None);
+        let mut s = state.connector_view();
         s.push(dest("in-mem", "{}"), secret("b", "2"))
             .await
             .unwrap()
@@ -254,7 +256,8 @@ mod tests {
 
     #[tokio::test]
     async fn errors_map_to_the_wit_variant_and_host_time_is_not_the_guests() {
-        let mut s = state(Connectors::from_list(vec![Arc::new(Throttled)]), None);
+        let mut state = state(Connectors::from_list(vec![Arc::new(Throttled)]), None);
+        let mut s = state.connector_view();
         let out = s
             .push(dest("gh", r#"{"token":"x"}"#), secret("A", "v"))
             .await
@@ -290,12 +293,20 @@ mod tests {
     #[tokio::test]
     async fn authz_asks_the_callers_policies() {
         let path = "my-kv/data/app/db".to_string();
-        let mut root = state(Connectors::new(), Some(caller("root")));
-        assert!(root.allowed("read".into(), path.clone()).await.unwrap());
-        let mut other = state(Connectors::new(), Some(caller("default")));
-        assert!(!other.allowed("read".into(), path.clone()).await.unwrap());
-        let mut nobody = state(Connectors::new(), None);
-        assert!(!nobody.allowed("read".into(), path).await.unwrap());
+        let allowed = |caller: Option<Caller>| {
+            let path = path.clone();
+            async move {
+                let mut state = state(Connectors::new(), caller);
+                state
+                    .authz_view()
+                    .allowed("read".into(), path)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(allowed(Some(caller("root"))).await);
+        assert!(!allowed(Some(caller("default"))).await);
+        assert!(!allowed(None).await);
     }
 }
 

@@ -14,13 +14,18 @@
 //!
 //! Imports: `storage` (the tenant's [`TenantStorage`]), `connector` (the shared
 //! [`Connectors`] registry) and `authz` (the request's caller, decided by
-//! [`crate::auth::allowed`]).
+//! [`crate::auth::allowed`]), each implemented on its own borrowed view of the
+//! call's state (`state.rs`).
+//!
+//! The generated bindings stay private to this module: callers exchange the
+//! host's records ([`Request`], [`Response`], [`SyncSettings`], [`RunReport`],
+//! [`crate::auth::Caller`]), converted at the call in `records.rs`.
 
 mod bindings;
 mod cache;
 mod connector;
-pub use cache::default_cache_dir;
 pub mod limits;
+mod records;
 mod state;
 pub mod warm;
 
@@ -28,17 +33,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
+use crate::auth::Caller;
 use crate::connectors::Connectors;
 use crate::storage::TenantStorage;
-use bindings::kvsync::engine::types;
 pub use limits::Limits;
+use records::WitRequest;
+pub use records::{Effects, Outcome, Request, Response, RunReport, SyncDue, SyncSettings};
 use state::State;
-
-pub use bindings::exports::kvsync::engine::sync::{RunReport, Settings as SyncSettings};
-pub use bindings::kvsync::engine::types::{Caller, Effects, Outcome, Request, Response, SyncDue};
 
 /// Why a call did not produce a response.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +94,7 @@ impl Runtime {
         let mut linker: Linker<State> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
-        bindings::Engine::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+        state::add_to_linker(&mut linker)
             .map_err(|e| anyhow::anyhow!("cannot link the engine's imports: {e}"))?;
         let pre = linker
             .instantiate_pre(&component)
@@ -132,15 +136,16 @@ impl Runtime {
     /// `req.caller` (what the `authz` import answers for): the response, and
     /// what the request caused that the host must act on.
     pub async fn handle(&self, storage: TenantStorage, req: Request) -> Result<Outcome, CallError> {
+        let (req, caller) = WitRequest::split(req);
         let mut w = self
-            .checkout(storage, req.caller.clone(), Some(self.inline_bound))
+            .checkout(storage, caller, Some(self.inline_bound))
             .await?;
         let out = w
             .instance
             .kvsync_engine_api()
-            .call_handle(&mut w.store, &req)
+            .call_handle(&mut w.store, req.record())
             .await;
-        self.finish(w, out)
+        self.finish(w, out).map(records::outcome_from_wit)
     }
 
     /// Runs the sync worker's `run` export in a fresh instance against
@@ -160,9 +165,15 @@ impl Runtime {
         let out = w
             .instance
             .kvsync_engine_sync()
-            .call_run(&mut w.store, shard, shards, limit, settings)
+            .call_run(
+                &mut w.store,
+                shard,
+                shards,
+                limit,
+                records::settings_to_wit(settings),
+            )
             .await;
-        self.finish(w, out)
+        self.finish(w, out).map(records::report_from_wit)
     }
 
     /// Runs the sync worker's `reconcile` export in a fresh instance against
@@ -231,8 +242,13 @@ impl Runtime {
         caller: Option<Caller>,
         inline_bound: Option<Duration>,
     ) -> Result<(Store<State>, bindings::Engine), CallError> {
-        let mut state = State::new(storage, self.connectors.clone(), caller, &self.limits);
-        state.inline_bound = inline_bound;
+        let state = State::new(
+            storage,
+            self.connectors.clone(),
+            caller,
+            inline_bound,
+            &self.limits,
+        );
         let mut store = Store::new(&self.engine, state);
         limits::arm(&mut store, &self.limits);
         match self.pre.instantiate_async(&mut store).await {
@@ -281,7 +297,7 @@ fn classify(store: &Store<State>, err: wasmtime::Error, instantiating: bool) -> 
 
 /// A request record for engine-internal calls (dev-mode setup).
 pub fn request(method: &str, path: &str, body: &[u8], caller: Option<Caller>) -> Request {
-    types::Request {
+    Request {
         method: method.to_string(),
         path: path.to_string(),
         query: String::new(),

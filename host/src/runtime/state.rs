@@ -1,15 +1,21 @@
-//! The per-call store state and the host side of the `storage` and `authz`
-//! imports (the `connector` import is in [`super::connector`]).
+//! The per-call store state, the borrowed view each import sees of it, and
+//! the host side of the `storage` and `authz` imports (the `connector` import
+//! is in [`super::connector`]).
+//!
+//! Each import is implemented on a small view that borrows only what it
+//! needs (wasmtime's `HasData` pattern): `storage` the tenant's storage and
+//! the CPU meter, `connector` the registry, the meter and the inline bound,
+//! `authz` the caller. No import reaches the rest of the state.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{HasData, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::kvsync::engine::storage as wit;
-use super::bindings::kvsync::engine::types::Caller;
+use super::bindings::kvsync::engine::{authz, connector, storage as wit, types};
 use super::limits::{CpuMeter, Limits, MemoryLimiter};
+use crate::auth::Caller;
 use crate::connectors::Connectors;
 use crate::storage::{self, StorageError, TenantStorage};
 
@@ -17,14 +23,15 @@ pub struct State {
     wasi: WasiCtx,
     table: ResourceTable,
     storage: TenantStorage,
-    pub connectors: Arc<Connectors>,
-    /// Who made the request being handled (`None`: an unauthenticated path).
-    pub caller: Option<Caller>,
+    connectors: Arc<Connectors>,
+    /// Who made the request being handled (`None`: an unauthenticated path,
+    /// or a sync run).
+    caller: Option<Caller>,
     pub cpu: CpuMeter,
     pub memory: MemoryLimiter,
     /// Set while answering an API request: provider calls that take longer
     /// are left to the sync worker (`deferred`).
-    pub inline_bound: Option<std::time::Duration>,
+    inline_bound: Option<Duration>,
 }
 
 impl State {
@@ -32,6 +39,7 @@ impl State {
         storage: TenantStorage,
         connectors: Arc<Connectors>,
         caller: Option<Caller>,
+        inline_bound: Option<Duration>,
         limits: &Limits,
     ) -> Self {
         State {
@@ -44,17 +52,18 @@ impl State {
             caller,
             cpu: CpuMeter::new(limits.cpu),
             memory: MemoryLimiter::new(limits.memory_bytes),
-            inline_bound: None,
+            inline_bound,
         }
     }
 
-    /// Readies the state of a warm instance for its next call (the CPU meter
-    /// is re-armed with the store: [`super::limits::rearm`]).
+    /// Readies the state for a call: the tenant's storage, the caller, the
+    /// bound on inline provider calls (the CPU meter is re-armed with the
+    /// store: [`super::limits::rearm`]).
     pub fn ready_for_call(
         &mut self,
         storage: TenantStorage,
         caller: Option<Caller>,
-        inline_bound: Option<std::time::Duration>,
+        inline_bound: Option<Duration>,
     ) {
         self.storage = storage;
         self.caller = caller;
@@ -70,6 +79,78 @@ impl State {
     pub fn memory_exceeded(&self) -> bool {
         self.memory.exceeded
     }
+
+    fn storage_view(&mut self) -> StorageView<'_> {
+        StorageView {
+            storage: &self.storage,
+            cpu: &self.cpu,
+        }
+    }
+
+    pub(super) fn connector_view(&mut self) -> ConnectorView<'_> {
+        ConnectorView {
+            connectors: &self.connectors,
+            cpu: &self.cpu,
+            inline_bound: self.inline_bound,
+        }
+    }
+
+    pub(super) fn authz_view(&mut self) -> AuthzView<'_> {
+        AuthzView {
+            caller: self.caller.as_ref(),
+        }
+    }
+}
+
+/// What the `storage` import sees: the tenant's storage, and the meter its
+/// time is charged to as host time.
+pub struct StorageView<'a> {
+    storage: &'a TenantStorage,
+    cpu: &'a CpuMeter,
+}
+
+/// What the `connector` import sees: the registry, the meter, and the bound
+/// on provider calls within an API request.
+pub struct ConnectorView<'a> {
+    pub(super) connectors: &'a Connectors,
+    pub(super) cpu: &'a CpuMeter,
+    pub(super) inline_bound: Option<Duration>,
+}
+
+/// What the `authz` import sees: the caller of the request.
+pub struct AuthzView<'a> {
+    caller: Option<&'a Caller>,
+}
+
+struct StorageImport;
+impl HasData for StorageImport {
+    type Data<'a> = StorageView<'a>;
+}
+
+struct ConnectorImport;
+impl HasData for ConnectorImport {
+    type Data<'a> = ConnectorView<'a>;
+}
+
+struct AuthzImport;
+impl HasData for AuthzImport {
+    type Data<'a> = AuthzView<'a>;
+}
+
+/// `types` declares records only: its instance is linked with nothing in it.
+struct RecordsOnly;
+impl HasData for RecordsOnly {
+    type Data<'a> = RecordsOnly;
+}
+impl types::Host for RecordsOnly {}
+
+/// Links the engine's imports, each to its view of the state.
+pub fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    types::add_to_linker::<State, RecordsOnly>(linker, |_| RecordsOnly)?;
+    wit::add_to_linker::<State, StorageImport>(linker, State::storage_view)?;
+    connector::add_to_linker::<State, ConnectorImport>(linker, State::connector_view)?;
+    authz::add_to_linker::<State, AuthzImport>(linker, State::authz_view)?;
+    Ok(())
 }
 
 impl WasiView for State {
@@ -81,15 +162,9 @@ impl WasiView for State {
     }
 }
 
-impl super::bindings::kvsync::engine::types::Host for State {}
-
-impl super::bindings::kvsync::engine::authz::Host for State {
+impl authz::Host for AuthzView<'_> {
     async fn allowed(&mut self, capability: String, path: String) -> wasmtime::Result<bool> {
-        Ok(crate::auth::allowed(
-            self.caller.as_ref(),
-            &capability,
-            &path,
-        ))
+        Ok(crate::auth::allowed(self.caller, &capability, &path))
     }
 }
 
@@ -104,7 +179,7 @@ fn to_wit(e: StorageError) -> wit::StorageError {
     }
 }
 
-impl wit::Host for State {
+impl wit::Host for StorageView<'_> {
     async fn get(
         &mut self,
         key: String,

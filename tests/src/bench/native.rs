@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
+use kvsync::auth::Caller;
 use kvsync::http::Api;
 use kvsync::runtime::{self, CallError};
 use kvsync::storage::{self as host, TenantStorage};
@@ -31,15 +32,15 @@ impl Api for NativeApi {
         storage: TenantStorage,
         req: runtime::Request,
     ) -> Result<runtime::Outcome, CallError> {
-        let caller = req.caller.clone();
         let storage = NativeStorage(storage);
+        let (req, caller) = to_engine(req);
         let authz = NativeAuthz(caller);
         let env = Env {
             storage: &storage,
             connector: &NoConnector,
             authz: &authz,
         };
-        let out = kvsync_component::handle(&env, to_engine(req));
+        let out = kvsync_component::handle(&env, req);
         Ok(runtime::Outcome {
             response: runtime::Response {
                 status: out.response.status,
@@ -57,22 +58,26 @@ impl Api for NativeApi {
     }
 }
 
-fn to_engine(req: runtime::Request) -> api::Request {
-    api::Request {
+/// The engine's request, with a copy of the caller (as the wasm runtime
+/// gives the guest one), and the host's caller for the ACL.
+fn to_engine(req: runtime::Request) -> (api::Request, Option<Caller>) {
+    let engine_caller = req.caller.as_ref().map(|c| api::Caller {
+        token: c.token.expose().to_owned(),
+        accessor: c.accessor.clone(),
+        display_name: c.display_name.clone(),
+        policies: c.policies.clone(),
+        path: c.path.clone(),
+        creation_time: c.creation_time,
+    });
+    let engine_req = api::Request {
         method: req.method,
         path: req.path,
         query: req.query,
         headers: req.headers,
         body: req.body,
-        caller: req.caller.map(|c| api::Caller {
-            token: c.token,
-            accessor: c.accessor,
-            display_name: c.display_name,
-            policies: c.policies,
-            path: c.path,
-            creation_time: c.creation_time,
-        }),
-    }
+        caller: engine_caller,
+    };
+    (engine_req, req.caller)
 }
 
 /// Runs a storage future to completion from the engine's synchronous code: a
@@ -148,7 +153,7 @@ impl Storage for NativeStorage {
     }
 }
 
-struct NativeAuthz(Option<runtime::Caller>);
+struct NativeAuthz(Option<Caller>);
 
 impl Authz for NativeAuthz {
     fn allowed(&self, capability: &str, path: &str) -> bool {

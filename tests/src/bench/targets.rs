@@ -530,17 +530,16 @@ impl Bench<'_> {
 
 static MINIMAL: &[u8] = include_bytes!(env!("RUNAWAY_WASM"));
 
-fn bench_runtime(wasm: &[u8], slots: u32) -> anyhow::Result<kvsync::runtime::Runtime> {
+fn bench_runtime(component: &'static [u8], slots: u32) -> anyhow::Result<kvsync::runtime::Runtime> {
     let limits = kvsync::runtime::Limits {
         max_concurrent_instances: slots,
         ..kvsync::runtime::Limits::default()
     };
-    kvsync::runtime::Runtime::new(
-        wasm,
+    kvsync::server::engine(&kvsync::server::EngineOptions {
+        component,
         limits,
-        Arc::new(kvsync::connectors::Connectors::new()),
-        None,
-    )
+        ..Default::default()
+    })
 }
 
 fn bench_storage() -> anyhow::Result<kvsync::storage::TenantStorage> {

@@ -122,38 +122,23 @@ async fn all(flags: &Flags) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Dev mode's setup (in-memory storage, root token `root`, KV-v2 at
+/// `secret/`) behind kvsync's HTTP front, answered by the natively linked
+/// engine; no runtime, no sync worker.
 async fn native_server(flags: &Flags) -> anyhow::Result<ExitCode> {
     use kvsync::auth::TokenStore;
-    use kvsync::http::{self, Api, AppState, DEFAULT_MAX_REQUEST_SIZE, ROOT_TENANT};
-    use kvsync::storage::{Barrier, EncryptionKey, RedbBackend, SharedBackend, TenantStorage};
+    use kvsync::http::{self, DEFAULT_MAX_REQUEST_SIZE};
+    use kvsync::server;
 
-    let barrier = Barrier::new(RedbBackend::in_memory()?, EncryptionKey::generate()?);
-    barrier.init_key_check().await?;
-    let backend: SharedBackend = Arc::new(barrier);
-    let tokens = TokenStore::new(backend.clone());
-    let root = tokens.create_root(Some("root".into())).await?;
-    let api = native::NativeApi;
-    let caller = tokens.lookup(&root.token).await?;
-    let mount = kvsync::runtime::request(
-        "POST",
-        "sys/mounts/secret",
-        br#"{"type":"kv","options":{"version":"2"}}"#,
-        caller,
-    );
-    let resp = api
-        .handle(TenantStorage::new(backend.clone(), ROOT_TENANT), mount)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .response;
-    anyhow::ensure!(resp.status < 300, "cannot mount secret/: {}", resp.status);
+    let (backend, _root) = server::dev_storage(&native::NativeApi, Some("root".into())).await?;
     let (listener, addr) = http::bind(flags.get("--listen").unwrap_or("127.0.0.1:0")).await?;
-    let state = Arc::new(AppState {
-        api: Arc::new(api),
-        backend,
-        tokens,
-        max_request_size: DEFAULT_MAX_REQUEST_SIZE,
-        sync_wake: Arc::new(tokio::sync::Notify::new()),
-    });
+    let state = server::http_state(
+        Arc::new(native::NativeApi),
+        backend.clone(),
+        TokenStore::new(backend),
+        DEFAULT_MAX_REQUEST_SIZE,
+        Arc::new(tokio::sync::Notify::new()),
+    );
     println!("Api Address: http://{addr}");
     http::serve(listener, None, state, std::future::pending()).await;
     Ok(ExitCode::SUCCESS)

@@ -1,0 +1,179 @@
+//! The process environment. Every variable the `kvsync` command reads is
+//! named here, and read once, at start-up ([`Env::from_process`]); the
+//! commands receive the values. (The connectors' endpoint overrides are read
+//! by the connector registry's own environment.)
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use zeroize::Zeroizing;
+
+use crate::auth::Token;
+
+/// The storage encryption key, base64 of 32 bytes, instead of a key file.
+pub const ENCRYPTION_KEY: &str = "KVSYNC_ENCRYPTION_KEY";
+/// The log filter (`info`, `kvsync=debug`, ...); overrides `log_level`.
+pub const LOG: &str = "KVSYNC_LOG";
+/// Where the compiled component is cached.
+pub const CACHE_DIR: &str = "KVSYNC_CACHE_DIR";
+/// The cache's parent when `KVSYNC_CACHE_DIR` is not set (`<it>/kvsync`).
+pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
+/// The user's home: `~/.cache/kvsync` and `~/.vault-token`.
+pub const HOME: &str = "HOME";
+/// The server `kvsync sync status` asks, as for the Vault CLI.
+pub const VAULT_ADDR: &str = "VAULT_ADDR";
+/// The token `kvsync sync status` sends.
+pub const VAULT_TOKEN: &str = "VAULT_TOKEN";
+/// A PEM file of the CA that signed the server's certificate.
+pub const VAULT_CACERT: &str = "VAULT_CACERT";
+/// `1`/`true`: do not verify the server's TLS certificate.
+pub const VAULT_SKIP_VERIFY: &str = "VAULT_SKIP_VERIFY";
+
+/// What the environment says, read once.
+#[derive(Default, Clone)]
+pub struct Env {
+    /// [`ENCRYPTION_KEY`], when set.
+    pub encryption_key: Option<Zeroizing<String>>,
+    /// [`LOG`], when set.
+    pub log: Option<String>,
+    /// The default cache directory: [`CACHE_DIR`], else
+    /// `$XDG_CACHE_HOME/kvsync`, else `$HOME/.cache/kvsync`.
+    pub cache_dir: Option<PathBuf>,
+    /// What a Vault client reads.
+    pub vault: VaultEnv,
+}
+
+// The key is a secret: `Debug` says whether it is set, never what it is.
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field(
+                "encryption_key",
+                &self.encryption_key.as_ref().map(|_| "*****"),
+            )
+            .field("log", &self.log)
+            .field("cache_dir", &self.cache_dir)
+            .field("vault", &self.vault)
+            .finish()
+    }
+}
+
+/// The Vault CLI's variables, as `kvsync sync status` reads them.
+#[derive(Debug, Default, Clone)]
+pub struct VaultEnv {
+    /// [`VAULT_ADDR`], when set.
+    pub address: Option<String>,
+    /// [`VAULT_TOKEN`], when set.
+    pub token: Option<Token>,
+    /// [`VAULT_CACERT`], when set and not empty.
+    pub ca_cert: Option<PathBuf>,
+    /// [`VAULT_SKIP_VERIFY`] is `1` or true.
+    pub skip_verify: bool,
+    /// `$HOME/.vault-token`, the token's last resort.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Env {
+    /// Reads this process's environment.
+    pub fn from_process() -> Self {
+        Self::from_lookup(|name| std::env::var_os(name))
+    }
+
+    /// Reads an environment through `lookup` (a name's value, if set).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Self {
+        let text = |name: &str| lookup(name).and_then(|v| v.into_string().ok());
+        let home = lookup(HOME).map(PathBuf::from);
+        let cache_dir = lookup(CACHE_DIR)
+            .map(PathBuf::from)
+            .or_else(|| lookup(XDG_CACHE_HOME).map(|d| PathBuf::from(d).join("kvsync")))
+            .or_else(|| home.as_ref().map(|h| h.join(".cache").join("kvsync")));
+        Env {
+            encryption_key: text(ENCRYPTION_KEY).map(Zeroizing::new),
+            log: text(LOG),
+            cache_dir,
+            vault: VaultEnv {
+                address: text(VAULT_ADDR),
+                token: text(VAULT_TOKEN).map(Token::new),
+                ca_cert: text(VAULT_CACERT)
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from),
+                skip_verify: text(VAULT_SKIP_VERIFY)
+                    .is_some_and(|v| matches!(v.trim(), "1" | "true" | "t" | "TRUE" | "True")),
+                token_file: home.map(|h| h.join(".vault-token")),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Env {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        Env::from_lookup(|name| {
+            vars.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| OsString::from(v))
+        })
+    }
+
+    #[test]
+    fn reads_every_variable_once_into_values() {
+        let e = env(&[
+            (ENCRYPTION_KEY, "a2V5"),
+            (LOG, "debug"),
+            (HOME, "/home/op"),
+            (VAULT_ADDR, "https://vault.example:8200/"),
+            (VAULT_TOKEN, "s.tok"),
+            (VAULT_CACERT, "/etc/ca.pem"),
+            (VAULT_SKIP_VERIFY, "true"),
+        ]);
+        assert_eq!(
+            e.encryption_key.as_deref().map(String::as_str),
+            Some("a2V5")
+        );
+        assert_eq!(e.log.as_deref(), Some("debug"));
+        assert_eq!(e.cache_dir, Some(PathBuf::from("/home/op/.cache/kvsync")));
+        assert_eq!(
+            e.vault.address.as_deref(),
+            Some("https://vault.example:8200/")
+        );
+        assert_eq!(e.vault.token.as_ref().map(Token::expose), Some("s.tok"));
+        assert_eq!(e.vault.ca_cert, Some(PathBuf::from("/etc/ca.pem")));
+        assert!(e.vault.skip_verify);
+        assert_eq!(
+            e.vault.token_file,
+            Some(PathBuf::from("/home/op/.vault-token"))
+        );
+        let debug = format!("{e:?}");
+        assert!(
+            !debug.contains("s.tok") && !debug.contains("a2V5"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn cache_dir_falls_back_in_order() {
+        assert_eq!(
+            env(&[(CACHE_DIR, "/c"), (XDG_CACHE_HOME, "/x"), (HOME, "/h")]).cache_dir,
+            Some(PathBuf::from("/c"))
+        );
+        assert_eq!(
+            env(&[(XDG_CACHE_HOME, "/x"), (HOME, "/h")]).cache_dir,
+            Some(PathBuf::from("/x/kvsync"))
+        );
+        assert_eq!(env(&[]).cache_dir, None);
+    }
+
+    #[test]
+    fn empty_or_false_values_count_as_unset() {
+        let e = env(&[(VAULT_CACERT, ""), (VAULT_SKIP_VERIFY, "0")]);
+        assert_eq!(e.vault.ca_cert, None);
+        assert!(!e.vault.skip_verify);
+        assert_eq!(e.vault.token_file, None);
+    }
+}

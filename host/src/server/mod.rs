@@ -1,0 +1,371 @@
+//! The composition root. Every part of a kvsync server is assembled here and
+//! nowhere else: the storage under its encryption barrier, the token store,
+//! the engine runtime with the destination connectors, the HTTP front's
+//! state, and the sync worker. `kvsync server` (from a config file, or in
+//! dev mode), `kvsync sync run`, the benchmarks and the tests all start from
+//! a [`Server`] (or, for a runtime alone, from [`engine`]).
+
+mod storage;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_rustls::TlsAcceptor;
+
+pub use storage::{Access, Initialized, in_use_message, init, load_key};
+
+use crate::auth::{Caller, NewToken, TokenStore};
+use crate::config::{Config, Listener};
+use crate::connectors::{Connectors, DEFAULT_TIMEOUT};
+use crate::env::Env;
+use crate::http::{self, Api, AppState, DEFAULT_MAX_REQUEST_SIZE, ROOT_TENANT};
+use crate::runtime::{self, CallError, DEFAULT_INLINE_BOUND, Limits, Runtime};
+use crate::storage::{SharedBackend, TenantStorage};
+use crate::worker::{self, DrainProgress, DrainReport, SyncConfig, Worker};
+
+/// How the engine runtime is built.
+#[derive(Clone)]
+pub struct EngineOptions {
+    /// The component to run: [`runtime::ENGINE_COMPONENT`], or a test's.
+    pub component: &'static [u8],
+    pub limits: Limits,
+    /// Where compiled machine code is cached (`None`: compiled each time).
+    pub cache_dir: Option<PathBuf>,
+    /// Bound on one provider call.
+    pub provider_timeout: Duration,
+    /// Bound on provider calls made inline by an API request.
+    pub inline_bound: Duration,
+}
+
+impl std::fmt::Debug for EngineOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineOptions")
+            .field("component_bytes", &self.component.len())
+            .field("limits", &self.limits)
+            .field("cache_dir", &self.cache_dir)
+            .field("provider_timeout", &self.provider_timeout)
+            .field("inline_bound", &self.inline_bound)
+            .finish()
+    }
+}
+
+impl Default for EngineOptions {
+    /// The engine component with the default limits and timeouts, no cache.
+    fn default() -> Self {
+        EngineOptions {
+            component: runtime::ENGINE_COMPONENT,
+            limits: Limits::default(),
+            cache_dir: None,
+            provider_timeout: DEFAULT_TIMEOUT,
+            inline_bound: DEFAULT_INLINE_BOUND,
+        }
+    }
+}
+
+impl EngineOptions {
+    /// The config file's settings; the cache defaults to the environment's.
+    fn from_config(config: &Config, env: &Env) -> Self {
+        EngineOptions {
+            component: runtime::ENGINE_COMPONENT,
+            limits: config.limits.clone(),
+            cache_dir: config.cache_dir.clone().or_else(|| env.cache_dir.clone()),
+            provider_timeout: config.provider_timeout,
+            inline_bound: config.sync_inline_timeout,
+        }
+    }
+}
+
+/// The engine runtime, with every registered destination connector: the one
+/// place where the runtime and the connector registry are built.
+pub fn engine(options: &EngineOptions) -> anyhow::Result<Runtime> {
+    let connectors = Arc::new(Connectors::new().with_timeout(options.provider_timeout));
+    Ok(Runtime::new(
+        options.component,
+        options.limits.clone(),
+        connectors,
+        options.cache_dir.as_deref(),
+    )?
+    .with_inline_bound(options.inline_bound))
+}
+
+/// What a command line adds to the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Overrides `guest_warm_instances`.
+    pub warm_instances: Option<u32>,
+    /// The sync worker's knobs: the configuration's, with the command's
+    /// flags applied.
+    pub sync: SyncConfig,
+}
+
+/// A bound listener, with the HTTP front's transport settings.
+pub struct Listening {
+    pub listener: TcpListener,
+    pub addr: SocketAddr,
+    pub tls: Option<TlsAcceptor>,
+    pub max_request_size: usize,
+}
+
+/// Binds the configured listener (port 0 picks one), with TLS when
+/// configured.
+pub async fn listen(config: &Listener) -> anyhow::Result<Listening> {
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(http::tls::acceptor(cert, key)?),
+        None => None,
+    };
+    let (listener, addr) = http::bind(&config.address).await?;
+    Ok(Listening {
+        listener,
+        addr,
+        tls,
+        max_request_size: config.max_request_size,
+    })
+}
+
+/// Dev mode's listener settings: plain HTTP on `address`.
+pub fn dev_listener(address: String) -> Listener {
+    Listener {
+        address,
+        tls: None,
+        max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+    }
+}
+
+/// The HTTP front's state: requests answered by `api` against `backend`,
+/// callers resolved by `tokens`; `sync_wake` is notified when a request
+/// queued sync work.
+pub fn http_state(
+    api: Arc<dyn Api>,
+    backend: SharedBackend,
+    tokens: TokenStore,
+    max_request_size: usize,
+    sync_wake: Arc<Notify>,
+) -> Arc<AppState> {
+    Arc::new(AppState {
+        api,
+        backend,
+        tokens,
+        max_request_size,
+        sync_wake,
+    })
+}
+
+/// Dev mode's storage: in memory, with a root token (`root_token_id`, or a
+/// random one, returned to be shown) and KV-v2 mounted at `secret/` through
+/// `api`, as any client would mount it.
+pub async fn dev_storage(
+    api: &dyn Api,
+    root_token_id: Option<String>,
+) -> anyhow::Result<(SharedBackend, NewToken)> {
+    let backend = storage::in_memory().await?;
+    let tokens = TokenStore::new(backend.clone());
+    let root = tokens.create_root(root_token_id).await?;
+    let caller = tokens.lookup(root.token.clone()).await?;
+    let req = runtime::request(
+        "POST",
+        "sys/mounts/secret",
+        br#"{"type":"kv","options":{"version":"2"},"description":"key/value secret storage"}"#,
+        caller,
+    );
+    let resp = api
+        .handle(TenantStorage::new(backend.clone(), ROOT_TENANT), req)
+        .await?
+        .response;
+    if resp.status >= 300 {
+        anyhow::bail!(
+            "cannot mount secret/: {} {}",
+            resp.status,
+            String::from_utf8_lossy(&resp.body)
+        );
+    }
+    Ok((backend, root))
+}
+
+/// The assembled parts of a server of the root tenant.
+pub struct Server {
+    backend: SharedBackend,
+    tokens: TokenStore,
+    runtime: Runtime,
+    sync: SyncConfig,
+    sync_wake: Arc<Notify>,
+}
+
+impl Server {
+    /// The configured storage (initialized, with a matching key) and the
+    /// engine. `config_path` is named in the advice when the storage is not
+    /// initialized.
+    pub async fn open(
+        config: &Config,
+        config_path: &Path,
+        env: &Env,
+        options: Options,
+        access: Access,
+    ) -> anyhow::Result<Self> {
+        let backend = storage::open(config, config_path, env, access).await?;
+        let mut engine_options = EngineOptions::from_config(config, env);
+        if let Some(n) = options.warm_instances {
+            engine_options.limits.warm_instances = n;
+        }
+        let runtime = engine(&engine_options)?;
+        Ok(Self::assemble(backend, runtime, options.sync))
+    }
+
+    /// Dev mode: in-memory storage, a root token (`root_token_id`, or a
+    /// random one, returned to be shown), KV-v2 mounted at `secret/`.
+    pub async fn dev(
+        env: &Env,
+        root_token_id: Option<String>,
+        options: Options,
+    ) -> anyhow::Result<(Self, NewToken)> {
+        let mut engine_options = EngineOptions {
+            cache_dir: env.cache_dir.clone(),
+            ..EngineOptions::default()
+        };
+        if let Some(n) = options.warm_instances {
+            engine_options.limits.warm_instances = n;
+        }
+        let runtime = engine(&engine_options)?;
+        let (backend, root) = dev_storage(&runtime, root_token_id).await?;
+        Ok((Self::assemble(backend, runtime, options.sync), root))
+    }
+
+    /// Empty in-memory storage (no tokens, nothing mounted) and an engine
+    /// built from `engine_options`: for tests.
+    pub async fn in_memory(
+        engine_options: &EngineOptions,
+        sync: SyncConfig,
+    ) -> anyhow::Result<Self> {
+        let backend = storage::in_memory().await?;
+        let runtime = engine(engine_options)?;
+        Ok(Self::assemble(backend, runtime, sync))
+    }
+
+    fn assemble(backend: SharedBackend, runtime: Runtime, sync: SyncConfig) -> Self {
+        Server {
+            tokens: TokenStore::new(backend.clone()),
+            backend,
+            runtime,
+            sync,
+            sync_wake: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    pub fn tokens(&self) -> &TokenStore {
+        &self.tokens
+    }
+
+    /// The root tenant's storage.
+    pub fn storage(&self) -> TenantStorage {
+        TenantStorage::new(self.backend.clone(), ROOT_TENANT)
+    }
+
+    /// What wakes the sync worker's loops (the HTTP front notifies it when a
+    /// request queued sync work).
+    pub fn sync_wake(&self) -> &Arc<Notify> {
+        &self.sync_wake
+    }
+
+    /// One API request through the engine, as `caller`.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        caller: Option<Caller>,
+    ) -> Result<runtime::Outcome, CallError> {
+        let req = runtime::request(method, path, body, caller);
+        self.runtime.handle(self.storage(), req).await
+    }
+
+    /// Starts the sync worker of the root tenant.
+    pub fn start_worker(&self) -> Worker {
+        Worker::start(
+            self.runtime.clone(),
+            self.backend.clone(),
+            ROOT_TENANT,
+            self.sync.clone(),
+            self.sync_wake.clone(),
+        )
+    }
+
+    /// Processes the sync work due now, without a worker (see
+    /// [`worker::drain`]).
+    pub async fn drain(
+        &self,
+        wait: Duration,
+        progress: Arc<DrainProgress>,
+    ) -> Result<DrainReport, CallError> {
+        worker::drain(
+            &self.runtime,
+            &self.backend,
+            ROOT_TENANT,
+            &self.sync,
+            wait,
+            progress,
+        )
+        .await
+    }
+
+    /// Runs the sync worker until `shutdown` resolves, then stops it, letting
+    /// runs in flight finish within the grace period.
+    pub async fn sync_until(&self, shutdown: impl Future<Output = ()>) {
+        let worker = self.start_worker();
+        shutdown.await;
+        worker.stop(worker::SHUTDOWN_GRACE).await;
+    }
+
+    /// Serves HTTP on `listening` with the sync worker beside it, until
+    /// `shutdown` resolves: then the listener and the worker stop together,
+    /// each letting work in flight finish within its grace period.
+    pub async fn serve(&self, listening: Listening, shutdown: impl Future<Output = ()>) {
+        let state = http_state(
+            Arc::new(self.runtime.clone()),
+            self.backend.clone(),
+            self.tokens.clone(),
+            listening.max_request_size,
+            self.sync_wake.clone(),
+        );
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        let worker = self.sync_until(async move {
+            // An error means the sender is gone: the server is stopping anyway.
+            let _ = stopped.wait_for(|s| *s).await;
+        });
+        tokio::join!(
+            http::serve(listening.listener, listening.tls, state, shutdown),
+            worker
+        );
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    tracing::info!("shutting down");
+}
