@@ -5,16 +5,20 @@ use serde_json::json;
 
 use crate::api::{LogicalRequest, Operation, Reply};
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, Field, FieldType};
+use crate::framework::{self, FieldSpec, FieldType};
 use crate::time;
 
 use super::record::Kv;
 use super::{given, max_versions};
 
-const FIELDS: &[Field] = &[
-    Field::new("max_versions", FieldType::Int),
-    Field::new("cas_required", FieldType::Bool),
-    Field::new("delete_version_after", FieldType::Duration),
+const FIELDS: &[FieldSpec] = &[
+    FieldSpec::new("max_versions", FieldType::Int)
+        .describe("Versions each secret keeps unless it sets its own; 0 means 10."),
+    FieldSpec::new("cas_required", FieldType::Bool)
+        .describe("Whether every data write on the mount must give options.cas."),
+    FieldSpec::new("delete_version_after", FieldType::Duration).describe(
+        "How long versions live before they are deleted automatically; 0 never, negative disables it for every secret.",
+    ),
 ];
 
 pub fn handle(kv: &mut Kv, req: &LogicalRequest) -> ApiResult<Reply> {

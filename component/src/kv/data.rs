@@ -5,17 +5,22 @@ use serde_json::{Map, Value, json};
 
 use crate::api::{LogicalRequest, Operation, Reply};
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, Field, FieldType, Fields};
+use crate::framework::{self, FieldSpec, FieldType, Fields};
 use crate::time;
 
 use super::given;
 use super::record::{Found, KeyMetadata, Kv, KvConfig};
 
-const FIELDS: &[Field] = &[
-    Field::new("path", FieldType::String),
-    Field::new("version", FieldType::Int),
-    Field::new("options", FieldType::Map),
-    Field::new("data", FieldType::Map),
+const FIELDS: &[FieldSpec] = &[
+    FieldSpec::string("path").describe("Location of the secret."),
+    FieldSpec::new("version", FieldType::Int)
+        .describe("The version a read returns; 0 or absent: the current one."),
+    FieldSpec::new("options", FieldType::Map).describe(
+        "Write options: cas makes the write conditional on the current version (0: only if the secret does not exist).",
+    ),
+    FieldSpec::new("data", FieldType::Map).describe(
+        "The key/value pairs of the secret: a write stores them as a new version, a patch merges them into the current one.",
+    ),
 ];
 
 pub fn handle(kv: &mut Kv, path: &str, req: &LogicalRequest) -> ApiResult<Reply> {

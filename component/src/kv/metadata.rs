@@ -7,19 +7,27 @@ use serde_json::{Map, Value, json};
 
 use crate::api::{LogicalRequest, Operation, Reply};
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, Field, FieldType, Fields};
+use crate::framework::{self, FieldSpec, FieldType, Fields};
 use crate::time;
 
 use super::record::{KeyMetadata, Kv, KvConfig};
 use super::{given, max_versions};
 
-const FIELDS: &[Field] = &[
-    Field::new("path", FieldType::String),
-    Field::new("max_versions", FieldType::Int),
-    Field::new("cas_required", FieldType::Bool),
-    Field::new("delete_version_after", FieldType::Duration),
-    Field::new("custom_metadata", FieldType::Map),
-    Field::new("exclude_deleted", FieldType::Bool),
+const FIELDS: &[FieldSpec] = &[
+    FieldSpec::string("path").describe("Location of the secret, or of the folder a list shows."),
+    FieldSpec::new("max_versions", FieldType::Int)
+        .describe("Versions the secret keeps; 0 uses the mount's setting."),
+    FieldSpec::new("cas_required", FieldType::Bool)
+        .describe("Whether every data write of the secret must give options.cas."),
+    FieldSpec::new("delete_version_after", FieldType::Duration).describe(
+        "How long versions of the secret live before they are deleted automatically; 0 never.",
+    ),
+    FieldSpec::new("custom_metadata", FieldType::Map).describe(
+        "Up to 64 string pairs kept with the secret (keys up to 128 bytes, values up to 512).",
+    ),
+    FieldSpec::new("exclude_deleted", FieldType::Bool).describe(
+        "Whether a list leaves out secrets whose current version is deleted or destroyed.",
+    ),
 ];
 
 const SETTINGS: [&str; 4] = [

@@ -5,15 +5,17 @@ use serde_json::{Map, Value, json};
 
 use crate::api::{LogicalRequest, Operation, Reply};
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, Field, FieldType};
+use crate::framework::{self, FieldSpec, FieldType};
 use crate::time;
 
 use super::record::{Found, Kv};
 
-const FIELDS: &[Field] = &[
-    Field::new("path", FieldType::String),
-    Field::new("version", FieldType::Int),
-    Field::new("depth", FieldType::Int),
+const FIELDS: &[FieldSpec] = &[
+    FieldSpec::string("path").describe("Location of the secret."),
+    FieldSpec::new("version", FieldType::Int)
+        .describe("The version to show; 0 or absent: the current one."),
+    FieldSpec::new("depth", FieldType::Int)
+        .describe("How many levels of nested objects to show; 0 without limit."),
 ];
 
 pub fn handle(kv: &mut Kv, path: &str, req: &LogicalRequest) -> ApiResult<Reply> {

@@ -4,7 +4,7 @@
 
 use crate::api::{LogicalRequest, Operation, Reply};
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, Field, FieldType};
+use crate::framework::{self, FieldSpec, FieldType};
 use crate::time;
 
 use super::record::{self, Kv};
@@ -16,9 +16,11 @@ pub enum Action {
     Destroy,
 }
 
-const FIELDS: &[Field] = &[
-    Field::new("path", FieldType::String),
-    Field::new("versions", FieldType::CommaIntSlice),
+const FIELDS: &[FieldSpec] = &[
+    FieldSpec::string("path").describe("Location of the secret."),
+    FieldSpec::new("versions", FieldType::CommaIntSlice)
+        .required()
+        .describe("The version numbers to act on."),
 ];
 
 pub fn handle(kv: &mut Kv, action: Action, path: &str, req: &LogicalRequest) -> ApiResult<Reply> {

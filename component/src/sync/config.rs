@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{LogicalRequest, Operation, Reply};
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, Field, FieldType};
+use crate::framework::{self, FieldSpec, FieldType};
 use crate::storage::Tx;
 use crate::sync::keys;
 
@@ -31,9 +31,11 @@ impl SyncConfig {
     }
 }
 
-const FIELDS: &[Field] = &[
-    Field::new("disabled", FieldType::Bool),
-    Field::new("queue_capacity", FieldType::Int),
+const FIELDS: &[FieldSpec] = &[
+    FieldSpec::new("disabled", FieldType::Bool)
+        .describe("Whether sync is suspended; queued work waits until it is enabled again."),
+    FieldSpec::new("queue_capacity", FieldType::Int)
+        .describe("The largest number of sync operations the queue holds."),
 ];
 
 fn reply(config: &SyncConfig) -> ApiResult<Reply> {

@@ -11,12 +11,10 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{LogicalRequest, Operation, Reply};
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, Field, FieldType};
+use crate::framework::{self, FieldSpec, FieldType, MASK};
 use crate::storage::Tx;
 use crate::sync::destinations::Destination;
 use crate::sync::keys;
-
-const MASK: &str = "*****";
 
 #[derive(Clone, Serialize, Deserialize)]
 struct GithubApp {
@@ -25,9 +23,13 @@ struct GithubApp {
     fingerprint: String,
 }
 
-const FIELDS: &[Field] = &[
-    Field::new("app_id", FieldType::Int),
-    Field::new("private_key", FieldType::String),
+const FIELDS: &[FieldSpec] = &[
+    FieldSpec::new("app_id", FieldType::Int)
+        .immutable()
+        .describe("ID of the GitHub App; it cannot change once the app is registered."),
+    FieldSpec::string("private_key").sensitive().describe(
+        "The app's RSA private key in PEM; reads show it masked, next to its fingerprint.",
+    ),
 ];
 
 /// `LIST sys/sync/github-apps`.

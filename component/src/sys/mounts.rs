@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::api::{LogicalRequest, Operation, Reply, random_bytes};
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, Field, FieldType};
+use crate::framework::{self, FieldSpec, FieldType};
 use crate::storage::Tx;
 
 pub const MOUNT_TABLE_KEY: &str = "core/mounts";
@@ -149,16 +149,22 @@ pub fn handle_table(tx: &mut Tx, req: &LogicalRequest) -> ApiResult<Reply> {
     Ok(Reply::data(Value::Object(data)).with_data_at_top_level())
 }
 
-const ENABLE_FIELDS: &[Field] = &[
-    Field::new("type", FieldType::String),
-    Field::new("description", FieldType::String),
-    Field::new("config", FieldType::Map),
-    Field::new("options", FieldType::KvPairs),
-    Field::new("local", FieldType::Bool),
-    Field::new("seal_wrap", FieldType::Bool),
-    Field::new("external_entropy_access", FieldType::Bool),
-    Field::new("plugin_name", FieldType::String),
-    Field::new("plugin_version", FieldType::String),
+const ENABLE_FIELDS: &[FieldSpec] = &[
+    FieldSpec::string("type")
+        .required()
+        .describe("Type of the secrets engine: kv-v2, or kv with options.version 2."),
+    FieldSpec::string("description").describe("Human-friendly description of the mount."),
+    FieldSpec::new("config", FieldType::Map)
+        .describe("Mount settings: default_lease_ttl, max_lease_ttl, force_no_cache."),
+    FieldSpec::new("options", FieldType::KvPairs)
+        .describe("Options of the engine; KV takes version."),
+    FieldSpec::new("local", FieldType::Bool)
+        .describe("Whether the mount is local to this cluster (kept and shown)."),
+    FieldSpec::new("seal_wrap", FieldType::Bool)
+        .describe("Kept and shown; every stored value is encrypted anyway."),
+    FieldSpec::new("external_entropy_access", FieldType::Bool).describe("Kept and shown."),
+    FieldSpec::string("plugin_name").describe("Accepted for compatibility and ignored."),
+    FieldSpec::string("plugin_version").describe("Accepted for compatibility and ignored."),
 ];
 
 /// `sys/mounts/<path>` (and `sys/mounts/<path>/tune` for reads).

@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use crate::api::{LogicalRequest, Reply};
 use crate::env::Env;
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, Field, FieldType};
+use crate::framework::{self, FieldSpec};
 use crate::kv;
 use crate::storage::Tx;
 use crate::sync::config::SyncConfig;
@@ -33,9 +33,13 @@ pub use engine::{
 };
 pub use record::{Association, Row};
 
-const FIELDS: &[Field] = &[
-    Field::new("mount", FieldType::String),
-    Field::new("secret_name", FieldType::String),
+const FIELDS: &[FieldSpec] = &[
+    FieldSpec::string("mount")
+        .required()
+        .describe("Path of the KV-v2 mount that holds the secret."),
+    FieldSpec::string("secret_name")
+        .required()
+        .describe("Path of the secret inside the mount."),
 ];
 
 /// The body of `set` and `remove`, validated.

@@ -24,7 +24,7 @@ use crate::api::{LogicalRequest, Operation, Reply};
 use crate::connector::DestinationRef;
 use crate::env::Env;
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, Field, FieldType, Fields};
+use crate::framework::{self, FieldSpec, FieldType, Fields};
 use crate::storage::Tx;
 use crate::sync::associations;
 use crate::sync::keys;
@@ -34,7 +34,7 @@ use crate::time::{self, Nanos};
 
 pub use in_mem::TYPE as IN_MEM;
 pub use networking::Networking;
-use schema::{Details, FieldSpec};
+use schema::Details;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -245,29 +245,39 @@ impl Destination {
 pub const BUILTIN_TAG: &str = "hashicorp:vault";
 
 /// Request fields every type takes, besides its own.
-const COMMON: &[Field] = &[
-    Field::new("granularity", FieldType::String),
-    Field::new("secret_name_template", FieldType::String),
+const COMMON: &[FieldSpec] = &[
+    FieldSpec::string("granularity").describe(
+        "secret-path writes one external secret per KV secret, secret-key one per key of it.",
+    ),
+    FieldSpec::string("secret_name_template")
+        .describe("Template of the external names; empty restores the type's default."),
 ];
 
 /// Request fields of the cloud types (`tags_to_remove` is used by PATCH only).
-const CLOUD: &[Field] = &[
-    Field::new("custom_tags", FieldType::KvPairs),
-    Field::new("tags_to_remove", FieldType::CommaStringSlice),
+const CLOUD: &[FieldSpec] = &[
+    FieldSpec::new("custom_tags", FieldType::KvPairs)
+        .null_removes_entries()
+        .describe("Tags written on every external secret besides hashicorp:vault; in a PATCH, null removes a tag."),
+    FieldSpec::new("tags_to_remove", FieldType::CommaStringSlice)
+        .describe("PATCH only: keys of custom_tags to remove."),
 ];
 
-const DELETE_FIELDS: &[Field] = &[
-    Field::new("purge", FieldType::Bool),
-    Field::new("force_delete", FieldType::Bool),
+const DELETE_FIELDS: &[FieldSpec] = &[
+    FieldSpec::new("purge", FieldType::Bool).describe(
+        "Unsync every association first; the destination is deleted once the last one is gone.",
+    ),
+    FieldSpec::new("force_delete", FieldType::Bool).describe(
+        "Delete at once, dropping the associations without deleting their external secrets.",
+    ),
 ];
 
-fn request_schema(spec: &DestinationType) -> Vec<Field> {
-    let own = spec.fields.iter().map(|f| Field::new(f.name, f.ty));
-    let cloud = if spec.cloud { CLOUD } else { &[] };
-    own.chain(COMMON.iter().copied())
-        .chain(networking::FIELDS.iter().copied())
-        .chain(cloud.iter().copied())
-        .collect()
+impl DestinationType {
+    /// The fields a write of this type takes: its own, the common ones,
+    /// networking, and the tags of cloud types.
+    pub fn request_fields(&self) -> [&'static [FieldSpec]; 4] {
+        let cloud = if self.cloud { CLOUD } else { &[] };
+        [self.fields, COMMON, networking::FIELDS, cloud]
+    }
 }
 
 /// `LIST sys/sync/destinations`: bare type names (decision 16).
@@ -340,9 +350,10 @@ fn write(
     name: &str,
     patch: bool,
 ) -> ApiResult<Reply> {
-    let schema = request_schema(spec);
-    let (data, null_tags) = resolve_nulls(&req.data, &schema);
-    let fields = framework::parse(&schema, &data)?;
+    let tables = spec.request_fields();
+    // An explicit `null` clears a field, as Vault's parser reads it as the
+    // zero value; `null` tags inside `custom_tags` are removals (PATCH).
+    let fields = framework::parse_tables(&tables, &req.data, &[])?.nulls_as_zero(&tables);
     let old = Destination::load(tx, spec.kind, name)?;
     if let Some(old) = &old
         && old.purge_initiated_at.is_some()
@@ -358,47 +369,12 @@ fn write(
     // `tags_to_remove` (and merge-patch's `null` tags) are for PATCH only.
     let removed = patch.then(|| {
         let mut keys = fields.strings("tags_to_remove").unwrap_or_default();
-        keys.extend(null_tags);
+        keys.extend_from_slice(fields.removed("custom_tags"));
         keys
     });
     let dest = merge(tx, spec, name, old.as_ref(), &fields, removed)?;
     dest.save(tx)?;
     Ok(Reply::data(dest.body()?).with_warning(fields.unknown_warning()))
-}
-
-/// Vault's field parser turns an explicit `null` into the field's zero value,
-/// which clears the field here. Tags set to `null` inside `custom_tags` are
-/// taken out of the map and returned: a PATCH removes them, as JSON merge-patch does.
-fn resolve_nulls(data: &Map<String, Value>, schema: &[Field]) -> (Map<String, Value>, Vec<String>) {
-    let mut null_tags = Vec::new();
-    let resolved = data
-        .iter()
-        .map(|(key, value)| {
-            let field = schema.iter().find(|f| f.name == key);
-            let value = match (value, field.map(|f| f.ty)) {
-                (Value::Null, Some(ty)) => zero(ty),
-                (Value::Object(tags), Some(FieldType::KvPairs)) if key == "custom_tags" => {
-                    let (nulls, kept): (Map<_, _>, Map<_, _>) =
-                        tags.clone().into_iter().partition(|(_, v)| v.is_null());
-                    null_tags.extend(nulls.into_iter().map(|(k, _)| k));
-                    Value::Object(kept)
-                }
-                _ => value.clone(),
-            };
-            (key.clone(), value)
-        })
-        .collect();
-    (resolved, null_tags)
-}
-
-fn zero(ty: FieldType) -> Value {
-    match ty {
-        FieldType::Bool => Value::Bool(false),
-        FieldType::Int | FieldType::Duration => Value::from(0),
-        FieldType::String => Value::from(""),
-        FieldType::CommaStringSlice | FieldType::CommaIntSlice => Value::Array(Vec::new()),
-        FieldType::KvPairs | FieldType::Map => Value::Object(Map::new()),
-    }
 }
 
 /// The record after applying the request to the stored one (`old`; `None` on
