@@ -8,7 +8,9 @@ use crate::time;
 
 pub fn handle(req: &LogicalRequest, rest: &str) -> ApiResult<Reply> {
     match (rest, req.operation) {
-        ("lookup-self", Operation::Read | Operation::Write) => lookup_self(req),
+        ("lookup-self", Operation::Read | Operation::Create | Operation::Update) => {
+            lookup_self(req)
+        }
         ("lookup-self", _) => Err(ApiError::UnsupportedOperation),
         _ => Err(ApiError::UnsupportedPath),
     }

@@ -32,7 +32,7 @@ pub fn handle(kv: &mut Kv, req: &LogicalRequest) -> ApiResult<Reply> {
                 "max_versions": config.max_versions,
             }))
         }
-        Operation::Write => {
+        Operation::Create | Operation::Update => {
             let mut config = kv.config()?;
             let mut changed = false;
             if given(req, "max_versions") {

@@ -27,7 +27,7 @@ pub fn handle(kv: &mut Kv, path: &str, req: &LogicalRequest) -> ApiResult<Reply>
     let fields = framework::parse(FIELDS, &req.data)?;
     let reply = match req.operation {
         Operation::Read => read(kv, path, &fields)?,
-        Operation::Write => write(kv, path, &fields, req)?,
+        Operation::Create | Operation::Update => write(kv, path, &fields, req)?,
         Operation::Patch => patch(kv, path, &fields)?,
         Operation::Delete => delete(kv, path)?,
         Operation::List => return Err(ApiError::UnsupportedOperation),

@@ -47,7 +47,7 @@ pub fn handle(kv: &mut Kv, path: &str, req: &LogicalRequest) -> ApiResult<Reply>
     let reply = match req.operation {
         Operation::Read => read(kv, path)?,
         Operation::List => list(kv, path, &fields)?,
-        Operation::Write => write(kv, path, &fields, req)?,
+        Operation::Create | Operation::Update => write(kv, path, &fields, req)?,
         Operation::Patch => patch(kv, path, &fields, req)?,
         Operation::Delete => delete(kv, path)?,
     };

@@ -78,7 +78,7 @@ fn invalid_path(path: &str, operation: Operation) -> Reply {
         ROOT_WARNING.to_string()
     } else {
         let command = match operation {
-            Operation::Write => "put",
+            Operation::Create | Operation::Update => "put",
             Operation::Patch => "patch",
             Operation::Read => "get",
             Operation::List => "list",

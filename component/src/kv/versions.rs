@@ -2,7 +2,7 @@
 //! soft-delete, restore or permanently remove listed versions (Vault's
 //! `path_delete.go` and `path_destroy.go`).
 
-use crate::api::{LogicalRequest, Operation, Reply};
+use crate::api::{LogicalRequest, Reply};
 use crate::error::{ApiError, ApiResult};
 use crate::framework::{self, FieldSpec, FieldType};
 use crate::time;
@@ -24,7 +24,7 @@ const FIELDS: &[FieldSpec] = &[
 ];
 
 pub fn handle(kv: &mut Kv, action: Action, path: &str, req: &LogicalRequest) -> ApiResult<Reply> {
-    if req.operation != Operation::Write {
+    if !req.operation.is_write() {
         return Err(ApiError::UnsupportedOperation);
     }
     let fields = framework::parse(FIELDS, &req.data)?;

@@ -51,7 +51,7 @@ pub fn handle(tx: &mut Tx, req: &LogicalRequest, rest: &str) -> ApiResult<Reply>
             _ => Err(ApiError::UnsupportedOperation),
         },
         "secrets-sync/activate" => match req.operation {
-            Operation::Write => {
+            Operation::Create | Operation::Update => {
                 tx.put_json(keys::ACTIVATION, &Activation { activated: true })?;
                 Ok(flags(true))
             }

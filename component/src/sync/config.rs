@@ -47,7 +47,7 @@ pub fn handle(tx: &mut Tx, req: &LogicalRequest) -> ApiResult<Reply> {
     match req.operation {
         Operation::Read => reply(&SyncConfig::load(tx)?),
         // Vault documents PATCH; POST/PUT are accepted with the same merge semantics.
-        Operation::Patch | Operation::Write => {
+        Operation::Patch | Operation::Create | Operation::Update => {
             let fields = framework::parse(FIELDS, &req.data)?;
             let mut config = SyncConfig::load(tx)?;
             if let Some(d) = fields.bool("disabled") {

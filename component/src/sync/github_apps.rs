@@ -51,7 +51,7 @@ pub fn handle(tx: &mut Tx, req: &LogicalRequest, name: &str) -> ApiResult<Reply>
             let app: GithubApp = tx.get_json(&key)?.ok_or(ApiError::NotFound)?;
             Ok(read_body(name, &app))
         }
-        Operation::Write => {
+        Operation::Create | Operation::Update => {
             let fields = framework::parse(FIELDS, &req.data)?;
             let existing: Option<GithubApp> = tx.get_json(&key)?;
             let app_id = match (fields.int("app_id"), &existing) {

@@ -91,7 +91,11 @@ fn only(req: &LogicalRequest, op: Operation) -> ApiResult<()> {
 }
 
 fn write_only(req: &LogicalRequest) -> ApiResult<()> {
-    only(req, Operation::Write)
+    if req.operation.is_write() {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedOperation)
+    }
 }
 
 /// Storage keys of the sync records (tenant-relative). Secret names may hold

@@ -184,7 +184,7 @@ pub fn handle_mount(tx: &mut Tx, req: &LogicalRequest, raw_path: &str) -> ApiRes
                 .ok_or_else(|| ApiError::bad_request(format!("no matching mount at \"{path}\"")))?;
             Ok(Reply::data(mount.to_json()).with_data_at_top_level())
         }
-        Operation::Write => enable(tx, req, path),
+        Operation::Create | Operation::Update => enable(tx, req, path),
         Operation::Delete => disable(tx, path),
         Operation::List | Operation::Patch => Err(ApiError::UnsupportedOperation),
     }

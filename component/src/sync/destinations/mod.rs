@@ -335,7 +335,7 @@ pub fn handle(tx: &mut Tx, req: &LogicalRequest, kind: &str, name: &str) -> ApiR
             let dest = Destination::load(tx, kind, name)?.ok_or(ApiError::NotFound)?;
             Ok(Reply::data(dest.body()?))
         }
-        Operation::Write => write(tx, spec, req, name, false),
+        Operation::Create | Operation::Update => write(tx, spec, req, name, false),
         Operation::Patch => write(tx, spec, req, name, true),
         Operation::Delete => delete(tx, req, spec, name),
         Operation::List => Err(ApiError::UnsupportedOperation),
