@@ -5,16 +5,16 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::api::{LogicalRequest, Operation, Reply};
+use crate::api::{LogicalRequest, Reply};
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, FieldSpec, FieldType, Fields};
+use crate::framework::{Call, FieldSpec, FieldType, Fields};
+use crate::storage::Tx;
 use crate::time;
 
 use super::record::{KeyMetadata, Kv, KvConfig};
 use super::{given, max_versions};
 
-const FIELDS: &[FieldSpec] = &[
-    FieldSpec::string("path").describe("Location of the secret, or of the folder a list shows."),
+pub const FIELDS: &[FieldSpec] = &[
     FieldSpec::new("max_versions", FieldType::Int)
         .describe("Versions the secret keeps; 0 uses the mount's setting."),
     FieldSpec::new("cas_required", FieldType::Bool)
@@ -42,19 +42,46 @@ const MAX_CUSTOM_KEY_LEN: usize = 128;
 const MAX_CUSTOM_VALUE_LEN: usize = 512;
 const CUSTOM_PREFIX: &str = "custom_metadata validation failed";
 
-pub fn handle(kv: &mut Kv, path: &str, req: &LogicalRequest) -> ApiResult<Reply> {
-    let fields = framework::parse(FIELDS, &req.data)?;
-    let reply = match req.operation {
-        Operation::Read => read(kv, path)?,
-        Operation::List => list(kv, path, &fields)?,
-        Operation::Create | Operation::Update => write(kv, path, &fields, req)?,
-        Operation::Patch => patch(kv, path, &fields, req)?,
-        Operation::Delete => delete(kv, path)?,
-    };
-    Ok(reply.with_warning(fields.unknown_warning()))
+/// `GET <mount>/metadata/<path>`.
+pub fn read(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    read_metadata(&mut Kv::new(tx, call.mount()?), call.param("path"))
 }
 
-fn read(kv: &mut Kv, path: &str) -> ApiResult<Reply> {
+/// `LIST <mount>/metadata/<folder>`.
+pub fn list(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    list_folder(
+        &mut Kv::new(tx, call.mount()?),
+        call.param("path"),
+        &call.fields,
+    )
+}
+
+/// `POST <mount>/metadata/<path>`.
+pub fn write(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    write_metadata(
+        &mut Kv::new(tx, call.mount()?),
+        call.param("path"),
+        &call.fields,
+        call.req,
+    )
+}
+
+/// `PATCH <mount>/metadata/<path>`.
+pub fn patch(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    patch_metadata(
+        &mut Kv::new(tx, call.mount()?),
+        call.param("path"),
+        &call.fields,
+        call.req,
+    )
+}
+
+/// `DELETE <mount>/metadata/<path>`: the secret and all its versions.
+pub fn delete(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    delete_secret(&mut Kv::new(tx, call.mount()?), call.param("path"))
+}
+
+fn read_metadata(kv: &mut Kv, path: &str) -> ApiResult<Reply> {
     let meta = kv.metadata(path)?.ok_or(ApiError::NotFound)?;
     let versions: Map<String, Value> = meta
         .versions
@@ -83,7 +110,7 @@ fn read(kv: &mut Kv, path: &str) -> ApiResult<Reply> {
 
 /// The secrets and folders under `folder`; `exclude_deleted` drops secrets whose
 /// current version is deleted or destroyed. Nothing to list is a 404.
-fn list(kv: &mut Kv, folder: &str, fields: &Fields) -> ApiResult<Reply> {
+fn list_folder(kv: &mut Kv, folder: &str, fields: &Fields) -> ApiResult<Reply> {
     let mut keys = kv.list(folder)?;
     if fields.bool("exclude_deleted") == Some(true) {
         let now = time::now();
@@ -119,7 +146,12 @@ fn check_path(path: &str) -> ApiResult<()> {
 }
 
 /// Creates the metadata if missing and sets the settings given; 204.
-fn write(kv: &mut Kv, path: &str, fields: &Fields, req: &LogicalRequest) -> ApiResult<Reply> {
+fn write_metadata(
+    kv: &mut Kv,
+    path: &str,
+    fields: &Fields,
+    req: &LogicalRequest,
+) -> ApiResult<Reply> {
     check_path(path)?;
     if !SETTINGS.iter().any(|f| given(req, f)) {
         return Ok(Reply::no_content());
@@ -146,7 +178,12 @@ fn write(kv: &mut Kv, path: &str, fields: &Fields, req: &LogicalRequest) -> ApiR
 }
 
 /// JSON merge patch of the settings into existing metadata; 204, or 404 when missing.
-fn patch(kv: &mut Kv, path: &str, fields: &Fields, req: &LogicalRequest) -> ApiResult<Reply> {
+fn patch_metadata(
+    kv: &mut Kv,
+    path: &str,
+    fields: &Fields,
+    req: &LogicalRequest,
+) -> ApiResult<Reply> {
     check_path(path)?;
     let changes = fields.map("custom_metadata");
     if let Some(changes) = changes {
@@ -176,7 +213,7 @@ fn patch(kv: &mut Kv, path: &str, fields: &Fields, req: &LogicalRequest) -> ApiR
 }
 
 /// Removes the metadata and every version's data; 204 even when absent.
-fn delete(kv: &mut Kv, path: &str) -> ApiResult<Reply> {
+fn delete_secret(kv: &mut Kv, path: &str) -> ApiResult<Reply> {
     let mut warning = None;
     if let Some(meta) = kv.metadata(path)? {
         kv.delete_secret(path, &meta);

@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{LogicalRequest, Operation, Reply};
+use crate::api::Reply;
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, FieldSpec, FieldType};
+use crate::framework::{Call, FieldSpec, FieldType};
 use crate::storage::Tx;
 use crate::sync::keys;
 
@@ -31,7 +31,7 @@ impl SyncConfig {
     }
 }
 
-const FIELDS: &[FieldSpec] = &[
+pub const FIELDS: &[FieldSpec] = &[
     FieldSpec::new("disabled", FieldType::Bool)
         .describe("Whether sync is suspended; queued work waits until it is enabled again."),
     FieldSpec::new("queue_capacity", FieldType::Int)
@@ -43,35 +43,37 @@ fn reply(config: &SyncConfig) -> ApiResult<Reply> {
     Ok(Reply::data(data))
 }
 
-pub fn handle(tx: &mut Tx, req: &LogicalRequest) -> ApiResult<Reply> {
-    match req.operation {
-        Operation::Read => reply(&SyncConfig::load(tx)?),
-        // Vault documents PATCH; POST/PUT are accepted with the same merge semantics.
-        Operation::Patch | Operation::Create | Operation::Update => {
-            let fields = framework::parse(FIELDS, &req.data)?;
-            let mut config = SyncConfig::load(tx)?;
-            if let Some(d) = fields.bool("disabled") {
-                if config.disabled && !d {
-                    // Work queued while sync was off is due now: wake the worker.
-                    tx.mark_sync_due();
-                }
-                config.disabled = d;
-            }
-            if let Some(q) = fields.int("queue_capacity") {
-                if q < 1 {
-                    return Err(ApiError::bad_request(format!(
-                        "queue_capacity must be a positive number of operations, got {q}"
-                    )));
-                }
-                config.queue_capacity = q;
-            }
-            tx.put_json(keys::CONFIG, &config)?;
-            Ok(reply(&config)?.with_warning(fields.unknown_warning()))
+/// `GET sys/sync/config`.
+pub fn read(tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
+    reply(&SyncConfig::load(tx)?)
+}
+
+/// `PATCH sys/sync/config` (Vault documents PATCH; POST/PUT are accepted with
+/// the same merge semantics).
+pub fn write(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let fields = &call.fields;
+    let mut config = SyncConfig::load(tx)?;
+    if let Some(d) = fields.bool("disabled") {
+        if config.disabled && !d {
+            // Work queued while sync was off is due now: wake the worker.
+            tx.mark_sync_due();
         }
-        Operation::Delete => {
-            tx.delete(keys::CONFIG);
-            reply(&SyncConfig::default())
-        }
-        Operation::List => Err(ApiError::UnsupportedOperation),
+        config.disabled = d;
     }
+    if let Some(q) = fields.int("queue_capacity") {
+        if q < 1 {
+            return Err(ApiError::bad_request(format!(
+                "queue_capacity must be a positive number of operations, got {q}"
+            )));
+        }
+        config.queue_capacity = q;
+    }
+    tx.put_json(keys::CONFIG, &config)?;
+    reply(&config)
+}
+
+/// `DELETE sys/sync/config`: back to the defaults.
+pub fn delete(tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
+    tx.delete(keys::CONFIG);
+    reply(&SyncConfig::default())
 }

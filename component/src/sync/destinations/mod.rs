@@ -20,11 +20,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::api::{LogicalRequest, Operation, Reply};
+use crate::api::Reply;
 use crate::connector::DestinationRef;
-use crate::env::Env;
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, FieldSpec, FieldType, Fields};
+use crate::framework::{Call, FieldSpec, FieldTables, FieldType, Fields};
 use crate::storage::Tx;
 use crate::sync::associations;
 use crate::sync::keys;
@@ -115,6 +114,17 @@ pub const TYPES: &[&DestinationType] = &[
     &vercel_project::TYPE,
     &in_mem::TYPE,
 ];
+
+/// The names of [`TYPES`], in the same order.
+pub const TYPE_NAMES: [&str; TYPES.len()] = {
+    let mut names = [""; TYPES.len()];
+    let mut i = 0;
+    while i < TYPES.len() {
+        names[i] = TYPES[i].kind;
+        i += 1;
+    }
+    names
+};
 
 pub fn type_of(kind: &str) -> Option<&'static DestinationType> {
     TYPES.iter().copied().find(|t| t.kind == kind)
@@ -262,7 +272,7 @@ const CLOUD: &[FieldSpec] = &[
         .describe("PATCH only: keys of custom_tags to remove."),
 ];
 
-const DELETE_FIELDS: &[FieldSpec] = &[
+pub const DELETE_FIELDS: &[FieldSpec] = &[
     FieldSpec::new("purge", FieldType::Bool).describe(
         "Unsync every association first; the destination is deleted once the last one is gone.",
     ),
@@ -281,10 +291,7 @@ impl DestinationType {
 }
 
 /// `LIST sys/sync/destinations`: bare type names (decision 16).
-pub fn list_all(tx: &mut Tx, req: &LogicalRequest) -> ApiResult<Reply> {
-    if req.operation != Operation::List {
-        return Err(ApiError::UnsupportedOperation);
-    }
+pub fn list_all(tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
     let mut by_type: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for key in tx.list(keys::DESTINATIONS, None)? {
         if let Some((kind, name)) = key.split_once('/') {
@@ -307,11 +314,9 @@ pub fn list_all(tx: &mut Tx, req: &LogicalRequest) -> ApiResult<Reply> {
 }
 
 /// `LIST sys/sync/destinations/:type`.
-pub fn list_type(tx: &mut Tx, req: &LogicalRequest, kind: &str) -> ApiResult<Reply> {
+pub fn list_type(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let kind = call.param("type");
     known_type(kind)?;
-    if req.operation != Operation::List {
-        return Err(ApiError::UnsupportedOperation);
-    }
     let mut names: Vec<String> = tx
         .list(&keys::destination(kind, ""), None)?
         .into_iter()
@@ -326,34 +331,49 @@ pub fn list_type(tx: &mut Tx, req: &LogicalRequest, kind: &str) -> ApiResult<Rep
     ))
 }
 
-/// `sys/sync/destinations/:type/:name`: read, write, patch, delete.
-pub fn handle(tx: &mut Tx, req: &LogicalRequest, kind: &str, name: &str) -> ApiResult<Reply> {
-    let spec = known_type(kind)?;
+/// The type and name of `sys/sync/destinations/:type/:name`, checked.
+fn target<'c>(call: &Call<'c>) -> ApiResult<(&'static DestinationType, &'c str)> {
+    let spec = known_type(call.param("type"))?;
+    let name = call.param("name");
     check_name(name)?;
-    match req.operation {
-        Operation::Read => {
-            let dest = Destination::load(tx, kind, name)?.ok_or(ApiError::NotFound)?;
-            Ok(Reply::data(dest.body()?))
-        }
-        Operation::Create | Operation::Update => write(tx, spec, req, name, false),
-        Operation::Patch => write(tx, spec, req, name, true),
-        Operation::Delete => delete(tx, req, spec, name),
-        Operation::List => Err(ApiError::UnsupportedOperation),
-    }
+    Ok((spec, name))
+}
+
+/// The fields a write of the destination type `kind` takes.
+pub fn request_tables(kind: &str) -> ApiResult<FieldTables> {
+    Ok(known_type(kind)?.request_fields())
+}
+
+/// The existence check of `sys/sync/destinations/:type/:name`.
+pub fn exists(tx: &mut Tx, call: &Call) -> ApiResult<bool> {
+    let (spec, name) = target(call)?;
+    Ok(tx.get(&keys::destination(spec.kind, name))?.is_some())
+}
+
+/// `GET sys/sync/destinations/:type/:name`.
+pub fn read(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let (spec, name) = target(call)?;
+    let dest = Destination::load(tx, spec.kind, name)?.ok_or(ApiError::NotFound)?;
+    Ok(Reply::data(dest.body()?))
+}
+
+/// `POST sys/sync/destinations/:type/:name`: creates the destination, or
+/// merges the request into it.
+pub fn write(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    save(tx, call, false)
+}
+
+/// `PATCH sys/sync/destinations/:type/:name`.
+pub fn patch(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    save(tx, call, true)
 }
 
 /// Create or update (POST/PUT), or PATCH; both merge into the stored record.
-fn write(
-    tx: &mut Tx,
-    spec: &DestinationType,
-    req: &LogicalRequest,
-    name: &str,
-    patch: bool,
-) -> ApiResult<Reply> {
-    let tables = spec.request_fields();
+fn save(tx: &mut Tx, call: &Call, patch: bool) -> ApiResult<Reply> {
+    let (spec, name) = target(call)?;
     // An explicit `null` clears a field, as Vault's parser reads it as the
     // zero value; `null` tags inside `custom_tags` are removals (PATCH).
-    let fields = framework::parse_tables(&tables, &req.data, &[])?.nulls_as_zero(&tables);
+    let fields = call.fields.nulls_as_zero(&spec.request_fields());
     let old = Destination::load(tx, spec.kind, name)?;
     if let Some(old) = &old
         && old.purge_initiated_at.is_some()
@@ -374,7 +394,7 @@ fn write(
     });
     let dest = merge(tx, spec, name, old.as_ref(), &fields, removed)?;
     dest.save(tx)?;
-    Ok(Reply::data(dest.body()?).with_warning(fields.unknown_warning()))
+    Ok(Reply::data(dest.body()?))
 }
 
 /// The record after applying the request to the stored one (`old`; `None` on
@@ -453,15 +473,10 @@ fn check_template(dest: &Destination) -> ApiResult<()> {
 /// starts a background job: every association is queued for unsync, reads
 /// show `purge_initiated_at` (and `purge_error` while unsyncs fail), and the
 /// worker deletes the destination once the last association is gone.
-fn delete(
-    tx: &mut Tx,
-    req: &LogicalRequest,
-    spec: &DestinationType,
-    name: &str,
-) -> ApiResult<Reply> {
-    let fields = framework::parse(DELETE_FIELDS, &req.data)?;
-    let warning = fields.unknown_warning();
-    let done = || Ok(Reply::no_content().with_warning(warning.clone()));
+pub fn delete(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let (spec, name) = target(call)?;
+    let fields = &call.fields;
+    let done = || Ok(Reply::no_content());
     let Some(mut dest) = Destination::load(tx, spec.kind, name)? else {
         return done();
     };
@@ -492,15 +507,20 @@ fn delete(
 
 /// `GET sys/sync/destinations/in-mem/:name/objects` (kvsync extension): the
 /// external objects as the connector holds them.
-pub fn objects(tx: &mut Tx, env: &Env, kind: &str, name: &str) -> ApiResult<Reply> {
+pub fn objects(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let (kind, name) = (IN_MEM.kind, call.param("name"));
     check_name(name)?;
     let dest = Destination::load(tx, kind, name)?.ok_or(ApiError::NotFound)?;
-    let found = env.connector.inspect(&dest.connector_ref()).map_err(|e| {
-        ApiError::bad_request(format!(
-            "cannot list the objects of destination {kind}/{name}: {}",
-            e.message()
-        ))
-    })?;
+    let found = call
+        .env
+        .connector
+        .inspect(&dest.connector_ref())
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "cannot list the objects of destination {kind}/{name}: {}",
+                e.message()
+            ))
+        })?;
     let objects: Map<String, Value> = found
         .into_iter()
         .map(|s| {
