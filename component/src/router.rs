@@ -214,6 +214,7 @@ mod tests {
     #[test]
     fn every_table_is_well_formed() {
         let mut count = Vec::new();
+        let mut ids: Vec<(&str, &str)> = Vec::new();
         for backend in BACKENDS {
             assert!(backend.root.is_empty() || backend.root.ends_with('/'));
             let mut patterns = Vec::new();
@@ -265,6 +266,25 @@ mod tests {
                 assert!(!path.operations.is_empty(), "{p}");
                 for (i, o) in path.operations.iter().enumerate() {
                     assert!(!o.summary.is_empty(), "{p}: {:?}", o.operation);
+                    // Operation ids: Vault's spelling, one per operation but
+                    // the POST (create and update).
+                    assert!(
+                        !o.id.is_empty()
+                            && o.id.chars().all(|c| c.is_ascii_lowercase()
+                                || c.is_ascii_digit()
+                                || "-_{}".contains(c)),
+                        "{p}: operation id {:?}",
+                        o.id
+                    );
+                    let post = |x: &crate::framework::Op| x.operation.is_write();
+                    for (other, q) in &ids {
+                        assert!(
+                            *other != o.id || (*q == p && post(o)),
+                            "{p}: operation id {} also on {q}",
+                            o.id
+                        );
+                    }
+                    ids.push((o.id, p));
                     assert!(
                         path.operations[..i]
                             .iter()
@@ -362,10 +382,10 @@ mod tests {
                 "things/{name}",
                 "A thing.",
                 &[
-                    op(Read, "Read.", echo).no_fields(),
-                    op(Create, "Create.", echo),
-                    op(Update, "Update.", echo),
-                    op(Delete, "Delete.", echo),
+                    op(Read, "test-read", "Read.", echo).no_fields(),
+                    op(Create, "test-write", "Create.", echo),
+                    op(Update, "test-write", "Update.", echo),
+                    op(Delete, "test-delete", "Delete.", echo),
                 ],
             )
             .params(&[FieldSpec::string("name").describe("Its name.")])
@@ -374,7 +394,7 @@ mod tests {
             Path::new(
                 "plain",
                 "No existence check.",
-                &[op(Update, "Update.", echo)],
+                &[op(Update, "test-plain", "Update.", echo)],
             ),
         ],
         ignore_trailing_slashes: false,

@@ -22,9 +22,15 @@ const PATHS: &[Path] = &[Path::new(
     "lookup-self",
     "Information about the token of the request.",
     &[
-        op(Read, "Look up the calling token.", lookup_self),
+        op(
+            Read,
+            "token-look-up-self",
+            "Look up the calling token.",
+            lookup_self,
+        ),
         op(
             Update,
+            "token-look-up-self2",
             "Look up the calling token (POST form).",
             lookup_self,
         ),

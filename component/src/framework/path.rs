@@ -72,6 +72,10 @@ impl Schema {
 #[derive(Clone, Copy)]
 pub struct Op {
     pub operation: Operation,
+    /// Vault's OpenAPI `operationId` (`kv-v2-read`). `Create` and `Update`
+    /// share one (the POST). On a path whose fields depend on a parameter
+    /// (one document path per value), `{param}` stands for the value.
+    pub id: &'static str,
     /// One line: what the operation does.
     pub summary: &'static str,
     /// The fields it reads; `None`: the path's.
@@ -80,9 +84,15 @@ pub struct Op {
 }
 
 /// An operation served by `handler`, reading the path's fields.
-pub const fn op(operation: Operation, summary: &'static str, handler: Handler) -> Op {
+pub const fn op(
+    operation: Operation,
+    id: &'static str,
+    summary: &'static str,
+    handler: Handler,
+) -> Op {
     Op {
         operation,
+        id,
         summary,
         fields: None,
         handler,

@@ -44,8 +44,18 @@ const PATHS: &[Path] = &[
         "config",
         "Configures settings for the KV store.",
         &[
-            op(Read, "Read the mount's settings.", config::read),
-            op(Update, "Set the mount's settings given.", config::write),
+            op(
+                Read,
+                "kv-v2-read-configuration",
+                "Read the mount's settings.",
+                config::read,
+            ),
+            op(
+                Update,
+                "kv-v2-configure",
+                "Set the mount's settings given.",
+                config::write,
+            ),
         ],
     )
     .fields(config::FIELDS),
@@ -56,21 +66,34 @@ const PATHS: &[Path] = &[
         &[
             op(
                 Read,
+                "kv-v2-read",
                 "Read a version of the secret (the current one by default).",
                 data::read,
             ),
             op(
                 Create,
+                "kv-v2-write",
                 "Write the first version of the secret.",
                 data::write,
             ),
-            op(Update, "Write a new version of the secret.", data::write),
+            op(
+                Update,
+                "kv-v2-write",
+                "Write a new version of the secret.",
+                data::write,
+            ),
             op(
                 Patch,
+                "kv-v2-patch",
                 "Merge changes into the current version, as a new version.",
                 data::patch,
             ),
-            op(Delete, "Soft-delete the current version.", data::delete),
+            op(
+                Delete,
+                "kv-v2-delete",
+                "Soft-delete the current version.",
+                data::delete,
+            ),
         ],
     )
     .params(SECRET)
@@ -82,23 +105,37 @@ const PATHS: &[Path] = &[
         &[
             op(
                 Read,
+                "kv-v2-read-metadata",
                 "Read the secret's metadata and versions.",
                 metadata::read,
             ),
             op(
                 List,
+                "kv-v2-list",
                 "List the secrets and folders of a folder.",
                 metadata::list,
             ),
-            op(Create, "Create the secret's metadata.", metadata::write),
-            op(Update, "Update the secret's settings.", metadata::write),
+            op(
+                Create,
+                "kv-v2-write-metadata",
+                "Create the secret's metadata.",
+                metadata::write,
+            ),
+            op(
+                Update,
+                "kv-v2-write-metadata",
+                "Update the secret's settings.",
+                metadata::write,
+            ),
             op(
                 Patch,
+                "kv-v2-patch-metadata-path",
                 "Merge changes into the secret's settings.",
                 metadata::patch,
             ),
             op(
                 Delete,
+                "kv-v2-delete-metadata-and-all-versions",
                 "Delete the secret: its metadata and every version.",
                 metadata::delete,
             ),
@@ -113,6 +150,7 @@ const PATHS: &[Path] = &[
         "Read the structure of a secret without its values.",
         &[op(
             Read,
+            "kv-v2-read-subkeys",
             "Read the keys of a version, values replaced by null.",
             subkeys::read,
         )],
@@ -124,6 +162,7 @@ const PATHS: &[Path] = &[
         "Soft-delete versions of a secret.",
         &[op(
             Update,
+            "kv-v2-delete-versions",
             "Soft-delete the versions listed.",
             versions::delete,
         )],
@@ -135,6 +174,7 @@ const PATHS: &[Path] = &[
         "Restore soft-deleted versions of a secret.",
         &[op(
             Update,
+            "kv-v2-undelete-versions",
             "Restore the versions listed.",
             versions::undelete,
         )],
@@ -146,6 +186,7 @@ const PATHS: &[Path] = &[
         "Permanently remove versions of a secret.",
         &[op(
             Update,
+            "kv-v2-destroy-versions",
             "Remove the data of the versions listed.",
             versions::destroy,
         )],

@@ -26,13 +26,23 @@ const PATHS: &[Path] = &[
     Path::new(
         "",
         "The features that are activated, and those that are not.",
-        &[op(Read, "Read the activation flags.", read)],
+        &[op(
+            Read,
+            "read-activation-flags",
+            "Read the activation flags.",
+            read,
+        )],
     )
     .unauthenticated(),
     Path::new(
         "secrets-sync/activate",
         "Activates Secrets Sync (it starts activated).",
-        &[op(Update, "Activate Secrets Sync.", activate)],
+        &[op(
+            Update,
+            "activation-flags-activate",
+            "Activate Secrets Sync.",
+            activate,
+        )],
     ),
 ];
 

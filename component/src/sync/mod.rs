@@ -41,15 +41,28 @@ const PATHS: &[Path] = &[
         "config",
         "The global settings of Secrets Sync.",
         &[
-            op(Read, "Read the sync settings.", config::read).no_fields(),
-            op(Patch, "Change the sync settings given.", config::write),
+            op(
+                Read,
+                "system-read-sync-config",
+                "Read the sync settings.",
+                config::read,
+            )
+            .no_fields(),
+            op(
+                Patch,
+                "system-patch-sync-config",
+                "Change the sync settings given.",
+                config::write,
+            ),
             op(
                 Update,
+                "system-write-sync-config",
                 "Change the sync settings given (as PATCH).",
                 config::write,
             ),
             op(
                 Delete,
+                "system-delete-sync-config",
                 "Reset the sync settings to their defaults.",
                 config::delete,
             )
@@ -62,6 +75,7 @@ const PATHS: &[Path] = &[
         "Every destination, by type.",
         &[op(
             List,
+            "system-list-sync-destinations",
             "List the destinations of every type.",
             destinations::list_all,
         )],
@@ -71,6 +85,7 @@ const PATHS: &[Path] = &[
         "The destinations of one type.",
         &[op(
             List,
+            "system-list-sync-destinations-type",
             "List the destinations of the type.",
             destinations::list_type,
         )],
@@ -82,23 +97,32 @@ const PATHS: &[Path] = &[
         &[
             op(
                 Read,
+                "system-read-sync-destinations-{type}-name",
                 "Read the destination (credentials masked).",
                 destinations::read,
             )
             .no_fields(),
-            op(Create, "Create the destination.", destinations::write),
+            op(
+                Create,
+                "system-write-sync-destinations-{type}-name",
+                "Create the destination.",
+                destinations::write,
+            ),
             op(
                 Update,
+                "system-write-sync-destinations-{type}-name",
                 "Update the destination with the fields given.",
                 destinations::write,
             ),
             op(
                 Patch,
+                "system-patch-sync-destinations-{type}-name",
                 "Update the destination with the fields given (merge patch).",
                 destinations::patch,
             ),
             op(
                 Delete,
+                "system-delete-sync-destinations-{type}-name",
                 "Delete the destination, or purge its associations first.",
                 destinations::delete,
             )
@@ -116,6 +140,7 @@ const PATHS: &[Path] = &[
         "The secrets associated with a destination and their sync status.",
         &[op(
             Read,
+            "system-read-sync-destinations-type-name-associations",
             "Read the associations of the destination.",
             associations::read,
         )],
@@ -126,6 +151,7 @@ const PATHS: &[Path] = &[
         "Associates a secret with a destination, and syncs it.",
         &[op(
             Update,
+            "system-write-sync-destinations-type-name-associations-set",
             "Associate a secret and sync it.",
             associations::set,
         )],
@@ -137,6 +163,7 @@ const PATHS: &[Path] = &[
         "Removes a secret from a destination, and unsyncs it.",
         &[op(
             Update,
+            "system-write-sync-destinations-type-name-associations-remove",
             "Unsync a secret and remove its association.",
             associations::remove,
         )],
@@ -148,6 +175,7 @@ const PATHS: &[Path] = &[
         "What an in-mem destination holds (a kvsync extension).",
         &[op(
             Read,
+            "system-read-sync-destinations-in-mem-name-objects",
             "Read the external secrets of the destination.",
             destinations::objects,
         )],
@@ -158,6 +186,7 @@ const PATHS: &[Path] = &[
         "Every associated secret.",
         &[op(
             List,
+            "system-list-sync-associations",
             "List the secrets associated with any destination.",
             associations::list_all,
         )],
@@ -167,6 +196,7 @@ const PATHS: &[Path] = &[
         "The destinations of one secret (given as query parameters).",
         &[op(
             Read,
+            "system-read-sync-associations-destinations",
             "Read the destinations a secret is associated with.",
             associations::destinations_of,
         )],
@@ -177,6 +207,7 @@ const PATHS: &[Path] = &[
         "The destinations of one secret (given as the path).",
         &[op(
             Read,
+            "system-read-sync-associations-mount-secret_name",
             "Read the destinations a secret is associated with.",
             associations::destinations_at,
         )],
@@ -190,6 +221,7 @@ const PATHS: &[Path] = &[
         "The GitHub Apps gh destinations can authenticate as.",
         &[op(
             List,
+            "system-list-sync-github-apps",
             "List the registered GitHub Apps.",
             github_apps::list,
         )],
@@ -200,17 +232,20 @@ const PATHS: &[Path] = &[
         &[
             op(
                 Read,
+                "system-read-sync-github-apps-name",
                 "Read the app (its key masked, with its fingerprint).",
                 github_apps::read,
             )
             .no_fields(),
             op(
                 Update,
+                "system-write-sync-github-apps-name",
                 "Register the app, or replace its key.",
                 github_apps::write,
             ),
             op(
                 Delete,
+                "system-delete-sync-github-apps-name",
                 "Delete the app, unless a destination uses it.",
                 github_apps::delete,
             )

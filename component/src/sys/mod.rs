@@ -24,7 +24,12 @@ const PATHS: &[Path] = &[
     Path::new(
         "health",
         "Health of the server (a body outside the envelope).",
-        &[op(Read, "Read the server's health.", health::read)],
+        &[op(
+            Read,
+            "read-health-status",
+            "Read the server's health.",
+            health::read,
+        )],
     )
     .unauthenticated(),
     Path::new(
@@ -32,6 +37,7 @@ const PATHS: &[Path] = &[
         "The mounted secrets engines.",
         &[op(
             Read,
+            "mounts-list-secrets-engines",
             "List the mounted secrets engines.",
             mounts::read_table,
         )],
@@ -39,21 +45,34 @@ const PATHS: &[Path] = &[
     Path::new(
         "mounts/{path*}/tune",
         "The settings of a mount.",
-        &[op(Read, "Read the settings of a mount.", mounts::read_tune)],
+        &[op(
+            Read,
+            "mounts-read-tuning-information",
+            "Read the settings of a mount.",
+            mounts::read_tune,
+        )],
     )
     .params(MOUNT),
     Path::new(
         "mounts/{path*}",
         "Enable, read and disable the secrets engine at a path.",
         &[
-            op(Read, "Read the mount at the path.", mounts::read).no_fields(),
+            op(
+                Read,
+                "mounts-read-configuration",
+                "Read the mount at the path.",
+                mounts::read,
+            )
+            .no_fields(),
             op(
                 Update,
+                "mounts-enable-secrets-engine",
                 "Enable a secrets engine at the path.",
                 mounts::enable,
             ),
             op(
                 Delete,
+                "mounts-disable-secrets-engine",
                 "Disable the secrets engine at the path and delete its data.",
                 mounts::disable,
             )
@@ -69,6 +88,7 @@ const PATHS: &[Path] = &[
         "Which mount serves a path, and what runs there.",
         &[op(
             Read,
+            "internal-ui-read-mount-information",
             "Read the mount that serves the path.",
             internal_ui::read_mount,
         )],
