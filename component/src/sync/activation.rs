@@ -1,5 +1,5 @@
 //! `sys/activation-flags`: the one-time activation of Secrets Sync. kvsync
-//! starts activated (decision 13); the endpoints exist for clients that call them.
+//! starts activated; the endpoints exist for clients that call them.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;

@@ -1,4 +1,4 @@
-//! Associations between destinations and KV-v2 secrets (Vault's §7): set,
+//! Associations between destinations and KV-v2 secrets: set,
 //! remove and read per destination, the list of associated secrets and the
 //! destinations of one secret. Records live in [`record`]; the sync of one
 //! association ([`sync_association`]) in [`engine`].

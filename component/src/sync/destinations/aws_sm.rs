@@ -1,4 +1,4 @@
-//! `aws-sm`: AWS Secrets Manager (§4.6).
+//! `aws-sm`: AWS Secrets Manager.
 
 use crate::error::{ApiError, ApiResult};
 use crate::framework::{FieldSpec, FieldType};
@@ -54,7 +54,7 @@ fn rules(_tx: &mut Tx, new: &Details, old: Option<&Details>) -> ApiResult<()> {
             "invalid role_arn {arn:?}: expected arn:aws:iam::<account-id>:role/<name>"
         ))
     })?;
-    // The role may change, within the same account only (§4.3).
+    // The role may change, within the same account only.
     match old.and_then(|d| d.str("role_arn")).and_then(account_of) {
         Some(before) if before != account => Err(ApiError::bad_request(format!(
             "role_arn cannot move to another AWS account (from {before} to {account}); create a new destination instead"

@@ -1,4 +1,4 @@
-//! `azure-kv`: Azure Key Vault (§4.6).
+//! `azure-kv`: Azure Key Vault.
 
 use crate::error::ApiResult;
 use crate::framework::{Check, FieldSpec, Preset};

@@ -1,4 +1,4 @@
-//! `gcp-sm`: Google Secret Manager (§4.6), with the deprecated 1.18/1.19
+//! `gcp-sm`: Google Secret Manager, with the deprecated 1.18/1.19
 //! replication and KMS fields accepted next to their 2.2 replacements.
 
 use crate::error::{ApiError, ApiResult};

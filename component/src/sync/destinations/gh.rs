@@ -1,5 +1,5 @@
 //! `gh`: GitHub Actions secrets of a repository, a repository environment or
-//! an organization (§4.6), with a personal access token or a GitHub App.
+//! an organization, with a personal access token or a GitHub App.
 //!
 //! kvsync serves many tenants from one process, so there is no fallback to
 //! the server's environment: `repository_owner` and `repository_name` are

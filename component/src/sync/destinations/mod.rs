@@ -93,7 +93,7 @@ pub type Rules = fn(&mut Tx, &Details, Option<&Details>) -> ApiResult<()>;
 pub struct DestinationType {
     pub kind: &'static str,
     pub default_granularity: Granularity,
-    /// Default templates for `secret-path` and `secret-key` (decision 3).
+    /// Default templates for `secret-path` and `secret-key`.
     pub default_template_path: &'static str,
     pub default_template_key: &'static str,
     pub name_rule: &'static NameRule,
@@ -251,7 +251,7 @@ impl Destination {
     }
 }
 
-/// The tag every external object carries (§5.5).
+/// The tag every external object carries.
 pub const BUILTIN_TAG: &str = "hashicorp:vault";
 
 /// Request fields every type takes, besides its own.
@@ -290,7 +290,7 @@ impl DestinationType {
     }
 }
 
-/// `LIST sys/sync/destinations`: bare type names (decision 16).
+/// `LIST sys/sync/destinations`: bare type names (Vault 1.16 and later append `/` to each).
 pub fn list_all(tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
     let mut by_type: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for key in tx.list(keys::DESTINATIONS, None)? {
@@ -468,7 +468,7 @@ fn check_template(dest: &Destination) -> ApiResult<()> {
     }
 }
 
-/// `DELETE ...?purge=&force_delete=` (§4.5). `force_delete` drops the
+/// `DELETE ...?purge=&force_delete=`. `force_delete` drops the
 /// associations at once (their external objects are orphaned); `purge`
 /// starts a background job: every association is queued for unsync, reads
 /// show `purge_initiated_at` (and `purge_error` while unsyncs fail), and the

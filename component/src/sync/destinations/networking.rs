@@ -1,5 +1,5 @@
 //! The egress rules every destination type takes (Vault 1.19's SSRF fields):
-//! request fields, validation, and the read form (decision 2: under
+//! request fields, validation, and the read form (under
 //! `connection_details`, empty lists and `false` omitted).
 
 use std::net::{Ipv4Addr, Ipv6Addr};

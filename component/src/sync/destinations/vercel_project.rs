@@ -1,4 +1,4 @@
-//! `vercel-project`: environment variables of a Vercel project (§4.6).
+//! `vercel-project`: environment variables of a Vercel project.
 
 use crate::framework::{Check, FieldSpec, FieldType};
 use crate::sync::names::normalize;

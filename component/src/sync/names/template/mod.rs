@@ -44,7 +44,7 @@ mod tests;
 use lexer::Lexer;
 use parser::Node;
 
-/// The values a template can refer to (Vault's §5.2 placeholders).
+/// The values a template can refer to (the placeholders Vault documents).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TemplateContext {
     pub destination_type: String,

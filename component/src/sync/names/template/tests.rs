@@ -1,7 +1,7 @@
 use super::functions::{map_case, sha256_hex, truncate_sha256};
 use super::*;
 
-/// The §5.2 example: mount `path/to/kv1/`, root namespace.
+/// Vault's documented example: mount `path/to/kv1/`, root namespace.
 fn ctx() -> TemplateContext {
     TemplateContext {
         destination_type: "aws-sm".into(),
