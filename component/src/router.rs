@@ -183,7 +183,7 @@ mod tests {
     use crate::api::Operation::{Create, Delete, List, Patch, Read, Update};
     use crate::env::Fakes;
     use crate::framework::path::{MAX_PARAMS, Segment, segments};
-    use crate::framework::{Check, FieldSpec, FieldType, op, unsupported_path};
+    use crate::framework::{Check, FieldSpec, FieldType, op};
 
     /// Every field table an operation of `path` may parse against.
     fn tables_of(path: &Path, op: &crate::framework::Op) -> Vec<&'static [FieldSpec]> {
@@ -374,10 +374,10 @@ mod tests {
 
     const N: &[FieldSpec] = &[FieldSpec::new("n", FieldType::Int).describe("A number.")];
 
-    static TEST: Backend = Backend {
-        root: "test/",
-        mount_type: "test",
-        paths: &[
+    static TEST: Backend = Backend::new(
+        "test/",
+        "test",
+        &[
             Path::new(
                 "things/{name}",
                 "A thing.",
@@ -397,10 +397,8 @@ mod tests {
                 &[op(Update, "test-plain", "Update.", echo)],
             ),
         ],
-        ignore_trailing_slashes: false,
-        fallback: unsupported_path,
-        guard: Some(closed),
-    };
+    )
+    .guard(closed);
 
     fn call(fakes: &Fakes, operation: Operation, rel: &str, data: Value) -> ApiResult<Value> {
         let req = LogicalRequest::new(operation, &format!("test/{rel}"), data);

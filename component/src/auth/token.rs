@@ -5,18 +5,11 @@ use serde_json::json;
 use crate::api::Operation::{Read, Update};
 use crate::api::Reply;
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{Backend, Call, Path, op, unsupported_path};
+use crate::framework::{Backend, Call, Path, op};
 use crate::storage::Tx;
 use crate::time;
 
-pub static BACKEND: Backend = Backend {
-    root: "auth/token/",
-    mount_type: "token",
-    paths: PATHS,
-    ignore_trailing_slashes: false,
-    fallback: unsupported_path,
-    guard: None,
-};
+pub static BACKEND: Backend = Backend::new("auth/token/", "token", PATHS);
 
 const PATHS: &[Path] = &[Path::new(
     "lookup-self",

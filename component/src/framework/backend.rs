@@ -32,6 +32,40 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// A backend at `root` whose unmatched paths answer `unsupported path`.
+    pub const fn new(
+        root: &'static str,
+        mount_type: &'static str,
+        paths: &'static [Path],
+    ) -> Backend {
+        Backend {
+            root,
+            mount_type,
+            paths,
+            ignore_trailing_slashes: false,
+            fallback: unsupported_path,
+            guard: None,
+        }
+    }
+
+    pub const fn ignore_trailing_slashes(self) -> Backend {
+        Backend {
+            ignore_trailing_slashes: true,
+            ..self
+        }
+    }
+
+    pub const fn fallback(self, fallback: Fallback) -> Backend {
+        Backend { fallback, ..self }
+    }
+
+    pub const fn guard(self, guard: Guard) -> Backend {
+        Backend {
+            guard: Some(guard),
+            ..self
+        }
+    }
+
     /// `path` relative to the root, when the backend serves it (never for a
     /// secrets engine: the mount table says which mount serves a path).
     pub fn relative<'p>(&self, path: &'p str) -> Option<&'p str> {

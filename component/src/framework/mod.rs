@@ -9,7 +9,7 @@ pub mod field;
 pub mod parse;
 pub mod path;
 
-pub use backend::{Backend, unsupported_path};
+pub use backend::Backend;
 pub use field::{Check, FieldSpec, FieldType, MASK, Preset};
 pub use parse::{Fields, parse, parse_bool, parse_tables};
 pub use path::{Call, FieldTables, Op, Params, Path, Schema, op};

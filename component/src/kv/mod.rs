@@ -27,14 +27,7 @@ const ROOT_WARNING: &str =
     "Non-listing operations on the root of a K/V v2 mount are not supported.";
 
 /// The KV-v2 engine: its paths are relative to each mount of the engine.
-pub static BACKEND: Backend = Backend {
-    root: "",
-    mount_type: "kv",
-    paths: PATHS,
-    ignore_trailing_slashes: false,
-    fallback: invalid_path,
-    guard: None,
-};
+pub static BACKEND: Backend = Backend::new("", "kv", PATHS).fallback(invalid_path);
 
 /// The `{path}` parameter of a secret's paths.
 const SECRET: &[FieldSpec] = &[FieldSpec::string("path").describe("Location of the secret.")];

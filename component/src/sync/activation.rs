@@ -7,20 +7,14 @@ use serde_json::json;
 use crate::api::Operation::{Read, Update};
 use crate::api::Reply;
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{Backend, Call, Path, op, unsupported_path};
+use crate::framework::{Backend, Call, Path, op};
 use crate::storage::Tx;
 use crate::sync::keys;
 
 const FEATURE: &str = "secrets-sync";
 
-pub static BACKEND: Backend = Backend {
-    root: "sys/activation-flags/",
-    mount_type: "system",
-    paths: PATHS,
-    ignore_trailing_slashes: true,
-    fallback: unsupported_path,
-    guard: None,
-};
+pub static BACKEND: Backend =
+    Backend::new("sys/activation-flags/", "system", PATHS).ignore_trailing_slashes();
 
 const PATHS: &[Path] = &[
     Path::new(

@@ -14,20 +14,15 @@ pub mod status;
 pub mod worker;
 
 use crate::api::Operation::{Create, Delete, List, Patch, Read, Update};
-use crate::framework::{Backend, Check, FieldSpec, Path, Schema, op, unsupported_path};
+use crate::framework::{Backend, Check, FieldSpec, Path, Schema, op};
 
 use destinations::TYPE_NAMES;
 
 /// `sys/sync/...`. Every path needs Secrets Sync activated (`sys/activation-flags`,
 /// a backend of its own, is how it gets activated).
-pub static BACKEND: Backend = Backend {
-    root: "sys/sync/",
-    mount_type: "system",
-    paths: PATHS,
-    ignore_trailing_slashes: true,
-    fallback: unsupported_path,
-    guard: Some(activation::require_activated),
-};
+pub static BACKEND: Backend = Backend::new("sys/sync/", "system", PATHS)
+    .ignore_trailing_slashes()
+    .guard(activation::require_activated);
 
 /// `{type}`: one of the destination types.
 const TYPE: FieldSpec = FieldSpec::string("type")

@@ -6,16 +6,9 @@ pub mod internal_ui;
 pub mod mounts;
 
 use crate::api::Operation::{Delete, Read, Update};
-use crate::framework::{Backend, FieldSpec, Path, op, unsupported_path};
+use crate::framework::{Backend, FieldSpec, Path, op};
 
-pub static BACKEND: Backend = Backend {
-    root: "sys/",
-    mount_type: "system",
-    paths: PATHS,
-    ignore_trailing_slashes: true,
-    fallback: unsupported_path,
-    guard: None,
-};
+pub static BACKEND: Backend = Backend::new("sys/", "system", PATHS).ignore_trailing_slashes();
 
 /// The `{path}` parameter of the mount paths.
 const MOUNT: &[FieldSpec] = &[FieldSpec::string("path").describe("The path of the mount.")];

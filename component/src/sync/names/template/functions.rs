@@ -7,6 +7,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::parser::Ty;
 use super::render::Value;
+use super::{by_name, name_of};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Func {
@@ -49,14 +50,11 @@ pub(super) const GO_KEYWORDS: [&str; 10] = [
 
 impl Func {
     pub(super) fn from_name(name: &str) -> Option<Func> {
-        FUNCS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+        by_name(&FUNCS, name)
     }
 
     pub(super) fn name(self) -> &'static str {
-        FUNCS
-            .iter()
-            .find(|(_, f)| *f == self)
-            .map_or("", |(n, _)| *n)
+        name_of(&FUNCS, &self)
     }
 
     /// Parameter types and names, in call order (a piped value is the last one).

@@ -131,16 +131,29 @@ const FIELDS: [(&str, Field); 11] = [
     ("SecretKey", Field::SecretKey),
 ];
 
+/// The item a name table gives `name`.
+fn by_name<T: Copy>(table: &[(&str, T)], name: &str) -> Option<T> {
+    table
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, item)| *item)
+}
+
+/// The name a name table gives `item`.
+fn name_of<T: PartialEq>(table: &[(&'static str, T)], item: &T) -> &'static str {
+    table
+        .iter()
+        .find(|(_, i)| i == item)
+        .map_or("", |(n, _)| *n)
+}
+
 impl Field {
     fn from_name(name: &str) -> Option<Field> {
-        FIELDS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+        by_name(&FIELDS, name)
     }
 
     fn name(self) -> &'static str {
-        FIELDS
-            .iter()
-            .find(|(_, f)| *f == self)
-            .map_or("", |(n, _)| *n)
+        name_of(&FIELDS, &self)
     }
 
     /// `None` only for `.SecretKey` outside secret-key granularity.
