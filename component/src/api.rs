@@ -76,15 +76,37 @@ impl Outcome {
     }
 }
 
-/// Vault's logical operations.
+/// Vault's logical operations, which are also the ACL capabilities a request
+/// needs. POST and PUT are synonyms: the HTTP layer makes them `Update`, and
+/// the router turns that into `Create` on a path whose existence check finds
+/// no target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
     Read,
     List,
-    /// Create or update (POST and PUT are synonyms).
-    Write,
+    Create,
+    Update,
     Patch,
     Delete,
+}
+
+impl Operation {
+    /// The capability name, as policies and Vault's OpenAPI write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Read => "read",
+            Operation::List => "list",
+            Operation::Create => "create",
+            Operation::Update => "update",
+            Operation::Patch => "patch",
+            Operation::Delete => "delete",
+        }
+    }
+
+    /// A write (POST or PUT), before or after the existence check.
+    pub fn is_write(self) -> bool {
+        matches!(self, Operation::Create | Operation::Update)
+    }
 }
 
 /// A request after Vault's HTTP layer: operation, decoded path and data.
@@ -133,7 +155,7 @@ pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
     let mut operation = match req.method.to_ascii_uppercase().as_str() {
         "GET" | "HEAD" => Operation::Read,
         "LIST" => Operation::List,
-        "POST" | "PUT" => Operation::Write,
+        "POST" | "PUT" => Operation::Update,
         "PATCH" => Operation::Patch,
         "DELETE" => Operation::Delete,
         _ => return Err(ApiError::UnsupportedOperation),
@@ -154,7 +176,7 @@ pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
     }
     let data = match operation {
         Operation::Read | Operation::List | Operation::Delete => query,
-        Operation::Write | Operation::Patch => {
+        Operation::Create | Operation::Update | Operation::Patch => {
             let content_type = req
                 .header("content-type")
                 .unwrap_or_default()

@@ -1,16 +1,18 @@
-//! Routes a logical request to the system backend, the token backend or the
-//! secrets engine mounted at its path, and runs it as one storage transaction
-//! (run again, a bounded number of times, when a concurrent commit conflicts).
+//! Routes a logical request to the backend that serves its path (sync, system,
+//! token, or the secrets engine mounted there) through the path tables
+//! ([`crate::framework::Path`]), and runs it as one storage transaction (run
+//! again, a bounded number of times, when a concurrent commit conflicts).
 //! Before the transaction commits, the changes the request recorded in it
 //! become their sync work in the same commit ([`sync::changes::settle`]);
 //! what that made due leaves with the response as its effects.
 
-use crate::api::{self, LogicalRequest, Outcome, Reply, Request};
+use crate::api::{self, LogicalRequest, Operation, Outcome, Reply, Request};
 use crate::effects::Effects;
 use crate::env::Env;
 use crate::error::{ApiError, ApiResult};
+use crate::framework::{self, Backend, Call, Fields, Path, Schema};
 use crate::storage::Tx;
-use crate::sys::mounts::MountTable;
+use crate::sys::mounts::{MountEntry, MountTable};
 use crate::{auth, kv, sync, sys};
 
 /// How often a request is run again after a storage conflict.
@@ -54,24 +56,420 @@ pub fn handle(env: &Env, req: Request) -> Outcome {
     Outcome::only(api::render_error(&last))
 }
 
+/// Every backend: their path tables are the one list of what the engine
+/// serves (the router, the ACL step and API documents read them). Those at
+/// fixed roots come first, the most specific root first; the secrets engine
+/// serves any other path that a mount of it covers, relative to the mount.
+pub const BACKENDS: &[&Backend] = &[
+    &sync::BACKEND,
+    &sync::activation::BACKEND,
+    &sys::BACKEND,
+    &auth::token::BACKEND,
+    &kv::BACKEND,
+];
+
 /// Runs a request against a transaction: returns the reply and the `mount_type`
 /// of the envelope. Nothing is committed here.
 pub fn route(tx: &mut Tx, env: &Env, req: &LogicalRequest) -> ApiResult<(Reply, &'static str)> {
-    let path = req.path.as_str();
-    if sync::serves(path) {
-        return sync::handle(tx, env, req).map(|r| (r, "system"));
-    }
-    if path == "sys" || path.starts_with("sys/") {
-        return sys::handle(tx, req).map(|r| (r, "system"));
-    }
-    if let Some(rest) = path.strip_prefix("auth/token/") {
-        return auth::token::handle(req, rest).map(|r| (r, "token"));
-    }
-    let table = MountTable::load(tx)?;
-    match table.find(path) {
-        Some((mount, rest)) if mount.is_kv_v2() => {
-            kv::handle(tx, mount, rest, req).map(|r| (r, "kv"))
+    let table;
+    let (backend, rel, mount) = match BACKENDS
+        .iter()
+        .find_map(|b| Some((*b, b.relative(&req.path)?)))
+    {
+        Some((backend, rel)) => (backend, rel, None),
+        None => {
+            table = MountTable::load(tx)?;
+            match table.find(&req.path) {
+                Some((mount, rel)) if mount.is_kv_v2() => (&kv::BACKEND, rel, Some(mount)),
+                _ => {
+                    authorize(env, req, req.operation, None)?;
+                    return Err(ApiError::NoHandler(req.path.clone()));
+                }
+            }
         }
-        _ => Err(ApiError::NoHandler(path.to_string())),
+    };
+    let reply = serve(tx, env, req, backend, rel, mount)?;
+    Ok((reply, backend.mount_type))
+}
+
+/// Serves a request with the backend that owns its path (`rel`: relative to
+/// the backend's root or the mount). The steps: find the path; a known path
+/// without the request's operation is a 405; a POST/PUT becomes `Create` or
+/// `Update` through the path's existence check; [`authorize`] (every request
+/// passes it, whatever its answer, before anything else happens); the
+/// backend's guard; the fields are parsed; the handler runs.
+fn serve(
+    tx: &mut Tx,
+    env: &Env,
+    req: &LogicalRequest,
+    backend: &Backend,
+    rel: &str,
+    mount: Option<&MountEntry>,
+) -> ApiResult<Reply> {
+    let Some((path, params)) = backend.find(rel, req.operation) else {
+        authorize(env, req, req.operation, None)?;
+        return (backend.fallback)(rel, req.operation);
+    };
+    if !path.serves(req.operation) {
+        authorize(env, req, req.operation, Some(path))?;
+        return Err(ApiError::UnsupportedOperation);
+    }
+    let mut call = Call {
+        env: *env,
+        req,
+        operation: req.operation,
+        params,
+        fields: Fields::default(),
+        mount,
+    };
+    if let (Operation::Update, Some(exists)) = (call.operation, path.existence_check)
+        && !exists(tx, &call)?
+    {
+        call.operation = Operation::Create;
+    }
+    let op = path
+        .op(call.operation)
+        .ok_or(ApiError::UnsupportedOperation)?;
+    let authorized = authorize(env, req, call.operation, Some(path))?;
+    if let Some(guard) = backend.guard {
+        guard(tx)?;
+    }
+    let schema = path.schema_of(op);
+    if !matches!(schema, Schema::None) {
+        let tables = schema.tables(&call.params)?;
+        if !req.data.is_empty() {
+            call.fields = framework::parse_tables(&tables, &req.data, call.params.names())?;
+        }
+    }
+    // Vault's framework warns of the fields the endpoint does not declare.
+    Ok(op
+        .run(&authorized, tx, &call)?
+        .with_warning(call.fields.unknown_warning()))
+}
+
+/// Proof that a request went through [`authorize`]: a handler runs only with
+/// one ([`crate::framework::Op::run`]), and only [`authorize`] makes one.
+pub struct Authorized(());
+
+/// The one authorization step, for every request before any handler runs:
+/// `operation` is the one the request needs (after the existence check),
+/// `req.path` the full request path, `path` the matched endpoint with its
+/// `sudo` and `unauthenticated` flags (`None`: no path matched, and the
+/// request ends in a 404 or a fallback reply).
+///
+/// Today the host has authenticated the caller, and only root tokens exist,
+/// so every request that reaches the engine is allowed: policies are not
+/// evaluated here yet. This is where the ACL check goes (the host's `authz`
+/// import is `env.authz`).
+pub fn authorize(
+    env: &Env,
+    req: &LogicalRequest,
+    operation: Operation,
+    path: Option<&Path>,
+) -> ApiResult<Authorized> {
+    let _ = (
+        env,
+        &req.path,
+        operation,
+        path.map(|p| (p.sudo, p.unauthenticated)),
+    );
+    Ok(Authorized(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::api::Operation::{Create, Delete, List, Patch, Read, Update};
+    use crate::env::Fakes;
+    use crate::framework::path::{MAX_PARAMS, Segment, segments};
+    use crate::framework::{Check, FieldSpec, FieldType, op};
+
+    /// Every field table an operation of `path` may parse against.
+    fn tables_of(path: &Path, op: &crate::framework::Op) -> Vec<&'static [FieldSpec]> {
+        match path.schema_of(op) {
+            Schema::None => Vec::new(),
+            Schema::Fields(fields) => vec![fields],
+            Schema::ByParam { param, tables } => {
+                let spec = path.params.iter().find(|p| p.name == param);
+                let Some(FieldSpec {
+                    check: Check::OneOf(values),
+                    ..
+                }) = spec
+                else {
+                    panic!(
+                        "{}: {param} is not a parameter with its values",
+                        path.pattern
+                    );
+                };
+                values
+                    .iter()
+                    .flat_map(|v| tables(v).unwrap())
+                    .filter(|t| !t.is_empty())
+                    .collect()
+            }
+        }
+    }
+
+    #[test]
+    fn every_table_is_well_formed() {
+        let mut count = Vec::new();
+        let mut ids: Vec<(&str, &str)> = Vec::new();
+        for backend in BACKENDS {
+            assert!(backend.root.is_empty() || backend.root.ends_with('/'));
+            let mut patterns = Vec::new();
+            for path in backend.paths {
+                let p = path.pattern;
+                assert!(!path.description.is_empty(), "{p}: no description");
+                assert!(!patterns.contains(&p), "{p}: declared twice");
+                patterns.push(p);
+                // The pattern parses: no empty segment, captures named once,
+                // only literals after a rest capture.
+                let segs: Vec<Segment> = segments(p).collect();
+                let captures: Vec<&str> = segs.iter().filter_map(|s| s.param()).collect();
+                if !p.is_empty() {
+                    assert!(segs.iter().all(|s| *s != Segment::Literal("")), "{p}");
+                }
+                for (i, s) in segs.iter().enumerate() {
+                    if let Some(name) = s.param() {
+                        assert!(
+                            !name.is_empty()
+                                && name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                            "{p}: bad parameter name {name:?}"
+                        );
+                    }
+                    if let Segment::Literal(l) = s {
+                        assert!(!l.contains(['{', '}']), "{p}: unbalanced braces");
+                    }
+                    if matches!(s, Segment::Rest(_) | Segment::Leaf(_)) {
+                        assert!(
+                            segs[i + 1..]
+                                .iter()
+                                .all(|s| matches!(s, Segment::Literal(_))),
+                            "{p}: only literals may follow a rest capture"
+                        );
+                    }
+                }
+                assert!(captures.len() <= MAX_PARAMS, "{p}");
+                let mut unique = captures.clone();
+                unique.sort();
+                unique.dedup();
+                assert_eq!(unique.len(), captures.len(), "{p}: a parameter twice");
+                // Parameters are declared, described, in pattern order.
+                let declared: Vec<&str> = path.params.iter().map(|f| f.name).collect();
+                assert_eq!(declared, captures, "{p}: parameters");
+                for param in path.params {
+                    assert!(!param.description.is_empty(), "{p}: {}", param.name);
+                    assert_eq!(param.ty, FieldType::String, "{p}: {}", param.name);
+                }
+                // Operations: some, each once, summarised.
+                assert!(!path.operations.is_empty(), "{p}");
+                for (i, o) in path.operations.iter().enumerate() {
+                    assert!(!o.summary.is_empty(), "{p}: {:?}", o.operation);
+                    // Operation ids: Vault's spelling, one per operation but
+                    // the POST (create and update).
+                    assert!(
+                        !o.id.is_empty()
+                            && o.id.chars().all(|c| c.is_ascii_lowercase()
+                                || c.is_ascii_digit()
+                                || "-_{}".contains(c)),
+                        "{p}: operation id {:?}",
+                        o.id
+                    );
+                    let post = |x: &crate::framework::Op| x.operation.is_write();
+                    for (other, q) in &ids {
+                        assert!(
+                            *other != o.id || (*q == p && post(o)),
+                            "{p}: operation id {} also on {q}",
+                            o.id
+                        );
+                    }
+                    ids.push((o.id, p));
+                    assert!(
+                        path.operations[..i]
+                            .iter()
+                            .all(|x| x.operation != o.operation),
+                        "{p}: {:?} twice",
+                        o.operation
+                    );
+                    // Every field is described, once per operation, and
+                    // none is named like a parameter (the path's value wins).
+                    let mut names = Vec::new();
+                    for table in tables_of(path, o) {
+                        for f in table {
+                            assert!(
+                                !f.description.is_empty(),
+                                "{p}: field {} has no description",
+                                f.name
+                            );
+                            assert!(
+                                !declared.contains(&f.name),
+                                "{p}: field {} is a parameter",
+                                f.name
+                            );
+                            names.push(f.name);
+                        }
+                    }
+                    if !matches!(path.schema_of(o), Schema::ByParam { .. }) {
+                        let n = names.len();
+                        names.sort();
+                        names.dedup();
+                        assert_eq!(names.len(), n, "{p}: a field twice");
+                    }
+                }
+                // An existence check exactly where both create and update are served.
+                let creates = path.op(Create).is_some();
+                let updates = path.op(Update).is_some();
+                assert_eq!(
+                    path.existence_check.is_some(),
+                    creates && updates,
+                    "{p}: existence check"
+                );
+                assert!(!creates || updates, "{p}: create without update");
+            }
+            count.push((backend.root, backend.paths.len()));
+        }
+        assert_eq!(
+            count,
+            vec![
+                ("sys/sync/", 13),
+                ("sys/activation-flags/", 2),
+                ("sys/", 5),
+                ("auth/token/", 1),
+                ("", 7)
+            ]
+        );
+    }
+
+    /// Every connection-details table of every destination type is described.
+    #[test]
+    fn every_destination_field_is_described() {
+        for t in crate::sync::destinations::TYPES {
+            for table in t.request_fields() {
+                for f in table {
+                    assert!(!f.description.is_empty(), "{}: {}", t.kind, f.name);
+                }
+            }
+        }
+    }
+
+    fn echo(_tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+        Ok(Reply::data(json!({
+            "operation": call.operation.as_str(),
+            "name": call.param("name"),
+            "n": call.fields.int("n"),
+        })))
+    }
+
+    fn exists(tx: &mut Tx, call: &Call) -> ApiResult<bool> {
+        Ok(tx.get(&format!("things/{}", call.param("name")))?.is_some())
+    }
+
+    fn closed(tx: &mut Tx) -> ApiResult<()> {
+        match tx.get("closed")? {
+            Some(_) => Err(ApiError::bad_request("closed")),
+            None => Ok(()),
+        }
+    }
+
+    const N: &[FieldSpec] = &[FieldSpec::new("n", FieldType::Int).describe("A number.")];
+
+    static TEST: Backend = Backend::new(
+        "test/",
+        "test",
+        &[
+            Path::new(
+                "things/{name}",
+                "A thing.",
+                &[
+                    op(Read, "test-read", "Read.", echo).no_fields(),
+                    op(Create, "test-write", "Create.", echo),
+                    op(Update, "test-write", "Update.", echo),
+                    op(Delete, "test-delete", "Delete.", echo),
+                ],
+            )
+            .params(&[FieldSpec::string("name").describe("Its name.")])
+            .fields(N)
+            .existence_check(exists),
+            Path::new(
+                "plain",
+                "No existence check.",
+                &[op(Update, "test-plain", "Update.", echo)],
+            ),
+        ],
+    )
+    .guard(closed);
+
+    fn call(fakes: &Fakes, operation: Operation, rel: &str, data: Value) -> ApiResult<Value> {
+        let req = LogicalRequest::new(operation, &format!("test/{rel}"), data);
+        let mut tx = Tx::new(&fakes.storage);
+        let reply = serve(&mut tx, &fakes.env(), &req, &TEST, rel, None)?;
+        tx.commit()?;
+        Ok(json!({"data": reply.data, "warnings": reply.warnings}))
+    }
+
+    #[test]
+    fn writes_are_create_or_update_through_the_existence_check() {
+        let fakes = Fakes::default();
+        let out = call(&fakes, Update, "things/a", json!({"n": "5"})).unwrap();
+        assert_eq!(
+            out["data"],
+            json!({"operation": "create", "name": "a", "n": 5})
+        );
+        let mut tx = Tx::new(&fakes.storage);
+        tx.put("things/a", b"1".to_vec());
+        tx.commit().unwrap();
+        let out = call(&fakes, Update, "things/a", json!({})).unwrap();
+        assert_eq!(out["data"]["operation"], "update");
+        // Without an existence check a write is an update.
+        let out = call(&fakes, Update, "plain", json!({})).unwrap();
+        assert_eq!(out["data"]["operation"], "update");
+    }
+
+    #[test]
+    fn the_pipeline_answers_like_vault() {
+        let fakes = Fakes::default();
+        // A known path without the operation: 405; no path: the fallback.
+        assert_eq!(
+            call(&fakes, Patch, "things/a", json!({})).unwrap_err(),
+            ApiError::UnsupportedOperation
+        );
+        assert_eq!(
+            call(&fakes, List, "things/a/", json!({})).unwrap_err(),
+            ApiError::UnsupportedPath
+        );
+        assert_eq!(
+            call(&fakes, Read, "things", json!({})).unwrap_err(),
+            ApiError::UnsupportedPath
+        );
+        // Fields are coerced; unknown ones are warned of; a field named like
+        // a parameter is neither (the path wins).
+        let out = call(&fakes, Update, "things/a", json!({"n": "x"})).unwrap_err();
+        assert_eq!(out.status(), 400);
+        let out = call(&fakes, Update, "things/a", json!({"name": "b", "m": 1})).unwrap();
+        assert_eq!(out["data"]["name"], "a");
+        assert_eq!(
+            out["warnings"],
+            json!(["Endpoint ignored these unrecognized parameters: [m]"])
+        );
+        // An operation that reads no field does not parse them.
+        let out = call(&fakes, Read, "things/a", json!({"n": "x"})).unwrap();
+        assert_eq!(out["data"]["n"], Value::Null);
+        assert_eq!(out["warnings"], json!([]));
+        // The guard runs before any handler, once a path matched.
+        let mut tx = Tx::new(&fakes.storage);
+        tx.put("closed", b"1".to_vec());
+        tx.commit().unwrap();
+        assert_eq!(
+            call(&fakes, Read, "things/a", json!({}))
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            call(&fakes, Read, "nothing", json!({})).unwrap_err(),
+            ApiError::UnsupportedPath
+        );
     }
 }

@@ -2,20 +2,36 @@
 
 use serde_json::json;
 
-use crate::api::{LogicalRequest, Operation, Reply};
+use crate::api::Operation::{Read, Update};
+use crate::api::Reply;
 use crate::error::{ApiError, ApiResult};
+use crate::framework::{Backend, Call, Path, op};
+use crate::storage::Tx;
 use crate::time;
 
-pub fn handle(req: &LogicalRequest, rest: &str) -> ApiResult<Reply> {
-    match (rest, req.operation) {
-        ("lookup-self", Operation::Read | Operation::Write) => lookup_self(req),
-        ("lookup-self", _) => Err(ApiError::UnsupportedOperation),
-        _ => Err(ApiError::UnsupportedPath),
-    }
-}
+pub static BACKEND: Backend = Backend::new("auth/token/", "token", PATHS);
 
-fn lookup_self(req: &LogicalRequest) -> ApiResult<Reply> {
-    let caller = req.caller.as_ref().ok_or(ApiError::PermissionDenied)?;
+const PATHS: &[Path] = &[Path::new(
+    "lookup-self",
+    "Information about the token of the request.",
+    &[
+        op(
+            Read,
+            "token-look-up-self",
+            "Look up the calling token.",
+            lookup_self,
+        ),
+        op(
+            Update,
+            "token-look-up-self2",
+            "Look up the calling token (POST form).",
+            lookup_self,
+        ),
+    ],
+)];
+
+fn lookup_self(_tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let caller = call.req.caller.as_ref().ok_or(ApiError::PermissionDenied)?;
     let creation = i64::try_from(caller.creation_time).unwrap_or(0);
     let root = caller.policies.iter().any(|p| p == "root");
     Ok(Reply::data(json!({

@@ -3,58 +3,58 @@
 
 use serde_json::json;
 
-use crate::api::{LogicalRequest, Operation, Reply};
-use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, Field, FieldType};
+use crate::api::Reply;
+use crate::error::ApiResult;
+use crate::framework::{Call, FieldSpec, FieldType};
+use crate::storage::Tx;
 use crate::time;
 
 use super::record::Kv;
 use super::{given, max_versions};
 
-const FIELDS: &[Field] = &[
-    Field::new("max_versions", FieldType::Int),
-    Field::new("cas_required", FieldType::Bool),
-    Field::new("delete_version_after", FieldType::Duration),
+pub const FIELDS: &[FieldSpec] = &[
+    FieldSpec::new("max_versions", FieldType::Int)
+        .describe("Versions each secret keeps unless it sets its own; 0 means 10."),
+    FieldSpec::new("cas_required", FieldType::Bool)
+        .describe("Whether every data write on the mount must give options.cas."),
+    FieldSpec::new("delete_version_after", FieldType::Duration).describe(
+        "How long versions live before they are deleted automatically; 0 never, negative disables it for every secret.",
+    ),
 ];
 
-pub fn handle(kv: &mut Kv, req: &LogicalRequest) -> ApiResult<Reply> {
-    let fields = framework::parse(FIELDS, &req.data)?;
-    let reply = match req.operation {
-        Operation::Read => {
-            let config = kv.config()?;
-            Reply::data(json!({
-                "cas_required": config.cas_required,
-                "delete_version_after": time::format_duration(config.delete_version_after),
-                "max_versions": config.max_versions,
-            }))
-        }
-        Operation::Write => {
-            let mut config = kv.config()?;
-            let mut changed = false;
-            if given(req, "max_versions") {
-                config.max_versions = max_versions(&fields)?;
-                changed = true;
-            }
-            if given(req, "cas_required") {
-                config.cas_required = fields.bool("cas_required").unwrap_or(false);
-                changed = true;
-            }
-            if given(req, "delete_version_after") {
-                // Negative disables automatic deletion for every secret; 0 clears it.
-                config.delete_version_after =
-                    fields.duration("delete_version_after").unwrap_or(0).max(-1);
-                changed = true;
-            }
-            if changed {
-                kv.put_config(&config)?;
-            }
-            Reply::no_content()
-        }
-        Operation::List | Operation::Patch | Operation::Delete => {
-            return Err(ApiError::UnsupportedOperation);
-        }
-    };
-    Ok(reply.with_warning(fields.unknown_warning()))
+/// `GET <mount>/config`.
+pub fn read(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let config = Kv::new(tx, call.mount()?).config()?;
+    Ok(Reply::data(json!({
+        "cas_required": config.cas_required,
+        "delete_version_after": time::format_duration(config.delete_version_after),
+        "max_versions": config.max_versions,
+    })))
+}
+
+/// `POST <mount>/config`: sets the settings given, keeps the others.
+pub fn write(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let (fields, req) = (&call.fields, call.req);
+    let mut kv = Kv::new(tx, call.mount()?);
+    let mut config = kv.config()?;
+    let mut changed = false;
+    if given(req, "max_versions") {
+        config.max_versions = max_versions(fields)?;
+        changed = true;
+    }
+    if given(req, "cas_required") {
+        config.cas_required = fields.bool("cas_required").unwrap_or(false);
+        changed = true;
+    }
+    if given(req, "delete_version_after") {
+        // Negative disables automatic deletion for every secret; 0 clears it.
+        config.delete_version_after = fields.duration("delete_version_after").unwrap_or(0).max(-1);
+        changed = true;
+    }
+    if changed {
+        kv.put_config(&config)?;
+    }
+    Ok(Reply::no_content())
 }
 
 #[cfg(test)]

@@ -3,34 +3,70 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::api::{LogicalRequest, Operation, Reply};
+use crate::api::{LogicalRequest, Reply};
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, Field, FieldType, Fields};
+use crate::framework::{Call, FieldSpec, FieldType, Fields};
+use crate::storage::Tx;
 use crate::time;
 
 use super::given;
 use super::record::{Found, KeyMetadata, Kv, KvConfig};
 
-const FIELDS: &[Field] = &[
-    Field::new("path", FieldType::String),
-    Field::new("version", FieldType::Int),
-    Field::new("options", FieldType::Map),
-    Field::new("data", FieldType::Map),
+pub const FIELDS: &[FieldSpec] = &[
+    FieldSpec::new("version", FieldType::Int)
+        .describe("The version a read returns; 0 or absent: the current one."),
+    FieldSpec::new("options", FieldType::Map).describe(
+        "Write options: cas makes the write conditional on the current version (0: only if the secret does not exist).",
+    ),
+    FieldSpec::new("data", FieldType::Map).describe(
+        "The key/value pairs of the secret: a write stores them as a new version, a patch merges them into the current one.",
+    ),
 ];
 
-pub fn handle(kv: &mut Kv, path: &str, req: &LogicalRequest) -> ApiResult<Reply> {
-    let fields = framework::parse(FIELDS, &req.data)?;
-    let reply = match req.operation {
-        Operation::Read => read(kv, path, &fields)?,
-        Operation::Write => write(kv, path, &fields, req)?,
-        Operation::Patch => patch(kv, path, &fields)?,
-        Operation::Delete => delete(kv, path)?,
-        Operation::List => return Err(ApiError::UnsupportedOperation),
-    };
-    Ok(reply.with_warning(fields.unknown_warning()))
+/// `GET <mount>/data/<path>`.
+pub fn read(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    read_version(
+        &mut Kv::new(tx, call.mount()?),
+        call.param("path"),
+        &call.fields,
+    )
 }
 
-fn read(kv: &mut Kv, path: &str, fields: &Fields) -> ApiResult<Reply> {
+/// `POST <mount>/data/<path>`: a new version.
+pub fn write(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    write_version(
+        &mut Kv::new(tx, call.mount()?),
+        call.param("path"),
+        &call.fields,
+        call.req,
+    )
+}
+
+/// `PATCH <mount>/data/<path>`.
+pub fn patch(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    patch_version(
+        &mut Kv::new(tx, call.mount()?),
+        call.param("path"),
+        &call.fields,
+    )
+}
+
+/// `DELETE <mount>/data/<path>`.
+pub fn delete(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    delete_current(&mut Kv::new(tx, call.mount()?), call.param("path"))
+}
+
+/// Vault's existence check of `data/` and `metadata/`: whether the secret
+/// has metadata (a POST then updates it, else creates it).
+pub fn exists(tx: &mut Tx, call: &Call) -> ApiResult<bool> {
+    let path = call.param("path");
+    if path.is_empty() {
+        return Ok(false);
+    }
+    super::record::secret_exists(tx, call.mount()?, path)
+}
+
+fn read_version(kv: &mut Kv, path: &str, fields: &Fields) -> ApiResult<Reply> {
     let requested = fields.int("version").unwrap_or(0);
     match kv.read_version(path, requested, time::now())? {
         None => Err(ApiError::NotFound),
@@ -48,7 +84,12 @@ fn read(kv: &mut Kv, path: &str, fields: &Fields) -> ApiResult<Reply> {
     }
 }
 
-fn write(kv: &mut Kv, path: &str, fields: &Fields, req: &LogicalRequest) -> ApiResult<Reply> {
+fn write_version(
+    kv: &mut Kv,
+    path: &str,
+    fields: &Fields,
+    req: &LogicalRequest,
+) -> ApiResult<Reply> {
     let config = kv.config()?;
     // An explicit `"data": null` writes an empty secret, as in Vault.
     let data = match fields.map("data") {
@@ -64,7 +105,7 @@ fn write(kv: &mut Kv, path: &str, fields: &Fields, req: &LogicalRequest) -> ApiR
 }
 
 /// JSON merge patch (RFC 7396) of `data` into the current version, written as a new version.
-fn patch(kv: &mut Kv, path: &str, fields: &Fields) -> ApiResult<Reply> {
+fn patch_version(kv: &mut Kv, path: &str, fields: &Fields) -> ApiResult<Reply> {
     let changes = fields
         .map("data")
         .ok_or_else(|| ApiError::bad_request("no data provided"))?;
@@ -89,7 +130,7 @@ fn patch(kv: &mut Kv, path: &str, fields: &Fields) -> ApiResult<Reply> {
 }
 
 /// Soft-deletes the current version (no-op when absent, deleted or destroyed).
-fn delete(kv: &mut Kv, path: &str) -> ApiResult<Reply> {
+fn delete_current(kv: &mut Kv, path: &str) -> ApiResult<Reply> {
     let now = time::now();
     if let Some(mut meta) = kv.metadata(path)? {
         let current = meta.current_version;

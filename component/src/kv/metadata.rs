@@ -5,21 +5,29 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::api::{LogicalRequest, Operation, Reply};
+use crate::api::{LogicalRequest, Reply};
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, Field, FieldType, Fields};
+use crate::framework::{Call, FieldSpec, FieldType, Fields};
+use crate::storage::Tx;
 use crate::time;
 
 use super::record::{KeyMetadata, Kv, KvConfig};
 use super::{given, max_versions};
 
-const FIELDS: &[Field] = &[
-    Field::new("path", FieldType::String),
-    Field::new("max_versions", FieldType::Int),
-    Field::new("cas_required", FieldType::Bool),
-    Field::new("delete_version_after", FieldType::Duration),
-    Field::new("custom_metadata", FieldType::Map),
-    Field::new("exclude_deleted", FieldType::Bool),
+pub const FIELDS: &[FieldSpec] = &[
+    FieldSpec::new("max_versions", FieldType::Int)
+        .describe("Versions the secret keeps; 0 uses the mount's setting."),
+    FieldSpec::new("cas_required", FieldType::Bool)
+        .describe("Whether every data write of the secret must give options.cas."),
+    FieldSpec::new("delete_version_after", FieldType::Duration).describe(
+        "How long versions of the secret live before they are deleted automatically; 0 never.",
+    ),
+    FieldSpec::new("custom_metadata", FieldType::Map).describe(
+        "Up to 64 string pairs kept with the secret (keys up to 128 bytes, values up to 512).",
+    ),
+    FieldSpec::new("exclude_deleted", FieldType::Bool).describe(
+        "Whether a list leaves out secrets whose current version is deleted or destroyed.",
+    ),
 ];
 
 const SETTINGS: [&str; 4] = [
@@ -34,19 +42,46 @@ const MAX_CUSTOM_KEY_LEN: usize = 128;
 const MAX_CUSTOM_VALUE_LEN: usize = 512;
 const CUSTOM_PREFIX: &str = "custom_metadata validation failed";
 
-pub fn handle(kv: &mut Kv, path: &str, req: &LogicalRequest) -> ApiResult<Reply> {
-    let fields = framework::parse(FIELDS, &req.data)?;
-    let reply = match req.operation {
-        Operation::Read => read(kv, path)?,
-        Operation::List => list(kv, path, &fields)?,
-        Operation::Write => write(kv, path, &fields, req)?,
-        Operation::Patch => patch(kv, path, &fields, req)?,
-        Operation::Delete => delete(kv, path)?,
-    };
-    Ok(reply.with_warning(fields.unknown_warning()))
+/// `GET <mount>/metadata/<path>`.
+pub fn read(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    read_metadata(&mut Kv::new(tx, call.mount()?), call.param("path"))
 }
 
-fn read(kv: &mut Kv, path: &str) -> ApiResult<Reply> {
+/// `LIST <mount>/metadata/<folder>`.
+pub fn list(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    list_folder(
+        &mut Kv::new(tx, call.mount()?),
+        call.param("path"),
+        &call.fields,
+    )
+}
+
+/// `POST <mount>/metadata/<path>`.
+pub fn write(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    write_metadata(
+        &mut Kv::new(tx, call.mount()?),
+        call.param("path"),
+        &call.fields,
+        call.req,
+    )
+}
+
+/// `PATCH <mount>/metadata/<path>`.
+pub fn patch(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    patch_metadata(
+        &mut Kv::new(tx, call.mount()?),
+        call.param("path"),
+        &call.fields,
+        call.req,
+    )
+}
+
+/// `DELETE <mount>/metadata/<path>`: the secret and all its versions.
+pub fn delete(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    delete_secret(&mut Kv::new(tx, call.mount()?), call.param("path"))
+}
+
+fn read_metadata(kv: &mut Kv, path: &str) -> ApiResult<Reply> {
     let meta = kv.metadata(path)?.ok_or(ApiError::NotFound)?;
     let versions: Map<String, Value> = meta
         .versions
@@ -75,7 +110,7 @@ fn read(kv: &mut Kv, path: &str) -> ApiResult<Reply> {
 
 /// The secrets and folders under `folder`; `exclude_deleted` drops secrets whose
 /// current version is deleted or destroyed. Nothing to list is a 404.
-fn list(kv: &mut Kv, folder: &str, fields: &Fields) -> ApiResult<Reply> {
+fn list_folder(kv: &mut Kv, folder: &str, fields: &Fields) -> ApiResult<Reply> {
     let mut keys = kv.list(folder)?;
     if fields.bool("exclude_deleted") == Some(true) {
         let now = time::now();
@@ -111,7 +146,12 @@ fn check_path(path: &str) -> ApiResult<()> {
 }
 
 /// Creates the metadata if missing and sets the settings given; 204.
-fn write(kv: &mut Kv, path: &str, fields: &Fields, req: &LogicalRequest) -> ApiResult<Reply> {
+fn write_metadata(
+    kv: &mut Kv,
+    path: &str,
+    fields: &Fields,
+    req: &LogicalRequest,
+) -> ApiResult<Reply> {
     check_path(path)?;
     if !SETTINGS.iter().any(|f| given(req, f)) {
         return Ok(Reply::no_content());
@@ -138,7 +178,12 @@ fn write(kv: &mut Kv, path: &str, fields: &Fields, req: &LogicalRequest) -> ApiR
 }
 
 /// JSON merge patch of the settings into existing metadata; 204, or 404 when missing.
-fn patch(kv: &mut Kv, path: &str, fields: &Fields, req: &LogicalRequest) -> ApiResult<Reply> {
+fn patch_metadata(
+    kv: &mut Kv,
+    path: &str,
+    fields: &Fields,
+    req: &LogicalRequest,
+) -> ApiResult<Reply> {
     check_path(path)?;
     let changes = fields.map("custom_metadata");
     if let Some(changes) = changes {
@@ -168,7 +213,7 @@ fn patch(kv: &mut Kv, path: &str, fields: &Fields, req: &LogicalRequest) -> ApiR
 }
 
 /// Removes the metadata and every version's data; 204 even when absent.
-fn delete(kv: &mut Kv, path: &str) -> ApiResult<Reply> {
+fn delete_secret(kv: &mut Kv, path: &str) -> ApiResult<Reply> {
     if let Some(meta) = kv.metadata(path)? {
         kv.delete_secret(path, &meta);
         kv.secret_changed(path);

@@ -1,8 +1,8 @@
 //! The KV version 2 secrets engine, as HashiCorp's vault-plugin-secrets-kv
 //! serves it: `data/`, `metadata/`, `delete/`, `undelete/`, `destroy/`,
-//! `subkeys/` and `config`, one module per endpoint family, on the records of
-//! [`record`]. Any other path under the mount answers Vault's `pathInvalid`
-//! reply (404 with a warning).
+//! `subkeys/` and `config` (the table [`BACKEND`]), one module per endpoint
+//! family, on the records of [`record`]. Any other path under the mount
+//! answers Vault's `pathInvalid` reply (404 with a warning).
 
 pub mod config;
 pub mod data;
@@ -13,64 +13,184 @@ pub mod versions;
 
 use serde_json::{Map, Value};
 
-use crate::api::{LogicalRequest, Operation, Reply};
+use crate::api::Operation::{self, Create, Delete, List, Patch, Read, Update};
+use crate::api::{LogicalRequest, Reply};
 use crate::error::{ApiError, ApiResult};
-use crate::framework::Fields;
+use crate::framework::{Backend, FieldSpec, Fields, Path, op};
 use crate::storage::Tx;
 use crate::sys::mounts::MountEntry;
 use crate::time;
 
 use record::Kv;
-use versions::Action;
 
 const ROOT_WARNING: &str =
     "Non-listing operations on the root of a K/V v2 mount are not supported.";
 
-/// Serves `path` (relative to the mount: `data/app/db`, `metadata/`, `config`...).
-/// All writes go through `tx`; the router commits them.
-pub fn handle(
-    tx: &mut Tx,
-    mount: &MountEntry,
-    path: &str,
-    req: &LogicalRequest,
-) -> ApiResult<Reply> {
-    let mut kv = Kv::new(tx, mount);
-    if path == "config" {
-        return config::handle(&mut kv, req);
-    }
-    // Vault's data route matches every path below `data/` but has no list
-    // operation (OpenBao and Vault answer 405).
-    if req.operation == Operation::List && path.starts_with("data/") && path.len() > "data/".len() {
-        return Err(ApiError::UnsupportedOperation);
-    }
-    // `data/` takes a path that is not empty and does not end with `/`.
-    if let Some(p) = path
-        .strip_prefix("data/")
-        .filter(|p| !p.is_empty() && !p.ends_with('/'))
-    {
-        return data::handle(&mut kv, p, req);
-    }
-    if let Some(p) = path.strip_prefix("metadata/") {
-        return metadata::handle(&mut kv, p, req);
-    }
-    if let Some(p) = path.strip_prefix("subkeys/") {
-        return subkeys::handle(&mut kv, p, req);
-    }
-    for (prefix, action) in [
-        ("delete/", Action::Delete),
-        ("undelete/", Action::Undelete),
-        ("destroy/", Action::Destroy),
-    ] {
-        if let Some(p) = path.strip_prefix(prefix) {
-            return versions::handle(&mut kv, action, p, req);
-        }
-    }
-    Ok(invalid_path(path, req.operation))
-}
+/// The KV-v2 engine: its paths are relative to each mount of the engine.
+pub static BACKEND: Backend = Backend::new("", "kv", PATHS).fallback(invalid_path);
+
+/// The `{path}` parameter of a secret's paths.
+const SECRET: &[FieldSpec] = &[FieldSpec::string("path").describe("Location of the secret.")];
+
+const PATHS: &[Path] = &[
+    Path::new(
+        "config",
+        "Configures settings for the KV store.",
+        &[
+            op(
+                Read,
+                "kv-v2-read-configuration",
+                "Read the mount's settings.",
+                config::read,
+            ),
+            op(
+                Update,
+                "kv-v2-configure",
+                "Set the mount's settings given.",
+                config::write,
+            ),
+        ],
+    )
+    .fields(config::FIELDS),
+    // `{path+}`: never a folder, and a LIST of it is a 405 (the path has no list).
+    Path::new(
+        "data/{path+}",
+        "Write, read, patch and delete the versions of a secret.",
+        &[
+            op(
+                Read,
+                "kv-v2-read",
+                "Read a version of the secret (the current one by default).",
+                data::read,
+            ),
+            op(
+                Create,
+                "kv-v2-write",
+                "Write the first version of the secret.",
+                data::write,
+            ),
+            op(
+                Update,
+                "kv-v2-write",
+                "Write a new version of the secret.",
+                data::write,
+            ),
+            op(
+                Patch,
+                "kv-v2-patch",
+                "Merge changes into the current version, as a new version.",
+                data::patch,
+            ),
+            op(
+                Delete,
+                "kv-v2-delete",
+                "Soft-delete the current version.",
+                data::delete,
+            ),
+        ],
+    )
+    .params(SECRET)
+    .fields(data::FIELDS)
+    .existence_check(data::exists),
+    Path::new(
+        "metadata/{path*}",
+        "Read, write, patch and delete the metadata of a secret, and list secrets.",
+        &[
+            op(
+                Read,
+                "kv-v2-read-metadata",
+                "Read the secret's metadata and versions.",
+                metadata::read,
+            ),
+            op(
+                List,
+                "kv-v2-list",
+                "List the secrets and folders of a folder.",
+                metadata::list,
+            ),
+            op(
+                Create,
+                "kv-v2-write-metadata",
+                "Create the secret's metadata.",
+                metadata::write,
+            ),
+            op(
+                Update,
+                "kv-v2-write-metadata",
+                "Update the secret's settings.",
+                metadata::write,
+            ),
+            op(
+                Patch,
+                "kv-v2-patch-metadata-path",
+                "Merge changes into the secret's settings.",
+                metadata::patch,
+            ),
+            op(
+                Delete,
+                "kv-v2-delete-metadata-and-all-versions",
+                "Delete the secret: its metadata and every version.",
+                metadata::delete,
+            ),
+        ],
+    )
+    .params(&[FieldSpec::string("path")
+        .describe("Location of the secret, or of the folder a list shows.")])
+    .fields(metadata::FIELDS)
+    .existence_check(data::exists),
+    Path::new(
+        "subkeys/{path*}",
+        "Read the structure of a secret without its values.",
+        &[op(
+            Read,
+            "kv-v2-read-subkeys",
+            "Read the keys of a version, values replaced by null.",
+            subkeys::read,
+        )],
+    )
+    .params(SECRET)
+    .fields(subkeys::FIELDS),
+    Path::new(
+        "delete/{path*}",
+        "Soft-delete versions of a secret.",
+        &[op(
+            Update,
+            "kv-v2-delete-versions",
+            "Soft-delete the versions listed.",
+            versions::delete,
+        )],
+    )
+    .params(SECRET)
+    .fields(versions::FIELDS),
+    Path::new(
+        "undelete/{path*}",
+        "Restore soft-deleted versions of a secret.",
+        &[op(
+            Update,
+            "kv-v2-undelete-versions",
+            "Restore the versions listed.",
+            versions::undelete,
+        )],
+    )
+    .params(SECRET)
+    .fields(versions::FIELDS),
+    Path::new(
+        "destroy/{path*}",
+        "Permanently remove versions of a secret.",
+        &[op(
+            Update,
+            "kv-v2-destroy-versions",
+            "Remove the data of the versions listed.",
+            versions::destroy,
+        )],
+    )
+    .params(SECRET)
+    .fields(versions::FIELDS),
+];
 
 /// Vault's `pathInvalid`: a 404 whose body is a success envelope with a warning
 /// pointing at the `vault kv` command to use.
-fn invalid_path(path: &str, operation: Operation) -> Reply {
+fn invalid_path(path: &str, operation: Operation) -> ApiResult<Reply> {
     let warning = if matches!(
         path,
         "metadata" | "data" | "delete" | "undelete" | "destroy"
@@ -78,7 +198,7 @@ fn invalid_path(path: &str, operation: Operation) -> Reply {
         ROOT_WARNING.to_string()
     } else {
         let command = match operation {
-            Operation::Write => "put",
+            Operation::Create | Operation::Update => "put",
             Operation::Patch => "patch",
             Operation::Read => "get",
             Operation::List => "list",
@@ -89,9 +209,9 @@ fn invalid_path(path: &str, operation: Operation) -> Reply {
              endpoints to use. If using the Vault CLI, use 'vault kv {command}' for this operation."
         )
     };
-    Reply::no_content()
+    Ok(Reply::no_content()
         .with_warning(Some(warning))
-        .with_status(404)
+        .with_status(404))
 }
 
 /// Whether the request names `field` at all. Vault's field parser turns an

@@ -154,6 +154,17 @@ pub struct Found {
     pub data: Option<Map<String, Value>>,
 }
 
+/// Whether the secret at `path` of `mount` exists (has metadata), without
+/// decoding it: the existence check of `data/` and `metadata/`, which runs
+/// before the handler reads the same key (a second read of a key in a
+/// transaction costs no host call).
+pub fn secret_exists(tx: &mut Tx, mount: &MountEntry, path: &str) -> ApiResult<bool> {
+    let mut key = mount.storage_prefix();
+    key.push_str("metadata/");
+    key.push_str(path);
+    Ok(tx.get(&key)?.is_some())
+}
+
 /// The records of one KV-v2 mount, read and written through the request's transaction.
 pub struct Kv<'a, 's> {
     tx: &'a mut Tx<'s>,

@@ -3,40 +3,42 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::api::{LogicalRequest, Operation, Reply};
+use crate::api::Reply;
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, Field, FieldType};
+use crate::framework::{Call, FieldSpec, FieldType};
+use crate::storage::Tx;
 use crate::time;
 
 use super::record::{Found, Kv};
 
-const FIELDS: &[Field] = &[
-    Field::new("path", FieldType::String),
-    Field::new("version", FieldType::Int),
-    Field::new("depth", FieldType::Int),
+pub const FIELDS: &[FieldSpec] = &[
+    FieldSpec::new("version", FieldType::Int)
+        .describe("The version to show; 0 or absent: the current one."),
+    FieldSpec::new("depth", FieldType::Int)
+        .describe("How many levels of nested objects to show; 0 without limit."),
 ];
 
-pub fn handle(kv: &mut Kv, path: &str, req: &LogicalRequest) -> ApiResult<Reply> {
-    if req.operation != Operation::Read {
-        return Err(ApiError::UnsupportedOperation);
-    }
-    let fields = framework::parse(FIELDS, &req.data)?;
+/// `GET <mount>/subkeys/<path>`.
+pub fn read(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let fields = &call.fields;
     let requested = fields.int("version").unwrap_or(0);
-    let reply = match kv.read_version(path, requested, time::now())? {
-        None => return Err(ApiError::NotFound),
+    let mut kv = Kv::new(tx, call.mount()?);
+    match kv.read_version(call.param("path"), requested, time::now())? {
+        None => Err(ApiError::NotFound),
         Some(Found {
             metadata,
             data: None,
-        }) => Reply::data(json!({ "subkeys": null, "metadata": metadata })).with_status(404),
+        }) => Ok(Reply::data(json!({ "subkeys": null, "metadata": metadata })).with_status(404)),
         Some(Found {
             metadata,
             data: Some(mut data),
         }) => {
             strip(&mut data, 1, fields.int("depth").unwrap_or(0));
-            Reply::data(json!({ "subkeys": data, "metadata": metadata }))
+            Ok(Reply::data(
+                json!({ "subkeys": data, "metadata": metadata }),
+            ))
         }
-    };
-    Ok(reply.with_warning(fields.unknown_warning()))
+    }
 }
 
 /// Replaces every value of `map` (at nesting `depth`) with `null`, except

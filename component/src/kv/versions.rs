@@ -2,31 +2,43 @@
 //! soft-delete, restore or permanently remove listed versions (Vault's
 //! `path_delete.go` and `path_destroy.go`).
 
-use crate::api::{LogicalRequest, Operation, Reply};
+use crate::api::Reply;
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, Field, FieldType};
+use crate::framework::{Call, FieldSpec, FieldType};
+use crate::storage::Tx;
 use crate::time;
 
 use super::record::{self, Kv};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+enum Action {
     Delete,
     Undelete,
     Destroy,
 }
 
-const FIELDS: &[Field] = &[
-    Field::new("path", FieldType::String),
-    Field::new("versions", FieldType::CommaIntSlice),
-];
+pub const FIELDS: &[FieldSpec] = &[FieldSpec::new("versions", FieldType::CommaIntSlice)
+    .required()
+    .describe("The version numbers to act on.")];
 
-pub fn handle(kv: &mut Kv, action: Action, path: &str, req: &LogicalRequest) -> ApiResult<Reply> {
-    if req.operation != Operation::Write {
-        return Err(ApiError::UnsupportedOperation);
-    }
-    let fields = framework::parse(FIELDS, &req.data)?;
-    let requested = fields.ints("versions").unwrap_or_default();
+/// `POST <mount>/delete/<path>`: soft-deletes versions.
+pub fn delete(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    apply(tx, call, Action::Delete)
+}
+
+/// `POST <mount>/undelete/<path>`: restores soft-deleted versions.
+pub fn undelete(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    apply(tx, call, Action::Undelete)
+}
+
+/// `POST <mount>/destroy/<path>`: removes versions' data for good.
+pub fn destroy(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    apply(tx, call, Action::Destroy)
+}
+
+fn apply(tx: &mut Tx, call: &Call, action: Action) -> ApiResult<Reply> {
+    let path = call.param("path");
+    let requested = call.fields.ints("versions").unwrap_or_default();
     if requested.is_empty() {
         // Vault's two handlers spell it differently.
         return Err(ApiError::bad_request(match action {
@@ -34,7 +46,8 @@ pub fn handle(kv: &mut Kv, action: Action, path: &str, req: &LogicalRequest) -> 
             Action::Delete | Action::Undelete => "No version number provided",
         }));
     }
-    let reply = Reply::no_content().with_warning(fields.unknown_warning());
+    let reply = Reply::no_content();
+    let mut kv = Kv::new(tx, call.mount()?);
     let Some(mut meta) = kv.metadata(path)? else {
         return Ok(reply);
     };

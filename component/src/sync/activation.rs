@@ -1,15 +1,44 @@
 //! `sys/activation-flags`: the one-time activation of Secrets Sync. kvsync
-//! starts activated (decision 13); the endpoints exist for clients that call them.
+//! starts activated; the endpoints exist for clients that call them.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::api::{LogicalRequest, Operation, Reply};
+use crate::api::Operation::{Read, Update};
+use crate::api::Reply;
 use crate::error::{ApiError, ApiResult};
+use crate::framework::{Backend, Call, Path, op};
 use crate::storage::Tx;
 use crate::sync::keys;
 
 const FEATURE: &str = "secrets-sync";
+
+pub static BACKEND: Backend =
+    Backend::new("sys/activation-flags/", "system", PATHS).ignore_trailing_slashes();
+
+const PATHS: &[Path] = &[
+    Path::new(
+        "",
+        "The features that are activated, and those that are not.",
+        &[op(
+            Read,
+            "read-activation-flags",
+            "Read the activation flags.",
+            read,
+        )],
+    )
+    .unauthenticated(),
+    Path::new(
+        "secrets-sync/activate",
+        "Activates Secrets Sync (it starts activated).",
+        &[op(
+            Update,
+            "activation-flags-activate",
+            "Activate Secrets Sync.",
+            activate,
+        )],
+    ),
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Activation {
@@ -43,20 +72,13 @@ fn flags(active: bool) -> Reply {
     Reply::data(json!({ "activated": on, "unactivated": off }))
 }
 
-/// `rest` is the path after `sys/activation-flags/`.
-pub fn handle(tx: &mut Tx, req: &LogicalRequest, rest: &str) -> ApiResult<Reply> {
-    match rest.trim_end_matches('/') {
-        "" => match req.operation {
-            Operation::Read => Ok(flags(activated(tx)?)),
-            _ => Err(ApiError::UnsupportedOperation),
-        },
-        "secrets-sync/activate" => match req.operation {
-            Operation::Write => {
-                tx.put_json(keys::ACTIVATION, &Activation { activated: true })?;
-                Ok(flags(true))
-            }
-            _ => Err(ApiError::UnsupportedOperation),
-        },
-        _ => Err(ApiError::UnsupportedPath),
-    }
+/// `GET sys/activation-flags`.
+fn read(tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
+    Ok(flags(activated(tx)?))
+}
+
+/// `POST sys/activation-flags/secrets-sync/activate`.
+fn activate(tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
+    tx.put_json(keys::ACTIVATION, &Activation { activated: true })?;
+    Ok(flags(true))
 }

@@ -2,10 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{LogicalRequest, Operation, Reply};
+use crate::api::Reply;
 use crate::effects::Change;
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, Field, FieldType};
+use crate::framework::{Call, FieldSpec, FieldType};
 use crate::storage::Tx;
 use crate::sync::keys;
 
@@ -32,9 +32,11 @@ impl SyncConfig {
     }
 }
 
-const FIELDS: &[Field] = &[
-    Field::new("disabled", FieldType::Bool),
-    Field::new("queue_capacity", FieldType::Int),
+pub const FIELDS: &[FieldSpec] = &[
+    FieldSpec::new("disabled", FieldType::Bool)
+        .describe("Whether sync is suspended; queued work waits until it is enabled again."),
+    FieldSpec::new("queue_capacity", FieldType::Int)
+        .describe("The largest number of sync operations the queue holds."),
 ];
 
 fn reply(config: &SyncConfig) -> ApiResult<Reply> {
@@ -42,35 +44,37 @@ fn reply(config: &SyncConfig) -> ApiResult<Reply> {
     Ok(Reply::data(data))
 }
 
-pub fn handle(tx: &mut Tx, req: &LogicalRequest) -> ApiResult<Reply> {
-    match req.operation {
-        Operation::Read => reply(&SyncConfig::load(tx)?),
-        // Vault documents PATCH; POST/PUT are accepted with the same merge semantics.
-        Operation::Patch | Operation::Write => {
-            let fields = framework::parse(FIELDS, &req.data)?;
-            let mut config = SyncConfig::load(tx)?;
-            if let Some(d) = fields.bool("disabled") {
-                if config.disabled && !d {
-                    // Work queued while sync was off is due now, wherever it is.
-                    tx.record(Change::SyncDueEverywhere);
-                }
-                config.disabled = d;
-            }
-            if let Some(q) = fields.int("queue_capacity") {
-                if q < 1 {
-                    return Err(ApiError::bad_request(format!(
-                        "queue_capacity must be a positive number of operations, got {q}"
-                    )));
-                }
-                config.queue_capacity = q;
-            }
-            tx.put_json(keys::CONFIG, &config)?;
-            Ok(reply(&config)?.with_warning(fields.unknown_warning()))
+/// `GET sys/sync/config`.
+pub fn read(tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
+    reply(&SyncConfig::load(tx)?)
+}
+
+/// `PATCH sys/sync/config` (Vault documents PATCH; POST/PUT are accepted with
+/// the same merge semantics).
+pub fn write(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let fields = &call.fields;
+    let mut config = SyncConfig::load(tx)?;
+    if let Some(d) = fields.bool("disabled") {
+        if config.disabled && !d {
+            // Work queued while sync was off is due now, wherever it is.
+            tx.record(Change::SyncDueEverywhere);
         }
-        Operation::Delete => {
-            tx.delete(keys::CONFIG);
-            reply(&SyncConfig::default())
-        }
-        Operation::List => Err(ApiError::UnsupportedOperation),
+        config.disabled = d;
     }
+    if let Some(q) = fields.int("queue_capacity") {
+        if q < 1 {
+            return Err(ApiError::bad_request(format!(
+                "queue_capacity must be a positive number of operations, got {q}"
+            )));
+        }
+        config.queue_capacity = q;
+    }
+    tx.put_json(keys::CONFIG, &config)?;
+    reply(&config)
+}
+
+/// `DELETE sys/sync/config`: back to the defaults.
+pub fn delete(tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
+    tx.delete(keys::CONFIG);
+    reply(&SyncConfig::default())
 }

@@ -9,14 +9,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::api::{LogicalRequest, Operation, Reply};
+use crate::api::Reply;
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, Field, FieldType};
+use crate::framework::{Call, FieldSpec, FieldType, MASK};
 use crate::storage::Tx;
 use crate::sync::destinations::Destination;
 use crate::sync::keys;
-
-const MASK: &str = "*****";
 
 #[derive(Clone, Serialize, Deserialize)]
 struct GithubApp {
@@ -25,13 +23,17 @@ struct GithubApp {
     fingerprint: String,
 }
 
-const FIELDS: &[Field] = &[
-    Field::new("app_id", FieldType::Int),
-    Field::new("private_key", FieldType::String),
+pub const FIELDS: &[FieldSpec] = &[
+    FieldSpec::new("app_id", FieldType::Int)
+        .immutable()
+        .describe("ID of the GitHub App; it cannot change once the app is registered."),
+    FieldSpec::string("private_key").sensitive().describe(
+        "The app's RSA private key in PEM; reads show it masked, next to its fingerprint.",
+    ),
 ];
 
 /// `LIST sys/sync/github-apps`.
-pub fn list(tx: &mut Tx) -> ApiResult<Reply> {
+pub fn list(tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
     let mut names = tx.list(keys::GITHUB_APPS, Some('/'))?;
     names.retain(|n| !n.ends_with('/'));
     if names.is_empty() {
@@ -41,66 +43,72 @@ pub fn list(tx: &mut Tx) -> ApiResult<Reply> {
     Ok(Reply::data(json!({ "keys": names })))
 }
 
-pub fn handle(tx: &mut Tx, req: &LogicalRequest, name: &str) -> ApiResult<Reply> {
+/// `GET sys/sync/github-apps/:name`.
+pub fn read(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let name = call.param("name");
+    validate_name(name)?;
+    let app: GithubApp = tx
+        .get_json(&keys::github_app(name))?
+        .ok_or(ApiError::NotFound)?;
+    Ok(read_body(name, &app))
+}
+
+/// `POST sys/sync/github-apps/:name`: registers the app, or replaces its key.
+pub fn write(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let (name, fields) = (call.param("name"), &call.fields);
     validate_name(name)?;
     let key = keys::github_app(name);
-    match req.operation {
-        Operation::Read => {
-            let app: GithubApp = tx.get_json(&key)?.ok_or(ApiError::NotFound)?;
-            Ok(read_body(name, &app))
+    let existing: Option<GithubApp> = tx.get_json(&key)?;
+    let app_id = match (fields.int("app_id"), &existing) {
+        (Some(id), Some(old)) if id != old.app_id => {
+            return Err(ApiError::bad_request(
+                "app_id cannot be changed after the app is registered; delete and register it again",
+            ));
         }
-        Operation::Write => {
-            let fields = framework::parse(FIELDS, &req.data)?;
-            let existing: Option<GithubApp> = tx.get_json(&key)?;
-            let app_id = match (fields.int("app_id"), &existing) {
-                (Some(id), Some(old)) if id != old.app_id => {
-                    return Err(ApiError::bad_request(
-                        "app_id cannot be changed after the app is registered; delete and register it again",
-                    ));
-                }
-                (Some(id), _) if id <= 0 => {
-                    return Err(ApiError::bad_request(format!(
-                        "app_id must be a positive GitHub App ID, got {id}"
-                    )));
-                }
-                (Some(id), _) => id,
-                (None, Some(old)) => old.app_id,
-                (None, None) => return Err(ApiError::bad_request("app_id is required")),
-            };
-            let given_key = fields
-                .string("private_key")
-                .filter(|k| !k.trim().is_empty() && !k.chars().all(|c| c == '*'));
-            let (private_key, fingerprint) = match (given_key, &existing) {
-                (Some(pem), _) => (
-                    pem.to_string(),
-                    fingerprint(pem)
-                        .map_err(|e| ApiError::bad_request(format!("private_key: {e}")))?,
-                ),
-                (None, Some(old)) => (old.private_key.clone(), old.fingerprint.clone()),
-                (None, None) => return Err(ApiError::bad_request("private_key is required")),
-            };
-            let app = GithubApp {
-                app_id,
-                private_key,
-                fingerprint,
-            };
-            tx.put_json(key, &app)?;
-            Ok(read_body(name, &app).with_warning(fields.unknown_warning()))
+        (Some(id), _) if id <= 0 => {
+            return Err(ApiError::bad_request(format!(
+                "app_id must be a positive GitHub App ID, got {id}"
+            )));
         }
-        Operation::Delete => {
-            if tx.get(&key)?.is_none() {
-                return Ok(Reply::no_content());
-            }
-            if let Some(dest) = referencing_destination(tx, name)? {
-                return Err(ApiError::bad_request(format!(
-                    "GitHub App {name:?} is used by destination gh/{dest}; change or delete that destination first"
-                )));
-            }
-            tx.delete(key);
-            Ok(Reply::no_content())
-        }
-        Operation::List | Operation::Patch => Err(ApiError::UnsupportedOperation),
+        (Some(id), _) => id,
+        (None, Some(old)) => old.app_id,
+        (None, None) => return Err(ApiError::bad_request("app_id is required")),
+    };
+    let given_key = fields
+        .string("private_key")
+        .filter(|k| !k.trim().is_empty() && !k.chars().all(|c| c == '*'));
+    let (private_key, fingerprint) = match (given_key, &existing) {
+        (Some(pem), _) => (
+            pem.to_string(),
+            fingerprint(pem).map_err(|e| ApiError::bad_request(format!("private_key: {e}")))?,
+        ),
+        (None, Some(old)) => (old.private_key.clone(), old.fingerprint.clone()),
+        (None, None) => return Err(ApiError::bad_request("private_key is required")),
+    };
+    let app = GithubApp {
+        app_id,
+        private_key,
+        fingerprint,
+    };
+    tx.put_json(key, &app)?;
+    Ok(read_body(name, &app))
+}
+
+/// `DELETE sys/sync/github-apps/:name`: refused while a destination uses it.
+pub fn delete(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let name = call.param("name");
+    validate_name(name)?;
+    let key = keys::github_app(name);
+    if tx.get(&key)?.is_none() {
+        return Ok(Reply::no_content());
     }
+    if let Some(dest) = referencing_destination(tx, name)? {
+        return Err(ApiError::bad_request(format!(
+            "GitHub App {name:?} is used by destination gh/{dest}; change or delete that destination first"
+        )));
+    }
+    tx.delete(key);
+    Ok(Reply::no_content())
 }
 
 /// `{"app_id", "private_key"}` of a registered app, for the connector of a

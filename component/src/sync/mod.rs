@@ -14,86 +14,243 @@ pub mod reconcile;
 pub mod status;
 pub mod worker;
 
-use crate::api::{LogicalRequest, Operation, Reply};
-use crate::env::Env;
-use crate::error::{ApiError, ApiResult};
-use crate::storage::Tx;
+use crate::api::Operation::{Create, Delete, List, Patch, Read, Update};
+use crate::framework::{Backend, Check, FieldSpec, Path, Schema, op};
 
-/// Whether `path` belongs to this module.
-pub fn serves(path: &str) -> bool {
-    path.starts_with("sys/sync/")
-        || path == "sys/activation-flags"
-        || path.starts_with("sys/activation-flags/")
-}
+use destinations::TYPE_NAMES;
 
-pub fn handle(tx: &mut Tx, env: &Env, req: &LogicalRequest) -> ApiResult<Reply> {
-    let path = req.path.as_str();
-    if let Some(rest) = path.strip_prefix("sys/activation-flags") {
-        return activation::handle(tx, req, rest.trim_start_matches('/'));
-    }
-    activation::require_activated(tx)?;
-    let rest = path.strip_prefix("sys/sync/").unwrap_or_default();
-    let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["config"] => config::handle(tx, req),
-        ["destinations"] => destinations::list_all(tx, req),
-        ["destinations", kind] => destinations::list_type(tx, req, kind),
-        ["destinations", kind, name] => destinations::handle(tx, req, kind, name),
-        ["destinations", kind, name, "associations"] => {
-            only(req, Operation::Read)?;
-            associations::read(tx, kind, name)
-        }
-        ["destinations", kind, name, "associations", "set"] => {
-            write_only(req)?;
-            associations::set(tx, env, req, kind, name)
-        }
-        ["destinations", kind, name, "associations", "remove"] => {
-            write_only(req)?;
-            associations::remove(tx, env, req, kind, name)
-        }
-        ["destinations", "in-mem", name, "objects"] => {
-            only(req, Operation::Read)?;
-            destinations::objects(tx, env, "in-mem", name)
-        }
-        ["associations"] => {
-            only(req, Operation::List)?;
-            associations::list_all(tx)
-        }
-        ["associations", "destinations"] => {
-            only(req, Operation::Read)?;
-            let field = |k: &str| {
-                req.data
-                    .get(k)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            associations::destinations_of_secret(tx, &field("mount"), &field("secret_name"))
-        }
-        ["associations", mount, secret @ ..] if !secret.is_empty() => {
-            only(req, Operation::Read)?;
-            associations::destinations_of_secret(tx, mount, &secret.join("/"))
-        }
-        ["github-apps"] => {
-            only(req, Operation::List)?;
-            github_apps::list(tx)
-        }
-        ["github-apps", name] => github_apps::handle(tx, req, name),
-        _ => Err(ApiError::UnsupportedPath),
-    }
-}
+/// `sys/sync/...`. Every path needs Secrets Sync activated (`sys/activation-flags`,
+/// a backend of its own, is how it gets activated).
+pub static BACKEND: Backend = Backend::new("sys/sync/", "system", PATHS)
+    .ignore_trailing_slashes()
+    .guard(activation::require_activated);
 
-fn only(req: &LogicalRequest, op: Operation) -> ApiResult<()> {
-    if req.operation == op {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedOperation)
-    }
-}
+/// `{type}`: one of the destination types.
+const TYPE: FieldSpec = FieldSpec::string("type")
+    .check(Check::OneOf(&TYPE_NAMES))
+    .describe("The destination type.");
+const NAME: FieldSpec = FieldSpec::string("name").describe("The name of the destination.");
+const DESTINATION: &[FieldSpec] = &[TYPE, NAME];
 
-fn write_only(req: &LogicalRequest) -> ApiResult<()> {
-    only(req, Operation::Write)
-}
+const PATHS: &[Path] = &[
+    Path::new(
+        "config",
+        "The global settings of Secrets Sync.",
+        &[
+            op(
+                Read,
+                "system-read-sync-config",
+                "Read the sync settings.",
+                config::read,
+            )
+            .no_fields(),
+            op(
+                Patch,
+                "system-patch-sync-config",
+                "Change the sync settings given.",
+                config::write,
+            ),
+            op(
+                Update,
+                "system-write-sync-config",
+                "Change the sync settings given (as PATCH).",
+                config::write,
+            ),
+            op(
+                Delete,
+                "system-delete-sync-config",
+                "Reset the sync settings to their defaults.",
+                config::delete,
+            )
+            .no_fields(),
+        ],
+    )
+    .fields(config::FIELDS),
+    Path::new(
+        "destinations",
+        "Every destination, by type.",
+        &[op(
+            List,
+            "system-list-sync-destinations",
+            "List the destinations of every type.",
+            destinations::list_all,
+        )],
+    ),
+    Path::new(
+        "destinations/{type}",
+        "The destinations of one type.",
+        &[op(
+            List,
+            "system-list-sync-destinations-type",
+            "List the destinations of the type.",
+            destinations::list_type,
+        )],
+    )
+    .params(&[TYPE]),
+    Path::new(
+        "destinations/{type}/{name}",
+        "A destination: where associated secrets are synced, and how.",
+        &[
+            op(
+                Read,
+                "system-read-sync-destinations-{type}-name",
+                "Read the destination (credentials masked).",
+                destinations::read,
+            )
+            .no_fields(),
+            op(
+                Create,
+                "system-write-sync-destinations-{type}-name",
+                "Create the destination.",
+                destinations::write,
+            ),
+            op(
+                Update,
+                "system-write-sync-destinations-{type}-name",
+                "Update the destination with the fields given.",
+                destinations::write,
+            ),
+            op(
+                Patch,
+                "system-patch-sync-destinations-{type}-name",
+                "Update the destination with the fields given (merge patch).",
+                destinations::patch,
+            ),
+            op(
+                Delete,
+                "system-delete-sync-destinations-{type}-name",
+                "Delete the destination, or purge its associations first.",
+                destinations::delete,
+            )
+            .fields(Schema::Fields(destinations::DELETE_FIELDS)),
+        ],
+    )
+    .params(DESTINATION)
+    .schema(Schema::ByParam {
+        param: "type",
+        tables: destinations::request_tables,
+    })
+    .existence_check(destinations::exists),
+    Path::new(
+        "destinations/{type}/{name}/associations",
+        "The secrets associated with a destination and their sync status.",
+        &[op(
+            Read,
+            "system-read-sync-destinations-type-name-associations",
+            "Read the associations of the destination.",
+            associations::read,
+        )],
+    )
+    .params(DESTINATION),
+    Path::new(
+        "destinations/{type}/{name}/associations/set",
+        "Associates a secret with a destination, and syncs it.",
+        &[op(
+            Update,
+            "system-write-sync-destinations-type-name-associations-set",
+            "Associate a secret and sync it.",
+            associations::set,
+        )],
+    )
+    .params(DESTINATION)
+    .fields(associations::FIELDS),
+    Path::new(
+        "destinations/{type}/{name}/associations/remove",
+        "Removes a secret from a destination, and unsyncs it.",
+        &[op(
+            Update,
+            "system-write-sync-destinations-type-name-associations-remove",
+            "Unsync a secret and remove its association.",
+            associations::remove,
+        )],
+    )
+    .params(DESTINATION)
+    .fields(associations::FIELDS),
+    Path::new(
+        "destinations/in-mem/{name}/objects",
+        "What an in-mem destination holds (a kvsync extension).",
+        &[op(
+            Read,
+            "system-read-sync-destinations-in-mem-name-objects",
+            "Read the external secrets of the destination.",
+            destinations::objects,
+        )],
+    )
+    .params(&[NAME]),
+    Path::new(
+        "associations",
+        "Every associated secret.",
+        &[op(
+            List,
+            "system-list-sync-associations",
+            "List the secrets associated with any destination.",
+            associations::list_all,
+        )],
+    ),
+    Path::new(
+        "associations/destinations",
+        "The destinations of one secret (given as query parameters).",
+        &[op(
+            Read,
+            "system-read-sync-associations-destinations",
+            "Read the destinations a secret is associated with.",
+            associations::destinations_of,
+        )],
+    )
+    .fields(associations::FIELDS),
+    Path::new(
+        "associations/{mount}/{secret_name+}",
+        "The destinations of one secret (given as the path).",
+        &[op(
+            Read,
+            "system-read-sync-associations-mount-secret_name",
+            "Read the destinations a secret is associated with.",
+            associations::destinations_at,
+        )],
+    )
+    .params(&[
+        FieldSpec::string("mount").describe("Path of the KV-v2 mount that holds the secret."),
+        FieldSpec::string("secret_name").describe("Path of the secret inside the mount."),
+    ]),
+    Path::new(
+        "github-apps",
+        "The GitHub Apps gh destinations can authenticate as.",
+        &[op(
+            List,
+            "system-list-sync-github-apps",
+            "List the registered GitHub Apps.",
+            github_apps::list,
+        )],
+    ),
+    Path::new(
+        "github-apps/{name}",
+        "A GitHub App gh destinations can authenticate as.",
+        &[
+            op(
+                Read,
+                "system-read-sync-github-apps-name",
+                "Read the app (its key masked, with its fingerprint).",
+                github_apps::read,
+            )
+            .no_fields(),
+            op(
+                Update,
+                "system-write-sync-github-apps-name",
+                "Register the app, or replace its key.",
+                github_apps::write,
+            ),
+            op(
+                Delete,
+                "system-delete-sync-github-apps-name",
+                "Delete the app, unless a destination uses it.",
+                github_apps::delete,
+            )
+            .no_fields(),
+        ],
+    )
+    .params(&[FieldSpec::string("name").describe("The name of the GitHub App.")])
+    .fields(github_apps::FIELDS),
+];
 
 /// Storage keys of the sync records (tenant-relative). Secret names may hold
 /// `/`, so they are escaped where a key continues after them.

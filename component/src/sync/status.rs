@@ -1,4 +1,4 @@
-//! The nine sync statuses of an association row (Vault's §7.6).
+//! The nine sync statuses of an association row, as Vault names them.
 
 use serde::{Deserialize, Serialize};
 

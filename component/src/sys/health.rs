@@ -2,17 +2,16 @@
 
 use serde_json::json;
 
-use crate::api::{LogicalRequest, Operation, Reply};
-use crate::error::{ApiError, ApiResult};
+use crate::api::Reply;
+use crate::error::ApiResult;
+use crate::framework::Call;
+use crate::storage::Tx;
 use crate::time;
 
 /// The Vault API version kvsync speaks.
 pub const VAULT_VERSION: &str = "1.21.0";
 
-pub fn handle(req: &LogicalRequest) -> ApiResult<Reply> {
-    if req.operation != Operation::Read {
-        return Err(ApiError::UnsupportedOperation);
-    }
+pub fn read(_tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
     Ok(Reply::raw(
         200,
         json!({

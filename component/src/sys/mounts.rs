@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::api::{LogicalRequest, Operation, Reply, random_bytes};
+use crate::api::{Reply, random_bytes};
 use crate::effects::Change;
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, Field, FieldType};
+use crate::framework::{self, Call, FieldSpec, FieldType};
 use crate::storage::Tx;
 
 pub const MOUNT_TABLE_KEY: &str = "core/mounts";
@@ -137,10 +137,7 @@ pub fn normalize_path(path: &str) -> String {
 }
 
 /// `GET sys/mounts`.
-pub fn handle_table(tx: &mut Tx, req: &LogicalRequest) -> ApiResult<Reply> {
-    if req.operation != Operation::Read {
-        return Err(ApiError::UnsupportedOperation);
-    }
+pub fn read_table(tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
     let table = MountTable::load(tx)?;
     let mut data = serde_json::Map::new();
     for m in &table.entries {
@@ -150,43 +147,41 @@ pub fn handle_table(tx: &mut Tx, req: &LogicalRequest) -> ApiResult<Reply> {
     Ok(Reply::data(Value::Object(data)).with_data_at_top_level())
 }
 
-const ENABLE_FIELDS: &[Field] = &[
-    Field::new("type", FieldType::String),
-    Field::new("description", FieldType::String),
-    Field::new("config", FieldType::Map),
-    Field::new("options", FieldType::KvPairs),
-    Field::new("local", FieldType::Bool),
-    Field::new("seal_wrap", FieldType::Bool),
-    Field::new("external_entropy_access", FieldType::Bool),
-    Field::new("plugin_name", FieldType::String),
-    Field::new("plugin_version", FieldType::String),
+pub const ENABLE_FIELDS: &[FieldSpec] = &[
+    FieldSpec::string("type")
+        .required()
+        .describe("Type of the secrets engine: kv-v2, or kv with options.version 2."),
+    FieldSpec::string("description").describe("Human-friendly description of the mount."),
+    FieldSpec::new("config", FieldType::Map)
+        .describe("Mount settings: default_lease_ttl, max_lease_ttl, force_no_cache."),
+    FieldSpec::new("options", FieldType::KvPairs)
+        .describe("Options of the engine; KV takes version."),
+    FieldSpec::new("local", FieldType::Bool)
+        .describe("Whether the mount is local to this cluster (kept and shown)."),
+    FieldSpec::new("seal_wrap", FieldType::Bool)
+        .describe("Kept and shown; every stored value is encrypted anyway."),
+    FieldSpec::new("external_entropy_access", FieldType::Bool).describe("Kept and shown."),
+    FieldSpec::string("plugin_name").describe("Accepted for compatibility and ignored."),
+    FieldSpec::string("plugin_version").describe("Accepted for compatibility and ignored."),
 ];
 
-/// `sys/mounts/<path>` (and `sys/mounts/<path>/tune` for reads).
-pub fn handle_mount(tx: &mut Tx, req: &LogicalRequest, raw_path: &str) -> ApiResult<Reply> {
-    if let Some(mount_path) = raw_path.strip_suffix("/tune") {
-        return read_tune(tx, req, &normalize_path(mount_path));
+/// `GET sys/mounts/<path>`.
+pub fn read(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let path = normalize_path(call.param("path"));
+    let table = MountTable::load(tx)?;
+    if path == "sys/" {
+        return Ok(Reply::data(system_mount_json()).with_data_at_top_level());
     }
-    let path = normalize_path(raw_path);
-    match req.operation {
-        Operation::Read => {
-            let table = MountTable::load(tx)?;
-            if path == "sys/" {
-                return Ok(Reply::data(system_mount_json()).with_data_at_top_level());
-            }
-            let mount = table
-                .get(&path)
-                .ok_or_else(|| ApiError::bad_request(format!("no matching mount at \"{path}\"")))?;
-            Ok(Reply::data(mount.to_json()).with_data_at_top_level())
-        }
-        Operation::Write => enable(tx, req, path),
-        Operation::Delete => disable(tx, path),
-        Operation::List | Operation::Patch => Err(ApiError::UnsupportedOperation),
-    }
+    let mount = table
+        .get(&path)
+        .ok_or_else(|| ApiError::bad_request(format!("no matching mount at \"{path}\"")))?;
+    Ok(Reply::data(mount.to_json()).with_data_at_top_level())
 }
 
-fn enable(tx: &mut Tx, req: &LogicalRequest, path: String) -> ApiResult<Reply> {
-    let fields = framework::parse(ENABLE_FIELDS, &req.data)?;
+/// `POST sys/mounts/<path>`.
+pub fn enable(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let fields = &call.fields;
+    let path = normalize_path(call.param("path"));
     if path == "/" {
         return Err(ApiError::bad_request("a mount path is required"));
     }
@@ -268,7 +263,7 @@ fn enable(tx: &mut Tx, req: &LogicalRequest, path: String) -> ApiResult<Reply> {
         external_entropy_access: fields.bool("external_entropy_access").unwrap_or(false),
     });
     table.save(tx)?;
-    Ok(Reply::no_content().with_warning(fields.unknown_warning()))
+    Ok(Reply::no_content())
 }
 
 fn ttl(v: Option<&Value>) -> ApiResult<i64> {
@@ -288,7 +283,9 @@ fn ttl(v: Option<&Value>) -> ApiResult<i64> {
 /// How many keys one unmount batch deletes.
 const UNMOUNT_BATCH: usize = 500;
 
-fn disable(tx: &mut Tx, path: String) -> ApiResult<Reply> {
+/// `DELETE sys/mounts/<path>`.
+pub fn disable(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let path = normalize_path(call.param("path"));
     if is_reserved(&path) {
         return Err(ApiError::bad_request(format!("cannot unmount \"{path}\"")));
     }
@@ -321,13 +318,12 @@ fn disable(tx: &mut Tx, path: String) -> ApiResult<Reply> {
     Ok(Reply::no_content())
 }
 
-fn read_tune(tx: &mut Tx, req: &LogicalRequest, path: &str) -> ApiResult<Reply> {
-    if req.operation != Operation::Read {
-        return Err(ApiError::UnsupportedOperation);
-    }
+/// `GET sys/mounts/<path>/tune`.
+pub fn read_tune(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let path = normalize_path(call.param("path"));
     let table = MountTable::load(tx)?;
     let mount = table
-        .get(path)
+        .get(&path)
         .ok_or_else(|| ApiError::bad_request(format!("no mount entry found at \"{path}\"")))?;
     Ok(Reply::data(json!({
         "default_lease_ttl": mount.config.default_lease_ttl,

@@ -1,4 +1,4 @@
-//! Associations between destinations and KV-v2 secrets (Vault's §7): set,
+//! Associations between destinations and KV-v2 secrets: set,
 //! remove and read per destination, the list of associated secrets and the
 //! destinations of one secret. Records live in [`record`]; the sync of one
 //! association ([`sync_association`]) in [`engine`].
@@ -13,10 +13,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::api::{LogicalRequest, Reply};
-use crate::env::Env;
+use crate::api::Reply;
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, Field, FieldType};
+use crate::framework::{Call, FieldSpec, Fields};
 use crate::kv;
 use crate::storage::Tx;
 use crate::sync::config::SyncConfig;
@@ -33,9 +32,13 @@ pub use engine::{
 };
 pub use record::{Association, Row};
 
-const FIELDS: &[Field] = &[
-    Field::new("mount", FieldType::String),
-    Field::new("secret_name", FieldType::String),
+pub const FIELDS: &[FieldSpec] = &[
+    FieldSpec::string("mount")
+        .required()
+        .describe("Path of the KV-v2 mount that holds the secret."),
+    FieldSpec::string("secret_name")
+        .required()
+        .describe("Path of the secret inside the mount."),
 ];
 
 /// The body of `set` and `remove`, validated.
@@ -43,11 +46,9 @@ struct Target {
     /// The mount path without its trailing slash.
     mount: String,
     secret_name: String,
-    warning: Option<String>,
 }
 
-fn parse_target(req: &LogicalRequest) -> ApiResult<Target> {
-    let fields = framework::parse(FIELDS, &req.data)?;
+fn parse_target(fields: &Fields) -> ApiResult<Target> {
     let mount = fields.string("mount").unwrap_or_default().trim_matches('/');
     if mount.is_empty() {
         return Err(ApiError::bad_request(
@@ -59,7 +60,6 @@ fn parse_target(req: &LogicalRequest) -> ApiResult<Target> {
     Ok(Target {
         mount: mount.to_string(),
         secret_name: secret_name.to_string(),
-        warning: fields.unknown_warning(),
     })
 }
 
@@ -108,7 +108,8 @@ fn existing_destination(tx: &mut Tx, kind: &str, name: &str) -> ApiResult<Destin
 }
 
 /// `GET sys/sync/destinations/:type/:name/associations`.
-pub fn read(tx: &mut Tx, kind: &str, name: &str) -> ApiResult<Reply> {
+pub fn read(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let (kind, name) = (call.param("type"), call.param("name"));
     if Destination::load(tx, kind, name)?.is_none() {
         return Err(ApiError::NotFound);
     }
@@ -151,14 +152,9 @@ fn body(tx: &mut Tx, kind: &str, name: &str, touched: &[(String, String)]) -> Ap
 
 /// `POST .../associations/set`: creates the association, or refreshes it
 /// (re-sync with the destination's current template and granularity).
-pub fn set(
-    tx: &mut Tx,
-    env: &Env,
-    req: &LogicalRequest,
-    kind: &str,
-    name: &str,
-) -> ApiResult<Reply> {
-    let target = parse_target(req)?;
+pub fn set(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let (env, kind, name) = (&call.env, call.param("type"), call.param("name"));
+    let target = parse_target(&call.fields)?;
     let dest = existing_destination(tx, kind, name)?;
     if dest.purge_initiated_at.is_some() {
         return Err(ApiError::bad_request(format!(
@@ -219,23 +215,16 @@ pub fn set(
         }
     }
     let touched = [(record.accessor.clone(), record.secret_name.clone())];
-    Ok(Reply::data(body(tx, kind, name, &touched)?)
-        .with_warning(target.warning)
-        .with_warning(warning))
+    Ok(Reply::data(body(tx, kind, name, &touched)?).with_warning(warning))
 }
 
 /// `POST .../associations/remove`: deletes the external objects, then the
 /// association (and its pending work). Idempotent. Failed deletes keep the
 /// association (error rows) and the worker retries them; while sync is
 /// disabled the removal is queued (`PENDING`).
-pub fn remove(
-    tx: &mut Tx,
-    env: &Env,
-    req: &LogicalRequest,
-    kind: &str,
-    name: &str,
-) -> ApiResult<Reply> {
-    let target = parse_target(req)?;
+pub fn remove(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let (env, kind, name) = (&call.env, call.param("type"), call.param("name"));
+    let target = parse_target(&call.fields)?;
     let dest = existing_destination(tx, kind, name)?;
     let table = MountTable::load(tx)?;
     let found = match kv_mount(&table, &target.mount) {
@@ -270,7 +259,7 @@ pub fn remove(
             }
         }
     }
-    Ok(Reply::data(body(tx, kind, name, &touched)?).with_warning(target.warning))
+    Ok(Reply::data(body(tx, kind, name, &touched)?))
 }
 
 /// A destination being purged is deleted once its last association is gone.
@@ -284,7 +273,7 @@ pub fn finish_purge(tx: &mut Tx, dest: &Destination) -> ApiResult<bool> {
 }
 
 /// `LIST sys/sync/associations`: one key per associated secret.
-pub fn list_all(tx: &mut Tx) -> ApiResult<Reply> {
+pub fn list_all(tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
     let table = MountTable::load(tx)?;
     // (accessor, secret) → number of destinations.
     let mut links: BTreeMap<(String, String), u64> = BTreeMap::new();
@@ -323,8 +312,19 @@ pub fn list_all(tx: &mut Tx) -> ApiResult<Reply> {
     })))
 }
 
-/// `GET sys/sync/associations/destinations` and `sys/sync/associations/:mount/*name`.
-pub fn destinations_of_secret(tx: &mut Tx, mount: &str, secret_name: &str) -> ApiResult<Reply> {
+/// `GET sys/sync/associations/destinations?mount=&secret_name=`.
+pub fn destinations_of(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let field = |name| call.fields.string(name).unwrap_or_default();
+    destinations_of_secret(tx, field("mount"), field("secret_name"))
+}
+
+/// `GET sys/sync/associations/:mount/*secret_name`.
+pub fn destinations_at(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    destinations_of_secret(tx, call.param("mount"), call.param("secret_name"))
+}
+
+/// The destinations a secret is associated with.
+fn destinations_of_secret(tx: &mut Tx, mount: &str, secret_name: &str) -> ApiResult<Reply> {
     if mount.trim_matches('/').is_empty() {
         return Err(ApiError::bad_request(
             "\"mount\" is required: the path of the KV-v2 mount that holds the secret",

@@ -1,24 +1,34 @@
-//! `aws-sm`: AWS Secrets Manager (§4.6).
+//! `aws-sm`: AWS Secrets Manager.
 
 use crate::error::{ApiError, ApiResult};
-use crate::framework::FieldType;
+use crate::framework::{FieldSpec, FieldType};
 use crate::storage::Tx;
 use crate::sync::names::normalize;
 
-use super::schema::{self, Details, FieldSpec};
+use super::schema::{self, Details};
 use super::{DestinationType, Granularity};
 
 const FIELDS: &[FieldSpec] = &[
-    FieldSpec::string("access_key_id").sensitive(),
-    FieldSpec::string("secret_access_key").sensitive(),
-    FieldSpec::string("region").immutable(),
-    FieldSpec::string("role_arn"),
-    FieldSpec::string("external_id"),
+    FieldSpec::string("access_key_id")
+        .sensitive()
+        .describe("Access key ID of an IAM user; the server's credential chain when unset."),
+    FieldSpec::string("secret_access_key")
+        .sensitive()
+        .describe("Secret access key that goes with access_key_id."),
+    FieldSpec::string("region")
+        .immutable()
+        .describe("AWS region of the secrets; the server's region when unset."),
+    FieldSpec::string("role_arn")
+        .describe("ARN of an IAM role to assume; it may change only within the same account."),
+    FieldSpec::string("external_id").describe("External ID presented when assuming role_arn."),
     schema::IDENTITY_TOKEN_AUDIENCE,
     schema::IDENTITY_TOKEN_KEY,
     schema::IDENTITY_TOKEN_TTL,
-    FieldSpec::string("kms_key_id"),
-    FieldSpec::new("replica_regions", FieldType::KvPairs),
+    FieldSpec::string("kms_key_id")
+        .describe("KMS key that encrypts the secrets in the primary region."),
+    FieldSpec::new("replica_regions", FieldType::KvPairs).describe(
+        "Regions to replicate the secrets to, each with its KMS key (empty: the AWS-managed key).",
+    ),
 ];
 
 pub const TYPE: DestinationType = DestinationType {
@@ -44,7 +54,7 @@ fn rules(_tx: &mut Tx, new: &Details, old: Option<&Details>) -> ApiResult<()> {
             "invalid role_arn {arn:?}: expected arn:aws:iam::<account-id>:role/<name>"
         ))
     })?;
-    // The role may change, within the same account only (§4.3).
+    // The role may change, within the same account only.
     match old.and_then(|d| d.str("role_arn")).and_then(account_of) {
         Some(before) if before != account => Err(ApiError::bad_request(format!(
             "role_arn cannot move to another AWS account (from {before} to {account}); create a new destination instead"

@@ -1,10 +1,11 @@
-//! `azure-kv`: Azure Key Vault (§4.6).
+//! `azure-kv`: Azure Key Vault.
 
 use crate::error::ApiResult;
+use crate::framework::{Check, FieldSpec, Preset};
 use crate::storage::Tx;
 use crate::sync::names::normalize;
 
-use super::schema::{self, Check, Details, FieldSpec, Preset};
+use super::schema::{self, Details};
 use super::{DestinationType, Granularity};
 
 const CLOUDS: &[&str] = &[
@@ -17,14 +18,23 @@ const FIELDS: &[FieldSpec] = &[
     FieldSpec::string("key_vault_uri")
         .required()
         .immutable()
-        .check(Check::HttpUrl),
-    FieldSpec::string("client_id").required(),
-    FieldSpec::string("client_secret").sensitive(),
-    FieldSpec::string("tenant_id").required().immutable(),
+        .check(Check::HttpUrl)
+        .describe("URI of the key vault, like https://myvault.vault.azure.net."),
+    FieldSpec::string("client_id")
+        .required()
+        .describe("Client ID of the application registration that writes the secrets."),
+    FieldSpec::string("client_secret")
+        .sensitive()
+        .describe("Client secret of the application registration."),
+    FieldSpec::string("tenant_id")
+        .required()
+        .immutable()
+        .describe("Directory (tenant) ID of the application registration."),
     FieldSpec::string("cloud")
         .immutable()
         .default(Preset::Str("AzurePublicCloud"))
-        .check(Check::OneOf(CLOUDS)),
+        .check(Check::OneOf(CLOUDS))
+        .describe("Azure cloud of the key vault."),
     // Azure takes audiences shorter than 600 characters.
     schema::IDENTITY_TOKEN_AUDIENCE.check(Check::MaxLen(599)),
     schema::IDENTITY_TOKEN_KEY,

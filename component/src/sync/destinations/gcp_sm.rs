@@ -1,29 +1,41 @@
-//! `gcp-sm`: Google Secret Manager (§4.6), with the deprecated 1.18/1.19
+//! `gcp-sm`: Google Secret Manager, with the deprecated 1.18/1.19
 //! replication and KMS fields accepted next to their 2.2 replacements.
 
 use crate::error::{ApiError, ApiResult};
-use crate::framework::FieldType;
+use crate::framework::{Check, FieldSpec, FieldType};
 use crate::storage::Tx;
 use crate::sync::names::normalize;
 
-use super::schema::{self, Check, Details, FieldSpec};
+use super::schema::{self, Details};
 use super::{DestinationType, Granularity};
 
 const FIELDS: &[FieldSpec] = &[
     FieldSpec::string("credentials")
         .sensitive()
-        .check(Check::JsonObject),
-    FieldSpec::string("project_id"),
-    FieldSpec::string("service_account_email").check(Check::ServiceAccountEmail),
+        .check(Check::JsonObject)
+        .describe(
+            "JSON key file of a service account; application default credentials when unset.",
+        ),
+    FieldSpec::string("project_id")
+        .describe("Project of the secrets; the project of the credentials when unset."),
+    FieldSpec::string("service_account_email")
+        .check(Check::ServiceAccountEmail)
+        .describe("Service account to impersonate with workload identity federation."),
     schema::IDENTITY_TOKEN_AUDIENCE,
     schema::IDENTITY_TOKEN_KEY,
     schema::IDENTITY_TOKEN_TTL,
-    FieldSpec::string("kms_key_id"),
-    FieldSpec::new("replica_regions", FieldType::KvPairs),
+    FieldSpec::string("kms_key_id")
+        .describe("KMS key in the global location for automatically replicated secrets."),
+    FieldSpec::new("replica_regions", FieldType::KvPairs).describe(
+        "Locations of user-managed replicas, each with its KMS key (all set or all empty).",
+    ),
     // Deprecated: `replica_regions` and `kms_key_id` replace them.
-    FieldSpec::new("replication_locations", FieldType::CommaStringSlice),
-    FieldSpec::new("locational_kms_keys", FieldType::KvPairs),
-    FieldSpec::string("global_kms_key"),
+    FieldSpec::new("replication_locations", FieldType::CommaStringSlice)
+        .describe("Deprecated: locations of user-managed replicas; use replica_regions."),
+    FieldSpec::new("locational_kms_keys", FieldType::KvPairs)
+        .describe("Deprecated: KMS key per replica location; use replica_regions."),
+    FieldSpec::string("global_kms_key")
+        .describe("Deprecated: KMS key of automatically replicated secrets; use kms_key_id."),
 ];
 
 pub const TYPE: DestinationType = DestinationType {

@@ -1,5 +1,5 @@
 //! `gh`: GitHub Actions secrets of a repository, a repository environment or
-//! an organization (§4.6), with a personal access token or a GitHub App.
+//! an organization, with a personal access token or a GitHub App.
 //!
 //! kvsync serves many tenants from one process, so there is no fallback to
 //! the server's environment: `repository_owner` and `repository_name` are
@@ -8,30 +8,54 @@
 //! `organization`.
 
 use crate::error::{ApiError, ApiResult};
-use crate::framework::FieldType;
+use crate::framework::{Check, FieldSpec, FieldType, Preset};
 use crate::storage::Tx;
 use crate::sync::keys;
 use crate::sync::names::normalize;
 
-use super::schema::{Check, Details, FieldSpec, Preset};
+use super::schema::Details;
 use super::{DestinationType, Granularity};
 
 const FIELDS: &[FieldSpec] = &[
-    FieldSpec::string("access_token").sensitive(),
-    FieldSpec::string("app_name").read_under("app_config"),
-    FieldSpec::new("installation_id", FieldType::Int).check(Check::Positive),
-    FieldSpec::string("enterprise_url").check(Check::HttpUrl),
+    FieldSpec::string("access_token")
+        .sensitive()
+        .describe("Personal access token that writes the secrets."),
+    FieldSpec::string("app_name")
+        .read_under("app_config")
+        .describe(
+            "GitHub App registered at sys/sync/github-apps to authenticate as, instead of a token.",
+        ),
+    FieldSpec::new("installation_id", FieldType::Int)
+        .check(Check::Positive)
+        .describe("Installation ID of the GitHub App; required with app_name."),
+    FieldSpec::string("enterprise_url")
+        .check(Check::HttpUrl)
+        .describe("Base URL of a GitHub Enterprise Server; github.com when unset."),
     FieldSpec::string("secrets_location")
         .default(Preset::Str("repository"))
-        .check(Check::OneOf(&["repository", "organization"])),
-    FieldSpec::string("repository_owner").immutable(),
-    FieldSpec::string("repository_name").immutable(),
-    FieldSpec::string("environment_name"),
-    FieldSpec::string("organization_name"),
+        .check(Check::OneOf(&["repository", "organization"]))
+        .describe(
+            "Whether the secrets are repository (or environment) secrets or organization secrets.",
+        ),
+    FieldSpec::string("repository_owner")
+        .immutable()
+        .describe("Owner of the repository that receives the secrets."),
+    FieldSpec::string("repository_name")
+        .immutable()
+        .describe("Name of the repository that receives the secrets."),
+    FieldSpec::string("environment_name")
+        .describe("Environment of the repository whose secrets are written."),
+    FieldSpec::string("organization_name")
+        .describe("Organization that receives the secrets; required for organization secrets."),
     FieldSpec::string("organization_visibility")
         .immutable()
-        .check(Check::OneOf(&["all", "private", "selected"])),
-    FieldSpec::new("selected_repository_names", FieldType::CommaStringSlice).immutable(),
+        .check(Check::OneOf(&["all", "private", "selected"]))
+        .describe("Which repositories of the organization may use its secrets."),
+    FieldSpec::new("selected_repository_names", FieldType::CommaStringSlice)
+        .immutable()
+        .describe(
+            "Repositories that may use the secrets when organization_visibility is selected.",
+        ),
 ];
 
 pub const TYPE: DestinationType = DestinationType {

@@ -20,11 +20,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::api::{LogicalRequest, Operation, Reply};
+use crate::api::Reply;
 use crate::connector::DestinationRef;
-use crate::env::Env;
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{self, Field, FieldType, Fields};
+use crate::framework::{Call, FieldSpec, FieldTables, FieldType, Fields};
 use crate::storage::Tx;
 use crate::sync::associations;
 use crate::sync::keys;
@@ -34,7 +33,7 @@ use crate::time::{self, Nanos};
 
 pub use in_mem::TYPE as IN_MEM;
 pub use networking::Networking;
-use schema::{Details, FieldSpec};
+use schema::Details;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -94,7 +93,7 @@ pub type Rules = fn(&mut Tx, &Details, Option<&Details>) -> ApiResult<()>;
 pub struct DestinationType {
     pub kind: &'static str,
     pub default_granularity: Granularity,
-    /// Default templates for `secret-path` and `secret-key` (decision 3).
+    /// Default templates for `secret-path` and `secret-key`.
     pub default_template_path: &'static str,
     pub default_template_key: &'static str,
     pub name_rule: &'static NameRule,
@@ -115,6 +114,17 @@ pub const TYPES: &[&DestinationType] = &[
     &vercel_project::TYPE,
     &in_mem::TYPE,
 ];
+
+/// The names of [`TYPES`], in the same order.
+pub const TYPE_NAMES: [&str; TYPES.len()] = {
+    let mut names = [""; TYPES.len()];
+    let mut i = 0;
+    while i < TYPES.len() {
+        names[i] = TYPES[i].kind;
+        i += 1;
+    }
+    names
+};
 
 pub fn type_of(kind: &str) -> Option<&'static DestinationType> {
     TYPES.iter().copied().find(|t| t.kind == kind)
@@ -241,40 +251,47 @@ impl Destination {
     }
 }
 
-/// The tag every external object carries (§5.5).
+/// The tag every external object carries.
 pub const BUILTIN_TAG: &str = "hashicorp:vault";
 
 /// Request fields every type takes, besides its own.
-const COMMON: &[Field] = &[
-    Field::new("granularity", FieldType::String),
-    Field::new("secret_name_template", FieldType::String),
+const COMMON: &[FieldSpec] = &[
+    FieldSpec::string("granularity").describe(
+        "secret-path writes one external secret per KV secret, secret-key one per key of it.",
+    ),
+    FieldSpec::string("secret_name_template")
+        .describe("Template of the external names; empty restores the type's default."),
 ];
 
 /// Request fields of the cloud types (`tags_to_remove` is used by PATCH only).
-const CLOUD: &[Field] = &[
-    Field::new("custom_tags", FieldType::KvPairs),
-    Field::new("tags_to_remove", FieldType::CommaStringSlice),
+const CLOUD: &[FieldSpec] = &[
+    FieldSpec::new("custom_tags", FieldType::KvPairs)
+        .null_removes_entries()
+        .describe("Tags written on every external secret besides hashicorp:vault; in a PATCH, null removes a tag."),
+    FieldSpec::new("tags_to_remove", FieldType::CommaStringSlice)
+        .describe("PATCH only: keys of custom_tags to remove."),
 ];
 
-const DELETE_FIELDS: &[Field] = &[
-    Field::new("purge", FieldType::Bool),
-    Field::new("force_delete", FieldType::Bool),
+pub const DELETE_FIELDS: &[FieldSpec] = &[
+    FieldSpec::new("purge", FieldType::Bool).describe(
+        "Unsync every association first; the destination is deleted once the last one is gone.",
+    ),
+    FieldSpec::new("force_delete", FieldType::Bool).describe(
+        "Delete at once, dropping the associations without deleting their external secrets.",
+    ),
 ];
 
-fn request_schema(spec: &DestinationType) -> Vec<Field> {
-    let own = spec.fields.iter().map(|f| Field::new(f.name, f.ty));
-    let cloud = if spec.cloud { CLOUD } else { &[] };
-    own.chain(COMMON.iter().copied())
-        .chain(networking::FIELDS.iter().copied())
-        .chain(cloud.iter().copied())
-        .collect()
+impl DestinationType {
+    /// The fields a write of this type takes: its own, the common ones,
+    /// networking, and the tags of cloud types.
+    pub fn request_fields(&self) -> [&'static [FieldSpec]; 4] {
+        let cloud = if self.cloud { CLOUD } else { &[] };
+        [self.fields, COMMON, networking::FIELDS, cloud]
+    }
 }
 
-/// `LIST sys/sync/destinations`: bare type names (decision 16).
-pub fn list_all(tx: &mut Tx, req: &LogicalRequest) -> ApiResult<Reply> {
-    if req.operation != Operation::List {
-        return Err(ApiError::UnsupportedOperation);
-    }
+/// `LIST sys/sync/destinations`: bare type names (Vault 1.16 and later append `/` to each).
+pub fn list_all(tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
     let mut by_type: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for key in tx.list(keys::DESTINATIONS, None)? {
         if let Some((kind, name)) = key.split_once('/') {
@@ -297,11 +314,9 @@ pub fn list_all(tx: &mut Tx, req: &LogicalRequest) -> ApiResult<Reply> {
 }
 
 /// `LIST sys/sync/destinations/:type`.
-pub fn list_type(tx: &mut Tx, req: &LogicalRequest, kind: &str) -> ApiResult<Reply> {
+pub fn list_type(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let kind = call.param("type");
     known_type(kind)?;
-    if req.operation != Operation::List {
-        return Err(ApiError::UnsupportedOperation);
-    }
     let mut names: Vec<String> = tx
         .list(&keys::destination(kind, ""), None)?
         .into_iter()
@@ -316,33 +331,49 @@ pub fn list_type(tx: &mut Tx, req: &LogicalRequest, kind: &str) -> ApiResult<Rep
     ))
 }
 
-/// `sys/sync/destinations/:type/:name`: read, write, patch, delete.
-pub fn handle(tx: &mut Tx, req: &LogicalRequest, kind: &str, name: &str) -> ApiResult<Reply> {
-    let spec = known_type(kind)?;
+/// The type and name of `sys/sync/destinations/:type/:name`, checked.
+fn target<'c>(call: &Call<'c>) -> ApiResult<(&'static DestinationType, &'c str)> {
+    let spec = known_type(call.param("type"))?;
+    let name = call.param("name");
     check_name(name)?;
-    match req.operation {
-        Operation::Read => {
-            let dest = Destination::load(tx, kind, name)?.ok_or(ApiError::NotFound)?;
-            Ok(Reply::data(dest.body()?))
-        }
-        Operation::Write => write(tx, spec, req, name, false),
-        Operation::Patch => write(tx, spec, req, name, true),
-        Operation::Delete => delete(tx, req, spec, name),
-        Operation::List => Err(ApiError::UnsupportedOperation),
-    }
+    Ok((spec, name))
+}
+
+/// The fields a write of the destination type `kind` takes.
+pub fn request_tables(kind: &str) -> ApiResult<FieldTables> {
+    Ok(known_type(kind)?.request_fields())
+}
+
+/// The existence check of `sys/sync/destinations/:type/:name`.
+pub fn exists(tx: &mut Tx, call: &Call) -> ApiResult<bool> {
+    let (spec, name) = target(call)?;
+    Ok(tx.get(&keys::destination(spec.kind, name))?.is_some())
+}
+
+/// `GET sys/sync/destinations/:type/:name`.
+pub fn read(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let (spec, name) = target(call)?;
+    let dest = Destination::load(tx, spec.kind, name)?.ok_or(ApiError::NotFound)?;
+    Ok(Reply::data(dest.body()?))
+}
+
+/// `POST sys/sync/destinations/:type/:name`: creates the destination, or
+/// merges the request into it.
+pub fn write(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    save(tx, call, false)
+}
+
+/// `PATCH sys/sync/destinations/:type/:name`.
+pub fn patch(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    save(tx, call, true)
 }
 
 /// Create or update (POST/PUT), or PATCH; both merge into the stored record.
-fn write(
-    tx: &mut Tx,
-    spec: &DestinationType,
-    req: &LogicalRequest,
-    name: &str,
-    patch: bool,
-) -> ApiResult<Reply> {
-    let schema = request_schema(spec);
-    let (data, null_tags) = resolve_nulls(&req.data, &schema);
-    let fields = framework::parse(&schema, &data)?;
+fn save(tx: &mut Tx, call: &Call, patch: bool) -> ApiResult<Reply> {
+    let (spec, name) = target(call)?;
+    // An explicit `null` clears a field, as Vault's parser reads it as the
+    // zero value; `null` tags inside `custom_tags` are removals (PATCH).
+    let fields = call.fields.nulls_as_zero(&spec.request_fields());
     let old = Destination::load(tx, spec.kind, name)?;
     if let Some(old) = &old
         && old.purge_initiated_at.is_some()
@@ -358,47 +389,12 @@ fn write(
     // `tags_to_remove` (and merge-patch's `null` tags) are for PATCH only.
     let removed = patch.then(|| {
         let mut keys = fields.strings("tags_to_remove").unwrap_or_default();
-        keys.extend(null_tags);
+        keys.extend_from_slice(fields.removed("custom_tags"));
         keys
     });
     let dest = merge(tx, spec, name, old.as_ref(), &fields, removed)?;
     dest.save(tx)?;
-    Ok(Reply::data(dest.body()?).with_warning(fields.unknown_warning()))
-}
-
-/// Vault's field parser turns an explicit `null` into the field's zero value,
-/// which clears the field here. Tags set to `null` inside `custom_tags` are
-/// taken out of the map and returned: a PATCH removes them, as JSON merge-patch does.
-fn resolve_nulls(data: &Map<String, Value>, schema: &[Field]) -> (Map<String, Value>, Vec<String>) {
-    let mut null_tags = Vec::new();
-    let resolved = data
-        .iter()
-        .map(|(key, value)| {
-            let field = schema.iter().find(|f| f.name == key);
-            let value = match (value, field.map(|f| f.ty)) {
-                (Value::Null, Some(ty)) => zero(ty),
-                (Value::Object(tags), Some(FieldType::KvPairs)) if key == "custom_tags" => {
-                    let (nulls, kept): (Map<_, _>, Map<_, _>) =
-                        tags.clone().into_iter().partition(|(_, v)| v.is_null());
-                    null_tags.extend(nulls.into_iter().map(|(k, _)| k));
-                    Value::Object(kept)
-                }
-                _ => value.clone(),
-            };
-            (key.clone(), value)
-        })
-        .collect();
-    (resolved, null_tags)
-}
-
-fn zero(ty: FieldType) -> Value {
-    match ty {
-        FieldType::Bool => Value::Bool(false),
-        FieldType::Int | FieldType::Duration => Value::from(0),
-        FieldType::String => Value::from(""),
-        FieldType::CommaStringSlice | FieldType::CommaIntSlice => Value::Array(Vec::new()),
-        FieldType::KvPairs | FieldType::Map => Value::Object(Map::new()),
-    }
+    Ok(Reply::data(dest.body()?))
 }
 
 /// The record after applying the request to the stored one (`old`; `None` on
@@ -472,20 +468,15 @@ fn check_template(dest: &Destination) -> ApiResult<()> {
     }
 }
 
-/// `DELETE ...?purge=&force_delete=` (§4.5). `force_delete` drops the
+/// `DELETE ...?purge=&force_delete=`. `force_delete` drops the
 /// associations at once (their external objects are orphaned); `purge`
 /// starts a background job: every association is queued for unsync, reads
 /// show `purge_initiated_at` (and `purge_error` while unsyncs fail), and the
 /// worker deletes the destination once the last association is gone.
-fn delete(
-    tx: &mut Tx,
-    req: &LogicalRequest,
-    spec: &DestinationType,
-    name: &str,
-) -> ApiResult<Reply> {
-    let fields = framework::parse(DELETE_FIELDS, &req.data)?;
-    let warning = fields.unknown_warning();
-    let done = || Ok(Reply::no_content().with_warning(warning.clone()));
+pub fn delete(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let (spec, name) = target(call)?;
+    let fields = &call.fields;
+    let done = || Ok(Reply::no_content());
     let Some(mut dest) = Destination::load(tx, spec.kind, name)? else {
         return done();
     };
@@ -516,15 +507,20 @@ fn delete(
 
 /// `GET sys/sync/destinations/in-mem/:name/objects` (kvsync extension): the
 /// external objects as the connector holds them.
-pub fn objects(tx: &mut Tx, env: &Env, kind: &str, name: &str) -> ApiResult<Reply> {
+pub fn objects(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
+    let (kind, name) = (IN_MEM.kind, call.param("name"));
     check_name(name)?;
     let dest = Destination::load(tx, kind, name)?.ok_or(ApiError::NotFound)?;
-    let found = env.connector.inspect(&dest.connector_ref()).map_err(|e| {
-        ApiError::bad_request(format!(
-            "cannot list the objects of destination {kind}/{name}: {}",
-            e.message()
-        ))
-    })?;
+    let found = call
+        .env
+        .connector
+        .inspect(&dest.connector_ref())
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "cannot list the objects of destination {kind}/{name}: {}",
+                e.message()
+            ))
+        })?;
     let objects: Map<String, Value> = found
         .into_iter()
         .map(|s| {

@@ -1,5 +1,5 @@
 //! The egress rules every destination type takes (Vault 1.19's SSRF fields):
-//! request fields, validation, and the read form (decision 2: under
+//! request fields, validation, and the read form (under
 //! `connection_details`, empty lists and `false` omitted).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -8,13 +8,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{Field, FieldType, Fields};
+use crate::framework::{FieldSpec, FieldType, Fields};
 
-pub const FIELDS: &[Field] = &[
-    Field::new("allowed_ipv4_addresses", FieldType::CommaStringSlice),
-    Field::new("allowed_ipv6_addresses", FieldType::CommaStringSlice),
-    Field::new("allowed_ports", FieldType::CommaIntSlice),
-    Field::new("disable_strict_networking", FieldType::Bool),
+pub const FIELDS: &[FieldSpec] = &[
+    FieldSpec::new("allowed_ipv4_addresses", FieldType::CommaStringSlice).describe(
+        "IPv4 CIDR blocks the destination's connections may reach; replaces the default rule for IPv4.",
+    ),
+    FieldSpec::new("allowed_ipv6_addresses", FieldType::CommaStringSlice).describe(
+        "IPv6 CIDR blocks the destination's connections may reach; replaces the default rule for IPv6.",
+    ),
+    FieldSpec::new("allowed_ports", FieldType::CommaIntSlice)
+        .describe("Ports the destination's connections may use; replaces the default 80 and 443."),
+    FieldSpec::new("disable_strict_networking", FieldType::Bool)
+        .describe("Whether the egress rules are off."),
 ];
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

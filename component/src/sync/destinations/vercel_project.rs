@@ -1,18 +1,25 @@
-//! `vercel-project`: environment variables of a Vercel project (§4.6).
+//! `vercel-project`: environment variables of a Vercel project.
 
-use crate::framework::FieldType;
+use crate::framework::{Check, FieldSpec, FieldType};
 use crate::sync::names::normalize;
 
-use super::schema::{self, Check, FieldSpec};
+use super::schema;
 use super::{DestinationType, Granularity};
 
 const FIELDS: &[FieldSpec] = &[
-    FieldSpec::string("access_token").sensitive().required(),
-    FieldSpec::string("project_id").required().immutable(),
-    FieldSpec::string("team_id"),
+    FieldSpec::string("access_token")
+        .sensitive()
+        .required()
+        .describe("Vercel access token that writes the environment variables."),
+    FieldSpec::string("project_id")
+        .required()
+        .immutable()
+        .describe("Project that receives the environment variables."),
+    FieldSpec::string("team_id").describe("Team that owns the project."),
     FieldSpec::new("deployment_environments", FieldType::CommaStringSlice)
         .required()
-        .check(Check::OneOf(&["development", "preview", "production"])),
+        .check(Check::OneOf(&["development", "preview", "production"]))
+        .describe("Deployment environments the variables apply to."),
 ];
 
 pub const TYPE: DestinationType = DestinationType {

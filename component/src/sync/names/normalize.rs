@@ -1,5 +1,5 @@
 //! Normalisation of rendered external names to each destination's character
-//! set (§5.3): every character the provider refuses becomes the rule's
+//! set: every character the provider refuses becomes the rule's
 //! replacement (one for one, no collapsing), the case is adjusted, the
 //! leading-character rule is enforced, and what cannot be fixed without
 //! changing the name's meaning — empty, too long, a reserved prefix — is an

@@ -1,71 +1,79 @@
-//! Vault's path-as-schema framework, the parts the engine needs: each endpoint
-//! declares its fields as data ([`Field`]); [`parse`] coerces request data the
-//! lenient way Vault's field parser does (booleans and numbers from strings,
-//! comma-separated lists, `k=v` pairs, Go durations) and reports unknown fields
-//! as a warning instead of failing.
+//! Coercion of request data against field specs, the lenient way Vault's
+//! field parser does it (booleans and numbers from strings, comma-separated
+//! lists, `k=v` pairs, Go durations). Unknown fields are reported as a
+//! warning instead of failing; an explicit `null` leaves the field unset but
+//! is remembered ([`Fields::is_null`]).
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use super::field::{FieldSpec, FieldType};
 use crate::error::ApiError;
 use crate::time;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FieldType {
-    Bool,
-    Int,
-    String,
-    /// Whole seconds, from a number or a Go duration string.
-    Duration,
-    /// A list of strings, from an array or one comma-separated string.
-    CommaStringSlice,
-    /// A list of integers, from an array or one comma-separated string.
-    CommaIntSlice,
-    /// A map of strings, from an object or an array of `k=v` strings.
-    KvPairs,
-    /// A JSON object, as sent.
-    Map,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct Field {
-    pub name: &'static str,
-    pub ty: FieldType,
-}
-
-impl Field {
-    pub const fn new(name: &'static str, ty: FieldType) -> Self {
-        Field { name, ty }
-    }
-}
 
 /// The coerced values of the fields present in a request.
 #[derive(Debug, Default)]
 pub struct Fields {
     values: BTreeMap<&'static str, Value>,
+    /// Declared fields the request set to `null`.
+    nulls: Vec<&'static str>,
+    /// Keys set to `null` inside map fields that take them as removals.
+    removed: BTreeMap<&'static str, Vec<String>>,
     /// Names in the request that the schema does not declare.
     pub unknown: Vec<String>,
 }
 
 /// Coerces `data` against `schema`.
-pub fn parse(schema: &[Field], data: &Map<String, Value>) -> Result<Fields, ApiError> {
+pub fn parse(schema: &[FieldSpec], data: &Map<String, Value>) -> Result<Fields, ApiError> {
+    parse_tables(&[schema], data, &[])
+}
+
+/// Coerces `data` against the fields of several tables (looked up in order).
+/// Names in `ignored` are neither coerced nor reported as unknown: the
+/// parameters of the request's path, whose value comes from the path, as in
+/// Vault (the URL wins over a body field of the same name).
+pub fn parse_tables(
+    tables: &[&[FieldSpec]],
+    data: &Map<String, Value>,
+    ignored: &[&str],
+) -> Result<Fields, ApiError> {
     let mut fields = Fields::default();
     for (name, raw) in data {
-        let Some(field) = schema.iter().find(|f| f.name == name) else {
-            fields.unknown.push(name.clone());
+        let Some(field) = find(tables, name) else {
+            if !ignored.contains(&name.as_str()) {
+                fields.unknown.push(name.clone());
+            }
             continue;
         };
         if raw.is_null() {
+            fields.nulls.push(field.name);
             continue;
         }
-        let value = coerce(field, raw)?;
+        let value = match (raw, field.null_removes_entries) {
+            (Value::Object(map), true) if map.values().any(Value::is_null) => {
+                let (nulls, kept): (Map<_, _>, Map<_, _>) =
+                    map.clone().into_iter().partition(|(_, v)| v.is_null());
+                fields
+                    .removed
+                    .insert(field.name, nulls.into_iter().map(|(k, _)| k).collect());
+                coerce(field, &Value::Object(kept))?
+            }
+            _ => coerce(field, raw)?,
+        };
         fields.values.insert(field.name, value);
     }
     Ok(fields)
 }
 
-fn type_error(field: &Field, raw: &Value, expected: &str) -> ApiError {
+/// The spec of `name` in the first table that declares it.
+pub fn find<'t>(tables: &[&'t [FieldSpec]], name: &str) -> Option<&'t FieldSpec> {
+    tables
+        .iter()
+        .find_map(|table| table.iter().find(|f| f.name == name))
+}
+
+fn type_error(field: &FieldSpec, raw: &Value, expected: &str) -> ApiError {
     let shown = match raw {
         Value::String(s) => format!("{s:?}"),
         Value::Array(_) => "a list".to_string(),
@@ -98,7 +106,7 @@ fn coerce_int(raw: &Value) -> Option<i64> {
     }
 }
 
-fn coerce(field: &Field, raw: &Value) -> Result<Value, ApiError> {
+fn coerce(field: &FieldSpec, raw: &Value) -> Result<Value, ApiError> {
     match field.ty {
         FieldType::Bool => match raw {
             Value::Bool(b) => Ok(Value::Bool(*b)),
@@ -227,6 +235,36 @@ impl Fields {
         self.values.contains_key(name)
     }
 
+    /// Whether the request set the declared field `name` to `null` (Vault's
+    /// parser reads that as the field's zero value).
+    pub fn is_null(&self, name: &str) -> bool {
+        self.nulls.contains(&name)
+    }
+
+    /// The fields as Vault's parser reads them: every declared field the
+    /// request set to `null` holds its type's zero value (`false`, `0`, `""`,
+    /// `[]`, `{}`), which clears it where an empty value does.
+    pub fn nulls_as_zero(&self, tables: &[&[FieldSpec]]) -> Fields {
+        let mut values = self.values.clone();
+        for name in &self.nulls {
+            if let Some(spec) = find(tables, name) {
+                values.insert(spec.name, spec.ty.zero());
+            }
+        }
+        Fields {
+            values,
+            nulls: Vec::new(),
+            removed: self.removed.clone(),
+            unknown: self.unknown.clone(),
+        }
+    }
+
+    /// The keys a request set to `null` inside the map field `name` (one that
+    /// takes them as removals).
+    pub fn removed(&self, name: &str) -> &[String] {
+        self.removed.get(name).map_or(&[], Vec::as_slice)
+    }
+
     pub fn bool(&self, name: &str) -> Option<bool> {
         self.values.get(name).and_then(Value::as_bool)
     }
@@ -293,13 +331,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const SCHEMA: &[Field] = &[
-        Field::new("flag", FieldType::Bool),
-        Field::new("n", FieldType::Int),
-        Field::new("ttl", FieldType::Duration),
-        Field::new("names", FieldType::CommaStringSlice),
-        Field::new("ports", FieldType::CommaIntSlice),
-        Field::new("tags", FieldType::KvPairs),
+    const SCHEMA: &[FieldSpec] = &[
+        FieldSpec::new("flag", FieldType::Bool),
+        FieldSpec::new("n", FieldType::Int),
+        FieldSpec::new("ttl", FieldType::Duration),
+        FieldSpec::new("names", FieldType::CommaStringSlice),
+        FieldSpec::new("ports", FieldType::CommaIntSlice),
+        FieldSpec::new("tags", FieldType::KvPairs),
+        FieldSpec::new("labels", FieldType::KvPairs).null_removes_entries(),
     ];
 
     fn data(v: Value) -> Map<String, Value> {
@@ -344,5 +383,20 @@ mod tests {
             let err = parse(SCHEMA, &data(bad)).unwrap_err();
             assert_eq!(err.status(), 400);
         }
+    }
+
+    #[test]
+    fn nulls_are_remembered_and_removals_listed() {
+        let request = data(json!({"n": null, "labels": {"a": null, "b": "1"}, "path": [1]}));
+        let f = parse_tables(&[SCHEMA], &request, &["path"]).unwrap();
+        assert!(!f.has("n") && f.is_null("n") && !f.is_null("flag"));
+        assert_eq!(f.removed("labels"), ["a"]);
+        assert_eq!(f.string_map("labels").unwrap().len(), 1);
+        assert!(f.removed("tags").is_empty());
+        // Path parameters are neither coerced nor unknown.
+        assert!(f.unknown_warning().is_none());
+        // Other maps refuse null entries.
+        let err = parse(SCHEMA, &data(json!({"tags": {"a": null}}))).unwrap_err();
+        assert_eq!(err.status(), 400);
     }
 }
