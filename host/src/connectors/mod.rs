@@ -2,10 +2,14 @@
 //!
 //! One trait, [`DestinationConnector`], for every destination type, and one
 //! registration list, [`registered`]. Adding a destination type means writing one
-//! file in this folder and adding one line to that list; nothing else on the host
+//! folder in this folder and adding one line to that list; nothing else on the host
 //! changes. [`Connectors`] is the registry built from the list: it routes each call
 //! to the connector of the destination's type, bounds it with a timeout and meters
 //! it (calls per type, operation and outcome).
+//!
+//! The provider endpoint overrides of the server's environment are read once into
+//! a [`ConnectorEnv`] (see [`env`]) and handed to each connector when the registry
+//! builds it.
 //!
 //! Secrets: a [`Destination`]'s config holds the provider credentials in clear and
 //! an [`ExternalSecret`] holds a secret value. Both are zeroized on drop and their
@@ -13,6 +17,7 @@
 
 pub mod aws_sm;
 pub mod azure_kv;
+pub mod env;
 pub mod gcp_sm;
 pub mod gh;
 mod in_mem;
@@ -30,6 +35,7 @@ use zeroize::{Zeroize, Zeroizing};
 pub mod egress;
 pub mod http;
 
+pub use env::ConnectorEnv;
 pub use in_mem::InMemory;
 
 /// The destination types a build may register, in Vault's vocabulary.
@@ -42,17 +48,18 @@ pub const KNOWN_KINDS: &[&str] = &[
     "in-mem",
 ];
 
-/// The registration list: every destination type this build can reach.
+/// The registration list: every destination type this build can reach, each
+/// built with the server's endpoint overrides.
 ///
 /// The one place a new connector is added.
-pub fn registered() -> Vec<Arc<dyn DestinationConnector>> {
+pub fn registered(env: &ConnectorEnv) -> Vec<Arc<dyn DestinationConnector>> {
     vec![
         Arc::new(InMemory::default()),
-        Arc::new(aws_sm::AwsSecretsManager::default()),
-        Arc::new(azure_kv::AzureKeyVault::default()),
-        Arc::new(gcp_sm::GcpSecretManager::default()),
+        Arc::new(aws_sm::AwsSecretsManager::new(env)),
+        Arc::new(azure_kv::AzureKeyVault::new(env)),
+        Arc::new(gcp_sm::GcpSecretManager::new(env)),
         Arc::new(gh::GitHub::default()),
-        Arc::new(vercel_project::VercelProject::default()),
+        Arc::new(vercel_project::VercelProject::new(env)),
     ]
 }
 
@@ -323,9 +330,17 @@ impl fmt::Debug for Connectors {
 }
 
 impl Connectors {
-    /// Every connector of [`registered`], with the [`DEFAULT_TIMEOUT`].
+    /// Every connector of [`registered`], built with `env`, each call bounded
+    /// by `timeout`.
+    pub fn with_env(env: ConnectorEnv, timeout: Duration) -> Self {
+        Connectors::from_list(registered(&env)).with_timeout(timeout)
+    }
+
+    /// Every connector of [`registered`], with the endpoint overrides of the
+    /// process environment ([`ConnectorEnv::from_process_env`], read now) and
+    /// the [`DEFAULT_TIMEOUT`].
     pub fn new() -> Self {
-        Connectors::from_list(registered())
+        Connectors::with_env(ConnectorEnv::from_process_env(), DEFAULT_TIMEOUT)
     }
 
     /// A registry of the given connectors (tests, embedders). When two share a

@@ -10,9 +10,10 @@
 //! issues no identity tokens. **Region**: the destination's `region`, else the
 //! environment (`AWS_REGION`, profile, IMDS).
 //!
-//! **Endpoints** come from the SDK's own resolution, so `AWS_ENDPOINT_URL`,
-//! `AWS_ENDPOINT_URL_SECRETS_MANAGER` and `AWS_ENDPOINT_URL_STS` (and the profile's
-//! `endpoint_url`) are honoured. The SDK's HTTP client cannot take our filtering DNS
+//! **Endpoints**: `AWS_ENDPOINT_URL_SECRETS_MANAGER` / `AWS_ENDPOINT_URL_STS`, else
+//! `AWS_ENDPOINT_URL`, as read once into the [`ConnectorEnv`] and set explicitly on
+//! each client; else the SDK's own resolution (the profile's `endpoint_url`, the
+//! region's public endpoint). The SDK's HTTP client cannot take our filtering DNS
 //! resolver, so every endpoint the SDK resolves (Secrets Manager and STS) goes
 //! through [`EgressPolicy::check_url`] inside the SDK's endpoint resolver, on every
 //! request, before the connection: the host is resolved and each address checked.
@@ -66,7 +67,9 @@ use zeroize::Zeroizing;
 
 use super::egress::EgressPolicy;
 use super::http;
-use super::{DEFAULT_TIMEOUT, Destination, DestinationConnector, ExternalSecret, SyncError};
+use super::{
+    ConnectorEnv, DEFAULT_TIMEOUT, Destination, DestinationConnector, ExternalSecret, SyncError,
+};
 
 const PROVIDER: &str = "AWS Secrets Manager";
 /// Secret names: 1–512 characters (the model's `NameType`).
@@ -115,12 +118,13 @@ struct Cached {
 }
 
 /// The `aws-sm` connector.
-#[derive(Default)]
 pub struct AwsSecretsManager {
     /// SHA-256 of a destination's config → its client.
     clients: Mutex<HashMap<[u8; 32], Cached>>,
-    /// An endpoint that overrides the SDK's resolution (tests).
-    endpoint: Option<String>,
+    /// The Secrets Manager endpoint that overrides the SDK's resolution.
+    secrets_manager_endpoint: Option<String>,
+    /// The STS endpoint that overrides the SDK's resolution.
+    sts_endpoint: Option<String>,
 }
 
 #[async_trait]
@@ -281,12 +285,12 @@ fn still_replicated<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
 }
 
 impl AwsSecretsManager {
-    /// A connector whose calls all go to `endpoint` (tests).
-    #[cfg(test)]
-    fn with_endpoint(endpoint: &str) -> Self {
+    /// The connector, with the endpoint overrides of `env`.
+    pub fn new(env: &ConnectorEnv) -> Self {
         AwsSecretsManager {
             clients: Mutex::default(),
-            endpoint: Some(endpoint.to_string()),
+            secrets_manager_endpoint: env.aws_secrets_manager_endpoint().map(str::to_string),
+            sts_endpoint: env.aws_sts_endpoint().map(str::to_string),
         }
     }
 
@@ -370,9 +374,6 @@ impl AwsSecretsManager {
                 "destination",
             ));
         }
-        if let Some(endpoint) = &self.endpoint {
-            loader = loader.endpoint_url(endpoint.clone());
-        }
         let sdk = loader.load().await;
         if sdk.region().is_none() {
             return Err(SyncError::ClientSide(
@@ -380,19 +381,26 @@ impl AwsSecretsManager {
                     .to_string(),
             ));
         }
-        let mut config = sm::config::Builder::from(&sdk).endpoint_resolver(CheckedSecretsManager {
+        let mut config = sm::config::Builder::from(&sdk);
+        if let Some(endpoint) = &self.secrets_manager_endpoint {
+            config = config.endpoint_url(endpoint);
+        }
+        let mut config = config.endpoint_resolver(CheckedSecretsManager {
             policy: settings.policy.clone(),
             inner: sm::config::endpoint::DefaultResolver::new(),
         });
         let mut expires = None;
         if let Some(role_arn) = &settings.role_arn {
+            let mut sts = aws_sdk_sts::config::Builder::from(&sdk);
+            if let Some(endpoint) = &self.sts_endpoint {
+                sts = sts.endpoint_url(endpoint);
+            }
             let sts = aws_sdk_sts::Client::from_conf(
-                aws_sdk_sts::config::Builder::from(&sdk)
-                    .endpoint_resolver(CheckedSts {
-                        policy: settings.policy.clone(),
-                        inner: aws_sdk_sts::config::endpoint::DefaultResolver::new(),
-                    })
-                    .build(),
+                sts.endpoint_resolver(CheckedSts {
+                    policy: settings.policy.clone(),
+                    inner: aws_sdk_sts::config::endpoint::DefaultResolver::new(),
+                })
+                .build(),
             );
             let assumed = sts
                 .assume_role()

@@ -218,10 +218,18 @@ async fn serve(stub: Arc<Stub>) -> String {
     format!("http://{addr}")
 }
 
+/// A connector whose calls all go to `endpoint`.
+fn with_endpoint(endpoint: &str) -> AwsSecretsManager {
+    AwsSecretsManager::new(&ConnectorEnv {
+        aws_endpoint_url: Some(endpoint.to_string()),
+        ..ConnectorEnv::default()
+    })
+}
+
 async fn setup() -> (Arc<Stub>, AwsSecretsManager) {
     let stub = Arc::new(Stub::default());
     let url = serve(stub.clone()).await;
-    (stub, AwsSecretsManager::with_endpoint(&url))
+    (stub, with_endpoint(&url))
 }
 
 fn dest(extra: Value) -> Destination {
@@ -482,7 +490,7 @@ async fn strict_networking_refuses_the_loopback_endpoint_before_connecting() {
     let d = dest(json!({
         "disable_strict_networking": false,
         "allowed_ipv4_addresses": ["127.0.0.1/32"],
-        "allowed_ports": [url::Url::parse(c.endpoint.as_deref().unwrap()).unwrap().port().unwrap()],
+        "allowed_ports": [url::Url::parse(c.secrets_manager_endpoint.as_deref().unwrap()).unwrap().port().unwrap()],
     }));
     c.push(&d, &secret("s", "v")).await.unwrap();
     assert_eq!(stub.targets(), vec![PUT, CREATE]);
@@ -494,7 +502,7 @@ async fn an_unreachable_endpoint_is_retryable() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let c = AwsSecretsManager::with_endpoint(&format!("http://127.0.0.1:{port}"));
+    let c = with_endpoint(&format!("http://127.0.0.1:{port}"));
     let err = c
         .push(&dest(json!({})), &secret("s", "v"))
         .await
@@ -552,7 +560,7 @@ async fn deleting_a_replicated_secret_removes_its_replicas_first() {
 
 #[tokio::test]
 async fn config_errors_are_client_side() {
-    let c = AwsSecretsManager::with_endpoint("http://127.0.0.1:9");
+    let c = with_endpoint("http://127.0.0.1:9");
     for extra in [
         json!({"secret_access_key": ""}),
         json!({"identity_token_audience": "aud"}),

@@ -5,7 +5,7 @@
 //! `grant_type=client_credentials&client_id&client_secret&scope={vault resource}/.default`.
 //! The authority follows the destination's `cloud` (public, US Government,
 //! China) unless the server's environment sets the standard
-//! `AZURE_AUTHORITY_HOST` (tests point it at a fake). Tokens are cached per
+//! `AZURE_AUTHORITY_HOST` ([`ConnectorEnv`]; tests point it at a fake). Tokens are cached per
 //! (authority, tenant, client id, SHA-256 of the secret, scope) until
 //! [`TOKEN_REFRESH_MARGIN`] before they expire; a 401 from the vault drops the
 //! cached token. Managed identity (no `client_secret`) and workload identity
@@ -47,7 +47,7 @@ use zeroize::Zeroizing;
 
 use super::egress::EgressPolicy;
 use super::http::{self, checked_url, detail, status_error, transport_error};
-use super::{Destination, DestinationConnector, ExternalSecret, SyncError};
+use super::{ConnectorEnv, Destination, DestinationConnector, ExternalSecret, SyncError};
 
 /// The Key Vault REST API version sent with every data-plane call.
 pub const API_VERSION: &str = "7.4";
@@ -59,8 +59,6 @@ pub const MAX_VALUE_BYTES: usize = 25 * 1024;
 pub const MAX_TAGS: usize = 15;
 /// Longest tag name and tag value, in characters.
 pub const MAX_TAG_CHARS: usize = 512;
-/// The standard Azure SDK variable that overrides the authority host.
-pub const AUTHORITY_HOST_ENV: &str = "AZURE_AUTHORITY_HOST";
 /// GETs made while waiting for a recovered secret to be readable.
 pub const RECOVER_POLLS: u32 = 10;
 /// Pause between those GETs.
@@ -131,18 +129,19 @@ struct CachedToken {
 pub struct AzureKeyVault {
     /// Sent as `api-version` on every vault call.
     api_version: String,
-    /// Overrides `AZURE_AUTHORITY_HOST` and the cloud's authority (tests).
+    /// `AZURE_AUTHORITY_HOST`: overrides the cloud's authority.
     authority_host: Option<String>,
     /// Pause between the GETs that wait for a recovered secret.
     recover_poll: Duration,
     tokens: Mutex<HashMap<TokenKey, CachedToken>>,
 }
 
-impl Default for AzureKeyVault {
-    fn default() -> Self {
+impl AzureKeyVault {
+    /// The connector, with the authority override of `env`.
+    pub fn new(env: &ConnectorEnv) -> Self {
         AzureKeyVault {
             api_version: API_VERSION.to_string(),
-            authority_host: None,
+            authority_host: env.azure_authority_host.clone(),
             recover_poll: RECOVER_POLL_INTERVAL,
             tokens: Mutex::new(HashMap::new()),
         }
@@ -221,8 +220,7 @@ impl AzureKeyVault {
     fn authority(&self, cloud: Cloud) -> String {
         let host = self
             .authority_host
-            .clone()
-            .or_else(|| std::env::var(AUTHORITY_HOST_ENV).ok())
+            .as_deref()
             .map(|h| h.trim().to_string())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| cloud.authority_host().to_string());

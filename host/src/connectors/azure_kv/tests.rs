@@ -89,7 +89,7 @@ fn clouds_pick_authority_and_scope() {
     assert!(Cloud::parse(Some("AzureMoonCloud")).is_err());
     let c = AzureKeyVault {
         authority_host: Some("http://127.0.0.1:9/".into()),
-        ..AzureKeyVault::default()
+        ..AzureKeyVault::new(&ConnectorEnv::default())
     };
     assert_eq!(c.authority(Cloud::China), "http://127.0.0.1:9");
 }
@@ -206,7 +206,7 @@ fn the_request_body_has_value_and_tags() {
 #[tokio::test]
 async fn checks_come_before_any_call() {
     // An unroutable vault: a call would fail differently.
-    let c = AzureKeyVault::default();
+    let c = AzureKeyVault::new(&ConnectorEnv::default());
     let d = dest(config());
     let m = client_side(c.push(&d, &secret("a_b", "v")).await.unwrap_err());
     assert!(m.contains("not a valid"), "{m}");
@@ -228,7 +228,7 @@ async fn checks_come_before_any_call() {
 async fn strict_networking_refuses_a_loopback_vault_and_authority() {
     let c = AzureKeyVault {
         authority_host: Some("http://127.0.0.1:9".into()),
-        ..AzureKeyVault::default()
+        ..AzureKeyVault::new(&ConnectorEnv::default())
     };
     let mut cfg = config();
     cfg["key_vault_uri"] = json!("http://127.0.0.1:9");

@@ -14,7 +14,8 @@
 //! yet (`CLIENT_SIDE_ERROR` saying so).
 //!
 //! **Calls** (base URL `https://secretmanager.googleapis.com`, overridden by the
-//! server's environment variable `KVSYNC_GCP_SECRET_MANAGER_URL`; project from
+//! server's environment variable `KVSYNC_GCP_SECRET_MANAGER_URL`, see
+//! [`ConnectorEnv`]; project from
 //! the destination's `project_id`, else the key's):
 //! - push: `POST …/secrets/{id}:addVersion` with the base64 payload and its
 //!   CRC32C. An existing secret costs exactly that one call. On 404 the secret
@@ -65,12 +66,10 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::egress::EgressPolicy;
 use super::http;
-use super::{Destination, DestinationConnector, ExternalSecret, SyncError};
+use super::{ConnectorEnv, Destination, DestinationConnector, ExternalSecret, SyncError};
 
 /// Google Secret Manager's API.
 pub const DEFAULT_BASE_URL: &str = "https://secretmanager.googleapis.com";
-/// Server environment variable overriding [`DEFAULT_BASE_URL`] (tests, private endpoints).
-pub const BASE_URL_ENV: &str = "KVSYNC_GCP_SECRET_MANAGER_URL";
 /// Used when a service-account key has no `token_uri`.
 pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 /// The OAuth scope asked for.
@@ -93,8 +92,9 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 const ASSERTION_TTL: u64 = 3600;
 
 /// The `gcp-sm` connector: stateless apart from its access-token cache.
-#[derive(Default)]
 pub struct GcpSecretManager {
+    /// The API base URL, or why the configured one cannot be used.
+    base_url: Result<String, SyncError>,
     tokens: Mutex<HashMap<TokenKey, CachedToken>>,
 }
 
@@ -193,6 +193,14 @@ enum Added {
 }
 
 impl GcpSecretManager {
+    /// The connector, with the API URL override of `env`.
+    pub fn new(env: &ConnectorEnv) -> Self {
+        GcpSecretManager {
+            base_url: base_url(env.gcp_secret_manager_url.as_deref()),
+            tokens: Mutex::default(),
+        }
+    }
+
     fn tokens(&self) -> MutexGuard<'_, HashMap<TokenKey, CachedToken>> {
         // Every update is a single insert or remove: a poisoned map is still whole.
         self.tokens.lock().unwrap_or_else(PoisonError::into_inner)
@@ -203,7 +211,7 @@ impl GcpSecretManager {
         let policy = Arc::new(EgressPolicy::from_config(&dest.config)?);
         let sa = service_account(&dest.config)?;
         let project = project_id(&dest.config, &sa)?;
-        let base = base_url()?;
+        let base = self.base_url.clone()?;
         let client = http::client(&policy)?;
         let token_key = sa.cache_key();
         let token = self.access_token(&client, &policy, &sa, &token_key).await?;
@@ -443,17 +451,17 @@ impl DestinationConnector for GcpSecretManager {
     }
 }
 
-/// The API base URL: [`BASE_URL_ENV`] if set, else [`DEFAULT_BASE_URL`].
-fn base_url() -> Result<String, SyncError> {
-    let base = std::env::var(BASE_URL_ENV)
-        .ok()
+/// The API base URL: the override if set, else [`DEFAULT_BASE_URL`].
+fn base_url(configured: Option<&str>) -> Result<String, SyncError> {
+    let base = configured
         .map(|v| v.trim().trim_end_matches('/').to_string())
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
     match url::Url::parse(&base) {
         Ok(u) if matches!(u.scheme(), "https" | "http") && u.query().is_none() => Ok(base),
         _ => Err(SyncError::Internal(format!(
-            "{BASE_URL_ENV} is not an http(s) URL without a query: {base:?}"
+            "{} is not an http(s) URL without a query: {base:?}",
+            ConnectorEnv::GCP_SECRET_MANAGER_URL
         ))),
     }
 }

@@ -3,7 +3,7 @@
 //! Plain `reqwest` through the shared [`http::client`] (egress-filtering
 //! resolver, no redirects, no proxies, no retries: the engine is the one layer
 //! that retries). Base URL `https://api.vercel.com`, overridable with
-//! `KVSYNC_VERCEL_API_URL`; `Authorization: Bearer <access_token>`; the team
+//! `KVSYNC_VERCEL_API_URL` ([`ConnectorEnv`]); `Authorization: Bearer <access_token>`; the team
 //! scope goes in the `teamId` query parameter when `team_id` is set.
 //!
 //! - **push**: one call, `POST /v10/projects/{project}/env?upsert=true` with a
@@ -30,10 +30,8 @@ use zeroize::Zeroizing;
 
 use super::egress::EgressPolicy;
 use super::http;
-use super::{Destination, DestinationConnector, ExternalSecret, SyncError};
+use super::{ConnectorEnv, Destination, DestinationConnector, ExternalSecret, SyncError};
 
-/// Environment variable that overrides the API base URL (tests, proxies).
-pub const API_URL_ENV: &str = "KVSYNC_VERCEL_API_URL";
 /// Vercel's REST API.
 pub const DEFAULT_API_URL: &str = "https://api.vercel.com";
 /// Vercel allows 64 KiB for all the variables of one deployment combined; a
@@ -48,30 +46,20 @@ const PROVIDER: &str = "Vercel";
 const MIN_SCRUB: usize = 4;
 
 /// The `vercel-project` connector.
-#[derive(Default)]
 pub struct VercelProject {
-    /// Base URL of the API; `None`: `KVSYNC_VERCEL_API_URL`, else Vercel's.
-    base_url: Option<String>,
+    /// Base URL of the API: `KVSYNC_VERCEL_API_URL`, else Vercel's.
+    base_url: String,
 }
 
 impl VercelProject {
-    /// A connector that talks to `base_url` instead of Vercel's API.
-    #[cfg(test)]
-    pub fn with_base_url(base_url: impl Into<String>) -> Self {
+    /// The connector, with the API URL override of `env`.
+    pub fn new(env: &ConnectorEnv) -> Self {
         VercelProject {
-            base_url: Some(base_url.into()),
+            base_url: env
+                .vercel_api_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_API_URL.to_string()),
         }
-    }
-
-    fn base_url(&self) -> String {
-        self.base_url
-            .clone()
-            .or_else(|| {
-                std::env::var(API_URL_ENV)
-                    .ok()
-                    .filter(|v| !v.trim().is_empty())
-            })
-            .unwrap_or_else(|| DEFAULT_API_URL.to_string())
     }
 }
 
@@ -84,7 +72,7 @@ impl DestinationConnector for VercelProject {
     async fn push(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError> {
         check_name(&secret.name)?;
         check_value(&secret.value)?;
-        let api = Api::new(dest, &self.base_url())?;
+        let api = Api::new(dest, &self.base_url)?;
         let url = api.url(
             &["v10", "projects", &api.settings.project_id, "env"],
             &[("upsert", "true")],
@@ -126,7 +114,7 @@ impl DestinationConnector for VercelProject {
             // Vercel could never have stored such a key: nothing to delete.
             return Ok(());
         }
-        let api = Api::new(dest, &self.base_url())?;
+        let api = Api::new(dest, &self.base_url)?;
         let url = api.url(&["v10", "projects", &api.settings.project_id, "env"], &[])?;
         let answer = api.send(&url, api.client.get(url.clone()), "").await?;
         if !answer.status.is_success() {
@@ -256,11 +244,16 @@ impl Api {
         let settings = Settings::from_config(&dest.config)?;
         let policy = Arc::new(EgressPolicy::from_config(&dest.config)?);
         let client = http::client(&policy)?;
-        let base = url::Url::parse(base_url.trim_end_matches('/'))
-            .map_err(|e| SyncError::Internal(format!("invalid {API_URL_ENV} {base_url:?}: {e}")))?;
+        let base = url::Url::parse(base_url.trim_end_matches('/')).map_err(|e| {
+            SyncError::Internal(format!(
+                "invalid {} {base_url:?}: {e}",
+                ConnectorEnv::VERCEL_API_URL
+            ))
+        })?;
         if base.cannot_be_a_base() {
             return Err(SyncError::Internal(format!(
-                "invalid {API_URL_ENV} {base_url:?}"
+                "invalid {} {base_url:?}",
+                ConnectorEnv::VERCEL_API_URL
             )));
         }
         Ok(Api {

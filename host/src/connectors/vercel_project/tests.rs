@@ -1,6 +1,14 @@
 use super::*;
 use serde_json::json;
 
+/// A connector that talks to `base_url` instead of Vercel's API.
+fn with_base_url(base_url: impl Into<String>) -> VercelProject {
+    VercelProject::new(&ConnectorEnv {
+        vercel_api_url: Some(base_url.into()),
+        ..ConnectorEnv::default()
+    })
+}
+
 fn dest(config: Value) -> Destination {
     Destination::parse("vercel-project".into(), "v".into(), config.to_string()).unwrap()
 }
@@ -226,7 +234,7 @@ fn deletes_find_every_owned_entry_of_the_key() {
 #[tokio::test]
 async fn bad_names_and_sizes_fail_before_any_call() {
     // Port 9 on loopback: a call would be refused by the egress rules or fail.
-    let c = VercelProject::with_base_url("http://127.0.0.1:9");
+    let c = with_base_url("http://127.0.0.1:9");
     let d = dest(config());
     let err = c.push(&d, &secret("9bad", "v")).await.unwrap_err();
     assert!(
@@ -247,7 +255,7 @@ async fn bad_names_and_sizes_fail_before_any_call() {
 
 #[tokio::test]
 async fn strict_networking_refuses_loopback() {
-    let c = VercelProject::with_base_url("http://127.0.0.1:9");
+    let c = with_base_url("http://127.0.0.1:9");
     let d = dest(config());
     let err = c.push(&d, &secret("A", "v")).await.unwrap_err();
     assert!(
@@ -269,7 +277,7 @@ async fn an_unreachable_api_is_an_external_service_error() {
         .local_addr()
         .unwrap()
         .port();
-    let c = VercelProject::with_base_url(format!("http://127.0.0.1:{port}"));
+    let c = with_base_url(format!("http://127.0.0.1:{port}"));
     let mut cfg = config();
     cfg["disable_strict_networking"] = json!(true);
     let d = dest(cfg);
