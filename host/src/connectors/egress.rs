@@ -14,9 +14,11 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::SyncError;
+use super::fields;
 
 /// An address range, `addr/prefix`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +137,49 @@ impl std::error::Error for EgressRefused {}
 impl From<EgressRefused> for SyncError {
     fn from(e: EgressRefused) -> Self {
         SyncError::ClientSide(e.to_string())
+    }
+}
+
+/// The networking fields of a destination's config, as the engine sends them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Networking {
+    #[serde(default, deserialize_with = "fields::or_default")]
+    pub allowed_ipv4_addresses: Vec<String>,
+    #[serde(default, deserialize_with = "fields::or_default")]
+    pub allowed_ipv6_addresses: Vec<String>,
+    #[serde(default, deserialize_with = "fields::or_default")]
+    pub allowed_ports: Vec<u16>,
+    #[serde(default, deserialize_with = "fields::or_default")]
+    pub disable_strict_networking: bool,
+}
+
+impl Networking {
+    /// The fields' names, as in a destination's config.
+    pub const FIELDS: [&'static str; 4] = [
+        "allowed_ipv4_addresses",
+        "allowed_ipv6_addresses",
+        "allowed_ports",
+        "disable_strict_networking",
+    ];
+}
+
+impl TryFrom<Networking> for EgressPolicy {
+    type Error = SyncError;
+
+    fn try_from(n: Networking) -> Result<Self, SyncError> {
+        let cidrs = |field: &str, items: &[String]| -> Result<Vec<Cidr>, SyncError> {
+            items
+                .iter()
+                .map(|s| Cidr::parse(s).map_err(|e| SyncError::ClientSide(format!("{field}: {e}"))))
+                .collect()
+        };
+        Ok(EgressPolicy {
+            disabled: n.disable_strict_networking,
+            allowed_v4: cidrs("allowed_ipv4_addresses", &n.allowed_ipv4_addresses)?,
+            allowed_v6: cidrs("allowed_ipv6_addresses", &n.allowed_ipv6_addresses)?,
+            allowed_ports: n.allowed_ports,
+        })
     }
 }
 

@@ -33,10 +33,13 @@ use async_trait::async_trait;
 use zeroize::{Zeroize, Zeroizing};
 
 pub mod egress;
+pub mod fields;
 pub mod http;
+mod typed;
 
 pub use env::ConnectorEnv;
 pub use in_mem::InMemory;
+pub use typed::{Connector, Dest, typed};
 
 /// The destination types a build may register, in Vault's vocabulary.
 pub const KNOWN_KINDS: &[&str] = &[
@@ -54,12 +57,12 @@ pub const KNOWN_KINDS: &[&str] = &[
 /// The one place a new connector is added.
 pub fn registered(env: &ConnectorEnv) -> Vec<Arc<dyn DestinationConnector>> {
     vec![
-        Arc::new(InMemory::default()),
+        typed(InMemory::default()),
         Arc::new(aws_sm::AwsSecretsManager::new(env)),
         Arc::new(azure_kv::AzureKeyVault::new(env)),
         Arc::new(gcp_sm::GcpSecretManager::new(env)),
         Arc::new(gh::GitHub::default()),
-        Arc::new(vercel_project::VercelProject::new(env)),
+        typed(vercel_project::VercelProject::new(env)),
     ]
 }
 
@@ -93,10 +96,13 @@ pub trait DestinationConnector: Send + Sync {
     /// The objects the destination holds, for types that can show them.
     async fn inspect(&self, dest: &Destination) -> Result<Vec<ExternalSecret>, SyncError> {
         let _ = dest;
-        Err(SyncError::ClientSide(
-            "this destination type cannot list its objects".to_string(),
-        ))
+        Err(cannot_inspect())
     }
+}
+
+/// The answer of a type that cannot list its objects.
+fn cannot_inspect() -> SyncError {
+    SyncError::ClientSide("this destination type cannot list its objects".to_string())
 }
 
 /// A destination as a connector needs it to reach the provider.

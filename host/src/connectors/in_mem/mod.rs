@@ -1,6 +1,7 @@
 //! `in-mem`: a destination kept in the server's own memory (a kvsync extension for
 //! tests and demos). Objects are keyed by destination name, then external name,
-//! and are gone when the server stops. Its config is ignored.
+//! and are gone when the server stops. Its config is ignored (the networking
+//! fields must still be well-formed).
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -8,7 +9,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
-use super::{Destination, DestinationConnector, ExternalSecret, SyncError};
+use super::fields::Ignored;
+use super::{Connector, Dest, ExternalSecret, SyncError};
 
 struct Stored {
     value: Zeroizing<String>,
@@ -32,12 +34,11 @@ impl InMemory {
 }
 
 #[async_trait]
-impl DestinationConnector for InMemory {
-    fn kind(&self) -> &'static str {
-        "in-mem"
-    }
+impl Connector for InMemory {
+    const KIND: &'static str = "in-mem";
+    type Config = Ignored;
 
-    async fn push(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError> {
+    async fn push(&self, dest: &Dest<Ignored>, secret: &ExternalSecret) -> Result<(), SyncError> {
         self.objects().entry(dest.name.clone()).or_default().insert(
             secret.name.clone(),
             Stored {
@@ -48,7 +49,7 @@ impl DestinationConnector for InMemory {
         Ok(())
     }
 
-    async fn delete(&self, dest: &Destination, name: &str) -> Result<(), SyncError> {
+    async fn delete(&self, dest: &Dest<Ignored>, name: &str) -> Result<(), SyncError> {
         let mut objects = self.objects();
         if let Some(held) = objects.get_mut(&dest.name) {
             held.remove(name);
@@ -59,7 +60,7 @@ impl DestinationConnector for InMemory {
         Ok(())
     }
 
-    async fn inspect(&self, dest: &Destination) -> Result<Vec<ExternalSecret>, SyncError> {
+    async fn inspect(&self, dest: &Dest<Ignored>) -> Result<Vec<ExternalSecret>, SyncError> {
         Ok(self
             .objects()
             .get(&dest.name)

@@ -1,7 +1,8 @@
 use super::*;
 
-fn dest(name: &str) -> Destination {
-    Destination::parse("in-mem".into(), name.into(), "{}".into()).unwrap()
+fn dest(name: &str) -> Dest<Ignored> {
+    let d = crate::connectors::Destination::parse("in-mem".into(), name.into(), "{}".into());
+    Dest::parse(&d.unwrap()).unwrap()
 }
 
 fn secret(name: &str, value: &str, tag: &str) -> ExternalSecret {

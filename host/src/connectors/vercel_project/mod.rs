@@ -20,30 +20,26 @@
 //! size (64 KiB, Vercel's budget for all the variables of a deployment) are
 //! checked before any call.
 
-use std::sync::Arc;
+mod client;
+mod config;
 
 use async_trait::async_trait;
-use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::egress::EgressPolicy;
 use super::http;
-use super::{ConnectorEnv, Destination, DestinationConnector, ExternalSecret, SyncError};
+use super::{Connector, ConnectorEnv, Dest, ExternalSecret, SyncError};
+use client::{Api, scrub};
+pub use config::{Config, TARGETS};
 
 /// Vercel's REST API.
 pub const DEFAULT_API_URL: &str = "https://api.vercel.com";
 /// Vercel allows 64 KiB for all the variables of one deployment combined; a
 /// single value can never be larger.
 pub const MAX_VALUE_BYTES: usize = 65_536;
-/// The deployment environments a variable can target.
-pub const TARGETS: [&str; 3] = ["production", "preview", "development"];
 /// Provider name in messages.
 const PROVIDER: &str = "Vercel";
-/// Values shorter than this are not scrubbed from provider messages (they
-/// would garble the text and say nothing).
-const MIN_SCRUB: usize = 4;
 
 /// The `vercel-project` connector.
 pub struct VercelProject {
@@ -64,17 +60,16 @@ impl VercelProject {
 }
 
 #[async_trait]
-impl DestinationConnector for VercelProject {
-    fn kind(&self) -> &'static str {
-        "vercel-project"
-    }
+impl Connector for VercelProject {
+    const KIND: &'static str = "vercel-project";
+    type Config = Config;
 
-    async fn push(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError> {
+    async fn push(&self, dest: &Dest<Config>, secret: &ExternalSecret) -> Result<(), SyncError> {
         check_name(&secret.name)?;
         check_value(&secret.value)?;
         let api = Api::new(dest, &self.base_url)?;
         let url = api.url(
-            &["v10", "projects", &api.settings.project_id, "env"],
+            &["v10", "projects", api.settings.project_id, "env"],
             &[("upsert", "true")],
         )?;
         let body = Zeroizing::new(upsert_body(
@@ -109,13 +104,13 @@ impl DestinationConnector for VercelProject {
         }
     }
 
-    async fn delete(&self, dest: &Destination, name: &str) -> Result<(), SyncError> {
+    async fn delete(&self, dest: &Dest<Config>, name: &str) -> Result<(), SyncError> {
         if check_name(name).is_err() {
             // Vercel could never have stored such a key: nothing to delete.
             return Ok(());
         }
         let api = Api::new(dest, &self.base_url)?;
-        let url = api.url(&["v10", "projects", &api.settings.project_id, "env"], &[])?;
+        let url = api.url(&["v10", "projects", api.settings.project_id, "env"], &[])?;
         let answer = api.send(&url, api.client.get(url.clone()), "").await?;
         if !answer.status.is_success() {
             return Err(answer.error());
@@ -130,7 +125,7 @@ impl DestinationConnector for VercelProject {
         })?;
         for id in ids {
             let url = api.url(
-                &["v9", "projects", &api.settings.project_id, "env", &id],
+                &["v9", "projects", api.settings.project_id, "env", &id],
                 &[],
             )?;
             let answer = api.send(&url, api.client.delete(url.clone()), "").await?;
@@ -139,183 +134,6 @@ impl DestinationConnector for VercelProject {
             }
         }
         Ok(())
-    }
-}
-
-/// What a destination's config says, checked.
-struct Settings {
-    token: Zeroizing<String>,
-    project_id: String,
-    team_id: Option<String>,
-    targets: Vec<&'static str>,
-}
-
-impl Settings {
-    fn from_config(config: &Value) -> Result<Self, SyncError> {
-        let text = |field: &str| -> Result<Option<String>, SyncError> {
-            match config.get(field) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
-                Some(_) => Err(SyncError::ClientSide(format!("{field}: expected a string"))),
-            }
-        };
-        let token = Zeroizing::new(text("access_token")?.ok_or_else(|| {
-            SyncError::ClientSide("access_token is required for vercel-project".to_string())
-        })?);
-        let project_id = text("project_id")?.ok_or_else(|| {
-            SyncError::ClientSide("project_id is required for vercel-project".to_string())
-        })?;
-        let team_id = text("team_id")?;
-        let raw: Vec<String> = match config.get("deployment_environments") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::String(s)) => s
-                .split(',')
-                .map(|p| p.trim().to_string())
-                .filter(|p| !p.is_empty())
-                .collect(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| {
-                    v.as_str().map(|s| s.trim().to_string()).ok_or_else(|| {
-                        SyncError::ClientSide(
-                            "deployment_environments: expected strings".to_string(),
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => {
-                return Err(SyncError::ClientSide(
-                    "deployment_environments: expected a list of strings".to_string(),
-                ));
-            }
-        };
-        // Kept in Vercel's order, without duplicates.
-        let mut targets = Vec::new();
-        for env in &raw {
-            if !TARGETS.contains(&env.as_str()) {
-                return Err(SyncError::ClientSide(format!(
-                    "deployment_environments: {env:?} is not one of production, preview, development"
-                )));
-            }
-        }
-        for target in TARGETS {
-            if raw.iter().any(|e| e == target) {
-                targets.push(target);
-            }
-        }
-        if targets.is_empty() {
-            return Err(SyncError::ClientSide(
-                "deployment_environments must name at least one of production, preview, development".to_string(),
-            ));
-        }
-        Ok(Settings {
-            token,
-            project_id,
-            team_id,
-            targets,
-        })
-    }
-}
-
-/// One destination's way to the API: its settings, egress rules and client.
-struct Api {
-    settings: Settings,
-    policy: Arc<EgressPolicy>,
-    client: reqwest::Client,
-    base: url::Url,
-}
-
-/// A provider answer, body read (and zeroized on drop: it may hold values).
-struct Answer {
-    status: reqwest::StatusCode,
-    headers: HeaderMap,
-    body: Zeroizing<String>,
-}
-
-impl Answer {
-    fn error(&self) -> SyncError {
-        http::status_error(PROVIDER, self.status.as_u16(), &self.headers, &self.body)
-    }
-}
-
-impl Api {
-    fn new(dest: &Destination, base_url: &str) -> Result<Self, SyncError> {
-        let settings = Settings::from_config(&dest.config)?;
-        let policy = Arc::new(EgressPolicy::from_config(&dest.config)?);
-        let client = http::client(&policy)?;
-        let base = url::Url::parse(base_url.trim_end_matches('/')).map_err(|e| {
-            SyncError::Internal(format!(
-                "invalid {} {base_url:?}: {e}",
-                ConnectorEnv::VERCEL_API_URL
-            ))
-        })?;
-        if base.cannot_be_a_base() {
-            return Err(SyncError::Internal(format!(
-                "invalid {} {base_url:?}",
-                ConnectorEnv::VERCEL_API_URL
-            )));
-        }
-        Ok(Api {
-            settings,
-            policy,
-            client,
-            base,
-        })
-    }
-
-    /// `base/segments…?query&teamId=…`, every segment percent-encoded.
-    fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<url::Url, SyncError> {
-        let mut url = self.base.clone();
-        url.path_segments_mut()
-            .map_err(|()| SyncError::Internal("the Vercel API URL cannot take a path".to_string()))?
-            .pop_if_empty()
-            .extend(segments);
-        let team = self.settings.team_id.as_deref().map(|t| ("teamId", t));
-        let pairs: Vec<(&str, &str)> = query.iter().copied().chain(team).collect();
-        if !pairs.is_empty() {
-            url.query_pairs_mut().extend_pairs(pairs);
-        }
-        Ok(url)
-    }
-
-    /// Checks `url` against the egress rules, sends, reads the answer. Provider
-    /// text that quotes `secret` (unlikely, but never shown) is masked.
-    async fn send(
-        &self,
-        url: &url::Url,
-        request: reqwest::RequestBuilder,
-        secret: &str,
-    ) -> Result<Answer, SyncError> {
-        http::checked_url(&self.policy, url.as_str()).await?;
-        let response = request
-            .bearer_auth(self.settings.token.as_str())
-            .header("accept", "application/json")
-            .send()
-            .await
-            .map_err(|e| http::transport_error(PROVIDER, &e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = Zeroizing::new(
-            response
-                .text()
-                .await
-                .map_err(|e| http::transport_error(PROVIDER, &e))?,
-        );
-        Ok(Answer {
-            status,
-            headers,
-            body: scrub(body, secret),
-        })
-    }
-}
-
-/// `body` with every occurrence of `secret` masked.
-fn scrub(body: Zeroizing<String>, secret: &str) -> Zeroizing<String> {
-    if secret.len() >= MIN_SCRUB && body.contains(secret) {
-        Zeroizing::new(body.replace(secret, "*****"))
-    } else {
-        body
     }
 }
 

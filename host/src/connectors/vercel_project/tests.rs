@@ -9,8 +9,26 @@ fn with_base_url(base_url: impl Into<String>) -> VercelProject {
     })
 }
 
-fn dest(config: Value) -> Destination {
-    Destination::parse("vercel-project".into(), "v".into(), config.to_string()).unwrap()
+fn dest(config: Value) -> Dest<Config> {
+    let d = crate::connectors::Destination::parse(
+        "vercel-project".into(),
+        "v".into(),
+        config.to_string(),
+    );
+    Dest::parse(&d.unwrap()).unwrap()
+}
+
+/// Why `config` cannot be used: a parse error or a settings error.
+fn settings_error(config: Value) -> SyncError {
+    let d = crate::connectors::Destination::parse(
+        "vercel-project".into(),
+        "v".into(),
+        config.to_string(),
+    );
+    match Dest::<Config>::parse(&d.unwrap()) {
+        Err(e) => e,
+        Ok(d) => d.config.settings().err().unwrap(),
+    }
 }
 
 fn config() -> Value {
@@ -53,15 +71,17 @@ fn values_up_to_64_kib() {
 
 #[test]
 fn settings_read_the_engines_fields() {
-    let s = Settings::from_config(&config()).unwrap();
+    let d = dest(config());
+    let s = d.config.settings().unwrap();
     assert_eq!(s.project_id, "prj_1");
-    assert_eq!(s.team_id.as_deref(), Some("team_1"));
+    assert_eq!(s.team_id, Some("team_1"));
     // Vercel's order, whatever the config's.
     assert_eq!(s.targets, vec!["production", "preview"]);
     let mut c = config();
     c["deployment_environments"] = json!("development, preview,development");
     c["team_id"] = json!("");
-    let s = Settings::from_config(&c).unwrap();
+    let d = dest(c);
+    let s = d.config.settings().unwrap();
     assert_eq!(s.targets, vec!["preview", "development"]);
     assert_eq!(s.team_id, None);
 
@@ -75,7 +95,7 @@ fn settings_read_the_engines_fields() {
     ] {
         let mut c = config();
         c[field] = value;
-        let err = Settings::from_config(&c).err().unwrap();
+        let err = settings_error(c);
         assert!(
             matches!(&err, SyncError::ClientSide(m) if m.contains(field)),
             "{field}: {err:?}"
