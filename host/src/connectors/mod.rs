@@ -59,7 +59,7 @@ pub fn registered(env: &ConnectorEnv) -> Vec<Arc<dyn DestinationConnector>> {
     vec![
         typed(InMemory::default()),
         Arc::new(aws_sm::AwsSecretsManager::new(env)),
-        Arc::new(azure_kv::AzureKeyVault::new(env)),
+        typed(azure_kv::AzureKeyVault::new(env)),
         Arc::new(gcp_sm::GcpSecretManager::new(env)),
         Arc::new(gh::GitHub::default()),
         typed(vercel_project::VercelProject::new(env)),

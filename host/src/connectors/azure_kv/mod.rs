@@ -34,20 +34,22 @@
 //! `invalid_client` / `unauthorized_client` answers say "Azure rejected the
 //! client credentials". Egress rules apply to the vault and the authority.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+mod client;
+mod config;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::egress::EgressPolicy;
-use super::http::{self, checked_url, detail, status_error, transport_error};
-use super::{ConnectorEnv, Destination, DestinationConnector, ExternalSecret, SyncError};
+use super::http::{self, checked_url, status_error, transport_error};
+use super::{Connector, ConnectorEnv, Dest, ExternalSecret, SyncError};
+pub use client::TOKEN_REFRESH_MARGIN;
+use client::{TokenKey, Tokens};
+pub use config::{Cloud, Config};
 
 /// The Key Vault REST API version sent with every data-plane call.
 pub const API_VERSION: &str = "7.4";
@@ -63,77 +65,17 @@ pub const MAX_TAG_CHARS: usize = 512;
 pub const RECOVER_POLLS: u32 = 10;
 /// Pause between those GETs.
 pub const RECOVER_POLL_INTERVAL: Duration = Duration::from_millis(500);
-/// A cached token is renewed this long before it expires (at most half its life).
-pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 const VAULT: &str = "Azure Key Vault";
-const ENTRA: &str = "the Azure token endpoint";
-
-/// An Azure environment (`cloud` field).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cloud {
-    Public,
-    UsGovernment,
-    China,
-}
-
-impl Cloud {
-    /// `cloud` as stored by the engine; absent or empty is the public cloud.
-    pub fn parse(name: Option<&str>) -> Result<Self, SyncError> {
-        match name.map(str::trim).unwrap_or("") {
-            "" | "AzurePublicCloud" => Ok(Cloud::Public),
-            "AzureUSGovernmentCloud" => Ok(Cloud::UsGovernment),
-            "AzureChinaCloud" => Ok(Cloud::China),
-            other => Err(SyncError::ClientSide(format!(
-                "unknown Azure cloud {other:?}: use AzurePublicCloud, AzureUSGovernmentCloud or AzureChinaCloud"
-            ))),
-        }
-    }
-
-    /// The Microsoft Entra ID authority of this cloud.
-    pub fn authority_host(self) -> &'static str {
-        match self {
-            Cloud::Public => "https://login.microsoftonline.com",
-            Cloud::UsGovernment => "https://login.microsoftonline.us",
-            Cloud::China => "https://login.chinacloudapi.cn",
-        }
-    }
-
-    /// The OAuth scope of Key Vault in this cloud (its resource + `/.default`).
-    pub fn vault_scope(self) -> &'static str {
-        match self {
-            Cloud::Public => "https://vault.azure.net/.default",
-            Cloud::UsGovernment => "https://vault.usgovcloudapi.net/.default",
-            Cloud::China => "https://vault.azure.cn/.default",
-        }
-    }
-}
-
-/// What a cached token is filed under. The secret is only kept as a hash.
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct TokenKey {
-    authority: String,
-    tenant: String,
-    client_id: String,
-    secret_sha256: [u8; 32],
-    scope: &'static str,
-}
-
-struct CachedToken {
-    token: Zeroizing<String>,
-    /// When to stop using it (already includes the refresh margin).
-    renew_at: Instant,
-}
 
 /// The Azure Key Vault connector. Holds the token cache; no `Debug` (tokens).
 pub struct AzureKeyVault {
     /// Sent as `api-version` on every vault call.
     api_version: String,
-    /// `AZURE_AUTHORITY_HOST`: overrides the cloud's authority.
-    authority_host: Option<String>,
+
     /// Pause between the GETs that wait for a recovered secret.
     recover_poll: Duration,
-    tokens: Mutex<HashMap<TokenKey, CachedToken>>,
+    tokens: Tokens,
 }
 
 impl AzureKeyVault {
@@ -141,20 +83,18 @@ impl AzureKeyVault {
     pub fn new(env: &ConnectorEnv) -> Self {
         AzureKeyVault {
             api_version: API_VERSION.to_string(),
-            authority_host: env.azure_authority_host.clone(),
             recover_poll: RECOVER_POLL_INTERVAL,
-            tokens: Mutex::new(HashMap::new()),
+            tokens: Tokens::new(env.azure_authority_host.clone()),
         }
     }
 }
 
 #[async_trait]
-impl DestinationConnector for AzureKeyVault {
-    fn kind(&self) -> &'static str {
-        "azure-kv"
-    }
+impl Connector for AzureKeyVault {
+    const KIND: &'static str = "azure-kv";
+    type Config = Config;
 
-    async fn push(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError> {
+    async fn push(&self, dest: &Dest<Config>, secret: &ExternalSecret) -> Result<(), SyncError> {
         check_name(&secret.name)?;
         check_value(&secret.name, &secret.value)?;
         let tags = check_tags(&secret.tags)?;
@@ -189,7 +129,7 @@ impl DestinationConnector for AzureKeyVault {
         }
     }
 
-    async fn delete(&self, dest: &Destination, name: &str) -> Result<(), SyncError> {
+    async fn delete(&self, dest: &Dest<Config>, name: &str) -> Result<(), SyncError> {
         // Key Vault cannot hold a secret under a name its rules refuse.
         if check_name(name).is_err() {
             return Ok(());
@@ -202,12 +142,11 @@ impl DestinationConnector for AzureKeyVault {
 impl AzureKeyVault {
     /// Everything one operation needs: checked config, a client bound to the
     /// egress rules, the vault URL (checked) and a token.
-    async fn session(&self, dest: &Destination) -> Result<Session<'_>, SyncError> {
-        let creds = Credentials::from_config(&dest.config)?;
-        let policy = Arc::new(EgressPolicy::from_config(&dest.config)?);
-        let client = http::client(&policy)?;
-        checked_url(&policy, &creds.vault).await?;
-        let (token, key) = self.token(&client, &policy, &creds).await?;
+    async fn session(&self, dest: &Dest<Config>) -> Result<Session<'_>, SyncError> {
+        let creds = dest.config.credentials()?;
+        let client = http::client(&dest.egress)?;
+        checked_url(&dest.egress, &creds.vault).await?;
+        let (token, key) = self.tokens.token(&client, &dest.egress, &creds).await?;
         Ok(Session {
             connector: self,
             client,
@@ -216,156 +155,6 @@ impl AzureKeyVault {
             key,
         })
     }
-
-    fn authority(&self, cloud: Cloud) -> String {
-        let host = self
-            .authority_host
-            .as_deref()
-            .map(|h| h.trim().to_string())
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| cloud.authority_host().to_string());
-        host.trim_end_matches('/').to_string()
-    }
-
-    fn cache(&self) -> MutexGuard<'_, HashMap<TokenKey, CachedToken>> {
-        // The map stays consistent whatever a panicking holder did.
-        self.tokens.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn forget(&self, key: &TokenKey) {
-        self.cache().remove(key);
-    }
-
-    /// A cached token, or a new one from the token endpoint.
-    async fn token(
-        &self,
-        client: &reqwest::Client,
-        policy: &EgressPolicy,
-        creds: &Credentials<'_>,
-    ) -> Result<(Zeroizing<String>, TokenKey), SyncError> {
-        let key = TokenKey {
-            authority: self.authority(creds.cloud),
-            tenant: creds.tenant.to_string(),
-            client_id: creds.client_id.to_string(),
-            secret_sha256: Sha256::digest(creds.secret.as_bytes()).into(),
-            scope: creds.cloud.vault_scope(),
-        };
-        let now = Instant::now();
-        if let Some(cached) = self.cache().get(&key).filter(|c| c.renew_at > now) {
-            return Ok((cached.token.clone(), key));
-        }
-        let url = format!("{}/{}/oauth2/v2.0/token", key.authority, key.tenant);
-        let url = checked_url(policy, &url).await?;
-        let form = Zeroizing::new(
-            url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("grant_type", "client_credentials")
-                .append_pair("client_id", creds.client_id)
-                .append_pair("client_secret", creds.secret)
-                .append_pair("scope", key.scope)
-                .finish(),
-        );
-        let resp = client
-            .post(url)
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(ACCEPT, "application/json")
-            .body(form.as_bytes().to_vec())
-            .send()
-            .await
-            .map_err(|e| transport_error(ENTRA, &e))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = Zeroizing::new(
-            resp.bytes()
-                .await
-                .map_err(|e| transport_error(ENTRA, &e))?
-                .to_vec(),
-        );
-        if !(200..300).contains(&status) {
-            return Err(token_error(
-                status,
-                &headers,
-                &String::from_utf8_lossy(&body),
-            ));
-        }
-        let answer: TokenAnswer =
-            serde_json::from_slice(&body).map_err(|_| SyncError::ExternalService {
-                message: format!("{ENTRA} sent an answer that is not a token response"),
-                retry_after: None,
-            })?;
-        let token = Zeroizing::new(answer.access_token);
-        if token.is_empty() {
-            return Err(SyncError::ExternalService {
-                message: format!("{ENTRA} sent an empty access token"),
-                retry_after: None,
-            });
-        }
-        let lifetime = answer.expires_in.as_ref().and_then(seconds).unwrap_or(0);
-        if let Some(renew_at) = renew_at(now, lifetime) {
-            let mut cache = self.cache();
-            cache.retain(|_, c| c.renew_at > now);
-            cache.insert(
-                key.clone(),
-                CachedToken {
-                    token: token.clone(),
-                    renew_at,
-                },
-            );
-        }
-        Ok((token, key))
-    }
-}
-
-/// When a token that lives `lifetime_s` seconds from `now` stops being used:
-/// [`TOKEN_REFRESH_MARGIN`] before it expires, or halfway for short-lived
-/// tokens; `None` when it is not worth caching.
-fn renew_at(now: Instant, lifetime_s: u64) -> Option<Instant> {
-    let life = Duration::from_secs(lifetime_s);
-    let margin = TOKEN_REFRESH_MARGIN.min(life / 2);
-    let keep = life.saturating_sub(margin);
-    (keep >= Duration::from_secs(1)).then(|| now + keep)
-}
-
-/// `expires_in`: a number, or (older endpoints) a string of digits.
-fn seconds(v: &Value) -> Option<u64> {
-    v.as_u64()
-        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-}
-
-/// Maps a token endpoint failure. The OAuth error codes that mean "this app
-/// id / secret pair is not valid" are the destination's credentials.
-fn token_error(status: u16, headers: &HeaderMap, body: &str) -> SyncError {
-    let parsed: Option<OAuthError> = serde_json::from_str(body).ok();
-    if let Some(err) = parsed
-        && matches!(status, 400 | 401)
-        && matches!(err.error.as_str(), "invalid_client" | "unauthorized_client")
-    {
-        // The first line of the description (the rest is trace and correlation ids).
-        let description = err.error_description.unwrap_or_default();
-        let first = description.lines().next().unwrap_or("").trim();
-        let why = if first.is_empty() {
-            err.error
-        } else {
-            format!("{}: {}", err.error, detail(first))
-        };
-        return SyncError::ClientSide(format!(
-            "Azure rejected the client credentials ({why}); check tenant_id, client_id and client_secret"
-        ));
-    }
-    status_error(ENTRA, status, headers, body)
-}
-
-#[derive(Deserialize)]
-struct OAuthError {
-    error: String,
-    #[serde(default)]
-    error_description: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<Value>,
 }
 
 /// The body of `PUT /secrets/{name}`.
@@ -410,80 +199,6 @@ impl ErrorBody {
 
     fn has(&self, code: &str) -> bool {
         self.codes().contains(&code)
-    }
-}
-
-/// A destination's connection details, checked.
-struct Credentials<'a> {
-    /// `key_vault_uri` without its trailing `/`.
-    vault: String,
-    tenant: &'a str,
-    client_id: &'a str,
-    secret: &'a str,
-    cloud: Cloud,
-}
-
-impl<'a> Credentials<'a> {
-    fn from_config(config: &'a Value) -> Result<Self, SyncError> {
-        let field = |name: &str| {
-            config
-                .get(name)
-                .and_then(Value::as_str)
-                .filter(|s| !s.trim().is_empty())
-        };
-        let cloud = Cloud::parse(field("cloud"))?;
-        let Some(secret) = field("client_secret") else {
-            return Err(
-                if field("identity_token_audience").is_some()
-                    || field("identity_token_key").is_some()
-                {
-                    SyncError::ClientSide(
-                        "workload identity federation is not supported by kvsync's azure-kv \
-                         connector yet; set client_secret"
-                            .to_string(),
-                    )
-                } else {
-                    SyncError::ClientSide(
-                        "client_secret is empty: Azure managed identity is not supported by \
-                         kvsync's azure-kv connector yet; set client_secret"
-                            .to_string(),
-                    )
-                },
-            );
-        };
-        let vault = field("key_vault_uri")
-            .ok_or_else(|| SyncError::ClientSide("key_vault_uri is not set".to_string()))?
-            .trim()
-            .trim_end_matches('/')
-            .to_string();
-        if !(vault.starts_with("https://") || vault.starts_with("http://"))
-            || vault.contains(['?', '#'])
-        {
-            return Err(SyncError::ClientSide(format!(
-                "key_vault_uri {vault:?} is not an http(s) URL of a vault, like https://myvault.vault.azure.net"
-            )));
-        }
-        let tenant = field("tenant_id")
-            .ok_or_else(|| SyncError::ClientSide("tenant_id is not set".to_string()))?
-            .trim();
-        if !tenant
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        {
-            return Err(SyncError::ClientSide(format!(
-                "tenant_id {tenant:?} is neither a tenant ID nor a tenant domain name"
-            )));
-        }
-        let client_id = field("client_id")
-            .ok_or_else(|| SyncError::ClientSide("client_id is not set".to_string()))?
-            .trim();
-        Ok(Credentials {
-            vault,
-            tenant,
-            client_id,
-            secret,
-            cloud,
-        })
     }
 }
 
@@ -583,7 +298,7 @@ impl Session<'_> {
         let body = resp.text().await.unwrap_or_default();
         if status == 401 {
             // Revoked or otherwise refused: fetch a new one next time.
-            self.connector.forget(&self.key);
+            self.connector.tokens.forget(&self.key);
         }
         (status, headers, body)
     }

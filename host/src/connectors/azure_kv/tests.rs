@@ -1,9 +1,23 @@
-use super::*;
-use reqwest::header::HeaderValue;
-use serde_json::json;
+use std::time::Instant;
 
-fn dest(config: Value) -> Destination {
-    Destination::parse("azure-kv".into(), "d".into(), config.to_string()).unwrap()
+use reqwest::header::HeaderValue;
+use serde_json::{Value, json};
+
+use super::client::{renew_at, seconds, token_error};
+use super::*;
+
+fn dest(config: Value) -> Dest<Config> {
+    let d =
+        crate::connectors::Destination::parse("azure-kv".into(), "d".into(), config.to_string());
+    Dest::parse(&d.unwrap()).unwrap()
+}
+
+/// A connector whose tokens come from `authority`.
+fn with_authority(authority: &str) -> AzureKeyVault {
+    AzureKeyVault::new(&ConnectorEnv {
+        azure_authority_host: Some(authority.into()),
+        ..ConnectorEnv::default()
+    })
 }
 
 fn secret(name: &str, value: &str) -> ExternalSecret {
@@ -87,29 +101,26 @@ fn clouds_pick_authority_and_scope() {
         "https://vault.azure.net/.default"
     );
     assert!(Cloud::parse(Some("AzureMoonCloud")).is_err());
-    let c = AzureKeyVault {
-        authority_host: Some("http://127.0.0.1:9/".into()),
-        ..AzureKeyVault::new(&ConnectorEnv::default())
-    };
-    assert_eq!(c.authority(Cloud::China), "http://127.0.0.1:9");
+    let c = with_authority("http://127.0.0.1:9/");
+    assert_eq!(c.tokens.authority(Cloud::China), "http://127.0.0.1:9");
 }
 
 #[test]
 fn credentials_are_checked() {
-    let cfg = config();
-    let creds = Credentials::from_config(&cfg).unwrap();
+    let d = dest(config());
+    let creds = d.config.credentials().unwrap();
     assert_eq!(creds.vault, "https://myvault.vault.azure.net");
     assert_eq!(creds.cloud, Cloud::Public);
 
     let mut mi = config();
     mi["client_secret"] = json!("");
-    let m = client_side(Credentials::from_config(&mi).err().unwrap());
+    let m = client_side(dest(mi).config.credentials().err().unwrap());
     assert!(m.contains("managed identity is not supported"), "{m}");
 
     let mut wif = config();
     wif.as_object_mut().unwrap().remove("client_secret");
     wif["identity_token_audience"] = json!("api://AzureADTokenExchange");
-    let m = client_side(Credentials::from_config(&wif).err().unwrap());
+    let m = client_side(dest(wif).config.credentials().err().unwrap());
     assert!(
         m.contains("workload identity federation is not supported"),
         "{m}"
@@ -117,13 +128,13 @@ fn credentials_are_checked() {
 
     let mut bad = config();
     bad["tenant_id"] = json!("../evil");
-    assert!(Credentials::from_config(&bad).is_err());
+    assert!(dest(bad).config.credentials().is_err());
     let mut bad = config();
     bad["key_vault_uri"] = json!("ftp://x");
-    assert!(Credentials::from_config(&bad).is_err());
+    assert!(dest(bad).config.credentials().is_err());
     let mut bad = config();
     bad["cloud"] = json!("Mars");
-    assert!(Credentials::from_config(&bad).is_err());
+    assert!(dest(bad).config.credentials().is_err());
 }
 
 #[test]
@@ -226,10 +237,7 @@ async fn checks_come_before_any_call() {
 
 #[tokio::test]
 async fn strict_networking_refuses_a_loopback_vault_and_authority() {
-    let c = AzureKeyVault {
-        authority_host: Some("http://127.0.0.1:9".into()),
-        ..AzureKeyVault::new(&ConnectorEnv::default())
-    };
+    let c = with_authority("http://127.0.0.1:9");
     let mut cfg = config();
     cfg["key_vault_uri"] = json!("http://127.0.0.1:9");
     let m = client_side(
