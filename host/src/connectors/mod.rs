@@ -60,7 +60,7 @@ pub fn registered(env: &ConnectorEnv) -> Vec<Arc<dyn DestinationConnector>> {
         typed(InMemory::default()),
         Arc::new(aws_sm::AwsSecretsManager::new(env)),
         typed(azure_kv::AzureKeyVault::new(env)),
-        Arc::new(gcp_sm::GcpSecretManager::new(env)),
+        typed(gcp_sm::GcpSecretManager::new(env)),
         Arc::new(gh::GitHub::default()),
         typed(vercel_project::VercelProject::new(env)),
     ]

@@ -51,29 +51,27 @@
 //! `CLIENT_SIDE_ERROR`; the token endpoint's `invalid_grant` is "Google rejected
 //! the service account credentials". No call is retried here: the engine retries.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod client;
+mod config;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
-use super::egress::EgressPolicy;
 use super::http;
-use super::{ConnectorEnv, Destination, DestinationConnector, ExternalSecret, SyncError};
+use super::{Connector, ConnectorEnv, Dest, ExternalSecret, SyncError};
+pub use client::SCOPE;
+use client::{TokenKey, Tokens};
+pub use config::{Config, DEFAULT_TOKEN_URI};
 
 /// Google Secret Manager's API.
 pub const DEFAULT_BASE_URL: &str = "https://secretmanager.googleapis.com";
-/// Used when a service-account key has no `token_uri`.
-pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
-/// The OAuth scope asked for.
-pub const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 /// Largest secret payload Google accepts, in bytes.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
 /// Longest secret ID Google accepts.
@@ -84,97 +82,12 @@ pub const MAX_LABEL_LEN: usize = 63;
 pub const MAX_LABELS: usize = 64;
 
 const PROVIDER: &str = "Google Secret Manager";
-const TOKEN_PROVIDER: &str = "Google's OAuth token endpoint";
-const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-/// A cached token is replaced this long before it expires.
-const TOKEN_MARGIN: Duration = Duration::from_secs(60);
-/// Lifetime of the signed assertion (Google's maximum).
-const ASSERTION_TTL: u64 = 3600;
 
 /// The `gcp-sm` connector: stateless apart from its access-token cache.
 pub struct GcpSecretManager {
     /// The API base URL, or why the configured one cannot be used.
     base_url: Result<String, SyncError>,
-    tokens: Mutex<HashMap<TokenKey, CachedToken>>,
-}
-
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct TokenKey {
-    client_email: String,
-    key_id: String,
-    token_uri: String,
-    /// SHA-256 of the private key, so that a replaced key never reuses a token.
-    key_digest: [u8; 32],
-}
-
-struct CachedToken {
-    token: Zeroizing<String>,
-    refresh_at: Instant,
-}
-
-/// The fields of a service-account JSON key this connector uses. Zeroized on drop.
-#[derive(Deserialize, Default)]
-struct ServiceAccount {
-    #[serde(rename = "type", default)]
-    kind: String,
-    #[serde(default)]
-    client_email: String,
-    #[serde(default)]
-    private_key: String,
-    #[serde(default)]
-    private_key_id: String,
-    #[serde(default)]
-    token_uri: String,
-    #[serde(default)]
-    project_id: String,
-}
-
-impl Drop for ServiceAccount {
-    fn drop(&mut self) {
-        self.private_key.zeroize();
-        self.private_key_id.zeroize();
-    }
-}
-
-impl ServiceAccount {
-    fn token_uri(&self) -> &str {
-        match self.token_uri.trim() {
-            "" => DEFAULT_TOKEN_URI,
-            uri => uri,
-        }
-    }
-
-    fn cache_key(&self) -> TokenKey {
-        TokenKey {
-            client_email: self.client_email.clone(),
-            key_id: self.private_key_id.clone(),
-            token_uri: self.token_uri().to_string(),
-            key_digest: Sha256::digest(self.private_key.as_bytes()).into(),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct Claims<'a> {
-    iss: &'a str,
-    scope: &'a str,
-    aud: &'a str,
-    iat: u64,
-    exp: u64,
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    #[serde(default)]
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<u64>,
-}
-
-impl Drop for TokenResponse {
-    fn drop(&mut self) {
-        self.access_token.zeroize();
-    }
+    tokens: Tokens,
 }
 
 /// Everything one operation needs to reach the destination's project.
@@ -197,105 +110,29 @@ impl GcpSecretManager {
     pub fn new(env: &ConnectorEnv) -> Self {
         GcpSecretManager {
             base_url: base_url(env.gcp_secret_manager_url.as_deref()),
-            tokens: Mutex::default(),
+            tokens: Tokens::default(),
         }
     }
 
-    fn tokens(&self) -> MutexGuard<'_, HashMap<TokenKey, CachedToken>> {
-        // Every update is a single insert or remove: a poisoned map is still whole.
-        self.tokens.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Reads the destination, checks the egress rules for the API and gets a token.
-    async fn session(&self, dest: &Destination) -> Result<Session, SyncError> {
-        let policy = Arc::new(EgressPolicy::from_config(&dest.config)?);
-        let sa = service_account(&dest.config)?;
-        let project = project_id(&dest.config, &sa)?;
+    async fn session(&self, dest: &Dest<Config>) -> Result<Session, SyncError> {
+        let policy = &dest.egress;
+        let sa = dest.config.service_account()?;
+        let project = dest.config.project_id(sa)?;
         let base = self.base_url.clone()?;
-        let client = http::client(&policy)?;
-        let token_key = sa.cache_key();
-        let token = self.access_token(&client, &policy, &sa, &token_key).await?;
-        http::checked_url(&policy, &base).await?;
+        let client = http::client(policy)?;
+        let token_key = TokenKey::of(sa);
+        let token = self
+            .tokens
+            .access_token(&client, policy, sa, &token_key)
+            .await?;
+        http::checked_url(policy, &base).await?;
         Ok(Session {
             client,
             secrets_url: format!("{base}/v1/projects/{project}/secrets"),
             token,
             token_key,
         })
-    }
-
-    /// A cached access token, or a new one from the key's token endpoint.
-    async fn access_token(
-        &self,
-        client: &reqwest::Client,
-        policy: &EgressPolicy,
-        sa: &ServiceAccount,
-        key: &TokenKey,
-    ) -> Result<Zeroizing<String>, SyncError> {
-        let now = Instant::now();
-        if let Some(cached) = self.tokens().get(key).filter(|c| c.refresh_at > now) {
-            return Ok(cached.token.clone());
-        }
-        let token_uri = http::checked_url(policy, sa.token_uri()).await?;
-        if !matches!(token_uri.scheme(), "https" | "http") {
-            return Err(SyncError::ClientSide(format!(
-                "the service account's token_uri must be an http(s) URL, not {}",
-                token_uri.scheme()
-            )));
-        }
-        let assertion = sign_assertion(sa)?;
-        let body = Zeroizing::new(
-            url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("grant_type", JWT_BEARER)
-                .append_pair("assertion", &assertion)
-                .finish(),
-        );
-        let resp = client
-            .post(token_uri)
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(body.as_bytes().to_vec())
-            .send()
-            .await
-            .map_err(|e| http::transport_error(TOKEN_PROVIDER, &e))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = Zeroizing::new(
-            resp.text()
-                .await
-                .map_err(|e| http::transport_error(TOKEN_PROVIDER, &e))?,
-        );
-        if !(200..300).contains(&status) {
-            return Err(token_error(status, &headers, &text));
-        }
-        // The body holds the token: never quoted in an error.
-        let parsed: TokenResponse =
-            serde_json::from_str(&text).map_err(|_| SyncError::ExternalService {
-                message: format!(
-                    "{TOKEN_PROVIDER} answered {status} with an unreadable token response"
-                ),
-                retry_after: None,
-            })?;
-        if parsed.access_token.is_empty() {
-            return Err(SyncError::ExternalService {
-                message: format!("{TOKEN_PROVIDER} answered {status} without an access_token"),
-                retry_after: None,
-            });
-        }
-        let token = Zeroizing::new(parsed.access_token.clone());
-        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(ASSERTION_TTL));
-        if lifetime > TOKEN_MARGIN * 2 {
-            let now = Instant::now();
-            let mut tokens = self.tokens();
-            tokens.retain(|_, c| c.refresh_at > now);
-            tokens.insert(
-                key.clone(),
-                CachedToken {
-                    token: token.clone(),
-                    refresh_at: now + (lifetime - TOKEN_MARGIN),
-                },
-            );
-        }
-        Ok(token)
     }
 
     /// One call to the Secret Manager API: status, headers and body.
@@ -327,7 +164,7 @@ impl GcpSecretManager {
             .map_err(|e| http::transport_error(PROVIDER, &e))?;
         if status == 401 {
             // The token was revoked or has expired early: fetch a new one next time.
-            self.tokens().remove(&session.token_key);
+            self.tokens.forget(&session.token_key);
         }
         Ok((status, headers, text))
     }
@@ -401,16 +238,15 @@ impl GcpSecretManager {
 }
 
 #[async_trait]
-impl DestinationConnector for GcpSecretManager {
-    fn kind(&self) -> &'static str {
-        "gcp-sm"
-    }
+impl Connector for GcpSecretManager {
+    const KIND: &'static str = "gcp-sm";
+    type Config = Config;
 
-    async fn push(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError> {
+    async fn push(&self, dest: &Dest<Config>, secret: &ExternalSecret) -> Result<(), SyncError> {
         check_secret_id(&secret.name)?;
         check_payload(&secret.name, &secret.value)?;
         let labels = labels(&secret.tags)?;
-        let replication = replication(&dest.config)?;
+        let replication = dest.config.replication();
         let session = self.session(dest).await?;
         let body = version_body(&secret.value);
         if let Added::Yes = self
@@ -423,18 +259,22 @@ impl DestinationConnector for GcpSecretManager {
             .await
     }
 
-    async fn push_new(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError> {
+    async fn push_new(
+        &self,
+        dest: &Dest<Config>,
+        secret: &ExternalSecret,
+    ) -> Result<(), SyncError> {
         check_secret_id(&secret.name)?;
         check_payload(&secret.name, &secret.value)?;
         let labels = labels(&secret.tags)?;
-        let replication = replication(&dest.config)?;
+        let replication = dest.config.replication();
         let session = self.session(dest).await?;
         let body = version_body(&secret.value);
         self.create_with_version(&session, &secret.name, &replication, &labels, &body)
             .await
     }
 
-    async fn delete(&self, dest: &Destination, name: &str) -> Result<(), SyncError> {
+    async fn delete(&self, dest: &Dest<Config>, name: &str) -> Result<(), SyncError> {
         if check_secret_id(name).is_err() {
             // Google cannot hold a secret by that ID, so there is nothing to delete.
             return Ok(());
@@ -463,153 +303,6 @@ fn base_url(configured: Option<&str>) -> Result<String, SyncError> {
             "{} is not an http(s) URL without a query: {base:?}",
             ConnectorEnv::GCP_SECRET_MANAGER_URL
         ))),
-    }
-}
-
-/// A non-empty trimmed string field of the destination's config.
-fn field<'a>(config: &'a Value, name: &str) -> Option<&'a str> {
-    config
-        .get(name)
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-}
-
-/// The service-account key of the destination, or why it cannot be used.
-fn service_account(config: &Value) -> Result<ServiceAccount, SyncError> {
-    let parsed = match config.get("credentials") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.trim().is_empty() => None,
-        Some(Value::String(s)) => Some(serde_json::from_str::<ServiceAccount>(s).map_err(|e| {
-            // serde's message may quote the input: give only the position.
-            SyncError::ClientSide(format!(
-                "credentials is not a service account JSON key (invalid at line {}, column {})",
-                e.line(),
-                e.column()
-            ))
-        })?),
-        Some(v @ Value::Object(_)) => Some(ServiceAccount::deserialize(v).map_err(|_| {
-            SyncError::ClientSide("credentials is not a service account JSON key".to_string())
-        })?),
-        Some(_) => {
-            return Err(SyncError::ClientSide(
-                "credentials must be a service account JSON key".to_string(),
-            ));
-        }
-    };
-    let Some(sa) = parsed else {
-        if field(config, "identity_token_audience").is_some()
-            || field(config, "service_account_email").is_some()
-        {
-            return Err(SyncError::ClientSide(
-                "workload identity federation is not supported by this server yet; set credentials to a service account JSON key".to_string(),
-            ));
-        }
-        return Err(SyncError::ClientSide(
-            "Application Default Credentials are not supported yet: set the destination's credentials to a service account JSON key".to_string(),
-        ));
-    };
-    match sa.kind.as_str() {
-        "" | "service_account" => {}
-        "external_account" | "impersonated_service_account" => {
-            return Err(SyncError::ClientSide(
-                "workload identity federation is not supported by this server yet; set credentials to a service account JSON key".to_string(),
-            ));
-        }
-        other => {
-            return Err(SyncError::ClientSide(format!(
-                "credentials of type {:?} are not supported; use a service account JSON key",
-                http::detail(other)
-            )));
-        }
-    }
-    if sa.client_email.trim().is_empty() || sa.private_key.trim().is_empty() {
-        return Err(SyncError::ClientSide(
-            "the service account JSON key lacks client_email or private_key".to_string(),
-        ));
-    }
-    Ok(sa)
-}
-
-/// The project: the destination's `project_id`, else the key's.
-fn project_id(config: &Value, sa: &ServiceAccount) -> Result<String, SyncError> {
-    let project = field(config, "project_id")
-        .or_else(|| Some(sa.project_id.trim()).filter(|p| !p.is_empty()))
-        .ok_or_else(|| {
-            SyncError::ClientSide(
-                "no project: set the destination's project_id (the service account key has none)"
-                    .to_string(),
-            )
-        })?;
-    let valid = project.len() <= 100
-        && project
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':'));
-    if !valid {
-        return Err(SyncError::ClientSide(format!(
-            "project_id {:?} is not a valid Google Cloud project ID",
-            http::detail(project)
-        )));
-    }
-    Ok(project.to_string())
-}
-
-/// The signed JWT bearer assertion; zeroized on drop.
-fn sign_assertion(sa: &ServiceAccount) -> Result<Zeroizing<String>, SyncError> {
-    let key = EncodingKey::from_rsa_pem(sa.private_key.as_bytes()).map_err(|_| {
-        SyncError::ClientSide(
-            "the service account's private_key is not an RSA private key in PEM form".to_string(),
-        )
-    })?;
-    let mut header = Header::new(Algorithm::RS256);
-    if !sa.private_key_id.is_empty() {
-        header.kid = Some(sa.private_key_id.clone());
-    }
-    let iat = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let claims = Claims {
-        iss: sa.client_email.trim(),
-        scope: SCOPE,
-        aud: sa.token_uri(),
-        iat,
-        exp: iat + ASSERTION_TTL,
-    };
-    jsonwebtoken::encode(&header, &claims, &key)
-        .map(Zeroizing::new)
-        .map_err(|_| {
-            SyncError::ClientSide("cannot sign with the service account's private_key".to_string())
-        })
-}
-
-/// Maps an error answer of the token endpoint (`{"error","error_description"}`).
-fn token_error(status: u16, headers: &HeaderMap, body: &str) -> SyncError {
-    #[derive(Deserialize)]
-    struct OAuthError {
-        #[serde(default)]
-        error: String,
-        #[serde(default)]
-        error_description: String,
-    }
-    match serde_json::from_str::<OAuthError>(body) {
-        Ok(e)
-            if matches!(
-                e.error.as_str(),
-                "invalid_grant" | "invalid_client" | "unauthorized_client"
-            ) =>
-        {
-            let why = if e.error_description.is_empty() {
-                e.error.clone()
-            } else {
-                format!("{}: {}", e.error, e.error_description)
-            };
-            SyncError::ClientSide(format!(
-                "Google rejected the service account credentials ({})",
-                http::detail(&why)
-            ))
-        }
-        _ => http::status_error(TOKEN_PROVIDER, status, headers, body),
     }
 }
 
@@ -762,98 +455,6 @@ pub fn labels(tags: &[(String, String)]) -> Result<BTreeMap<String, String>, Syn
         )));
     }
     Ok(out)
-}
-
-/// A `location → KMS key` map field (`""` or missing key: Google-managed).
-fn kv_field(config: &Value, name: &str) -> Result<BTreeMap<String, String>, SyncError> {
-    let mut out: BTreeMap<String, String> = match config.get(name) {
-        None | Some(Value::Null) => BTreeMap::new(),
-        Some(Value::Object(map)) => map
-            .iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => Ok((k.trim().to_string(), s.trim().to_string())),
-                Value::Null => Ok((k.trim().to_string(), String::new())),
-                _ => Err(SyncError::ClientSide(format!(
-                    "{name}: the KMS key of {k:?} must be a string"
-                ))),
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => {
-            return Err(SyncError::ClientSide(format!(
-                "{name}: expected a map of location to KMS key"
-            )));
-        }
-    };
-    out.retain(|k, _| !k.is_empty());
-    Ok(out)
-}
-
-/// A list of locations (a JSON list, or a comma-separated string).
-fn list_field(config: &Value, name: &str) -> Result<Vec<String>, SyncError> {
-    let items: Vec<String> = match config.get(name) {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) => s.split(',').map(str::to_string).collect(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| {
-                v.as_str().map(str::to_string).ok_or_else(|| {
-                    SyncError::ClientSide(format!("{name}: expected a list of locations"))
-                })
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => {
-            return Err(SyncError::ClientSide(format!(
-                "{name}: expected a list of locations"
-            )));
-        }
-    };
-    Ok(items
-        .into_iter()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect())
-}
-
-fn user_managed(replicas: &BTreeMap<String, String>) -> Value {
-    let replicas: Vec<Value> = replicas
-        .iter()
-        .map(|(location, key)| {
-            if key.is_empty() {
-                json!({ "location": location })
-            } else {
-                json!({ "location": location, "customerManagedEncryption": { "kmsKeyName": key } })
-            }
-        })
-        .collect();
-    json!({ "userManaged": { "replicas": replicas } })
-}
-
-/// The replication policy of new secrets, from the destination's fields:
-/// `replica_regions` → user-managed (one replica per location, with its KMS key
-/// when not empty); else `replication_locations` + `locational_kms_keys`
-/// (deprecated) → user-managed; else automatic, with `kms_key_id` (or the
-/// deprecated `global_kms_key`) as customer-managed key when set.
-pub fn replication(config: &Value) -> Result<Value, SyncError> {
-    let regions = kv_field(config, "replica_regions")?;
-    if !regions.is_empty() {
-        return Ok(user_managed(&regions));
-    }
-    let mut replicas: BTreeMap<String, String> = list_field(config, "replication_locations")?
-        .into_iter()
-        .map(|l| (l, String::new()))
-        .collect();
-    replicas.extend(kv_field(config, "locational_kms_keys")?);
-    if !replicas.is_empty() {
-        return Ok(user_managed(&replicas));
-    }
-    Ok(
-        match field(config, "kms_key_id").or_else(|| field(config, "global_kms_key")) {
-            Some(key) => {
-                json!({ "automatic": { "customerManagedEncryption": { "kmsKeyName": key } } })
-            }
-            None => json!({ "automatic": {} }),
-        },
-    )
 }
 
 #[cfg(test)]

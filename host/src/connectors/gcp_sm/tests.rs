@@ -1,5 +1,22 @@
-use super::*;
+use std::sync::Arc;
+
+use jsonwebtoken::Algorithm;
 use reqwest::header::HeaderValue;
+
+use super::client::{sign_assertion, token_error};
+use super::config::ServiceAccount;
+use super::*;
+use crate::connectors::{Destination, DestinationConnector, typed};
+
+/// The connector as the registry holds it (it parses each destination).
+fn connector() -> Arc<dyn DestinationConnector> {
+    typed(GcpSecretManager::new(&ConnectorEnv::default()))
+}
+
+/// The replication policy of a config, or why the config cannot be read.
+fn replication(config: &Value) -> Result<Value, SyncError> {
+    Dest::<Config>::parse(&dest(config.clone())).map(|d| d.config.replication())
+}
 
 fn dest(config: Value) -> Destination {
     Destination {
@@ -38,7 +55,7 @@ fn secret_ids_follow_googles_rule() {
 #[tokio::test]
 async fn invalid_names_and_big_values_fail_before_any_call() {
     // No credentials at all: the checks must come first.
-    let c = GcpSecretManager::new(&ConnectorEnv::default());
+    let c = connector();
     let d = dest(json!({}));
     let m = client_side(c.push(&d, &secret("a/b", "v")).await);
     assert!(
@@ -57,7 +74,7 @@ async fn invalid_names_and_big_values_fail_before_any_call() {
 
 #[tokio::test]
 async fn adc_and_workload_identity_are_not_supported_yet() {
-    let c = GcpSecretManager::new(&ConnectorEnv::default());
+    let c = connector();
     let m = client_side(
         c.push(&dest(json!({"credentials": ""})), &secret("s", "v"))
             .await,
@@ -84,7 +101,7 @@ async fn adc_and_workload_identity_are_not_supported_yet() {
 
 #[tokio::test]
 async fn bad_keys_are_client_side_and_never_quoted() {
-    let c = GcpSecretManager::new(&ConnectorEnv::default());
+    let c = connector();
     let m = client_side(
         c.push(
             &dest(json!({"credentials": "not json SECRET-KEY-TEXT"})),
@@ -124,7 +141,7 @@ async fn bad_keys_are_client_side_and_never_quoted() {
 
 #[tokio::test]
 async fn strict_networking_refuses_the_token_endpoint_and_the_api() {
-    let c = GcpSecretManager::new(&ConnectorEnv::default());
+    let c = connector();
     let sa = json!({"client_email": "a@b", "private_key": "k", "project_id": "p",
                     "token_uri": "http://127.0.0.1:8080/token"})
     .to_string();
