@@ -21,7 +21,7 @@ use super::SyncError;
 use super::fields;
 
 /// An address range, `addr/prefix`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cidr {
     addr: IpAddr,
     prefix: u8,
@@ -114,7 +114,7 @@ const SPECIAL_PURPOSE: &[Cidr] = &[
 const DEFAULT_PORTS: &[u16] = &[80, 443];
 
 /// The egress rules of one destination.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct EgressPolicy {
     pub disabled: bool,
     pub allowed_v4: Vec<Cidr>,

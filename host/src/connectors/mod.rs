@@ -58,7 +58,7 @@ pub const KNOWN_KINDS: &[&str] = &[
 pub fn registered(env: &ConnectorEnv) -> Vec<Arc<dyn DestinationConnector>> {
     vec![
         typed(InMemory::default()),
-        Arc::new(aws_sm::AwsSecretsManager::new(env)),
+        typed(aws_sm::AwsSecretsManager::new(env)),
         typed(azure_kv::AzureKeyVault::new(env)),
         typed(gcp_sm::GcpSecretManager::new(env)),
         Arc::new(gh::GitHub::default()),

@@ -42,34 +42,23 @@
 //! name (1–512 characters of `[A-Za-z0-9/_+=.@-]`), value (1–65,536 bytes) and tag
 //! limits, checked before any call.
 //!
-//! **Clients** are cached per destination config (SHA-256 of the config, so the
-//! cache key holds no credential): loading the AWS config (environment, profile
-//! files, region and credential chains) costs far more than a call.
+//! **Clients** are cached per credentials, region, role and egress rules (see
+//! `client.rs`): loading the AWS config costs far more than a call.
 //!
 //! Secret values: the SDK takes its own `String` copy of each value to sign and
 //! send; that copy is not zeroized.
-
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+mod client;
+mod config;
 
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use aws_sdk_secretsmanager as sm;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use serde_json::Value;
-use sha2::{Digest, Sha256};
-use sm::config::Region;
 use sm::error::{ProvideErrorMetadata, SdkError};
-use zeroize::Zeroizing;
 
-use super::egress::EgressPolicy;
 use super::http;
-use super::{
-    ConnectorEnv, DEFAULT_TIMEOUT, Destination, DestinationConnector, ExternalSecret, SyncError,
-};
+use super::{Connector, ConnectorEnv, Dest, ExternalSecret, SyncError};
+use client::Clients;
+pub use config::Config;
 
 const PROVIDER: &str = "AWS Secrets Manager";
 /// Secret names: 1–512 characters (the model's `NameType`).
@@ -80,13 +69,6 @@ const MAX_VALUE: usize = 65_536;
 const MAX_TAGS: usize = 50;
 const MAX_TAG_KEY: usize = 128;
 const MAX_TAG_VALUE: usize = 256;
-/// The STS session name of an assumed role (shows in CloudTrail).
-const SESSION_NAME: &str = "vault-secrets-sync";
-/// Assumed-role credentials are renewed this long before they expire.
-const RENEW_BEFORE: Duration = Duration::from_secs(300);
-/// Most clients kept; past it the oldest is dropped.
-const MAX_CACHED: usize = 64;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The error codes that mean "come back later".
 const RETRYABLE_CODES: &[&str] = &[
@@ -110,58 +92,55 @@ const RETRYABLE_CODES: &[&str] = &[
     "IDPCommunicationError",
 ];
 
-struct Cached {
-    client: sm::Client,
-    /// When the client's credentials expire (assumed roles only).
-    expires: Option<SystemTime>,
-    built: Instant,
+/// The `aws-sm` connector: stateless apart from its client cache.
+pub struct AwsSecretsManager {
+    clients: Clients,
 }
 
-/// The `aws-sm` connector.
-pub struct AwsSecretsManager {
-    /// SHA-256 of a destination's config → its client.
-    clients: Mutex<HashMap<[u8; 32], Cached>>,
-    /// The Secrets Manager endpoint that overrides the SDK's resolution.
-    secrets_manager_endpoint: Option<String>,
-    /// The STS endpoint that overrides the SDK's resolution.
-    sts_endpoint: Option<String>,
+impl AwsSecretsManager {
+    /// The connector, with the endpoint overrides of `env`.
+    pub fn new(env: &ConnectorEnv) -> Self {
+        AwsSecretsManager {
+            clients: Clients::new(env),
+        }
+    }
 }
 
 #[async_trait]
-impl DestinationConnector for AwsSecretsManager {
-    fn kind(&self) -> &'static str {
-        "aws-sm"
-    }
+impl Connector for AwsSecretsManager {
+    const KIND: &'static str = "aws-sm";
+    type Config = Config;
 
-    async fn push(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError> {
+    async fn push(&self, dest: &Dest<Config>, secret: &ExternalSecret) -> Result<(), SyncError> {
         check_name(&secret.name)?;
         check_value(&secret.value)?;
         check_tags(&secret.tags)?;
-        let settings = Settings::from_config(&dest.config)?;
-        let client = self.client(dest, &settings).await?;
+        let client = self.clients.client(dest).await?;
         match put(&client, secret).await {
             Err(e) if is_not_found(&e) => {}
             other => return other.map_err(|e| classify("PutSecretValue", e)),
         }
-        create(&client, secret, &settings).await
+        create(&client, secret, &dest.config).await
     }
 
-    async fn push_new(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError> {
+    async fn push_new(
+        &self,
+        dest: &Dest<Config>,
+        secret: &ExternalSecret,
+    ) -> Result<(), SyncError> {
         check_name(&secret.name)?;
         check_value(&secret.value)?;
         check_tags(&secret.tags)?;
-        let settings = Settings::from_config(&dest.config)?;
-        let client = self.client(dest, &settings).await?;
-        create(&client, secret, &settings).await
+        let client = self.clients.client(dest).await?;
+        create(&client, secret, &dest.config).await
     }
 
-    async fn delete(&self, dest: &Destination, name: &str) -> Result<(), SyncError> {
+    async fn delete(&self, dest: &Dest<Config>, name: &str) -> Result<(), SyncError> {
         // A name AWS cannot hold cannot exist there.
         if check_name(name).is_err() {
             return Ok(());
         }
-        let settings = Settings::from_config(&dest.config)?;
-        let client = self.client(dest, &settings).await?;
+        let client = self.clients.client(dest).await?;
         let err = match delete_secret(&client, name).await {
             Ok(()) => return Ok(()),
             Err(e) => e,
@@ -206,7 +185,7 @@ impl DestinationConnector for AwsSecretsManager {
 async fn create(
     client: &sm::Client,
     secret: &ExternalSecret,
-    settings: &Settings,
+    config: &Config,
 ) -> Result<(), SyncError> {
     let created = client
         .create_secret()
@@ -219,8 +198,8 @@ async fn create(
                 .map(|(k, v)| sm::types::Tag::builder().key(k).value(v).build())
                 .collect(),
         ))
-        .set_kms_key_id(settings.kms_key_id.clone())
-        .set_add_replica_regions(settings.replicas())
+        .set_kms_key_id(config.kms_key_id.clone())
+        .set_add_replica_regions(config.replicas())
         .send()
         .await;
     match created {
@@ -284,236 +263,6 @@ fn still_replicated<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     })
 }
 
-impl AwsSecretsManager {
-    /// The connector, with the endpoint overrides of `env`.
-    pub fn new(env: &ConnectorEnv) -> Self {
-        AwsSecretsManager {
-            clients: Mutex::default(),
-            secrets_manager_endpoint: env.aws_secrets_manager_endpoint().map(str::to_string),
-            sts_endpoint: env.aws_sts_endpoint().map(str::to_string),
-        }
-    }
-
-    fn cache(&self) -> MutexGuard<'_, HashMap<[u8; 32], Cached>> {
-        // Every update is one insert or remove: a panic elsewhere cannot have
-        // left the map half-written.
-        self.clients.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The destination's client: cached, or built (and cached).
-    async fn client(
-        &self,
-        dest: &Destination,
-        settings: &Settings,
-    ) -> Result<sm::Client, SyncError> {
-        let key: [u8; 32] = {
-            let config = Zeroizing::new(dest.config.to_string());
-            Sha256::digest(config.as_bytes()).into()
-        };
-        let fresh = |c: &Cached| {
-            c.expires.is_none_or(|at| {
-                at.duration_since(SystemTime::now())
-                    .is_ok_and(|left| left > RENEW_BEFORE)
-            })
-        };
-        if let Some(cached) = self.cache().get(&key).filter(|c| fresh(c)) {
-            return Ok(cached.client.clone());
-        }
-        let (client, expires) = self.build(settings).await?;
-        let mut cache = self.cache();
-        cache.retain(|_, c| fresh(c));
-        if cache.len() >= MAX_CACHED {
-            let oldest = cache.iter().min_by_key(|(_, c)| c.built).map(|(k, _)| *k);
-            if let Some(oldest) = oldest {
-                cache.remove(&oldest);
-            }
-        }
-        cache.insert(
-            key,
-            Cached {
-                client: client.clone(),
-                expires,
-                built: Instant::now(),
-            },
-        );
-        Ok(client)
-    }
-
-    /// Loads the AWS config for a destination and builds its client (assuming
-    /// the role first when there is one).
-    async fn build(
-        &self,
-        settings: &Settings,
-    ) -> Result<(sm::Client, Option<SystemTime>), SyncError> {
-        if settings.wif {
-            return Err(SyncError::ClientSide(
-                "workload identity federation is not supported (identity_token_audience): this \
-                 server issues no identity tokens; use access keys, role_arn or the server's \
-                 AWS credentials"
-                    .to_string(),
-            ));
-        }
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .operation_attempt_timeout(DEFAULT_TIMEOUT)
-                    .operation_timeout(DEFAULT_TIMEOUT)
-                    .build(),
-            );
-        if let Some(region) = &settings.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        if let Some((id, secret)) = &settings.keys {
-            loader = loader.credentials_provider(sm::config::Credentials::new(
-                id.as_str(),
-                secret.as_str(),
-                None,
-                None,
-                "destination",
-            ));
-        }
-        let sdk = loader.load().await;
-        if sdk.region().is_none() {
-            return Err(SyncError::ClientSide(
-                "no AWS region: set region on the destination or AWS_REGION on the server"
-                    .to_string(),
-            ));
-        }
-        let mut config = sm::config::Builder::from(&sdk);
-        if let Some(endpoint) = &self.secrets_manager_endpoint {
-            config = config.endpoint_url(endpoint);
-        }
-        let mut config = config.endpoint_resolver(CheckedSecretsManager {
-            policy: settings.policy.clone(),
-            inner: sm::config::endpoint::DefaultResolver::new(),
-        });
-        let mut expires = None;
-        if let Some(role_arn) = &settings.role_arn {
-            let mut sts = aws_sdk_sts::config::Builder::from(&sdk);
-            if let Some(endpoint) = &self.sts_endpoint {
-                sts = sts.endpoint_url(endpoint);
-            }
-            let sts = aws_sdk_sts::Client::from_conf(
-                sts.endpoint_resolver(CheckedSts {
-                    policy: settings.policy.clone(),
-                    inner: aws_sdk_sts::config::endpoint::DefaultResolver::new(),
-                })
-                .build(),
-            );
-            let assumed = sts
-                .assume_role()
-                .role_arn(role_arn)
-                .role_session_name(SESSION_NAME)
-                .set_external_id(settings.external_id.clone())
-                .send()
-                .await
-                .map_err(|e| classify_with("AWS STS", "AssumeRole", e))?;
-            let creds = assumed
-                .credentials()
-                .ok_or_else(|| SyncError::ExternalService {
-                    message: "AWS STS AssumeRole answered without credentials".to_string(),
-                    retry_after: None,
-                })?;
-            let expiry = SystemTime::try_from(*creds.expiration()).ok();
-            expires = expiry;
-            config = config.credentials_provider(sm::config::Credentials::new(
-                creds.access_key_id(),
-                creds.secret_access_key(),
-                Some(creds.session_token().to_string()),
-                expiry,
-                "AssumeRole",
-            ));
-        }
-        Ok((sm::Client::from_conf(config.build()), expires))
-    }
-}
-
-/// What the connector reads from a destination's config.
-struct Settings {
-    keys: Option<(Zeroizing<String>, Zeroizing<String>)>,
-    region: Option<String>,
-    role_arn: Option<String>,
-    external_id: Option<String>,
-    wif: bool,
-    kms_key_id: Option<String>,
-    /// region → KMS key ("" for the AWS-managed key).
-    replica_regions: Vec<(String, String)>,
-    policy: Arc<EgressPolicy>,
-}
-
-impl Settings {
-    fn from_config(config: &Value) -> Result<Self, SyncError> {
-        let access_key_id = string(config, "access_key_id")?.map(Zeroizing::new);
-        let secret_access_key = string(config, "secret_access_key")?.map(Zeroizing::new);
-        let keys = match (access_key_id, secret_access_key) {
-            (Some(id), Some(secret)) => Some((id, secret)),
-            (None, None) => None,
-            _ => {
-                return Err(SyncError::ClientSide(
-                    "access_key_id and secret_access_key must be set together".to_string(),
-                ));
-            }
-        };
-        let replica_regions = match config.get("replica_regions") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Object(map)) => map
-                .iter()
-                .map(|(region, key)| match key {
-                    Value::String(key) => Ok((region.clone(), key.clone())),
-                    Value::Null => Ok((region.clone(), String::new())),
-                    _ => Err(SyncError::ClientSide(format!(
-                        "replica_regions: the KMS key of {region} must be a string"
-                    ))),
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => {
-                return Err(SyncError::ClientSide(
-                    "replica_regions: expected a map of region to KMS key".to_string(),
-                ));
-            }
-        };
-        Ok(Settings {
-            keys,
-            region: string(config, "region")?,
-            role_arn: string(config, "role_arn")?,
-            external_id: string(config, "external_id")?,
-            wif: string(config, "identity_token_audience")?.is_some(),
-            kms_key_id: string(config, "kms_key_id")?,
-            replica_regions,
-            policy: Arc::new(EgressPolicy::from_config(config)?),
-        })
-    }
-
-    fn replicas(&self) -> Option<Vec<sm::types::ReplicaRegionType>> {
-        if self.replica_regions.is_empty() {
-            return None;
-        }
-        Some(
-            self.replica_regions
-                .iter()
-                .map(|(region, key)| {
-                    sm::types::ReplicaRegionType::builder()
-                        .region(region)
-                        .set_kms_key_id((!key.is_empty()).then(|| key.clone()))
-                        .build()
-                })
-                .collect(),
-        )
-    }
-}
-
-/// A string field of the config; absent, null or empty is `None`.
-fn string(config: &Value, field: &str) -> Result<Option<String>, SyncError> {
-    match config.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
-        Some(_) => Err(SyncError::ClientSide(format!("{field}: expected a string"))),
-    }
-}
-
 fn check_name(name: &str) -> Result<(), SyncError> {
     let len = name.chars().count();
     if len == 0 || len > MAX_NAME {
@@ -574,60 +323,6 @@ fn check_tags(tags: &[(String, String)]) -> Result<(), SyncError> {
         }
     }
     Ok(())
-}
-
-/// The Secrets Manager endpoint resolver, then the egress rules on its answer.
-#[derive(Debug)]
-struct CheckedSecretsManager {
-    policy: Arc<EgressPolicy>,
-    inner: sm::config::endpoint::DefaultResolver,
-}
-
-impl sm::config::endpoint::ResolveEndpoint for CheckedSecretsManager {
-    fn resolve_endpoint<'a>(
-        &'a self,
-        params: &'a sm::config::endpoint::Params,
-    ) -> sm::config::endpoint::EndpointFuture<'a> {
-        sm::config::endpoint::EndpointFuture::new(async move {
-            let endpoint = self.inner.resolve_endpoint(params).await?;
-            check_endpoint(&self.policy, endpoint.url()).await?;
-            Ok(endpoint)
-        })
-    }
-}
-
-/// The STS endpoint resolver (assumed roles), then the egress rules on its answer.
-#[derive(Debug)]
-struct CheckedSts {
-    policy: Arc<EgressPolicy>,
-    inner: aws_sdk_sts::config::endpoint::DefaultResolver,
-}
-
-impl aws_sdk_sts::config::endpoint::ResolveEndpoint for CheckedSts {
-    fn resolve_endpoint<'a>(
-        &'a self,
-        params: &'a aws_sdk_sts::config::endpoint::Params,
-    ) -> aws_sdk_sts::config::endpoint::EndpointFuture<'a> {
-        aws_sdk_sts::config::endpoint::EndpointFuture::new(async move {
-            let endpoint = self.inner.resolve_endpoint(params).await?;
-            check_endpoint(&self.policy, endpoint.url()).await?;
-            Ok(endpoint)
-        })
-    }
-}
-
-/// Resolves and checks an endpoint; the refusal travels through the SDK as the
-/// error's source, a [`SyncError`] that [`classify`] finds and returns as is.
-async fn check_endpoint(policy: &EgressPolicy, url: &str) -> Result<(), sm::error::BoxError> {
-    let parsed = url::Url::parse(url).map_err(|e| {
-        Box::new(SyncError::ClientSide(format!(
-            "invalid {PROVIDER} endpoint {url:?}: {e}"
-        ))) as sm::error::BoxError
-    })?;
-    policy
-        .check_url(&parsed)
-        .await
-        .map_err(|e| Box::new(e) as sm::error::BoxError)
 }
 
 fn classify<E>(op: &str, err: SdkError<E>) -> SyncError

@@ -38,7 +38,7 @@
 //! write per change), so a change of `custom_tags` does not relabel existing
 //! secrets, and GCP does not allow changing a secret's replication at all.
 //!
-//! **Replication** ([`replication`]): `replica_regions` (location → KMS key or
+//! **Replication** ([`Config::replication`]): `replica_regions` (location → KMS key or
 //! "") → user-managed; else the deprecated `replication_locations` /
 //! `locational_kms_keys` → user-managed; else automatic, customer-managed with
 //! `kms_key_id` (or the deprecated `global_kms_key`) when set.
