@@ -61,7 +61,7 @@ pub fn registered(env: &ConnectorEnv) -> Vec<Arc<dyn DestinationConnector>> {
         typed(aws_sm::AwsSecretsManager::new(env)),
         typed(azure_kv::AzureKeyVault::new(env)),
         typed(gcp_sm::GcpSecretManager::new(env)),
-        Arc::new(gh::GitHub::default()),
+        typed(gh::GitHub::default()),
         typed(vercel_project::VercelProject::new(env)),
     ]
 }

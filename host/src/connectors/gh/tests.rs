@@ -1,4 +1,8 @@
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
 use super::*;
+use crate::connectors::{Destination, typed};
 
 fn dest(config: Value) -> Destination {
     Destination {
@@ -10,7 +14,8 @@ fn dest(config: Value) -> Destination {
 
 #[tokio::test]
 async fn checks_come_before_any_call() {
-    let gh = GitHub::default();
+    // As the registry holds it: it parses each destination.
+    let gh = typed(GitHub::default());
     let d = dest(json!({
         "access_token": "ghp_x", "repository_owner": "acme", "repository_name": "web",
         "enterprise_url": "http://127.0.0.1:9/", "disable_strict_networking": false
