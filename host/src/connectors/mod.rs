@@ -1,15 +1,21 @@
 //! Destination connectors: the host side of the engine's `connector` import.
 //!
-//! One trait, [`DestinationConnector`], for every destination type, and one
-//! registration list, [`registered`]. Adding a destination type means writing one
-//! folder in this folder and adding one line to that list; nothing else on the host
-//! changes. [`Connectors`] is the registry built from the list: it routes each call
-//! to the connector of the destination's type, bounds it with a timeout and meters
-//! it (calls per type, operation and outcome).
+//! One folder per destination type (`<type>/mod.rs`: push, push-new, delete,
+//! inspect and error classification; `config.rs`: the typed config;
+//! `client.rs`: authentication, token and client caches), each implementing
+//! [`Connector`], and one registration list, [`registered`]. Adding a
+//! destination type means writing one folder here and adding one line to that
+//! list; nothing else on the host changes. [`Connectors`] is the registry built
+//! from the list: it parses each destination's config once per call into the
+//! connector's type ([`Dest`]), routes the call to the connector of the
+//! destination's type, bounds it with a timeout and meters it (calls per type,
+//! operation and outcome).
 //!
 //! The provider endpoint overrides of the server's environment are read once into
 //! a [`ConnectorEnv`] (see [`env`]) and handed to each connector when the registry
-//! builds it.
+//! builds it. Shared pieces: [`http`] (the egress-bound reqwest client and the
+//! mapping of HTTP answers), [`egress`] (the networking rules), [`fields`] (the
+//! field types of typed configs).
 //!
 //! Secrets: a [`Destination`]'s config holds the provider credentials in clear and
 //! an [`ExternalSecret`] holds a secret value. Both are zeroized on drop and their
@@ -41,16 +47,6 @@ pub use env::ConnectorEnv;
 pub use in_mem::InMemory;
 pub use typed::{Connector, Dest, typed};
 
-/// The destination types a build may register, in Vault's vocabulary.
-pub const KNOWN_KINDS: &[&str] = &[
-    "aws-sm",
-    "azure-kv",
-    "gcp-sm",
-    "gh",
-    "vercel-project",
-    "in-mem",
-];
-
 /// The registration list: every destination type this build can reach, each
 /// built with the server's endpoint overrides.
 ///
@@ -69,11 +65,10 @@ pub fn registered(env: &ConnectorEnv) -> Vec<Arc<dyn DestinationConnector>> {
 /// Default bound on one provider call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A client for one destination type.
-///
-/// Implementations classify every failure as the sync status it causes (see
-/// [`SyncError`]) and never put credentials or secret values in error messages.
-/// Timeouts and metering are the registry's job, not the connector's.
+/// A client for one destination type as the registry holds it: the
+/// destination's config still JSON. Connectors implement [`Connector`] and are
+/// registered through [`typed`], which parses the config; the methods mean
+/// what [`Connector`]'s do.
 #[async_trait]
 pub trait DestinationConnector: Send + Sync {
     /// The destination type served, e.g. `aws-sm`.
@@ -82,10 +77,7 @@ pub trait DestinationConnector: Send + Sync {
     /// Creates or overwrites an external secret.
     async fn push(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError>;
 
-    /// [`DestinationConnector::push`] of an object kvsync has not written
-    /// before: a provider that must choose between create and update tries
-    /// create first (one call for a new object), and still overwrites an
-    /// object that exists anyway.
+    /// See [`Connector::push_new`].
     async fn push_new(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError> {
         self.push(dest, secret).await
     }
