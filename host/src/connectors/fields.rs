@@ -70,14 +70,17 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-/// A positive integer: a number or a string of digits; absent, null or blank
-/// is `None`.
-pub fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    struct Positive;
-    impl<'de> Visitor<'de> for Positive {
-        type Value = Option<u64>;
+/// Runs `visitor` on a value (`deserialize_any`); `null` is `None`.
+pub fn nullable<'de, D, V>(d: D, visitor: V) -> Result<Option<V::Value>, D::Error>
+where
+    D: Deserializer<'de>,
+    V: Visitor<'de>,
+{
+    struct Nullable<V>(V);
+    impl<'de, V: Visitor<'de>> Visitor<'de> for Nullable<V> {
+        type Value = Option<V::Value>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a positive integer")
+            self.0.expecting(f)
         }
         fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
             Ok(None)
@@ -86,7 +89,20 @@ pub fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error
             Ok(None)
         }
         fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_any(self)
+            d.deserialize_any(self.0).map(Some)
+        }
+    }
+    d.deserialize_option(Nullable(visitor))
+}
+
+/// A positive integer: a number or a string of digits; absent, null or blank
+/// is `None`.
+pub fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    struct Positive;
+    impl<'de> Visitor<'de> for Positive {
+        type Value = Option<u64>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a positive integer")
         }
         fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
             if n == 0 {
@@ -110,7 +126,7 @@ pub fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error
             }
         }
     }
-    d.deserialize_option(Positive)
+    Ok(nullable(d, Positive)?.flatten())
 }
 
 /// A list of strings: a JSON list, or one comma-separated string. Items are
@@ -121,15 +137,6 @@ pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         type Value = Vec<String>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a list of strings")
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_any(self)
         }
         fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
             Ok(clean(s.split(',')))
@@ -142,7 +149,7 @@ pub fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
             Ok(clean(items.iter().map(String::as_str)))
         }
     }
-    d.deserialize_option(List)
+    Ok(nullable(d, List)?.unwrap_or_default())
 }
 
 fn clean<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {
@@ -163,15 +170,6 @@ pub fn kms_keys<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Stri
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a map of location to KMS key (a string)")
         }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(BTreeMap::new())
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(BTreeMap::new())
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_any(self)
-        }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut out = BTreeMap::new();
             while let Some((location, key)) = map.next_entry::<String, Option<String>>()? {
@@ -184,5 +182,5 @@ pub fn kms_keys<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Stri
             Ok(out)
         }
     }
-    d.deserialize_option(KmsKeys)
+    Ok(nullable(d, KmsKeys)?.unwrap_or_default())
 }

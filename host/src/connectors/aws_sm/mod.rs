@@ -112,9 +112,7 @@ impl Connector for AwsSecretsManager {
     type Config = Config;
 
     async fn push(&self, dest: &Dest<Config>, secret: &ExternalSecret) -> Result<(), SyncError> {
-        check_name(&secret.name)?;
-        check_value(&secret.value)?;
-        check_tags(&secret.tags)?;
+        check(secret)?;
         let client = self.clients.client(dest).await?;
         match put(&client, secret).await {
             Err(e) if is_not_found(&e) => {}
@@ -128,9 +126,7 @@ impl Connector for AwsSecretsManager {
         dest: &Dest<Config>,
         secret: &ExternalSecret,
     ) -> Result<(), SyncError> {
-        check_name(&secret.name)?;
-        check_value(&secret.value)?;
-        check_tags(&secret.tags)?;
+        check(secret)?;
         let client = self.clients.client(dest).await?;
         create(&client, secret, &dest.config).await
     }
@@ -261,6 +257,13 @@ fn still_replicated<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
             .message()
             .is_some_and(|m| m.to_ascii_lowercase().contains("replica"))
     })
+}
+
+/// Name, value and tags against AWS's limits, before any call.
+fn check(secret: &ExternalSecret) -> Result<(), SyncError> {
+    check_name(&secret.name)?;
+    check_value(&secret.value)?;
+    check_tags(&secret.tags)
 }
 
 fn check_name(name: &str) -> Result<(), SyncError> {

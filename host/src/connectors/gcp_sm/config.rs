@@ -10,7 +10,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::{Value, json};
 use zeroize::Zeroize;
 
-use crate::connectors::fields::{self, Ignored, Secret};
+use crate::connectors::fields::{self, Ignored, Secret, nullable};
 use crate::connectors::{SyncError, http};
 
 /// Used when a service-account key has no `token_uri`.
@@ -107,15 +107,6 @@ fn service_account_key<'de, D: Deserializer<'de>>(
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a service account JSON key")
         }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_any(self)
-        }
         fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
             if s.trim().is_empty() {
                 return Ok(None);
@@ -134,7 +125,7 @@ fn service_account_key<'de, D: Deserializer<'de>>(
                 .map_err(|_| de::Error::custom("not a service account JSON key"))
         }
     }
-    d.deserialize_option(Key)
+    Ok(nullable(d, Key)?.flatten())
 }
 
 /// Workload identity federation is refused with this message.

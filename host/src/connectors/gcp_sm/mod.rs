@@ -99,6 +99,14 @@ struct Session {
     token_key: TokenKey,
 }
 
+/// A checked secret, ready to write: the session, the version's body and the
+/// labels of a new secret.
+struct Write {
+    session: Session,
+    body: Zeroizing<String>,
+    labels: BTreeMap<String, String>,
+}
+
 /// How an `addVersion` call ended when it did not fail.
 enum Added {
     Yes,
@@ -214,18 +222,35 @@ impl GcpSecretManager {
 }
 
 impl GcpSecretManager {
-    /// Creates the secret (an existing one answers 409 and is kept as it is),
-    /// then adds its version: two calls.
+    /// Checks the secret (ID, size, labels: before any call), then opens the
+    /// session and encodes the version's body.
+    async fn prepare(
+        &self,
+        dest: &Dest<Config>,
+        secret: &ExternalSecret,
+    ) -> Result<Write, SyncError> {
+        check_secret_id(&secret.name)?;
+        check_payload(&secret.name, &secret.value)?;
+        let labels = labels(&secret.tags)?;
+        Ok(Write {
+            session: self.session(dest).await?,
+            body: version_body(&secret.value),
+            labels,
+        })
+    }
+
+    /// Creates the secret with its labels and replication policy (an existing
+    /// one answers 409 and is kept as it is), then adds its version: two calls.
     async fn create_with_version(
         &self,
-        session: &Session,
+        dest: &Dest<Config>,
+        write: &Write,
         id: &str,
-        replication: &Value,
-        labels: &BTreeMap<String, String>,
-        body: &str,
     ) -> Result<(), SyncError> {
-        self.create(session, id, replication, labels).await?;
-        match self.add_version(session, id, body.as_bytes()).await? {
+        let session = &write.session;
+        self.create(session, id, &dest.config.replication(), &write.labels)
+            .await?;
+        match self.add_version(session, id, write.body.as_bytes()).await? {
             Added::Yes => Ok(()),
             Added::SecretMissing => Err(SyncError::ExternalService {
                 message: format!(
@@ -243,20 +268,14 @@ impl Connector for GcpSecretManager {
     type Config = Config;
 
     async fn push(&self, dest: &Dest<Config>, secret: &ExternalSecret) -> Result<(), SyncError> {
-        check_secret_id(&secret.name)?;
-        check_payload(&secret.name, &secret.value)?;
-        let labels = labels(&secret.tags)?;
-        let replication = dest.config.replication();
-        let session = self.session(dest).await?;
-        let body = version_body(&secret.value);
+        let write = self.prepare(dest, secret).await?;
         if let Added::Yes = self
-            .add_version(&session, &secret.name, body.as_bytes())
+            .add_version(&write.session, &secret.name, write.body.as_bytes())
             .await?
         {
             return Ok(());
         }
-        self.create_with_version(&session, &secret.name, &replication, &labels, &body)
-            .await
+        self.create_with_version(dest, &write, &secret.name).await
     }
 
     async fn push_new(
@@ -264,14 +283,8 @@ impl Connector for GcpSecretManager {
         dest: &Dest<Config>,
         secret: &ExternalSecret,
     ) -> Result<(), SyncError> {
-        check_secret_id(&secret.name)?;
-        check_payload(&secret.name, &secret.value)?;
-        let labels = labels(&secret.tags)?;
-        let replication = dest.config.replication();
-        let session = self.session(dest).await?;
-        let body = version_body(&secret.value);
-        self.create_with_version(&session, &secret.name, &replication, &labels, &body)
-            .await
+        let write = self.prepare(dest, secret).await?;
+        self.create_with_version(dest, &write, &secret.name).await
     }
 
     async fn delete(&self, dest: &Dest<Config>, name: &str) -> Result<(), SyncError> {
