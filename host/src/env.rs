@@ -1,7 +1,7 @@
 //! The process environment. Every variable the `kvsync` command reads is
 //! named here, and read once, at start-up ([`Env::from_process`]); the
-//! commands receive the values. (The connectors' endpoint overrides are read
-//! by the connector registry's own environment.)
+//! commands receive the values. The connectors' endpoint overrides (named in
+//! [`ConnectorEnv`]) are read here too, into [`Env::connectors`].
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use zeroize::Zeroizing;
 
 use crate::auth::Token;
+use crate::connectors::ConnectorEnv;
 
 /// The storage encryption key, base64 of 32 bytes, instead of a key file.
 pub const ENCRYPTION_KEY: &str = "KVSYNC_ENCRYPTION_KEY";
@@ -41,6 +42,8 @@ pub struct Env {
     pub cache_dir: Option<PathBuf>,
     /// What a Vault client reads.
     pub vault: VaultEnv,
+    /// Where the connectors reach their providers.
+    pub connectors: ConnectorEnv,
 }
 
 // The key is a secret: `Debug` says whether it is set, never what it is.
@@ -54,6 +57,7 @@ impl std::fmt::Debug for Env {
             .field("log", &self.log)
             .field("cache_dir", &self.cache_dir)
             .field("vault", &self.vault)
+            .field("connectors", &self.connectors)
             .finish()
     }
 }
@@ -101,6 +105,7 @@ impl Env {
                     .is_some_and(|v| matches!(v.trim(), "1" | "true" | "t" | "TRUE" | "True")),
                 token_file: home.map(|h| h.join(".vault-token")),
             },
+            connectors: ConnectorEnv::from_lookup(text),
         }
     }
 }

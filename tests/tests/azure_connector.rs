@@ -7,7 +7,9 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use kvsync::connectors::{Connectors, Destination, ExternalSecret, SyncError};
+use kvsync::connectors::{
+    ConnectorEnv, Connectors, DEFAULT_TIMEOUT, Destination, ExternalSecret, SyncError,
+};
 use kvsync_tests::fake::azure::{self, AzureKeyVault};
 use kvsync_tests::fake::{Backend, FakeServer, Service};
 use serde_json::{Value, json};
@@ -18,22 +20,14 @@ struct World {
 }
 
 static WORLD: OnceLock<World> = OnceLock::new();
-/// The fake and the environment are shared: one test at a time.
+/// The fake is shared: one test at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The fake, started once; `AZURE_AUTHORITY_HOST` points at it (the connector
-/// reads it like the Azure SDKs do).
+/// The fake, started once.
 fn world() -> &'static World {
     WORLD.get_or_init(|| {
         let fake = Arc::new(AzureKeyVault::new());
         let server = FakeServer::start(Backend::Fake(fake.clone()), 0).unwrap();
-        // SAFETY: set once, while every other test of this file waits on SERIAL
-        // (they take it before calling world()), and nothing here reads the
-        // environment outside std's own lock.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::env::set_var("AZURE_AUTHORITY_HOST", server.url());
-        }
         World { server, fake }
     })
 }
@@ -41,6 +35,16 @@ fn world() -> &'static World {
 impl World {
     fn url(&self) -> String {
         self.server.url()
+    }
+
+    /// A registry whose `azure-kv` connector gets its tokens from the fake
+    /// (`AZURE_AUTHORITY_HOST`, as the Azure SDKs read it).
+    fn connectors(&self) -> Connectors {
+        let env = ConnectorEnv {
+            azure_authority_host: Some(self.url()),
+            ..ConnectorEnv::default()
+        };
+        Connectors::with_env(env, DEFAULT_TIMEOUT)
     }
 
     fn dest(&self, overrides: Value) -> Destination {
@@ -145,7 +149,7 @@ async fn push_creates_then_overwrites_with_one_put_each_and_one_token() {
     let _serial = SERIAL.lock().await;
     let w = world();
     w.clear().await;
-    let c = Connectors::new();
+    let c = w.connectors();
     let d = w.dest(json!({}));
     let (writes, tokens) = (w.counter("writes"), w.counter("tokens_issued"));
     c.push(&d, &secret("create-1", "v1")).await.unwrap();
@@ -180,7 +184,7 @@ async fn soft_delete_trap_delete_then_push_recovers_and_overwrites() {
     let w = world();
     w.clear().await;
     w.fake.set_recovery_lag(2);
-    let c = Connectors::new();
+    let c = w.connectors();
     let d = w.dest(json!({}));
     c.push(&d, &secret("trap-1", "old")).await.unwrap();
     c.delete(&d, "trap-1").await.unwrap();
@@ -217,7 +221,7 @@ async fn a_recovery_that_does_not_finish_is_retryable() {
     let _serial = SERIAL.lock().await;
     let w = world();
     w.clear().await;
-    let c = Connectors::new();
+    let c = w.connectors();
     let d = w.dest(json!({}));
     c.push(&d, &secret("slow-1", "old")).await.unwrap();
     c.delete(&d, "slow-1").await.unwrap();
@@ -240,7 +244,7 @@ async fn a_refused_recovery_is_a_client_side_error() {
     let _serial = SERIAL.lock().await;
     let w = world();
     w.clear().await;
-    let c = Connectors::new();
+    let c = w.connectors();
     let d = w.dest(json!({}));
     c.push(&d, &secret("norecover-1", "old")).await.unwrap();
     c.delete(&d, "norecover-1").await.unwrap();
@@ -263,7 +267,7 @@ async fn bad_credentials_are_client_side_errors_without_the_secret() {
     let _serial = SERIAL.lock().await;
     let w = world();
     w.clear().await;
-    let c = Connectors::new();
+    let c = w.connectors();
     let writes = w.counter("writes");
     let m = client_side(
         c.push(
@@ -316,7 +320,7 @@ async fn throttling_and_outages_are_retryable_with_the_hint() {
     let _serial = SERIAL.lock().await;
     let w = world();
     w.clear().await;
-    let c = Connectors::new();
+    let c = w.connectors();
     let d = w.dest(json!({}));
     // The token endpoint throttled (no token cached yet).
     w.fault(json!({"path_prefix": format!("/{}/", azure::TENANT), "status": 429, "headers": [["retry-after", "7"]],
@@ -366,7 +370,7 @@ async fn a_401_from_the_vault_drops_the_cached_token() {
     let _serial = SERIAL.lock().await;
     let w = world();
     w.clear().await;
-    let c = Connectors::new();
+    let c = w.connectors();
     let d = w.dest(json!({}));
     c.push(&d, &secret("revoked-1", "v1")).await.unwrap();
     let tokens = w.counter("tokens_issued");
@@ -385,7 +389,7 @@ async fn names_sizes_and_egress_are_checked_before_any_call() {
     let _serial = SERIAL.lock().await;
     let w = world();
     w.clear().await;
-    let c = Connectors::new();
+    let c = w.connectors();
     let d = w.dest(json!({}));
     let m = client_side(c.push(&d, &secret("bad_name", "v")).await);
     assert!(m.contains("not a valid Azure Key Vault secret name"), "{m}");

@@ -2,15 +2,17 @@
 //! operation makes, the create → 409 → addVersion race, CRC32C, replication
 //! policies, labels, error mapping and the token cache.
 //!
-//! One fake serves every test (the connector reads its base URL from the
-//! process environment, set once), and the tests take turns so that the fake's
-//! call log and counters belong to one test at a time.
+//! One fake serves every test (each test's registry gets its URL through a
+//! `ConnectorEnv`), and the tests take turns so that the fake's call log and
+//! counters belong to one test at a time.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kvsync::connectors::{Connectors, Destination, ExternalSecret, SyncError};
+use kvsync::connectors::{
+    ConnectorEnv, Connectors, DEFAULT_TIMEOUT, Destination, ExternalSecret, SyncError,
+};
 use kvsync_tests::fake::{Backend, FakeServer, Service, gcp};
 use serde_json::{Value, json};
 
@@ -27,15 +29,18 @@ fn world() -> &'static World {
     WORLD.get_or_init(|| {
         let fake = Arc::new(gcp::GcpSecretManager::new());
         let server = FakeServer::start(Backend::Fake(fake.clone()), 0).unwrap();
-        #[allow(unsafe_code)]
-        // SAFETY: runs once, inside `OnceLock::get_or_init`, before any test
-        // proceeds to a connector call (the only reader of this variable).
-        unsafe {
-            std::env::set_var("KVSYNC_GCP_SECRET_MANAGER_URL", server.url());
-        }
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         World { server, fake, http }
     })
+}
+
+/// A registry whose `gcp-sm` connector calls the fake's API.
+fn connectors() -> Connectors {
+    let env = ConnectorEnv {
+        gcp_secret_manager_url: Some(world().server.url()),
+        ..ConnectorEnv::default()
+    };
+    Connectors::with_env(env, DEFAULT_TIMEOUT)
 }
 
 fn unique(prefix: &str) -> String {
@@ -196,7 +201,7 @@ fn client_side(e: SyncError) -> String {
 #[tokio::test]
 async fn a_new_object_costs_a_create_and_a_version_and_an_existing_one_is_kept() {
     let _turn = TURN.lock().await;
-    let c = Connectors::new();
+    let c = connectors();
     let d = dest(json!({}));
     let id = unique("new");
     // Warm the token cache so only the secret's own calls are counted.
@@ -224,7 +229,7 @@ async fn a_new_object_costs_a_create_and_a_version_and_an_existing_one_is_kept()
 #[tokio::test]
 async fn first_push_creates_and_an_update_is_one_add_version() {
     let _turn = TURN.lock().await;
-    let c = Connectors::new();
+    let c = connectors();
     let d = dest(json!({}));
     let id = unique("first");
     clear_calls().await;
@@ -273,7 +278,7 @@ async fn first_push_creates_and_an_update_is_one_add_version() {
 #[tokio::test]
 async fn a_lost_create_race_goes_on_to_add_version() {
     let _turn = TURN.lock().await;
-    let c = Connectors::new();
+    let c = connectors();
     let d = dest(json!({}));
     let id = unique("race");
     c.push(&d, &secret(&id, "v1", &[])).await.unwrap();
@@ -307,7 +312,7 @@ async fn a_lost_create_race_goes_on_to_add_version() {
 async fn payloads_carry_a_crc32c_the_provider_checks() {
     let _turn = TURN.lock().await;
     let w = world();
-    let c = Connectors::new();
+    let c = connectors();
     let d = dest(json!({}));
     let id = unique("crc");
     let value = "héllo wörld ✓";
@@ -376,7 +381,7 @@ async fn payloads_carry_a_crc32c_the_provider_checks() {
 #[tokio::test]
 async fn replication_policies_and_labels_are_set_at_creation() {
     let _turn = TURN.lock().await;
-    let c = Connectors::new();
+    let c = connectors();
     let tags = [("Team", "Platform"), ("cost-center", "CC 42")];
     let cases = [
         (json!({}), json!({"automatic": {}})),
@@ -435,7 +440,7 @@ async fn replication_policies_and_labels_are_set_at_creation() {
 #[tokio::test]
 async fn errors_are_classified() {
     let _turn = TURN.lock().await;
-    let c = Connectors::new();
+    let c = connectors();
     let d = dest(json!({}));
     let id = unique("err");
     let objects_before = state()["objects"].as_object().unwrap().len();
@@ -473,7 +478,7 @@ async fn errors_are_classified() {
     external(&c.push(&d, &secret(&id, "v", &[])).await.unwrap_err());
     fault(json!({"path_prefix": "/token", "status": 503, "times": 1, "body": "backend error"}))
         .await;
-    let other_key = Connectors::new();
+    let other_key = connectors();
     external(
         &other_key
             .push(&d, &secret(&id, "v", &[]))
@@ -494,7 +499,7 @@ async fn errors_are_classified() {
     // Egress rules cover the token endpoint and the API.
     let strict = dest(json!({"disable_strict_networking": false}));
     let m = client_side(
-        Connectors::new()
+        connectors()
             .push(&strict, &secret(&id, "v", &[]))
             .await
             .unwrap_err(),
@@ -538,7 +543,7 @@ async fn errors_are_classified() {
 #[tokio::test]
 async fn tokens_are_cached_and_dropped_after_a_401() {
     let _turn = TURN.lock().await;
-    let c = Connectors::new();
+    let c = connectors();
     let d = dest(json!({}));
     let id = unique("tok");
     clear_calls().await;

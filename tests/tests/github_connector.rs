@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kvsync::connectors::{Connectors, Destination, ExternalSecret, SyncError};
+use kvsync::connectors::{
+    ConnectorEnv, Connectors, DEFAULT_TIMEOUT, Destination, ExternalSecret, SyncError,
+};
 use kvsync_tests::fake::github::{self, GitHub};
 use kvsync_tests::fake::{Backend, FakeServer, Service};
 use serde_json::{Value, json};
@@ -26,7 +28,7 @@ impl World {
             fake,
             server,
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
-            connectors: Connectors::new(),
+            connectors: Connectors::with_env(ConnectorEnv::default(), DEFAULT_TIMEOUT),
         }
     }
 
@@ -409,7 +411,7 @@ async fn errors_are_classified() {
 #[tokio::test]
 async fn a_slow_github_times_out_as_an_external_service_error() {
     let w = World::new();
-    let connectors = Connectors::new().with_timeout(Duration::from_millis(500));
+    let connectors = Connectors::with_env(ConnectorEnv::default(), Duration::from_millis(500));
     w.fault(json!({"delay_ms": 2000, "status": 0})).await;
     let d = w.dest(json!({}));
     let secret = ExternalSecret {

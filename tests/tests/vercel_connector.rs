@@ -7,13 +7,15 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use kvsync::connectors::{Connectors, Destination, ExternalSecret, SyncError};
+use kvsync::connectors::{
+    ConnectorEnv, Connectors, DEFAULT_TIMEOUT, Destination, ExternalSecret, SyncError,
+};
 use kvsync_tests::fake::vercel::{self, Vercel};
 use kvsync_tests::fake::{Backend, FakeServer};
 use serde_json::{Value, json};
 
-/// One fake for the whole binary: the connector finds it through
-/// `KVSYNC_VERCEL_API_URL`, which can only be set once per process.
+/// One fake for the whole binary; each test's registry finds it through its
+/// `ConnectorEnv` (`KVSYNC_VERCEL_API_URL` in the server).
 struct World {
     server: FakeServer,
     vercel: Arc<Vercel>,
@@ -28,13 +30,6 @@ fn world() -> &'static World {
     WORLD.get_or_init(|| {
         let vercel = Arc::new(Vercel::new());
         let server = FakeServer::start(Backend::Fake(vercel.clone()), 0).unwrap();
-        // SAFETY: runs once, inside the OnceLock's initialisation, before any
-        // connector call of this binary: every test calls world() first and
-        // waits here, so no other thread reads the environment meanwhile.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::env::set_var("KVSYNC_VERCEL_API_URL", server.url());
-        }
         let admin = reqwest::Client::builder().no_proxy().build().unwrap();
         World {
             server,
@@ -45,6 +40,15 @@ fn world() -> &'static World {
 }
 
 impl World {
+    /// A registry whose `vercel-project` connector calls the fake.
+    fn connectors(&self) -> Connectors {
+        let env = ConnectorEnv {
+            vercel_api_url: Some(self.server.url()),
+            ..ConnectorEnv::default()
+        };
+        Connectors::with_env(env, DEFAULT_TIMEOUT)
+    }
+
     async fn clear_calls(&self) {
         let url = format!("{}/_admin/calls", self.server.url());
         self.admin.delete(url).send().await.unwrap();
@@ -152,7 +156,7 @@ fn client_side(err: &SyncError, needle: &str) {
 async fn a_push_is_one_upsert_and_overwrites_in_place() {
     let w = world();
     let _one = SERIAL.lock().await;
-    let c = Connectors::new();
+    let c = w.connectors();
     w.clear_calls().await;
     let before = w.vercel.writes();
     c.push(&dest(), &secret("ONE_WRITE", "v1")).await.unwrap();
@@ -178,7 +182,7 @@ async fn a_push_is_one_upsert_and_overwrites_in_place() {
 async fn failed_items_inside_a_201_are_errors() {
     let w = world();
     let _one = SERIAL.lock().await;
-    let c = Connectors::new();
+    let c = w.connectors();
     let before = w.vercel.writes();
 
     w.vercel.fail_next(
@@ -231,7 +235,7 @@ async fn failed_items_inside_a_201_are_errors() {
 async fn requests_are_scoped_to_the_team() {
     let w = world();
     let _one = SERIAL.lock().await;
-    let c = Connectors::new();
+    let c = w.connectors();
     w.clear_calls().await;
     // The team's project is not in the personal scope.
     let err = c
@@ -281,7 +285,7 @@ async fn requests_are_scoped_to_the_team() {
 async fn delete_removes_every_owned_entry_by_id() {
     let w = world();
     let _one = SERIAL.lock().await;
-    let c = Connectors::new();
+    let c = w.connectors();
     let seed = |target: &[&str], branch: Option<&str>| {
         w.vercel
             .seed_env(
@@ -352,7 +356,7 @@ async fn delete_removes_every_owned_entry_by_id() {
 async fn credentials_throttling_and_egress_are_classified() {
     let w = world();
     let _one = SERIAL.lock().await;
-    let c = Connectors::new();
+    let c = w.connectors();
 
     let err = c
         .push(

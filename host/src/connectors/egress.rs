@@ -9,17 +9,20 @@
 //! API, endpoint overrides included: [`EgressResolver`] filters DNS answers for
 //! reqwest, and [`EgressPolicy::check_url`] resolves and checks before a
 //! connection for clients that cannot take a resolver (and for IP literals).
+//! The fields are read as [`Networking`] with the rest of a destination's
+//! config, once per call (see `typed.rs`).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde::Deserialize;
 
 use super::SyncError;
+use super::fields;
 
 /// An address range, `addr/prefix`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cidr {
     addr: IpAddr,
     prefix: u8,
@@ -112,7 +115,7 @@ const SPECIAL_PURPOSE: &[Cidr] = &[
 const DEFAULT_PORTS: &[u16] = &[80, 443];
 
 /// The egress rules of one destination.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct EgressPolicy {
     pub disabled: bool,
     pub allowed_v4: Vec<Cidr>,
@@ -138,53 +141,50 @@ impl From<EgressRefused> for SyncError {
     }
 }
 
-impl EgressPolicy {
-    /// Reads the networking fields of a destination's config.
-    pub fn from_config(config: &Value) -> Result<Self, SyncError> {
-        let cidrs = |field: &str| -> Result<Vec<Cidr>, SyncError> {
-            match config.get(field) {
-                None | Some(Value::Null) => Ok(Vec::new()),
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .map(|v| {
-                        v.as_str()
-                            .ok_or_else(|| format!("{field}: expected strings"))
-                            .and_then(Cidr::parse)
-                            .map_err(SyncError::ClientSide)
-                    })
-                    .collect(),
-                Some(_) => Err(SyncError::ClientSide(format!("{field}: expected a list"))),
-            }
-        };
-        let allowed_ports = match config.get("allowed_ports") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items
+/// The networking fields of a destination's config, as the engine sends them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Networking {
+    #[serde(default, deserialize_with = "fields::or_default")]
+    pub allowed_ipv4_addresses: Vec<String>,
+    #[serde(default, deserialize_with = "fields::or_default")]
+    pub allowed_ipv6_addresses: Vec<String>,
+    #[serde(default, deserialize_with = "fields::or_default")]
+    pub allowed_ports: Vec<u16>,
+    #[serde(default, deserialize_with = "fields::or_default")]
+    pub disable_strict_networking: bool,
+}
+
+impl Networking {
+    /// The fields' names, as in a destination's config.
+    pub const FIELDS: [&'static str; 4] = [
+        "allowed_ipv4_addresses",
+        "allowed_ipv6_addresses",
+        "allowed_ports",
+        "disable_strict_networking",
+    ];
+}
+
+impl TryFrom<Networking> for EgressPolicy {
+    type Error = SyncError;
+
+    fn try_from(n: Networking) -> Result<Self, SyncError> {
+        let cidrs = |field: &str, items: &[String]| -> Result<Vec<Cidr>, SyncError> {
+            items
                 .iter()
-                .map(|v| {
-                    v.as_u64()
-                        .and_then(|p| u16::try_from(p).ok())
-                        .ok_or_else(|| {
-                            SyncError::ClientSide("allowed_ports: invalid port".to_string())
-                        })
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => {
-                return Err(SyncError::ClientSide(
-                    "allowed_ports: expected a list".to_string(),
-                ));
-            }
+                .map(|s| Cidr::parse(s).map_err(|e| SyncError::ClientSide(format!("{field}: {e}"))))
+                .collect()
         };
         Ok(EgressPolicy {
-            disabled: config
-                .get("disable_strict_networking")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            allowed_v4: cidrs("allowed_ipv4_addresses")?,
-            allowed_v6: cidrs("allowed_ipv6_addresses")?,
-            allowed_ports,
+            disabled: n.disable_strict_networking,
+            allowed_v4: cidrs("allowed_ipv4_addresses", &n.allowed_ipv4_addresses)?,
+            allowed_v6: cidrs("allowed_ipv6_addresses", &n.allowed_ipv6_addresses)?,
+            allowed_ports: n.allowed_ports,
         })
     }
+}
 
+impl EgressPolicy {
     /// Whether the rules let a connection reach `ip` (any port).
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), EgressRefused> {
         if self.disabled {
@@ -308,7 +308,12 @@ impl reqwest::dns::Resolve for EgressResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    /// The rules of a destination's networking fields.
+    fn policy(fields: Value) -> Result<EgressPolicy, SyncError> {
+        EgressPolicy::try_from(serde_json::from_value::<Networking>(fields).unwrap())
+    }
 
     #[test]
     fn default_refuses_special_purpose_and_odd_ports() {
@@ -333,7 +338,7 @@ mod tests {
 
     #[test]
     fn allow_lists_and_disable_switch() {
-        let p = EgressPolicy::from_config(&json!({
+        let p = policy(json!({
             "allowed_ipv4_addresses": ["127.0.0.0/8"],
             "allowed_ports": [8080],
         }))
@@ -342,12 +347,10 @@ mod tests {
         assert!(p.check_ip("8.8.8.8".parse().unwrap()).is_err());
         assert!(p.check_port(8080).is_ok());
         assert!(p.check_port(443).is_err());
-        let off = EgressPolicy::from_config(&json!({"disable_strict_networking": true})).unwrap();
+        let off = policy(json!({"disable_strict_networking": true})).unwrap();
         assert!(off.check_ip("127.0.0.1".parse().unwrap()).is_ok());
         assert!(off.check_port(1).is_ok());
-        assert!(
-            EgressPolicy::from_config(&json!({"allowed_ipv4_addresses": ["300.1.1.1/8"]})).is_err()
-        );
+        assert!(policy(json!({"allowed_ipv4_addresses": ["300.1.1.1/8"]})).is_err());
     }
 
     #[tokio::test]

@@ -1,11 +1,21 @@
 //! Destination connectors: the host side of the engine's `connector` import.
 //!
-//! One trait, [`DestinationConnector`], for every destination type, and one
-//! registration list, [`registered`]. Adding a destination type means writing one
-//! file in this folder and adding one line to that list; nothing else on the host
-//! changes. [`Connectors`] is the registry built from the list: it routes each call
-//! to the connector of the destination's type, bounds it with a timeout and meters
-//! it (calls per type, operation and outcome).
+//! One folder per destination type (`<type>/mod.rs`: push, push-new, delete,
+//! inspect and error classification; `config.rs`: the typed config;
+//! `client.rs`: authentication, token and client caches), each implementing
+//! [`Connector`], and one registration list, [`registered`]. Adding a
+//! destination type means writing one folder here and adding one line to that
+//! list; nothing else on the host changes. [`Connectors`] is the registry built
+//! from the list: it parses each destination's config once per call into the
+//! connector's type ([`Dest`]), routes the call to the connector of the
+//! destination's type, bounds it with a timeout and meters it (calls per type,
+//! operation and outcome).
+//!
+//! The provider endpoint overrides of the server's environment are read once into
+//! a [`ConnectorEnv`] (see [`env`]) and handed to each connector when the registry
+//! builds it. Shared pieces: [`http`] (the egress-bound reqwest client and the
+//! mapping of HTTP answers), [`egress`] (the networking rules), [`fields`] (the
+//! field types of typed configs).
 //!
 //! Secrets: a [`Destination`]'s config holds the provider credentials in clear and
 //! an [`ExternalSecret`] holds a secret value. Both are zeroized on drop and their
@@ -13,6 +23,7 @@
 
 pub mod aws_sm;
 pub mod azure_kv;
+pub mod env;
 pub mod gcp_sm;
 pub mod gh;
 mod in_mem;
@@ -28,42 +39,36 @@ use async_trait::async_trait;
 use zeroize::{Zeroize, Zeroizing};
 
 pub mod egress;
+pub mod fields;
 pub mod http;
+mod typed;
 
+pub use env::ConnectorEnv;
 pub use in_mem::InMemory;
+pub use typed::{Connector, Dest, typed};
 
-/// The destination types a build may register, in Vault's vocabulary.
-pub const KNOWN_KINDS: &[&str] = &[
-    "aws-sm",
-    "azure-kv",
-    "gcp-sm",
-    "gh",
-    "vercel-project",
-    "in-mem",
-];
-
-/// The registration list: every destination type this build can reach.
+/// The registration list: every destination type this build can reach, each
+/// built with the server's endpoint overrides.
 ///
 /// The one place a new connector is added.
-pub fn registered() -> Vec<Arc<dyn DestinationConnector>> {
+pub fn registered(env: &ConnectorEnv) -> Vec<Arc<dyn DestinationConnector>> {
     vec![
-        Arc::new(InMemory::default()),
-        Arc::new(aws_sm::AwsSecretsManager::default()),
-        Arc::new(azure_kv::AzureKeyVault::default()),
-        Arc::new(gcp_sm::GcpSecretManager::default()),
-        Arc::new(gh::GitHub::default()),
-        Arc::new(vercel_project::VercelProject::default()),
+        typed(InMemory::default()),
+        typed(aws_sm::AwsSecretsManager::new(env)),
+        typed(azure_kv::AzureKeyVault::new(env)),
+        typed(gcp_sm::GcpSecretManager::new(env)),
+        typed(gh::GitHub::default()),
+        typed(vercel_project::VercelProject::new(env)),
     ]
 }
 
 /// Default bound on one provider call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A client for one destination type.
-///
-/// Implementations classify every failure as the sync status it causes (see
-/// [`SyncError`]) and never put credentials or secret values in error messages.
-/// Timeouts and metering are the registry's job, not the connector's.
+/// A client for one destination type as the registry holds it: the
+/// destination's config still JSON. Connectors implement [`Connector`] and are
+/// registered through [`typed`], which parses the config; the methods mean
+/// what [`Connector`]'s do.
 #[async_trait]
 pub trait DestinationConnector: Send + Sync {
     /// The destination type served, e.g. `aws-sm`.
@@ -72,10 +77,7 @@ pub trait DestinationConnector: Send + Sync {
     /// Creates or overwrites an external secret.
     async fn push(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError>;
 
-    /// [`DestinationConnector::push`] of an object kvsync has not written
-    /// before: a provider that must choose between create and update tries
-    /// create first (one call for a new object), and still overwrites an
-    /// object that exists anyway.
+    /// See [`Connector::push_new`].
     async fn push_new(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError> {
         self.push(dest, secret).await
     }
@@ -86,10 +88,13 @@ pub trait DestinationConnector: Send + Sync {
     /// The objects the destination holds, for types that can show them.
     async fn inspect(&self, dest: &Destination) -> Result<Vec<ExternalSecret>, SyncError> {
         let _ = dest;
-        Err(SyncError::ClientSide(
-            "this destination type cannot list its objects".to_string(),
-        ))
+        Err(cannot_inspect())
     }
+}
+
+/// The answer of a type that cannot list its objects.
+fn cannot_inspect() -> SyncError {
+    SyncError::ClientSide("this destination type cannot list its objects".to_string())
 }
 
 /// A destination as a connector needs it to reach the provider.
@@ -323,9 +328,16 @@ impl fmt::Debug for Connectors {
 }
 
 impl Connectors {
-    /// Every connector of [`registered`], with the [`DEFAULT_TIMEOUT`].
+    /// Every connector of [`registered`], built with `env`, each call bounded
+    /// by `timeout`.
+    pub fn with_env(env: ConnectorEnv, timeout: Duration) -> Self {
+        Connectors::from_list(registered(&env)).with_timeout(timeout)
+    }
+
+    /// Every connector of [`registered`], at the providers' public endpoints,
+    /// with the [`DEFAULT_TIMEOUT`].
     pub fn new() -> Self {
-        Connectors::from_list(registered())
+        Connectors::with_env(ConnectorEnv::default(), DEFAULT_TIMEOUT)
     }
 
     /// A registry of the given connectors (tests, embedders). When two share a
@@ -496,157 +508,4 @@ fn human(d: Duration) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dest(kind: &str, name: &str) -> Destination {
-        Destination::parse(kind.into(), name.into(), r#"{"token":"ghp_SECRET"}"#.into()).unwrap()
-    }
-
-    fn secret(name: &str, value: &str) -> ExternalSecret {
-        ExternalSecret {
-            name: name.into(),
-            value: Zeroizing::new(value.into()),
-            tags: vec![("hashicorp:vault".into(), "".into())],
-        }
-    }
-
-    /// A connector whose calls never finish in time.
-    struct Sleepy;
-
-    #[async_trait]
-    impl DestinationConnector for Sleepy {
-        fn kind(&self) -> &'static str {
-            "gh"
-        }
-        async fn push(&self, _: &Destination, _: &ExternalSecret) -> Result<(), SyncError> {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            Ok(())
-        }
-        async fn delete(&self, _: &Destination, _: &str) -> Result<(), SyncError> {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            Ok(())
-        }
-    }
-
-    #[tokio::test]
-    async fn in_mem_push_overwrite_delete_inspect() {
-        let c = Connectors::new();
-        let d = dest("in-mem", "demo");
-        assert!(c.inspect(&d).await.unwrap().is_empty());
-        c.push(&d, &secret("b", "v1")).await.unwrap();
-        c.push(&d, &secret("a", "x")).await.unwrap();
-        c.push(&d, &secret("b", "v2")).await.unwrap();
-        let objects = c.inspect(&d).await.unwrap();
-        assert_eq!(objects, vec![secret("a", "x"), secret("b", "v2")]);
-        // Destinations do not share objects.
-        assert!(
-            c.inspect(&dest("in-mem", "other"))
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        c.delete(&d, "a").await.unwrap();
-        c.delete(&d, "never-there").await.unwrap();
-        assert_eq!(c.inspect(&d).await.unwrap(), vec![secret("b", "v2")]);
-        assert_eq!(c.calls("in-mem", Op::Push, Outcome::Ok), 3);
-        assert_eq!(c.calls("in-mem", Op::Delete, Outcome::Ok), 2);
-        assert_eq!(c.calls("in-mem", Op::Inspect, Outcome::Ok), 4);
-    }
-
-    #[tokio::test]
-    async fn a_slow_call_times_out_as_an_external_service_error() {
-        let c =
-            Connectors::from_list(vec![Arc::new(Sleepy)]).with_timeout(Duration::from_millis(50));
-        let d = dest("gh", "repo");
-        let started = Instant::now();
-        let err = c.push(&d, &secret("A", "v")).await.unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(5));
-        assert_eq!(
-            err,
-            SyncError::ExternalService {
-                message: "timed out after 50ms".into(),
-                retry_after: None
-            }
-        );
-        let err = c.delete(&d, "A").await.unwrap_err();
-        assert_eq!(err.outcome(), Outcome::ExternalService);
-        assert_eq!(c.calls("gh", Op::Push, Outcome::ExternalService), 1);
-        assert_eq!(c.calls("gh", Op::Delete, Outcome::ExternalService), 1);
-        assert_eq!(c.calls("gh", Op::Push, Outcome::Ok), 0);
-        // The default trait method: this type cannot list its objects.
-        assert_eq!(
-            c.inspect(&d).await.unwrap_err().outcome(),
-            Outcome::ClientSide
-        );
-        assert_eq!(c.calls("gh", Op::Inspect, Outcome::ClientSide), 1);
-    }
-
-    #[test]
-    fn the_default_timeout_reads_as_ten_seconds() {
-        assert_eq!(Connectors::new().timeout, Duration::from_secs(10));
-        assert_eq!(human(DEFAULT_TIMEOUT), "10s");
-    }
-
-    #[tokio::test]
-    async fn an_unregistered_type_is_a_client_side_error() {
-        let c = Connectors::new();
-        let mut kinds = c.kinds();
-        kinds.sort();
-        let mut known = KNOWN_KINDS.to_vec();
-        known.sort();
-        assert_eq!(kinds, known, "every known destination type has a connector");
-        let err = c
-            .push(&dest("nope\n", "d"), &secret("A", "v"))
-            .await
-            .unwrap_err();
-        assert_eq!(err.outcome(), Outcome::ClientSide);
-        assert!(!err.to_string().contains('\n'));
-        let err = c.delete(&dest("nope", "d"), "A").await.unwrap_err();
-        assert_eq!(
-            err,
-            SyncError::ClientSide(
-                "destination type nope has no connector in this build yet".to_string()
-            )
-        );
-        assert_eq!(c.calls(UNREGISTERED, Op::Push, Outcome::ClientSide), 1);
-        assert_eq!(c.calls(UNREGISTERED, Op::Delete, Outcome::ClientSide), 1);
-        assert_eq!(c.calls("nope", Op::Delete, Outcome::ClientSide), 0);
-        let metrics = c.metrics();
-        assert_eq!(metrics.len(), 2);
-        assert_eq!(metrics[0].kind, UNREGISTERED);
-    }
-
-    #[test]
-    fn debug_output_masks_credentials_and_values() {
-        let d = dest("gh", "repo");
-        let shown = format!("{d:?}");
-        assert!(!shown.contains("ghp_SECRET"), "{shown}");
-        assert!(shown.contains("repo"), "{shown}");
-        let s = secret("DB_PASSWORD", "hunter2");
-        let shown = format!("{s:?} {s:#?}");
-        assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("DB_PASSWORD"), "{shown}");
-    }
-
-    #[test]
-    fn bad_config_is_internal_and_never_quoted() {
-        for config in [r#"{"token":"ghp_SECRET""#, r#""ghp_SECRET""#, "ghp_SECRET"] {
-            let err = Destination::parse("gh".into(), "d".into(), config.into()).unwrap_err();
-            assert_eq!(err.outcome(), Outcome::Internal);
-            assert!(!err.to_string().contains("ghp_SECRET"), "{err}");
-        }
-        let d = Destination::parse("in-mem".into(), "d".into(), String::new()).unwrap();
-        assert_eq!(d.config, serde_json::json!({}));
-    }
-
-    #[test]
-    fn dropping_a_config_wipes_its_strings() {
-        let mut v = serde_json::json!({"a": "secret", "b": ["x", {"c": "y"}], "n": 1});
-        zeroize_json(&mut v);
-        assert_eq!(
-            v,
-            serde_json::json!({"a": "", "b": ["", {"c": ""}], "n": 1})
-        );
-    }
-}
+mod tests;

@@ -21,7 +21,7 @@ pub use storage::{Access, Initialized, in_use_message, init, load_key};
 
 use crate::auth::{Caller, NewToken, TokenStore};
 use crate::config::{Config, Listener};
-use crate::connectors::{Connectors, DEFAULT_TIMEOUT};
+use crate::connectors::{ConnectorEnv, Connectors, DEFAULT_TIMEOUT};
 use crate::env::Env;
 use crate::http::{self, Api, AppState, DEFAULT_MAX_REQUEST_SIZE, ROOT_TENANT};
 use crate::runtime::{self, CallError, DEFAULT_INLINE_BOUND, Limits, Runtime};
@@ -40,6 +40,8 @@ pub struct EngineOptions {
     pub provider_timeout: Duration,
     /// Bound on provider calls made inline by an API request.
     pub inline_bound: Duration,
+    /// Where the connectors reach their providers.
+    pub connector_env: ConnectorEnv,
 }
 
 impl std::fmt::Debug for EngineOptions {
@@ -50,6 +52,7 @@ impl std::fmt::Debug for EngineOptions {
             .field("cache_dir", &self.cache_dir)
             .field("provider_timeout", &self.provider_timeout)
             .field("inline_bound", &self.inline_bound)
+            .field("connector_env", &self.connector_env)
             .finish()
     }
 }
@@ -63,6 +66,7 @@ impl Default for EngineOptions {
             cache_dir: None,
             provider_timeout: DEFAULT_TIMEOUT,
             inline_bound: DEFAULT_INLINE_BOUND,
+            connector_env: ConnectorEnv::default(),
         }
     }
 }
@@ -76,6 +80,7 @@ impl EngineOptions {
             cache_dir: config.cache_dir.clone().or_else(|| env.cache_dir.clone()),
             provider_timeout: config.provider_timeout,
             inline_bound: config.sync_inline_timeout,
+            connector_env: env.connectors.clone(),
         }
     }
 }
@@ -83,7 +88,10 @@ impl EngineOptions {
 /// The engine runtime, with every registered destination connector: the one
 /// place where the runtime and the connector registry are built.
 pub fn engine(options: &EngineOptions) -> anyhow::Result<Runtime> {
-    let connectors = Arc::new(Connectors::new().with_timeout(options.provider_timeout));
+    let connectors = Arc::new(Connectors::with_env(
+        options.connector_env.clone(),
+        options.provider_timeout,
+    ));
     Ok(Runtime::new(
         options.component,
         options.limits.clone(),
@@ -224,6 +232,7 @@ impl Server {
     ) -> anyhow::Result<(Self, NewToken)> {
         let mut engine_options = EngineOptions {
             cache_dir: env.cache_dir.clone(),
+            connector_env: env.connectors.clone(),
             ..EngineOptions::default()
         };
         if let Some(n) = options.warm_instances {

@@ -9,7 +9,7 @@
 - Writes: successful `addVersion` + `create` calls. Creating costs two writes (create + first
   version); an update of an existing secret costs one (`addVersion`).
 - Tags: GCP stores labels, whose keys are lowercase `[a-z0-9_-]` (kvsync maps a tag key by
-  lowercasing it and turning other characters into `-`, see host/src/connectors/gcp_sm.rs), so the
+  lowercasing it and turning other characters into `-`, see host/src/connectors/gcp_sm/mod.rs), so the
   built-in tag `hashicorp:vault` is stored as the label `hashicorp-vault`. `objects()` reverses that
   one mapping so the shared scenario can check for `hashicorp:vault`; other labels are returned as
   stored.

@@ -23,6 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+pub mod aws;
 pub mod azure;
 pub mod gcp;
 pub mod github;
@@ -434,6 +435,7 @@ async fn serve_one(
 /// registers here: one line per destination type.
 pub fn by_name(name: &str) -> Option<Arc<dyn Service>> {
     match name {
+        "aws" => Some(Arc::new(aws::SecretsManager::new())),
         "github" => Some(Arc::new(github::GitHub::new())),
         "azure" => Some(Arc::new(azure::AzureKeyVault::new())),
         "gcp" => Some(Arc::new(gcp::GcpSecretManager::new())),

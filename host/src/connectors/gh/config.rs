@@ -1,15 +1,63 @@
-//! The `gh` destination's config, GitHub's name and size rules, and the API's
-//! base URL.
+//! The `gh` destination's config as the engine sends it (plus `app_config`,
+//! which the engine adds for a GitHub App), where it points (the [`Target`]),
+//! GitHub's name and size rules, and the API's base URL.
 
-use serde_json::Value;
+use std::sync::Arc;
+
+use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::connectors::egress::EgressPolicy;
-use crate::connectors::{Destination, SyncError};
+use crate::connectors::fields::{self, Secret};
+use crate::connectors::{Dest, SyncError};
 
 const GITHUB_API: &str = "https://api.github.com";
 /// GitHub's limit on one secret's value.
 pub const MAX_VALUE_BYTES: usize = 48 * 1024;
+
+/// The destination's connection details.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default, deserialize_with = "fields::secret")]
+    pub access_token: Option<Secret>,
+    #[serde(default, deserialize_with = "fields::text")]
+    pub app_name: Option<String>,
+    #[serde(default, deserialize_with = "fields::positive")]
+    pub installation_id: Option<u64>,
+    #[serde(default, deserialize_with = "fields::text")]
+    pub enterprise_url: Option<String>,
+    #[serde(default, deserialize_with = "fields::text")]
+    pub secrets_location: Option<String>,
+    #[serde(default, deserialize_with = "fields::text")]
+    pub repository_owner: Option<String>,
+    #[serde(default, deserialize_with = "fields::text")]
+    pub repository_name: Option<String>,
+    #[serde(default, deserialize_with = "fields::text")]
+    pub environment_name: Option<String>,
+    #[serde(default, deserialize_with = "fields::text")]
+    pub organization_name: Option<String>,
+    #[serde(default, deserialize_with = "fields::text")]
+    pub organization_visibility: Option<String>,
+    #[serde(default, deserialize_with = "fields::list")]
+    pub selected_repository_names: Vec<String>,
+    /// The GitHub App's registration (`sys/sync/github-apps`), added by the
+    /// engine when `app_name` is set.
+    #[serde(default)]
+    pub app_config: Option<AppConfig>,
+}
+
+/// A GitHub App as the engine passes it to the connector.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    #[serde(default, deserialize_with = "fields::positive")]
+    pub app_id: Option<u64>,
+    #[serde(default, deserialize_with = "fields::secret")]
+    pub private_key: Option<Secret>,
+    #[serde(default, deserialize_with = "fields::text")]
+    pub app_name: Option<String>,
+}
 
 /// Where the secrets go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,38 +89,38 @@ pub(super) struct Target {
     pub base: String,
     pub location: Location,
     pub credentials: Credentials,
-    pub policy: EgressPolicy,
+    pub policy: Arc<EgressPolicy>,
 }
 
 impl Target {
-    pub fn parse(dest: &Destination) -> Result<Self, SyncError> {
+    pub fn new(dest: &Dest<Config>) -> Result<Self, SyncError> {
         let c = &dest.config;
-        let policy = EgressPolicy::from_config(c)?;
-        let base = api_base(text(c, "enterprise_url"))?;
-        let required = |field: &str, when: &str| {
-            text(c, field)
-                .map(str::to_string)
+        let base = api_base(c.enterprise_url.as_deref())?;
+        let required = |value: &Option<String>, field: &str, when: &str| {
+            value
+                .clone()
                 .ok_or_else(|| SyncError::ClientSide(format!("{field} is required when {when}")))
         };
-        let location = match text(c, "secrets_location").unwrap_or("repository") {
+        let location = match c.secrets_location.as_deref().unwrap_or("repository") {
             "repository" => {
                 let when = "secrets_location is repository";
                 Location::Repository {
-                    owner: required("repository_owner", when)?,
-                    repo: required("repository_name", when)?,
-                    environment: text(c, "environment_name").map(str::to_string),
+                    owner: required(&c.repository_owner, "repository_owner", when)?,
+                    repo: required(&c.repository_name, "repository_name", when)?,
+                    environment: c.environment_name.clone(),
                 }
             }
             "organization" => {
                 let when = "secrets_location is organization";
-                let org = required("organization_name", when)?;
-                let visibility = required("organization_visibility", when)?;
+                let org = required(&c.organization_name, "organization_name", when)?;
+                let visibility =
+                    required(&c.organization_visibility, "organization_visibility", when)?;
                 if !matches!(visibility.as_str(), "all" | "private" | "selected") {
                     return Err(SyncError::ClientSide(format!(
                         "organization_visibility must be all, private or selected, not {visibility:?}"
                     )));
                 }
-                let selected = names(c.get("selected_repository_names"));
+                let selected = c.selected_repository_names.clone();
                 if visibility == "selected" && selected.is_empty() {
                     return Err(SyncError::ClientSide(
                         "selected_repository_names is required when organization_visibility is selected"
@@ -91,32 +139,32 @@ impl Target {
                 )));
             }
         };
-        let app_name =
-            text(c, "app_name").or_else(|| c.get("app_config").and_then(|a| text(a, "app_name")));
-        let credentials = if let Some(app) = app_name {
-            let installation_id = integer(c, "installation_id")?.ok_or_else(|| {
+        let app = c.app_config.as_ref();
+        let app_name = c
+            .app_name
+            .as_deref()
+            .or_else(|| app.and_then(|a| a.app_name.as_deref()));
+        let credentials = if let Some(app_name) = app_name {
+            let installation_id = c.installation_id.ok_or_else(|| {
                 SyncError::ClientSide("installation_id is required with app_name".to_string())
             })?;
-            let app_config = c.get("app_config");
-            let app_id = match app_config {
-                Some(a) => integer(a, "app_id")?,
-                None => None,
-            };
-            let private_key = app_config.and_then(|a| text(a, "private_key"));
-            let (Some(app_id), Some(private_key)) = (app_id, private_key) else {
+            let (Some(app_id), Some(private_key)) = (
+                app.and_then(|a| a.app_id),
+                app.and_then(|a| a.private_key.as_ref()),
+            ) else {
                 return Err(SyncError::Internal(format!(
-                    "destination {:?} uses GitHub App {app:?}, but the app's app_id and private_key \
-                     were not passed to the connector (app_config)",
+                    "destination {:?} uses GitHub App {app_name:?}, but the app's app_id and \
+                     private_key were not passed to the connector (app_config)",
                     dest.name
                 )));
             };
             Credentials::App {
                 app_id,
                 installation_id,
-                private_key: Zeroizing::new(private_key.to_string()),
+                private_key: Zeroizing::new(private_key.as_str().to_string()),
             }
-        } else if let Some(token) = text(c, "access_token") {
-            Credentials::Token(Zeroizing::new(token.to_string()))
+        } else if let Some(token) = &c.access_token {
+            Credentials::Token(Zeroizing::new(token.as_str().to_string()))
         } else {
             return Err(SyncError::ClientSide(
                 "no GitHub credentials: set access_token, or app_name and installation_id"
@@ -127,7 +175,7 @@ impl Target {
             base,
             location,
             credentials,
-            policy,
+            policy: dest.egress.clone(),
         })
     }
 
@@ -237,47 +285,6 @@ fn api_base(enterprise_url: Option<&str>) -> Result<String, SyncError> {
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
-/// A non-empty, trimmed string field.
-fn text<'a>(config: &'a Value, field: &str) -> Option<&'a str> {
-    config
-        .get(field)
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-}
-
-/// A positive integer field, as a number or a numeric string.
-fn integer(config: &Value, field: &str) -> Result<Option<u64>, SyncError> {
-    match config.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-            .filter(|n| *n > 0)
-            .map(Some)
-            .ok_or_else(|| SyncError::ClientSide(format!("{field} must be a positive integer"))),
-    }
-}
-
-/// A list of names: a JSON list, or a comma-separated string.
-fn names(value: Option<&Value>) -> Vec<String> {
-    let items: Vec<String> = match value {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect(),
-        Some(Value::String(s)) => s.split(',').map(str::to_string).collect(),
-        _ => Vec::new(),
-    };
-    items
-        .into_iter()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
 /// Percent-encodes one path segment (everything but RFC 3986 unreserved
 /// characters; `.` too when the segment is only dots).
 pub(super) fn segment(s: &str) -> String {
@@ -296,16 +303,18 @@ pub(super) fn segment(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
+    use crate::connectors::Destination;
 
-    fn dest(config: Value) -> Destination {
-        Destination {
+    fn target(config: Value) -> Result<Target, SyncError> {
+        let d = Destination {
             kind: "gh".into(),
             name: "d".into(),
             config,
-        }
+        };
+        Dest::parse(&d).and_then(|d| Target::new(&d))
     }
 
     #[test]
@@ -357,26 +366,26 @@ mod tests {
 
     #[test]
     fn targets() {
-        let t = Target::parse(&dest(json!({
+        let t = target(json!({
             "access_token": "ghp_x", "repository_owner": "acme", "repository_name": "web"
-        })))
+        }))
         .unwrap();
         assert_eq!(t.scope_path(), "/repos/acme/web/actions/secrets");
         assert_eq!(t.base, "https://api.github.com");
-        let t = Target::parse(&dest(json!({
+        let t = target(json!({
             "access_token": "ghp_x", "repository_owner": "acme", "repository_name": "web",
             "environment_name": "prod eu", "enterprise_url": "https://ghe.acme.io"
-        })))
+        }))
         .unwrap();
         assert_eq!(
             t.scope_path(),
             "/repos/acme/web/environments/prod%20eu/secrets"
         );
         assert_eq!(t.base, "https://ghe.acme.io/api/v3");
-        let t = Target::parse(&dest(json!({
+        let t = target(json!({
             "access_token": "ghp_x", "secrets_location": "organization", "organization_name": "acme",
             "organization_visibility": "selected", "selected_repository_names": ["web", " api "]
-        })))
+        }))
         .unwrap();
         assert_eq!(t.scope_path(), "/orgs/acme/actions/secrets");
         assert_eq!(
@@ -387,10 +396,10 @@ mod tests {
                 selected: vec!["web".into(), "api".into()]
             }
         );
-        let t = Target::parse(&dest(json!({
+        let t = target(json!({
             "app_name": "my-app", "installation_id": 7, "repository_owner": "a", "repository_name": "b",
             "app_config": {"app_id": "12", "private_key": "PEM"}
-        })))
+        }))
         .unwrap();
         assert!(matches!(
             t.credentials,
@@ -401,9 +410,9 @@ mod tests {
             }
         ));
         // Without the app's key the engine broke its contract with the host.
-        let e = Target::parse(&dest(json!({
+        let e = target(json!({
             "app_name": "my-app", "installation_id": 7, "repository_owner": "a", "repository_name": "b",
-        })));
+        }));
         assert!(matches!(e, Err(SyncError::Internal(_))));
         for (bad, field) in [
             (
@@ -429,7 +438,7 @@ mod tests {
                 "installation_id",
             ),
         ] {
-            match Target::parse(&dest(bad)) {
+            match target(bad) {
                 Err(SyncError::ClientSide(m)) => assert!(m.contains(field), "{m}"),
                 Err(e) => panic!("{field}: {e:?}"),
                 Ok(_) => panic!("{field}: accepted"),
@@ -442,6 +451,5 @@ mod tests {
         assert_eq!(segment("a b/c"), "a%20b%2Fc");
         assert_eq!(segment(".."), "%2E%2E");
         assert_eq!(segment("my.repo-1_x"), "my.repo-1_x");
-        assert_eq!(names(Some(&json!("a, b,,c"))), vec!["a", "b", "c"]);
     }
 }

@@ -32,6 +32,7 @@
 //! start of every operation, before the token exchange and the secret calls.
 
 mod api;
+mod client;
 mod config;
 
 use std::collections::HashMap;
@@ -43,31 +44,22 @@ use base64::Engine as _;
 use crypto_box::PublicKey;
 use crypto_box::aead::OsRng;
 use hyper::Method;
-use hyper::header::HeaderValue;
 use octocrab::Octocrab;
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
-use zeroize::Zeroizing;
 
-use super::http::checked_url;
-use super::{Destination, DestinationConnector, ExternalSecret, SyncError};
-use api::{Failure, app_jwt, bearer, parse_utc, send, unix_now};
-use config::{Credentials, Location, Target, check_name, check_value, segment};
+use super::{Connector, Dest, ExternalSecret, SyncError};
+use api::{Failure, send};
+use client::{CachedToken, Session, TokenKey};
+use config::{Location, Target, check_name, check_value, segment};
 
-pub use config::MAX_VALUE_BYTES;
+pub use config::{Config, MAX_VALUE_BYTES};
 
 /// How long a scope's public key is reused without asking again.
 pub const KEY_TTL: Duration = Duration::from_secs(300);
 /// How long a repository's id (organization secrets, `selected`) is reused.
 const REPO_ID_TTL: Duration = Duration::from_secs(300);
-/// Installation tokens are renewed this long before they expire.
-const TOKEN_MARGIN: Duration = Duration::from_secs(300);
-/// Connect, read and write timeouts of the HTTP client.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on every cache (entries); a full cache is emptied.
 const MAX_CACHE: usize = 4096;
-/// Bound on the cached HTTP clients (one per API base URL and runtime).
-const MAX_CLIENTS: usize = 64;
 
 /// The GitHub Actions secrets connector.
 #[derive(Default)]
@@ -84,15 +76,14 @@ pub struct GitHub {
 }
 
 #[async_trait]
-impl DestinationConnector for GitHub {
-    fn kind(&self) -> &'static str {
-        "gh"
-    }
+impl Connector for GitHub {
+    const KIND: &'static str = "gh";
+    type Config = Config;
 
-    async fn push(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError> {
+    async fn push(&self, dest: &Dest<Config>, secret: &ExternalSecret) -> Result<(), SyncError> {
         let name = check_name(&secret.name)?;
         check_value(&secret.value)?;
-        let target = Target::parse(dest)?;
+        let target = Target::new(dest)?;
         let session = self.session(&target, false).await?;
         match self.put(&session, &target, &name, &secret.value).await {
             Err(Failure::Unauthorized(_)) if session.token_from_cache => {
@@ -106,12 +97,12 @@ impl DestinationConnector for GitHub {
         }
     }
 
-    async fn delete(&self, dest: &Destination, name: &str) -> Result<(), SyncError> {
+    async fn delete(&self, dest: &Dest<Config>, name: &str) -> Result<(), SyncError> {
         // A name GitHub refuses cannot exist there: nothing to delete.
         let Ok(name) = check_name(name) else {
             return Ok(());
         };
-        let target = Target::parse(dest)?;
+        let target = Target::new(dest)?;
         let session = self.session(&target, false).await?;
         match self.remove(&session, &name).await {
             Err(Failure::Unauthorized(_)) if session.token_from_cache => {
@@ -140,148 +131,6 @@ impl GitHub {
 
     /// Checks egress, then gets the client and the `Authorization` header
     /// (exchanging the app's JWT for an installation token when needed).
-    async fn session(&self, target: &Target, fresh_token: bool) -> Result<Session, SyncError> {
-        checked_url(&target.policy, &target.base).await?;
-        let crab = self.client(&target.base)?;
-        let (auth, token_key, token_from_cache) = match &target.credentials {
-            Credentials::Token(token) => (bearer(token)?, None, false),
-            Credentials::App {
-                app_id,
-                installation_id,
-                private_key,
-            } => {
-                let key = TokenKey {
-                    base: target.base.clone(),
-                    app_id: *app_id,
-                    installation_id: *installation_id,
-                    key_sha256: Sha256::digest(private_key.as_bytes()).into(),
-                };
-                let (token, from_cache) =
-                    match (!fresh_token).then(|| self.cached_token(&key)).flatten() {
-                        Some(token) => (token, true),
-                        None => (
-                            self.installation_token(&crab, &key, private_key).await?,
-                            false,
-                        ),
-                    };
-                (bearer(&token)?, Some(key), from_cache)
-            }
-        };
-        Ok(Session {
-            crab,
-            auth,
-            base: target.base.clone(),
-            scope: target.scope_path(),
-            what: target.describe(),
-            token_key,
-            token_from_cache,
-        })
-    }
-
-    fn client(&self, base: &str) -> Result<Octocrab, SyncError> {
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| {
-                SyncError::Internal("the gh connector runs outside a tokio runtime".to_string())
-            })?
-            .id();
-        let key = (runtime, base.to_string());
-        let mut clients = lock(&self.clients);
-        if let Some(crab) = clients.get(&key) {
-            return Ok(crab.clone());
-        }
-        let crab = Octocrab::builder()
-            .set_connect_timeout(Some(IO_TIMEOUT))
-            .set_read_timeout(Some(IO_TIMEOUT))
-            .set_write_timeout(Some(IO_TIMEOUT))
-            .base_uri(base)
-            .and_then(|b| b.build())
-            .map_err(|e| SyncError::Internal(format!("cannot build the GitHub client: {e}")))?;
-        if clients.len() >= MAX_CLIENTS {
-            clients.clear();
-        }
-        clients.insert(key, crab.clone());
-        Ok(crab)
-    }
-
-    fn cached_token(&self, key: &TokenKey) -> Option<Zeroizing<String>> {
-        let tokens = lock(&self.tokens);
-        tokens
-            .get(key)
-            .filter(|t| Instant::now() < t.refresh_at)
-            .map(|t| t.token.clone())
-    }
-
-    fn forget_token(&self, session: &Session) {
-        if let Some(key) = &session.token_key {
-            lock(&self.tokens).remove(key);
-        }
-    }
-
-    /// `POST /app/installations/{id}/access_tokens` with a fresh app JWT.
-    async fn installation_token(
-        &self,
-        crab: &Octocrab,
-        key: &TokenKey,
-        private_key: &str,
-    ) -> Result<Zeroizing<String>, SyncError> {
-        let jwt = app_jwt(key.app_id, private_key, unix_now())?;
-        let auth = bearer(&jwt)?;
-        let path = format!("/app/installations/{}/access_tokens", key.installation_id);
-        let reply = send(crab, Method::POST, &path, &auth, Some(&json!({}))).await?;
-        let what = format!(
-            "installation {} of GitHub App {}",
-            key.installation_id, key.app_id
-        );
-        if !reply.ok() {
-            return Err(match reply.status {
-                401 => SyncError::ClientSide(format!(
-                    "GitHub refused the JWT of GitHub App {} (401 {}): check the app's app_id and private key",
-                    key.app_id,
-                    reply.message()
-                )),
-                404 => SyncError::ClientSide(format!(
-                    "GitHub answered 404 for {what}: check installation_id and that the app is installed ({})",
-                    reply.message()
-                )),
-                _ => reply.error(&format!("getting a token for {what}")),
-            });
-        }
-        let body: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-        let Some(token) = body
-            .get("token")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-        else {
-            return Err(SyncError::ExternalService {
-                message: format!("GitHub answered without a token for {what}"),
-                retry_after: None,
-            });
-        };
-        let token = Zeroizing::new(token.to_string());
-        // GitHub's tokens last an hour; without a readable expiry, assume that.
-        let lifetime = body
-            .get("expires_at")
-            .and_then(Value::as_str)
-            .and_then(parse_utc)
-            .map_or(Duration::from_secs(3600), |at| {
-                Duration::from_secs(at.saturating_sub(unix_now()))
-            });
-        if let Some(valid) = lifetime.checked_sub(TOKEN_MARGIN).filter(|v| !v.is_zero()) {
-            let mut tokens = lock(&self.tokens);
-            if tokens.len() >= MAX_CACHE {
-                tokens.clear();
-            }
-            tokens.insert(
-                key.clone(),
-                CachedToken {
-                    token: token.clone(),
-                    refresh_at: Instant::now() + valid,
-                },
-            );
-        }
-        Ok(token)
-    }
-
     /// The scope's public key: `(key_id, key, from_cache)`.
     async fn public_key(
         &self,
@@ -446,40 +295,10 @@ impl GitHub {
     }
 }
 
-/// What one operation needs to talk to GitHub.
-struct Session {
-    crab: Octocrab,
-    /// `Bearer <token>`, marked sensitive.
-    auth: HeaderValue,
-    base: String,
-    /// The secrets route of the scope, e.g. `/repos/o/r/actions/secrets`.
-    scope: String,
-    /// The scope in words, for messages.
-    what: String,
-    /// The installation token's cache entry, when `auth` is one.
-    token_key: Option<TokenKey>,
-    /// Whether that token came from the cache (a 401 then earns one retry).
-    token_from_cache: bool,
-}
-
 struct CachedKey {
     key_id: String,
     key: [u8; 32],
     fetched: Instant,
-}
-
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct TokenKey {
-    base: String,
-    app_id: u64,
-    installation_id: u64,
-    /// Another key for the same app must prove itself: no shared token.
-    key_sha256: [u8; 32],
-}
-
-struct CachedToken {
-    token: Zeroizing<String>,
-    refresh_at: Instant,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -487,52 +306,4 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dest(config: Value) -> Destination {
-        Destination {
-            kind: "gh".into(),
-            name: "d".into(),
-            config,
-        }
-    }
-
-    #[tokio::test]
-    async fn checks_come_before_any_call() {
-        let gh = GitHub::default();
-        let d = dest(json!({
-            "access_token": "ghp_x", "repository_owner": "acme", "repository_name": "web",
-            "enterprise_url": "http://127.0.0.1:9/", "disable_strict_networking": false
-        }));
-        let secret = |name: &str, value: &str| ExternalSecret {
-            name: name.into(),
-            value: Zeroizing::new(value.into()),
-            tags: vec![],
-        };
-        let e = gh.push(&d, &secret("GITHUB_X", "v")).await.unwrap_err();
-        assert!(
-            matches!(&e, SyncError::ClientSide(m) if m.contains("GITHUB_")),
-            "{e:?}"
-        );
-        let big = "x".repeat(MAX_VALUE_BYTES + 1);
-        let e = gh.push(&d, &secret("A", &big)).await.unwrap_err();
-        assert!(
-            matches!(&e, SyncError::ClientSide(m) if m.contains("48 KB")),
-            "{e:?}"
-        );
-        // Loopback and port 9 are refused by the default egress rules.
-        let e = gh.push(&d, &secret("A", "v")).await.unwrap_err();
-        assert!(
-            matches!(&e, SyncError::ClientSide(m) if m.contains("egress refused")),
-            "{e:?}"
-        );
-        let e = gh.delete(&d, "A").await.unwrap_err();
-        assert!(
-            matches!(&e, SyncError::ClientSide(m) if m.contains("egress refused")),
-            "{e:?}"
-        );
-        // A name GitHub could not hold is already gone.
-        gh.delete(&d, "GITHUB_X").await.unwrap();
-    }
-}
+mod tests;
