@@ -19,7 +19,8 @@ test too. `TRACKED` lists kvsync bugs that show in nearly every response; they a
 call and each is pinned by one `xfail(strict=True)` test, so fixing one turns that test into a
 failure until its entry is removed here.
 
-The failure message shows the request and both responses with every root token redacted.
+The failure message shows the request and both responses, with each server's root token and
+every token a response hands out (wrapping tokens) redacted.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ MESSAGE_LIST_KEYS = {"errors", "warnings"}
 
 STATUS = "$status"
 HEADER = "$header"
-BODY = "$body"
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,7 +314,7 @@ class Pair:
     """Both answers to one request. `kv` / `bao` are the parsed (token-redacted) bodies."""
 
     request: str
-    kvsync: requests.Response
+    kvsync_response: requests.Response
     bao_response: requests.Response
     kv: Any
     bao: Any
@@ -452,7 +452,7 @@ class Diff:
             lines.append("request: " + short(redact(_jsonable(sent), self.secrets), 600))
         for d in pair.unexplained or pair.differences:
             lines.append("  - " + d.describe())
-        for name, resp, body in (("kvsync", pair.kvsync, pair.kv), ("bao", pair.bao_response, pair.bao)):
+        for name, resp, body in (("kvsync", pair.kvsync_response, pair.kv), ("bao", pair.bao_response, pair.bao)):
             text = json.dumps(body, indent=1, sort_keys=True) if not isinstance(body, str) else body
             if len(text) > 3000:
                 text = text[:3000] + "\n... (truncated)"
