@@ -407,8 +407,8 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
         // No entropy source is a broken platform; fall back to the clock so ids
         // stay unique rather than failing every request.
         let t = crate::time::now().to_le_bytes();
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = t[i % t.len()] ^ (i as u8);
+        for ((i, b), x) in buf.iter_mut().enumerate().zip(t.iter().cycle()) {
+            *b = x ^ (i as u8);
         }
     }
     buf

@@ -51,8 +51,11 @@ pub fn random_id(n: usize) -> Result<String, StorageError> {
             .map_err(|e| StorageError::Unavailable(format!("no randomness: {e}")))?;
         // Rejection sampling keeps the distribution uniform.
         for b in buf {
-            if out.len() < n && usize::from(b) < 248 {
-                out.push(char::from(ALPHABET[usize::from(b) % 62]));
+            if out.len() < n
+                && usize::from(b) < 248
+                && let Some(c) = ALPHABET.get(usize::from(b) % 62)
+            {
+                out.push(char::from(*c));
             }
         }
     }

@@ -266,24 +266,36 @@ impl Outcome {
 /// one bucket so that arbitrary kind strings cannot grow the counters.
 pub const UNREGISTERED: &str = "unregistered";
 
-/// Call counters of one destination type: `[op][outcome]`.
+/// Call counters of one destination type, per operation.
 #[derive(Default)]
-struct Counters([[AtomicU64; 4]; 3]);
+struct Counters {
+    push: OutcomeCounters,
+    delete: OutcomeCounters,
+    inspect: OutcomeCounters,
+}
+
+/// Call counters of one operation, per outcome.
+#[derive(Default)]
+struct OutcomeCounters {
+    ok: AtomicU64,
+    client_side: AtomicU64,
+    external_service: AtomicU64,
+    internal: AtomicU64,
+}
 
 impl Counters {
     fn slot(&self, op: Op, outcome: Outcome) -> &AtomicU64 {
-        let o = match op {
-            Op::Push => 0,
-            Op::Delete => 1,
-            Op::Inspect => 2,
+        let of_op = match op {
+            Op::Push => &self.push,
+            Op::Delete => &self.delete,
+            Op::Inspect => &self.inspect,
         };
-        let r = match outcome {
-            Outcome::Ok => 0,
-            Outcome::ClientSide => 1,
-            Outcome::ExternalService => 2,
-            Outcome::Internal => 3,
-        };
-        &self.0[o][r]
+        match outcome {
+            Outcome::Ok => &of_op.ok,
+            Outcome::ClientSide => &of_op.client_side,
+            Outcome::ExternalService => &of_op.external_service,
+            Outcome::Internal => &of_op.internal,
+        }
     }
 }
 

@@ -15,7 +15,7 @@ fn cache_file(engine: &Engine, wasm: &[u8], dir: &Path) -> PathBuf {
     engine.precompile_compatibility_hash().hash(&mut hasher);
     let name = format!(
         "engine-{}-{:016x}.cwasm",
-        hex::encode(&digest[..16]),
+        hex::encode(digest.first_chunk::<16>().unwrap_or(&[0; 16])),
         hasher.finish()
     );
     dir.join(name)

@@ -122,25 +122,24 @@ fn body(tx: &mut Tx, kind: &str, name: &str, touched: &[(String, String)]) -> Ap
     let mut secrets = Map::new();
     for record in record::all_of(tx, kind, name, touched)? {
         for (sub_key, row) in &record.rows {
-            let mut entry = json!({
-                "accessor": record.accessor,
-                "mount": record.mount,
-                "secret_name": record.secret_name,
-                "sync_status": row.sync_status,
-                "updated_at": time::rfc3339(row.updated_at),
-            });
+            let mut entry = Map::new();
+            entry.insert("accessor".into(), json!(record.accessor));
+            entry.insert("mount".into(), json!(record.mount));
+            entry.insert("secret_name".into(), json!(record.secret_name));
+            entry.insert("sync_status".into(), json!(row.sync_status));
+            entry.insert("updated_at".into(), json!(time::rfc3339(row.updated_at)));
             let key = if sub_key.is_empty() {
                 format!("{}/{}", record.accessor, record.secret_name)
             } else {
-                entry["sub_key"] = json!(sub_key);
+                entry.insert("sub_key".into(), json!(sub_key));
                 format!("{}/{}/{sub_key}", record.accessor, record.secret_name)
             };
             if row.sync_status.is_error()
                 && let Some(error) = &row.error
             {
-                entry["error"] = json!(error);
+                entry.insert("error".into(), json!(error));
             }
-            secrets.insert(key, entry);
+            secrets.insert(key, Value::Object(entry));
         }
     }
     Ok(json!({

@@ -116,6 +116,10 @@ pub const TYPES: &[&DestinationType] = &[
 ];
 
 /// The names of [`TYPES`], in the same order.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time: an index out of bounds fails the build"
+)]
 pub const TYPE_NAMES: [&str; TYPES.len()] = {
     let mut names = [""; TYPES.len()];
     let mut i = 0;
@@ -228,26 +232,24 @@ impl Destination {
         let spec = self.spec()?;
         let mut details = schema::render(spec.fields, &self.connection_details);
         self.networking.render(&mut details);
-        let mut options = json!({
-            "granularity_level": self.granularity.as_str(),
-            "secret_name_template": self.template()?,
-        });
+        let mut options = Map::new();
+        options.insert("granularity_level".into(), json!(self.granularity.as_str()));
+        options.insert("secret_name_template".into(), json!(self.template()?));
         if spec.cloud {
-            options["custom_tags"] = json!(self.custom_tags);
+            options.insert("custom_tags".into(), json!(self.custom_tags));
         }
-        let mut data = json!({
-            "name": self.name,
-            "type": self.kind,
-            "connection_details": details,
-            "options": options,
-        });
+        let mut data = Map::new();
+        data.insert("name".into(), json!(self.name));
+        data.insert("type".into(), json!(self.kind));
+        data.insert("connection_details".into(), Value::Object(details));
+        data.insert("options".into(), Value::Object(options));
         if let Some(at) = self.purge_initiated_at {
-            data["purge_initiated_at"] = json!(time::rfc3339(at));
+            data.insert("purge_initiated_at".into(), json!(time::rfc3339(at)));
         }
         if let Some(e) = &self.purge_error {
-            data["purge_error"] = json!(e);
+            data.insert("purge_error".into(), json!(e));
         }
-        Ok(data)
+        Ok(Value::Object(data))
     }
 }
 

@@ -202,16 +202,17 @@ impl GcpSecretManager {
         labels: &BTreeMap<String, String>,
     ) -> Result<(), SyncError> {
         let url = format!("{}?secretId={id}", session.secrets_url);
-        let mut body = json!({ "replication": replication });
+        let mut body = serde_json::Map::new();
+        body.insert("replication".into(), replication.clone());
         if !labels.is_empty() {
-            body["labels"] = json!(labels);
+            body.insert("labels".into(), json!(labels));
         }
         let (status, headers, text) = self
             .call(
                 session,
                 reqwest::Method::POST,
                 &url,
-                Some(body.to_string().into_bytes()),
+                Some(Value::Object(body).to_string().into_bytes()),
             )
             .await?;
         match status {
