@@ -90,7 +90,9 @@ impl Env {
             .await;
         assert!(matches!(out.effects.sync_due, SyncDue::None));
         let body: Value = serde_json::from_slice(&out.response.body).unwrap();
-        body["data"]["objects"].to_string()
+        body.pointer("/data/objects")
+            .unwrap_or(&Value::Null)
+            .to_string()
     }
 
     async fn wait_for_object(&self, needle: &str, within: Duration) -> Duration {

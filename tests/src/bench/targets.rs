@@ -148,14 +148,15 @@ pub async fn run(opts: &Options, paths: &Paths) -> Vec<Row> {
             continue;
         }
         eprintln!("== {}: {title}", ids.join("/"));
-        let out = match ids[0] {
-            "P1" => b.api_path().await,
-            "P3" => b.instantiation().await,
-            "P4" => b.memory().await,
-            "P5" => b.sync_to_moto().await,
-            "P6" => b.provider_calls().await,
-            "P8" => b.write_path().await,
-            _ => b.startup().await,
+        let out = match ids.first().copied() {
+            Some("P1") => b.api_path().await,
+            Some("P3") => b.instantiation().await,
+            Some("P4") => b.memory().await,
+            Some("P5") => b.sync_to_moto().await,
+            Some("P6") => b.provider_calls().await,
+            Some("P8") => b.write_path().await,
+            Some("P10") => b.startup().await,
+            _ => Err(anyhow::anyhow!("no procedure measures {}", ids.join("/"))),
         };
         match out {
             Ok(mut r) => rows.append(&mut r),
@@ -355,8 +356,9 @@ impl Vault {
             )
             .await?;
         // The inline first sync must have landed: its status is in the answer.
-        let statuses: Vec<&str> = out["data"]["associated_secrets"]
-            .as_object()
+        let statuses: Vec<&str> = out
+            .pointer("/data/associated_secrets")
+            .and_then(Value::as_object)
             .map(|m| {
                 m.values()
                     .filter(|a| a["secret_name"] == secret)
@@ -383,7 +385,9 @@ impl Vault {
         let path = format!("sys/sync/destinations/{kind}/{dest}/associations");
         loop {
             let out = self.call(reqwest::Method::GET, &path, None).await?;
-            let rows = out["data"]["associated_secrets"].as_object();
+            let rows = out
+                .pointer("/data/associated_secrets")
+                .and_then(Value::as_object);
             let synced = rows.map_or(0, |m| {
                 m.values().filter(|a| a["sync_status"] == "SYNCED").count()
             });
@@ -422,74 +426,45 @@ impl Bench<'_> {
             &self.bench_server(&["hyper-server", "--body-bytes", &size]),
         )?;
         let path = "/v1/secret/data/bench";
-        let servers = [
-            (
-                "component",
-                Load::get(
-                    &format!("{}{path}", wasm.url),
-                    Some(TOKEN),
-                    self.opts.connections,
-                ),
-            ),
-            (
-                "native",
-                Load::get(
-                    &format!("{}{path}", native.url),
-                    Some(TOKEN),
-                    self.opts.connections,
-                ),
-            ),
-            (
-                "hyper",
-                Load::get(&format!("{}{path}", hyper.url), None, self.opts.connections),
-            ),
-            (
-                "fresh",
-                Load::get(
-                    &format!("{}{path}", fresh.url),
-                    Some(TOKEN),
-                    self.opts.connections,
-                ),
-            ),
+        let load_of = |url: &str, token: Option<&str>| {
+            Load::get(&format!("{url}{path}"), token, self.opts.connections)
+        };
+        let mut servers = [
+            Measured::new("component", load_of(&wasm.url, Some(TOKEN))),
+            Measured::new("native", load_of(&native.url, Some(TOKEN))),
+            Measured::new("hyper", load_of(&hyper.url, None)),
+            Measured::new("fresh", load_of(&fresh.url, Some(TOKEN))),
         ];
-        for (_, load) in &servers {
-            self.load(load, self.opts.warmup_seconds).await?;
+        for server in &servers {
+            self.load(&server.load, self.opts.warmup_seconds).await?;
         }
-        let mut rps = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
         let mut busiest: f64 = 0.0;
-        let mut busiest_of = [0.0f64; 4];
         for round in 0..self.opts.rounds {
-            for k in 0..servers.len() {
-                let i = (k + round) % servers.len();
-                let run = self.load(&servers[i].1, self.opts.seconds).await?;
+            // Each round starts with the next server, so that none is always
+            // measured first.
+            let first = round % servers.len();
+            let mut order: Vec<&mut Measured> = servers.iter_mut().collect();
+            order.rotate_left(first);
+            for server in order {
+                let run = self.load(&server.load, self.opts.seconds).await?;
                 eprintln!(
                     "   round {round} {:<9} {:>9.0} req/s (wrk core {:.0}% busy)",
-                    servers[i].0,
+                    server.name,
                     run.rps,
                     run.load_cpu * 100.0
                 );
-                rps[i].push(run.rps);
+                server.rps.push(run.rps);
                 busiest = busiest.max(run.load_cpu);
-                busiest_of[i] = busiest_of[i].max(run.load_cpu);
+                server.busiest = server.busiest.max(run.load_cpu);
             }
         }
-        let p1: Vec<f64> = rps[0].iter().zip(&rps[1]).map(|(w, n)| w / n).collect();
-        let p2: Vec<f64> = rps[0].iter().zip(&rps[2]).map(|(w, h)| w / h).collect();
-        let fresh_ratio: Vec<f64> = rps[3].iter().zip(&rps[1]).map(|(f, n)| f / n).collect();
-        let fresh_s = Summary::of(&fresh_ratio).context("no P1 rounds")?;
-        let med = |v: &[f64]| Summary::of(v).map(|s| s.median).unwrap_or(f64::NAN);
-        let p1s = Summary::of(&p1).context("no P1 rounds")?;
-        let p2s = Summary::of(&p2).context("no P2 rounds")?;
-        let capped = |i: usize| {
-            if busiest_of[i] >= SATURATED {
-                format!(
-                    " — wrk's core was {:.0}% busy: the load may cap this figure",
-                    busiest_of[i] * 100.0
-                )
-            } else {
-                String::new()
-            }
+        let [on_wasm, on_native, on_hyper, on_fresh] = &servers;
+        let ratios = |a: &Measured, b: &Measured| -> Vec<f64> {
+            a.rps.iter().zip(&b.rps).map(|(a, b)| a / b).collect()
         };
+        let fresh_s = Summary::of(&ratios(on_fresh, on_native)).context("no P1 rounds")?;
+        let p1s = Summary::of(&ratios(on_wasm, on_native)).context("no P1 rounds")?;
+        let p2s = Summary::of(&ratios(on_wasm, on_hyper)).context("no P2 rounds")?;
         drop((wasm, fresh, native, hyper));
         Ok(vec![
             Row::ratio(
@@ -502,12 +477,12 @@ impl Bench<'_> {
                     self.opts.connections,
                     self.opts.rounds,
                     self.opts.seconds,
-                    med(&rps[0]),
-                    med(&rps[1]),
-                    med(&rps[3]),
+                    on_wasm.median(),
+                    on_native.median(),
+                    on_fresh.median(),
                     ratio_text(&fresh_s, 2),
-                    capped(0),
-                    capped(1)
+                    on_wasm.capped(),
+                    on_native.capped()
                 ),
             ),
             Row::ratio(
@@ -517,12 +492,50 @@ impl Bench<'_> {
                 Bound::AtLeast(0.50),
                 format!(
                     "bare hyper {:.0} req/s with a {size}-byte body (median); busiest wrk core {:.0}%{}",
-                    med(&rps[2]),
+                    on_hyper.median(),
                     busiest * 100.0,
-                    capped(2)
+                    on_hyper.capped()
                 ),
             ),
         ])
+    }
+}
+
+/// One server measured in P1/P2: its load and what each round measured.
+struct Measured {
+    name: &'static str,
+    load: Load,
+    /// Requests per second, one figure per round.
+    rps: Vec<f64>,
+    /// The busiest the load generator's core was while loading this server.
+    busiest: f64,
+}
+
+impl Measured {
+    fn new(name: &'static str, load: Load) -> Self {
+        Measured {
+            name,
+            load,
+            rps: Vec::new(),
+            busiest: 0.0,
+        }
+    }
+
+    fn median(&self) -> f64 {
+        Summary::of(&self.rps).map_or(f64::NAN, |s| s.median)
+    }
+
+    /// A caveat when the load generator's core was saturated: the load
+    /// itself may then cap this server's figure.
+    fn capped(&self) -> String {
+        if self.busiest >= SATURATED {
+            format!(
+                " — wrk's core was {:.0}% busy: the load may cap this figure",
+                self.busiest * 100.0
+            )
+        } else {
+            String::new()
+        }
     }
 }
 
@@ -1095,7 +1108,10 @@ impl Bench<'_> {
         let last: Value = vault
             .call(reqwest::Method::GET, "secret/data/p8/with", None)
             .await?;
-        let want = last["data"]["data"]["value"].clone();
+        let want = last
+            .pointer("/data/data/value")
+            .cloned()
+            .unwrap_or_default();
         let deadline = Instant::now() + Duration::from_secs(30);
         for d in 0..5 {
             loop {
@@ -1107,7 +1123,8 @@ impl Bench<'_> {
                     )
                     .await?;
                 let expected = json!({ "value": want });
-                let landed = objects["data"]["objects"].as_object().is_some_and(|m| {
+                let objects = objects.pointer("/data/objects").and_then(Value::as_object);
+                let landed = objects.is_some_and(|m| {
                     m.values().any(|v| {
                         v["value"]
                             .as_str()
@@ -1183,6 +1200,8 @@ async fn time_to_200(
 impl Bench<'_> {
     async fn startup(&self) -> anyhow::Result<Vec<Row>> {
         let (mut cold, mut warm, mut bare) = (Vec::new(), Vec::new(), Vec::new());
+        // This round's figure: each round adds one to every list.
+        let latest = |v: &[f64]| v.last().copied().unwrap_or(f64::NAN);
         for round in 0..self.opts.rounds.max(3) {
             let cache = self.paths.work.join(format!("p10-cache-{round}"));
             let _ = std::fs::remove_dir_all(&cache);
@@ -1228,7 +1247,9 @@ impl Bench<'_> {
             bare.push(t.as_secs_f64() * 1e3);
             eprintln!(
                 "   round {round}: cold {:.1} ms, cached {:.1} ms, bare hyper {:.1} ms",
-                cold[round], warm[round], bare[round]
+                latest(&cold),
+                latest(&warm),
+                latest(&bare)
             );
         }
         let ratios: Vec<f64> = warm.iter().zip(&cold).map(|(w, c)| w / c).collect();

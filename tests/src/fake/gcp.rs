@@ -41,7 +41,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{FakeRequest, FakeResponse, Service};
+use super::{FakeRequest, FakeResponse, Service, object};
 
 /// The project the test service account may use.
 pub const PROJECT_ID: &str = "kvsync-test";
@@ -246,36 +246,10 @@ fn rfc3339_now() -> String {
     )
 }
 
-/// `%XX` and `+` decoding of a form or query component.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
+/// The first value of `name` in a form body or query string (`%XX` and `+`
+/// decoded).
 fn form_param(body: &str, name: &str) -> Option<String> {
-    body.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (percent_decode(k) == name).then(|| percent_decode(v))
-    })
+    form_urlencoded::parse(body.as_bytes()).find_map(|(k, v)| (k == name).then(|| v.into_owned()))
 }
 
 fn random_token() -> String {
@@ -286,7 +260,9 @@ fn random_token() -> String {
             .unwrap_or_default()
             .as_nanos();
         let digest = Sha256::digest(nanos.to_le_bytes());
-        bytes.copy_from_slice(&digest[..24]);
+        for (b, d) in bytes.iter_mut().zip(digest) {
+            *b = d;
+        }
     }
     format!("ya29.fake-{}", hex::encode(bytes))
 }
@@ -499,20 +475,20 @@ impl GcpSecretManager {
     }
 
     fn secret_json(name: &str, s: &Secret) -> Value {
-        let mut out = json!({
+        let mut out = object(json!({
             "name": format!("projects/{PROJECT_NUMBER}/secrets/{name}"),
             "replication": s.replication,
             "createTime": s.create_time,
             "etag": format!("\"{}\"", &hex::encode(Sha256::digest(s.create_time.as_bytes()))[..14]),
-        });
+        }));
         if !s.labels.is_empty() {
-            out["labels"] = json!(s.labels);
+            out.insert("labels".into(), json!(s.labels));
         }
-        out
+        Value::Object(out)
     }
 
     fn create(&self, req: &FakeRequest) -> FakeResponse {
-        let Some(id) = req.query_param("secretId").map(|v| percent_decode(&v)) else {
+        let Some(id) = form_param(&req.query, "secretId") else {
             return google_error(400, "INVALID_ARGUMENT", "secret_id must be specified.");
         };
         if !valid_secret_id(&id) {
@@ -686,7 +662,7 @@ impl GcpSecretManager {
     fn access(&self, id: &str, version: &str) -> FakeResponse {
         let inner = self.inner();
         let found = inner.secrets.get(id).and_then(|s| match version {
-            "latest" => s.versions.len().checked_sub(1).map(|i| (i, &s.versions[i])),
+            "latest" => s.versions.iter().enumerate().next_back(),
             n => n
                 .parse::<usize>()
                 .ok()

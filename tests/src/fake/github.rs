@@ -58,7 +58,7 @@ use crypto_box::SecretKey;
 use crypto_box::aead::OsRng;
 use serde_json::{Map, Value, json};
 
-use super::{FakeRequest, FakeResponse, Service};
+use super::{FakeRequest, FakeResponse, Service, object, percent_decode};
 
 /// The personal access token the fake accepts (full access).
 pub const TOKEN: &str = "ghp_kvsynctest";
@@ -153,12 +153,15 @@ impl Scope {
             .secrets
             .iter()
             .map(|(name, s)| {
-                let mut v = json!({"value": s.value, "created_at": iso(s.created_at), "updated_at": iso(s.updated_at)});
+                let mut v = object(json!({"value": s.value, "created_at": iso(s.created_at), "updated_at": iso(s.updated_at)}));
                 if let Some(vis) = &s.visibility {
-                    v["visibility"] = json!(vis);
-                    v["selected_repository_ids"] = json!(s.selected_repository_ids);
+                    v.insert("visibility".into(), json!(vis));
+                    v.insert(
+                        "selected_repository_ids".into(),
+                        json!(s.selected_repository_ids),
+                    );
                 }
-                (name.clone(), v)
+                (name.clone(), Value::Object(v))
             })
             .collect();
         json!({"key_id": self.key_id, "secrets": secrets})
@@ -373,20 +376,20 @@ impl Service for GitHub {
                     .iter()
                     .map(|(n, s)| (n.clone(), s.state()))
                     .collect();
-                let mut v = r.scope.state();
-                v["id"] = json!(r.id);
-                v["private"] = json!(r.private);
-                v["environments"] = Value::Object(envs);
-                (format!("{}/{}", r.owner, r.name), v)
+                let mut v = object(r.scope.state());
+                v.insert("id".into(), json!(r.id));
+                v.insert("private".into(), json!(r.private));
+                v.insert("environments".into(), Value::Object(envs));
+                (format!("{}/{}", r.owner, r.name), Value::Object(v))
             })
             .collect();
         let orgs: Map<String, Value> = inner
             .orgs
             .values()
             .map(|o| {
-                let mut v = o.scope.state();
-                v["id"] = json!(o.id);
-                (o.login.clone(), v)
+                let mut v = object(o.scope.state());
+                v.insert("id".into(), json!(o.id));
+                (o.login.clone(), Value::Object(v))
             })
             .collect();
         json!({
@@ -1000,24 +1003,23 @@ fn check_name(name: &str) -> Result<(), &'static str> {
 
 /// The OpenAPI pattern of `encrypted_value`.
 fn is_base64(s: &str) -> bool {
-    let b = s.as_bytes();
-    if !b.len().is_multiple_of(4) {
-        return false;
-    }
-    let pad = b.iter().rev().take_while(|c| **c == b'=').count();
-    pad <= 2
-        && b[..b.len() - pad]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+    let data = s.trim_end_matches('=');
+    let pad = s.len() - data.len();
+    s.len().is_multiple_of(4)
+        && pad <= 2
+        && data
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
 }
 
 fn metadata(name: &str, s: &Stored) -> Value {
-    let mut v =
-        json!({"name": name, "created_at": iso(s.created_at), "updated_at": iso(s.updated_at)});
+    let mut v = object(
+        json!({"name": name, "created_at": iso(s.created_at), "updated_at": iso(s.updated_at)}),
+    );
     if let Some(vis) = &s.visibility {
-        v["visibility"] = json!(vis);
+        v.insert("visibility".into(), json!(vis));
     }
-    v
+    Value::Object(v)
 }
 
 fn env_key(repo: &Repo, name: &str) -> Option<String> {
@@ -1119,25 +1121,6 @@ fn iso(secs: u64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && let Some(hex) = s.get(i + 1..i + 3)
-            && let Ok(v) = u8::from_str_radix(hex, 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -21,13 +21,30 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 pub mod aws;
 pub mod azure;
 pub mod gcp;
 pub mod github;
 pub mod vercel;
+
+/// The fields of a JSON object literal (`json!({...})`), for a body that
+/// then gains optional fields; anything but an object gives no fields.
+pub fn object(literal: Value) -> Map<String, Value> {
+    match literal {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    }
+}
+
+/// `%XX` decoding of a URL path segment (`+` stays `+`); sequences that are
+/// not valid escapes are kept as they are.
+pub fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
 
 /// A request as a fake sees it (body already read).
 #[derive(Debug, Clone)]
