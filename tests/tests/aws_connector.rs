@@ -5,7 +5,12 @@
 //! egress, names and sizes before any call), assumed roles and the client
 //! cache. The endpoint comes from a `ConnectorEnv`, as `AWS_ENDPOINT_URL` does
 //! in the server. The conformance suite runs the same connector against moto.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code
 
 use std::sync::Arc;
 use std::time::Duration;
