@@ -1,7 +1,10 @@
 //! The sync worker against the real engine component: a KV write queues work
 //! and its effects name the destination to wake for; the woken worker pushes it to an `in-mem`
 //! destination within moments; `drain` does the same without a worker.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: helpers outside #[test] functions fail the test by panicking"
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

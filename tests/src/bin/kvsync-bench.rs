@@ -8,7 +8,11 @@
 //!   natively behind kvsync's HTTP front; dev-mode setup, root token `root`).
 //! - `kvsync-bench hyper-server --body-bytes N [--listen ADDR]`: the P2 baseline.
 //! - `kvsync-bench direct-sdk --endpoint URL --prefix P --count N`: the P5 baseline.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+#![expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line program: results go to stdout, progress to stderr"
+)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
