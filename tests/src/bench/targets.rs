@@ -1,5 +1,5 @@
-//! The procedure of each target P1–P10 (`shared/reference/performance.md`),
-//! each measured side by side with its baseline in the same run, several
+//! The procedure of each target P1–P10 (listed in `BENCHMARKS.md`), each
+//! measured side by side with its baseline in the same run, several
 //! rounds, reported as the median ratio and its spread.
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
-//! A faithful fake of Google Secret Manager and of Google's OAuth token
-//! endpoint (providers.md §3 and §7).
+//! A faithful fake of Google Secret Manager (REST API v1) and of Google's
+//! OAuth token endpoint (the service-account JWT-bearer grant).
 //!
 //! - `POST /token`: the JWT-bearer grant. The assertion must be an RS256 JWT
 //!   signed by the test service account's key ([`TEST_PRIVATE_KEY_PEM`]; checked

@@ -1,5 +1,4 @@
-//! A fake of GitHub's REST API for Actions secrets (providers.md §4, §7),
-//! modelled on GitHub's OpenAPI description (`@octokit/openapi`).
+//! A fake of GitHub's REST API for Actions secrets, modelled on GitHub's OpenAPI description (`@octokit/openapi`).
 //!
 //! - Every route is served both at `/...` (github.com) and `/api/v3/...`
 //!   (GitHub Enterprise Server).

@@ -1,5 +1,4 @@
-//! A fake of Vercel's project environment variable API (providers.md §5),
-//! modelled on `@vercel/sdk`'s zod models (`createprojectenvop.ts`,
+//! A fake of Vercel's project environment variable API, modelled on `@vercel/sdk`'s zod models (`createprojectenvop.ts`,
 //! `filterprojectenvsop.ts`, `getprojectenvop.ts`, `removeprojectenvop.ts`).
 //!
 //! - Auth: `Authorization: Bearer vercel_test_token`, else 403 in Vercel's
