@@ -46,6 +46,29 @@ pub fn percent_decode(s: &str) -> String {
         .into_owned()
 }
 
+/// `YYYY-MM-DDTHH:MM:SS` (UTC) of Unix seconds, without a zone: each fake
+/// adds the fraction and `Z` its provider writes.
+pub fn utc_datetime(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or_default();
+    let rem = secs % 86_400;
+    // Civil from days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// A request as a fake sees it (body already read).
 #[derive(Debug, Clone)]
 pub struct FakeRequest {

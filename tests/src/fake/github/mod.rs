@@ -60,7 +60,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 
-use super::{FakeRequest, FakeResponse, Service, object, percent_decode};
+use super::{FakeRequest, FakeResponse, Service, object, percent_decode, utc_datetime};
 use routes::{route, with_rate_headers};
 use state::{App, Inner, repo_key};
 
@@ -248,26 +248,9 @@ fn now() -> u64 {
         .unwrap_or_default()
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` of Unix seconds.
+/// `YYYY-MM-DDTHH:MM:SSZ` of Unix seconds, as GitHub writes them.
 fn iso(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or_default();
-    let rem = secs % 86_400;
-    // Civil from days (Howard Hinnant).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{}Z", utc_datetime(secs))
 }
 
 /// An error in GitHub's shape.
