@@ -3,7 +3,11 @@
 //! path of the resulting component to the crate being built as `env!(<env_var>)`.
 //!
 //! Build scripts may panic: a failed component build must fail the build.
-#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
+#![expect(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a build script fails the build by panicking"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

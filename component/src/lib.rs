@@ -25,7 +25,7 @@ pub mod time;
 pub(crate) mod testing;
 
 #[cfg(target_arch = "wasm32")]
-#[allow(unsafe_code)]
+#[expect(unsafe_code, reason = "wit-bindgen's generated glue")]
 mod bindings;
 
 pub use api::{Caller, Outcome, Request, Response};

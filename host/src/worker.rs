@@ -196,6 +196,17 @@ fn log_failure(what: &str, shard: Option<u32>, e: &CallError, pause: Option<Dura
     }
 }
 
+/// How [`Worker::stop`] ended the loops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every loop ended on the stop signal (idle ones at once, runs in flight
+    /// when they finished).
+    Drained,
+    /// Runs still in flight after the grace period were cancelled; their
+    /// entries stay queued.
+    Cancelled,
+}
+
 /// The running sync loops and the reconciliation task of one tenant.
 pub struct Worker {
     stop: watch::Sender<bool>,
@@ -240,21 +251,26 @@ impl Worker {
 
     /// Stops the loops: idle ones at once, runs in flight within `grace`
     /// (then they are cancelled; their entries stay queued).
-    pub async fn stop(mut self, grace: Duration) {
+    pub async fn stop(mut self, grace: Duration) -> Stopped {
         let _ = self.stop.send(true);
         let drained = tokio::time::timeout(grace, async {
             while self.tasks.join_next().await.is_some() {}
         })
         .await;
-        if drained.is_err() {
-            tracing::warn!(
-                ?grace,
-                "sync runs did not finish within the grace period; cancelled (their work stays queued)"
-            );
-            self.tasks.abort_all();
-            while self.tasks.join_next().await.is_some() {}
-        }
+        let stopped = match drained {
+            Ok(()) => Stopped::Drained,
+            Err(_) => {
+                tracing::warn!(
+                    ?grace,
+                    "sync runs did not finish within the grace period; cancelled (their work stays queued)"
+                );
+                self.tasks.abort_all();
+                while self.tasks.join_next().await.is_some() {}
+                Stopped::Cancelled
+            }
+        };
         tracing::info!("sync worker stopped");
+        stopped
     }
 }
 

@@ -15,7 +15,10 @@
 //!
 //! Run: `cargo bench -p kvsync-tests --bench runtime` (add `-- --quick` for a
 //! short run).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // bench code
+#![expect(
+    clippy::unwrap_used,
+    reason = "benchmark code: a failed setup ends the run by panicking"
+)]
 
 mod common;
 

@@ -12,7 +12,11 @@
 //!
 //! Run: `cargo bench -p kvsync-tests --bench storage` (add `-- --quick` for a
 //! short run).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // bench code
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "benchmark code: a failed setup ends the run by panicking"
+)]
 
 mod common;
 

@@ -24,7 +24,7 @@ from typing import Optional
 from kvsync_helpers import ENVELOPE_KEYS, UUID_RE, Http, unique
 
 # RFC 3339 with an optional fraction (1..9 digits) and either Z or a numeric offset (Go's
-# time.Time JSON uses the server's local offset, spec 7.2).
+# time.Time JSON uses the server's local offset).
 RFC3339_ANY_RE = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$"
 )
@@ -44,7 +44,8 @@ ERROR_STATUSES = {"INTERNAL_VAULT_ERROR", "CLIENT_SIDE_ERROR", "EXTERNAL_SERVICE
 
 MASK = "*****"
 
-# Default templates (spec decision 13.3).
+# Default name templates per destination type, as reads return them materialised in
+# `options.secret_name_template` (gcp-sm and in-mem use the aws-sm ones; vercel-project the gh ones).
 TPL_PATH_AWS = "vault/{{ .MountAccessor }}/{{ .SecretPath }}"
 TPL_KEY_AWS = "vault/{{ .MountAccessor }}/{{ .SecretPath }}/{{ .SecretKey }}"
 TPL_PATH_AZURE = 'vault-{{ .MountAccessor | replace "_" "-" }}-{{ .SecretPath }}'
@@ -275,7 +276,7 @@ def assoc_entry_check(entry: dict, *, accessor: str, mount: str, secret: str, su
     if sub_key is not None:
         expected_keys.add("sub_key")
     if entry.get("sync_status") in ERROR_STATUSES:
-        expected_keys.add("error")  # decision 11
+        expected_keys.add("error")  # kvsync extension: an entry in an error status says why
     assert set(entry) == expected_keys, f"entry keys {sorted(entry)} != {sorted(expected_keys)}: {entry}"
     assert entry["accessor"] == accessor, entry
     assert entry["mount"] == mount, entry

@@ -1,7 +1,11 @@
 """Durable sync end to end: triggers, the outbox, retries, reconciliation, crash safety, the CLIs.
 
-Reference: /work/shared/reference/vault-sync-api.md sections 3, 8 and decisions 13.7-13.12;
-/work/shared/reference/performance.md P6 / P7.
+The rules under test: every KV change (write, patch, delete, destroy, undelete, metadata delete) and
+every mount disable queues sync work that the worker pushes without any further call; a deleted,
+destroyed or soft-deleted latest version unsyncs and keeps its association UNSYNCED, a disabled mount
+drops its associations; `sys/sync/config` `disabled` holds work back as PENDING; entries in an error
+status carry an `error` field that never holds a secret value; one provider write per changed secret
+(P6 in BENCHMARKS.md) and about one per coalescing window for rapid writes (P7).
 
 Every test starts its own servers (a kvsync with short sync timing knobs: backoff base 200 ms, cap
 2 s, reconciliation every 2 s, 2 workers) and its own Vercel fake (`kvsync-fake vercel`, whose state
@@ -235,7 +239,7 @@ def test_trigger_delete_versions_undelete_destroy(world):
 def test_trigger_metadata_delete_keeps_the_association_unsynced(world):
     p = Pair(world)
     expect(p.h.delete(f"{SECRET}/metadata/{p.path}"), 204)
-    p.expect(None, "UNSYNCED", "DELETE metadata/ (decision 8: association kept, UNSYNCED)")
+    p.expect(None, "UNSYNCED", "DELETE metadata/ unsyncs and keeps the association, UNSYNCED")
 
     v = {"user": "again", "password": val("p")}
     kv_write(p.h, SECRET, p.path, v)
@@ -353,7 +357,7 @@ def test_outage_backoff_then_recovery_on_the_same_port(world):
     got = wait_rows(h, "vercel-project", name, {k: "EXTERNAL_SERVICE_ERROR" for k in keys})
     for k in keys:
         err = got[k].get("error") or ""
-        assert err, f"an EXTERNAL_SERVICE_ERROR row carries its error (decision 11): {got[k]}"
+        assert err, f"an EXTERNAL_SERVICE_ERROR row carries its error: {got[k]}"
         assert not [v for v in sent if v in err], f"a secret value in an error: {err}"
 
     # Retries are spaced by the backoff: count push attempts over a window once the backoff has
@@ -726,7 +730,7 @@ def test_purge_runs_in_the_background(world):
     )
     d = r.json()["data"]
     assert re.match(r"^\d{4}-\d{2}-\d{2}T", d.get("purge_initiated_at") or ""), d
-    # new associations are refused while the purge runs (section 4.3)
+    # new associations are refused while the purge runs
     extra = unique("pg-late")
     kv_write(h, SECRET, extra, {"v": "late"})
     r = h.post(f"{dest('vercel-project', name)}/associations/set", json={"mount": SECRET, "secret_name": extra})
@@ -934,7 +938,7 @@ def test_cli_sync_status_lists_associations(world, kvsync_bin, tmp_path):
 
 
 def test_set_against_a_slow_provider_answers_pending_and_the_worker_finishes(world):
-    """Decision 12: `associations/set` answers once its inline bound (3 s by default) has passed,
+    """`associations/set` tries the first sync inline, but answers once its inline bound (3 s by default) has passed,
     with the association PENDING, and the sync worker finishes the work."""
     w = world
     name = w.vercel()

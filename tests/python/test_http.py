@@ -1,5 +1,6 @@
-"""Raw HTTP against a dev-mode kvsync: envelopes, headers, methods and bad input (spec sections 1, 9
-and decisions 10, 14, 21). After every test the server must still be alive and answer a valid request."""
+"""Raw HTTP against a dev-mode kvsync: envelopes, headers, methods and bad input (Vault's generic HTTP
+behaviour, the KV-v2 and mount subset; PATCH requires `application/merge-patch+json` (else 415), unknown
+fields are ignored and reported in `warnings`, only KV-v2 can be mounted). After every test the server must still be alive and answer a valid request."""
 
 from __future__ import annotations
 
@@ -671,7 +672,7 @@ def test_mount_enable_refusals(http, body, phrase):
 
 
 def assert_existing_mount_error(r):
-    # spec 9.1: "existing mount at <path>/"; Vault's CLI users know "path is already in use at <path>/"
+    # Vault's API answers "existing mount at <path>/"; Vault's CLI users know "path is already in use at <path>/"
     errs = " ".join(assert_error(r, 400)).lower()
     assert "existing mount" in errs or "already in use" in errs, errs
 

@@ -1,5 +1,6 @@
 """Mounts and KV-v2 driven through hvac, exactly as users do. What hvac does against real Vault must
-hold against kvsync (spec section 9; Vault's KV-v2 plugin is the reference where the spec is silent)."""
+hold against kvsync (Vault's API documentation for mounts and KV-v2; Vault's KV-v2 plugin is the
+reference where the documentation is silent)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Secrets Sync API (`sys/sync/...`, `sys/activation-flags`) end to end against a dev-mode kvsync.
 
-Reference: /work/shared/reference/vault-sync-api.md (sections 0-7, decisions in 13, acceptance outline
-in 14). Only the `in-mem` destination really writes; its external objects are read back (read-only) at
+Follows Vault's API documentation for Secrets Sync; where it is silent, each test states the behaviour
+kvsync chose where it asserts it. Only the `in-mem` destination really writes; its external objects are read back (read-only) at
 `GET sys/sync/destinations/in-mem/<name>/objects` -> `data.objects` = {external name: {value, tags}}.
-`associations/set` syncs inline (decision 12), so no polling is needed for it.
+`associations/set` runs the first sync inline and answers with its status, so no polling is needed for it.
 
 One dev server per module. Every test uses its own names. Responses (requests and hvac) are recorded;
 the last test searches all of them and the server's logs for the credentials and KV values sent.
@@ -149,7 +149,7 @@ def wait_gone(api, kind, name, timeout=10.0):
         if r.status_code == 404:
             empty_404(r)
             return
-        # still purging in the background: the read must say so (decision 18)
+        # still purging in the background: the read must say so (`purge_initiated_at`)
         d = data(r)
         assert "purge_initiated_at" in d, f"{kind}/{name} still readable and not purging: {d}"
         assert_updated_at(d["purge_initiated_at"])
@@ -160,7 +160,7 @@ def wait_gone(api, kind, name, timeout=10.0):
 
 def realistic(kind: str) -> tuple:
     """(request body, names of its sensitive fields) of a realistic
-    destination of each type (section 4.6). Credentials are fresh and registered."""
+    destination of each type (every documented connection detail). Credentials are fresh and registered."""
     if kind == "aws-sm":
         body = {
             "access_key_id": cred("AKIA"),
@@ -262,7 +262,7 @@ def test_00_empty_lists_are_404(api):
 
 
 def test_activation_flags_read_without_a_token(api):
-    """Section 2 / brief: GET sys/activation-flags is unauthenticated."""
+    """GET sys/activation-flags is unauthenticated."""
     d = data(api.get("sys/activation-flags", token=None))
     assert set(d) == {"activated", "unactivated"}, d
     assert "secrets-sync" in d["activated"], d
@@ -285,7 +285,7 @@ def test_activation_flags(api):
 
 
 # --------------------------------------------------------------------------------------------
-# section 14: acceptance outline (steps 1-11, 13-17)
+# the whole workflow end to end: mount, write, destination, associate, sync, change, unsync, delete
 # --------------------------------------------------------------------------------------------
 
 
@@ -298,19 +298,19 @@ def list_or_empty(api, path) -> dict:
 
 
 def test_acceptance_outline(api):
-    # 1
+    # activate the feature
     d = data(api.post("sys/activation-flags/secrets-sync/activate"))
     assert "secrets-sync" in d["activated"]
-    # 2
+    # mount a KV-v2 engine
     mount = unique("my-kv")
     no_content(api.post(f"sys/mounts/{mount}", json={"type": "kv-v2"}))
-    # 3
+    # read the mount: its accessor names the secrets in associations
     r = api.get(f"sys/mounts/{mount}")
     assert r.status_code == 200, r.text
     macc = r.json()["data"]["accessor"]
     assert ACCESSOR_RE.match(macc), macc
     assert r.json()["data"]["options"]["version"] == "2"
-    # 4
+    # write a secret
     secret = {"user": "app", "password": kv_value("s3cr3t")}
     r = api.post(f"{mount}/data/app/db", json={"data": secret})
     assert r.status_code == 200, r.text
@@ -319,15 +319,15 @@ def test_acceptance_outline(api):
     dests_before = list_or_empty(api, "sys/sync/destinations")
     assocs_before = list_or_empty(api, "sys/sync/associations")
 
-    # 5
+    # create a destination: the default granularity and name template are materialised
     t1 = unique("t1")
     d = create_dest(api, "in-mem", t1, {})
     assert d["options"]["granularity_level"] == "secret-path"
     assert d["options"]["secret_name_template"] == TPL_PATH_AWS
-    # 6
+    # an unknown destination is an empty 404
     empty_404(api.get(f"sys/sync/destinations/aws-sm/{unique('nope')}"))
     empty_404(api.get("sys/sync/destinations/aws-sm/nope"))
-    # 7
+    # list destinations
     d = data(api.list("sys/sync/destinations"))
     assert set(d) == {"keys", "key_info", "total_destinations"}, d
     before_info = dests_before.get("key_info", {})
@@ -335,7 +335,7 @@ def test_acceptance_outline(api):
     assert sorted(d["key_info"]["in-mem"]) == sorted(before_info.get("in-mem", []) + [t1]), d
     assert d["total_destinations"] == dests_before.get("total_destinations", 0) + 1, d
 
-    # 8
+    # associate the secret
     key = f"{macc}/app/db"
     r = set_assoc(api, "in-mem", t1, mount, "app/db")
     d = data(r)
@@ -344,9 +344,9 @@ def test_acceptance_outline(api):
     assert list(d["associated_secrets"]) == [key], d
     entry = d["associated_secrets"][key]
     assoc_entry_check(entry, accessor=macc, mount=mount, secret="app/db")
-    assert entry["sync_status"] == "SYNCED", entry  # inline first sync (decision 12)
+    assert entry["sync_status"] == "SYNCED", entry  # associations/set syncs inline
 
-    # 9
+    # read the associations; the destination holds the secret, tagged
     rows = read_assocs(api, "in-mem", t1)
     assert list(rows) == [key] and rows[key]["sync_status"] == "SYNCED", rows
     assoc_entry_check(rows[key], accessor=macc, mount=mount, secret="app/db")
@@ -356,7 +356,7 @@ def test_acceptance_outline(api):
     assert json_value(objs[ext]["value"]) == secret, objs[ext]
     assert objs[ext]["tags"] == {"hashicorp:vault": ""}, objs[ext]
 
-    # 10 (query form and path form)
+    # the destinations of the secret (query form and path form)
     for r in (
         api.get("sys/sync/associations/destinations", params={"mount": mount, "secret_name": "app/db"}),
         api.get(f"sys/sync/associations/{mount}/app/db"),
@@ -369,7 +369,7 @@ def test_acceptance_outline(api):
         assert (e["type"], e["name"], e["sync_status"]) == ("in-mem", t1, "SYNCED"), e
         assert_updated_at(e["updated_at"])
 
-    # 11
+    # list all associations
     d = data(api.list("sys/sync/associations"))
     assert set(d) == {"keys", "key_info", "total_associations", "total_secrets"}, d
     k = f"{mount}/app/db"
@@ -378,12 +378,12 @@ def test_acceptance_outline(api):
     assert d["total_associations"] == assocs_before.get("total_associations", 0) + 1, d
     assert d["total_secrets"] == assocs_before.get("total_secrets", 0) + 1, d
 
-    # 13
+    # a destination with associations cannot be deleted
     error(delete_dest(api, "in-mem", t1), 400, "association")
     assert read_dest(api, "in-mem", t1)["name"] == t1
     assert list(objects(api, t1)) == [ext]
 
-    # 14
+    # remove the association: the external object is deleted, the row UNSYNCED
     d = data(remove_assoc(api, "in-mem", t1, mount, "app/db"))
     assert set(d) == {"associated_secrets", "store_name", "store_type"}, d
     assert d["associated_secrets"].get(key, {"sync_status": "UNSYNCED"})["sync_status"] == "UNSYNCED", d
@@ -394,14 +394,14 @@ def test_acceptance_outline(api):
     for e in d["associated_destinations"].values():
         assert e["sync_status"] == "UNSYNCED", d
 
-    # 15
+    # delete the destination
     no_content(delete_dest(api, "in-mem", t1))
     empty_404(api.get(dest_path("in-mem", t1)))
     errors(api.get(f"sys/sync/destinations/in-mem/{t1}/objects"), 404)
     after = list_or_empty(api, "sys/sync/destinations")
     assert after == dests_before, (after, dests_before)
 
-    # 16, 17: see test_sync_config
+    # sys/sync/config: see test_sync_config
     no_content(api.delete(f"sys/mounts/{mount}"))
 
 
@@ -452,7 +452,7 @@ def test_destination_types_read_back_masked_with_defaults(api, kind):
     d = data(api.post(dest_path(kind, name), json={"granularity": other}))
     assert d["options"]["granularity_level"] == other
     assert d["options"]["secret_name_template"] == (tpl_path if other == "secret-path" else tpl_key), d["options"]
-    for f in sensitive:  # absent credentials are kept (decision 9)
+    for f in sensitive:  # a POST merges: credentials absent from it are kept
         assert d["connection_details"].get(f) == MASK, d
 
     no_content(delete_dest(api, kind, name))
@@ -489,7 +489,7 @@ def test_identity_token_fields_masked_ttl_in_seconds(api):
     )
     cd = d["connection_details"]
     assert cd["identity_token_audience"] == MASK, cd
-    assert cd["identity_token_ttl"] == 1800, cd  # decision 4
+    assert cd["identity_token_ttl"] == 1800, cd  # reads back as integer seconds
     assert "access_key_id" not in cd or cd["access_key_id"] in ("",), cd  # unset: omitted (or "")
     no_content(delete_dest(api, "aws-sm", name))
 
@@ -528,7 +528,7 @@ def test_list_destinations_grouped_and_sorted(api, hv):
     assert set(d) == {"keys", "key_info", "total_destinations"}, d
     assert d["keys"] == sorted(d["keys"]), d["keys"]
     assert set(made) <= set(d["keys"]), d
-    assert all(not k.endswith("/") for k in d["keys"]), d["keys"]  # bare type names (decision 16)
+    assert all(not k.endswith("/") for k in d["keys"]), d["keys"]  # bare type names, as in Vault's original sample
     assert set(d["keys"]) == set(d["key_info"]), d
     for kind, names in made.items():
         expected = set(before.get("key_info", {}).get(kind, [])) | set(names)
@@ -576,7 +576,7 @@ def test_post_on_existing_destination_merges(api):
     assert cd["access_key_id"] == MASK and cd["secret_access_key"] == MASK, cd
     assert d["options"]["custom_tags"] == body["custom_tags"], d
 
-    # a masked value echoed back keeps the stored credential (decision 9), other fields update
+    # a value of only `*` (a masked read echoed back) keeps the stored credential, other fields update
     r = api.post(
         dest_path("aws-sm", name),
         json={"access_key_id": MASK, "secret_access_key": "**", "role_arn": "arn:aws:iam::111122223333:role/other"},
@@ -784,7 +784,7 @@ def test_unknown_fields_are_ignored_with_a_warning(api):
     assert body["warnings"] is None or body["warnings"] == [], body["warnings"]
     no_content(delete_dest(api, "azure-kv", name))
 
-    # decision 15: the interim name regional_kms_keys is not supported
+    # the interim name regional_kms_keys is not supported (replica_regions is): ignored, with a warning
     name = unique("warn-aws")
     body = ok(api.post(dest_path("aws-sm", name), json={"region": "us-east-1", "regional_kms_keys": {"us-west-2": ""}}))
     assert body["warnings"] and any("regional_kms_keys" in w for w in body["warnings"]), body["warnings"]
@@ -793,7 +793,7 @@ def test_unknown_fields_are_ignored_with_a_warning(api):
 
 
 def test_field_coercion(api):
-    """Section 1.3: Vault's lenient field parser (strings for ints/bools, comma strings for lists,
+    """Vault's lenient field parser (strings for ints/bools, comma strings for lists,
     "k=v" arrays for maps, Go durations)."""
     name = unique("co-aws")
     d = create_dest(api, "aws-sm", name, {"region": "us-east-1", "custom_tags": ["team=payments", "env=prod"],
@@ -841,7 +841,7 @@ def test_methods_tokens_and_put(api):
     errors(api.get(f"{dest_path('in-mem', name)}/associations/set"), 405)
     errors(api.delete("sys/sync/associations"), 405)
     errors(api.post(f"{dest_path('in-mem', name)}/objects", json={}), 405)
-    # remove of an association that never existed succeeds (section 7.4)
+    # remove of an association that never existed succeeds, as in Vault
     d = data(remove_assoc(api, "in-mem", name, SECRET, unique("never")))
     assert d == {"associated_secrets": {}, "store_name": name, "store_type": "in-mem"}, d
     no_content(delete_dest(api, "in-mem", name))
@@ -924,7 +924,7 @@ def test_custom_templates(api, acc):
     assert list(objs) == [ext], objs
     assert json_value(objs[ext]["value"]) == payload
 
-    # other placeholders of section 5.2
+    # the other placeholders of the name template
     tpl2 = "{{ .DestinationType }}/{{ .DestinationName }}/{{ .MountBaseName }}/{{ .SecretBaseName }}"
     name2 = in_mem(api, {"secret_name_template": tpl2})
     synced(set_assoc(api, "in-mem", name2, SECRET, path), f"{acc}/{path}")
@@ -1030,7 +1030,7 @@ def test_keys_of_one_secret_colliding_on_one_name_are_refused(api, acc):
 
 
 def test_deleted_latest_version_unsyncs_on_set(api, acc):
-    """Decision 8: a soft-deleted latest version is not readable, so the association is UNSYNCED and
+    """A soft-deleted latest version is not readable, so the association is UNSYNCED and
     the external object deleted; the association is kept and a later write syncs again."""
     name = in_mem(api)
     path, _ = kv_secret(api)
@@ -1046,7 +1046,7 @@ def test_deleted_latest_version_unsyncs_on_set(api, acc):
 
 
 def test_disabling_a_mount_unsyncs_and_drops_its_associations(api):
-    """Decision 8: disabling a mount unsyncs and drops its associations. Bounded wait (5 s) in case
+    """Disabling a mount unsyncs and drops its associations. Bounded wait (5 s) in case
     it is done in the background."""
     mount = new_kv2_mount(api, "kvgone")
     macc = mount_accessor(api, mount)
@@ -1137,7 +1137,7 @@ def test_association_lists_and_destinations_of_a_secret(api, acc):
                 assert f"{e['type']}/{e['name']}" == key and e["sync_status"] == "SYNCED", e
                 assert_updated_at(e["updated_at"])
 
-    # none -> 200 with an empty map (decision 18), both forms
+    # none -> 200 with an empty `associated_destinations` map, both forms
     s3, _ = kv_secret(api)
     for r in (
         api.get("sys/sync/associations/destinations", params={"mount": SECRET, "secret_name": s3}),
@@ -1182,8 +1182,8 @@ def test_association_bad_input(api, acc):
 
 
 def test_association_to_a_mount_that_is_not_kv2_says_so(api):
-    """`sys/` is listed by sys/mounts (type system): refusing it as a source is right (decision 7),
-    but the message must say what is wrong (decision 1), not that the mount does not exist."""
+    """`sys/` is listed by sys/mounts (type system): refusing it as a source is right (only KV-v2 mounts
+    are sources), but the message must say what is wrong, not that the mount does not exist."""
     mounts = api.get("sys/mounts").json()["data"]
     non_kv = sorted(m for m, v in mounts.items() if v.get("type") != "kv")
     assert non_kv, mounts
@@ -1196,8 +1196,8 @@ def test_association_to_a_mount_that_is_not_kv2_says_so(api):
 
 
 def test_workload_identity_fails_with_client_side_error(api, acc):
-    """Decision 19: WIF fields are stored, and a sync that needs them fails with CLIENT_SIDE_ERROR
-    before any provider call (no network: the test must not reach AWS)."""
+    """Workload identity federation fields are stored, and a sync that needs them fails with
+    CLIENT_SIDE_ERROR ("workload identity federation is not supported") before any provider call (no network: the test must not reach AWS)."""
     body = {"region": "us-east-1", "role_arn": "arn:aws:iam::123456789012:role/kvsync-sync",
             "identity_token_audience": cred("aud")}
     name = unique("aws-assoc")
@@ -1210,7 +1210,7 @@ def test_workload_identity_fails_with_client_side_error(api, acc):
     e = data(r)["associated_secrets"][f"{acc}/{path}"]
     assoc_entry_check(e, accessor=acc, mount=SECRET, secret=path)
     assert e["sync_status"] == "CLIENT_SIDE_ERROR", e
-    assert "workload identity federation is not supported" in e["error"], e  # decisions 11, 19
+    assert "workload identity federation is not supported" in e["error"], e  # workload identity federation: accepted, fails at sync
     d = data(api.get(f"sys/sync/associations/{SECRET}/{path}"))
     assert d["associated_destinations"][f"aws-sm/{name}"]["sync_status"] in ERROR_STATUSES, d
 
@@ -1277,12 +1277,12 @@ def test_delete_with_associations_purge_and_force(api, acc):
 def test_sync_config(api):
     try:
         assert data(api.get("sys/sync/config")) == DEFAULT_CONFIG
-        # 16
+        # PATCH needs the merge-patch content type
         r = api.request("PATCH", "sys/sync/config", data=json.dumps({"disabled": True}),
                         headers={"Content-Type": "application/json"})
         error(r, 415, "merge-patch")
         assert data(api.get("sys/sync/config")) == DEFAULT_CONFIG
-        # 17
+        # merge-patch updates, with Vault's lenient field parsing
         assert data(api.merge_patch("sys/sync/config", {"disabled": True})) == {"disabled": True, "queue_capacity": 1000000}
         assert data(api.get("sys/sync/config")) == {"disabled": True, "queue_capacity": 1000000}
         assert data(api.merge_patch("sys/sync/config", {"queue_capacity": "500"})) == {"disabled": True, "queue_capacity": 500}
@@ -1296,9 +1296,9 @@ def test_sync_config(api):
 
 
 def test_disabled_sync_queues_as_pending(api, acc):
-    """Section 3: while `disabled` is true, operations that would sync are queued, not sent, and
+    """`sys/sync/config`: while `disabled` is true, operations that would sync are queued, not sent, and
     their associations show PENDING. The automatic drain after re-enabling needs the background
-    worker (acceptance step 12, not covered here): the test refreshes with `set` instead."""
+    worker (covered in test_durable_sync.py): the test refreshes with `set` instead."""
     name = in_mem(api)
     path, payload = kv_secret(api)
     key = f"{acc}/{path}"

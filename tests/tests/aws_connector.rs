@@ -5,7 +5,11 @@
 //! egress, names and sizes before any call), assumed roles and the client
 //! cache. The endpoint comes from a `ConnectorEnv`, as `AWS_ENDPOINT_URL` does
 //! in the server. The conformance suite runs the same connector against moto.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+#![expect(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test code: helpers outside #[test] functions fail the test by panicking"
+)]
 
 use std::sync::Arc;
 use std::time::Duration;

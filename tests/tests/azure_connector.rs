@@ -2,7 +2,12 @@
 //! overwrite, the soft-delete trap (delete, then push again → recovered and
 //! overwritten), token caching, and the error mapping (credentials, throttling,
 //! outages, egress, name and size checks before any call).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: helpers outside #[test] functions fail the test by panicking"
+)]
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

@@ -5,7 +5,12 @@
 //! One fake serves every test (each test's registry gets its URL through a
 //! `ConnectorEnv`), and the tests take turns so that the fake's call log and
 //! counters belong to one test at a time.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: helpers outside #[test] functions fail the test by panicking"
+)]
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -1,7 +1,12 @@
 //! The `gh` connector against the in-process GitHub fake: repository,
 //! environment and organization secrets, the GitHub App flow, key rotation,
 //! error mapping, and the calls each operation costs.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: helpers outside #[test] functions fail the test by panicking"
+)]
 
 use std::sync::Arc;
 use std::time::Duration;

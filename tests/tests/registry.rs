@@ -1,7 +1,6 @@
 //! The host's connector registry against the engine's destination types: every
 //! type the engine declares (`component/src/sync/destinations/`) has exactly
 //! one connector registered on the host (`host/src/connectors/mod.rs`).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 use kvsync::connectors::{ConnectorEnv, Connectors, DEFAULT_TIMEOUT};
 use kvsync_component::sync::destinations::TYPES;

@@ -1,7 +1,10 @@
 //! The runtime's per-call limits, against real components: a test-only guest
 //! that spins or allocates forever is cut off while other calls still succeed,
 //! and a host call that sleeps past the CPU deadline is not charged to the guest.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: helpers outside #[test] functions fail the test by panicking"
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,7 +2,12 @@
 //! write per push, `failed[]` inside a 201 as an error, `teamId` scoping,
 //! delete by id across targets, and the error classes (credentials,
 //! throttling, egress).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: helpers outside #[test] functions fail the test by panicking"
+)]
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

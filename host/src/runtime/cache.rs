@@ -46,7 +46,10 @@ fn compile(engine: &Engine, wasm: &[u8]) -> anyhow::Result<Component> {
         .map_err(|e| anyhow::anyhow!("cannot compile the engine component: {e}"))
 }
 
-#[allow(unsafe_code)]
+#[expect(
+    unsafe_code,
+    reason = "loading a precompiled component trusts the file: see SAFETY below"
+)]
 fn deserialize(engine: &Engine, file: &Path) -> Option<Component> {
     if !file.is_file() {
         return None;

@@ -1,7 +1,7 @@
 //! The benchmark command's parts (`kvsync-bench`, run by `tests/bench.sh`):
 //! the baselines every target is measured against, the load generator and
-//! process plumbing, and the procedure of each target P1–P10 of
-//! `shared/reference/performance.md`.
+//! process plumbing, and the procedure of each target P1–P10 (each target's
+//! figure, bound and baseline are listed in `BENCHMARKS.md`).
 //!
 //! Every figure is a ratio (or a count) measured side by side in one run; the
 //! server under test is pinned to one core and the load to the other.

@@ -12,14 +12,11 @@ pub struct Summary {
 impl Summary {
     pub fn of(values: &[f64]) -> Option<Summary> {
         let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-        if v.is_empty() {
-            return None;
-        }
         v.sort_by(f64::total_cmp);
         Some(Summary {
-            median: median_sorted(&v),
-            min: v[0],
-            max: v[v.len() - 1],
+            median: median_sorted(&v)?,
+            min: *v.first()?,
+            max: *v.last()?,
             n: v.len(),
         })
     }
@@ -28,25 +25,29 @@ impl Summary {
 /// The `p`-th percentile (nearest rank) of `values`.
 pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
     v.sort_by(f64::total_cmp);
-    Some(percentile_sorted(&v, p))
+    percentile_sorted(&v, p)
 }
 
-fn median_sorted(v: &[f64]) -> f64 {
-    let hi = v.len() / 2;
+/// The median of sorted values: the middle one, or the mean of the middle
+/// two; `None` when there are none.
+fn median_sorted(v: &[f64]) -> Option<f64> {
+    let mid = v.len() / 2;
     if v.len().is_multiple_of(2) {
-        (v[hi - 1] + v[hi]) / 2.0
+        match v.get(mid.checked_sub(1)?..=mid)? {
+            [lo, hi] => Some((lo + hi) / 2.0),
+            _ => None,
+        }
     } else {
-        v[hi]
+        v.get(mid).copied()
     }
 }
 
-fn percentile_sorted(v: &[f64], p: f64) -> f64 {
+/// The nearest-rank percentile of sorted values (rank 1 at the least);
+/// `None` when there are none.
+fn percentile_sorted(v: &[f64], p: f64) -> Option<f64> {
     let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
+    v.get(rank.clamp(1, v.len().max(1)) - 1).copied()
 }
 
 #[cfg(test)]

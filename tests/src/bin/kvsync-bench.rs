@@ -8,7 +8,11 @@
 //!   natively behind kvsync's HTTP front; dev-mode setup, root token `root`).
 //! - `kvsync-bench hyper-server --body-bytes N [--listen ADDR]`: the P2 baseline.
 //! - `kvsync-bench direct-sdk --endpoint URL --prefix P --count N`: the P5 baseline.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+#![expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line program: results go to stdout, progress to stderr"
+)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,8 +22,8 @@ use anyhow::Context as _;
 use kvsync_tests::bench::{aws, hyper_server, native, targets};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = args.first().cloned() else {
+    let mut args = std::env::args().skip(1);
+    let Some(cmd) = args.next() else {
         eprintln!("usage: kvsync-bench <all|native-server|hyper-server|direct-sdk> [options]");
         return ExitCode::from(2);
     };
@@ -33,7 +37,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let flags = Flags(args[1..].to_vec());
+    let flags = Flags(args.collect());
     let out = rt.block_on(async {
         match cmd.as_str() {
             "all" => all(&flags).await,

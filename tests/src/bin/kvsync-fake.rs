@@ -3,7 +3,10 @@
 //!
 //! `kvsync-fake <kind> [--port N]` where kind is one of the fakes registered in
 //! `kvsync_tests::fake::by_name`, or `kvsync-fake proxy --upstream URL`.
-#![allow(clippy::print_stdout)]
+#![expect(
+    clippy::print_stdout,
+    reason = "the listening address on stdout is how callers find the fake"
+)]
 
 use std::io::{BufRead, Write};
 

@@ -1,5 +1,5 @@
-//! A faithful fake of Google Secret Manager and of Google's OAuth token
-//! endpoint (providers.md §3 and §7).
+//! A faithful fake of Google Secret Manager (REST API v1) and of Google's
+//! OAuth token endpoint (the service-account JWT-bearer grant).
 //!
 //! - `POST /token`: the JWT-bearer grant. The assertion must be an RS256 JWT
 //!   signed by the test service account's key ([`TEST_PRIVATE_KEY_PEM`]; checked
@@ -41,7 +41,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{FakeRequest, FakeResponse, Service};
+use super::{FakeRequest, FakeResponse, Service, object, utc_datetime};
 
 /// The project the test service account may use.
 pub const PROJECT_ID: &str = "kvsync-test";
@@ -225,57 +225,13 @@ fn rfc3339_now() -> String {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil from days (Howard Hinnant).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_micros()
-    )
+    format!("{}.{:06}Z", utc_datetime(d.as_secs()), d.subsec_micros())
 }
 
-/// `%XX` and `+` decoding of a form or query component.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
+/// The first value of `name` in a form body or query string (`%XX` and `+`
+/// decoded).
 fn form_param(body: &str, name: &str) -> Option<String> {
-    body.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (percent_decode(k) == name).then(|| percent_decode(v))
-    })
+    form_urlencoded::parse(body.as_bytes()).find_map(|(k, v)| (k == name).then(|| v.into_owned()))
 }
 
 fn random_token() -> String {
@@ -286,7 +242,9 @@ fn random_token() -> String {
             .unwrap_or_default()
             .as_nanos();
         let digest = Sha256::digest(nanos.to_le_bytes());
-        bytes.copy_from_slice(&digest[..24]);
+        for (b, d) in bytes.iter_mut().zip(digest) {
+            *b = d;
+        }
     }
     format!("ya29.fake-{}", hex::encode(bytes))
 }
@@ -499,20 +457,20 @@ impl GcpSecretManager {
     }
 
     fn secret_json(name: &str, s: &Secret) -> Value {
-        let mut out = json!({
+        let mut out = object(json!({
             "name": format!("projects/{PROJECT_NUMBER}/secrets/{name}"),
             "replication": s.replication,
             "createTime": s.create_time,
             "etag": format!("\"{}\"", &hex::encode(Sha256::digest(s.create_time.as_bytes()))[..14]),
-        });
+        }));
         if !s.labels.is_empty() {
-            out["labels"] = json!(s.labels);
+            out.insert("labels".into(), json!(s.labels));
         }
-        out
+        Value::Object(out)
     }
 
     fn create(&self, req: &FakeRequest) -> FakeResponse {
-        let Some(id) = req.query_param("secretId").map(|v| percent_decode(&v)) else {
+        let Some(id) = form_param(&req.query, "secretId") else {
             return google_error(400, "INVALID_ARGUMENT", "secret_id must be specified.");
         };
         if !valid_secret_id(&id) {
@@ -686,7 +644,7 @@ impl GcpSecretManager {
     fn access(&self, id: &str, version: &str) -> FakeResponse {
         let inner = self.inner();
         let found = inner.secrets.get(id).and_then(|s| match version {
-            "latest" => s.versions.len().checked_sub(1).map(|i| (i, &s.versions[i])),
+            "latest" => s.versions.iter().enumerate().next_back(),
             n => n
                 .parse::<usize>()
                 .ok()

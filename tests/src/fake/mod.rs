@@ -21,13 +21,53 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 pub mod aws;
 pub mod azure;
 pub mod gcp;
 pub mod github;
 pub mod vercel;
+
+/// The fields of a JSON object literal (`json!({...})`), for a body that
+/// then gains optional fields; anything but an object gives no fields.
+pub fn object(literal: Value) -> Map<String, Value> {
+    match literal {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    }
+}
+
+/// `%XX` decoding of a URL path segment (`+` stays `+`); sequences that are
+/// not valid escapes are kept as they are.
+pub fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` (UTC) of Unix seconds, without a zone: each fake
+/// adds the fraction and `Z` its provider writes.
+pub fn utc_datetime(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or_default();
+    let rem = secs % 86_400;
+    // Civil from days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
 
 /// A request as a fake sees it (body already read).
 #[derive(Debug, Clone)]

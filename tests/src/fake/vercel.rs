@@ -1,5 +1,4 @@
-//! A fake of Vercel's project environment variable API (providers.md §5),
-//! modelled on `@vercel/sdk`'s zod models (`createprojectenvop.ts`,
+//! A fake of Vercel's project environment variable API, modelled on `@vercel/sdk`'s zod models (`createprojectenvop.ts`,
 //! `filterprojectenvsop.ts`, `getprojectenvop.ts`, `removeprojectenvop.ts`).
 //!
 //! - Auth: `Authorization: Bearer vercel_test_token`, else 403 in Vercel's
@@ -34,7 +33,7 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 
-use super::{FakeRequest, FakeResponse, Service};
+use super::{FakeRequest, FakeResponse, Service, object};
 
 /// The only token the fake accepts.
 pub const TOKEN: &str = "vercel_test_token";
@@ -67,7 +66,7 @@ struct Env {
 impl Env {
     /// The entry as the API shows it; `decrypted`: `encrypted` values in clear.
     fn to_json(&self, decrypted: bool) -> Value {
-        let mut out = json!({
+        let mut out = object(json!({
             "id": self.id,
             "key": self.key,
             "type": self.kind,
@@ -78,27 +77,29 @@ impl Env {
             "createdBy": USER_ID,
             "updatedBy": USER_ID,
             "customEnvironmentIds": [],
-        });
+        }));
         match self.kind.as_str() {
             // Write-only: never returned.
             "sensitive" => {}
             "encrypted" | "secret" if !decrypted => {
-                out["value"] = json!(ciphertext(&self.id, &self.value));
-                out["decrypted"] = json!(false);
+                out.insert("value".into(), json!(ciphertext(&self.id, &self.value)));
+                out.insert("decrypted".into(), json!(false));
             }
             "encrypted" | "secret" => {
-                out["value"] = json!(self.value);
-                out["decrypted"] = json!(true);
+                out.insert("value".into(), json!(self.value));
+                out.insert("decrypted".into(), json!(true));
             }
-            _ => out["value"] = json!(self.value),
+            _ => {
+                out.insert("value".into(), json!(self.value));
+            }
         }
         if let Some(b) = &self.git_branch {
-            out["gitBranch"] = json!(b);
+            out.insert("gitBranch".into(), json!(b));
         }
         if let Some(c) = &self.comment {
-            out["comment"] = json!(c);
+            out.insert("comment".into(), json!(c));
         }
-        out
+        Value::Object(out)
     }
 
     fn same_targets(&self, other: &[String]) -> bool {

@@ -396,7 +396,8 @@ fn every_kv_change_queues_a_sync_of_every_association() {
                 }
                 None => {
                     assert!(objects.is_empty(), "{method} {path}");
-                    // The association stays, UNSYNCED (decision 13.8).
+                    // The external object is gone but the association stays,
+                    // UNSYNCED: a later write of the secret syncs it again.
                     assert_eq!(t.statuses(dest, "app"), vec!["UNSYNCED"]);
                 }
             }

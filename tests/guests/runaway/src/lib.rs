@@ -7,7 +7,7 @@
 //! else answers 200.
 
 #[cfg(target_arch = "wasm32")]
-#[allow(unsafe_code)] // wit-bindgen's generated glue
+#[expect(unsafe_code, reason = "wit-bindgen's generated glue")]
 mod guest {
     wit_bindgen::generate!({ world: "engine", path: "../../../wit" });
 
@@ -51,7 +51,7 @@ mod guest {
                     std::hint::black_box(&hoard);
                 }
             }
-            #[allow(clippy::panic)]
+            #[expect(clippy::panic, reason = "a trap on request is what this guest is for")]
             "trap" => panic!("deliberate trap"),
             "storage" => {
                 let found = kvsync::engine::storage::get("probe").is_ok();
