@@ -4,6 +4,7 @@
 //! What a caller may do is decided in one place, [`allowed`].
 
 mod acl;
+pub mod policy;
 
 pub use acl::{ROOT_POLICY, allowed};
 
