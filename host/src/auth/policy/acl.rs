@@ -97,6 +97,8 @@ struct Rule {
     first_wildcard: usize,
     /// Ends in a `*` (all prefix rules; some `+` rules).
     is_prefix: bool,
+    /// How many `+` segments.
+    plus_segments: usize,
     /// `+` rules: the pattern split at `/`, without its trailing `*`.
     segments: Box<[Segment]>,
 }
@@ -145,6 +147,10 @@ impl Rule {
             constraints,
             first_wildcard,
             is_prefix,
+            plus_segments: segments
+                .iter()
+                .filter(|s| matches!(s, Segment::Any))
+                .count(),
             segments,
         }
     }
@@ -160,13 +166,6 @@ impl Rule {
         }
     }
 
-    fn plus_segments(&self) -> usize {
-        self.segments
-            .iter()
-            .filter(|s| matches!(s, Segment::Any))
-            .count()
-    }
-
     /// How two matching wildcard rules rank: `Greater` when `self` applies
     /// rather than `other`. The first difference decides; lower is the rule
     /// whose first `+`/`*` comes earlier, then the one ending in `*`, then
@@ -176,7 +175,7 @@ impl Rule {
         self.first_wildcard
             .cmp(&other.first_wildcard)
             .then(other.is_prefix.cmp(&self.is_prefix))
-            .then(other.plus_segments().cmp(&self.plus_segments()))
+            .then(other.plus_segments.cmp(&self.plus_segments))
             .then(self.compared_path().len().cmp(&other.compared_path().len()))
             .then(self.compared_path().cmp(other.compared_path()))
     }
