@@ -1,15 +1,16 @@
 //! The compiled ACL: the rules of several policies merged per pattern and
-//! indexed so that a decision costs a hash lookup and one walk down a byte
-//! trie, whatever the number of rules.
+//! indexed so that a decision costs a hash lookup and two walks down tries,
+//! however many rules there are.
 //!
 //! * Exact rules live in a hash map keyed by their full path.
-//! * Prefix rules (`secret/*`) sit on the nodes of a radix trie of their
-//!   prefixes; walking the request path down the trie meets every prefix
-//!   rule that matches it, the deepest being the longest prefix.
-//! * `+` rules sit on the trie node of their literal text before the first
-//!   `+` (`secret/` for `secret/+/config`): a rule can only match a path that
-//!   starts with that text, so the same walk meets exactly the `+` rules worth
-//!   matching segment by segment.
+//! * Prefix rules (`secret/*`) sit on the nodes of a radix trie over bytes;
+//!   walking the request path down it meets every prefix rule that matches,
+//!   the deepest being the longest prefix.
+//! * `+` rules sit in a trie over path segments whose edges are literal
+//!   segments or `+`; walking the path's segments down it (both edges where
+//!   both match) meets exactly the `+` rules that match. Rules deeper than
+//!   [`MAX_INDEXED_SEGMENTS`] are matched one by one instead, which bounds the
+//!   walk's recursion.
 //!
 //! Evaluation allocates nothing.
 
@@ -31,7 +32,13 @@ pub struct Acl {
     rules: Vec<Rule>,
     exact: HashMap<Box<str>, u32>,
     trie: Trie,
+    segment_trie: SegmentTrie,
+    /// `+` rules too deep for `segment_trie`.
+    deep_segment_rules: Vec<u32>,
 }
+
+/// The deepest `+` rule (in segments) held in the segment trie.
+const MAX_INDEXED_SEGMENTS: usize = 32;
 
 /// The outcome of evaluating one request.
 #[derive(Clone, Copy, Debug)]
@@ -342,6 +349,8 @@ impl Acl {
             rules: Vec::new(),
             exact: HashMap::new(),
             trie: Trie::new(),
+            segment_trie: SegmentTrie::new(),
+            deep_segment_rules: Vec::new(),
         };
         let mut by_pattern: HashMap<(String, bool), usize> = HashMap::new();
         for policy in policies {
@@ -391,12 +400,10 @@ impl Acl {
                         node.prefix_rule = Some(i);
                     }
                 }
-                PatternKind::Segment => {
-                    let literal = rule.key.get(..rule.first_wildcard).unwrap_or("");
-                    if let Some(node) = acl.trie.node(literal.as_bytes()) {
-                        node.segment_rules.push(i);
-                    }
+                PatternKind::Segment if rule.segments.len() <= MAX_INDEXED_SEGMENTS => {
+                    acl.segment_trie.insert(&rule.segments, rule.is_prefix, i);
                 }
+                PatternKind::Segment => acl.deep_segment_rules.push(i),
             }
         }
         acl
@@ -423,10 +430,7 @@ impl Acl {
                     allowed: true,
                     sudo: true,
                     root: true,
-                    capabilities: Capability::ALL
-                        .into_iter()
-                        .filter(|c| *c != Capability::Deny)
-                        .collect(),
+                    capabilities: CapabilitySet::ALL_GRANTS,
                     constraints: None,
                 }
             } else {
@@ -531,22 +535,136 @@ impl Acl {
     /// Offers `visit` every wildcard rule matching `path`: the longest
     /// matching prefix rule and each matching `+` rule.
     fn candidates<'a>(&'a self, path: &str, mut visit: impl FnMut(&'a Rule)) {
-        let segments = path.bytes().filter(|b| *b == b'/').count() + 1;
         let mut longest = None;
         self.trie.walk(path.as_bytes(), |node| {
             if node.prefix_rule.is_some() {
                 longest = node.prefix_rule;
             }
-            for &i in &node.segment_rules {
-                if let Some(rule) = self.rules.get(i as usize)
-                    && rule.matches_segments(path, segments)
+        });
+        let mut offer = |i: u32| {
+            if let Some(rule) = self.rules.get(i as usize) {
+                visit(rule);
+            }
+        };
+        if let Some(i) = longest {
+            offer(i);
+        }
+        self.segment_trie.walk(0, Some(path), &mut offer);
+        if !self.deep_segment_rules.is_empty() {
+            let segments = path.bytes().filter(|b| *b == b'/').count() + 1;
+            for &i in &self.deep_segment_rules {
+                if self
+                    .rules
+                    .get(i as usize)
+                    .is_some_and(|r| r.matches_segments(path, segments))
                 {
-                    visit(rule);
+                    offer(i);
                 }
             }
-        });
-        if let Some(rule) = longest.and_then(|i| self.rules.get(i as usize)) {
-            visit(rule);
+        }
+    }
+}
+
+/// `+` rules indexed by their segments. A rule `a/+/b` ends at the node
+/// reached by the edges `a`, `+`, `b`; a rule with a trailing `*`, `a/+/b*`,
+/// hangs off the node of `a/+` with `b`, which must begin the path's next
+/// segment (any segments may follow).
+#[derive(Clone, Debug)]
+struct SegmentTrie {
+    /// `nodes[0]` is the root (no segment consumed).
+    nodes: Vec<SegmentNode>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct SegmentNode {
+    /// Children by literal segment, sorted by it.
+    literal: Vec<(Box<str>, u32)>,
+    /// The child by a `+` segment.
+    any: Option<u32>,
+    /// Rules without a trailing `*` whose segments end here.
+    whole: Vec<u32>,
+    /// Rules with a trailing `*` whose segments but the last end here, with
+    /// that last segment.
+    glob: Vec<(Box<str>, u32)>,
+}
+
+impl SegmentTrie {
+    fn new() -> SegmentTrie {
+        SegmentTrie {
+            nodes: vec![SegmentNode::default()],
+        }
+    }
+
+    fn insert(&mut self, segments: &[Segment], is_prefix: bool, rule: u32) {
+        let (path, last) = match segments.split_last() {
+            Some((last, path)) if is_prefix => (path, Some(last)),
+            _ => (segments, None),
+        };
+        let mut node = 0u32;
+        for segment in path {
+            node = self.child(node, segment);
+        }
+        let Some(n) = self.nodes.get_mut(node as usize) else {
+            return;
+        };
+        match last {
+            // A `+` cannot take a trailing `*` (`+*` is refused by the
+            // parser); were it there, it would match any segment.
+            Some(Segment::Any) => n.glob.push(("".into(), rule)),
+            Some(Segment::Literal(l)) => n.glob.push((l.clone(), rule)),
+            None => n.whole.push(rule),
+        }
+    }
+
+    /// The child of `node` along `segment`, created when missing.
+    fn child(&mut self, node: u32, segment: &Segment) -> u32 {
+        let next = u32::try_from(self.nodes.len()).unwrap_or(u32::MAX);
+        let Some(n) = self.nodes.get_mut(node as usize) else {
+            return node;
+        };
+        match segment {
+            Segment::Any => {
+                if let Some(c) = n.any {
+                    return c;
+                }
+                n.any = Some(next);
+            }
+            Segment::Literal(l) => match n.literal.binary_search_by(|(k, _)| (**k).cmp(&**l)) {
+                Ok(i) => return n.literal.get(i).map_or(node, |(_, c)| *c),
+                Err(i) => n.literal.insert(i, (l.clone(), next)),
+            },
+        }
+        self.nodes.push(SegmentNode::default());
+        next
+    }
+
+    /// Calls `visit` with every rule below `node` matching `rest`, the
+    /// path's segments not consumed yet (`None` once all are). Recursion is
+    /// as deep as the trie, at most [`MAX_INDEXED_SEGMENTS`] levels.
+    fn walk(&self, node: u32, rest: Option<&str>, visit: &mut impl FnMut(u32)) {
+        let Some(n) = self.nodes.get(node as usize) else {
+            return;
+        };
+        let Some(rest) = rest else {
+            n.whole.iter().for_each(|&r| visit(r));
+            return;
+        };
+        let (segment, tail) = match rest.split_once('/') {
+            Some((segment, tail)) => (segment, Some(tail)),
+            None => (rest, None),
+        };
+        for (prefix, rule) in &n.glob {
+            if segment.starts_with(&**prefix) {
+                visit(*rule);
+            }
+        }
+        if let Ok(i) = n.literal.binary_search_by(|(k, _)| (**k).cmp(segment))
+            && let Some((_, child)) = n.literal.get(i)
+        {
+            self.walk(*child, tail, visit);
+        }
+        if let Some(child) = n.any {
+            self.walk(child, tail, visit);
         }
     }
 }
@@ -565,8 +683,6 @@ struct TrieNode {
     children: Vec<u32>,
     /// The prefix rule whose prefix is this node's key.
     prefix_rule: Option<u32>,
-    /// The `+` rules whose text before the first `+` is this node's key.
-    segment_rules: Vec<u32>,
 }
 
 impl Trie {

@@ -153,6 +153,9 @@ pub struct CapabilitySet(u16);
 impl CapabilitySet {
     pub const EMPTY: CapabilitySet = CapabilitySet(0);
     pub const DENY: CapabilitySet = CapabilitySet(Capability::Deny.bit());
+    /// Every capability but `deny`: what root holds.
+    pub const ALL_GRANTS: CapabilitySet =
+        CapabilitySet(((1 << Capability::ALL.len()) - 1) & !Capability::Deny.bit());
 
     pub fn contains(self, capability: Capability) -> bool {
         self.0 & capability.bit() != 0

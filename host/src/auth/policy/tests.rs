@@ -146,6 +146,23 @@ fn glob_and_plus_matching() {
 }
 
 #[test]
+fn plus_rules_deeper_than_the_index_still_match() {
+    let segment = |i: usize, wild: &'static str| if i % 3 == 0 { wild } else { "x" };
+    let pattern: Vec<&str> = (0..40).map(|i| segment(i, "+")).collect();
+    let pattern = pattern.join("/");
+    let path: Vec<&str> = (0..40).map(|i| segment(i, "anything")).collect();
+    let path = path.join("/");
+    let glob = format!("{pattern}/y*");
+    // (A `*` deny would win over both: same first wildcard, fewer `+`.)
+    let a = acl(&[(&pattern, &["read"]), (&glob, &["update"])]);
+    assert!(allowed(&a, Read, &path));
+    assert!(!allowed(&a, Read, &format!("{path}/more")));
+    assert!(allowed(&a, Update, &format!("{path}/yes/more")));
+    assert!(!allowed(&a, Update, &format!("{path}/no")));
+    assert!(!allowed(&a, Read, &path.replacen("x", "z", 1)));
+}
+
+#[test]
 fn operations_map_to_capabilities() {
     let a = acl(&[(
         "p/*",
@@ -323,6 +340,8 @@ fn root_allows_everything_in_its_namespace() {
     assert!(a.is_root());
     let d = a.allows(Delete, "sys/audit/file");
     assert!(d.allowed() && d.sudo() && d.is_root() && d.permits(true));
+    assert_eq!(d.capabilities().iter().count(), 9);
+    assert!(!d.capabilities().is_deny());
     assert_eq!(a.capabilities("anything"), ["root"]);
     assert!(a.has_any_access_under("secret/"));
     let a = Acl::new("team-a/", [&root]);
