@@ -5,6 +5,7 @@
 
 mod acl;
 mod caller;
+pub mod policy;
 
 pub use acl::{ROOT_POLICY, allowed};
 pub use caller::{Caller, Token};
