@@ -130,16 +130,16 @@ async fn all(flags: &Flags) -> anyhow::Result<ExitCode> {
 /// `secret/`) behind kvsync's HTTP front, answered by the natively linked
 /// engine; no runtime, no sync worker.
 async fn native_server(flags: &Flags) -> anyhow::Result<ExitCode> {
-    use kvsync::auth::TokenStore;
     use kvsync::http::{self, DEFAULT_MAX_REQUEST_SIZE};
     use kvsync::server;
 
-    let (backend, _root) = server::dev_storage(&native::NativeApi, Some("root".into())).await?;
+    let (backend, tokens, _root) =
+        server::dev_storage(&native::NativeApi, Some("root".into())).await?;
     let (listener, addr) = http::bind(flags.get("--listen").unwrap_or("127.0.0.1:0")).await?;
     let state = server::http_state(
         Arc::new(native::NativeApi),
-        backend.clone(),
-        TokenStore::new(backend),
+        backend,
+        tokens,
         DEFAULT_MAX_REQUEST_SIZE,
         Arc::new(tokio::sync::Notify::new()),
     );
