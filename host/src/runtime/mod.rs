@@ -215,12 +215,9 @@ impl Runtime {
         inline_bound: Option<Duration>,
     ) -> Result<warm::Warm, CallError> {
         if let Some(mut w) = self.warm.take(storage.prefix()) {
-            w.store.data_mut().ready_for_call(
-                storage,
-                self.tokens.clone(),
-                caller,
-                inline_bound,
-            );
+            w.store
+                .data_mut()
+                .ready_for_call(storage, self.tokens.clone(), caller, inline_bound);
             limits::rearm(&mut w.store, &self.limits);
             return Ok(w);
         }

@@ -33,6 +33,7 @@ pub mod sweep;
 #[cfg(test)]
 mod tests;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -52,6 +53,41 @@ const CONFLICT_RETRIES: usize = 16;
 /// its last request before the sweep removes it anyway (a crash, a request
 /// that never finished).
 const SPENT_GRACE_MS: u64 = 60_000;
+
+/// An error that may be a commit's lost race (run the attempt again).
+trait MayConflict {
+    fn is_conflict(&self) -> bool;
+}
+
+impl MayConflict for StorageError {
+    fn is_conflict(&self) -> bool {
+        matches!(self, StorageError::Conflict)
+    }
+}
+
+impl MayConflict for TokenError {
+    fn is_conflict(&self) -> bool {
+        matches!(self, TokenError::Storage(StorageError::Conflict))
+    }
+}
+
+/// Runs `attempt` again while its commit loses a race to another, at most
+/// [`CONFLICT_RETRIES`] times; then the storage is reported unavailable
+/// (`what` kept changing).
+async fn retrying<T, E, F, Fut>(what: &str, mut attempt: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: MayConflict + From<StorageError>,
+{
+    for _ in 0..CONFLICT_RETRIES {
+        match attempt().await {
+            Err(e) if e.is_conflict() => continue,
+            other => return other,
+        }
+    }
+    Err(StorageError::Unavailable(format!("{what}; retry the request")).into())
+}
 
 /// Why a token operation failed: Vault's answer, or the storage's failure.
 #[derive(Debug, thiserror::Error)]
@@ -235,6 +271,23 @@ impl TokenStore {
         &self.inner.backend
     }
 
+    /// Every key under `prefix` (relative to it), page after page.
+    async fn list_all(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let mut keys = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .backend()
+                .list(prefix, after.as_deref(), None, 0)
+                .await?;
+            keys.extend(page.keys);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(keys),
+            }
+        }
+    }
+
     fn now(&self) -> u64 {
         self.inner.clock.now()
     }
@@ -278,32 +331,8 @@ impl TokenStore {
             sweep_at: None,
         };
         let hash = record::hash(token.expose());
-        let key = record::token_key(&hash);
-        let index = record::accessor_key(&accessor);
-        self.backend()
-            .commit(
-                vec![
-                    Condition {
-                        key: key.clone(),
-                        version: None,
-                    },
-                    Condition {
-                        key: index.clone(),
-                        version: None,
-                    },
-                ],
-                vec![
-                    Op::Put {
-                        key,
-                        value: record.encode()?,
-                    },
-                    Op::Put {
-                        key: index,
-                        value: hash.into_bytes(),
-                    },
-                ],
-            )
-            .await?;
+        let (conditions, ops) = record::new_token(&hash, &record)?;
+        self.backend().commit(conditions, ops).await?;
         Ok(NewToken { token, accessor })
     }
 
@@ -315,25 +344,17 @@ impl TokenStore {
             return Ok(());
         }
         let mut ops = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = backend.list(TOKENS, after.as_deref(), None, 0).await?;
-            for hash in &page.keys {
-                let Some(entry) = backend.get(&record::token_key(hash)).await? else {
-                    continue;
-                };
-                let rec = TokenRecord::decode(&entry.value)?;
-                let index = record::accessor_key(&rec.accessor);
-                if backend.get(&index).await?.is_none() {
-                    ops.push(Op::Put {
-                        key: index,
-                        value: hash.clone().into_bytes(),
-                    });
-                }
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
+        for hash in self.list_all(TOKENS).await? {
+            let Some(entry) = backend.get(&record::token_key(&hash)).await? else {
+                continue;
+            };
+            let rec = TokenRecord::decode(&entry.value)?;
+            let index = record::accessor_key(&rec.accessor);
+            if backend.get(&index).await?.is_none() {
+                ops.push(Op::Put {
+                    key: index,
+                    value: hash.into_bytes(),
+                });
             }
         }
         ops.push(Op::Put {
@@ -377,77 +398,79 @@ impl TokenStore {
             }));
         }
         let generation = self.inner.cache.generation();
-        for _ in 0..CONFLICT_RETRIES {
-            let Some(entry) = self.backend().get(&record::token_key(&hash)).await? else {
-                return Ok(None);
-            };
-            let mut rec = TokenRecord::decode(&entry.value)?;
-            if !rec.usable(now) {
-                return Ok(None);
-            }
-            let cached = Cached {
-                accessor: rec.accessor.clone(),
-                display_name: rec.display_name.clone(),
-                policies: rec.policies.clone(),
-                path: rec.path.clone(),
-                creation_time: rec.creation_time,
-                expire_time: rec.lease.as_ref().and_then(|l| l.expire_time),
-            };
-            if rec.num_uses == 0 {
-                self.inner.cache.put(hash, cached.clone(), generation);
-                return Ok(Some(Authenticated {
-                    caller: caller_of(token, cached),
-                    spent: None,
-                }));
-            }
-            if !spend {
-                return Ok(Some(Authenticated {
-                    caller: caller_of(token, cached),
-                    spent: None,
-                }));
-            }
-            // One use spent; the last one leaves the record unusable, due
-            // for the sweep should the revocation after the request not
-            // happen.
-            let last = rec.num_uses == 1;
-            let mut ops = Vec::new();
-            if last {
-                rec.num_uses = -1;
-                let due = lease::millis(now).saturating_add(SPENT_GRACE_MS);
-                if let Some(old) = rec.sweep_key(&hash) {
-                    ops.push(Op::Delete { key: old });
-                }
-                rec.sweep_at = Some(due);
-                ops.push(Op::Put {
-                    key: record::expiry_key(due, &hash),
-                    value: Vec::new(),
-                });
-            } else {
-                rec.num_uses -= 1;
-            }
-            let key = record::token_key(&hash);
-            ops.push(Op::Put {
-                key: key.clone(),
-                value: rec.encode()?,
-            });
-            let condition = Condition {
-                key,
-                version: Some(entry.version),
-            };
-            match self.backend().commit(vec![condition], ops).await {
-                Ok(_) => {
-                    return Ok(Some(Authenticated {
-                        caller: caller_of(token, cached),
-                        spent: last.then_some(Spent(hash)),
-                    }));
-                }
-                Err(StorageError::Conflict) => continue,
-                Err(e) => return Err(e),
-            }
+        retrying("the token's uses kept changing", || {
+            self.try_resolve(&token, &hash, generation, now, spend)
+        })
+        .await
+    }
+
+    /// One attempt of [`TokenStore::resolve_token`] after a cache miss.
+    async fn try_resolve(
+        &self,
+        token: &Token,
+        hash: &str,
+        generation: u64,
+        now: u64,
+        spend: bool,
+    ) -> Result<Option<Authenticated>, StorageError> {
+        let Some(entry) = self.backend().get(&record::token_key(hash)).await? else {
+            return Ok(None);
+        };
+        let mut rec = TokenRecord::decode(&entry.value)?;
+        if !rec.usable(now) {
+            return Ok(None);
         }
-        Err(StorageError::Unavailable(
-            "the token's uses kept changing; retry the request".to_string(),
-        ))
+        let cached = Cached {
+            accessor: rec.accessor.clone(),
+            display_name: rec.display_name.clone(),
+            policies: rec.policies.clone(),
+            path: rec.path.clone(),
+            creation_time: rec.creation_time,
+            expire_time: rec.lease.as_ref().and_then(|l| l.expire_time),
+        };
+        if rec.num_uses == 0 {
+            self.inner
+                .cache
+                .put(hash.to_string(), cached.clone(), generation);
+        }
+        if rec.num_uses == 0 || !spend {
+            return Ok(Some(Authenticated {
+                caller: caller_of(token.clone(), cached),
+                spent: None,
+            }));
+        }
+        // One use spent; the last one leaves the record unusable, due for
+        // the sweep should the revocation after the request not happen.
+        let last = rec.num_uses == 1;
+        let mut ops = Vec::new();
+        if last {
+            rec.num_uses = -1;
+            let due = lease::millis(now).saturating_add(SPENT_GRACE_MS);
+            if let Some(old) = rec.sweep_key(hash) {
+                ops.push(Op::Delete { key: old });
+            }
+            rec.sweep_at = Some(due);
+            ops.push(Op::Put {
+                key: record::expiry_key(due, hash),
+                value: Vec::new(),
+            });
+        } else {
+            rec.num_uses -= 1;
+        }
+        let key = record::token_key(hash);
+        ops.push(Op::Put {
+            key: key.clone(),
+            value: rec.encode()?,
+        });
+        let condition = Condition {
+            key,
+            version: Some(entry.version),
+        };
+        self.backend().commit(vec![condition], ops).await?;
+        Ok(Some(Authenticated {
+            caller: caller_of(token.clone(), cached),
+            spent: last.then(|| Spent(hash.to_string())),
+        }))
     }
 
     /// Revokes a token after the request that made its last use has been

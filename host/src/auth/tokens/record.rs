@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::storage::StorageError;
+use crate::storage::{Condition, Op, StorageError};
 
 pub const TOKENS: &str = "core/tokens/";
 pub const ACCESSORS: &str = "core/token-accessors/";
@@ -161,6 +161,34 @@ impl TokenRecord {
     pub fn sweep_key(&self, hash: &str) -> Option<String> {
         self.sweep_at.map(|ms| expiry_key(ms, hash))
     }
+}
+
+/// The conditions and writes that store a new token: its record and its
+/// accessor index entry, neither of which may exist yet.
+pub fn new_token(hash: &str, rec: &TokenRecord) -> Result<(Vec<Condition>, Vec<Op>), StorageError> {
+    let key = token_key(hash);
+    let index = accessor_key(&rec.accessor);
+    let conditions = vec![
+        Condition {
+            key: key.clone(),
+            version: None,
+        },
+        Condition {
+            key: index.clone(),
+            version: None,
+        },
+    ];
+    let ops = vec![
+        Op::Put {
+            key,
+            value: rec.encode()?,
+        },
+        Op::Put {
+            key: index,
+            value: hash.as_bytes().to_vec(),
+        },
+    ];
+    Ok((conditions, ops))
 }
 
 /// The accessor index's value: the token's hash.

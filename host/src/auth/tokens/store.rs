@@ -34,8 +34,8 @@ use super::record::{
     self, ACCESSORS, EXPIRY, LeaseRecord, ROOT_NAMESPACE, TokenRecord, decode_hash,
 };
 use super::{
-    CONFLICT_RETRIES, CreateRequest, Issued, LeaseInfo, Target, TokenError, TokenInfo, TokenStore,
-    random_id,
+    CreateRequest, Issued, LeaseInfo, Target, TokenError, TokenInfo, TokenStore, random_id,
+    retrying,
 };
 use crate::auth::{Caller, ROOT_POLICY, Token, allowed};
 use crate::storage::{Condition, Op, StorageError};
@@ -226,13 +226,10 @@ impl TokenStore {
         scope: &Scope<'_>,
         req: &CreateRequest,
     ) -> Result<Issued, TokenError> {
-        for _ in 0..CONFLICT_RETRIES {
-            match self.try_create(scope, req).await {
-                Err(TokenError::Storage(StorageError::Conflict)) => continue,
-                other => return other,
-            }
-        }
-        Err(StorageError::Unavailable("the parent token kept changing".to_string()).into())
+        retrying("the parent token kept changing", || {
+            self.try_create(scope, req)
+        })
+        .await
     }
 
     async fn try_create(
@@ -389,28 +386,7 @@ impl TokenStore {
             }),
             sweep_at,
         };
-        let key = record::token_key(&hash);
-        let index = record::accessor_key(&accessor);
-        let mut conditions = vec![
-            Condition {
-                key: key.clone(),
-                version: None,
-            },
-            Condition {
-                key: index.clone(),
-                version: None,
-            },
-        ];
-        let mut ops = vec![
-            Op::Put {
-                key,
-                value: rec.encode()?,
-            },
-            Op::Put {
-                key: index,
-                value: hash.clone().into_bytes(),
-            },
-        ];
+        let (mut conditions, mut ops) = record::new_token(&hash, &rec)?;
         if !orphan {
             // Rewriting the parent makes a concurrent revocation of it,
             // which read it before, conflict and see this child.
@@ -511,13 +487,10 @@ impl TokenStore {
         which: &Target,
         increment: u64,
     ) -> Result<Option<Issued>, TokenError> {
-        for _ in 0..CONFLICT_RETRIES {
-            match self.try_renew(scope, which, increment).await {
-                Err(TokenError::Storage(StorageError::Conflict)) => continue,
-                other => return other,
-            }
-        }
-        Err(StorageError::Unavailable("the token kept changing".to_string()).into())
+        retrying("the token kept changing", || {
+            self.try_renew(scope, which, increment)
+        })
+        .await
     }
 
     async fn try_renew(
@@ -611,21 +584,10 @@ impl TokenStore {
         let mut queue = VecDeque::from([root]);
         while let Some(node) = queue.pop_front() {
             let prefix = record::children_prefix(&node.hash);
-            let mut after: Option<String> = None;
-            loop {
-                let page = self
-                    .backend()
-                    .list(&prefix, after.as_deref(), None, 0)
-                    .await?;
-                for child in &page.keys {
-                    match self.load(child).await? {
-                        Some(loaded) => queue.push_back(loaded),
-                        None => stale.push(format!("{prefix}{child}")),
-                    }
-                }
-                match page.next {
-                    Some(next) => after = Some(next),
-                    None => break,
+            for child in self.list_all(&prefix).await? {
+                match self.load(&child).await? {
+                    Some(loaded) => queue.push_back(loaded),
+                    None => stale.push(format!("{prefix}{child}")),
                 }
             }
             nodes.push(node);
@@ -635,40 +597,37 @@ impl TokenStore {
 
     /// Revokes the token `hash` and its whole subtree in one commit.
     pub(super) async fn revoke_tree(&self, hash: &str) -> Result<(), StorageError> {
-        for _ in 0..CONFLICT_RETRIES {
-            let Some(root) = self.load(hash).await? else {
-                return Ok(());
-            };
-            let (nodes, stale) = self.subtree(root).await?;
-            let mut conditions = Vec::with_capacity(nodes.len());
-            let mut ops: Vec<Op> = stale.into_iter().map(|key| Op::Delete { key }).collect();
-            for node in &nodes {
-                let key = record::token_key(&node.hash);
-                conditions.push(Condition {
-                    key: key.clone(),
-                    version: Some(node.version),
-                });
-                ops.push(Op::Delete { key });
-                ops.extend(
-                    self.index_entries(node)
-                        .into_iter()
-                        .map(|key| Op::Delete { key }),
-                );
-            }
-            match self.backend().commit(conditions, ops).await {
-                Ok(_) => {
-                    self.inner
-                        .cache
-                        .remove(nodes.iter().map(|n| n.hash.as_str()));
-                    return Ok(());
-                }
-                Err(StorageError::Conflict) => continue,
-                Err(e) => return Err(e),
-            }
+        retrying("the token tree kept changing during its revocation", || {
+            self.try_revoke_tree(hash)
+        })
+        .await
+    }
+
+    async fn try_revoke_tree(&self, hash: &str) -> Result<(), StorageError> {
+        let Some(root) = self.load(hash).await? else {
+            return Ok(());
+        };
+        let (nodes, stale) = self.subtree(root).await?;
+        let mut conditions = Vec::with_capacity(nodes.len());
+        let mut ops: Vec<Op> = stale.into_iter().map(|key| Op::Delete { key }).collect();
+        for node in &nodes {
+            let key = record::token_key(&node.hash);
+            conditions.push(Condition {
+                key: key.clone(),
+                version: Some(node.version),
+            });
+            ops.push(Op::Delete { key });
+            ops.extend(
+                self.index_entries(node)
+                    .into_iter()
+                    .map(|key| Op::Delete { key }),
+            );
         }
-        Err(StorageError::Unavailable(
-            "the token tree kept changing during its revocation".to_string(),
-        ))
+        self.backend().commit(conditions, ops).await?;
+        self.inner
+            .cache
+            .remove(nodes.iter().map(|n| n.hash.as_str()));
+        Ok(())
     }
 
     /// The index entries that name a token: its accessor, its place under
@@ -695,67 +654,57 @@ impl TokenStore {
                 "root or sudo privileges required to revoke and orphan",
             ));
         }
-        for _ in 0..CONFLICT_RETRIES {
-            let Some((loaded, _)) = self
-                .find(scope, &Target::Token(token.clone()), false)
-                .await?
-            else {
-                return Ok(false);
-            };
-            let prefix = record::children_prefix(&loaded.hash);
-            let mut children = Vec::new();
-            let mut after: Option<String> = None;
-            loop {
-                let page = self
-                    .backend()
-                    .list(&prefix, after.as_deref(), None, 0)
-                    .await?;
-                children.extend(page.keys);
-                match page.next {
-                    Some(next) => after = Some(next),
-                    None => break,
-                }
-            }
-            let key = record::token_key(&loaded.hash);
-            let mut conditions = vec![Condition {
-                key: key.clone(),
-                version: Some(loaded.version),
-            }];
-            let mut ops = vec![Op::Delete { key }];
-            ops.extend(
-                self.index_entries(&loaded)
-                    .into_iter()
-                    .map(|key| Op::Delete { key }),
-            );
-            let mut touched = vec![loaded.hash.clone()];
-            for child in children {
-                ops.push(Op::Delete {
-                    key: format!("{prefix}{child}"),
+        retrying("the token kept changing", || {
+            self.try_revoke_orphan(scope, token)
+        })
+        .await
+    }
+
+    async fn try_revoke_orphan(
+        &self,
+        scope: &Scope<'_>,
+        token: &Token,
+    ) -> Result<bool, TokenError> {
+        let Some((loaded, _)) = self
+            .find(scope, &Target::Token(token.clone()), false)
+            .await?
+        else {
+            return Ok(false);
+        };
+        let prefix = record::children_prefix(&loaded.hash);
+        let key = record::token_key(&loaded.hash);
+        let mut conditions = vec![Condition {
+            key: key.clone(),
+            version: Some(loaded.version),
+        }];
+        let mut ops = vec![Op::Delete { key }];
+        ops.extend(
+            self.index_entries(&loaded)
+                .into_iter()
+                .map(|key| Op::Delete { key }),
+        );
+        let mut touched = vec![loaded.hash.clone()];
+        for child in self.list_all(&prefix).await? {
+            ops.push(Op::Delete {
+                key: format!("{prefix}{child}"),
+            });
+            if let Some(mut c) = self.load(&child).await? {
+                c.record.parent.clear();
+                let key = record::token_key(&child);
+                conditions.push(Condition {
+                    key: key.clone(),
+                    version: Some(c.version),
                 });
-                if let Some(mut c) = self.load(&child).await? {
-                    c.record.parent.clear();
-                    let key = record::token_key(&child);
-                    conditions.push(Condition {
-                        key: key.clone(),
-                        version: Some(c.version),
-                    });
-                    ops.push(Op::Put {
-                        key,
-                        value: c.record.encode()?,
-                    });
-                    touched.push(child);
-                }
-            }
-            match self.backend().commit(conditions, ops).await {
-                Ok(_) => {
-                    self.inner.cache.remove(touched.iter().map(String::as_str));
-                    return Ok(true);
-                }
-                Err(StorageError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
+                ops.push(Op::Put {
+                    key,
+                    value: c.record.encode()?,
+                });
+                touched.push(child);
             }
         }
-        Err(StorageError::Unavailable("the token kept changing".to_string()).into())
+        self.backend().commit(conditions, ops).await?;
+        self.inner.cache.remove(touched.iter().map(String::as_str));
+        Ok(true)
     }
 
     /// The accessors of the namespace's tokens, sorted. Accessors of tokens
@@ -763,27 +712,11 @@ impl TokenStore {
     pub async fn list_accessors(&self, scope: &Scope<'_>) -> Result<Vec<String>, TokenError> {
         scope.caller()?;
         let suffix = namespace_suffix(scope.namespace_id);
-        let mut keys = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .backend()
-                .list(ACCESSORS, after.as_deref(), None, 0)
-                .await?;
-            keys.extend(
-                page.keys
-                    .iter()
-                    .filter(|a| match suffix.as_str() {
-                        "" => !a.contains('.'),
-                        s => a.ends_with(s),
-                    })
-                    .cloned(),
-            );
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
+        let mut keys = self.list_all(ACCESSORS).await?;
+        keys.retain(|a| match suffix.as_str() {
+            "" => !a.contains('.'),
+            s => a.ends_with(s),
+        });
         Ok(keys)
     }
 

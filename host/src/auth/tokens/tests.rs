@@ -62,6 +62,11 @@ impl Fixture {
         }
     }
 
+    /// A token created by root.
+    async fn by_root(&self, req: CreateRequest) -> Issued {
+        self.create_as(&self.root, req).await.unwrap()
+    }
+
     async fn create_as(&self, parent: &Caller, req: CreateRequest) -> Result<Issued, TokenError> {
         self.store.create(&self.scope(parent), &req).await
     }
@@ -110,6 +115,13 @@ fn policies(names: &[&str]) -> Option<Vec<String>> {
     Some(names.iter().map(|n| n.to_string()).collect())
 }
 
+fn with_policies(names: &[&str]) -> CreateRequest {
+    CreateRequest {
+        policies: policies(names),
+        ..req()
+    }
+}
+
 fn bad(result: Result<Issued, TokenError>) -> String {
     match result {
         Err(TokenError::BadRequest(m)) => m,
@@ -120,7 +132,7 @@ fn bad(result: Result<Issued, TokenError>) -> String {
 #[tokio::test]
 async fn root_creates_a_child_with_vault_s_defaults() {
     let f = Fixture::new().await;
-    let issued = f.create_as(&f.root, req()).await.unwrap();
+    let issued = f.by_root(req()).await;
     let info = &issued.info;
     let id = token(&issued);
     assert!(id.expose().starts_with("hvs.") && id.len() == 28, "{id:?}");
@@ -143,16 +155,7 @@ async fn root_creates_a_child_with_vault_s_defaults() {
     assert!(issued.warnings.is_empty(), "{:?}", issued.warnings);
     assert_eq!(f.keys(record::EXPIRY).await, Vec::<String>::new());
     // Any other token gets the default TTL, 768h.
-    let default = f
-        .create_as(
-            &f.root,
-            CreateRequest {
-                policies: policies(&["default"]),
-                ..req()
-            },
-        )
-        .await
-        .unwrap();
+    let default = f.by_root(with_policies(&["default"])).await;
     assert_eq!(default.lease_duration, MAX_TTL);
     assert!(default.renewable && default.info.lease.renewable);
     assert_eq!(default.info.creation_ttl, MAX_TTL);
@@ -181,20 +184,16 @@ async fn root_creates_a_child_with_vault_s_defaults() {
 async fn fields_of_a_create_request() {
     let f = Fixture::new().await;
     let issued = f
-        .create_as(
-            &f.root,
-            CreateRequest {
-                policies: policies(&[" B", "a", "A", ""]),
-                meta: Some(vec![("team".into(), "x".into())]),
-                display_name: "Terraform  x.y--".into(),
-                num_uses: 3,
-                ttl: 3600,
-                renewable: false,
-                ..req()
-            },
-        )
-        .await
-        .unwrap();
+        .by_root(CreateRequest {
+            policies: policies(&[" B", "a", "A", ""]),
+            meta: Some(vec![("team".into(), "x".into())]),
+            display_name: "Terraform  x.y--".into(),
+            num_uses: 3,
+            ttl: 3600,
+            renewable: false,
+            ..req()
+        })
+        .await;
     let info = &issued.info;
     // Sanitised, with `default` added for a sudo caller.
     assert_eq!(info.policies, ["a", "b", "default"]);
@@ -208,38 +207,17 @@ async fn fields_of_a_create_request() {
         ["Policy \"a\" does not exist", "Policy \"b\" does not exist"]
     );
     let no_default = f
-        .create_as(
-            &f.root,
-            CreateRequest {
-                policies: policies(&["a", "default"]),
-                no_default_policy: true,
-                ..req()
-            },
-        )
-        .await
-        .unwrap();
+        .by_root(CreateRequest {
+            policies: policies(&["a", "default"]),
+            no_default_policy: true,
+            ..req()
+        })
+        .await;
     assert_eq!(no_default.info.policies, ["a"]);
-    let root = f
-        .create_as(
-            &f.root,
-            CreateRequest {
-                policies: policies(&["x", "Root"]),
-                ..req()
-            },
-        )
-        .await
-        .unwrap();
+    let root = f.by_root(with_policies(&["x", "Root"])).await;
     assert_eq!(root.info.policies, ["root"]);
     for name in ["response-wrapping", "control-group"] {
-        let e = bad(f
-            .create_as(
-                &f.root,
-                CreateRequest {
-                    policies: policies(&[name]),
-                    ..req()
-                },
-            )
-            .await);
+        let e = bad(f.create_as(&f.root, with_policies(&[name])).await);
         assert_eq!(e, format!("cannot assign policy \"{name}\""));
     }
 }
@@ -248,51 +226,44 @@ async fn fields_of_a_create_request() {
 async fn ttl_math() {
     let f = Fixture::new().await;
     let create = |r: CreateRequest| f.create_as(&f.root, r);
-    let capped = create(CreateRequest {
-        ttl: 1000 * 3600,
-        ..req()
-    })
-    .await
-    .unwrap();
-    assert_eq!(capped.lease_duration, MAX_TTL);
-    assert_eq!(
-        capped.warnings,
-        [
-            "TTL of \"1000h\" exceeded the effective max_ttl of \"768h\"; TTL value is capped accordingly"
-        ]
-    );
-    let explicit = create(CreateRequest {
-        ttl: 10 * 3600,
-        explicit_max_ttl: 3600,
-        policies: policies(&["default"]),
-        ..req()
-    })
-    .await
-    .unwrap();
-    assert_eq!(explicit.lease_duration, 3600);
-    assert_eq!(explicit.info.explicit_max_ttl, 3600);
-    assert_eq!(
-        explicit.warnings,
-        [
-            "TTL of \"10h\" exceeded the effective max_ttl of \"1h\"; TTL value is capped accordingly"
-        ]
-    );
-    let periodic = create(CreateRequest {
-        period: 7200,
-        explicit_max_ttl: 3600,
-        policies: policies(&["default"]),
-        ..req()
-    })
-    .await
-    .unwrap();
-    assert_eq!(periodic.lease_duration, 3600);
-    assert_eq!(periodic.info.period, 7200);
-    assert_eq!(
-        periodic.warnings,
-        [
-            "period of \"2h\" exceeded the effective max_ttl of \"1h\"; period value is capped accordingly"
-        ]
-    );
+    let capped = |what: &str, asked: &str, max: &str| {
+        format!(
+            "{what} of \"{asked}\" exceeded the effective max_ttl of \"{max}\"; {what} value is capped accordingly"
+        )
+    };
+    // (ttl, explicit max, period) -> (TTL granted, warning)
+    for ((ttl, explicit_max_ttl, period), (granted, warning)) in [
+        (
+            (1000 * 3600, 0, 0),
+            (MAX_TTL, Some(capped("TTL", "1000h", "768h"))),
+        ),
+        (
+            (10 * 3600, 3600, 0),
+            (3600, Some(capped("TTL", "10h", "1h"))),
+        ),
+        ((0, 3600, 7200), (3600, Some(capped("period", "2h", "1h")))),
+        ((0, 0, 7200), (7200, None)),
+        ((90, 0, 0), (90, None)),
+    ] {
+        let issued = create(CreateRequest {
+            ttl,
+            explicit_max_ttl,
+            period,
+            policies: policies(&["default"]),
+            ..req()
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            issued.lease_duration, granted,
+            "{ttl} {explicit_max_ttl} {period}"
+        );
+        assert_eq!(issued.warnings, Vec::from_iter(warning));
+        assert_eq!(
+            (issued.info.explicit_max_ttl, issued.info.period),
+            (explicit_max_ttl, period)
+        );
+    }
     // A root token with an explicit max only: that is its TTL.
     let bounded = create(CreateRequest {
         policies: policies(&["root"]),
@@ -305,15 +276,7 @@ async fn ttl_math() {
     assert!(bounded.renewable);
     // An expiring root token cannot make one that never expires.
     let expiring_root = f.resolve(&bounded).await.unwrap();
-    let e = bad(f
-        .create_as(
-            &expiring_root,
-            CreateRequest {
-                policies: policies(&["root"]),
-                ..req()
-            },
-        )
-        .await);
+    let e = bad(f.create_as(&expiring_root, with_policies(&["root"])).await);
     assert_eq!(
         e,
         "expiring root tokens cannot create non-expiring root tokens"
@@ -341,16 +304,7 @@ async fn a_non_root_parent_gives_at_most_what_it_has() {
         inherited.lease_duration, MAX_TTL,
         "not bounded by the parent"
     );
-    let subset = f
-        .create_as(
-            &parent,
-            CreateRequest {
-                policies: policies(&["P1"]),
-                ..req()
-            },
-        )
-        .await
-        .unwrap();
+    let subset = f.create_as(&parent, with_policies(&["P1"])).await.unwrap();
     assert_eq!(subset.info.policies, ["default", "p1"]);
     let subset = f
         .create_as(
@@ -366,17 +320,11 @@ async fn a_non_root_parent_gives_at_most_what_it_has() {
     assert_eq!(subset.info.policies, ["p1"]);
     for (asked, message) in [
         (
-            CreateRequest {
-                policies: policies(&["p1", "other"]),
-                ..req()
-            },
+            with_policies(&["p1", "other"]),
             "child policies must be subset of parent",
         ),
         (
-            CreateRequest {
-                policies: policies(&["root"]),
-                ..req()
-            },
+            with_policies(&["root"]),
             "child policies must be subset of parent",
         ),
         (
@@ -425,7 +373,7 @@ async fn chosen_ids() {
         id: Some(Token::new(id.to_string())),
         ..req()
     };
-    let issued = f.create_as(&f.root, with_id("my-token")).await.unwrap();
+    let issued = f.by_root(with_id("my-token")).await;
     assert_eq!(token(&issued).expose(), "my-token");
     assert_eq!(issued.warnings.len(), 1);
     for (id, message) in [
@@ -443,16 +391,12 @@ async fn renewal() {
     let f = Fixture::new().await;
     let scope = f.scope(&f.root);
     let issued = f
-        .create_as(
-            &f.root,
-            CreateRequest {
-                ttl: 3600,
-                explicit_max_ttl: 2 * 3600,
-                ..req()
-            },
-        )
-        .await
-        .unwrap();
+        .by_root(CreateRequest {
+            ttl: 3600,
+            explicit_max_ttl: 2 * 3600,
+            ..req()
+        })
+        .await;
     let target = Target::Token(token(&issued));
     f.advance(600);
     let renewed = f.store.renew(&scope, &target, 1800).await.unwrap().unwrap();
@@ -507,15 +451,11 @@ async fn renewal() {
     let e = f.store.renew(&scope, &Target::Caller, 0).await.unwrap_err();
     assert!(matches!(e, TokenError::BadRequest(m) if m == "lease is not renewable"));
     let fixed = f
-        .create_as(
-            &f.root,
-            CreateRequest {
-                renewable: false,
-                ..req()
-            },
-        )
-        .await
-        .unwrap();
+        .by_root(CreateRequest {
+            renewable: false,
+            ..req()
+        })
+        .await;
     let e = f
         .store
         .renew(&scope, &Target::Token(token(&fixed)), 0)
@@ -524,15 +464,11 @@ async fn renewal() {
     assert!(matches!(e, TokenError::BadRequest(m) if m == "lease is not renewable"));
     // A periodic token gets its period, whatever it asks.
     let periodic = f
-        .create_as(
-            &f.root,
-            CreateRequest {
-                period: 7200,
-                ..req()
-            },
-        )
-        .await
-        .unwrap();
+        .by_root(CreateRequest {
+            period: 7200,
+            ..req()
+        })
+        .await;
     let renewed = f
         .store
         .renew(&scope, &Target::Token(token(&periodic)), 5 * 3600)
@@ -611,15 +547,7 @@ impl Fixture {
 #[tokio::test]
 async fn revoke_orphan_leaves_the_children_as_orphans() {
     let f = Fixture::new().await;
-    let (a, a_caller) = f
-        .child_of(
-            &f.root,
-            CreateRequest {
-                policies: policies(&["p"]),
-                ..req()
-            },
-        )
-        .await;
+    let (a, a_caller) = f.child_of(&f.root, with_policies(&["p"])).await;
     let (b, _) = f.child_of(&a_caller, req()).await;
     let scope = f.scope(&f.root);
     // Only root or sudo.
@@ -654,15 +582,11 @@ async fn revoke_orphan_leaves_the_children_as_orphans() {
 async fn use_limits() {
     let f = Fixture::new().await;
     let issued = f
-        .create_as(
-            &f.root,
-            CreateRequest {
-                num_uses: 2,
-                ..req()
-            },
-        )
-        .await
-        .unwrap();
+        .by_root(CreateRequest {
+            num_uses: 2,
+            ..req()
+        })
+        .await;
     let scope = f.scope(&f.root);
     let first = f.authenticate(&issued).await.unwrap();
     assert!(first.spent.is_none());
@@ -696,15 +620,11 @@ async fn use_limits() {
     // Should the revocation after the last request not happen, the sweep
     // removes the record after a grace period.
     let once = f
-        .create_as(
-            &f.root,
-            CreateRequest {
-                num_uses: 1,
-                ..req()
-            },
-        )
-        .await
-        .unwrap();
+        .by_root(CreateRequest {
+            num_uses: 1,
+            ..req()
+        })
+        .await;
     let spent = f.authenticate(&once).await.unwrap().spent;
     assert!(spent.is_some());
     drop(spent);
@@ -717,10 +637,7 @@ async fn use_limits() {
 #[tokio::test]
 async fn expired_tokens_are_refused_at_once_even_when_cached() {
     let f = Fixture::new().await;
-    let issued = f
-        .create_as(&f.root, CreateRequest { ttl: 10, ..req() })
-        .await
-        .unwrap();
+    let issued = f.by_root(CreateRequest { ttl: 10, ..req() }).await;
     assert!(f.authenticate(&issued).await.is_some());
     f.advance(9);
     assert!(f.authenticate(&issued).await.is_some());
@@ -753,10 +670,7 @@ async fn the_sweep_revokes_the_subtree_and_works_in_batches() {
                 .unwrap(),
         );
     }
-    let later = f
-        .create_as(&f.root, CreateRequest { ttl: 20, ..req() })
-        .await
-        .unwrap();
+    let later = f.by_root(CreateRequest { ttl: 20, ..req() }).await;
     let (handled, next) = f.store.sweep_due(10).await.unwrap();
     assert_eq!(handled, 0);
     assert_eq!(next, Some((START + 10 * SEC) / 1_000_000));
@@ -787,9 +701,7 @@ async fn the_sweep_survives_a_restart() {
     };
     let issued = {
         let f = Fixture::on(open(), START).await;
-        f.create_as(&f.root, CreateRequest { ttl: 30, ..req() })
-            .await
-            .unwrap()
+        f.by_root(CreateRequest { ttl: 30, ..req() }).await
     };
     // A new process, later: the token is refused, and the sweep finds its
     // entry in storage.
@@ -820,16 +732,12 @@ async fn lookups_and_accessors() {
     let f = Fixture::new().await;
     let scope = f.scope(&f.root);
     let issued = f
-        .create_as(
-            &f.root,
-            CreateRequest {
-                ttl: 600,
-                period: 0,
-                ..req()
-            },
-        )
-        .await
-        .unwrap();
+        .by_root(CreateRequest {
+            ttl: 600,
+            period: 0,
+            ..req()
+        })
+        .await;
     f.clock.0.fetch_add(SEC / 2, Ordering::SeqCst);
     let by_token = f
         .store
@@ -894,13 +802,7 @@ async fn a_root_namespace_admin_minting_for_a_child_namespace() {
     };
     let e = f
         .store
-        .create(
-            &child,
-            &CreateRequest {
-                policies: policies(&["root"]),
-                ..req()
-            },
-        )
+        .create(&child, &with_policies(&["root"]))
         .await
         .unwrap_err();
     assert!(
@@ -908,13 +810,7 @@ async fn a_root_namespace_admin_minting_for_a_child_namespace() {
     );
     let issued = f
         .store
-        .create(
-            &child,
-            &CreateRequest {
-                policies: policies(&["team"]),
-                ..req()
-            },
-        )
+        .create(&child, &with_policies(&["team"]))
         .await
         .unwrap();
     assert_eq!(issued.info.policies, ["default", "team"]);
@@ -1000,7 +896,7 @@ async fn records_of_earlier_versions_stay_readable() {
 #[tokio::test]
 async fn a_cache_fill_that_raced_a_revocation_is_dropped() {
     let f = Fixture::new().await;
-    let issued = f.create_as(&f.root, req()).await.unwrap();
+    let issued = f.by_root(req()).await;
     let cache = &f.store.inner.cache;
     let generation = cache.generation();
     cache.remove(["unrelated"]);
