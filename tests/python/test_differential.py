@@ -498,20 +498,31 @@ def test_kv_metadata_field_types(diff, body):
     diff.get(f"secret/metadata/{p}", expect=200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: a JSON float with an integral value is taken where an integer is expected "
-    "(metadata max_versions, options.cas); OpenBao refuses it with 400",
-)
 @pytest.mark.parametrize(
     "path,body",
-    [("metadata", {"max_versions": 7.0}), ("data", {"data": {"a": "2"}, "options": {"cas": 1.0}})],
-    ids=["max_versions", "cas"],
+    [("metadata", {"max_versions": 7.0}), ("data", {"data": {"a": "2"}, "options": {"cas": 1.0}}),
+     ("metadata", {"max_versions": 1e1}), ("config", {"max_versions": 2.0})],
+    ids=["max_versions", "cas", "exponent", "config"],
 )
 def test_kv_float_where_an_integer_is_expected(diff, path, body):
     p = unique("float")
     write(diff, p, {"a": "1"})
-    diff.post(f"secret/{path}/{p}", json=body, expect=400)
+    diff.post(f"secret/{path}/{p}" if path != "config" else "secret/config", json=body, expect=400)
+    diff.get(f"secret/metadata/{p}", expect=200)
+
+
+@pytest.mark.parametrize(
+    "value", [True, False, "", "+5", "0x10", "0o7", "010", "0b11", "1_0", " 5", "5 ", "_5", "9223372036854775808"],
+    ids=lambda v: json.dumps(v),
+)
+def test_kv_integer_forms(diff, value):
+    """Vault's int parsing: Go's weak decoding (booleans, "" as 0, ParseInt with base prefixes)."""
+    p = unique("intform")
+    write(diff, p, {"a": "1"})
+    diff.post(f"secret/metadata/{p}", json={"max_versions": value})
+    diff.get(f"secret/metadata/{p}", expect=200)
+    diff.post(f"secret/data/{p}", json={"data": {"a": "2"}, "options": {"cas": value}})
+    diff.get(f"secret/data/{p}", params={"version": value} if value is not True and value is not False else None)
 
 
 @pytest.mark.xfail(

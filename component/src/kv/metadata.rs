@@ -447,6 +447,8 @@ mod tests {
         };
         assert!(err(json!({"max_versions": "x"})).contains("max_versions"));
         assert!(err(json!({"max_versions": -1})).contains("max_versions"));
+        assert!(err(json!({"max_versions": 7.0})).contains("max_versions"));
+        assert!(err(json!({"max_versions": 1e1})).contains("max_versions"));
         assert!(err(json!({"cas_required": "maybe"})).contains("cas_required"));
         assert!(err(json!({"delete_version_after": "soon"})).contains("delete_version_after"));
         assert!(err(json!({"delete_version_after": "-1h"})).contains("negative"));
