@@ -148,10 +148,7 @@ pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
             "the request path contains control characters",
         ));
     }
-    let mut query: Map<String, Value> = Map::new();
-    for (k, v) in form_urlencoded::parse(req.query.as_bytes()) {
-        query.insert(k.into_owned(), Value::String(v.into_owned()));
-    }
+    let mut query = parse_query(&req.query);
     let mut operation = match req.method.to_ascii_uppercase().as_str() {
         "GET" | "HEAD" => Operation::Read,
         "LIST" => Operation::List,
@@ -161,11 +158,13 @@ pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
         _ => return Err(ApiError::UnsupportedOperation),
     };
     if operation == Operation::Read
-        && let Some(list) = query.remove("list")
+        && let Some(list) = query.get("list").map(first_value)
     {
-        let list = list.as_str().unwrap_or_default();
         match parse_bool(list) {
-            Some(true) => operation = Operation::List,
+            Some(true) => {
+                query.remove("list");
+                operation = Operation::List;
+            }
             Some(false) => {}
             None => {
                 return Err(ApiError::bad_request(format!(
@@ -200,6 +199,31 @@ pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
         caller: req.caller,
         request_id: new_uuid(),
     })
+}
+
+/// Vault's `parseQuery`: a parameter given once is a string, one given more
+/// often the list of its values, in order.
+fn parse_query(query: &str) -> Map<String, Value> {
+    let mut data: Map<String, Value> = Map::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        let v = Value::String(v.into_owned());
+        match data.get_mut(k.as_ref()) {
+            Some(Value::Array(values)) => values.push(v),
+            Some(first) => *first = Value::Array(vec![first.take(), v]),
+            None => {
+                data.insert(k.into_owned(), v);
+            }
+        }
+    }
+    data
+}
+
+/// The first value of a query parameter (Go's `url.Values.Get`).
+fn first_value(value: &Value) -> &str {
+    match value {
+        Value::Array(values) => values.first().and_then(Value::as_str).unwrap_or_default(),
+        other => other.as_str().unwrap_or_default(),
+    }
 }
 
 fn parse_body(content_type: &str, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
@@ -467,6 +491,26 @@ mod tests {
         );
         let p = to_logical(req("GET", "secret/data/a%20b", "", "", "")).unwrap();
         assert_eq!(p.path, "secret/data/a b");
+    }
+
+    #[test]
+    fn query_parameters_as_vault_reads_them() {
+        // A repeated parameter is a list of its values.
+        let l = to_logical(req("GET", "x", "version=1&version=2&a=b", "", "")).unwrap();
+        assert_eq!(l.data.get("version"), Some(&json!(["1", "2"])));
+        assert_eq!(l.data.get("a"), Some(&json!("b")));
+        let l = to_logical(req("DELETE", "x", "v=1&v=2&v=3", "", "")).unwrap();
+        assert_eq!(l.data.get("v"), Some(&json!(["1", "2", "3"])));
+        // list=true is a LIST and drops the parameter (its first value decides);
+        // list=false stays in the data, where the endpoint warns of it.
+        let l = to_logical(req("GET", "x", "list=true&list=false&k=v", "", "")).unwrap();
+        assert_eq!(l.operation, Operation::List);
+        assert!(l.data.get("list").is_none());
+        assert_eq!(l.data.get("k"), Some(&json!("v")));
+        let l = to_logical(req("GET", "x", "list=false", "", "")).unwrap();
+        assert_eq!(l.operation, Operation::Read);
+        assert_eq!(l.data.get("list"), Some(&json!("false")));
+        assert!(to_logical(req("GET", "x", "list=no&list=true", "", "")).is_err());
     }
 
     #[test]

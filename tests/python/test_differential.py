@@ -349,7 +349,6 @@ def test_kv_versions_argument(diff, op, body):
 
 def test_kv_list_methods(diff):
     diff.allow(Decision(where="errors", kind="list", request="list=notabool", readme=ERROR_TEXTS))
-    diff.known_bug("warnings", pinned_by="test_kv_read_with_list_false_warns", request=r"list=(false|0)")
     base = unique("lst")
     for name in ("one", "two", "dir/three", "dir/sub/four", "both", "both/child"):
         write(diff, f"{base}/{name}", {"n": name})
@@ -406,15 +405,12 @@ def test_kv_list_on_paths_that_do_not_list(diff):
     diff.list("secret/config", expect=404)  # an invalid path for LIST: 404 with the KV warning
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: a read with ?list=false answers without a warning; OpenBao warns "
-    "'Endpoint ignored these unrecognized parameters: [list]'",
-)
 def test_kv_read_with_list_false_warns(diff):
     p = unique("lf")
     write(diff, p, {"a": "1"})
     diff.get(f"secret/metadata/{p}?list=false", expect=200)
+    diff.get(f"secret/data/{p}?list=0", expect=200)
+    diff.get(f"secret/metadata/{p}?list=false&list=true", expect=200)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1086,16 +1082,13 @@ def test_encoded_and_dotted_paths(diff):
     diff.get(f"secret/data/./{p}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: a repeated query parameter (?version=1&version=2) is read as one of its values "
-    "(200 here); OpenBao refuses it with 400 (expected type 'int', got '[]string')",
-)
 def test_repeated_query_parameter(diff):
     p = unique("rep")
     write(diff, p, {"a": "1"})
     write(diff, p, {"a": "2"})
     diff.get(f"secret/data/{p}?version=1&version=2", expect=400)
+    diff.get(f"secret/data/{p}?version=1&version=1", expect=400)
+    diff.get(f"secret/subkeys/{p}?depth=1&depth=2", expect=400)
 
 
 @pytest.mark.xfail(

@@ -244,6 +244,8 @@ mod tests {
         let (status, body) = s.get("secret/data/app?version=abc");
         assert_eq!(status, 400);
         assert!(body["errors"][0].as_str().unwrap().contains("version"));
+        // A repeated parameter is a list, which an integer field refuses.
+        assert_eq!(s.get("secret/data/app?version=1&version=1").0, 400);
         let (status, body) = s.get("secret/data/app?foo=1");
         assert_eq!(status, 200);
         assert_eq!(

@@ -486,6 +486,18 @@ mod tests {
     }
 
     #[test]
+    fn a_read_with_list_false_warns_of_it() {
+        let s = Server::new();
+        s.put("app", json!({"a": 1}));
+        let (status, body) = s.get("secret/metadata/app?list=false");
+        assert_eq!(status, 200);
+        assert_eq!(
+            body["warnings"],
+            json!(["Endpoint ignored these unrecognized parameters: [list]"])
+        );
+    }
+
+    #[test]
     fn cas_required_false_warns_when_the_mount_requires_it() {
         let s = Server::new();
         assert_eq!(
