@@ -55,8 +55,7 @@ const PATHS: &[Path] = &[
                 "mounts-read-configuration",
                 "Read the mount at the path.",
                 mounts::read,
-            )
-            .no_fields(),
+            ),
             op(
                 Update,
                 "mounts-enable-secrets-engine",
@@ -68,8 +67,7 @@ const PATHS: &[Path] = &[
                 "mounts-disable-secrets-engine",
                 "Disable the secrets engine at the path and delete its data.",
                 mounts::disable,
-            )
-            .no_fields(),
+            ),
         ],
     )
     .params(MOUNT)

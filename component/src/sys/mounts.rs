@@ -401,4 +401,27 @@ mod tests {
         );
         assert_eq!(table["sys/"], *sys);
     }
+
+    #[test]
+    fn reads_warn_of_unknown_parameters_and_check_known_ones() {
+        let fakes = Fakes::default();
+        call(&fakes, "POST", "sys/mounts/a", json!({"type": "kv-v2"}));
+        let warned = json!(["Endpoint ignored these unrecognized parameters: [bogus]"]);
+        for path in [
+            "sys/mounts?bogus=1",
+            "sys/mounts/a?bogus=1",
+            "sys/mounts/a/tune?bogus=1",
+            "sys/internal/ui/mounts/a?bogus=1",
+        ] {
+            let (status, body) = call(&fakes, "GET", path, Value::Null);
+            assert_eq!((status, &body["warnings"]), (200, &warned), "{path}");
+        }
+        // The mount's own fields are known (and coerced, as Vault does on every operation).
+        let (status, body) = call(&fakes, "GET", "sys/mounts/a?type=kv", Value::Null);
+        assert_eq!((status, &body["warnings"]), (200, &Value::Null));
+        assert_eq!(
+            call(&fakes, "GET", "sys/mounts/a?local=maybe", Value::Null).0,
+            400
+        );
+    }
 }
