@@ -186,7 +186,13 @@ pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
                 let shown = req.header("content-type").unwrap_or_default().to_string();
                 return Err(ApiError::UnsupportedMediaType(shown));
             }
-            parse_body(&content_type, &req.body)?
+            let data = parse_body(&content_type, &req.body)?;
+            if path.ends_with('/') {
+                return Err(ApiError::bad_request(
+                    "cannot write to a path ending in '/'",
+                ));
+            }
+            data
         }
     };
     if operation == Operation::List && !path.ends_with('/') {

@@ -630,15 +630,25 @@ def test_kv_paths_outside_the_api(diff, method, path):
     diff.call(method, path, json={"data": {"a": "1"}} if method == "POST" else None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: secret/data/ (an empty secret path) answers 404 with the 'Invalid path for a "
-    "versioned K/V secrets engine' warning; OpenBao answers GET with 404 {\"errors\":[]} and POST with 400 "
-    "\"cannot write to a path ending in '/'\"",
+@pytest.mark.parametrize(
+    "method,status", [("GET", 404), ("POST", 400), ("PUT", 400), ("LIST", 405), ("DELETE", 204)]
 )
-@pytest.mark.parametrize("method,status", [("GET", 404), ("POST", 400)])
 def test_kv_data_with_an_empty_secret_path(diff, method, status):
-    diff.call(method, "secret/data/", json={"data": {"a": "1"}} if method == "POST" else None, expect=status)
+    diff.call(method, "secret/data/", json={"data": {"a": "1"}} if method in ("POST", "PUT") else None,
+              expect=status)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["secret/data/{p}/", "secret/metadata/{p}/", "secret/delete/{p}/", "secret/destroy/{p}/", "secret/config/",
+     "sys/mounts/{p}-m/", f"{unique('nomount')}/x/"],
+)
+def test_writes_to_a_path_ending_in_a_slash(diff, path):
+    p = unique("wslash")
+    write(diff, p, {"a": "1"})
+    diff.post(path.format(p=p), json={"data": {"a": "2"}, "versions": [1], "type": "kv-v2"}, expect=400)
+    diff.merge_patch(path.format(p=p), {"data": {"a": "2"}}, expect=400)
+    diff.get(f"secret/data/{p}", expect=200)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1074,15 +1084,16 @@ def test_repeated_query_parameter(diff):
     diff.get(f"secret/subkeys/{p}?depth=1&depth=2", expect=400)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: GET secret/metadata/<p>/ (a trailing slash) answers 404; OpenBao reads the "
-    "metadata of <p> (200)",
-)
 def test_metadata_read_with_a_trailing_slash(diff):
     p = unique("slash")
     write(diff, p, {"a": "1"})
     diff.get(f"secret/metadata/{p}/", expect=200)
+    diff.get(f"secret/metadata/{p}//", expect=200)
+    diff.get(f"secret/data/{unique('slash-missing')}/", expect=404)
+    diff.delete(f"secret/data/{p}/", expect=204)  # the same secret: soft-deletes it
+    diff.get(f"secret/data/{p}", expect=404)
+    diff.delete(f"secret/metadata/{p}/", expect=204)  # ... and deletes it
+    diff.get(f"secret/metadata/{p}", expect=404)
 
 
 def test_large_value_round_trip(diff):

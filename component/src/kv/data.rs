@@ -11,6 +11,7 @@ use crate::time;
 
 use super::given;
 use super::record::{Found, KeyMetadata, Kv, KvConfig};
+use super::secret_path;
 
 pub const FIELDS: &[FieldSpec] = &[
     FieldSpec::new("version", FieldType::Int)
@@ -27,7 +28,7 @@ pub const FIELDS: &[FieldSpec] = &[
 pub fn read(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
     read_version(
         &mut Kv::new(tx, call.mount()?),
-        call.param("path"),
+        secret_path(call),
         &call.fields,
     )
 }
@@ -36,7 +37,7 @@ pub fn read(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
 pub fn write(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
     write_version(
         &mut Kv::new(tx, call.mount()?),
-        call.param("path"),
+        secret_path(call),
         &call.fields,
         call.req,
     )
@@ -46,20 +47,20 @@ pub fn write(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
 pub fn patch(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
     patch_version(
         &mut Kv::new(tx, call.mount()?),
-        call.param("path"),
+        secret_path(call),
         &call.fields,
     )
 }
 
 /// `DELETE <mount>/data/<path>`.
 pub fn delete(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
-    delete_current(&mut Kv::new(tx, call.mount()?), call.param("path"))
+    delete_current(&mut Kv::new(tx, call.mount()?), secret_path(call))
 }
 
 /// Vault's existence check of `data/` and `metadata/`: whether the secret
 /// has metadata (a POST then updates it, else creates it).
 pub fn exists(tx: &mut Tx, call: &Call) -> ApiResult<bool> {
-    let path = call.param("path");
+    let path = secret_path(call);
     if path.is_empty() {
         return Ok(false);
     }

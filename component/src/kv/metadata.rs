@@ -12,7 +12,7 @@ use crate::storage::Tx;
 use crate::time;
 
 use super::record::{KeyMetadata, Kv, KvConfig};
-use super::{given, max_versions};
+use super::{given, max_versions, secret_path};
 
 pub const FIELDS: &[FieldSpec] = &[
     FieldSpec::new("max_versions", FieldType::Int)
@@ -44,7 +44,7 @@ const CUSTOM_PREFIX: &str = "custom_metadata validation failed";
 
 /// `GET <mount>/metadata/<path>`.
 pub fn read(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
-    read_metadata(&mut Kv::new(tx, call.mount()?), call.param("path"))
+    read_metadata(&mut Kv::new(tx, call.mount()?), secret_path(call))
 }
 
 /// `LIST <mount>/metadata/<folder>`.
@@ -60,7 +60,7 @@ pub fn list(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
 pub fn write(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
     write_metadata(
         &mut Kv::new(tx, call.mount()?),
-        call.param("path"),
+        secret_path(call),
         &call.fields,
         call.req,
     )
@@ -70,7 +70,7 @@ pub fn write(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
 pub fn patch(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
     patch_metadata(
         &mut Kv::new(tx, call.mount()?),
-        call.param("path"),
+        secret_path(call),
         &call.fields,
         call.req,
     )
@@ -78,7 +78,7 @@ pub fn patch(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
 
 /// `DELETE <mount>/metadata/<path>`: the secret and all its versions.
 pub fn delete(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
-    delete_secret(&mut Kv::new(tx, call.mount()?), call.param("path"))
+    delete_secret(&mut Kv::new(tx, call.mount()?), secret_path(call))
 }
 
 fn read_metadata(kv: &mut Kv, path: &str) -> ApiResult<Reply> {
@@ -133,14 +133,11 @@ fn list_folder(kv: &mut Kv, folder: &str, fields: &Fields) -> ApiResult<Reply> {
     Ok(Reply::data(json!({ "keys": keys })))
 }
 
+/// A secret has a name. (A path ending in `/` never gets here: the HTTP
+/// layer refuses writes to one, and reads ignore the slash.)
 fn check_path(path: &str) -> ApiResult<()> {
     if path.is_empty() {
         return Err(ApiError::bad_request("missing path"));
-    }
-    if path.ends_with('/') {
-        return Err(ApiError::bad_request(format!(
-            "invalid secret path {path:?}: a secret path cannot end with \"/\""
-        )));
     }
     Ok(())
 }
@@ -470,16 +467,18 @@ mod tests {
     #[test]
     fn root_and_folder_paths_are_not_secrets() {
         let s = Server::new();
-        let (status, body) = s.post("secret/metadata/", json!({"max_versions": 1}));
-        assert_eq!((status, body), (400, json!({"errors": ["missing path"]})));
+        let refused = json!({"errors": ["cannot write to a path ending in '/'"]});
         assert_eq!(
-            s.post("secret/metadata/app/", json!({"max_versions": 1})).0,
-            400
+            s.post("secret/metadata/", json!({"max_versions": 1})),
+            (400, refused.clone())
         );
         assert_eq!(
-            s.call("PATCH", "secret/metadata/", json!({"max_versions": 1}))
-                .0,
-            400
+            s.post("secret/metadata/app/", json!({"max_versions": 1})),
+            (400, refused.clone())
+        );
+        assert_eq!(
+            s.call("PATCH", "secret/metadata/", json!({"max_versions": 1})),
+            (400, refused)
         );
         assert_eq!(s.get("secret/metadata/"), (404, json!({"errors": []})));
         assert_eq!(s.call("DELETE", "secret/metadata/", Value::Null).0, 204);
@@ -494,6 +493,27 @@ mod tests {
         assert_eq!(
             body["warnings"],
             json!(["Endpoint ignored these unrecognized parameters: [list]"])
+        );
+    }
+
+    #[test]
+    fn a_trailing_slash_names_the_same_secret() {
+        let s = Server::new();
+        s.put("app", json!({"a": 1}));
+        let (status, body) = s.get("secret/metadata/app/");
+        assert_eq!(status, 200);
+        assert_eq!(body["data"]["current_version"], 1);
+        assert_eq!(s.get("secret/data/app/").1["data"]["data"], json!({"a": 1}));
+        assert_eq!(s.get("secret/subkeys/app//").0, 200);
+        assert_eq!(s.call("DELETE", "secret/data/app/", Value::Null).0, 204);
+        assert_eq!(s.get("secret/data/app").0, 404);
+        assert_eq!(s.call("DELETE", "secret/metadata/app/", Value::Null).0, 204);
+        assert_eq!(s.get("secret/metadata/app"), (404, json!({"errors": []})));
+        // A list still lists the folder.
+        s.put("dir/x", json!({}));
+        assert_eq!(
+            s.call("LIST", "secret/metadata/dir/", Value::Null).1["data"]["keys"],
+            json!(["x"])
         );
     }
 

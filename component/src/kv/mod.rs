@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use crate::api::Operation::{self, Create, Delete, List, Patch, Read, Update};
 use crate::api::{LogicalRequest, Reply};
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{Backend, FieldSpec, Fields, Path, op};
+use crate::framework::{Backend, Call, FieldSpec, Fields, Path, op};
 use crate::storage::Tx;
 use crate::sys::mounts::MountEntry;
 use crate::time;
@@ -52,9 +52,10 @@ const PATHS: &[Path] = &[
         ],
     )
     .fields(config::FIELDS),
-    // `{path+}`: never a folder, and a LIST of it is a 405 (the path has no list).
+    // Any path under `data/`, empty included: a read of no secret is a 404,
+    // a LIST a 405 (the path has no list), a write is refused before routing.
     Path::new(
-        "data/{path+}",
+        "data/{path*}",
         "Write, read, patch and delete the versions of a secret.",
         &[
             op(
@@ -214,6 +215,13 @@ fn invalid_path(path: &str, operation: Operation) -> ApiResult<Reply> {
         .with_status(404))
 }
 
+/// The secret a request names: its path without trailing slashes, which
+/// Vault's KV engine ignores when it looks up a secret (`GET metadata/app/`
+/// reads `app`). Writes never have one: the HTTP layer refuses them.
+fn secret_path<'a>(call: &Call<'a>) -> &'a str {
+    call.param("path").trim_end_matches('/')
+}
+
 /// Whether the request names `field` at all. Vault's field parser turns an
 /// explicit `null` into the field's zero value, where ours drops it.
 fn given(req: &LogicalRequest, field: &str) -> bool {
@@ -369,8 +377,6 @@ mod tests {
             ("DELETE", "secret/foo/bar", "delete"),
             ("PATCH", "secret/foo", "patch"),
             ("LIST", "secret/foo", "list"),
-            ("GET", "secret/data/", "get"),
-            ("GET", "secret/data/app/", "get"),
             ("GET", "secret/subkeys", "get"),
             ("LIST", "secret/config", "list"),
         ] {
@@ -400,6 +406,24 @@ mod tests {
             assert_eq!(status, 404);
             assert_eq!(warning(&body), ROOT_WARNING);
         }
+    }
+
+    #[test]
+    fn the_data_path_without_a_secret() {
+        let s = Server::new();
+        // A read of no secret finds nothing; a write is refused before routing.
+        assert_eq!(s.get("secret/data/"), (404, json!({"errors": []})));
+        assert_eq!(s.get("secret/data/app/"), (404, json!({"errors": []})));
+        assert_eq!(
+            s.post("secret/data/", json!({"data": {"a": 1}})),
+            (
+                400,
+                json!({"errors": ["cannot write to a path ending in '/'"]})
+            )
+        );
+        assert_eq!(s.call("LIST", "secret/data/", Value::Null).0, 405);
+        assert_eq!(s.call("DELETE", "secret/data/", Value::Null).0, 204);
+        assert!(s.keys().iter().all(|k| !k.starts_with("metadata/")));
     }
 
     #[test]
