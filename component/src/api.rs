@@ -79,7 +79,8 @@ impl Outcome {
 /// Vault's logical operations, which are also the ACL capabilities a request
 /// needs. POST and PUT are synonyms: the HTTP layer makes them `Update`, and
 /// the router turns that into `Create` on a path whose existence check finds
-/// no target.
+/// no target. `HEAD` is Vault's header operation: only `sys/health` serves
+/// it, every other path answers 405, and no policy capability grants it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
     Read,
@@ -88,6 +89,7 @@ pub enum Operation {
     Update,
     Patch,
     Delete,
+    Header,
 }
 
 impl Operation {
@@ -100,6 +102,7 @@ impl Operation {
             Operation::Update => "update",
             Operation::Patch => "patch",
             Operation::Delete => "delete",
+            Operation::Header => "header",
         }
     }
 
@@ -137,7 +140,17 @@ impl LogicalRequest {
     }
 }
 
-/// Translates the HTTP request the way Vault's `http/logical.go` does.
+/// Translates the HTTP request the way Vault's `http/logical.go` does:
+///
+/// - the query string is the data of reads, lists, deletes and `HEAD`s; a
+///   parameter given once is a string, one given more often a list of strings
+///   (which a field expecting one value refuses);
+/// - `GET ?list=true` (any Go `ParseBool` truth) is a LIST and drops the
+///   parameter; `?list=false` leaves it in the data, where the endpoint warns
+///   of it as an unrecognized parameter;
+/// - `OPTIONS` is an operation no endpoint serves (405), as are unknown methods;
+/// - a write (POST, PUT, PATCH) to a path ending in `/` is refused before any
+///   routing: Vault cannot tell a key named `foo/` from a forgotten key.
 pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
     let mut path = percent_encoding::percent_decode_str(req.path.trim_start_matches('/'))
         .decode_utf8()
@@ -150,7 +163,8 @@ pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
     }
     let mut query = parse_query(&req.query);
     let mut operation = match req.method.to_ascii_uppercase().as_str() {
-        "GET" | "HEAD" => Operation::Read,
+        "GET" => Operation::Read,
+        "HEAD" => Operation::Header,
         "LIST" => Operation::List,
         "POST" | "PUT" => Operation::Update,
         "PATCH" => Operation::Patch,
@@ -174,7 +188,7 @@ pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
         }
     }
     let data = match operation {
-        Operation::Read | Operation::List | Operation::Delete => query,
+        Operation::Read | Operation::List | Operation::Delete | Operation::Header => query,
         Operation::Create | Operation::Update | Operation::Patch => {
             let content_type = req
                 .header("content-type")
@@ -517,6 +531,31 @@ mod tests {
         assert_eq!(l.operation, Operation::Read);
         assert_eq!(l.data.get("list"), Some(&json!("false")));
         assert!(to_logical(req("GET", "x", "list=no&list=true", "", "")).is_err());
+    }
+
+    #[test]
+    fn head_options_and_writes_to_folders() {
+        let l = to_logical(req("HEAD", "sys/health", "activecode=201", "", "")).unwrap();
+        assert_eq!(l.operation, Operation::Header);
+        assert_eq!(l.data.get("activecode"), Some(&json!("201")));
+        assert_eq!(
+            to_logical(req("OPTIONS", "secret/data/a", "", "", "")).unwrap_err(),
+            ApiError::UnsupportedOperation
+        );
+        let refused = ApiError::bad_request("cannot write to a path ending in '/'");
+        for method in ["POST", "PUT"] {
+            let e = to_logical(req(method, "secret/data/a/", "", "", "{}")).unwrap_err();
+            assert_eq!(e, refused);
+        }
+        let e = to_logical(req("PATCH", "a/", "", "application/merge-patch+json", "{}"));
+        assert_eq!(e.unwrap_err(), refused);
+        // The content type is checked first, as Vault's HTTP layer does.
+        let e = to_logical(req("PATCH", "a/", "", "application/json", "{}"));
+        assert_eq!(e.unwrap_err().status(), 415);
+        // Reads, lists and deletes of a folder are fine.
+        for method in ["GET", "LIST", "DELETE"] {
+            assert!(to_logical(req(method, "secret/metadata/a/", "", "", "")).is_ok());
+        }
     }
 
     #[test]

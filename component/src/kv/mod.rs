@@ -190,21 +190,23 @@ const PATHS: &[Path] = &[
 ];
 
 /// Vault's `pathInvalid`: a 404 whose body is a success envelope with a warning
-/// pointing at the `vault kv` command to use.
+/// pointing at the `vault kv` command to use. It serves every operation but
+/// `HEAD`, which is a 405 there as on every KV path.
 fn invalid_path(path: &str, operation: Operation) -> ApiResult<Reply> {
+    let command = match operation {
+        Operation::Create | Operation::Update => "put",
+        Operation::Patch => "patch",
+        Operation::Read => "get",
+        Operation::List => "list",
+        Operation::Delete => "delete",
+        Operation::Header => return Err(ApiError::UnsupportedOperation),
+    };
     let warning = if matches!(
         path,
         "metadata" | "data" | "delete" | "undelete" | "destroy"
     ) {
         ROOT_WARNING.to_string()
     } else {
-        let command = match operation {
-            Operation::Create | Operation::Update => "put",
-            Operation::Patch => "patch",
-            Operation::Read => "get",
-            Operation::List => "list",
-            Operation::Delete => "delete",
-        };
         format!(
             "Invalid path for a versioned K/V secrets engine. See the API docs for the appropriate API \
              endpoints to use. If using the Vault CLI, use 'vault kv {command}' for this operation."
@@ -438,6 +440,11 @@ mod tests {
             ("LIST", "secret/data/app"),
             ("DELETE", "secret/config"),
             ("PATCH", "secret/config"),
+            ("HEAD", "secret/data/app"),
+            ("HEAD", "secret/metadata/app"),
+            ("HEAD", "secret/config"),
+            ("HEAD", "secret/foo"),
+            ("OPTIONS", "secret/data/app"),
         ] {
             let (status, body) = s.call(method, path, json!({}));
             assert_eq!(status, 405, "{method} {path}");

@@ -5,7 +5,7 @@ pub mod health;
 pub mod internal_ui;
 pub mod mounts;
 
-use crate::api::Operation::{Delete, Read, Update};
+use crate::api::Operation::{Delete, Header, Read, Update};
 use crate::framework::{Backend, FieldSpec, Path, op};
 
 pub static BACKEND: Backend = Backend::new("sys/", "system", PATHS).ignore_trailing_slashes();
@@ -17,12 +17,20 @@ const PATHS: &[Path] = &[
     Path::new(
         "health",
         "Health of the server (a body outside the envelope).",
-        &[op(
-            Read,
-            "read-health-status",
-            "Read the server's health.",
-            health::read,
-        )],
+        &[
+            op(
+                Read,
+                "read-health-status",
+                "Read the server's health.",
+                health::read,
+            ),
+            op(
+                Header,
+                "read-health-status-head",
+                "Check the server's health: the status only.",
+                health::read,
+            ),
+        ],
     )
     .unauthenticated(),
     Path::new(
