@@ -282,7 +282,8 @@ pub struct Reply {
     pub warnings: Vec<String>,
     /// Legacy `sys/` routes also copy `data`'s keys to the top level of the body.
     pub data_at_top_level: bool,
-    /// A body that is not wrapped in the envelope (`sys/health`).
+    /// A body that is not wrapped in the envelope (`sys/health`); `data`
+    /// `None`: no body at all.
     pub raw: bool,
 }
 
@@ -312,6 +313,18 @@ impl Reply {
         Reply {
             status,
             data: Some(body),
+            warnings: Vec::new(),
+            data_at_top_level: false,
+            raw: true,
+        }
+    }
+
+    /// A status with an empty body (Vault's `RespondWithStatusCode` without a
+    /// response: the KV engine's 404 for a PATCH of a secret that does not exist).
+    pub fn empty(status: u16) -> Self {
+        Reply {
+            status,
+            data: None,
             warnings: Vec::new(),
             data_at_top_level: false,
             raw: true,
@@ -360,7 +373,10 @@ pub fn render(reply: Reply, request_id: &str, mount_type: &str) -> Response {
         return Response {
             status: reply.status,
             headers: headers(),
-            body: serde_json::to_vec(&reply.data.unwrap_or(Value::Null)).unwrap_or_default(),
+            body: reply
+                .data
+                .and_then(|body| serde_json::to_vec(&body).ok())
+                .unwrap_or_default(),
         };
     }
     if reply.status == 204 && reply.data.is_none() && reply.warnings.is_empty() {
@@ -577,6 +593,9 @@ mod tests {
         assert_eq!(w.status, 200);
         let e = render_error(&ApiError::NotFound);
         assert_eq!(e.body, br#"{"errors":[]}"#);
+        let empty = render(Reply::empty(404), "id", "kv");
+        assert_eq!((empty.status, empty.body.len()), (404, 0));
+        assert!(empty.headers.contains(&(JSON.0.into(), JSON.1.into())));
         assert!(new_uuid().len() == 36);
     }
 }

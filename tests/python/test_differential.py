@@ -222,8 +222,6 @@ def test_kv_cas_required_on_the_key(diff):
 
 
 def test_kv_merge_patch(diff):
-    diff.known_bug("<root>", pinned_by="test_kv_merge_patch_of_a_missing_secret", kind="type",
-                   request="^PATCH .*mpatch-missing")
     p = unique("mpatch")
     write(diff, p, {"keep": "k", "drop": "d", "nested": {"a": 1, "b": 2}})
     diff.merge_patch(f"secret/data/{p}", {"data": {"drop": None, "new": "n", "nested": {"a": None, "c": 3}}},
@@ -239,14 +237,16 @@ def test_kv_merge_patch(diff):
     diff.get(f"secret/metadata/{p}", expect=200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='kvsync bug: PATCH of the data or metadata of a secret that does not exist answers 404 '
-    '{"errors":[]}; OpenBao answers 404 with an empty body',
-)
 @pytest.mark.parametrize("path,body", [("data", {"data": {"a": "b"}}), ("metadata", {"max_versions": 2})])
 def test_kv_merge_patch_of_a_missing_secret(diff, path, body):
+    """404 with an empty body."""
     diff.merge_patch(f"secret/{path}/{unique('mpatch-missing')}", body, expect=404)
+
+
+def test_kv_merge_patch_of_metadata_without_versions(diff):
+    p = unique("mpatch-nover")
+    diff.post(f"secret/metadata/{p}", json={"max_versions": 3}, expect=204)
+    diff.merge_patch(f"secret/data/{p}", {"data": {"a": "b"}}, expect=404)
 
 
 def test_kv_merge_patch_content_types(diff):
@@ -959,14 +959,15 @@ def test_kv_data_not_a_map(diff, data):
     diff.get(f"secret/data/{p}", expect=404)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='kvsync bug: a write of {"data": null} reads back as data {}; OpenBao reads it back as data null',
-)
 def test_kv_data_null(diff):
     p = unique("null")
     write(diff, p, None)
     diff.get(f"secret/data/{p}", expect=200)
+    diff.get(f"secret/subkeys/{p}", expect=200)
+    write(diff, p, {"a": "1"})
+    diff.merge_patch(f"secret/data/{p}", {"data": None}, expect=200)  # replaces the secret (RFC 7396)
+    diff.get(f"secret/data/{p}", expect=200)
+    diff.get(f"secret/data/{p}?version=2", expect=200)
 
 
 @pytest.mark.parametrize(

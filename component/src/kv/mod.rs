@@ -253,7 +253,9 @@ pub fn read_current(
         return Ok(None);
     };
     match meta.version(0) {
-        Some((number, vm)) if vm.is_live(time::now()) => Ok(Some((number, kv.data(path, number)?))),
+        Some((number, vm)) if vm.is_live(time::now()) => {
+            Ok(Some((number, kv.data_map(path, number)?)))
+        }
         _ => Ok(None),
     }
 }

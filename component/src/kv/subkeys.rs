@@ -34,7 +34,10 @@ pub fn read(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
             metadata,
             data: Some(mut data),
         }) => {
-            strip(&mut data, 1, fields.int("depth").unwrap_or(0));
+            // A version written as `null` has `null` subkeys.
+            if let Value::Object(map) = &mut data {
+                strip(map, 1, fields.int("depth").unwrap_or(0));
+            }
             Ok(Reply::data(
                 json!({ "subkeys": data, "metadata": metadata }),
             ))
