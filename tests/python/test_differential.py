@@ -774,17 +774,12 @@ HEALTH_COMMON = ("initialized", "sealed", "standby", "replication_performance_mo
                  "server_time_utc", "version", "cluster_name", "cluster_id")
 
 
-def mask_cluster_id(diff):
-    diff.known_bug("cluster_id", pinned_by="test_health_cluster_id", kind="value")
-
-
 def health_common(body):
     return {k: v for k, v in body.items() if k in HEALTH_COMMON} if isinstance(body, dict) else body
 
 
 @pytest.mark.parametrize("token", [None, "garbage-token", "root"])
 def test_health(diff, token):
-    mask_cluster_id(diff)
     kw = {} if token == "root" else {"token": token}
     diff.get("sys/health", project=health_common, expect=200, **kw)
 
@@ -795,31 +790,36 @@ def test_health(diff, token):
     "and removed_from_cluster, which OpenBao's does not",
 )
 def test_health_keys(diff):
-    mask_cluster_id(diff)
     diff.get("sys/health", token=None, expect=200)
 
 
-@pytest.mark.parametrize("query", ["standbyok=true", "perfstandbyok=true", "sealedcode=299", "standbycode=299"])
+@pytest.mark.parametrize(
+    "query",
+    ["standbyok=true", "perfstandbyok=true", "sealedcode=299", "standbycode=299", "uninitcode=299",
+     "drsecondarycode=299", "performancestandbycode=299", "standbyok=true&standbycode=299", "bogus=1"],
+)
 def test_health_query_parameters(diff, query):
-    mask_cluster_id(diff)
     diff.get(f"sys/health?{query}", token=None, project=health_common, expect=200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: sys/health ignores ?activecode=; OpenBao answers with that status",
-)
-def test_health_activecode(diff):
-    mask_cluster_id(diff)
-    diff.get("sys/health?activecode=201", token=None, project=health_common, expect=201)
+@pytest.mark.parametrize("code", [200, 201, 299, 429, 503])
+def test_health_activecode(diff, code):
+    diff.get(f"sys/health?activecode={code}", token=None, project=health_common, expect=code)
+    diff.call("HEAD", f"sys/health?activecode={code}", token=None, expect=code)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='kvsync bug: sys/health has cluster_id ""; OpenBao\'s is a UUID',
-)
+@pytest.mark.parametrize("query", ["activecode=abc", "sealedcode=1.5", "standbycode=", "standbyok=maybe"])
+def test_health_bad_query_parameters(diff, query):
+    diff.allow(Decision(where="errors", kind="list", readme=ERROR_TEXTS))  # bao: {"errors": []}
+    diff.get(f"sys/health?{query}", token=None, expect=400)
+
+
 def test_health_cluster_id(diff):
-    diff.get("sys/health", token=None, project=health_common, expect=200)
+    first = diff.get("sys/health", token=None, project=health_common, expect=200)
+    again = diff.get("sys/health", token=None, project=health_common, expect=200)
+    for side in ("kv", "bao"):
+        a, b = getattr(first, side), getattr(again, side)
+        assert (a["cluster_id"], a["cluster_name"]) == (b["cluster_id"], b["cluster_name"]), side
 
 
 def test_health_head(diff):

@@ -32,6 +32,7 @@ const PATHS: &[Path] = &[
             ),
         ],
     )
+    .fields(health::FIELDS)
     .unauthenticated(),
     Path::new(
         "mounts",
