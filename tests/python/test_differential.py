@@ -19,7 +19,7 @@ import json
 
 import pytest
 
-from differential import TRACKED, Decision, check_pinned
+from differential import DECIDED, KV_METADATA_CAS, MOUNT_TYPE, TRACKED, Decision, check_pinned
 from kvsync_helpers import assert_alive, unique
 
 SECRET = "secret"
@@ -30,6 +30,15 @@ MERGE = {"Content-Type": "application/merge-patch+json"}
 
 ONLY_KV_V2 = "Only KV version 2 can be mounted (`kv-v1` and other engine types: 400)."
 ERROR_TEXTS = "Error texts Vault does not publish are specific messages"
+NEGATIVE_MAX_VERSIONS = "A negative `max_versions` (secret metadata or mount config) is refused with 400"
+PATCH_415 = "`PATCH` needs `Content-Type: application/merge-patch+json` and answers 415 without it"
+WARN_INSTEAD_OF_204 = ("A call that answers 204 but was sent fields or query parameters it does not know answers 200 "
+                       "with the `Endpoint ignored these unrecognized parameters` warning")
+EXACT_INTEGERS = "Integers in secret data are kept exact, also beyond 2^53"
+HEALTH_KEYS = "`sys/health` also has the keys Vault documents and OpenBao dropped"
+ROOT_TOKEN = ("The bootstrap root token (`--dev-root-token-id`, `operator init`) looks itself up with "
+              "`display_name` `root` and `path` `auth/token/root`")
+OPTIONS_405 = "`OPTIONS` answers 405 `unsupported operation`"
 
 
 @pytest.fixture(autouse=True)
@@ -80,8 +89,11 @@ def test_tracked_bugs_are_pinned():
 
 
 def test_decisions_quote_the_readme():
-    for quote in (ONLY_KV_V2, ERROR_TEXTS):
+    for quote in (ONLY_KV_V2, ERROR_TEXTS, NEGATIVE_MAX_VERSIONS, PATCH_415, WARN_INSTEAD_OF_204, EXACT_INTEGERS,
+                  HEALTH_KEYS, ROOT_TOKEN, OPTIONS_405, MOUNT_TYPE, KV_METADATA_CAS):
         Decision(where="x", readme=quote).verify()
+    for decision in DECIDED:
+        decision.verify()
     with pytest.raises(AssertionError):
         Decision(where="x", readme="a decision nobody wrote").verify()
 
@@ -107,30 +119,22 @@ def test_a_difference_fails_and_shows_both_bodies_redacted(diff, dev_server, bao
 
 
 # --------------------------------------------------------------------------------------------
-# tracked kvsync bugs (masked in every other call; see differential.TRACKED)
+# decisions allowed in every call (differential.DECIDED)
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: every response envelope has a top-level mount_type key; OpenBao's has none",
-)
-def test_tracked_envelope_mount_type(diff):
-    diff.untrack("mount_type")
+def test_envelope_mount_type(diff):
+    diff.allow(Decision(where="mount_type", kind="extra", readme=MOUNT_TYPE))
     diff.get("secret/config", expect=200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: KV-v2 metadata lacks metadata_cas_required and current_metadata_version, "
-    "and the mount config lacks metadata_cas_required",
-)
-def test_tracked_kv_metadata_cas_fields(diff):
-    diff.untrack("kv_metadata_cas")
-    diff.untrack("kv_current_metadata_version")
+def test_kv_metadata_cas_fields(diff):
+    diff.allow(Decision(where="data.metadata_cas_required", kind="missing", readme=KV_METADATA_CAS),
+               Decision(where="data.current_metadata_version", kind="missing", readme=KV_METADATA_CAS))
     p = unique("mcas")
     write(diff, p, {"a": "1"})
     diff.get(f"secret/metadata/{p}", expect=200)
+    diff.get("secret/config", expect=200)
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,12 +175,9 @@ def test_kv_values_of_every_json_type(diff):
     diff.get(f"secret/data/{p}", expect=200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: an integer above 2**53 in secret data reads back exactly; OpenBao rounds it "
-    "to the nearest float64 (9007199254740993 -> 9007199254740992)",
-)
 def test_kv_integers_beyond_float64_precision(diff):
+    # bao rounds 9007199254740993 to the nearest float64 (9007199254740992)
+    diff.allow(Decision(where="data.data.big", kind="value", readme=EXACT_INTEGERS))
     p = unique("bigint")
     write(diff, p, {"big": 2**53 + 1})
     diff.get(f"secret/data/{p}", expect=200)
@@ -262,11 +263,8 @@ def test_kv_merge_patch_content_types(diff):
     diff.get(f"secret/data/{p}", expect=200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: PATCH without any Content-Type answers 415; OpenBao answers 400 (mime: no media type)",
-)
 def test_kv_merge_patch_without_content_type(diff):
+    diff.allow(Decision(where="$status", readme=PATCH_415))  # bao: 400 mime: no media type
     p = unique("p400")
     write(diff, p, {"a": "1"})
     diff.call("PATCH", f"secret/data/{p}", data=json.dumps({"data": {"a": "2"}}), expect=400)
@@ -521,12 +519,10 @@ def test_kv_integer_forms(diff, value):
     diff.get(f"secret/data/{p}", params={"version": value} if value is not True and value is not False else None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: metadata max_versions -1 is refused with 400; OpenBao accepts it (204) and "
-    "reads it back as 4294967295",
-)
 def test_kv_metadata_negative_max_versions(diff):
+    # bao stores it wrapped: 204, and max_versions reads back as 4294967295
+    diff.allow(Decision(where="$status", readme=NEGATIVE_MAX_VERSIONS),
+               Decision(where="<root>", kind="type", readme=NEGATIVE_MAX_VERSIONS))
     p = unique("negmax")
     write(diff, p, {"a": "1"})
     diff.post(f"secret/metadata/{p}", json={"max_versions": -1}, expect=204)
@@ -772,6 +768,7 @@ def test_mounts_listing_sys_entry(diff):
 
 HEALTH_COMMON = ("initialized", "sealed", "standby", "replication_performance_mode", "replication_dr_mode",
                  "server_time_utc", "version", "cluster_name", "cluster_id")
+HEALTH_VAULT_ONLY = ("performance_standby", "enterprise", "echo_duration_ms", "clock_skew_ms", "removed_from_cluster")
 
 
 def health_common(body):
@@ -784,12 +781,8 @@ def test_health(diff, token):
     diff.get("sys/health", project=health_common, expect=200, **kw)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: sys/health has performance_standby, enterprise, echo_duration_ms, clock_skew_ms "
-    "and removed_from_cluster, which OpenBao's does not",
-)
 def test_health_keys(diff):
+    diff.allow(*(Decision(where=k, kind="extra", readme=HEALTH_KEYS) for k in HEALTH_VAULT_ONLY))
     diff.get("sys/health", token=None, expect=200)
 
 
@@ -836,18 +829,17 @@ def test_internal_ui_mounts(diff):
     diff.get(f"sys/internal/ui/mounts/{m}/a/b/c", expect=200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: lookup-self of the dev root token (-dev-root-token-id) shows display_name 'root' "
-    "and path 'auth/token/root'; OpenBao shows 'token' and 'auth/token/create'",
-)
+ROOT_TOKEN_DECISIONS = (Decision(where="data.display_name", kind="value", readme=ROOT_TOKEN),
+                        Decision(where="data.path", kind="value", readme=ROOT_TOKEN))
+
+
 def test_lookup_self_dev_root_token(diff):
+    diff.allow(*ROOT_TOKEN_DECISIONS)
     diff.get("auth/token/lookup-self", expect=200)
 
 
 def test_lookup_self(diff):
-    diff.known_bug("data.display_name", pinned_by="test_lookup_self_dev_root_token", kind="value")
-    diff.known_bug("data.path", pinned_by="test_lookup_self_dev_root_token", kind="value")
+    diff.allow(*ROOT_TOKEN_DECISIONS)
     diff.get("auth/token/lookup-self", expect=200)
     diff.post("auth/token/lookup-self", expect=200)
     diff.post("auth/token/lookup-self", json={}, expect=200)
@@ -916,15 +908,12 @@ def test_head_without_a_token(diff):
     diff.call("HEAD", "secret/config", token=None, expect=403)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: OPTIONS answers 405 unsupported operation; OpenBao answers 400 "
-    "(cannot handle internal-only request operation)",
-)
 def test_options_method(diff):
+    diff.allow(Decision(where="$status", readme=OPTIONS_405))  # bao: 400 internal-only operation
     p = unique("opt")
     write(diff, p, {"a": "1"})
     diff.call("OPTIONS", f"secret/data/{p}", expect=400)
+    diff.call("OPTIONS", "sys/mounts", expect=400)
 
 
 @pytest.mark.parametrize(
@@ -1002,11 +991,6 @@ def test_unknown_body_fields_on_a_write_that_answers(diff):
     diff.get(f"secret/data/{p}", expect=200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: an unknown body field or query parameter on a call that answers 204 (metadata "
-    "write, mount enable, DELETE) turns it into 200 with a warning; OpenBao answers 204 and warns nothing",
-)
 @pytest.mark.parametrize(
     "method,path,body",
     [
@@ -1017,6 +1001,9 @@ def test_unknown_body_fields_on_a_write_that_answers(diff):
     ],
 )
 def test_unknown_fields_on_a_204_call(diff, method, path, body):
+    # bao answers 204 without a body
+    diff.allow(Decision(where="$status", readme=WARN_INSTEAD_OF_204),
+               Decision(where="<root>", kind="type", readme=WARN_INSTEAD_OF_204))
     p = unique("unk204")
     write(diff, p, {"a": "1"})
     diff.call(method, path.format(p=p), json=body, expect=204)
@@ -1040,8 +1027,7 @@ def test_unknown_query_parameters_on_kv_reads(diff, path):
 )
 def test_unknown_query_parameters_on_sys_reads(diff, path):
     if "lookup-self" in path:
-        diff.known_bug("data.display_name", pinned_by="test_lookup_self_dev_root_token", kind="value")
-        diff.known_bug("data.path", pinned_by="test_lookup_self_dev_root_token", kind="value")
+        diff.allow(*ROOT_TOKEN_DECISIONS)
     diff.get(path, project=pick("secret/") if path.startswith("sys/mounts?") else None, expect=200)
 
 
