@@ -292,20 +292,16 @@ impl TokenStore {
         self.inner.clock.now()
     }
 
-    /// Creates a root token that never expires, as an orphan. `id` chooses
-    /// its value (dev mode's `--dev-root-token-id`): such a token is made as
-    /// Vault's dev mode makes it, through `auth/token/create` with the
-    /// display name `token`; otherwise it is an initial root token
-    /// (`auth/token/root`, display name `root`).
+    /// Creates a root token that never expires, as an orphan: the bootstrap
+    /// root token, which looks itself up as Vault's initial root token does
+    /// (`auth/token/root`, display name `root`; README "Where kvsync differs
+    /// from Vault"). `id` chooses its value (dev mode's `--dev-root-token-id`).
     pub async fn create_root(&self, id: Option<String>) -> Result<NewToken, StorageError> {
-        let (token, path, display_name) = match id {
-            Some(id) if !id.is_empty() => (Token::new(id), "auth/token/create", "token"),
-            _ => (
-                Token::new(format!("hvs.{}", random_id(24)?)),
-                "auth/token/root",
-                "root",
-            ),
+        let token = match id {
+            Some(id) if !id.is_empty() => Token::new(id),
+            _ => Token::new(format!("hvs.{}", random_id(24)?)),
         };
+        let (path, display_name) = ("auth/token/root", "root");
         let accessor = random_id(24)?;
         let now = self.now();
         let record = TokenRecord {

@@ -820,12 +820,12 @@ async fn a_root_namespace_admin_minting_for_a_child_namespace() {
 }
 
 #[tokio::test]
-async fn dev_root_tokens_look_like_vault_s() {
+async fn dev_root_tokens_look_like_the_initial_root_token() {
     let f = Fixture::new().await;
     let dev = f.store.create_root(Some("root".into())).await.unwrap();
     let caller = f.store.resolve(dev.token).await.unwrap().unwrap();
-    assert_eq!(caller.path, "auth/token/create");
-    assert_eq!(caller.display_name, "token");
+    assert_eq!(caller.path, "auth/token/root");
+    assert_eq!(caller.display_name, "root");
     assert_eq!(caller.policies, ["root"]);
 }
 
