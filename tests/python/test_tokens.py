@@ -199,6 +199,15 @@ def test_revoke_self_and_by_accessor(dev_server, client, http):
     r = http.post("auth/token/revoke-self", json={}, token=one["client_token"])
     assert r.status_code == 204
     assert http.get("auth/token/lookup-self", token=one["client_token"]).status_code == 403
+    # hvac's own calls: an orphan, which revokes itself.
+    orphan = client.auth.token.create_orphan(policies=["p"], ttl="1h")["auth"]
+    assert orphan["orphan"] is True and orphan["policies"] == ["default", "p"]
+    own = make_hvac_client(dev_server.addr, orphan["client_token"])
+    try:
+        own.auth.token.revoke_self()
+        assert not own.is_authenticated()
+    finally:
+        own.adapter.close()
     two = create(http, {"ttl": "1h"})["auth"]
     client.auth.token.revoke_accessor(two["accessor"])
     assert http.get("auth/token/lookup-self", token=two["client_token"]).status_code == 403

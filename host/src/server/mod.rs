@@ -1,9 +1,10 @@
 //! The composition root. Every part of a kvsync server is assembled here and
 //! nowhere else: the storage under its encryption barrier, the token store
 //! (and its sweep), the engine runtime with the destination connectors and
-//! the token store, the HTTP front's state, and the sync worker. `kvsync server` (from a config file, or in
-//! dev mode), `kvsync sync run`, the benchmarks and the tests all start from
-//! a [`Server`] (or, for a runtime alone, from [`engine`]).
+//! the token store, the HTTP front's state, and the sync worker. `kvsync
+//! server` (from a config file, or in dev mode), `kvsync sync run`, the
+//! benchmarks and the tests all start from a [`Server`] (or, for a runtime
+//! alone, from [`engine`]).
 
 mod storage;
 

@@ -374,6 +374,35 @@ impl TokenStore {
         Ok(self.resolve_token(token, false).await?.map(|a| a.caller))
     }
 
+    /// The caller whose token has `accessor`, without spending a use (the
+    /// token itself stays unknown: the caller's is empty); `None` for an
+    /// unknown accessor or a token that is not valid.
+    pub async fn lookup_accessor(&self, accessor: &str) -> Result<Option<Caller>, StorageError> {
+        if accessor.is_empty() {
+            return Ok(None);
+        }
+        let backend = self.backend();
+        let Some(hash) = backend
+            .get(&record::accessor_key(accessor))
+            .await?
+            .and_then(|e| record::decode_hash(&e.value))
+        else {
+            return Ok(None);
+        };
+        let Some(entry) = backend.get(&record::token_key(&hash)).await? else {
+            return Ok(None);
+        };
+        let rec = TokenRecord::decode(&entry.value)?;
+        Ok(rec.usable(self.now()).then(|| Caller {
+            token: Token::new(String::new()),
+            accessor: rec.accessor,
+            display_name: rec.display_name,
+            policies: rec.policies,
+            path: rec.path,
+            creation_time: rec.creation_time,
+        }))
+    }
+
     async fn resolve_token(
         &self,
         token: Token,

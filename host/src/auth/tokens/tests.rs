@@ -769,6 +769,17 @@ async fn lookups_and_accessors() {
     let mut accessors = vec![f.root.accessor.clone(), issued.info.accessor.clone()];
     accessors.sort();
     assert_eq!(f.store.list_accessors(&scope).await.unwrap(), accessors);
+    // The caller behind an accessor (what `sys/capabilities-accessor` needs).
+    let behind = f
+        .store
+        .lookup_accessor(&issued.info.accessor)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(behind.policies, issued.info.policies);
+    assert!(behind.token.is_empty());
+    assert!(f.store.lookup_accessor("unknown").await.unwrap().is_none());
+    assert!(f.store.lookup_accessor("").await.unwrap().is_none());
     // Another namespace sees none of them.
     let other = Scope {
         namespace_id: "ns1",
