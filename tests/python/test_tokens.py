@@ -163,7 +163,9 @@ def test_root_tokens(http):
 
 
 def test_revoking_a_token_revokes_its_tree(dev_server, http):
-    parent = create(http, {"policies": ["p"], "ttl": "1h"})["auth"]["client_token"]
+    # Not root, allowed to create tokens; its descendants inherit that.
+    grant(http, "tok-parent", TOKEN_ADMIN)
+    parent = create(http, {"policies": ["tok-parent"], "ttl": "1h"})["auth"]["client_token"]
     child = create(http, {"ttl": "1h"}, token=parent)["auth"]["client_token"]
     grandchild = create(http, {"ttl": "1h"}, token=child)["auth"]["client_token"]
     orphan = create(http, {"ttl": "1h"}, token=child, path="auth/token/create-orphan")["auth"]
@@ -252,7 +254,8 @@ def test_renewals(client, http):
 
 
 def test_expired_tokens_are_refused_then_swept(client, http):
-    auth = create(http, {"policies": ["p"], "ttl": "2s"})["auth"]
+    grant(http, "tok-parent", TOKEN_ADMIN)
+    auth = create(http, {"policies": ["tok-parent"], "ttl": "2s"})["auth"]
     token, accessor = auth["client_token"], auth["accessor"]
     child = create(http, {"ttl": "1h"}, token=token)["auth"]["client_token"]
     assert http.get("auth/token/lookup-self", token=token).status_code == 200
