@@ -14,7 +14,10 @@ use ::redb::backends::InMemoryBackend;
 use ::redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use zeroize::Zeroize;
 
-use super::{Backend, Condition, Entry, Op, Page, StorageError, effective_limit, prefix_successor};
+use super::watch::Feed;
+use super::{
+    Backend, Changes, Condition, Entry, Op, Page, StorageError, effective_limit, prefix_successor,
+};
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -35,6 +38,8 @@ pub enum OpenError {
 pub struct RedbBackend {
     db: Arc<Database>,
     in_memory: bool,
+    /// Every commit's keys, for [`Backend::watch`] (this process is the only writer).
+    feed: Feed,
 }
 
 impl fmt::Debug for RedbBackend {
@@ -106,6 +111,7 @@ impl RedbBackend {
         Ok(Self {
             db: Arc::new(db),
             in_memory,
+            feed: Feed::default(),
         })
     }
 }
@@ -225,9 +231,20 @@ impl Backend for RedbBackend {
     /// commit still runs to completion (or conflict) in the background.
     async fn commit(&self, conditions: Vec<Condition>, ops: Vec<Op>) -> Result<u64, StorageError> {
         let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || commit_blocking(&db, &conditions, ops))
+        let keys: Vec<String> = if self.feed.is_watched() {
+            ops.iter().map(|op| op.key().to_owned()).collect()
+        } else {
+            Vec::new()
+        };
+        let version = tokio::task::spawn_blocking(move || commit_blocking(&db, &conditions, ops))
             .await
-            .map_err(|_| StorageError::Unavailable("commit task failed".into()))?
+            .map_err(|_| StorageError::Unavailable("commit task failed".into()))??;
+        self.feed.committed(version, keys);
+        Ok(version)
+    }
+
+    fn watch(&self) -> Option<Changes> {
+        Some(self.feed.subscribe())
     }
 }
 
