@@ -1,7 +1,9 @@
 //! A throwaway PostgreSQL server for tests: Debian's `postgresql` binaries (installed by
 //! `tests/setup.sh`), `initdb` into a temporary directory as an unprivileged user
 //! ([`PG_USER`], created when running as root), listening on 127.0.0.1 on an ephemeral port with
-//! its socket in the same directory. [`shared`] starts one per test binary run; a watchdog shell
+//! its socket in the same directory, TLS on (a test CA made with `openssl`, its certificate in
+//! [`Postgres::ca_file`]; the server's names `localhost` only, so `127.0.0.1` fails a name
+//! check). [`shared`] starts one per test binary run; a watchdog shell
 //! stops it (fast shutdown) and removes its directory when the test process exits, however it
 //! exits.
 
@@ -149,6 +151,7 @@ impl Postgres {
         if !out.status.success() {
             bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
         }
+        make_certificates(&dir.join("tls"), ids)?;
         // A port nobody holds now; a clash at start is retried with another.
         let mut last_error = String::new();
         for _ in 0..5 {
@@ -176,7 +179,18 @@ impl Postgres {
             .arg(format!("unix_socket_directories={}", dir.display()))
             // Durability of PostgreSQL itself is not under test; the machine is shared.
             .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
-            .args(["-c", "max_connections=300", "-c", "shared_buffers=32MB"]);
+            .args(["-c", "max_connections=300", "-c", "shared_buffers=32MB"])
+            .args(["-c", "ssl=on"])
+            .arg("-c")
+            .arg(format!(
+                "ssl_cert_file={}",
+                dir.join("tls/server.pem").display()
+            ))
+            .arg("-c")
+            .arg(format!(
+                "ssl_key_file={}",
+                dir.join("tls/server.key").display()
+            ));
         let program: Vec<String> = std::iter::once(postgres.get_program())
             .chain(postgres.get_args())
             .map(|a| shell_quote(&a.to_string_lossy()))
@@ -216,6 +230,16 @@ impl Postgres {
         bail!("postgres on port {port} not ready within 60 s: {log}")
     }
 
+    /// The PEM file of the CA that signed the server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("tls/ca.pem")
+    }
+
+    /// The PEM file of a CA that signed nothing here.
+    pub fn other_ca_file(&self) -> PathBuf {
+        self.dir.join("tls/other-ca.pem")
+    }
+
     /// A connection URL of database `db` (with the password).
     pub fn url(&self, db: &str) -> String {
         format!(
@@ -250,6 +274,75 @@ impl Postgres {
         self.psql("postgres", &format!("CREATE DATABASE \"{name}\""))?;
         Ok(self.url(name))
     }
+}
+
+/// A test CA, a second unrelated one, and the server's key and certificate (for `localhost`),
+/// the key readable by the server's user only, as PostgreSQL demands.
+fn make_certificates(dir: &Path, ids: Option<(u32, u32)>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let openssl = |args: &[&str]| -> anyhow::Result<()> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .context("openssl")?;
+        if !out.status.success() {
+            bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    for (name, subject) in [
+        ("ca", "/CN=kvsync test CA"),
+        ("other-ca", "/CN=unrelated CA"),
+    ] {
+        let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+        let mut args = vec!["req", "-x509", "-days", "2", "-subj", subject];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &pem]);
+        openssl(&args)?;
+    }
+    let mut args = vec!["req", "-subj", "/CN=localhost"];
+    args.extend(ec);
+    args.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    openssl(&args)?;
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ])?;
+    use std::os::unix::fs::PermissionsExt as _;
+    let key = dir.join("server.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    if let Some((uid, gid)) = ids {
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
+        for file in ["server.key", "server.pem"] {
+            std::os::unix::fs::chown(dir.join(file), Some(uid), Some(gid))?;
+        }
+    }
+    Ok(())
 }
 
 fn shell_quote(s: &str) -> String {

@@ -968,3 +968,63 @@ async fn postgres_errors_hide_the_password() {
         assert!(text.contains("127.0.0.1"), "{text}");
     }
 }
+
+/// TLS with libpq's `sslmode` meanings against a server whose certificate names `localhost`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tls_modes() {
+    let pg = kvsync_tests::postgres::shared().unwrap();
+    let ca = pg.ca_file().display().to_string();
+    let other = pg.other_ca_file().display().to_string();
+    let url = |host: &str, query: &str| {
+        format!(
+            "postgres://{}:{}@{host}:{}/postgres?connect_timeout=5&{query}",
+            kvsync_tests::postgres::SUPERUSER,
+            kvsync_tests::postgres::PASSWORD,
+            pg.port
+        )
+    };
+    let open = |url: String| async move {
+        let settings = Settings {
+            connect: ConnectOptions::resolve(Some(&url), &PostgresEnv::default())?,
+            table: "tls_t".into(),
+            max_parallel: 2,
+        };
+        let backend = PostgresBackend::open(&settings, true)
+            .await?
+            .expect("created");
+        backend.commit(vec![], vec![put("k", b"v")]).await?;
+        Ok::<_, StorageError>(())
+    };
+    // Encrypted, not verified (libpq's `require`), or verified by chain and name.
+    open(url("127.0.0.1", "sslmode=require")).await.unwrap();
+    open(url(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    ))
+    .await
+    .unwrap();
+    // The chain without the name: 127.0.0.1 is not in the certificate.
+    open(url(
+        "127.0.0.1",
+        &format!("sslmode=verify-ca&sslrootcert={ca}"),
+    ))
+    .await
+    .unwrap();
+    let err = open(url(
+        "127.0.0.1",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    ))
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
+    // A root that did not sign the server's certificate.
+    for mode in ["verify-ca", "verify-full", "require"] {
+        let err = open(url(
+            "localhost",
+            &format!("sslmode={mode}&sslrootcert={other}"),
+        ))
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("certificate"), "{mode}: {err}");
+    }
+}

@@ -74,7 +74,24 @@ pub struct Settings {
 /// Maps a client error to [`StorageError::Unavailable`]. The client's errors name the server's
 /// complaint and never the connection's password (which kvsync does not put in any query).
 pub(super) fn pg_error(context: &str, err: &tokio_postgres::Error) -> StorageError {
-    StorageError::Unavailable(format!("PostgreSQL: {context}: {err}"))
+    StorageError::Unavailable(format!("PostgreSQL: {context}: {}", with_causes(err)))
+}
+
+/// An error and its causes (`error performing TLS handshake: invalid peer certificate: ...`).
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    // Bounded: error chains are short; a cycle would be a bug elsewhere.
+    for _ in 0..8 {
+        let Some(c) = cause else { break };
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 fn corrupt(what: &str) -> StorageError {
@@ -275,8 +292,9 @@ impl Inner {
     async fn client(&self) -> Result<Object, StorageError> {
         self.pool.get().await.map_err(|e| {
             StorageError::Unavailable(format!(
-                "PostgreSQL at {}: cannot get a connection: {e}",
-                self.description
+                "PostgreSQL at {}: cannot get a connection: {}",
+                self.description,
+                with_causes(&e)
             ))
         })
     }
