@@ -533,6 +533,7 @@ async fn tenants_are_isolated(db: SharedBackend) {
     assert_eq!(ab.get("secret").await.unwrap().unwrap().value, b"ab-secret");
     assert_eq!(a.get("secret").await.unwrap(), None);
     assert_eq!(root.get("x").await.unwrap(), None);
+    assert_eq!(a0.get("x").await.unwrap(), None);
     assert_eq!(a.get("../a0/y").await.unwrap(), None);
     assert_eq!(a.get("../../core/token/abc").await.unwrap(), None);
 
@@ -556,9 +557,23 @@ async fn tenants_are_isolated(db: SharedBackend) {
             "after {after:?}: {:?}",
             page.keys
         );
+        let page = a.list("", Some(after), Some('/'), 0).await.unwrap();
+        assert!(
+            page.keys.iter().all(|k| ["b/", "x"].contains(&k.as_str())),
+            "after {after:?}: {:?}",
+            page.keys
+        );
         let page = root.list("", Some(after), Some('/'), 0).await.unwrap();
         assert!(page.keys.is_empty(), "after {after:?}: {:?}", page.keys);
     }
+    // Paging to the end stays inside the tenant.
+    assert_eq!(
+        a.list("", Some("b/secret"), None, 1).await.unwrap(),
+        Page {
+            keys: vec!["x".to_owned()],
+            next: None
+        }
+    );
     // Conditions and writes stay inside.
     assert!(is_conflict(
         a.commit(vec![cond("secret", Some(1))], vec![]).await
