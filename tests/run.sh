@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the test suite needs on a fresh machine and runs all of it:
-# the wasm32-wasip2 target, a Python virtualenv with the test clients, one shared
+# the wasm32-wasip2 target, a Python virtualenv with the test clients, PostgreSQL's
+# binaries (the storage tests start their own server), one shared
 # debug build, the Rust tests (component natively, host, runtime limits), lint
 # checks, and the end-to-end suite against the real binary.
 set -euo pipefail
@@ -10,6 +11,7 @@ root=$(pwd)
 . tests/setup.sh
 setup_toolchain
 setup_python
+setup_postgres
 
 # One compiled-component cache for every test binary and server the suite starts.
 export KVSYNC_CACHE_DIR="$root/target/kvsync-cache"

@@ -199,6 +199,8 @@ pub async fn dev_storage(
 /// The assembled parts of a server of the root tenant.
 pub struct Server {
     backend: SharedBackend,
+    /// What the storage is, for the start-up banner.
+    storage_description: String,
     tokens: TokenStore,
     runtime: Runtime,
     sync: SyncConfig,
@@ -216,7 +218,7 @@ impl Server {
         options: Options,
         access: Access,
     ) -> anyhow::Result<Self> {
-        let backend = storage::open(config, config_path, env, access).await?;
+        let (backend, description) = storage::open(config, config_path, env, access).await?;
         let mut engine_options = EngineOptions::from_config(config, env);
         if let Some(n) = options.warm_instances {
             engine_options.limits.warm_instances = n;
@@ -224,7 +226,9 @@ impl Server {
         let runtime = engine(&engine_options)?;
         let tokens = TokenStore::new(backend.clone());
         tokens.upgrade().await?;
-        Ok(Self::assemble(backend, tokens, runtime, options.sync))
+        let mut server = Self::assemble(backend, tokens, runtime, options.sync);
+        server.storage_description = description;
+        Ok(server)
     }
 
     /// Dev mode: in-memory storage, a root token (`root_token_id`, or a
@@ -271,9 +275,15 @@ impl Server {
             runtime: runtime.with_tokens(tokens.clone()),
             tokens,
             backend,
+            storage_description: "inmem".to_string(),
             sync,
             sync_wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// What the storage is: `redb (path: ...)`, `postgresql (...)` or `inmem`.
+    pub fn storage_description(&self) -> &str {
+        &self.storage_description
     }
 
     pub fn runtime(&self) -> &Runtime {
