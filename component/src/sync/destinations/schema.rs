@@ -1,12 +1,14 @@
 //! The `connection_details` of each destination type, declared as data: a
 //! table of [`FieldSpec`]s (type, default, required, sensitive, immutable,
-//! value check, where a read shows the field) plus a function for the rules
-//! that span fields, which sees the merged details through [`Details`].
+//! endpoint, credential, value check, where a read shows the field) plus a
+//! function for the rules that span fields, which sees the merged details
+//! through [`Details`].
 //!
 //! [`merge`] applies a table to a request: values made only of `*` mean
 //! "unchanged" (clients echo masked reads back), zero values (`""`, `0`, `[]`,
-//! `{}`) clear a field, then checks, defaults, immutability and required
-//! fields, in that order. [`render`] is the masked read form.
+//! `{}`) clear a field, then checks, defaults, immutability, credentials
+//! given again for a moved endpoint, and required fields, in that order.
+//! [`render`] is the masked read form.
 
 use serde_json::{Map, Value};
 
@@ -115,6 +117,7 @@ pub fn merge(
                 spec.name
             )));
         }
+        check_credentials_follow(specs, fields, old, &details)?;
     }
     match specs
         .iter()
@@ -123,6 +126,42 @@ pub fn merge(
         Some(spec) => Err(bad(format!("missing required field {}", spec.name))),
         None => Ok(details),
     }
+}
+
+/// Stored credentials are never sent to a moved endpoint: when an endpoint
+/// field changes (cleared included), every credential field the record keeps
+/// must be given again, in clear, by the same request. A masked echo or an
+/// absent field is not a credential given.
+fn check_credentials_follow(
+    specs: &[FieldSpec],
+    fields: &Fields,
+    old: &Map<String, Value>,
+    new: &Map<String, Value>,
+) -> ApiResult<()> {
+    let moved: Vec<&str> = specs
+        .iter()
+        .filter(|s| s.endpoint && old.get(s.name) != new.get(s.name))
+        .map(|s| s.name)
+        .collect();
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let given =
+        |spec: &FieldSpec| requested(spec, fields).is_some_and(|v| !is_masked(&v) && !is_zero(&v));
+    let stale: Vec<&str> = specs
+        .iter()
+        .filter(|s| s.credential && new.contains_key(s.name) && !given(s))
+        .map(|s| s.name)
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    Err(bad(format!(
+        "changing {} needs the credentials again: re-enter {} in the same request (stored \
+         credentials are not sent to a new endpoint, and masked values do not count)",
+        moved.join(", "),
+        stale.join(", ")
+    )))
 }
 
 /// The masked read form of stored details, in table order.
