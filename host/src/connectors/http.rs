@@ -40,6 +40,25 @@ pub async fn checked_url(policy: &EgressPolicy, url: &str) -> Result<url::Url, S
     Ok(parsed)
 }
 
+/// A URL the destination itself names, where its credentials go
+/// (`enterprise_url`, `key_vault_uri`, a key file's `token_uri`): plain `http`
+/// is refused unless the destination disables strict networking, as the
+/// engine refuses it at write time. The operator's endpoint overrides are not
+/// destination fields and may be plain `http`.
+pub fn require_https(policy: &EgressPolicy, field: &str, url: &str) -> Result<(), SyncError> {
+    let plain = url
+        .trim_start()
+        .get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("http://"));
+    if plain && !policy.disabled {
+        return Err(SyncError::ClientSide(format!(
+            "{field}: a plain http:// URL would carry the credentials in clear; use https, or set \
+             disable_strict_networking"
+        )));
+    }
+    Ok(())
+}
+
 /// The provider's retry hint: `Retry-After` (seconds or an HTTP date), else a
 /// rate-limit reset time (`x-ratelimit-reset`, Unix seconds).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {

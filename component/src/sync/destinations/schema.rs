@@ -164,6 +164,46 @@ fn check_credentials_follow(
     )))
 }
 
+/// Under strict networking, no endpoint field may send the credentials over
+/// plain `http`: neither a URL-valued field nor a URL inside a JSON-valued
+/// one (a GCP key file's `token_uri`). Values are never shown: the key file is
+/// a credential.
+pub fn check_https_endpoints(
+    specs: &[FieldSpec],
+    details: &Map<String, Value>,
+    strict_networking: bool,
+) -> ApiResult<()> {
+    if !strict_networking {
+        return Ok(());
+    }
+    let plain = |s: &str| {
+        s.get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
+    };
+    for spec in specs.iter().filter(|s| s.endpoint) {
+        let Some(text) = details.get(spec.name).and_then(Value::as_str) else {
+            continue;
+        };
+        let found = if plain(text) {
+            Some(spec.name.to_string())
+        } else if let Ok(Value::Object(inner)) = serde_json::from_str::<Value>(text) {
+            inner
+                .iter()
+                .find(|(_, v)| v.as_str().is_some_and(plain))
+                .map(|(k, _)| format!("{} ({k})", spec.name))
+        } else {
+            None
+        };
+        if let Some(field) = found {
+            return Err(bad(format!(
+                "{field}: a plain http:// URL would carry the credentials in clear; use https, \
+                 or set disable_strict_networking"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The masked read form of stored details, in table order.
 pub fn render(specs: &[FieldSpec], details: &Map<String, Value>) -> Map<String, Value> {
     let mut out = Map::new();

@@ -615,3 +615,55 @@ fn every_type_declares_its_endpoints_and_credentials() {
         assert_eq!(names(kind, |f| f.credential), credentials, "{kind}");
     }
 }
+
+#[test]
+fn endpoint_urls_need_https_unless_strict_networking_is_off() {
+    let s = Server::new();
+    let gh = "sys/sync/destinations/gh/plain";
+    let repo = json!({"access_token": "t", "repository_owner": "a", "repository_name": "b",
+                      "enterprise_url": "http://ghe.example.com"});
+    let msg = s.rejects("POST", gh, repo.clone(), "enterprise_url");
+    assert!(
+        msg.contains("https") && msg.contains("disable_strict_networking"),
+        "{msg}"
+    );
+    let mut relaxed = repo.clone();
+    relaxed["disable_strict_networking"] = json!(true);
+    s.write(gh, relaxed);
+    // Strict networking cannot come back while a plain-http URL is stored.
+    s.rejects(
+        "PATCH",
+        gh,
+        json!({"disable_strict_networking": false}),
+        "enterprise_url",
+    );
+    s.write(
+        gh,
+        json!({"disable_strict_networking": false, "enterprise_url": "https://ghe.example.com",
+               "access_token": "t"}),
+    );
+    let msg = s.rejects(
+        "POST",
+        "sys/sync/destinations/azure-kv/plain",
+        json!({"key_vault_uri": "HTTP://v.example.com", "client_id": "c", "tenant_id": "t"}),
+        "key_vault_uri",
+    );
+    assert!(msg.contains("https"), "{msg}");
+    // The GCP key file names where its assertion goes; the key itself is never shown.
+    let key = json!({"type": "service_account", "private_key": "GCP-PRIVATE-key",
+                     "token_uri": "http://oauth2.example.com/token"});
+    let msg = s.rejects(
+        "POST",
+        "sys/sync/destinations/gcp-sm/plain",
+        json!({"credentials": key.to_string()}),
+        "credentials",
+    );
+    assert!(
+        msg.contains("token_uri") && !msg.contains("GCP-PRIVATE-key"),
+        "{msg}"
+    );
+    s.write(
+        "sys/sync/destinations/gcp-sm/plain",
+        json!({"credentials": key.to_string(), "disable_strict_networking": true}),
+    );
+}

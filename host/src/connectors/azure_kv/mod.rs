@@ -144,6 +144,7 @@ impl AzureKeyVault {
     /// egress rules, the vault URL (checked) and a token.
     async fn session(&self, dest: &Dest<Config>) -> Result<Session<'_>, SyncError> {
         let creds = dest.config.credentials()?;
+        http::require_https(&dest.egress, "key_vault_uri", &creds.vault)?;
         let client = http::client(&dest.egress)?;
         checked_url(&dest.egress, &creds.vault).await?;
         let (token, key) = self.tokens.token(&client, &dest.egress, &creds).await?;

@@ -104,6 +104,7 @@ impl Tokens {
         if let Some(cached) = self.lock().get(key).filter(|c| c.refresh_at > now) {
             return Ok(cached.token.clone());
         }
+        http::require_https(policy, "credentials (token_uri)", sa.token_uri())?;
         let token_uri = http::checked_url(policy, sa.token_uri()).await?;
         if !matches!(token_uri.scheme(), "https" | "http") {
             return Err(SyncError::ClientSide(format!(
