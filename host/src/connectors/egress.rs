@@ -339,7 +339,7 @@ impl EgressPolicy {
     }
 
     /// Resolves `url`'s host and checks the port and every address it resolves to.
-    pub async fn check_url(&self, url: &url::Url) -> Result<(), SyncError> {
+    pub async fn check_url(&self, url: &url::Url, dns: &Dns) -> Result<(), SyncError> {
         let host = url
             .host_str()
             .ok_or_else(|| SyncError::ClientSide(format!("the URL {url} has no host")))?;
@@ -351,13 +351,16 @@ impl EgressPolicy {
             return Ok(());
         }
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| SyncError::ExternalService {
-                message: format!("cannot resolve {host}: {e}"),
-                retry_after: None,
-            })?
-            .collect();
+        let addrs = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => dns
+                .lookup(host)
+                .await
+                .map_err(|e| SyncError::ExternalService {
+                    message: format!("cannot resolve {host}: {e}"),
+                    retry_after: None,
+                })?,
+        };
         if addrs.is_empty() {
             return Err(SyncError::ExternalService {
                 message: format!("{host} resolves to no address"),
@@ -365,26 +368,85 @@ impl EgressPolicy {
             });
         }
         for addr in addrs {
-            self.check_ip(addr.ip())?;
+            self.check_ip(addr)?;
         }
         Ok(())
     }
 }
 
+/// Host name lookups for provider connections: the system's resolver, or one
+/// a test supplies (through [`ConnectorEnv`](super::ConnectorEnv)).
+#[derive(Clone, Default)]
+pub enum Dns {
+    #[default]
+    System,
+    Custom(Arc<dyn Lookup>),
+}
+
+/// A host name resolver (see [`Dns::Custom`]).
+#[async_trait::async_trait]
+pub trait Lookup: Send + Sync {
+    async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>>;
+}
+
+impl Dns {
+    pub fn custom(lookup: impl Lookup + 'static) -> Self {
+        Dns::Custom(Arc::new(lookup))
+    }
+
+    /// The addresses of `host`.
+    pub async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
+        match self {
+            Dns::System => Ok(tokio::net::lookup_host((host, 0))
+                .await?
+                .map(|a| a.ip())
+                .collect()),
+            Dns::Custom(lookup) => lookup.lookup(host).await,
+        }
+    }
+}
+
+impl fmt::Debug for Dns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Dns::System => "Dns::System",
+            Dns::Custom(_) => "Dns::Custom",
+        })
+    }
+}
+
+/// The same resolver: both the system's, or the very same custom one.
+impl PartialEq for Dns {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Dns::System, Dns::System) => true,
+            (Dns::Custom(a), Dns::Custom(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Dns {}
+
 /// A DNS resolver for reqwest that drops addresses the rules refuse, so the
 /// connection can only go where the check allowed (no check-then-connect gap).
 pub struct EgressResolver {
     pub policy: Arc<EgressPolicy>,
+    pub dns: Dns,
 }
 
 impl reqwest::dns::Resolve for EgressResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let policy = self.policy.clone();
+        let dns = self.dns.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+            let resolved: Vec<SocketAddr> = dns
+                .lookup(&host)
                 .await
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, 0))
                 .collect();
             let mut refusal = None;
             let allowed: Vec<SocketAddr> = resolved
@@ -543,12 +605,18 @@ mod tests {
     async fn urls_are_checked_after_resolution() {
         let p = EgressPolicy::default();
         let err = p
-            .check_url(&url::Url::parse("https://localhost/x").unwrap())
+            .check_url(
+                &url::Url::parse("https://localhost/x").unwrap(),
+                &Dns::System,
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, SyncError::ClientSide(m) if m.contains("special-purpose")));
         let err = p
-            .check_url(&url::Url::parse("http://127.0.0.1:9/x").unwrap())
+            .check_url(
+                &url::Url::parse("http://127.0.0.1:9/x").unwrap(),
+                &Dns::System,
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, SyncError::ClientSide(m) if m.contains("port 9")));

@@ -8,19 +8,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use reqwest::header::HeaderMap;
 use reqwest::redirect::Policy;
 
-use super::egress::{EgressPolicy, EgressRefused, EgressResolver};
+use super::egress::{Dns, EgressPolicy, EgressRefused, EgressResolver};
 use super::{DEFAULT_TIMEOUT, SyncError};
 
 /// Longest provider error text copied into a status message.
 const MAX_DETAIL: usize = 300;
 
-/// A client whose every connection obeys `policy`: DNS answers are filtered by
-/// it, redirects are not followed (a redirect could leave the allowed
-/// addresses), and the environment's proxies are ignored.
-pub fn client(policy: &Arc<EgressPolicy>) -> Result<reqwest::Client, SyncError> {
+/// A client whose every connection obeys `policy`: the answers of `dns` are
+/// filtered by it, redirects are not followed (a redirect could leave the
+/// allowed addresses), and the environment's proxies are ignored.
+pub fn client(policy: &Arc<EgressPolicy>, dns: &Dns) -> Result<reqwest::Client, SyncError> {
     reqwest::Client::builder()
         .dns_resolver(Arc::new(EgressResolver {
             policy: policy.clone(),
+            dns: dns.clone(),
         }))
         .redirect(Policy::none())
         .no_proxy()
@@ -33,10 +34,14 @@ pub fn client(policy: &Arc<EgressPolicy>) -> Result<reqwest::Client, SyncError> 
 
 /// Parses `url` and checks it against the egress rules (port, and addresses
 /// for IP literals, which bypass the resolver).
-pub async fn checked_url(policy: &EgressPolicy, url: &str) -> Result<url::Url, SyncError> {
+pub async fn checked_url(
+    policy: &EgressPolicy,
+    dns: &Dns,
+    url: &str,
+) -> Result<url::Url, SyncError> {
     let parsed = url::Url::parse(url)
         .map_err(|e| SyncError::ClientSide(format!("invalid provider URL {url:?}: {e}")))?;
-    policy.check_url(&parsed).await?;
+    policy.check_url(&parsed, dns).await?;
     Ok(parsed)
 }
 

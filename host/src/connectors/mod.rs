@@ -57,7 +57,7 @@ pub fn registered(env: &ConnectorEnv) -> Vec<Arc<dyn DestinationConnector>> {
         typed(aws_sm::AwsSecretsManager::new(env)),
         typed(azure_kv::AzureKeyVault::new(env)),
         typed(gcp_sm::GcpSecretManager::new(env)),
-        typed(gh::GitHub::default()),
+        typed(gh::GitHub::new(env)),
         typed(vercel_project::VercelProject::new(env)),
     ]
 }

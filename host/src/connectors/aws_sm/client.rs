@@ -19,7 +19,7 @@ use sm::config::Region;
 
 use super::config::Config;
 use super::{PROVIDER, classify_with};
-use crate::connectors::egress::EgressPolicy;
+use crate::connectors::egress::{Dns, EgressPolicy};
 use crate::connectors::fields::Secret;
 use crate::connectors::{ConnectorEnv, DEFAULT_TIMEOUT, Dest, SyncError};
 
@@ -56,6 +56,7 @@ pub(super) struct Clients {
     secrets_manager_endpoint: Option<String>,
     /// The STS endpoint that overrides the SDK's resolution.
     sts_endpoint: Option<String>,
+    dns: Dns,
 }
 
 impl Clients {
@@ -64,6 +65,7 @@ impl Clients {
             cache: Mutex::default(),
             secrets_manager_endpoint: env.aws_secrets_manager_endpoint().map(str::to_string),
             sts_endpoint: env.aws_sts_endpoint().map(str::to_string),
+            dns: env.dns.clone(),
         }
     }
 
@@ -171,6 +173,7 @@ impl Clients {
         }
         let mut sm_config = sm_config.endpoint_resolver(CheckedSecretsManager {
             policy: dest.egress.clone(),
+            dns: self.dns.clone(),
             inner: sm::config::endpoint::DefaultResolver::new(),
         });
         let mut expires = None;
@@ -182,6 +185,7 @@ impl Clients {
             let sts = aws_sdk_sts::Client::from_conf(
                 sts.endpoint_resolver(CheckedSts {
                     policy: dest.egress.clone(),
+                    dns: self.dns.clone(),
                     inner: aws_sdk_sts::config::endpoint::DefaultResolver::new(),
                 })
                 .build(),
@@ -218,6 +222,7 @@ impl Clients {
 #[derive(Debug)]
 struct CheckedSecretsManager {
     policy: Arc<EgressPolicy>,
+    dns: Dns,
     inner: sm::config::endpoint::DefaultResolver,
 }
 
@@ -228,7 +233,7 @@ impl sm::config::endpoint::ResolveEndpoint for CheckedSecretsManager {
     ) -> sm::config::endpoint::EndpointFuture<'a> {
         sm::config::endpoint::EndpointFuture::new(async move {
             let endpoint = self.inner.resolve_endpoint(params).await?;
-            check_endpoint(&self.policy, endpoint.url()).await?;
+            check_endpoint(&self.policy, &self.dns, endpoint.url()).await?;
             Ok(endpoint)
         })
     }
@@ -238,6 +243,7 @@ impl sm::config::endpoint::ResolveEndpoint for CheckedSecretsManager {
 #[derive(Debug)]
 struct CheckedSts {
     policy: Arc<EgressPolicy>,
+    dns: Dns,
     inner: aws_sdk_sts::config::endpoint::DefaultResolver,
 }
 
@@ -248,7 +254,7 @@ impl aws_sdk_sts::config::endpoint::ResolveEndpoint for CheckedSts {
     ) -> aws_sdk_sts::config::endpoint::EndpointFuture<'a> {
         aws_sdk_sts::config::endpoint::EndpointFuture::new(async move {
             let endpoint = self.inner.resolve_endpoint(params).await?;
-            check_endpoint(&self.policy, endpoint.url()).await?;
+            check_endpoint(&self.policy, &self.dns, endpoint.url()).await?;
             Ok(endpoint)
         })
     }
@@ -256,14 +262,18 @@ impl aws_sdk_sts::config::endpoint::ResolveEndpoint for CheckedSts {
 
 /// Resolves and checks an endpoint; the refusal travels through the SDK as the
 /// error's source, a [`SyncError`] that [`classify_with`] finds and returns as is.
-async fn check_endpoint(policy: &EgressPolicy, url: &str) -> Result<(), sm::error::BoxError> {
+async fn check_endpoint(
+    policy: &EgressPolicy,
+    dns: &Dns,
+    url: &str,
+) -> Result<(), sm::error::BoxError> {
     let parsed = url::Url::parse(url).map_err(|e| {
         Box::new(SyncError::ClientSide(format!(
             "invalid {PROVIDER} endpoint {url:?}: {e}"
         ))) as sm::error::BoxError
     })?;
     policy
-        .check_url(&parsed)
+        .check_url(&parsed, dns)
         .await
         .map_err(|e| Box::new(e) as sm::error::BoxError)
 }

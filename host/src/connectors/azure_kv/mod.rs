@@ -45,6 +45,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use super::egress::Dns;
 use super::http::{self, checked_url, status_error, transport_error};
 use super::{Connector, ConnectorEnv, Dest, ExternalSecret, SyncError};
 pub use client::TOKEN_REFRESH_MARGIN;
@@ -76,6 +77,7 @@ pub struct AzureKeyVault {
     /// Pause between the GETs that wait for a recovered secret.
     recover_poll: Duration,
     tokens: Tokens,
+    dns: Dns,
 }
 
 impl AzureKeyVault {
@@ -85,6 +87,7 @@ impl AzureKeyVault {
             api_version: API_VERSION.to_string(),
             recover_poll: RECOVER_POLL_INTERVAL,
             tokens: Tokens::new(env.azure_authority_host.clone()),
+            dns: env.dns.clone(),
         }
     }
 }
@@ -145,9 +148,12 @@ impl AzureKeyVault {
     async fn session(&self, dest: &Dest<Config>) -> Result<Session<'_>, SyncError> {
         let creds = dest.config.credentials()?;
         http::require_https(&dest.egress, "key_vault_uri", &creds.vault)?;
-        let client = http::client(&dest.egress)?;
-        checked_url(&dest.egress, &creds.vault).await?;
-        let (token, key) = self.tokens.token(&client, &dest.egress, &creds).await?;
+        let client = http::client(&dest.egress, &self.dns)?;
+        checked_url(&dest.egress, &self.dns, &creds.vault).await?;
+        let (token, key) = self
+            .tokens
+            .token(&client, &dest.egress, &self.dns, &creds)
+            .await?;
         Ok(Session {
             connector: self,
             client,

@@ -64,6 +64,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
+use super::egress::Dns;
 use super::http;
 use super::{Connector, ConnectorEnv, Dest, ExternalSecret, SyncError};
 pub use client::SCOPE;
@@ -88,6 +89,7 @@ pub struct GcpSecretManager {
     /// The API base URL, or why the configured one cannot be used.
     base_url: Result<String, SyncError>,
     tokens: Tokens,
+    dns: Dns,
 }
 
 /// Everything one operation needs to reach the destination's project.
@@ -119,6 +121,7 @@ impl GcpSecretManager {
         GcpSecretManager {
             base_url: base_url(env.gcp_secret_manager_url.as_deref()),
             tokens: Tokens::default(),
+            dns: env.dns.clone(),
         }
     }
 
@@ -128,13 +131,13 @@ impl GcpSecretManager {
         let sa = dest.config.service_account()?;
         let project = dest.config.project_id(sa)?;
         let base = self.base_url.clone()?;
-        let client = http::client(policy)?;
+        let client = http::client(policy, &self.dns)?;
         let token_key = TokenKey::of(sa);
         let token = self
             .tokens
-            .access_token(&client, policy, sa, &token_key)
+            .access_token(&client, policy, &self.dns, sa, &token_key)
             .await?;
-        http::checked_url(policy, &base).await?;
+        http::checked_url(policy, &self.dns, &base).await?;
         Ok(Session {
             client,
             secrets_url: format!("{base}/v1/projects/{project}/secrets"),

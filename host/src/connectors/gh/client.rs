@@ -61,7 +61,7 @@ impl GitHub {
         target: &Target,
         fresh_token: bool,
     ) -> Result<Session, SyncError> {
-        checked_url(&target.policy, &target.base).await?;
+        checked_url(&target.policy, &self.dns, &target.base).await?;
         let crab = self.client(&target.base)?;
         let (auth, token_key, token_from_cache) = match &target.credentials {
             Credentials::Token(token) => (bearer(token)?, None, false),

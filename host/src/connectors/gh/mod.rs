@@ -47,7 +47,8 @@ use hyper::Method;
 use octocrab::Octocrab;
 use serde_json::{Value, json};
 
-use super::{Connector, Dest, ExternalSecret, SyncError};
+use super::egress::Dns;
+use super::{Connector, ConnectorEnv, Dest, ExternalSecret, SyncError};
 use api::{Failure, send};
 use client::{CachedToken, Session, TokenKey};
 use config::{Location, Target, check_name, check_value, segment};
@@ -64,6 +65,8 @@ const MAX_CACHE: usize = 4096;
 /// The GitHub Actions secrets connector.
 #[derive(Default)]
 pub struct GitHub {
+    /// How the API's host name is resolved.
+    dns: Dns,
     /// One client per (runtime, API base URL): octocrab's client runs a
     /// worker task on the runtime that built it.
     clients: Mutex<HashMap<(tokio::runtime::Id, String), Octocrab>>,
@@ -73,6 +76,16 @@ pub struct GitHub {
     tokens: Mutex<HashMap<TokenKey, CachedToken>>,
     /// Repository ids by API base URL + `owner/name` (lower-cased).
     repo_ids: Mutex<HashMap<String, (u64, Instant)>>,
+}
+
+impl GitHub {
+    /// The connector, resolving names with `env`'s resolver.
+    pub fn new(env: &ConnectorEnv) -> Self {
+        GitHub {
+            dns: env.dns.clone(),
+            ..GitHub::default()
+        }
+    }
 }
 
 #[async_trait]

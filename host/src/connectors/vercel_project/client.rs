@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use super::PROVIDER;
 use super::config::{Config, Settings};
-use crate::connectors::egress::EgressPolicy;
+use crate::connectors::egress::{Dns, EgressPolicy};
 use crate::connectors::{ConnectorEnv, Dest, SyncError, http};
 
 /// Values shorter than this are not scrubbed from provider messages (they
@@ -20,6 +20,7 @@ const MIN_SCRUB: usize = 4;
 pub(super) struct Api<'a> {
     pub settings: Settings<'a>,
     policy: Arc<EgressPolicy>,
+    dns: Dns,
     pub client: reqwest::Client,
     base: url::Url,
 }
@@ -38,10 +39,10 @@ impl Answer {
 }
 
 impl<'a> Api<'a> {
-    pub fn new(dest: &'a Dest<Config>, base_url: &str) -> Result<Self, SyncError> {
+    pub fn new(dest: &'a Dest<Config>, base_url: &str, dns: &Dns) -> Result<Self, SyncError> {
         let settings = dest.config.settings()?;
         let policy = dest.egress.clone();
-        let client = http::client(&policy)?;
+        let client = http::client(&policy, dns)?;
         let base = url::Url::parse(base_url.trim_end_matches('/')).map_err(|e| {
             SyncError::Internal(format!(
                 "invalid {} {base_url:?}: {e}",
@@ -57,6 +58,7 @@ impl<'a> Api<'a> {
         Ok(Api {
             settings,
             policy,
+            dns: dns.clone(),
             client,
             base,
         })
@@ -85,7 +87,7 @@ impl<'a> Api<'a> {
         request: reqwest::RequestBuilder,
         secret: &str,
     ) -> Result<Answer, SyncError> {
-        http::checked_url(&self.policy, url.as_str()).await?;
+        http::checked_url(&self.policy, &self.dns, url.as_str()).await?;
         let response = request
             .bearer_auth(self.settings.token.as_str())
             .header("accept", "application/json")
