@@ -338,8 +338,12 @@ impl EgressPolicy {
         }
     }
 
-    /// Resolves `url`'s host and checks the port and every address it resolves to.
-    pub async fn check_url(&self, url: &url::Url, dns: &Dns) -> Result<(), SyncError> {
+    /// Checks `url`'s port, and its host when that is an address (a literal
+    /// never reaches a resolver). Host names are checked where they are
+    /// resolved for the connection, by [`EgressResolver`]: a check that
+    /// resolved them here could be answered differently from the lookup the
+    /// connection then makes (DNS rebinding).
+    pub fn check_url(&self, url: &url::Url) -> Result<(), SyncError> {
         let host = url
             .host_str()
             .ok_or_else(|| SyncError::ClientSide(format!("the URL {url} has no host")))?;
@@ -351,24 +355,8 @@ impl EgressPolicy {
             return Ok(());
         }
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let addrs = match host.parse::<IpAddr>() {
-            Ok(ip) => vec![ip],
-            Err(_) => dns
-                .lookup(host)
-                .await
-                .map_err(|e| SyncError::ExternalService {
-                    message: format!("cannot resolve {host}: {e}"),
-                    retry_after: None,
-                })?,
-        };
-        if addrs.is_empty() {
-            return Err(SyncError::ExternalService {
-                message: format!("{host} resolves to no address"),
-                retry_after: None,
-            });
-        }
-        for addr in addrs {
-            self.check_ip(addr)?;
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            self.check_ip(ip)?;
         }
         Ok(())
     }
@@ -428,45 +416,86 @@ impl PartialEq for Dns {
 
 impl Eq for Dns {}
 
-/// A DNS resolver for reqwest that drops addresses the rules refuse, so the
-/// connection can only go where the check allowed (no check-then-connect gap).
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The resolver of every provider connection, whatever the client (reqwest,
+/// the AWS SDK's HTTP client): it looks the name up once and hands the
+/// connection only the addresses the rules allow, so the connection goes
+/// exactly where the check allowed (no check-then-connect gap).
+#[derive(Clone)]
 pub struct EgressResolver {
     pub policy: Arc<EgressPolicy>,
     pub dns: Dns,
 }
 
+impl fmt::Debug for EgressResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EgressResolver")
+            .field("policy", &self.policy)
+            .field("dns", &self.dns)
+            .finish()
+    }
+}
+
+impl EgressResolver {
+    /// The allowed addresses of `host`; an [`EgressRefused`] when none is.
+    pub async fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, BoxError> {
+        let resolved = self.dns.lookup(host).await?;
+        let mut refusal = None;
+        let allowed: Vec<IpAddr> = resolved
+            .into_iter()
+            .filter(|ip| match self.policy.check_ip(*ip) {
+                Ok(()) => true,
+                Err(e) => {
+                    refusal = Some(e);
+                    false
+                }
+            })
+            .collect();
+        if allowed.is_empty() {
+            let e =
+                refusal.unwrap_or_else(|| EgressRefused(format!("{host} resolves to no address")));
+            return Err(Box::new(e));
+        }
+        Ok(allowed)
+    }
+}
+
 impl reqwest::dns::Resolve for EgressResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.policy.clone();
-        let dns = self.dns.clone();
-        let host = name.as_str().to_string();
+        let resolver = self.clone();
         Box::pin(async move {
-            let resolved: Vec<SocketAddr> = dns
-                .lookup(&host)
-                .await
-                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?
-                .into_iter()
-                .map(|ip| SocketAddr::new(ip, 0))
-                .collect();
-            let mut refusal = None;
-            let allowed: Vec<SocketAddr> = resolved
-                .into_iter()
-                .filter(|a| match policy.check_ip(a.ip()) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        refusal = Some(e);
-                        false
-                    }
-                })
-                .collect();
-            if allowed.is_empty() {
-                let e = refusal
-                    .unwrap_or_else(|| EgressRefused(format!("{host} resolves to no address")));
-                return Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>);
-            }
-            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+            let allowed = EgressResolver::resolve(&resolver, name.as_str()).await?;
+            let addrs = allowed.into_iter().map(|ip| SocketAddr::new(ip, 0));
+            Ok(Box::new(addrs) as reqwest::dns::Addrs)
         })
     }
+}
+
+impl aws_smithy_runtime_api::client::dns::ResolveDns for EgressResolver {
+    fn resolve_dns<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> aws_smithy_runtime_api::client::dns::DnsFuture<'a> {
+        use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDnsError};
+        DnsFuture::new(async move {
+            EgressResolver::resolve(self, name)
+                .await
+                .map_err(ResolveDnsError::new)
+        })
+    }
+}
+
+/// The egress refusal behind a client's error, if that is what it is.
+pub fn refusal<'e>(err: &'e (dyn std::error::Error + 'static)) -> Option<&'e EgressRefused> {
+    let mut source = Some(err);
+    while let Some(s) = source {
+        if let Some(refused) = s.downcast_ref::<EgressRefused>() {
+            return Some(refused);
+        }
+        source = s.source();
+    }
+    None
 }
 
 #[cfg(test)]
@@ -602,23 +631,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn urls_are_checked_after_resolution() {
-        let p = EgressPolicy::default();
+    async fn names_are_checked_when_resolved_for_the_connection() {
+        let p = Arc::new(EgressPolicy::default());
+        // A URL's port and address literal are checked at once...
         let err = p
-            .check_url(
-                &url::Url::parse("https://localhost/x").unwrap(),
-                &Dns::System,
-            )
-            .await
+            .check_url(&url::Url::parse("https://127.0.0.1/x").unwrap())
             .unwrap_err();
         assert!(matches!(err, SyncError::ClientSide(m) if m.contains("special-purpose")));
         let err = p
-            .check_url(
-                &url::Url::parse("http://127.0.0.1:9/x").unwrap(),
-                &Dns::System,
-            )
-            .await
+            .check_url(&url::Url::parse("http://localhost:9/x").unwrap())
             .unwrap_err();
         assert!(matches!(err, SyncError::ClientSide(m) if m.contains("port 9")));
+        // ... a name by the resolver the connection uses.
+        p.check_url(&url::Url::parse("https://localhost/x").unwrap())
+            .unwrap();
+        let resolver = EgressResolver {
+            policy: p,
+            dns: Dns::System,
+        };
+        let err = resolver.resolve("localhost").await.unwrap_err();
+        let refused = refusal(err.as_ref()).unwrap();
+        assert!(refused.0.contains("special-purpose"), "{refused}");
     }
 }

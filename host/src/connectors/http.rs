@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use reqwest::header::HeaderMap;
 use reqwest::redirect::Policy;
 
-use super::egress::{Dns, EgressPolicy, EgressRefused, EgressResolver};
+use super::egress::{Dns, EgressPolicy, EgressResolver, refusal};
 use super::{DEFAULT_TIMEOUT, SyncError};
 
 /// Longest provider error text copied into a status message.
@@ -32,16 +32,13 @@ pub fn client(policy: &Arc<EgressPolicy>, dns: &Dns) -> Result<reqwest::Client, 
         .map_err(|e| SyncError::Internal(format!("cannot build an HTTP client: {e}")))
 }
 
-/// Parses `url` and checks it against the egress rules (port, and addresses
-/// for IP literals, which bypass the resolver).
-pub async fn checked_url(
-    policy: &EgressPolicy,
-    dns: &Dns,
-    url: &str,
-) -> Result<url::Url, SyncError> {
+/// Parses `url` and checks it against the egress rules: the port, and the
+/// address of an IP literal, which bypasses the resolver (a name is checked
+/// by the client's [`EgressResolver`] when it connects).
+pub fn checked_url(policy: &EgressPolicy, url: &str) -> Result<url::Url, SyncError> {
     let parsed = url::Url::parse(url)
         .map_err(|e| SyncError::ClientSide(format!("invalid provider URL {url:?}: {e}")))?;
-    policy.check_url(&parsed, dns).await?;
+    policy.check_url(&parsed)?;
     Ok(parsed)
 }
 
@@ -161,12 +158,8 @@ pub fn status_error(provider: &str, status: u16, headers: &HeaderMap, body: &str
 /// Maps a transport failure: a refused egress is the destination's
 /// configuration; timeouts and connection failures are retryable.
 pub fn transport_error(provider: &str, e: &reqwest::Error) -> SyncError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if let Some(refused) = s.downcast_ref::<EgressRefused>() {
-            return SyncError::ClientSide(refused.to_string());
-        }
-        source = s.source();
+    if let Some(refused) = refusal(e) {
+        return SyncError::ClientSide(refused.to_string());
     }
     let what = if e.is_timeout() {
         "timed out"

@@ -19,7 +19,9 @@ use sm::config::Region;
 
 use super::config::Config;
 use super::{PROVIDER, classify_with};
-use crate::connectors::egress::{Dns, EgressPolicy};
+use aws_smithy_http_client::tls;
+
+use crate::connectors::egress::{Dns, EgressPolicy, EgressResolver};
 use crate::connectors::fields::Secret;
 use crate::connectors::{ConnectorEnv, DEFAULT_TIMEOUT, Dest, SyncError};
 
@@ -167,25 +169,35 @@ impl Clients {
                     .to_string(),
             ));
         }
-        let mut sm_config = sm::config::Builder::from(&sdk);
+        // The destination's HTTP client: its resolver checks every address in
+        // the lookup the connection uses. Only the Secrets Manager and STS
+        // clients get it: the credential chain (IMDS, profiles) is the
+        // operator's, not the destination's.
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::AwsLc,
+            ))
+            .build_with_resolver(EgressResolver {
+                policy: dest.egress.clone(),
+                dns: self.dns.clone(),
+            });
+        let mut sm_config = sm::config::Builder::from(&sdk).http_client(http.clone());
         if let Some(endpoint) = &self.secrets_manager_endpoint {
             sm_config = sm_config.endpoint_url(endpoint);
         }
         let mut sm_config = sm_config.endpoint_resolver(CheckedSecretsManager {
             policy: dest.egress.clone(),
-            dns: self.dns.clone(),
             inner: sm::config::endpoint::DefaultResolver::new(),
         });
         let mut expires = None;
         if let Some(role_arn) = &config.role_arn {
-            let mut sts = aws_sdk_sts::config::Builder::from(&sdk);
+            let mut sts = aws_sdk_sts::config::Builder::from(&sdk).http_client(http);
             if let Some(endpoint) = &self.sts_endpoint {
                 sts = sts.endpoint_url(endpoint);
             }
             let sts = aws_sdk_sts::Client::from_conf(
                 sts.endpoint_resolver(CheckedSts {
                     policy: dest.egress.clone(),
-                    dns: self.dns.clone(),
                     inner: aws_sdk_sts::config::endpoint::DefaultResolver::new(),
                 })
                 .build(),
@@ -222,7 +234,6 @@ impl Clients {
 #[derive(Debug)]
 struct CheckedSecretsManager {
     policy: Arc<EgressPolicy>,
-    dns: Dns,
     inner: sm::config::endpoint::DefaultResolver,
 }
 
@@ -233,7 +244,7 @@ impl sm::config::endpoint::ResolveEndpoint for CheckedSecretsManager {
     ) -> sm::config::endpoint::EndpointFuture<'a> {
         sm::config::endpoint::EndpointFuture::new(async move {
             let endpoint = self.inner.resolve_endpoint(params).await?;
-            check_endpoint(&self.policy, &self.dns, endpoint.url()).await?;
+            check_endpoint(&self.policy, endpoint.url())?;
             Ok(endpoint)
         })
     }
@@ -243,7 +254,6 @@ impl sm::config::endpoint::ResolveEndpoint for CheckedSecretsManager {
 #[derive(Debug)]
 struct CheckedSts {
     policy: Arc<EgressPolicy>,
-    dns: Dns,
     inner: aws_sdk_sts::config::endpoint::DefaultResolver,
 }
 
@@ -254,26 +264,22 @@ impl aws_sdk_sts::config::endpoint::ResolveEndpoint for CheckedSts {
     ) -> aws_sdk_sts::config::endpoint::EndpointFuture<'a> {
         aws_sdk_sts::config::endpoint::EndpointFuture::new(async move {
             let endpoint = self.inner.resolve_endpoint(params).await?;
-            check_endpoint(&self.policy, &self.dns, endpoint.url()).await?;
+            check_endpoint(&self.policy, endpoint.url())?;
             Ok(endpoint)
         })
     }
 }
 
-/// Resolves and checks an endpoint; the refusal travels through the SDK as the
-/// error's source, a [`SyncError`] that [`classify_with`] finds and returns as is.
-async fn check_endpoint(
-    policy: &EgressPolicy,
-    dns: &Dns,
-    url: &str,
-) -> Result<(), sm::error::BoxError> {
+/// Checks an endpoint's port (and address, for a literal: the resolver never
+/// sees those); the refusal travels through the SDK as the error's source, a
+/// [`SyncError`] that [`classify_with`] finds and returns as is.
+fn check_endpoint(policy: &EgressPolicy, url: &str) -> Result<(), sm::error::BoxError> {
     let parsed = url::Url::parse(url).map_err(|e| {
         Box::new(SyncError::ClientSide(format!(
             "invalid {PROVIDER} endpoint {url:?}: {e}"
         ))) as sm::error::BoxError
     })?;
     policy
-        .check_url(&parsed, dns)
-        .await
+        .check_url(&parsed)
         .map_err(|e| Box::new(e) as sm::error::BoxError)
 }

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use super::config::{Cloud, Credentials};
 use crate::connectors::SyncError;
-use crate::connectors::egress::{Dns, EgressPolicy};
+use crate::connectors::egress::EgressPolicy;
 use crate::connectors::http::{checked_url, detail, status_error, transport_error};
 
 /// A cached token is renewed this long before it expires (at most half its life).
@@ -79,7 +79,6 @@ impl Tokens {
         &self,
         client: &reqwest::Client,
         policy: &EgressPolicy,
-        dns: &Dns,
         creds: &Credentials<'_>,
     ) -> Result<(Zeroizing<String>, TokenKey), SyncError> {
         let key = TokenKey {
@@ -94,7 +93,7 @@ impl Tokens {
             return Ok((cached.token.clone(), key));
         }
         let url = format!("{}/{}/oauth2/v2.0/token", key.authority, key.tenant);
-        let url = checked_url(policy, dns, &url).await?;
+        let url = checked_url(policy, &url)?;
         let form = Zeroizing::new(
             url::form_urlencoded::Serializer::new(String::new())
                 .append_pair("grant_type", "client_credentials")

@@ -149,11 +149,8 @@ impl AzureKeyVault {
         let creds = dest.config.credentials()?;
         http::require_https(&dest.egress, "key_vault_uri", &creds.vault)?;
         let client = http::client(&dest.egress, &self.dns)?;
-        checked_url(&dest.egress, &self.dns, &creds.vault).await?;
-        let (token, key) = self
-            .tokens
-            .token(&client, &dest.egress, &self.dns, &creds)
-            .await?;
+        checked_url(&dest.egress, &creds.vault)?;
+        let (token, key) = self.tokens.token(&client, &dest.egress, &creds).await?;
         Ok(Session {
             connector: self,
             client,

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::config::ServiceAccount;
-use crate::connectors::egress::{Dns, EgressPolicy};
+use crate::connectors::egress::EgressPolicy;
 use crate::connectors::{SyncError, http};
 
 /// The OAuth scope asked for.
@@ -97,7 +97,6 @@ impl Tokens {
         &self,
         client: &reqwest::Client,
         policy: &EgressPolicy,
-        dns: &Dns,
         sa: &ServiceAccount,
         key: &TokenKey,
     ) -> Result<Zeroizing<String>, SyncError> {
@@ -106,7 +105,7 @@ impl Tokens {
             return Ok(cached.token.clone());
         }
         http::require_https(policy, "credentials (token_uri)", sa.token_uri())?;
-        let token_uri = http::checked_url(policy, dns, sa.token_uri()).await?;
+        let token_uri = http::checked_url(policy, sa.token_uri())?;
         if !matches!(token_uri.scheme(), "https" | "http") {
             return Err(SyncError::ClientSide(format!(
                 "the service account's token_uri must be an http(s) URL, not {}",

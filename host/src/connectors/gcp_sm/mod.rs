@@ -135,9 +135,9 @@ impl GcpSecretManager {
         let token_key = TokenKey::of(sa);
         let token = self
             .tokens
-            .access_token(&client, policy, &self.dns, sa, &token_key)
+            .access_token(&client, policy, sa, &token_key)
             .await?;
-        http::checked_url(policy, &self.dns, &base).await?;
+        http::checked_url(policy, &base)?;
         Ok(Session {
             client,
             secrets_url: format!("{base}/v1/projects/{project}/secrets"),

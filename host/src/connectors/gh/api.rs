@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::connectors::SyncError;
+use crate::connectors::egress::refusal;
 use crate::connectors::http::{detail, retry_after, status_error};
 
 const PROVIDER: &str = "GitHub";
@@ -153,10 +154,14 @@ pub(super) async fn send(
     })
 }
 
-/// Timeouts and connection failures are retryable. octocrab's errors carry
-/// no request body or header, so their text is safe to show.
+/// An egress refusal is the destination's configuration; timeouts and
+/// connection failures are retryable. octocrab's errors carry no request body
+/// or header, so their text is safe to show.
 fn transport_error(e: &(dyn std::error::Error + 'static)) -> SyncError {
     use std::io::ErrorKind;
+    if let Some(refused) = refusal(e) {
+        return SyncError::ClientSide(refused.to_string());
+    }
     let mut what = "failed";
     let mut texts: Vec<String> = Vec::new();
     let mut cur = Some(e);

@@ -20,7 +20,6 @@ const MIN_SCRUB: usize = 4;
 pub(super) struct Api<'a> {
     pub settings: Settings<'a>,
     policy: Arc<EgressPolicy>,
-    dns: Dns,
     pub client: reqwest::Client,
     base: url::Url,
 }
@@ -58,7 +57,6 @@ impl<'a> Api<'a> {
         Ok(Api {
             settings,
             policy,
-            dns: dns.clone(),
             client,
             base,
         })
@@ -87,7 +85,7 @@ impl<'a> Api<'a> {
         request: reqwest::RequestBuilder,
         secret: &str,
     ) -> Result<Answer, SyncError> {
-        http::checked_url(&self.policy, &self.dns, url.as_str()).await?;
+        http::checked_url(&self.policy, url.as_str())?;
         let response = request
             .bearer_auth(self.settings.token.as_str())
             .header("accept", "application/json")
