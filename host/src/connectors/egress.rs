@@ -488,10 +488,17 @@ impl aws_smithy_runtime_api::client::dns::ResolveDns for EgressResolver {
 
 /// The egress refusal behind a client's error, if that is what it is.
 pub fn refusal<'e>(err: &'e (dyn std::error::Error + 'static)) -> Option<&'e EgressRefused> {
+    cause(err)
+}
+
+/// The first error of type `T` in `err`'s chain of sources (`err` included).
+pub fn cause<'e, T: std::error::Error + 'static>(
+    err: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e T> {
     let mut source = Some(err);
     while let Some(s) = source {
-        if let Some(refused) = s.downcast_ref::<EgressRefused>() {
-            return Some(refused);
+        if let Some(found) = s.downcast_ref::<T>() {
+            return Some(found);
         }
         source = s.source();
     }

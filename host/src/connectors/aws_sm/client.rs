@@ -20,10 +20,19 @@ use sm::config::Region;
 use super::config::Config;
 use super::{PROVIDER, classify_with};
 use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use http_body_util::Limited;
 
 use crate::connectors::egress::{Dns, EgressPolicy, EgressResolver};
 use crate::connectors::fields::Secret;
-use crate::connectors::{ConnectorEnv, DEFAULT_TIMEOUT, Dest, SyncError};
+use crate::connectors::{ConnectorEnv, DEFAULT_TIMEOUT, Dest, SyncError, http};
 
 /// The STS session name of an assumed role (shows in CloudTrail).
 const SESSION_NAME: &str = "vault-secrets-sync";
@@ -173,14 +182,16 @@ impl Clients {
         // the lookup the connection uses. Only the Secrets Manager and STS
         // clients get it: the credential chain (IMDS, profiles) is the
         // operator's, not the destination's.
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::AwsLc,
-            ))
-            .build_with_resolver(EgressResolver {
-                policy: dest.egress.clone(),
-                dns: self.dns.clone(),
-            });
+        let http = SharedHttpClient::new(Capped(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::AwsLc,
+                ))
+                .build_with_resolver(EgressResolver {
+                    policy: dest.egress.clone(),
+                    dns: self.dns.clone(),
+                }),
+        ));
         let mut sm_config = sm::config::Builder::from(&sdk).http_client(http.clone());
         if let Some(endpoint) = &self.secrets_manager_endpoint {
             sm_config = sm_config.endpoint_url(endpoint);
@@ -266,6 +277,38 @@ impl aws_sdk_sts::config::endpoint::ResolveEndpoint for CheckedSts {
             let endpoint = self.inner.resolve_endpoint(params).await?;
             check_endpoint(&self.policy, endpoint.url())?;
             Ok(endpoint)
+        })
+    }
+}
+
+/// The SDK's HTTP client with every answer read up to [`http::MAX_BODY`]
+/// (a longer one fails with a `LengthLimitError` as its source).
+#[derive(Debug)]
+struct Capped(SharedHttpClient);
+
+impl HttpClient for Capped {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(CappedConnector(self.0.http_connector(settings, components)))
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
+}
+
+#[derive(Debug)]
+struct CappedConnector(SharedHttpConnector);
+
+impl HttpConnector for CappedConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let answer = self.0.call(request);
+        HttpConnectorFuture::new(async move {
+            let response = answer.await?;
+            Ok(response.map(|body| SdkBody::from_body_1_x(Limited::new(body, http::MAX_BODY))))
         })
     }
 }

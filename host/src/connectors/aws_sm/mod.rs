@@ -55,11 +55,12 @@ use aws_sdk_secretsmanager as sm;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use sm::error::{ProvideErrorMetadata, SdkError};
 
-use super::egress::refusal;
+use super::egress::{cause, refusal};
 use super::http;
 use super::{Connector, ConnectorEnv, Dest, ExternalSecret, SyncError};
 use client::Clients;
 pub use config::Config;
+use http_body_util::LengthLimitError;
 
 const PROVIDER: &str = "AWS Secrets Manager";
 /// Secret names: 1–512 characters (the model's `NameType`).
@@ -344,15 +345,14 @@ where
 {
     // Our own verdicts travel as an error source: the endpoint check's, and
     // the resolver's egress refusals.
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
-    while let Some(s) = source {
-        if let Some(e) = s.downcast_ref::<SyncError>() {
-            return e.clone();
-        }
-        source = s.source();
+    if let Some(e) = cause::<SyncError>(&err) {
+        return e.clone();
     }
     if let Some(refused) = refusal(&err) {
         return SyncError::ClientSide(refused.to_string());
+    }
+    if cause::<LengthLimitError>(&err).is_some() {
+        return http::too_long(provider);
     }
     match &err {
         SdkError::ServiceError(ctx) => {

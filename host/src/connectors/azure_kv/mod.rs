@@ -296,15 +296,18 @@ impl Session<'_> {
     }
 
     /// Reads an error answer: its status, headers and (short) body.
-    async fn read_error(&self, resp: reqwest::Response) -> (u16, HeaderMap, String) {
+    async fn read_error(
+        &self,
+        resp: reqwest::Response,
+    ) -> Result<(u16, HeaderMap, Zeroizing<String>), SyncError> {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.text().await.unwrap_or_default();
         if status == 401 {
             // Revoked or otherwise refused: fetch a new one next time.
             self.connector.tokens.forget(&self.key);
         }
-        (status, headers, body)
+        let body = http::read_text(VAULT, resp).await?;
+        Ok((status, headers, body))
     }
 
     async fn set(&self, name: &str, body: &[u8]) -> Result<Set, SyncError> {
@@ -318,7 +321,7 @@ impl Session<'_> {
             // The answer echoes the value: not read.
             return Ok(Set::Done);
         }
-        let (status, headers, text) = self.read_error(resp).await;
+        let (status, headers, text) = self.read_error(resp).await?;
         let codes = ErrorBody::parse(&text);
         if status == 409 && codes.has("ObjectIsDeletedButRecoverable") {
             return Ok(Set::DeletedButRecoverable);
@@ -347,7 +350,7 @@ impl Session<'_> {
             .body("{}");
         let resp = self.send(req).await?;
         if !resp.status().is_success() {
-            let (status, headers, text) = self.read_error(resp).await;
+            let (status, headers, text) = self.read_error(resp).await?;
             match status {
                 // Recovered or purged in the meantime: the next PUT tells.
                 404 => return Ok(()),
@@ -375,7 +378,7 @@ impl Session<'_> {
             if resp.status().is_success() {
                 return Ok(());
             }
-            let (status, headers, text) = self.read_error(resp).await;
+            let (status, headers, text) = self.read_error(resp).await?;
             match status {
                 404 => continue,
                 // No 'get' permission: the PUT will tell whether recovery is done.
@@ -399,7 +402,7 @@ impl Session<'_> {
         if resp.status().is_success() {
             return Ok(());
         }
-        let (status, headers, text) = self.read_error(resp).await;
+        let (status, headers, text) = self.read_error(resp).await?;
         if status == 404 && ErrorBody::parse(&text).has("SecretNotFound") {
             return Ok(());
         }

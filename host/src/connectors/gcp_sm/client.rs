@@ -128,11 +128,7 @@ impl Tokens {
             .map_err(|e| http::transport_error(TOKEN_PROVIDER, &e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let text = Zeroizing::new(
-            resp.text()
-                .await
-                .map_err(|e| http::transport_error(TOKEN_PROVIDER, &e))?,
-        );
+        let text = http::read_text(TOKEN_PROVIDER, resp).await?;
         if !(200..300).contains(&status) {
             return Err(token_error(status, &headers, &text));
         }

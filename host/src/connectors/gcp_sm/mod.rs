@@ -153,7 +153,7 @@ impl GcpSecretManager {
         method: reqwest::Method,
         url: &str,
         body: Option<Vec<u8>>,
-    ) -> Result<(u16, HeaderMap, String), SyncError> {
+    ) -> Result<(u16, HeaderMap, Zeroizing<String>), SyncError> {
         let url = url::Url::parse(url)
             .map_err(|e| SyncError::Internal(format!("cannot build a {PROVIDER} URL: {e}")))?;
         let mut req = session
@@ -169,10 +169,7 @@ impl GcpSecretManager {
             .map_err(|e| http::transport_error(PROVIDER, &e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| http::transport_error(PROVIDER, &e))?;
+        let text = http::read_text(PROVIDER, resp).await?;
         if status == 401 {
             // The token was revoked or has expired early: fetch a new one next time.
             self.tokens.forget(&session.token_key);

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http_body_util::BodyExt as _;
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use hyper::Method;
 use hyper::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
 use octocrab::Octocrab;
@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::connectors::SyncError;
-use crate::connectors::egress::refusal;
-use crate::connectors::http::{detail, retry_after, status_error};
+use crate::connectors::egress::{cause, refusal};
+use crate::connectors::http::{MAX_BODY, detail, retry_after, status_error, too_long};
 
 const PROVIDER: &str = "GitHub";
 const MEDIA_TYPE: &str = "application/vnd.github+json";
@@ -142,10 +142,13 @@ pub(super) async fn send(
         .await
         .map_err(|e| transport_error(&e))?;
     let (parts, body) = response.into_parts();
-    let body = body
+    let body = Limited::new(body, MAX_BODY)
         .collect()
         .await
-        .map_err(|e| transport_error(&e))?
+        .map_err(|e| match cause::<LengthLimitError>(e.as_ref()) {
+            Some(_) => too_long(PROVIDER),
+            None => transport_error(e.as_ref()),
+        })?
         .to_bytes();
     Ok(Reply {
         status: parts.status.as_u16(),

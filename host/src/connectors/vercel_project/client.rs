@@ -12,10 +12,6 @@ use super::config::{Config, Settings};
 use crate::connectors::egress::{Dns, EgressPolicy};
 use crate::connectors::{ConnectorEnv, Dest, SyncError, http};
 
-/// Values shorter than this are not scrubbed from provider messages (they
-/// would garble the text and say nothing).
-const MIN_SCRUB: usize = 4;
-
 /// One destination's way to the API: its settings, egress rules and client.
 pub(super) struct Api<'a> {
     pub settings: Settings<'a>,
@@ -94,12 +90,7 @@ impl<'a> Api<'a> {
             .map_err(|e| http::transport_error(PROVIDER, &e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = Zeroizing::new(
-            response
-                .text()
-                .await
-                .map_err(|e| http::transport_error(PROVIDER, &e))?,
-        );
+        let body = http::read_text(PROVIDER, response).await?;
         Ok(Answer {
             status,
             headers,
@@ -110,9 +101,5 @@ impl<'a> Api<'a> {
 
 /// `body` with every occurrence of `secret` masked.
 pub(super) fn scrub(body: Zeroizing<String>, secret: &str) -> Zeroizing<String> {
-    if secret.len() >= MIN_SCRUB && body.contains(secret) {
-        Zeroizing::new(body.replace(secret, "*****"))
-    } else {
-        body
-    }
+    Zeroizing::new(http::mask(&body, &[secret]))
 }
