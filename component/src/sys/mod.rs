@@ -5,7 +5,7 @@ pub mod health;
 pub mod internal_ui;
 pub mod mounts;
 
-use crate::api::Operation::{Delete, Read, Update};
+use crate::api::Operation::{Delete, Header, Read, Update};
 use crate::framework::{Backend, FieldSpec, Path, op};
 
 pub static BACKEND: Backend = Backend::new("sys/", "system", PATHS).ignore_trailing_slashes();
@@ -17,13 +17,22 @@ const PATHS: &[Path] = &[
     Path::new(
         "health",
         "Health of the server (a body outside the envelope).",
-        &[op(
-            Read,
-            "read-health-status",
-            "Read the server's health.",
-            health::read,
-        )],
+        &[
+            op(
+                Read,
+                "read-health-status",
+                "Read the server's health.",
+                health::read,
+            ),
+            op(
+                Header,
+                "read-health-status-head",
+                "Check the server's health: the status only.",
+                health::read,
+            ),
+        ],
     )
+    .fields(health::FIELDS)
     .unauthenticated(),
     Path::new(
         "mounts",
@@ -55,8 +64,7 @@ const PATHS: &[Path] = &[
                 "mounts-read-configuration",
                 "Read the mount at the path.",
                 mounts::read,
-            )
-            .no_fields(),
+            ),
             op(
                 Update,
                 "mounts-enable-secrets-engine",
@@ -68,8 +76,7 @@ const PATHS: &[Path] = &[
                 "mounts-disable-secrets-engine",
                 "Disable the secrets engine at the path and delete its data.",
                 mounts::disable,
-            )
-            .no_fields(),
+            ),
         ],
     )
     .params(MOUNT)
