@@ -19,8 +19,12 @@ use super::{DestinationType, Granularity};
 const FIELDS: &[FieldSpec] = &[
     FieldSpec::string("access_token")
         .sensitive()
+        .credential()
         .describe("Personal access token that writes the secrets."),
+    // The App's private key is the credential: naming it again is what
+    // re-enters it (and what the App's access check sees).
     FieldSpec::string("app_name")
+        .credential()
         .read_under("app_config")
         .describe(
             "GitHub App registered at sys/sync/github-apps to authenticate as, instead of a token.",
@@ -29,6 +33,7 @@ const FIELDS: &[FieldSpec] = &[
         .check(Check::Positive)
         .describe("Installation ID of the GitHub App; required with app_name."),
     FieldSpec::string("enterprise_url")
+        .endpoint()
         .check(Check::HttpUrl)
         .describe("Base URL of a GitHub Enterprise Server; github.com when unset."),
     FieldSpec::string("secrets_location")

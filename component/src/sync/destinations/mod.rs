@@ -430,6 +430,11 @@ fn merge(
     }
     check_template(&dest)?;
     dest.networking.apply(fields)?;
+    schema::check_https_endpoints(
+        spec.fields,
+        &dest.connection_details,
+        !dest.networking.disable_strict_networking,
+    )?;
     if spec.cloud {
         if let Some(tags) = fields.string_map("custom_tags") {
             if let Some(key) = tags.keys().find(|k| k.is_empty() || *k == BUILTIN_TAG) {

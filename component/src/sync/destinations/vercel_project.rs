@@ -9,6 +9,7 @@ use super::{DestinationType, Granularity};
 const FIELDS: &[FieldSpec] = &[
     FieldSpec::string("access_token")
         .sensitive()
+        .credential()
         .required()
         .describe("Vercel access token that writes the environment variables."),
     FieldSpec::string("project_id")

@@ -239,7 +239,7 @@ async fn checks_come_before_any_call() {
 async fn strict_networking_refuses_a_loopback_vault_and_authority() {
     let c = with_authority("http://127.0.0.1:9");
     let mut cfg = config();
-    cfg["key_vault_uri"] = json!("http://127.0.0.1:9");
+    cfg["key_vault_uri"] = json!("https://127.0.0.1:9");
     let m = client_side(
         c.push(&dest(cfg.clone()), &secret("ok", "v"))
             .await

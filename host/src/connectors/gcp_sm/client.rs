@@ -104,7 +104,8 @@ impl Tokens {
         if let Some(cached) = self.lock().get(key).filter(|c| c.refresh_at > now) {
             return Ok(cached.token.clone());
         }
-        let token_uri = http::checked_url(policy, sa.token_uri()).await?;
+        http::require_https(policy, "credentials (token_uri)", sa.token_uri())?;
+        let token_uri = http::checked_url(policy, sa.token_uri())?;
         if !matches!(token_uri.scheme(), "https" | "http") {
             return Err(SyncError::ClientSide(format!(
                 "the service account's token_uri must be an http(s) URL, not {}",
@@ -127,11 +128,7 @@ impl Tokens {
             .map_err(|e| http::transport_error(TOKEN_PROVIDER, &e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let text = Zeroizing::new(
-            resp.text()
-                .await
-                .map_err(|e| http::transport_error(TOKEN_PROVIDER, &e))?,
-        );
+        let text = http::read_text(TOKEN_PROVIDER, resp).await?;
         if !(200..300).contains(&status) {
             return Err(token_error(status, &headers, &text));
         }

@@ -143,7 +143,7 @@ async fn bad_keys_are_client_side_and_never_quoted() {
 async fn strict_networking_refuses_the_token_endpoint_and_the_api() {
     let c = connector();
     let sa = json!({"client_email": "a@b", "private_key": "k", "project_id": "p",
-                    "token_uri": "http://127.0.0.1:8080/token"})
+                    "token_uri": "https://127.0.0.1:8080/token"})
     .to_string();
     let m = client_side(
         c.push(&dest(json!({"credentials": sa})), &secret("s", "v"))

@@ -4,6 +4,7 @@
 //! JWT traded at `POST /app/installations/{id}/access_tokens`, cached until
 //! [`TOKEN_MARGIN`] before it expires, per API, app, installation and key).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::Method;
@@ -17,13 +18,12 @@ use super::api::{app_jwt, bearer, parse_utc, send, unix_now};
 use super::config::{Credentials, Target};
 use super::{GitHub, MAX_CACHE, lock};
 use crate::connectors::SyncError;
-use crate::connectors::http::checked_url;
+use crate::connectors::egress::EgressPolicy;
+use crate::connectors::http::{self, checked_url};
 
 /// Installation tokens are renewed this long before they expire.
 const TOKEN_MARGIN: Duration = Duration::from_secs(300);
-/// Connect, read and write timeouts of the HTTP client.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bound on the cached HTTP clients (one per API base URL and runtime).
+/// Bound on the cached HTTP clients (one per API base URL, egress rules and runtime).
 const MAX_CLIENTS: usize = 64;
 
 pub(super) struct Session {
@@ -61,8 +61,8 @@ impl GitHub {
         target: &Target,
         fresh_token: bool,
     ) -> Result<Session, SyncError> {
-        checked_url(&target.policy, &target.base).await?;
-        let crab = self.client(&target.base)?;
+        checked_url(&target.policy, &target.base)?;
+        let crab = self.client(&target.base, &target.policy)?;
         let (auth, token_key, token_from_cache) = match &target.credentials {
             Credentials::Token(token) => (bearer(token)?, None, false),
             Credentials::App {
@@ -98,23 +98,24 @@ impl GitHub {
         })
     }
 
-    fn client(&self, base: &str) -> Result<Octocrab, SyncError> {
+    /// octocrab's client for `base` over the shared egress-bound reqwest
+    /// client: its resolver checks the API's addresses in the lookup the
+    /// connection uses, and it follows no redirect.
+    fn client(&self, base: &str, policy: &Arc<EgressPolicy>) -> Result<Octocrab, SyncError> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| {
                 SyncError::Internal("the gh connector runs outside a tokio runtime".to_string())
             })?
             .id();
-        let key = (runtime, base.to_string());
+        let key = (runtime, base.to_string(), (**policy).clone());
         let mut clients = lock(&self.clients);
         if let Some(crab) = clients.get(&key) {
             return Ok(crab.clone());
         }
+        let http = http::client(policy, &self.dns)?;
         let crab = Octocrab::builder()
-            .set_connect_timeout(Some(IO_TIMEOUT))
-            .set_read_timeout(Some(IO_TIMEOUT))
-            .set_write_timeout(Some(IO_TIMEOUT))
             .base_uri(base)
-            .and_then(|b| b.build())
+            .and_then(|b| b.build_with_reqwest(http))
             .map_err(|e| SyncError::Internal(format!("cannot build the GitHub client: {e}")))?;
         if clients.len() >= MAX_CLIENTS {
             clients.clear();

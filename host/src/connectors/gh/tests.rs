@@ -18,7 +18,7 @@ async fn checks_come_before_any_call() {
     let gh = typed(GitHub::default());
     let d = dest(json!({
         "access_token": "ghp_x", "repository_owner": "acme", "repository_name": "web",
-        "enterprise_url": "http://127.0.0.1:9/", "disable_strict_networking": false
+        "enterprise_url": "https://127.0.0.1:9/", "disable_strict_networking": false
     }));
     let secret = |name: &str, value: &str| ExternalSecret {
         name: name.into(),
