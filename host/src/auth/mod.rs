@@ -5,10 +5,12 @@
 
 mod acl;
 mod caller;
+pub mod policies;
 pub mod policy;
 
 pub use acl::{ROOT_POLICY, allowed};
 pub use caller::{Caller, Token};
+pub use policies::{Namespace, PolicyStore, PolicyStoreError, StoredPolicy};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
