@@ -137,9 +137,44 @@ impl LogicalRequest {
     }
 }
 
-/// Translates the HTTP request the way Vault's `http/logical.go` does.
-pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
-    let mut path = percent_encoding::percent_decode_str(req.path.trim_start_matches('/'))
+/// The logical operation of an HTTP request (Vault's `http/logical.go`):
+/// GET and HEAD read, or list with `?list=true`; LIST lists; POST and PUT
+/// update (the router turns that into `Create` on a path whose existence
+/// check finds no target); PATCH patches; DELETE deletes. Any other method
+/// is a 405, an unreadable `list` value a 400. The host's early check reads
+/// requests the same way.
+pub fn request_operation(method: &str, query: &str) -> Result<Operation, ApiError> {
+    let operation = match method.to_ascii_uppercase().as_str() {
+        "GET" | "HEAD" => Operation::Read,
+        "LIST" => Operation::List,
+        "POST" | "PUT" => Operation::Update,
+        "PATCH" => Operation::Patch,
+        "DELETE" => Operation::Delete,
+        _ => return Err(ApiError::UnsupportedOperation),
+    };
+    if operation != Operation::Read {
+        return Ok(operation);
+    }
+    let list = form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == "list")
+        .last();
+    match list {
+        None => Ok(Operation::Read),
+        Some((_, list)) => match parse_bool(&list) {
+            Some(true) => Ok(Operation::List),
+            Some(false) => Ok(Operation::Read),
+            None => Err(ApiError::bad_request(format!(
+                "invalid value {list:?} for the list parameter: use true or false"
+            ))),
+        },
+    }
+}
+
+/// The logical path of a request: percent-decoded, without a leading `/`,
+/// and ending in `/` for a LIST. A path that is not UTF-8 or holds control
+/// characters is a 400.
+pub fn request_path(raw: &str, operation: Operation) -> Result<String, ApiError> {
+    let mut path = percent_encoding::percent_decode_str(raw.trim_start_matches('/'))
         .decode_utf8()
         .map_err(|_| ApiError::bad_request("the request path is not valid UTF-8"))?
         .into_owned();
@@ -148,31 +183,22 @@ pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
             "the request path contains control characters",
         ));
     }
+    if operation == Operation::List && !path.ends_with('/') {
+        path.push('/');
+    }
+    Ok(path)
+}
+
+/// Translates the HTTP request the way Vault's `http/logical.go` does.
+pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
+    let operation = request_operation(&req.method, &req.query)?;
+    let path = request_path(&req.path, operation)?;
     let mut query: Map<String, Value> = Map::new();
     for (k, v) in form_urlencoded::parse(req.query.as_bytes()) {
         query.insert(k.into_owned(), Value::String(v.into_owned()));
     }
-    let mut operation = match req.method.to_ascii_uppercase().as_str() {
-        "GET" | "HEAD" => Operation::Read,
-        "LIST" => Operation::List,
-        "POST" | "PUT" => Operation::Update,
-        "PATCH" => Operation::Patch,
-        "DELETE" => Operation::Delete,
-        _ => return Err(ApiError::UnsupportedOperation),
-    };
-    if operation == Operation::Read
-        && let Some(list) = query.remove("list")
-    {
-        let list = list.as_str().unwrap_or_default();
-        match parse_bool(list) {
-            Some(true) => operation = Operation::List,
-            Some(false) => {}
-            None => {
-                return Err(ApiError::bad_request(format!(
-                    "invalid value {list:?} for the list parameter: use true or false"
-                )));
-            }
-        }
+    if matches!(req.method.to_ascii_uppercase().as_str(), "GET" | "HEAD") {
+        query.remove("list");
     }
     let data = match operation {
         Operation::Read | Operation::List | Operation::Delete => query,
@@ -181,18 +207,13 @@ pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
                 .header("content-type")
                 .unwrap_or_default()
                 .to_ascii_lowercase();
-            if operation == Operation::Patch
-                && !content_type.starts_with("application/merge-patch+json")
-            {
+            if operation == Operation::Patch && !is_merge_patch(&content_type) {
                 let shown = req.header("content-type").unwrap_or_default().to_string();
                 return Err(ApiError::UnsupportedMediaType(shown));
             }
             parse_body(&content_type, &req.body)?
         }
     };
-    if operation == Operation::List && !path.ends_with('/') {
-        path.push('/');
-    }
     Ok(LogicalRequest {
         operation,
         path,
@@ -200,6 +221,11 @@ pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
         caller: req.caller,
         request_id: new_uuid(),
     })
+}
+
+/// Whether a (lower-case) content type is the one PATCH requires.
+pub fn is_merge_patch(content_type: &str) -> bool {
+    content_type.starts_with("application/merge-patch+json")
 }
 
 fn parse_body(content_type: &str, body: &[u8]) -> Result<Map<String, Value>, ApiError> {

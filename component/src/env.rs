@@ -1,8 +1,9 @@
 //! Everything the engine reaches outside itself, bundled for one request: the
 //! host's imports behind traits, so native tests substitute in-memory fakes.
 
-use crate::authz::{Authz, StaticAuthz};
+use crate::authz::{Authz, FakeAuthz};
 use crate::connector::{Connector, MemConnector};
+use crate::policies::{MemPolicies, Policies};
 use crate::storage::{MemStorage, Storage};
 
 #[derive(Clone, Copy)]
@@ -10,13 +11,15 @@ pub struct Env<'a> {
     pub storage: &'a dyn Storage,
     pub connector: &'a dyn Connector,
     pub authz: &'a dyn Authz,
+    pub policies: &'a dyn Policies,
 }
 
 /// Owned in-memory fakes of every import (native tests and baselines).
 pub struct Fakes {
     pub storage: MemStorage,
     pub connector: MemConnector,
-    pub authz: StaticAuthz,
+    pub authz: FakeAuthz,
+    pub policies: MemPolicies,
 }
 
 impl Default for Fakes {
@@ -24,7 +27,8 @@ impl Default for Fakes {
         Fakes {
             storage: MemStorage::new(),
             connector: MemConnector::default(),
-            authz: StaticAuthz(true),
+            authz: FakeAuthz::default(),
+            policies: MemPolicies::default(),
         }
     }
 }
@@ -35,6 +39,7 @@ impl Fakes {
             storage: &self.storage,
             connector: &self.connector,
             authz: &self.authz,
+            policies: &self.policies,
         }
     }
 }

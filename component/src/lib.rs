@@ -2,7 +2,7 @@
 //! table and the KV-v2 secrets engine, as plain Rust behind a thin wit-bindgen adapter.
 //!
 //! Everything here runs natively in unit tests: the WIT imports are reached only
-//! through the traits bundled in [`env::Env`] (storage, connector, authz), which
+//! through the traits bundled in [`env::Env`] (storage, connector, authz, policies), which
 //! the wasm adapter implements with the host's imports and tests implement in memory.
 
 pub mod api;
@@ -14,6 +14,7 @@ pub mod env;
 pub mod error;
 pub mod framework;
 pub mod kv;
+pub mod policies;
 pub mod router;
 pub mod storage;
 pub mod sync;

@@ -268,6 +268,7 @@ pub(crate) mod testing {
     use crate::authz::StaticAuthz;
     use crate::connector::MemConnector;
     use crate::env::Env;
+    use crate::policies::MemPolicies;
     use crate::storage::{MemStorage, Tx};
     use crate::sys::mounts::{MountEntry, MountTable};
 
@@ -276,6 +277,7 @@ pub(crate) mod testing {
     pub struct Server {
         pub store: MemStorage,
         pub connector: MemConnector,
+        pub policies: MemPolicies,
     }
 
     impl Server {
@@ -284,6 +286,7 @@ pub(crate) mod testing {
             let server = Server {
                 store: MemStorage::new(),
                 connector: MemConnector::default(),
+                policies: MemPolicies::default(),
             };
             let (status, _) = server.call("POST", "sys/mounts/secret", json!({"type": "kv-v2"}));
             assert_eq!(status, 204);
@@ -297,6 +300,7 @@ pub(crate) mod testing {
                 storage: &self.store,
                 connector: &self.connector,
                 authz: &StaticAuthz(true),
+                policies: &self.policies,
             };
             crate::testing::call(&env, method, path, &body)
         }

@@ -6,10 +6,8 @@ use crate::api::Reply;
 use crate::error::ApiResult;
 use crate::framework::Call;
 use crate::storage::Tx;
+use crate::sys::{CLUSTER_NAME, VAULT_VERSION};
 use crate::time;
-
-/// The Vault API version kvsync speaks.
-pub const VAULT_VERSION: &str = "1.21.0";
 
 pub fn read(_tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
     Ok(Reply::raw(
@@ -23,8 +21,8 @@ pub fn read(_tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
             "replication_dr_mode": "disabled",
             "server_time_utc": time::now() / 1_000_000_000,
             "version": VAULT_VERSION,
-            "enterprise": false,
-            "cluster_name": "kvsync",
+            "enterprise": true,
+            "cluster_name": CLUSTER_NAME,
             "cluster_id": "",
             "echo_duration_ms": 0,
             "clock_skew_ms": 0,

@@ -73,7 +73,8 @@ impl MountEntry {
     }
 }
 
-fn system_mount_json() -> Value {
+/// The system backend's entry, as `sys/mounts` shows it.
+pub fn system_mount_json() -> Value {
     json!({
         "accessor": "system_00000000",
         "config": MountConfig::default(),

@@ -1,14 +1,17 @@
 //! Identity: tokens are the host's business. The engine only ever receives the
 //! resolved caller. Tokens are stored hashed (SHA-256 of a 144-bit random
 //! secret), under host-only keys that no tenant's storage view can reach.
-//! What a caller may do is decided in one place, [`allowed`].
+//! What a caller may do is decided in one place ([`acl`]), on the ACL its
+//! policies compile to ([`PolicyStore::acl`]).
 
-mod acl;
+pub mod acl;
+mod authority;
 mod caller;
 pub mod policies;
 pub mod policy;
 
-pub use acl::{ROOT_POLICY, allowed};
+pub use acl::ROOT_POLICY;
+pub use authority::{Authority, Subject};
 pub use caller::{Caller, Token};
 pub use policies::{Namespace, PolicyStore, PolicyStoreError, StoredPolicy};
 
@@ -125,5 +128,43 @@ impl TokenStore {
             path: entry.path,
             creation_time: entry.creation_time,
         }))
+    }
+
+    /// Resolves an accessor to the caller of its token; `None` for unknown
+    /// accessors. Reads every token record: the accessor index of the token
+    /// store replaces this scan.
+    pub async fn lookup_accessor(&self, accessor: &str) -> Result<Option<Caller>, StorageError> {
+        if accessor.is_empty() {
+            return Ok(None);
+        }
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .backend
+                .list(TOKEN_PREFIX, after.as_deref(), None, 0)
+                .await?;
+            for hash in &page.keys {
+                let Some(entry) = self.backend.get(&format!("{TOKEN_PREFIX}{hash}")).await? else {
+                    continue;
+                };
+                let Ok(entry) = serde_json::from_slice::<TokenEntry>(&entry.value) else {
+                    continue;
+                };
+                if entry.accessor == accessor {
+                    return Ok(Some(Caller {
+                        token: Token::new(String::new()),
+                        accessor: entry.accessor,
+                        display_name: entry.display_name,
+                        policies: entry.policies,
+                        path: entry.path,
+                        creation_time: entry.creation_time,
+                    }));
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(None),
+            }
+        }
     }
 }

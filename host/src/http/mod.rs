@@ -1,7 +1,10 @@
 //! The HTTP front: TCP/TLS, request size limits and identity. The host resolves
-//! the token to a caller and the namespace to a tenant, then hands the request
-//! to a fresh engine instance, which routes it and writes the response body.
+//! the token to a caller, its policies to an ACL and the namespace to a
+//! tenant, refuses early what the request's method alone rules out
+//! ([`access`]), then hands the request to an engine instance, which routes
+//! it, runs the exact check and writes the response body.
 
+pub mod access;
 mod error;
 pub mod tls;
 
@@ -23,9 +26,10 @@ use tokio_rustls::TlsAcceptor;
 
 pub use error::HostError;
 
-use crate::auth::{Token, TokenStore};
+use crate::auth::{Authority, Namespace, PolicyStore, Token, TokenStore};
 use crate::runtime::{self, Runtime};
 use crate::storage::{SharedBackend, TenantStorage};
+use kvsync_component::api;
 
 /// Vault's default `max_request_size`: 32 MiB.
 pub const DEFAULT_MAX_REQUEST_SIZE: usize = 32 << 20;
@@ -35,9 +39,6 @@ const DRAIN_ON_REJECT: usize = 64 << 10;
 
 /// The tenant of the root namespace.
 pub const ROOT_TENANT: &str = "root";
-
-/// Paths Vault serves without a token.
-const UNAUTHENTICATED: &[&str] = &["sys/health", "sys/activation-flags"];
 
 /// What answers an API request once the host has resolved its caller and
 /// tenant, with the response and the request's effects: the wasm engine
@@ -68,6 +69,7 @@ pub struct AppState {
     pub api: Arc<dyn Api>,
     pub backend: SharedBackend,
     pub tokens: TokenStore,
+    pub policies: PolicyStore,
     pub max_request_size: usize,
     /// Wakes the sync worker's loops (`notify_waiters`) when a request's
     /// effects say it made sync work due.
@@ -164,18 +166,24 @@ async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes
     }
 }
 
+/// The request's token: `X-Vault-Token`, else `Authorization: Bearer`; an
+/// empty one is none.
 fn token_of(req: &Request<Incoming>) -> Option<Token> {
     let h = req.headers();
-    if let Some(t) = h.get("x-vault-token").and_then(|v| v.to_str().ok()) {
-        return Some(Token::new(t.trim().to_string()));
-    }
-    h.get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|t| Token::new(t.trim().to_string()))
+    let token = match h.get("x-vault-token").and_then(|v| v.to_str().ok()) {
+        Some(t) => Some(t),
+        None => h
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            }),
+    };
+    token
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| Token::new(t.to_string()))
 }
 
 async fn respond(
@@ -202,22 +210,51 @@ async fn respond(
         }
     }
 
-    let caller = match token_of(&req) {
+    let open = api::request_path(&path, api::Operation::Read)
+        .is_ok_and(|decoded| access::is_unauthenticated(&decoded));
+    let given = token_of(&req);
+    let caller = match &given {
         Some(token) => state
             .tokens
-            .lookup(token)
+            .lookup(token.clone())
             .await
             .map_err(|e| HostError::Storage(e.to_string()))?,
         None => None,
     };
-    let open = UNAUTHENTICATED.contains(&path.trim_matches('/'));
-    if caller.is_none() && !open {
+    let authority = match &caller {
+        Some(caller) => Some(
+            Authority::of(Namespace::root(), caller, &state.policies, &state.tokens)
+                .await
+                .map_err(|e| HostError::Storage(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let refused = match (&authority, open) {
+        (_, true) => None,
+        (None, false) if given.is_some() => Some(HostError::InvalidToken),
+        (None, false) => Some(HostError::PermissionDenied),
+        (Some(authority), false) => {
+            let content_type = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let attempt = access::Attempt {
+                method: req.method().as_str(),
+                path: &path,
+                query: &query,
+                content_type,
+            };
+            access::early_check(authority, &attempt).err()
+        }
+    };
+    if let Some(refused) = refused {
         // Read a small body anyway so the connection stays usable for the
         // client's next request; a larger one is not worth reading for a 403.
         let _ = Limited::new(req.into_body(), DRAIN_ON_REJECT)
             .collect()
             .await;
-        return Err(HostError::PermissionDenied);
+        return Err(refused);
     }
 
     let limit = state.max_request_size;
@@ -263,6 +300,7 @@ async fn respond(
         headers,
         body,
         caller,
+        authority,
     };
     let storage = TenantStorage::new(state.backend.clone(), ROOT_TENANT);
     let runtime::Outcome {
@@ -344,6 +382,7 @@ mod tests {
         let state = Arc::new(AppState {
             api: Arc::new(Fixed(sync_due)),
             tokens: TokenStore::new(backend.clone()),
+            policies: PolicyStore::new(backend.clone()),
             backend,
             max_request_size: DEFAULT_MAX_REQUEST_SIZE,
             sync_wake: Arc::new(Notify::new()),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::auth::{NewToken, TokenStore};
+use crate::auth::NewToken;
 use crate::config::Config;
 use crate::env::{self, Env};
 use crate::storage::{Barrier, EncryptionKey, OpenError, RedbBackend, SharedBackend};
@@ -125,7 +125,8 @@ pub async fn init(config: &Config, env: &Env) -> anyhow::Result<Initialized> {
     }
     barrier.init_key_check().await?;
     let backend: SharedBackend = Arc::new(barrier);
-    let root = TokenStore::new(backend).create_root(None).await?;
+    let (tokens, _) = super::identity(&backend).await?;
+    let root = tokens.create_root(None).await?;
     Ok(Initialized { root, key_from_env })
 }
 

@@ -130,7 +130,6 @@ async fn all(flags: &Flags) -> anyhow::Result<ExitCode> {
 /// `secret/`) behind kvsync's HTTP front, answered by the natively linked
 /// engine; no runtime, no sync worker.
 async fn native_server(flags: &Flags) -> anyhow::Result<ExitCode> {
-    use kvsync::auth::TokenStore;
     use kvsync::http::{self, DEFAULT_MAX_REQUEST_SIZE};
     use kvsync::server;
 
@@ -139,7 +138,7 @@ async fn native_server(flags: &Flags) -> anyhow::Result<ExitCode> {
     let state = server::http_state(
         Arc::new(native::NativeApi),
         backend.clone(),
-        TokenStore::new(backend),
+        server::identity(&backend).await?,
         DEFAULT_MAX_REQUEST_SIZE,
         Arc::new(tokio::sync::Notify::new()),
     );
