@@ -79,7 +79,8 @@ impl Outcome {
 /// Vault's logical operations, which are also the ACL capabilities a request
 /// needs. POST and PUT are synonyms: the HTTP layer makes them `Update`, and
 /// the router turns that into `Create` on a path whose existence check finds
-/// no target.
+/// no target. `HEAD` is Vault's header operation: only `sys/health` serves
+/// it, every other path answers 405, and no policy capability grants it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
     Read,
@@ -88,6 +89,7 @@ pub enum Operation {
     Update,
     Patch,
     Delete,
+    Header,
 }
 
 impl Operation {
@@ -100,6 +102,7 @@ impl Operation {
             Operation::Update => "update",
             Operation::Patch => "patch",
             Operation::Delete => "delete",
+            Operation::Header => "header",
         }
     }
 
@@ -137,15 +140,64 @@ impl LogicalRequest {
     }
 }
 
-/// The logical operation of an HTTP request (Vault's `http/logical.go`):
-/// GET and HEAD read, or list with `?list=true`; LIST lists; POST and PUT
-/// update (the router turns that into `Create` on a path whose existence
-/// check finds no target); PATCH patches; DELETE deletes. Any other method
-/// is a 405, an unreadable `list` value a 400. The host's early check reads
-/// requests the same way.
+/// Translates the HTTP request the way Vault's `http/logical.go` does:
+///
+/// - the query string is the data of reads, lists, deletes and `HEAD`s; a
+///   parameter given once is a string, one given more often a list of strings
+///   (which a field expecting one value refuses);
+/// - `GET ?list=true` (any Go `ParseBool` truth) is a LIST and drops the
+///   parameter; `?list=false` leaves it in the data, where the endpoint warns
+///   of it as an unrecognized parameter;
+/// - `OPTIONS` is an operation no endpoint serves (405), as are unknown methods;
+/// - a write (POST, PUT, PATCH) to a path ending in `/` is refused before any
+///   routing: Vault cannot tell a key named `foo/` from a forgotten key.
+pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
+    let mut query = parse_query(&req.query);
+    let operation = request_operation(&req.method, &req.query)?;
+    if operation == Operation::List && req.method.eq_ignore_ascii_case("GET") {
+        query.remove("list");
+    }
+    let path = request_path(&req.path, operation)?;
+    let data = match operation {
+        Operation::Read | Operation::List | Operation::Delete | Operation::Header => query,
+        Operation::Create | Operation::Update | Operation::Patch => {
+            let content_type = req
+                .header("content-type")
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            if operation == Operation::Patch && !is_merge_patch(&content_type) {
+                let shown = req.header("content-type").unwrap_or_default().to_string();
+                return Err(ApiError::UnsupportedMediaType(shown));
+            }
+            let data = parse_body(&content_type, &req.body)?;
+            if path.ends_with('/') {
+                return Err(ApiError::bad_request(
+                    "cannot write to a path ending in '/'",
+                ));
+            }
+            data
+        }
+    };
+    Ok(LogicalRequest {
+        operation,
+        path,
+        data,
+        caller: req.caller,
+        request_id: new_uuid(),
+    })
+}
+
+/// The logical operation of an HTTP request: GET reads, or lists with
+/// `?list=true` (the first `list` value, any Go `ParseBool` truth); HEAD is
+/// Vault's header operation; LIST lists; POST and PUT update (the router
+/// turns that into `Create` on a path whose existence check finds no
+/// target); PATCH patches; DELETE deletes. Any other method is a 405, an
+/// unreadable `list` value a 400. The host's early check reads requests the
+/// same way.
 pub fn request_operation(method: &str, query: &str) -> Result<Operation, ApiError> {
     let operation = match method.to_ascii_uppercase().as_str() {
-        "GET" | "HEAD" => Operation::Read,
+        "GET" => Operation::Read,
+        "HEAD" => Operation::Header,
         "LIST" => Operation::List,
         "POST" | "PUT" => Operation::Update,
         "PATCH" => Operation::Patch,
@@ -155,9 +207,7 @@ pub fn request_operation(method: &str, query: &str) -> Result<Operation, ApiErro
     if operation != Operation::Read {
         return Ok(operation);
     }
-    let list = form_urlencoded::parse(query.as_bytes())
-        .filter(|(k, _)| k == "list")
-        .last();
+    let list = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "list");
     match list {
         None => Ok(Operation::Read),
         Some((_, list)) => match parse_bool(&list) {
@@ -189,43 +239,26 @@ pub fn request_path(raw: &str, operation: Operation) -> Result<String, ApiError>
     Ok(path)
 }
 
-/// Translates the HTTP request the way Vault's `http/logical.go` does.
-pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
-    let operation = request_operation(&req.method, &req.query)?;
-    let path = request_path(&req.path, operation)?;
-    let mut query: Map<String, Value> = Map::new();
-    for (k, v) in form_urlencoded::parse(req.query.as_bytes()) {
-        query.insert(k.into_owned(), Value::String(v.into_owned()));
-    }
-    if matches!(req.method.to_ascii_uppercase().as_str(), "GET" | "HEAD") {
-        query.remove("list");
-    }
-    let data = match operation {
-        Operation::Read | Operation::List | Operation::Delete => query,
-        Operation::Create | Operation::Update | Operation::Patch => {
-            let content_type = req
-                .header("content-type")
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            if operation == Operation::Patch && !is_merge_patch(&content_type) {
-                let shown = req.header("content-type").unwrap_or_default().to_string();
-                return Err(ApiError::UnsupportedMediaType(shown));
-            }
-            parse_body(&content_type, &req.body)?
-        }
-    };
-    Ok(LogicalRequest {
-        operation,
-        path,
-        data,
-        caller: req.caller,
-        request_id: new_uuid(),
-    })
-}
-
 /// Whether a (lower-case) content type is the one PATCH requires.
 pub fn is_merge_patch(content_type: &str) -> bool {
     content_type.starts_with("application/merge-patch+json")
+}
+
+/// Vault's `parseQuery`: a parameter given once is a string, one given more
+/// often the list of its values, in order.
+fn parse_query(query: &str) -> Map<String, Value> {
+    let mut data: Map<String, Value> = Map::new();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        let v = Value::String(v.into_owned());
+        match data.get_mut(k.as_ref()) {
+            Some(Value::Array(values)) => values.push(v),
+            Some(first) => *first = Value::Array(vec![first.take(), v]),
+            None => {
+                data.insert(k.into_owned(), v);
+            }
+        }
+    }
+    data
 }
 
 fn parse_body(content_type: &str, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
@@ -264,7 +297,8 @@ pub struct Reply {
     pub warnings: Vec<String>,
     /// Legacy `sys/` routes also copy `data`'s keys to the top level of the body.
     pub data_at_top_level: bool,
-    /// A body that is not wrapped in the envelope (`sys/health`).
+    /// A body that is not wrapped in the envelope (`sys/health`); `data`
+    /// `None`: no body at all.
     pub raw: bool,
 }
 
@@ -294,6 +328,18 @@ impl Reply {
         Reply {
             status,
             data: Some(body),
+            warnings: Vec::new(),
+            data_at_top_level: false,
+            raw: true,
+        }
+    }
+
+    /// A status with an empty body (Vault's `RespondWithStatusCode` without a
+    /// response: the KV engine's 404 for a PATCH of a secret that does not exist).
+    pub fn empty(status: u16) -> Self {
+        Reply {
+            status,
+            data: None,
             warnings: Vec::new(),
             data_at_top_level: false,
             raw: true,
@@ -342,7 +388,10 @@ pub fn render(reply: Reply, request_id: &str, mount_type: &str) -> Response {
         return Response {
             status: reply.status,
             headers: headers(),
-            body: serde_json::to_vec(&reply.data.unwrap_or(Value::Null)).unwrap_or_default(),
+            body: reply
+                .data
+                .and_then(|body| serde_json::to_vec(&body).ok())
+                .unwrap_or_default(),
         };
     }
     if reply.status == 204 && reply.data.is_none() && reply.warnings.is_empty() {
@@ -496,6 +545,51 @@ mod tests {
     }
 
     #[test]
+    fn query_parameters_as_vault_reads_them() {
+        // A repeated parameter is a list of its values.
+        let l = to_logical(req("GET", "x", "version=1&version=2&a=b", "", "")).unwrap();
+        assert_eq!(l.data.get("version"), Some(&json!(["1", "2"])));
+        assert_eq!(l.data.get("a"), Some(&json!("b")));
+        let l = to_logical(req("DELETE", "x", "v=1&v=2&v=3", "", "")).unwrap();
+        assert_eq!(l.data.get("v"), Some(&json!(["1", "2", "3"])));
+        // list=true is a LIST and drops the parameter (its first value decides);
+        // list=false stays in the data, where the endpoint warns of it.
+        let l = to_logical(req("GET", "x", "list=true&list=false&k=v", "", "")).unwrap();
+        assert_eq!(l.operation, Operation::List);
+        assert!(l.data.get("list").is_none());
+        assert_eq!(l.data.get("k"), Some(&json!("v")));
+        let l = to_logical(req("GET", "x", "list=false", "", "")).unwrap();
+        assert_eq!(l.operation, Operation::Read);
+        assert_eq!(l.data.get("list"), Some(&json!("false")));
+        assert!(to_logical(req("GET", "x", "list=no&list=true", "", "")).is_err());
+    }
+
+    #[test]
+    fn head_options_and_writes_to_folders() {
+        let l = to_logical(req("HEAD", "sys/health", "activecode=201", "", "")).unwrap();
+        assert_eq!(l.operation, Operation::Header);
+        assert_eq!(l.data.get("activecode"), Some(&json!("201")));
+        assert_eq!(
+            to_logical(req("OPTIONS", "secret/data/a", "", "", "")).unwrap_err(),
+            ApiError::UnsupportedOperation
+        );
+        let refused = ApiError::bad_request("cannot write to a path ending in '/'");
+        for method in ["POST", "PUT"] {
+            let e = to_logical(req(method, "secret/data/a/", "", "", "{}")).unwrap_err();
+            assert_eq!(e, refused);
+        }
+        let e = to_logical(req("PATCH", "a/", "", "application/merge-patch+json", "{}"));
+        assert_eq!(e.unwrap_err(), refused);
+        // The content type is checked first, as Vault's HTTP layer does.
+        let e = to_logical(req("PATCH", "a/", "", "application/json", "{}"));
+        assert_eq!(e.unwrap_err().status(), 415);
+        // Reads, lists and deletes of a folder are fine.
+        for method in ["GET", "LIST", "DELETE"] {
+            assert!(to_logical(req(method, "secret/metadata/a/", "", "", "")).is_ok());
+        }
+    }
+
+    #[test]
     fn renders_envelopes() {
         let r = render(Reply::data(json!({"a":1})), "id", "kv");
         let v: Value = serde_json::from_slice(&r.body).unwrap();
@@ -514,6 +608,9 @@ mod tests {
         assert_eq!(w.status, 200);
         let e = render_error(&ApiError::NotFound);
         assert_eq!(e.body, br#"{"errors":[]}"#);
+        let empty = render(Reply::empty(404), "id", "kv");
+        assert_eq!((empty.status, empty.body.len()), (404, 0));
+        assert!(empty.headers.contains(&(JSON.0.into(), JSON.1.into())));
         assert!(new_uuid().len() == 36);
     }
 }

@@ -220,7 +220,8 @@ struct HostAuthz;
 impl Authz for HostAuthz {
     fn authorize(&self, operation: Operation, path: &str, sudo: bool) -> bool {
         let operation = match operation {
-            Operation::Read => host_authz::Operation::Read,
+            // HEAD reads nothing more than GET: it needs what GET needs.
+            Operation::Read | Operation::Header => host_authz::Operation::Read,
             Operation::List => host_authz::Operation::List,
             Operation::Create => host_authz::Operation::Create,
             Operation::Update => host_authz::Operation::Update,

@@ -15,9 +15,11 @@ OpenBao (`bao server -dev`) is the reference for every Vault API kvsync serves e
 A difference fails the call unless the test allowed it with `Diff.allow(Decision)`, where every
 `Decision` quotes the README line ("Where kvsync differs from Vault (on purpose)") that it rests on;
 the quote is checked against the README, and an allowed difference that never occurred fails the
-test too. `TRACKED` lists kvsync bugs that show in nearly every response; they are masked in every
-call and each is pinned by one `xfail(strict=True)` test, so fixing one turns that test into a
-failure until its entry is removed here.
+test too. `DECIDED` lists the decisions whose differences show in nearly every response: they are
+allowed in every call, and each is shown by one test that allows it explicitly (so it fails when
+the difference is gone). `TRACKED` lists kvsync bugs that show in nearly every response; they are
+masked in every call and each is pinned by one `xfail(strict=True)` test, so fixing one turns that
+test into a failure until its entry is removed here.
 
 The failure message shows the request and both responses, with each server's root token and
 every token a response hands out (wrapping tokens) redacted.
@@ -100,28 +102,20 @@ class TrackedBug:
     request: Optional[str] = None
 
 
-TRACKED = (
-    TrackedBug(
-        id="mount_type",
-        where="mount_type",
-        kind="extra",
-        bug="every kvsync response envelope carries a top-level mount_type key; bao's has none",
-        pinned_by="test_tracked_envelope_mount_type",
-    ),
-    TrackedBug(
-        id="kv_metadata_cas",
-        where="data.metadata_cas_required",
-        kind="missing",
-        bug="KV-v2 metadata and config reads lack metadata_cas_required",
-        pinned_by="test_tracked_kv_metadata_cas_fields",
-    ),
-    TrackedBug(
-        id="kv_current_metadata_version",
-        where="data.current_metadata_version",
-        kind="missing",
-        bug="KV-v2 metadata reads lack current_metadata_version",
-        pinned_by="test_tracked_kv_metadata_cas_fields",
-    ),
+TRACKED: tuple = ()
+
+#: README quotes of the decisions in DECIDED (the tests that show them use the same constants).
+MOUNT_TYPE = "Every response envelope carries `mount_type`"
+KV_METADATA_CAS = "KV-v2 has no check-and-set on metadata"
+
+#: Decisions whose differences show in (nearly) every response: allowed in every call. Each is shown
+#: by the test named in the comment, which allows it explicitly.
+DECIDED = (
+    # test_envelope_mount_type
+    Decision(where="mount_type", kind="extra", readme=MOUNT_TYPE),
+    # test_kv_metadata_cas_fields
+    Decision(where="data.metadata_cas_required", kind="missing", readme=KV_METADATA_CAS),
+    Decision(where="data.current_metadata_version", kind="missing", readme=KV_METADATA_CAS),
 )
 
 
@@ -330,12 +324,15 @@ class Pair:
 class Diff:
     """Sends each request to kvsync and to bao, compares, fails on an unexplained difference."""
 
-    def __init__(self, kvsync: Http, bao: Http, tracked: Iterable = TRACKED,
+    def __init__(self, kvsync: Http, bao: Http, tracked: Iterable = TRACKED, decided: Iterable = DECIDED,
                  pin_check: Optional[Callable[[str], None]] = None):
         self.pin_check = pin_check
         self.kvsync = kvsync
         self.bao = bao
         self.tracked = list(tracked)
+        self.decided = list(decided)
+        for d in self.decided:
+            d.verify()
         self.allowed: list = []
         self.used: set = set()
         self.history: list = []
@@ -379,7 +376,7 @@ class Diff:
             if self._applies(entry, d, request):
                 self.used.add(entry)
                 return True
-        return any(self._applies(t, d, request) for t in self.tracked)
+        return any(self._applies(t, d, request) for t in self.tracked + self.decided)
 
     # ---- requests ---------------------------------------------------------------------------
 

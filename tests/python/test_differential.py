@@ -19,7 +19,7 @@ import json
 
 import pytest
 
-from differential import TRACKED, Decision, check_pinned
+from differential import DECIDED, KV_METADATA_CAS, MOUNT_TYPE, TRACKED, Decision, check_pinned
 from kvsync_helpers import assert_alive, unique
 
 SECRET = "secret"
@@ -30,6 +30,15 @@ MERGE = {"Content-Type": "application/merge-patch+json"}
 
 ONLY_KV_V2 = "Only KV version 2 can be mounted (`kv-v1` and other engine types: 400)."
 ERROR_TEXTS = "Error texts Vault does not publish are specific messages"
+NEGATIVE_MAX_VERSIONS = "A negative `max_versions` (secret metadata or mount config) is refused with 400"
+PATCH_415 = "`PATCH` needs `Content-Type: application/merge-patch+json` and answers 415 without it"
+WARN_INSTEAD_OF_204 = ("A call that answers 204 but was sent fields or query parameters it does not know answers 200 "
+                       "with the `Endpoint ignored these unrecognized parameters` warning")
+EXACT_INTEGERS = "Integers in secret data are kept exact, also beyond 2^53"
+HEALTH_KEYS = "`sys/health` also has the keys Vault documents and OpenBao dropped"
+ROOT_TOKEN = ("The bootstrap root token (`--dev-root-token-id`, `operator init`) looks itself up with "
+              "`display_name` `root` and `path` `auth/token/root`")
+OPTIONS_405 = "`OPTIONS` answers 405 `unsupported operation`"
 
 
 @pytest.fixture(autouse=True)
@@ -80,8 +89,11 @@ def test_tracked_bugs_are_pinned():
 
 
 def test_decisions_quote_the_readme():
-    for quote in (ONLY_KV_V2, ERROR_TEXTS):
+    for quote in (ONLY_KV_V2, ERROR_TEXTS, NEGATIVE_MAX_VERSIONS, PATCH_415, WARN_INSTEAD_OF_204, EXACT_INTEGERS,
+                  HEALTH_KEYS, ROOT_TOKEN, OPTIONS_405, MOUNT_TYPE, KV_METADATA_CAS):
         Decision(where="x", readme=quote).verify()
+    for decision in DECIDED:
+        decision.verify()
     with pytest.raises(AssertionError):
         Decision(where="x", readme="a decision nobody wrote").verify()
 
@@ -107,30 +119,22 @@ def test_a_difference_fails_and_shows_both_bodies_redacted(diff, dev_server, bao
 
 
 # --------------------------------------------------------------------------------------------
-# tracked kvsync bugs (masked in every other call; see differential.TRACKED)
+# decisions allowed in every call (differential.DECIDED)
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: every response envelope has a top-level mount_type key; OpenBao's has none",
-)
-def test_tracked_envelope_mount_type(diff):
-    diff.untrack("mount_type")
+def test_envelope_mount_type(diff):
+    diff.allow(Decision(where="mount_type", kind="extra", readme=MOUNT_TYPE))
     diff.get("secret/config", expect=200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: KV-v2 metadata lacks metadata_cas_required and current_metadata_version, "
-    "and the mount config lacks metadata_cas_required",
-)
-def test_tracked_kv_metadata_cas_fields(diff):
-    diff.untrack("kv_metadata_cas")
-    diff.untrack("kv_current_metadata_version")
+def test_kv_metadata_cas_fields(diff):
+    diff.allow(Decision(where="data.metadata_cas_required", kind="missing", readme=KV_METADATA_CAS),
+               Decision(where="data.current_metadata_version", kind="missing", readme=KV_METADATA_CAS))
     p = unique("mcas")
     write(diff, p, {"a": "1"})
     diff.get(f"secret/metadata/{p}", expect=200)
+    diff.get("secret/config", expect=200)
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,12 +175,9 @@ def test_kv_values_of_every_json_type(diff):
     diff.get(f"secret/data/{p}", expect=200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: an integer above 2**53 in secret data reads back exactly; OpenBao rounds it "
-    "to the nearest float64 (9007199254740993 -> 9007199254740992)",
-)
 def test_kv_integers_beyond_float64_precision(diff):
+    # bao rounds 9007199254740993 to the nearest float64 (9007199254740992)
+    diff.allow(Decision(where="data.data.big", kind="value", readme=EXACT_INTEGERS))
     p = unique("bigint")
     write(diff, p, {"big": 2**53 + 1})
     diff.get(f"secret/data/{p}", expect=200)
@@ -222,8 +223,6 @@ def test_kv_cas_required_on_the_key(diff):
 
 
 def test_kv_merge_patch(diff):
-    diff.known_bug("<root>", pinned_by="test_kv_merge_patch_of_a_missing_secret", kind="type",
-                   request="^PATCH .*mpatch-missing")
     p = unique("mpatch")
     write(diff, p, {"keep": "k", "drop": "d", "nested": {"a": 1, "b": 2}})
     diff.merge_patch(f"secret/data/{p}", {"data": {"drop": None, "new": "n", "nested": {"a": None, "c": 3}}},
@@ -239,14 +238,16 @@ def test_kv_merge_patch(diff):
     diff.get(f"secret/metadata/{p}", expect=200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='kvsync bug: PATCH of the data or metadata of a secret that does not exist answers 404 '
-    '{"errors":[]}; OpenBao answers 404 with an empty body',
-)
 @pytest.mark.parametrize("path,body", [("data", {"data": {"a": "b"}}), ("metadata", {"max_versions": 2})])
 def test_kv_merge_patch_of_a_missing_secret(diff, path, body):
+    """404 with an empty body."""
     diff.merge_patch(f"secret/{path}/{unique('mpatch-missing')}", body, expect=404)
+
+
+def test_kv_merge_patch_of_metadata_without_versions(diff):
+    p = unique("mpatch-nover")
+    diff.post(f"secret/metadata/{p}", json={"max_versions": 3}, expect=204)
+    diff.merge_patch(f"secret/data/{p}", {"data": {"a": "b"}}, expect=404)
 
 
 def test_kv_merge_patch_content_types(diff):
@@ -262,11 +263,8 @@ def test_kv_merge_patch_content_types(diff):
     diff.get(f"secret/data/{p}", expect=200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: PATCH without any Content-Type answers 415; OpenBao answers 400 (mime: no media type)",
-)
 def test_kv_merge_patch_without_content_type(diff):
+    diff.allow(Decision(where="$status", readme=PATCH_415))  # bao: 400 mime: no media type
     p = unique("p400")
     write(diff, p, {"a": "1"})
     diff.call("PATCH", f"secret/data/{p}", data=json.dumps({"data": {"a": "2"}}), expect=400)
@@ -349,7 +347,6 @@ def test_kv_versions_argument(diff, op, body):
 
 def test_kv_list_methods(diff):
     diff.allow(Decision(where="errors", kind="list", request="list=notabool", readme=ERROR_TEXTS))
-    diff.known_bug("warnings", pinned_by="test_kv_read_with_list_false_warns", request=r"list=(false|0)")
     base = unique("lst")
     for name in ("one", "two", "dir/three", "dir/sub/four", "both", "both/child"):
         write(diff, f"{base}/{name}", {"n": name})
@@ -406,15 +403,12 @@ def test_kv_list_on_paths_that_do_not_list(diff):
     diff.list("secret/config", expect=404)  # an invalid path for LIST: 404 with the KV warning
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: a read with ?list=false answers without a warning; OpenBao warns "
-    "'Endpoint ignored these unrecognized parameters: [list]'",
-)
 def test_kv_read_with_list_false_warns(diff):
     p = unique("lf")
     write(diff, p, {"a": "1"})
     diff.get(f"secret/metadata/{p}?list=false", expect=200)
+    diff.get(f"secret/data/{p}?list=0", expect=200)
+    diff.get(f"secret/metadata/{p}?list=false&list=true", expect=200)
 
 
 # --------------------------------------------------------------------------------------------
@@ -498,28 +492,37 @@ def test_kv_metadata_field_types(diff, body):
     diff.get(f"secret/metadata/{p}", expect=200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: a JSON float with an integral value is taken where an integer is expected "
-    "(metadata max_versions, options.cas); OpenBao refuses it with 400",
-)
 @pytest.mark.parametrize(
     "path,body",
-    [("metadata", {"max_versions": 7.0}), ("data", {"data": {"a": "2"}, "options": {"cas": 1.0}})],
-    ids=["max_versions", "cas"],
+    [("metadata", {"max_versions": 7.0}), ("data", {"data": {"a": "2"}, "options": {"cas": 1.0}}),
+     ("metadata", {"max_versions": 1e1}), ("config", {"max_versions": 2.0})],
+    ids=["max_versions", "cas", "exponent", "config"],
 )
 def test_kv_float_where_an_integer_is_expected(diff, path, body):
     p = unique("float")
     write(diff, p, {"a": "1"})
-    diff.post(f"secret/{path}/{p}", json=body, expect=400)
+    diff.post(f"secret/{path}/{p}" if path != "config" else "secret/config", json=body, expect=400)
+    diff.get(f"secret/metadata/{p}", expect=200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: metadata max_versions -1 is refused with 400; OpenBao accepts it (204) and "
-    "reads it back as 4294967295",
+@pytest.mark.parametrize(
+    "value", [True, False, "", "+5", "0x10", "0o7", "010", "0b11", "1_0", " 5", "5 ", "_5", "9223372036854775808"],
+    ids=lambda v: json.dumps(v),
 )
+def test_kv_integer_forms(diff, value):
+    """Vault's int parsing: Go's weak decoding (booleans, "" as 0, ParseInt with base prefixes)."""
+    p = unique("intform")
+    write(diff, p, {"a": "1"})
+    diff.post(f"secret/metadata/{p}", json={"max_versions": value})
+    diff.get(f"secret/metadata/{p}", expect=200)
+    diff.post(f"secret/data/{p}", json={"data": {"a": "2"}, "options": {"cas": value}})
+    diff.get(f"secret/data/{p}", params={"version": value} if value is not True and value is not False else None)
+
+
 def test_kv_metadata_negative_max_versions(diff):
+    # bao stores it wrapped: 204, and max_versions reads back as 4294967295
+    diff.allow(Decision(where="$status", readme=NEGATIVE_MAX_VERSIONS),
+               Decision(where="<root>", kind="type", readme=NEGATIVE_MAX_VERSIONS))
     p = unique("negmax")
     write(diff, p, {"a": "1"})
     diff.post(f"secret/metadata/{p}", json={"max_versions": -1}, expect=204)
@@ -623,15 +626,25 @@ def test_kv_paths_outside_the_api(diff, method, path):
     diff.call(method, path, json={"data": {"a": "1"}} if method == "POST" else None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: secret/data/ (an empty secret path) answers 404 with the 'Invalid path for a "
-    "versioned K/V secrets engine' warning; OpenBao answers GET with 404 {\"errors\":[]} and POST with 400 "
-    "\"cannot write to a path ending in '/'\"",
+@pytest.mark.parametrize(
+    "method,status", [("GET", 404), ("POST", 400), ("PUT", 400), ("LIST", 405), ("DELETE", 204)]
 )
-@pytest.mark.parametrize("method,status", [("GET", 404), ("POST", 400)])
 def test_kv_data_with_an_empty_secret_path(diff, method, status):
-    diff.call(method, "secret/data/", json={"data": {"a": "1"}} if method == "POST" else None, expect=status)
+    diff.call(method, "secret/data/", json={"data": {"a": "1"}} if method in ("POST", "PUT") else None,
+              expect=status)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["secret/data/{p}/", "secret/metadata/{p}/", "secret/delete/{p}/", "secret/destroy/{p}/", "secret/config/",
+     "sys/mounts/{p}-m/", f"{unique('nomount')}/x/"],
+)
+def test_writes_to_a_path_ending_in_a_slash(diff, path):
+    p = unique("wslash")
+    write(diff, p, {"a": "1"})
+    diff.post(path.format(p=p), json={"data": {"a": "2"}, "versions": [1], "type": "kv-v2"}, expect=400)
+    diff.merge_patch(path.format(p=p), {"data": {"a": "2"}}, expect=400)
+    diff.get(f"secret/data/{p}", expect=200)
 
 
 # --------------------------------------------------------------------------------------------
@@ -654,13 +667,10 @@ def test_mount_enable_read_tune_list_disable(diff):
     diff.delete(f"sys/mounts/{m}", expect=204)  # disabling twice is fine
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: sys/mounts/<p>/tune reads default_lease_ttl and max_lease_ttl as 0; OpenBao "
-    "answers the effective system defaults (2764800)",
-)
 def test_mount_tune_read(diff):
     diff.get("sys/mounts/secret/tune", expect=200)
+    m = new_mount(diff, config={"default_lease_ttl": "1h"})
+    diff.get(f"sys/mounts/{m}/tune", expect=200)  # the system's max_lease_ttl
 
 
 def test_mount_tune_read_of_unknown_mount(diff):
@@ -682,8 +692,6 @@ def test_mount_tune_read_of_unknown_mount(diff):
     ids=lambda b: json.dumps(b),
 )
 def test_mount_enable_kv_v2_variants(diff, body):
-    if "description" not in body:
-        diff.known_bug("**.description", pinned_by="test_mount_default_description", kind="value")
     m = unique("mvar")
     diff.post(f"sys/mounts/{m}", json=body, expect=204)
     diff.get(f"sys/mounts/{m}", expect=200)
@@ -691,15 +699,12 @@ def test_mount_enable_kv_v2_variants(diff, body):
         diff.get(f"sys/mounts/{m}/tune", expect=200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: a KV-v2 mount enabled without a description reads back with description "
-    "'key/value secret storage'; OpenBao's is ''",
-)
 def test_mount_default_description(diff):
     m = unique("mdesc")
     diff.post(f"sys/mounts/{m}", json={"type": "kv-v2"}, expect=204)
     diff.get(f"sys/mounts/{m}", expect=200)
+    diff.get(f"sys/mounts/{m}/tune", expect=200)
+    diff.get("sys/mounts", project=pick(f"{m}/"), expect=200)
 
 
 def test_mount_enable_with_a_form_body(diff):
@@ -752,13 +757,9 @@ def test_mounts_listing_has_the_same_secret_entry(diff):
     diff.get("sys/mounts/secret", expect=200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: the sys/ entry of sys/mounts has a deprecation_status and no "
-    "config.passthrough_request_headers; OpenBao's is the other way round",
-)
 def test_mounts_listing_sys_entry(diff):
     diff.get("sys/mounts", project=pick("sys/"), expect=200)
+    diff.get("sys/mounts/sys", expect=200)
 
 
 # --------------------------------------------------------------------------------------------
@@ -767,10 +768,7 @@ def test_mounts_listing_sys_entry(diff):
 
 HEALTH_COMMON = ("initialized", "sealed", "standby", "replication_performance_mode", "replication_dr_mode",
                  "server_time_utc", "version", "cluster_name", "cluster_id")
-
-
-def mask_cluster_id(diff):
-    diff.known_bug("cluster_id", pinned_by="test_health_cluster_id", kind="value")
+HEALTH_VAULT_ONLY = ("performance_standby", "enterprise", "echo_duration_ms", "clock_skew_ms", "removed_from_cluster")
 
 
 def health_common(body):
@@ -779,42 +777,42 @@ def health_common(body):
 
 @pytest.mark.parametrize("token", [None, "garbage-token", "root"])
 def test_health(diff, token):
-    mask_cluster_id(diff)
     kw = {} if token == "root" else {"token": token}
     diff.get("sys/health", project=health_common, expect=200, **kw)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: sys/health has performance_standby, enterprise, echo_duration_ms, clock_skew_ms "
-    "and removed_from_cluster, which OpenBao's does not",
-)
 def test_health_keys(diff):
-    mask_cluster_id(diff)
+    diff.allow(*(Decision(where=k, kind="extra", readme=HEALTH_KEYS) for k in HEALTH_VAULT_ONLY))
     diff.get("sys/health", token=None, expect=200)
 
 
-@pytest.mark.parametrize("query", ["standbyok=true", "perfstandbyok=true", "sealedcode=299", "standbycode=299"])
+@pytest.mark.parametrize(
+    "query",
+    ["standbyok=true", "perfstandbyok=true", "sealedcode=299", "standbycode=299", "uninitcode=299",
+     "drsecondarycode=299", "performancestandbycode=299", "standbyok=true&standbycode=299", "bogus=1"],
+)
 def test_health_query_parameters(diff, query):
-    mask_cluster_id(diff)
     diff.get(f"sys/health?{query}", token=None, project=health_common, expect=200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: sys/health ignores ?activecode=; OpenBao answers with that status",
-)
-def test_health_activecode(diff):
-    mask_cluster_id(diff)
-    diff.get("sys/health?activecode=201", token=None, project=health_common, expect=201)
+@pytest.mark.parametrize("code", [200, 201, 299, 429, 503])
+def test_health_activecode(diff, code):
+    diff.get(f"sys/health?activecode={code}", token=None, project=health_common, expect=code)
+    diff.call("HEAD", f"sys/health?activecode={code}", token=None, expect=code)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='kvsync bug: sys/health has cluster_id ""; OpenBao\'s is a UUID',
-)
+@pytest.mark.parametrize("query", ["activecode=abc", "sealedcode=1.5", "standbycode=", "standbyok=maybe"])
+def test_health_bad_query_parameters(diff, query):
+    diff.allow(Decision(where="errors", kind="list", readme=ERROR_TEXTS))  # bao: {"errors": []}
+    diff.get(f"sys/health?{query}", token=None, expect=400)
+
+
 def test_health_cluster_id(diff):
-    diff.get("sys/health", token=None, project=health_common, expect=200)
+    first = diff.get("sys/health", token=None, project=health_common, expect=200)
+    again = diff.get("sys/health", token=None, project=health_common, expect=200)
+    for side in ("kv", "bao"):
+        a, b = getattr(first, side), getattr(again, side)
+        assert (a["cluster_id"], a["cluster_name"]) == (b["cluster_id"], b["cluster_name"]), side
 
 
 def test_health_head(diff):
@@ -831,18 +829,17 @@ def test_internal_ui_mounts(diff):
     diff.get(f"sys/internal/ui/mounts/{m}/a/b/c", expect=200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: lookup-self of the dev root token (-dev-root-token-id) shows display_name 'root' "
-    "and path 'auth/token/root'; OpenBao shows 'token' and 'auth/token/create'",
-)
+ROOT_TOKEN_DECISIONS = (Decision(where="data.display_name", kind="value", readme=ROOT_TOKEN),
+                        Decision(where="data.path", kind="value", readme=ROOT_TOKEN))
+
+
 def test_lookup_self_dev_root_token(diff):
+    diff.allow(*ROOT_TOKEN_DECISIONS)
     diff.get("auth/token/lookup-self", expect=200)
 
 
 def test_lookup_self(diff):
-    diff.known_bug("data.display_name", pinned_by="test_lookup_self_dev_root_token", kind="value")
-    diff.known_bug("data.path", pinned_by="test_lookup_self_dev_root_token", kind="value")
+    diff.allow(*ROOT_TOKEN_DECISIONS)
     diff.get("auth/token/lookup-self", expect=200)
     diff.post("auth/token/lookup-self", expect=200)
     diff.post("auth/token/lookup-self", json={}, expect=200)
@@ -894,27 +891,29 @@ def test_unknown_method_is_405(diff, method, path):
     diff.get(f"secret/data/{p}", expect=200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: HEAD on a KV or sys/mounts path answers like GET (200/404, empty body); "
-    "OpenBao answers 405 (HEAD is served by sys/health only)",
+@pytest.mark.parametrize(
+    "path,status",
+    [("secret/data/{p}", 405), ("secret/data/{p}-missing", 405), ("secret/metadata/{p}", 405),
+     ("secret/config", 405), ("secret/foo", 405), ("sys/mounts", 405), ("sys/mounts/secret", 405),
+     ("sys/foo", 404), ("auth/token/lookup-self", 405), (f"{unique('nomount')}/x", 404)],
 )
-@pytest.mark.parametrize("path", ["secret/data/{p}", "secret/data/{p}-missing", "sys/mounts"])
-def test_head_outside_sys_health(diff, path):
+def test_head_outside_sys_health(diff, path, status):
+    """HEAD is served by sys/health only (the body of a HEAD answer is never sent)."""
     p = unique("head")
     write(diff, p, {"a": "1"})
-    diff.call("HEAD", path.format(p=p), expect=405)
+    diff.call("HEAD", path.format(p=p), expect=status)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: OPTIONS answers 405 unsupported operation; OpenBao answers 400 "
-    "(cannot handle internal-only request operation)",
-)
+def test_head_without_a_token(diff):
+    diff.call("HEAD", "secret/config", token=None, expect=403)
+
+
 def test_options_method(diff):
+    diff.allow(Decision(where="$status", readme=OPTIONS_405))  # bao: 400 internal-only operation
     p = unique("opt")
     write(diff, p, {"a": "1"})
     diff.call("OPTIONS", f"secret/data/{p}", expect=400)
+    diff.call("OPTIONS", "sys/mounts", expect=400)
 
 
 @pytest.mark.parametrize(
@@ -949,14 +948,15 @@ def test_kv_data_not_a_map(diff, data):
     diff.get(f"secret/data/{p}", expect=404)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='kvsync bug: a write of {"data": null} reads back as data {}; OpenBao reads it back as data null',
-)
 def test_kv_data_null(diff):
     p = unique("null")
     write(diff, p, None)
     diff.get(f"secret/data/{p}", expect=200)
+    diff.get(f"secret/subkeys/{p}", expect=200)
+    write(diff, p, {"a": "1"})
+    diff.merge_patch(f"secret/data/{p}", {"data": None}, expect=200)  # replaces the secret (RFC 7396)
+    diff.get(f"secret/data/{p}", expect=200)
+    diff.get(f"secret/data/{p}?version=2", expect=200)
 
 
 @pytest.mark.parametrize(
@@ -991,11 +991,6 @@ def test_unknown_body_fields_on_a_write_that_answers(diff):
     diff.get(f"secret/data/{p}", expect=200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: an unknown body field or query parameter on a call that answers 204 (metadata "
-    "write, mount enable, DELETE) turns it into 200 with a warning; OpenBao answers 204 and warns nothing",
-)
 @pytest.mark.parametrize(
     "method,path,body",
     [
@@ -1006,6 +1001,9 @@ def test_unknown_body_fields_on_a_write_that_answers(diff):
     ],
 )
 def test_unknown_fields_on_a_204_call(diff, method, path, body):
+    # bao answers 204 without a body
+    diff.allow(Decision(where="$status", readme=WARN_INSTEAD_OF_204),
+               Decision(where="<root>", kind="type", readme=WARN_INSTEAD_OF_204))
     p = unique("unk204")
     write(diff, p, {"a": "1"})
     diff.call(method, path.format(p=p), json=body, expect=204)
@@ -1022,20 +1020,14 @@ def test_unknown_query_parameters_on_kv_reads(diff, path):
     diff.get(path.format(p=p), expect=200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: an unknown query parameter on a sys/ or auth/ read is ignored silently; OpenBao "
-    "warns 'Endpoint ignored these unrecognized parameters: [bogus]'",
-)
 @pytest.mark.parametrize(
     "path",
-    ["sys/mounts?bogus=1", "sys/mounts/secret?bogus=1", "sys/internal/ui/mounts/secret?bogus=1",
-     "auth/token/lookup-self?bogus=1"],
+    ["sys/mounts?bogus=1", "sys/mounts/secret?bogus=1", "sys/mounts/secret/tune?bogus=1",
+     "sys/internal/ui/mounts/secret?bogus=1", "auth/token/lookup-self?bogus=1", "sys/mounts/secret?type=kv"],
 )
 def test_unknown_query_parameters_on_sys_reads(diff, path):
-    diff.known_bug("data.display_name", pinned_by="test_lookup_self_dev_root_token", kind="value",
-                   request="lookup-self")
-    diff.known_bug("data.path", pinned_by="test_lookup_self_dev_root_token", kind="value", request="lookup-self")
+    if "lookup-self" in path:
+        diff.allow(*ROOT_TOKEN_DECISIONS)
     diff.get(path, project=pick("secret/") if path.startswith("sys/mounts?") else None, expect=200)
 
 
@@ -1075,27 +1067,25 @@ def test_encoded_and_dotted_paths(diff):
     diff.get(f"secret/data/./{p}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: a repeated query parameter (?version=1&version=2) is read as one of its values "
-    "(200 here); OpenBao refuses it with 400 (expected type 'int', got '[]string')",
-)
 def test_repeated_query_parameter(diff):
     p = unique("rep")
     write(diff, p, {"a": "1"})
     write(diff, p, {"a": "2"})
     diff.get(f"secret/data/{p}?version=1&version=2", expect=400)
+    diff.get(f"secret/data/{p}?version=1&version=1", expect=400)
+    diff.get(f"secret/subkeys/{p}?depth=1&depth=2", expect=400)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: GET secret/metadata/<p>/ (a trailing slash) answers 404; OpenBao reads the "
-    "metadata of <p> (200)",
-)
 def test_metadata_read_with_a_trailing_slash(diff):
     p = unique("slash")
     write(diff, p, {"a": "1"})
     diff.get(f"secret/metadata/{p}/", expect=200)
+    diff.get(f"secret/metadata/{p}//", expect=200)
+    diff.get(f"secret/data/{unique('slash-missing')}/", expect=404)
+    diff.delete(f"secret/data/{p}/", expect=204)  # the same secret: soft-deletes it
+    diff.get(f"secret/data/{p}", expect=404)
+    diff.delete(f"secret/metadata/{p}/", expect=204)  # ... and deletes it
+    diff.get(f"secret/metadata/{p}", expect=404)
 
 
 def test_large_value_round_trip(diff):

@@ -11,5 +11,5 @@ pub mod path;
 
 pub use backend::Backend;
 pub use field::{Check, FieldSpec, FieldType, MASK, Preset};
-pub use parse::{Fields, parse, parse_bool, parse_tables};
+pub use parse::{Fields, parse, parse_bool, parse_tables, weak_int};
 pub use path::{Call, FieldTables, Op, Params, Path, Schema, op};

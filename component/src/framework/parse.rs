@@ -94,13 +94,94 @@ pub fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
+/// An integer the way Vault's field parser reads one: Go's `mapstructure`
+/// weak decoding into an `int` of JSON decoded with `UseNumber`. A JSON number
+/// only when written as an integer (`7`; `7.0` and `7e0` are refused); a
+/// string as Go's `strconv.ParseInt(s, 0, 64)` reads it ([`go_parse_int`]),
+/// `""` being 0; `true` 1 and `false` 0; `null` 0.
+pub fn weak_int(raw: &Value) -> Option<i64> {
+    match raw {
+        Value::Null => Some(0),
+        Value::Bool(b) => Some(i64::from(*b)),
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) if s.is_empty() => Some(0),
+        Value::String(s) => go_parse_int(s),
+        Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+/// Go's `strconv.ParseInt(s, 0, 64)`: an optional sign, then decimal digits,
+/// or after a prefix hexadecimal (`0x`), octal (`0o`, or a leading `0`) or
+/// binary (`0b`) ones, with single `_` between digits; no spaces; within the
+/// range of an `i64`.
+fn go_parse_int(s: &str) -> Option<i64> {
+    match s.strip_prefix('-') {
+        Some(unsigned) => 0i64.checked_sub_unsigned(go_parse_uint(unsigned)?),
+        None => i64::try_from(go_parse_uint(s.strip_prefix('+').unwrap_or(s))?).ok(),
+    }
+}
+
+/// Go's `strconv.ParseUint(s, 0, 64)` (see [`go_parse_int`]).
+fn go_parse_uint(s: &str) -> Option<u64> {
+    let (base, digits): (u32, &[u8]) = match s.as_bytes() {
+        [] => return None,
+        [b'0', prefix, rest @ ..] if !rest.is_empty() && matches!(prefix, b'x' | b'X') => {
+            (16, rest)
+        }
+        [b'0', prefix, rest @ ..] if !rest.is_empty() && matches!(prefix, b'o' | b'O') => (8, rest),
+        [b'0', prefix, rest @ ..] if !rest.is_empty() && matches!(prefix, b'b' | b'B') => (2, rest),
+        [b'0', rest @ ..] => (8, rest),
+        all => (10, all),
+    };
+    let mut n: u64 = 0;
+    let mut underscores = false;
+    for &c in digits {
+        if c == b'_' {
+            underscores = true;
+            continue;
+        }
+        let digit = char::from(c).to_digit(base)?;
+        n = n
+            .checked_mul(u64::from(base))?
+            .checked_add(u64::from(digit))?;
+    }
+    (!underscores || underscores_separate_digits(s)).then_some(n)
+}
+
+/// Go's `underscoreOK`: every `_` stands between two digits (a base prefix
+/// counts as one).
+fn underscores_separate_digits(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    let (hex, start) = match bytes {
+        [b'0', p, ..] if matches!(p.to_ascii_lowercase(), b'b' | b'o' | b'x') => {
+            (p.eq_ignore_ascii_case(&b'x'), 2)
+        }
+        _ => (false, 0),
+    };
+    // What came before: a digit (or the prefix), an underscore, the start, or something else.
+    let mut last = if start > 0 { b'0' } else { b'^' };
+    for &c in bytes.get(start..).unwrap_or_default() {
+        if c.is_ascii_digit() || (hex && c.is_ascii_hexdigit()) {
+            last = b'0';
+        } else if c == b'_' {
+            if last != b'0' {
+                return false;
+            }
+            last = b'_';
+        } else if last == b'_' {
+            return false;
+        } else {
+            last = b'!';
+        }
+    }
+    last != b'_'
+}
+
+/// A whole number of a list or a duration: a JSON number written as an
+/// integer, or a string of decimal digits.
 fn coerce_int(raw: &Value) -> Option<i64> {
     match raw {
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
-                .map(|f| f as i64)
-        }),
+        Value::Number(n) => n.as_i64(),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -118,7 +199,7 @@ fn coerce(field: &FieldSpec, raw: &Value) -> Result<Value, ApiError> {
             }
             _ => Err(type_error(field, raw, "a boolean")),
         },
-        FieldType::Int => coerce_int(raw)
+        FieldType::Int => weak_int(raw)
             .map(Value::from)
             .ok_or_else(|| type_error(field, raw, "an integer")),
         FieldType::String => match raw {
@@ -368,6 +449,63 @@ mod tests {
             f.unknown_warning().unwrap(),
             "Endpoint ignored these unrecognized parameters: [extra]"
         );
+    }
+
+    #[test]
+    fn integers_as_vault_reads_them() {
+        for (raw, n) in [
+            (json!(7), Some(7)),
+            (json!(-7), Some(-7)),
+            (json!(7.0), None),
+            (json!(7.5), None),
+            (json!(1e2), None),
+            (json!(u64::MAX), None),
+            (json!(null), Some(0)),
+            (json!(true), Some(1)),
+            (json!(false), Some(0)),
+            (json!(""), Some(0)),
+            (json!("12"), Some(12)),
+            (json!("+12"), Some(12)),
+            (json!("-12"), Some(-12)),
+            (json!(" 12"), None),
+            (json!("12 "), None),
+            (json!("1.0"), None),
+            (json!("1e2"), None),
+            (json!("0x1F"), Some(31)),
+            (json!("0X1f"), Some(31)),
+            (json!("0o17"), Some(15)),
+            (json!("017"), Some(15)),
+            (json!("0b101"), Some(5)),
+            (json!("0"), Some(0)),
+            (json!("00"), Some(0)),
+            (json!("08"), None),
+            (json!("0x"), None),
+            (json!("1_000"), Some(1000)),
+            (json!("0x_1f"), Some(31)),
+            (json!("_1"), None),
+            (json!("1_"), None),
+            (json!("1__0"), None),
+            (json!("-"), None),
+            (json!("+-1"), None),
+            (json!("9223372036854775807"), Some(i64::MAX)),
+            (json!("9223372036854775808"), None),
+            (json!("-9223372036854775808"), Some(i64::MIN)),
+            (json!("-9223372036854775809"), None),
+            (json!([1]), None),
+            (json!({}), None),
+        ] {
+            assert_eq!(weak_int(&raw), n, "{raw}");
+        }
+        // Int fields read the same way; lists and durations take whole numbers only.
+        let f = parse(SCHEMA, &data(json!({"n": true, "ttl": 60, "ports": [80]}))).unwrap();
+        assert_eq!(f.int("n"), Some(1));
+        for bad in [
+            json!({"n": 7.0}),
+            json!({"ttl": 1.5}),
+            json!({"ports": [80.0]}),
+        ] {
+            assert_eq!(parse(SCHEMA, &data(bad)).unwrap_err().status(), 400);
+        }
     }
 
     #[test]

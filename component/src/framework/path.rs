@@ -41,10 +41,14 @@ pub type ExistenceCheck = fn(&mut Tx<'_>, &Call<'_>) -> ApiResult<bool>;
 /// slots are empty).
 pub type FieldTables = [&'static [FieldSpec]; 4];
 
-/// Where the body or query fields of an operation are declared.
+/// Where the body or query fields of an operation are declared. Every name
+/// of the request data that the fields do not declare is warned of
+/// (`Endpoint ignored these unrecognized parameters`), as Vault's framework
+/// does on every path, also those that declare no field at all.
 #[derive(Clone, Copy)]
 pub enum Schema {
-    /// The operation reads no field; the request data is not parsed.
+    /// The operation reads no field of the path's: the request data is
+    /// neither coerced nor warned of.
     None,
     Fields(&'static [FieldSpec]),
     /// Fields that depend on the value of the path parameter `param` (the
@@ -135,7 +139,8 @@ pub struct Path {
     /// The parameters of the pattern (`{name}`), described. A body or query
     /// field of the same name is ignored: the path's value wins.
     pub params: &'static [FieldSpec],
-    /// The body or query fields of its operations, unless one declares its own.
+    /// The body or query fields of its operations, unless one declares its
+    /// own; none by default (then any name in the request data is warned of).
     pub fields: Schema,
     pub operations: &'static [Op],
     /// Where a POST/PUT may create its target: `Create` when this finds none.
@@ -162,7 +167,7 @@ impl Path {
             pattern,
             description,
             params: &[],
-            fields: Schema::None,
+            fields: Schema::Fields(&[]),
             operations,
             existence_check: None,
             sudo: false,

@@ -3,14 +3,14 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::api::{LogicalRequest, Reply};
+use crate::api::Reply;
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{Call, FieldSpec, FieldType, Fields};
+use crate::framework::{Call, FieldSpec, FieldType, Fields, weak_int};
 use crate::storage::Tx;
 use crate::time;
 
-use super::given;
 use super::record::{Found, KeyMetadata, Kv, KvConfig};
+use super::secret_path;
 
 pub const FIELDS: &[FieldSpec] = &[
     FieldSpec::new("version", FieldType::Int)
@@ -27,7 +27,7 @@ pub const FIELDS: &[FieldSpec] = &[
 pub fn read(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
     read_version(
         &mut Kv::new(tx, call.mount()?),
-        call.param("path"),
+        secret_path(call),
         &call.fields,
     )
 }
@@ -36,9 +36,8 @@ pub fn read(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
 pub fn write(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
     write_version(
         &mut Kv::new(tx, call.mount()?),
-        call.param("path"),
+        secret_path(call),
         &call.fields,
-        call.req,
     )
 }
 
@@ -46,20 +45,20 @@ pub fn write(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
 pub fn patch(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
     patch_version(
         &mut Kv::new(tx, call.mount()?),
-        call.param("path"),
+        secret_path(call),
         &call.fields,
     )
 }
 
 /// `DELETE <mount>/data/<path>`.
 pub fn delete(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
-    delete_current(&mut Kv::new(tx, call.mount()?), call.param("path"))
+    delete_current(&mut Kv::new(tx, call.mount()?), secret_path(call))
 }
 
 /// Vault's existence check of `data/` and `metadata/`: whether the secret
 /// has metadata (a POST then updates it, else creates it).
 pub fn exists(tx: &mut Tx, call: &Call) -> ApiResult<bool> {
-    let path = call.param("path");
+    let path = secret_path(call);
     if path.is_empty() {
         return Ok(false);
     }
@@ -84,17 +83,12 @@ fn read_version(kv: &mut Kv, path: &str, fields: &Fields) -> ApiResult<Reply> {
     }
 }
 
-fn write_version(
-    kv: &mut Kv,
-    path: &str,
-    fields: &Fields,
-    req: &LogicalRequest,
-) -> ApiResult<Reply> {
+fn write_version(kv: &mut Kv, path: &str, fields: &Fields) -> ApiResult<Reply> {
     let config = kv.config()?;
-    // An explicit `"data": null` writes an empty secret, as in Vault.
+    // An explicit `"data": null` is a version whose data is `null`, as in Vault.
     let data = match fields.map("data") {
-        Some(data) => data.clone(),
-        None if given(req, "data") => Map::new(),
+        Some(data) => Value::Object(data.clone()),
+        None if fields.is_null("data") => Value::Null,
         None => return Err(ApiError::bad_request("no data provided")),
     };
     let mut meta = kv.metadata(path)?.unwrap_or_default();
@@ -104,26 +98,39 @@ fn write_version(
     Ok(Reply::data(body))
 }
 
-/// JSON merge patch (RFC 7396) of `data` into the current version, written as a new version.
+/// JSON merge patch (RFC 7396) of `data` into the current version, written
+/// as a new version: `"data": null` makes the new version's data `null`, and
+/// a patch of a version whose data is `null` starts from an empty object. A
+/// secret that does not exist, or has no version, is a 404 without a body (as
+/// Vault's KV engine answers); a deleted or destroyed one a 404 with its
+/// version's metadata.
 fn patch_version(kv: &mut Kv, path: &str, fields: &Fields) -> ApiResult<Reply> {
-    let changes = fields
-        .map("data")
-        .ok_or_else(|| ApiError::bad_request("no data provided"))?;
+    let changes = match fields.map("data") {
+        Some(changes) => Some(changes),
+        None if fields.is_null("data") => None,
+        None => return Err(ApiError::bad_request("no data provided")),
+    };
     let Some(mut meta) = kv.metadata(path)? else {
-        return Err(ApiError::NotFound);
+        return Ok(Reply::empty(404));
     };
     let config = kv.config()?;
     check_and_set(fields, &config, &meta)?;
     let current = meta.current_version;
     let Some(vm) = meta.versions.get(&current).copied() else {
-        return Err(ApiError::NotFound);
+        return Ok(Reply::empty(404));
     };
     let now = time::now();
     if !vm.is_live(now) {
         return Ok(Reply::data(meta.version_json(current, &vm)).with_status(404));
     }
-    let mut data = kv.data(path, current)?;
-    merge_patch(&mut data, changes);
+    let data = match changes {
+        Some(changes) => {
+            let mut data = kv.data_map(path, current)?;
+            merge_patch(&mut data, changes);
+            Value::Object(data)
+        }
+        None => Value::Null,
+    };
     let body = kv.write_version(path, &mut meta, &config, &data, now)?;
     kv.secret_changed(path);
     Ok(Reply::data(body))
@@ -149,7 +156,8 @@ fn delete_current(kv: &mut Kv, path: &str) -> ApiResult<Reply> {
 fn check_and_set(fields: &Fields, config: &KvConfig, meta: &KeyMetadata) -> ApiResult<()> {
     match fields.map("options").and_then(|o| o.get("cas")) {
         Some(raw) => {
-            let cas = parse_cas(raw)
+            // Vault decodes it as its field parser decodes an int.
+            let cas = weak_int(raw)
                 .ok_or_else(|| ApiError::bad_request("error parsing check-and-set parameter"))?;
             if u64::try_from(cas).ok() != Some(meta.current_version) {
                 return Err(ApiError::bad_request(
@@ -162,22 +170,6 @@ fn check_and_set(fields: &Fields, config: &KvConfig, meta: &KeyMetadata) -> ApiR
             "check-and-set parameter required for this call",
         )),
         None => Ok(()),
-    }
-}
-
-/// `options.cas` decoded the way Go's `mapstructure.WeakDecode` fills an int.
-fn parse_cas(raw: &Value) -> Option<i64> {
-    match raw {
-        Value::Null => Some(0),
-        Value::Bool(b) => Some(i64::from(*b)),
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.is_finite() && f.abs() < 9.2e18)
-                .map(|f| f.trunc() as i64)
-        }),
-        Value::String(s) if s.is_empty() => Some(0),
-        Value::String(s) => s.parse().ok(),
-        Value::Array(_) | Value::Object(_) => None,
     }
 }
 
@@ -259,6 +251,8 @@ mod tests {
         let (status, body) = s.get("secret/data/app?version=abc");
         assert_eq!(status, 400);
         assert!(body["errors"][0].as_str().unwrap().contains("version"));
+        // A repeated parameter is a list, which an integer field refuses.
+        assert_eq!(s.get("secret/data/app?version=1&version=1").0, 400);
         let (status, body) = s.get("secret/data/app?foo=1");
         assert_eq!(status, 200);
         assert_eq!(
@@ -287,9 +281,15 @@ mod tests {
             s.post("secret/data/app", json!({"data": "{\"a\":1}"})).0,
             200
         );
-        // `"data": null` stores an empty secret.
+        // `"data": null` is kept, and read back, as null.
         assert_eq!(s.post("secret/data/empty", json!({"data": null})).0, 200);
-        assert_eq!(s.get("secret/data/empty").1["data"]["data"], json!({}));
+        let (status, body) = s.get("secret/data/empty");
+        assert_eq!((status, &body["data"]["data"]), (200, &Value::Null));
+        assert_eq!(body["data"]["metadata"]["version"], 1);
+        assert_eq!(
+            s.get("secret/subkeys/empty").1["data"]["subkeys"],
+            Value::Null
+        );
         assert!(s.keys().iter().all(|k| !k.contains("nope")));
     }
 
@@ -309,7 +309,9 @@ mod tests {
             (400, mismatch.clone())
         );
         assert_eq!(s.post("secret/data/app", cas(json!("1"))).0, 200);
-        assert_eq!(s.post("secret/data/app", cas(json!(2.0))).0, 200);
+        // Vault's int parsing refuses a number written with a fraction or an exponent.
+        assert_eq!(s.post("secret/data/app", cas(json!(2.0))).0, 400);
+        assert_eq!(s.post("secret/data/app", cas(json!("0x2"))).0, 200);
         assert_eq!(s.post("secret/data/app", cas(json!(-1))), (400, mismatch));
         let (status, body) = s.post("secret/data/app", cas(json!("abc")));
         assert_eq!(
@@ -446,9 +448,10 @@ mod tests {
     #[test]
     fn patch_merges_into_the_current_version() {
         let s = Server::new();
+        // A missing secret: 404 without a body, as Vault's KV engine answers.
         assert_eq!(
             s.call("PATCH", "secret/data/app", json!({"data": {"a": 1}})),
-            (404, json!({"errors": []}))
+            (404, Value::Null)
         );
         s.put("app", json!({"a": 1, "b": {"c": 2, "d": 3}, "e": "x"}));
         let (status, body) = s.call(
@@ -489,10 +492,23 @@ mod tests {
             204
         );
         assert_eq!(
-            s.call("PATCH", "secret/data/empty", json!({"data": {"a": 1}}))
-                .0,
-            404
+            s.call("PATCH", "secret/data/empty", json!({"data": {"a": 1}})),
+            (404, Value::Null)
         );
+    }
+
+    #[test]
+    fn patch_with_null_data() {
+        let s = Server::new();
+        s.put("app", json!({"a": 1}));
+        // `"data": null` replaces the whole secret (RFC 7396)...
+        let (status, body) = s.call("PATCH", "secret/data/app", json!({"data": null}));
+        assert_eq!((status, &body["data"]["version"]), (200, &json!(2)));
+        assert_eq!(s.get("secret/data/app").1["data"]["data"], Value::Null);
+        // ...and a patch of a null version starts from an empty object.
+        let (status, _) = s.call("PATCH", "secret/data/app", json!({"data": {"b": 2}}));
+        assert_eq!(status, 200);
+        assert_eq!(s.get("secret/data/app").1["data"]["data"], json!({"b": 2}));
     }
 
     #[test]
@@ -509,17 +525,5 @@ mod tests {
         let mut target = obj(json!({}));
         merge_patch(&mut target, &obj(json!({"a": {"b": null, "c": 1}})));
         assert_eq!(Value::Object(target), json!({"a": {"c": 1}}));
-    }
-
-    #[test]
-    fn parses_cas_like_weak_decode() {
-        assert_eq!(parse_cas(&json!(null)), Some(0));
-        assert_eq!(parse_cas(&json!(true)), Some(1));
-        assert_eq!(parse_cas(&json!(3)), Some(3));
-        assert_eq!(parse_cas(&json!(3.7)), Some(3));
-        assert_eq!(parse_cas(&json!("")), Some(0));
-        assert_eq!(parse_cas(&json!("12")), Some(12));
-        assert_eq!(parse_cas(&json!("1x")), None);
-        assert_eq!(parse_cas(&json!({})), None);
     }
 }

@@ -12,7 +12,7 @@ use crate::storage::Tx;
 use crate::time;
 
 use super::record::{KeyMetadata, Kv, KvConfig};
-use super::{given, max_versions};
+use super::{given, max_versions, secret_path};
 
 pub const FIELDS: &[FieldSpec] = &[
     FieldSpec::new("max_versions", FieldType::Int)
@@ -44,7 +44,7 @@ const CUSTOM_PREFIX: &str = "custom_metadata validation failed";
 
 /// `GET <mount>/metadata/<path>`.
 pub fn read(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
-    read_metadata(&mut Kv::new(tx, call.mount()?), call.param("path"))
+    read_metadata(&mut Kv::new(tx, call.mount()?), secret_path(call))
 }
 
 /// `LIST <mount>/metadata/<folder>`.
@@ -60,7 +60,7 @@ pub fn list(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
 pub fn write(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
     write_metadata(
         &mut Kv::new(tx, call.mount()?),
-        call.param("path"),
+        secret_path(call),
         &call.fields,
         call.req,
     )
@@ -70,7 +70,7 @@ pub fn write(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
 pub fn patch(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
     patch_metadata(
         &mut Kv::new(tx, call.mount()?),
-        call.param("path"),
+        secret_path(call),
         &call.fields,
         call.req,
     )
@@ -78,7 +78,7 @@ pub fn patch(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
 
 /// `DELETE <mount>/metadata/<path>`: the secret and all its versions.
 pub fn delete(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
-    delete_secret(&mut Kv::new(tx, call.mount()?), call.param("path"))
+    delete_secret(&mut Kv::new(tx, call.mount()?), secret_path(call))
 }
 
 fn read_metadata(kv: &mut Kv, path: &str) -> ApiResult<Reply> {
@@ -133,14 +133,11 @@ fn list_folder(kv: &mut Kv, folder: &str, fields: &Fields) -> ApiResult<Reply> {
     Ok(Reply::data(json!({ "keys": keys })))
 }
 
+/// A secret has a name. (A path ending in `/` never gets here: the HTTP
+/// layer refuses writes to one, and reads ignore the slash.)
 fn check_path(path: &str) -> ApiResult<()> {
     if path.is_empty() {
         return Err(ApiError::bad_request("missing path"));
-    }
-    if path.ends_with('/') {
-        return Err(ApiError::bad_request(format!(
-            "invalid secret path {path:?}: a secret path cannot end with \"/\""
-        )));
     }
     Ok(())
 }
@@ -177,7 +174,8 @@ fn write_metadata(
     Ok(Reply::no_content().with_warning(warning))
 }
 
-/// JSON merge patch of the settings into existing metadata; 204, or 404 when missing.
+/// JSON merge patch of the settings into existing metadata; 204, or 404
+/// without a body when the secret does not exist.
 fn patch_metadata(
     kv: &mut Kv,
     path: &str,
@@ -190,7 +188,9 @@ fn patch_metadata(
         custom_metadata(Some(changes), true)?;
     }
     let config = kv.config()?;
-    let mut meta = kv.metadata(path)?.ok_or(ApiError::NotFound)?;
+    let Some(mut meta) = kv.metadata(path)? else {
+        return Ok(Reply::empty(404));
+    };
     let warning = cas_warning(&config, fields, req);
     apply_settings(&mut meta, fields, req)?;
     match changes {
@@ -447,6 +447,8 @@ mod tests {
         };
         assert!(err(json!({"max_versions": "x"})).contains("max_versions"));
         assert!(err(json!({"max_versions": -1})).contains("max_versions"));
+        assert!(err(json!({"max_versions": 7.0})).contains("max_versions"));
+        assert!(err(json!({"max_versions": 1e1})).contains("max_versions"));
         assert!(err(json!({"cas_required": "maybe"})).contains("cas_required"));
         assert!(err(json!({"delete_version_after": "soon"})).contains("delete_version_after"));
         assert!(err(json!({"delete_version_after": "-1h"})).contains("negative"));
@@ -468,19 +470,54 @@ mod tests {
     #[test]
     fn root_and_folder_paths_are_not_secrets() {
         let s = Server::new();
-        let (status, body) = s.post("secret/metadata/", json!({"max_versions": 1}));
-        assert_eq!((status, body), (400, json!({"errors": ["missing path"]})));
+        let refused = json!({"errors": ["cannot write to a path ending in '/'"]});
         assert_eq!(
-            s.post("secret/metadata/app/", json!({"max_versions": 1})).0,
-            400
+            s.post("secret/metadata/", json!({"max_versions": 1})),
+            (400, refused.clone())
         );
         assert_eq!(
-            s.call("PATCH", "secret/metadata/", json!({"max_versions": 1}))
-                .0,
-            400
+            s.post("secret/metadata/app/", json!({"max_versions": 1})),
+            (400, refused.clone())
+        );
+        assert_eq!(
+            s.call("PATCH", "secret/metadata/", json!({"max_versions": 1})),
+            (400, refused)
         );
         assert_eq!(s.get("secret/metadata/"), (404, json!({"errors": []})));
         assert_eq!(s.call("DELETE", "secret/metadata/", Value::Null).0, 204);
+    }
+
+    #[test]
+    fn a_read_with_list_false_warns_of_it() {
+        let s = Server::new();
+        s.put("app", json!({"a": 1}));
+        let (status, body) = s.get("secret/metadata/app?list=false");
+        assert_eq!(status, 200);
+        assert_eq!(
+            body["warnings"],
+            json!(["Endpoint ignored these unrecognized parameters: [list]"])
+        );
+    }
+
+    #[test]
+    fn a_trailing_slash_names_the_same_secret() {
+        let s = Server::new();
+        s.put("app", json!({"a": 1}));
+        let (status, body) = s.get("secret/metadata/app/");
+        assert_eq!(status, 200);
+        assert_eq!(body["data"]["current_version"], 1);
+        assert_eq!(s.get("secret/data/app/").1["data"]["data"], json!({"a": 1}));
+        assert_eq!(s.get("secret/subkeys/app//").0, 200);
+        assert_eq!(s.call("DELETE", "secret/data/app/", Value::Null).0, 204);
+        assert_eq!(s.get("secret/data/app").0, 404);
+        assert_eq!(s.call("DELETE", "secret/metadata/app/", Value::Null).0, 204);
+        assert_eq!(s.get("secret/metadata/app"), (404, json!({"errors": []})));
+        // A list still lists the folder.
+        s.put("dir/x", json!({}));
+        assert_eq!(
+            s.call("LIST", "secret/metadata/dir/", Value::Null).1["data"]["keys"],
+            json!(["x"])
+        );
     }
 
     #[test]
@@ -510,9 +547,10 @@ mod tests {
     #[test]
     fn patch_merges_settings() {
         let s = Server::new();
+        // A missing secret: 404 without a body, as Vault's KV engine answers.
         assert_eq!(
             s.call("PATCH", "secret/metadata/app", json!({"max_versions": 1})),
-            (404, json!({"errors": []}))
+            (404, Value::Null)
         );
         let initial = json!({"max_versions": 4, "custom_metadata": {"a": "1", "b": "2"}});
         assert_eq!(s.post("secret/metadata/app", initial).0, 204);

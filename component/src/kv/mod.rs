@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use crate::api::Operation::{self, Create, Delete, List, Patch, Read, Update};
 use crate::api::{LogicalRequest, Reply};
 use crate::error::{ApiError, ApiResult};
-use crate::framework::{Backend, FieldSpec, Fields, Path, op};
+use crate::framework::{Backend, Call, FieldSpec, Fields, Path, op};
 use crate::storage::Tx;
 use crate::sys::mounts::MountEntry;
 use crate::time;
@@ -52,9 +52,10 @@ const PATHS: &[Path] = &[
         ],
     )
     .fields(config::FIELDS),
-    // `{path+}`: never a folder, and a LIST of it is a 405 (the path has no list).
+    // Any path under `data/`, empty included: a read of no secret is a 404,
+    // a LIST a 405 (the path has no list), a write is refused before routing.
     Path::new(
-        "data/{path+}",
+        "data/{path*}",
         "Write, read, patch and delete the versions of a secret.",
         &[
             op(
@@ -189,21 +190,23 @@ const PATHS: &[Path] = &[
 ];
 
 /// Vault's `pathInvalid`: a 404 whose body is a success envelope with a warning
-/// pointing at the `vault kv` command to use.
+/// pointing at the `vault kv` command to use. It serves every operation but
+/// `HEAD`, which is a 405 there as on every KV path.
 fn invalid_path(path: &str, operation: Operation) -> ApiResult<Reply> {
+    let command = match operation {
+        Operation::Create | Operation::Update => "put",
+        Operation::Patch => "patch",
+        Operation::Read => "get",
+        Operation::List => "list",
+        Operation::Delete => "delete",
+        Operation::Header => return Err(ApiError::UnsupportedOperation),
+    };
     let warning = if matches!(
         path,
         "metadata" | "data" | "delete" | "undelete" | "destroy"
     ) {
         ROOT_WARNING.to_string()
     } else {
-        let command = match operation {
-            Operation::Create | Operation::Update => "put",
-            Operation::Patch => "patch",
-            Operation::Read => "get",
-            Operation::List => "list",
-            Operation::Delete => "delete",
-        };
         format!(
             "Invalid path for a versioned K/V secrets engine. See the API docs for the appropriate API \
              endpoints to use. If using the Vault CLI, use 'vault kv {command}' for this operation."
@@ -212,6 +215,13 @@ fn invalid_path(path: &str, operation: Operation) -> ApiResult<Reply> {
     Ok(Reply::no_content()
         .with_warning(Some(warning))
         .with_status(404))
+}
+
+/// The secret a request names: its path without trailing slashes, which
+/// Vault's KV engine ignores when it looks up a secret (`GET metadata/app/`
+/// reads `app`). Writes never have one: the HTTP layer refuses them.
+fn secret_path<'a>(call: &Call<'a>) -> &'a str {
+    call.param("path").trim_end_matches('/')
 }
 
 /// Whether the request names `field` at all. Vault's field parser turns an
@@ -243,7 +253,9 @@ pub fn read_current(
         return Ok(None);
     };
     match meta.version(0) {
-        Some((number, vm)) if vm.is_live(time::now()) => Ok(Some((number, kv.data(path, number)?))),
+        Some((number, vm)) if vm.is_live(time::now()) => {
+            Ok(Some((number, kv.data_map(path, number)?)))
+        }
         _ => Ok(None),
     }
 }
@@ -373,8 +385,6 @@ mod tests {
             ("DELETE", "secret/foo/bar", "delete"),
             ("PATCH", "secret/foo", "patch"),
             ("LIST", "secret/foo", "list"),
-            ("GET", "secret/data/", "get"),
-            ("GET", "secret/data/app/", "get"),
             ("GET", "secret/subkeys", "get"),
             ("LIST", "secret/config", "list"),
         ] {
@@ -407,6 +417,24 @@ mod tests {
     }
 
     #[test]
+    fn the_data_path_without_a_secret() {
+        let s = Server::new();
+        // A read of no secret finds nothing; a write is refused before routing.
+        assert_eq!(s.get("secret/data/"), (404, json!({"errors": []})));
+        assert_eq!(s.get("secret/data/app/"), (404, json!({"errors": []})));
+        assert_eq!(
+            s.post("secret/data/", json!({"data": {"a": 1}})),
+            (
+                400,
+                json!({"errors": ["cannot write to a path ending in '/'"]})
+            )
+        );
+        assert_eq!(s.call("LIST", "secret/data/", Value::Null).0, 405);
+        assert_eq!(s.call("DELETE", "secret/data/", Value::Null).0, 204);
+        assert!(s.keys().iter().all(|k| !k.starts_with("metadata/")));
+    }
+
+    #[test]
     fn operations_a_path_does_not_serve_are_405() {
         let s = Server::new();
         for (method, path) in [
@@ -418,6 +446,11 @@ mod tests {
             ("LIST", "secret/data/app"),
             ("DELETE", "secret/config"),
             ("PATCH", "secret/config"),
+            ("HEAD", "secret/data/app"),
+            ("HEAD", "secret/metadata/app"),
+            ("HEAD", "secret/config"),
+            ("HEAD", "secret/foo"),
+            ("OPTIONS", "secret/data/app"),
         ] {
             let (status, body) = s.call(method, path, json!({}));
             assert_eq!(status, 405, "{method} {path}");

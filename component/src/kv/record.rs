@@ -151,7 +151,8 @@ pub fn expiry(now: Nanos, config: &KvConfig, meta: &KeyMetadata) -> Nanos {
 /// deleted or destroyed.
 pub struct Found {
     pub metadata: Value,
-    pub data: Option<Map<String, Value>>,
+    /// An object, or `null` for a version written with `"data": null`.
+    pub data: Option<Value>,
 }
 
 /// Whether the secret at `path` of `mount` exists (has metadata), without
@@ -225,12 +226,28 @@ impl<'a, 's> Kv<'a, 's> {
         self.tx.put_json(key, meta)
     }
 
-    /// The data of a version the metadata lists as kept and not destroyed.
-    pub fn data(&mut self, path: &str, version: u64) -> ApiResult<Map<String, Value>> {
+    /// The data of a version the metadata lists as kept and not destroyed:
+    /// an object, or `null` when it was written as `null` (Vault keeps that
+    /// and reads it back).
+    pub fn data(&mut self, path: &str, version: u64) -> ApiResult<Value> {
         let key = self.data_key(path, version);
-        self.tx
-            .get_json(&key)?
-            .ok_or_else(|| ApiError::Internal(format!("could not find version data at {key}")))
+        match self.tx.get_json::<Value>(&key)? {
+            Some(data @ (Value::Object(_) | Value::Null)) => Ok(data),
+            Some(_) => Err(ApiError::Internal(format!(
+                "the version data at {key} is not an object"
+            ))),
+            None => Err(ApiError::Internal(format!(
+                "could not find version data at {key}"
+            ))),
+        }
+    }
+
+    /// [`Kv::data`] as a map: a version written as `null` has no keys.
+    pub fn data_map(&mut self, path: &str, version: u64) -> ApiResult<Map<String, Value>> {
+        Ok(match self.data(path, version)? {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        })
     }
 
     pub fn delete_data(&mut self, path: &str, version: u64) {
@@ -257,14 +274,14 @@ impl<'a, 's> Kv<'a, 's> {
         Ok(keys)
     }
 
-    /// Stores `data` as the secret's next version and updates (and saves) `meta`;
-    /// returns the body of a data write.
+    /// Stores `data` (an object, or `null`) as the secret's next version and
+    /// updates (and saves) `meta`; returns the body of a data write.
     pub fn write_version(
         &mut self,
         path: &str,
         meta: &mut KeyMetadata,
         config: &KvConfig,
-        data: &Map<String, Value>,
+        data: &Value,
         now: Nanos,
     ) -> ApiResult<Value> {
         let vm = VersionMeta {

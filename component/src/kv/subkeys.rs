@@ -10,6 +10,7 @@ use crate::storage::Tx;
 use crate::time;
 
 use super::record::{Found, Kv};
+use super::secret_path;
 
 pub const FIELDS: &[FieldSpec] = &[
     FieldSpec::new("version", FieldType::Int)
@@ -23,7 +24,7 @@ pub fn read(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
     let fields = &call.fields;
     let requested = fields.int("version").unwrap_or(0);
     let mut kv = Kv::new(tx, call.mount()?);
-    match kv.read_version(call.param("path"), requested, time::now())? {
+    match kv.read_version(secret_path(call), requested, time::now())? {
         None => Err(ApiError::NotFound),
         Some(Found {
             metadata,
@@ -33,7 +34,10 @@ pub fn read(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
             metadata,
             data: Some(mut data),
         }) => {
-            strip(&mut data, 1, fields.int("depth").unwrap_or(0));
+            // A version written as `null` has `null` subkeys.
+            if let Value::Object(map) = &mut data {
+                strip(map, 1, fields.int("depth").unwrap_or(0));
+            }
             Ok(Reply::data(
                 json!({ "subkeys": data, "metadata": metadata }),
             ))

@@ -9,6 +9,7 @@ use crate::storage::Tx;
 use crate::time;
 
 use super::record::{self, Kv};
+use super::secret_path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
@@ -37,7 +38,7 @@ pub fn destroy(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
 }
 
 fn apply(tx: &mut Tx, call: &Call, action: Action) -> ApiResult<Reply> {
-    let path = call.param("path");
+    let path = secret_path(call);
     let requested = call.fields.ints("versions").unwrap_or_default();
     if requested.is_empty() {
         // Vault's two handlers spell it differently.

@@ -1,43 +1,29 @@
 //! `GET sys/auth`: the enabled auth methods. kvsync has one, the token store
 //! at `auth/token/`, which is always there and cannot be disabled.
 
-use serde_json::json;
+use serde_json::{Map, json};
 
 use crate::api::Reply;
 use crate::error::ApiResult;
 use crate::framework::Call;
 use crate::storage::Tx;
-use crate::sys::VAULT_VERSION;
-
-/// The release part of the version (`2.2.0` of `2.2.0+ent`).
-fn release() -> &'static str {
-    VAULT_VERSION.split('+').next().unwrap_or(VAULT_VERSION)
-}
+use crate::sys::builtin_entry;
 
 /// `GET sys/auth`: `token/` in Vault's shape, also at the top level.
 pub fn list(_tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
-    Ok(Reply::data(json!({
-        "token/": {
-            "accessor": "auth_token_00000000",
-            "config": {
-                "default_lease_ttl": 0,
-                "force_no_cache": false,
-                "max_lease_ttl": 0,
-                "token_type": "default-service",
-            },
-            "description": "token based credentials",
-            "external_entropy_access": false,
-            "local": false,
-            "options": null,
-            "plugin_version": "",
-            "running_plugin_version": format!("v{}+builtin.vault", release()),
-            "running_sha256": "",
-            "seal_wrap": false,
-            "type": "token",
-            "uuid": "00000000-0000-0000-0000-000000000001",
-        }
-    }))
-    .with_data_at_top_level())
+    let mut config = Map::new();
+    config.insert("token_type".into(), json!("default-service"));
+    let token = builtin_entry(
+        (
+            "token",
+            "auth_token_00000000",
+            "00000000-0000-0000-0000-000000000001",
+        ),
+        "token based credentials",
+        config,
+        false,
+    );
+    Ok(Reply::data(json!({ "token/": token })).with_data_at_top_level())
 }
 
 #[cfg(test)]

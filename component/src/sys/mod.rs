@@ -11,7 +11,9 @@ pub mod mounts;
 pub mod policies;
 pub mod status;
 
-use crate::api::Operation::{Delete, List, Read, Update};
+use crate::api::Operation::{Delete, Header, List, Read, Update};
+use serde_json::{Map, Value, json};
+
 use crate::framework::{Backend, FieldSpec, Path, op};
 
 /// The Vault version kvsync answers as (`sys/seal-status`, `sys/health`): a
@@ -20,8 +22,37 @@ use crate::framework::{Backend, FieldSpec, Path, op};
 /// "Where kvsync differs from Vault").
 pub const VAULT_VERSION: &str = "2.2.0+ent";
 
-/// The cluster name the status endpoints show.
-pub const CLUSTER_NAME: &str = "kvsync";
+/// A built-in backend's entry, as `sys/mounts` (`sys/`) and `sys/auth`
+/// (`token/`) show it: no plugin, so no `deprecation_status`, and the
+/// release part of the version as its `running_plugin_version`; `config`
+/// adds to the common configuration.
+pub fn builtin_entry(
+    (kind, accessor, uuid): (&str, &str, &str),
+    description: &str,
+    config: Map<String, Value>,
+    seal_wrap: bool,
+) -> Value {
+    let release = VAULT_VERSION.split('+').next().unwrap_or(VAULT_VERSION);
+    let mut all = Map::new();
+    all.insert("default_lease_ttl".into(), json!(0));
+    all.insert("force_no_cache".into(), json!(false));
+    all.insert("max_lease_ttl".into(), json!(0));
+    all.extend(config);
+    json!({
+        "accessor": accessor,
+        "config": all,
+        "description": description,
+        "external_entropy_access": false,
+        "local": false,
+        "options": null,
+        "plugin_version": "",
+        "running_plugin_version": format!("v{release}+builtin.vault"),
+        "running_sha256": "",
+        "seal_wrap": seal_wrap,
+        "type": kind,
+        "uuid": uuid,
+    })
+}
 
 pub static BACKEND: Backend = Backend::new("sys/", "system", PATHS).ignore_trailing_slashes();
 
@@ -32,13 +63,22 @@ const PATHS: &[Path] = &[
     Path::new(
         "health",
         "Health of the server (a body outside the envelope).",
-        &[op(
-            Read,
-            "read-health-status",
-            "Read the server's health.",
-            health::read,
-        )],
+        &[
+            op(
+                Read,
+                "read-health-status",
+                "Read the server's health.",
+                health::read,
+            ),
+            op(
+                Header,
+                "read-health-status-head",
+                "Check the server's health: the status only.",
+                health::read,
+            ),
+        ],
     )
+    .fields(health::FIELDS)
     .unauthenticated(),
     Path::new(
         "seal-status",
@@ -230,8 +270,7 @@ const PATHS: &[Path] = &[
                 "mounts-read-configuration",
                 "Read the mount at the path.",
                 mounts::read,
-            )
-            .no_fields(),
+            ),
             op(
                 Update,
                 "mounts-enable-secrets-engine",
@@ -243,8 +282,7 @@ const PATHS: &[Path] = &[
                 "mounts-disable-secrets-engine",
                 "Disable the secrets engine at the path and delete its data.",
                 mounts::disable,
-            )
-            .no_fields(),
+            ),
         ],
     )
     .params(MOUNT)

@@ -4,21 +4,26 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::api::{Reply, random_bytes};
 use crate::effects::Change;
 use crate::error::{ApiError, ApiResult};
 use crate::framework::{self, Call, FieldSpec, FieldType};
 use crate::storage::Tx;
+use crate::sys::builtin_entry;
 
 pub const MOUNT_TABLE_KEY: &str = "core/mounts";
 
 /// Paths that belong to the server itself.
 const RESERVED: &[&str] = &["sys/", "auth/", "cubbyhole/", "identity/"];
 
-const KV_DESCRIPTION: &str = "key/value secret storage";
 const KV_RUNNING_VERSION: &str = "v0.25.0+builtin";
+
+/// The lease TTLs a mount that sets none has (Vault's system defaults, 768h),
+/// as `sys/mounts/<path>/tune` shows them.
+pub const SYSTEM_DEFAULT_LEASE_TTL: i64 = 768 * 3600;
+pub const SYSTEM_MAX_LEASE_TTL: i64 = 768 * 3600;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MountConfig {
@@ -73,23 +78,22 @@ impl MountEntry {
     }
 }
 
-/// The system backend's entry, as `sys/mounts` shows it.
+/// The `sys/` entry, as Vault shows it: the system backend is no plugin, so it
+/// has no `deprecation_status`, and it passes the `Accept` header through
+/// (for `sys/metrics`).
 pub fn system_mount_json() -> Value {
-    json!({
-        "accessor": "system_00000000",
-        "config": MountConfig::default(),
-        "deprecation_status": "supported",
-        "description": "system endpoints used for control, policy and debugging",
-        "external_entropy_access": false,
-        "local": false,
-        "options": null,
-        "plugin_version": "",
-        "running_plugin_version": "",
-        "running_sha256": "",
-        "seal_wrap": true,
-        "type": "system",
-        "uuid": "00000000-0000-0000-0000-000000000000",
-    })
+    let mut config = Map::new();
+    config.insert("passthrough_request_headers".into(), json!(["Accept"]));
+    builtin_entry(
+        (
+            "system",
+            "system_00000000",
+            "00000000-0000-0000-0000-000000000000",
+        ),
+        "system endpoints used for control, policy and debugging",
+        config,
+        true,
+    )
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -253,10 +257,7 @@ pub fn enable(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
         kind: kind.to_string(),
         accessor,
         uuid: crate::api::new_uuid(),
-        description: fields
-            .string("description")
-            .map(str::to_string)
-            .unwrap_or_else(|| KV_DESCRIPTION.to_string()),
+        description: fields.string("description").unwrap_or_default().to_string(),
         options,
         config,
         local: fields.bool("local").unwrap_or(false),
@@ -319,19 +320,101 @@ pub fn disable(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
     Ok(Reply::no_content())
 }
 
-/// `GET sys/mounts/<path>/tune`.
+/// `GET sys/mounts/<path>/tune`: the TTLs in effect, the system defaults
+/// where the mount sets none.
 pub fn read_tune(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
     let path = normalize_path(call.param("path"));
     let table = MountTable::load(tx)?;
     let mount = table
         .get(&path)
         .ok_or_else(|| ApiError::bad_request(format!("no mount entry found at \"{path}\"")))?;
+    let effective = |ttl: i64, default: i64| if ttl == 0 { default } else { ttl };
     Ok(Reply::data(json!({
-        "default_lease_ttl": mount.config.default_lease_ttl,
-        "max_lease_ttl": mount.config.max_lease_ttl,
+        "default_lease_ttl": effective(mount.config.default_lease_ttl, SYSTEM_DEFAULT_LEASE_TTL),
+        "max_lease_ttl": effective(mount.config.max_lease_ttl, SYSTEM_MAX_LEASE_TTL),
         "force_no_cache": mount.config.force_no_cache,
         "description": mount.description,
         "options": mount.options,
     }))
     .with_data_at_top_level())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::env::Fakes;
+    use crate::testing;
+
+    fn call(fakes: &Fakes, method: &str, path: &str, body: Value) -> (u16, Value) {
+        testing::call(&fakes.env(), method, path, &body)
+    }
+
+    #[test]
+    fn a_mount_has_the_description_it_was_given() {
+        let fakes = Fakes::default();
+        assert_eq!(
+            call(&fakes, "POST", "sys/mounts/a", json!({"type": "kv-v2"})).0,
+            204
+        );
+        let body = json!({"type": "kv-v2", "description": "mine"});
+        assert_eq!(call(&fakes, "POST", "sys/mounts/b", body).0, 204);
+        let (_, a) = call(&fakes, "GET", "sys/mounts/a", Value::Null);
+        assert_eq!(a["data"]["description"], "");
+        let (_, b) = call(&fakes, "GET", "sys/mounts/b/tune", Value::Null);
+        assert_eq!(b["data"]["description"], "mine");
+    }
+
+    #[test]
+    fn tune_shows_the_ttls_in_effect() {
+        let fakes = Fakes::default();
+        let body = json!({"type": "kv-v2", "config": {"default_lease_ttl": "1h"}});
+        assert_eq!(call(&fakes, "POST", "sys/mounts/a", body).0, 204);
+        let (status, tune) = call(&fakes, "GET", "sys/mounts/a/tune", Value::Null);
+        assert_eq!(status, 200);
+        assert_eq!(tune["data"]["default_lease_ttl"], 3600);
+        assert_eq!(tune["data"]["max_lease_ttl"], 2_764_800);
+        assert_eq!(tune["max_lease_ttl"], 2_764_800);
+        // The mount itself still shows what was set.
+        let (_, mount) = call(&fakes, "GET", "sys/mounts/a", Value::Null);
+        assert_eq!(mount["data"]["config"]["max_lease_ttl"], 0);
+    }
+
+    #[test]
+    fn the_system_entry_is_vaults() {
+        let fakes = Fakes::default();
+        let (status, table) = call(&fakes, "GET", "sys/mounts", Value::Null);
+        assert_eq!(status, 200);
+        let sys = &table["data"]["sys/"];
+        assert_eq!(sys["type"], "system");
+        assert!(sys.get("deprecation_status").is_none());
+        assert_eq!(
+            sys["config"]["passthrough_request_headers"],
+            json!(["Accept"])
+        );
+        assert_eq!(table["sys/"], *sys);
+    }
+
+    #[test]
+    fn reads_warn_of_unknown_parameters_and_check_known_ones() {
+        let fakes = Fakes::default();
+        call(&fakes, "POST", "sys/mounts/a", json!({"type": "kv-v2"}));
+        let warned = json!(["Endpoint ignored these unrecognized parameters: [bogus]"]);
+        for path in [
+            "sys/mounts?bogus=1",
+            "sys/mounts/a?bogus=1",
+            "sys/mounts/a/tune?bogus=1",
+            "sys/internal/ui/mounts/a?bogus=1",
+        ] {
+            let (status, body) = call(&fakes, "GET", path, Value::Null);
+            assert_eq!((status, &body["warnings"]), (200, &warned), "{path}");
+        }
+        // The mount's own fields are known (and coerced, as Vault does on every operation).
+        let (status, body) = call(&fakes, "GET", "sys/mounts/a?type=kv", Value::Null);
+        assert_eq!((status, &body["warnings"]), (200, &Value::Null));
+        assert_eq!(
+            call(&fakes, "GET", "sys/mounts/a?local=maybe", Value::Null).0,
+            400
+        );
+    }
 }

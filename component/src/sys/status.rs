@@ -12,10 +12,12 @@ use crate::api::Reply;
 use crate::error::ApiResult;
 use crate::framework::Call;
 use crate::storage::Tx;
-use crate::sys::{CLUSTER_NAME, VAULT_VERSION};
+use crate::sys::VAULT_VERSION;
+use crate::sys::health::ClusterIdentity;
 
 /// `GET sys/seal-status`.
-pub fn seal_status(_tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
+pub fn seal_status(tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
+    let cluster = ClusterIdentity::load_or_create(tx)?;
     Ok(Reply::raw(
         200,
         json!({
@@ -29,8 +31,8 @@ pub fn seal_status(_tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
             "version": VAULT_VERSION,
             "build_date": "",
             "migration": false,
-            "cluster_name": CLUSTER_NAME,
-            "cluster_id": "",
+            "cluster_name": cluster.name,
+            "cluster_id": cluster.id,
             "recovery_seal": false,
             "storage_type": "redb",
             "removed_from_cluster": false,

@@ -4,7 +4,7 @@
 //! before an engine instance is taken.
 //!
 //! The early check asks the caller's ACL for the capability the method
-//! needs on the request path: GET → `read`, LIST (or GET `?list=true`) →
+//! needs on the request path: GET and HEAD → `read`, LIST (or GET `?list=true`) →
 //! `list` on the path ending in `/`, DELETE → `delete`, PATCH → `patch`,
 //! POST/PUT → `create` **or** `update` (which one, only the path's existence
 //! check in the engine can tell). It never refuses what the exact check
@@ -66,7 +66,8 @@ pub fn early_check(authority: &Authority, attempt: &Attempt) -> Result<(), HostE
     }
     let may = |operation| authority.authorize(operation, &path, false);
     let allowed = match operation {
-        EngineOperation::Read => may(Operation::Read),
+        // HEAD reads nothing more than GET: it needs what GET needs.
+        EngineOperation::Read | EngineOperation::Header => may(Operation::Read),
         EngineOperation::List => may(Operation::List),
         EngineOperation::Create | EngineOperation::Update => {
             may(Operation::Update) || may(Operation::Create)

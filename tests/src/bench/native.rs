@@ -163,7 +163,7 @@ struct NativeAuthority(Option<Authority>);
 impl Authz for NativeAuthority {
     fn authorize(&self, operation: Operation, path: &str, sudo: bool) -> bool {
         let operation = match operation {
-            Operation::Read => HostOperation::Read,
+            Operation::Read | Operation::Header => HostOperation::Read,
             Operation::List => HostOperation::List,
             Operation::Create => HostOperation::Create,
             Operation::Update => HostOperation::Update,
