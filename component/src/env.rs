@@ -5,6 +5,7 @@ use crate::authz::{Authz, FakeAuthz};
 use crate::connector::{Connector, MemConnector};
 use crate::policies::{MemPolicies, Policies};
 use crate::storage::{MemStorage, Storage};
+use crate::tokens::{Minimal, Tokens};
 
 #[derive(Clone, Copy)]
 pub struct Env<'a> {
@@ -12,6 +13,7 @@ pub struct Env<'a> {
     pub connector: &'a dyn Connector,
     pub authz: &'a dyn Authz,
     pub policies: &'a dyn Policies,
+    pub tokens: &'a dyn Tokens,
 }
 
 /// Owned in-memory fakes of every import (native tests and baselines).
@@ -20,6 +22,7 @@ pub struct Fakes {
     pub connector: MemConnector,
     pub authz: FakeAuthz,
     pub policies: MemPolicies,
+    pub tokens: Minimal,
 }
 
 impl Default for Fakes {
@@ -29,6 +32,7 @@ impl Default for Fakes {
             connector: MemConnector::default(),
             authz: FakeAuthz::default(),
             policies: MemPolicies::default(),
+            tokens: Minimal::new(),
         }
     }
 }
@@ -40,6 +44,7 @@ impl Fakes {
             connector: &self.connector,
             authz: &self.authz,
             policies: &self.policies,
+            tokens: &self.tokens,
         }
     }
 }

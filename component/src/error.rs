@@ -5,6 +5,7 @@ use std::fmt;
 
 use crate::policies::PolicyError;
 use crate::storage::StorageError;
+use crate::tokens::TokenError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
@@ -107,6 +108,18 @@ impl From<PolicyError> for ApiError {
             PolicyError::BadRequest(m) => ApiError::BadRequest(m),
             PolicyError::Forbidden(m) => ApiError::Forbidden(m),
             PolicyError::Unavailable(m) => ApiError::Unavailable(m),
+        }
+    }
+}
+
+/// The token store's errors already say their class; the message is
+/// Vault's (a storage failure's stays in the log).
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::BadRequest(m) => ApiError::BadRequest(m),
+            TokenError::Forbidden(m) => ApiError::Forbidden(m),
+            TokenError::Unavailable(m) => ApiError::Unavailable(m),
         }
     }
 }

@@ -283,6 +283,7 @@ pub(crate) mod testing {
     use crate::policies::MemPolicies;
     use crate::storage::{MemStorage, Tx};
     use crate::sys::mounts::{MountEntry, MountTable};
+    use crate::tokens::Minimal;
 
     use super::record::{KeyMetadata, Kv};
 
@@ -290,6 +291,7 @@ pub(crate) mod testing {
         pub store: MemStorage,
         pub connector: MemConnector,
         pub policies: MemPolicies,
+        pub tokens: Minimal,
     }
 
     impl Server {
@@ -299,6 +301,7 @@ pub(crate) mod testing {
                 store: MemStorage::new(),
                 connector: MemConnector::default(),
                 policies: MemPolicies::default(),
+                tokens: Minimal::new(),
             };
             let (status, _) = server.call("POST", "sys/mounts/secret", json!({"type": "kv-v2"}));
             assert_eq!(status, 204);
@@ -313,6 +316,7 @@ pub(crate) mod testing {
                 connector: &self.connector,
                 authz: &StaticAuthz(true),
                 policies: &self.policies,
+                tokens: &self.tokens,
             };
             crate::testing::call(&env, method, path, &body)
         }

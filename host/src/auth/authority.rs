@@ -111,7 +111,7 @@ impl Authority {
             Subject::Token(token) => {
                 let caller = self
                     .tokens
-                    .lookup(token)
+                    .resolve(token)
                     .await?
                     .ok_or_else(|| PolicyStoreError::Invalid("invalid token".to_string()))?;
                 other = self.policies.acl(&self.namespace, &caller.policies).await?;
@@ -169,7 +169,7 @@ mod tests {
             .await
             .unwrap();
         let root = tokens.create_root(Some("root-token".into())).await.unwrap();
-        let root_caller = tokens.lookup(root.token.clone()).await.unwrap().unwrap();
+        let root_caller = tokens.resolve(root.token.clone()).await.unwrap().unwrap();
         let mut reader = root_caller.clone();
         reader.policies = vec!["default".into(), "reader".into()];
 

@@ -210,28 +210,39 @@ async fn respond(
         }
     }
 
+    // Paths served without a token do not spend a use of one.
     let open = api::request_path(&path, api::Operation::Read)
         .is_ok_and(|decoded| access::is_unauthenticated(&decoded));
-    let given = token_of(&req);
-    let caller = match &given {
-        Some(token) => state
+    let token = token_of(&req);
+    let presented = token.is_some();
+    let storage_error = |e: crate::storage::StorageError| HostError::Storage(e.to_string());
+    let (caller, spent) = match token {
+        Some(token) if open => (
+            state.tokens.resolve(token).await.map_err(storage_error)?,
+            None,
+        ),
+        Some(token) => match state
             .tokens
-            .lookup(token.clone())
+            .authenticate(token)
             .await
-            .map_err(|e| HostError::Storage(e.to_string()))?,
-        None => None,
+            .map_err(storage_error)?
+        {
+            Some(auth) => (Some(auth.caller), auth.spent),
+            None => (None, None),
+        },
+        None => (None, None),
     };
     let authority = match &caller {
         Some(caller) => Some(
             Authority::of(Namespace::root(), caller, &state.policies, &state.tokens)
                 .await
-                .map_err(|e| HostError::Storage(e.to_string()))?,
+                .map_err(storage_error)?,
         ),
         None => None,
     };
     let refused = match (&authority, open) {
         (_, true) => None,
-        (None, false) if given.is_some() => Some(HostError::InvalidToken),
+        (None, false) if presented => Some(HostError::InvalidToken),
         (None, false) => Some(HostError::PermissionDenied),
         (Some(authority), false) => {
             let content_type = req
@@ -254,6 +265,10 @@ async fn respond(
         let _ = Limited::new(req.into_body(), DRAIN_ON_REJECT)
             .collect()
             .await;
+        // A refused request spends its use too, as in Vault.
+        if let Some(spent) = spent {
+            state.tokens.finish(spent).await;
+        }
         return Err(refused);
     }
 
@@ -303,10 +318,15 @@ async fn respond(
         authority,
     };
     let storage = TenantStorage::new(state.backend.clone(), ROOT_TENANT);
+    let outcome = state.api.handle(storage, request).await;
+    // A token whose last use this request made is revoked once it is served.
+    if let Some(spent) = spent {
+        state.tokens.finish(spent).await;
+    }
     let runtime::Outcome {
         response: out,
         effects,
-    } = state.api.handle(storage, request).await?;
+    } = outcome?;
     // Wake the sync worker first: the work is committed whatever happens to
     // the response. Every loop is woken: which loop serves a destination is
     // the engine's shard function, not the host's.

@@ -167,6 +167,7 @@ mod tests {
         State::new(
             TenantStorage::new(backend(), "root"),
             Arc::new(connectors),
+            None,
             (None, authority),
             None,
             &Limits::default(),

@@ -14,9 +14,10 @@
 //!
 //! Imports: `storage` (the tenant's [`TenantStorage`]), `connector` (the shared
 //! [`Connectors`] registry), `authz` (decided on the request's
-//! [`crate::auth::Authority`]: the caller's compiled ACL) and `policies` (the
-//! authority's namespace stores), each implemented on its own borrowed view
-//! of the call's state (`state.rs`).
+//! [`crate::auth::Authority`]: the caller's compiled ACL), `policies` (the
+//! authority's namespace stores) and `tokens` (the server's [`TokenStore`],
+//! scoped to the tenant's namespace and the caller), each implemented on its
+//! own borrowed view of the call's state (`state.rs`).
 //!
 //! The generated bindings stay private to this module: callers exchange the
 //! host's records ([`Request`], [`Response`], [`SyncSettings`], [`RunReport`],
@@ -28,6 +29,7 @@ mod connector;
 pub mod limits;
 mod records;
 mod state;
+mod tokens;
 pub mod warm;
 
 use std::sync::Arc;
@@ -37,7 +39,7 @@ use anyhow::Context as _;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use crate::auth::{Authority, Caller};
+use crate::auth::{Authority, Caller, TokenStore};
 use crate::connectors::Connectors;
 use crate::storage::TenantStorage;
 pub use limits::Limits;
@@ -66,6 +68,9 @@ pub struct Runtime {
     pre: bindings::EnginePre<State>,
     limits: Limits,
     connectors: Arc<Connectors>,
+    /// The token store the `tokens` import serves (set by the composition
+    /// root once the storage is open).
+    tokens: Option<TokenStore>,
     /// How long a provider call made while answering an API request may take
     /// before it is left to the sync worker (the association shows `PENDING`).
     inline_bound: Duration,
@@ -113,6 +118,7 @@ impl Runtime {
             warm,
             limits,
             connectors,
+            tokens: None,
             inline_bound: DEFAULT_INLINE_BOUND,
             _ticker: ticker,
         })
@@ -121,6 +127,12 @@ impl Runtime {
     /// Sets the bound on provider calls made inline by API requests.
     pub fn with_inline_bound(mut self, bound: Duration) -> Self {
         self.inline_bound = bound;
+        self
+    }
+
+    /// Serves the `tokens` import from `tokens`.
+    pub fn with_tokens(mut self, tokens: TokenStore) -> Self {
+        self.tokens = Some(tokens);
         self
     }
 
@@ -207,7 +219,7 @@ impl Runtime {
         if let Some(mut w) = self.warm.take(storage.prefix()) {
             w.store
                 .data_mut()
-                .ready_for_call(storage, caller, inline_bound);
+                .ready_for_call(storage, self.tokens.clone(), caller, inline_bound);
             limits::rearm(&mut w.store, &self.limits);
             return Ok(w);
         }
@@ -247,6 +259,7 @@ impl Runtime {
         let state = State::new(
             storage,
             self.connectors.clone(),
+            self.tokens.clone(),
             caller,
             inline_bound,
             &self.limits,

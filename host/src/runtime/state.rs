@@ -1,13 +1,15 @@
 //! The per-call store state, the borrowed view each import sees of it, and
 //! the host side of the `storage`, `authz` and `policies` imports (the
-//! `connector` import is in [`super::connector`]).
+//! `connector` import is in [`super::connector`], `tokens` in
+//! [`super::tokens`]).
 //!
 //! Each import is implemented on a small view that borrows only what it
 //! needs (wasmtime's `HasData` pattern): `storage` the tenant's storage and
 //! the CPU meter, `connector` the registry, the meter and the inline bound,
 //! `authz` the request's authority (the caller's compiled ACL), `policies`
-//! the authority (its namespace's stores) and the meter. No import reaches
-//! the rest of the state.
+//! the authority (its namespace's stores) and the meter, `tokens` the token
+//! store, the tenant's namespace, the caller, its ACL and the meter. No
+//! import reaches the rest of the state.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,10 +17,10 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{HasData, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::kvsync::engine::{authz, connector, policies, storage as wit, types};
+use super::bindings::kvsync::engine::{authz, connector, policies, storage as wit, tokens, types};
 use super::limits::{CpuMeter, Limits, MemoryLimiter};
 use crate::auth::policy::Operation;
-use crate::auth::{Authority, Caller, PolicyStoreError, Subject, Token};
+use crate::auth::{Authority, Caller, PolicyStoreError, Subject, Token, TokenStore};
 use crate::connectors::Connectors;
 use crate::storage::{self, StorageError, TenantStorage};
 
@@ -27,6 +29,9 @@ pub struct State {
     table: ResourceTable,
     storage: TenantStorage,
     connectors: Arc<Connectors>,
+    /// The server's token store (`None`: a runtime without one answers the
+    /// `tokens` import with an error).
+    tokens: Option<TokenStore>,
     /// Who made the request being handled (`None`: an unauthenticated path,
     /// or a sync run).
     caller: Option<Caller>,
@@ -44,6 +49,7 @@ impl State {
     pub fn new(
         storage: TenantStorage,
         connectors: Arc<Connectors>,
+        tokens: Option<TokenStore>,
         (caller, authority): (Option<Caller>, Option<Authority>),
         inline_bound: Option<Duration>,
         limits: &Limits,
@@ -55,6 +61,7 @@ impl State {
             table: ResourceTable::new(),
             storage,
             connectors,
+            tokens,
             caller,
             authority,
             cpu: CpuMeter::new(limits.cpu),
@@ -63,16 +70,18 @@ impl State {
         }
     }
 
-    /// Readies the state for a call: the tenant's storage, the caller and
-    /// its authority, the bound on inline provider calls (the CPU meter is
+    /// Readies the state for a call: the tenant's storage, the token store,
+    /// the caller and its authority, the bound on inline provider calls (the CPU meter is
     /// re-armed with the store: [`super::limits::rearm`]).
     pub fn ready_for_call(
         &mut self,
         storage: TenantStorage,
+        tokens: Option<TokenStore>,
         (caller, authority): (Option<Caller>, Option<Authority>),
         inline_bound: Option<Duration>,
     ) {
         self.storage = storage;
+        self.tokens = tokens;
         self.caller = caller;
         self.authority = authority;
         self.inline_bound = inline_bound;
@@ -115,6 +124,16 @@ impl State {
             cpu: &self.cpu,
         }
     }
+
+    pub(super) fn tokens_view(&mut self) -> TokensView<'_> {
+        TokensView {
+            store: self.tokens.as_ref(),
+            namespace: self.storage.tenant(),
+            caller: self.caller.as_ref(),
+            acl: self.authority.as_ref().map(Authority::acl),
+            cpu: &self.cpu,
+        }
+    }
 }
 
 /// What the `storage` import sees: the tenant's storage, and the meter its
@@ -145,6 +164,17 @@ pub struct PoliciesView<'a> {
     cpu: &'a CpuMeter,
 }
 
+/// What the `tokens` import sees: the token store, the namespace of the
+/// request's tenant, its caller and the caller's ACL (for sudo), and the
+/// meter its time is charged to.
+pub struct TokensView<'a> {
+    pub(super) store: Option<&'a TokenStore>,
+    pub(super) namespace: &'a str,
+    pub(super) caller: Option<&'a Caller>,
+    pub(super) acl: Option<&'a crate::auth::policy::Acl>,
+    pub(super) cpu: &'a CpuMeter,
+}
+
 struct StorageImport;
 impl HasData for StorageImport {
     type Data<'a> = StorageView<'a>;
@@ -165,6 +195,11 @@ impl HasData for PoliciesImport {
     type Data<'a> = PoliciesView<'a>;
 }
 
+struct TokensImport;
+impl HasData for TokensImport {
+    type Data<'a> = TokensView<'a>;
+}
+
 /// `types` declares records only: its instance is linked with nothing in it.
 struct RecordsOnly;
 impl HasData for RecordsOnly {
@@ -179,6 +214,7 @@ pub fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     connector::add_to_linker::<State, ConnectorImport>(linker, State::connector_view)?;
     authz::add_to_linker::<State, AuthzImport>(linker, State::authz_view)?;
     policies::add_to_linker::<State, PoliciesImport>(linker, State::policies_view)?;
+    tokens::add_to_linker::<State, TokensImport>(linker, State::tokens_view)?;
     Ok(())
 }
 

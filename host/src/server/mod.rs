@@ -1,9 +1,10 @@
 //! The composition root. Every part of a kvsync server is assembled here and
-//! nowhere else: the storage under its encryption barrier, the token and
-//! policy stores, the engine runtime with the destination connectors, the HTTP front's
-//! state, and the sync worker. `kvsync server` (from a config file, or in
-//! dev mode), `kvsync sync run`, the benchmarks and the tests all start from
-//! a [`Server`] (or, for a runtime alone, from [`engine`]).
+//! nowhere else: the storage under its encryption barrier, the token store
+//! (and its sweep) and the policy store, the engine runtime with the
+//! destination connectors and the token store, the HTTP front's state, and
+//! the sync worker. `kvsync server` (from a config file, or in dev mode),
+//! `kvsync sync run`, the benchmarks and the tests all start from a
+//! [`Server`] (or, for a runtime alone, from [`engine`]).
 
 mod storage;
 
@@ -19,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub use storage::{Access, Initialized, in_use_message, init, load_key};
 
+use crate::auth::tokens::sweep::Sweeper;
 use crate::auth::{Authority, Caller, Namespace, NewToken, PolicyStore, TokenStore};
 use crate::config::{Config, Listener};
 use crate::connectors::{ConnectorEnv, Connectors, DEFAULT_TIMEOUT};
@@ -172,18 +174,19 @@ pub async fn identity(backend: &SharedBackend) -> anyhow::Result<(TokenStore, Po
     Ok((TokenStore::new(backend.clone()), policies))
 }
 
-/// Dev mode's storage: in memory, with the built-in policies, a root token
+/// Dev mode's storage: in memory, with its identity stores (the built-in
+/// policies), a root token
 /// (`root_token_id`, or a random one, returned to be shown) and KV-v2
 /// mounted at `secret/` through `api`, as any client would mount it.
 pub async fn dev_storage(
     api: &dyn Api,
     root_token_id: Option<String>,
-) -> anyhow::Result<(SharedBackend, NewToken)> {
+) -> anyhow::Result<(SharedBackend, (TokenStore, PolicyStore), NewToken)> {
     let backend = storage::in_memory().await?;
     let (tokens, policies) = identity(&backend).await?;
     let root = tokens.create_root(root_token_id).await?;
     let caller = tokens
-        .lookup(root.token.clone())
+        .resolve(root.token.clone())
         .await?
         .ok_or_else(|| anyhow::anyhow!("the root token just created is not found"))?;
     let authority = Authority::of(Namespace::root(), &caller, &policies, &tokens).await?;
@@ -204,7 +207,7 @@ pub async fn dev_storage(
             String::from_utf8_lossy(&resp.body)
         );
     }
-    Ok((backend, root))
+    Ok((backend, (tokens, policies), root))
 }
 
 /// The assembled parts of a server of the root tenant.
@@ -234,7 +237,14 @@ impl Server {
             engine_options.limits.warm_instances = n;
         }
         let runtime = engine(&engine_options)?;
-        Self::assemble(backend, runtime, options.sync).await
+        let (tokens, policies) = identity(&backend).await?;
+        tokens.upgrade().await?;
+        Ok(Self::assemble(
+            backend,
+            (tokens, policies),
+            runtime,
+            options.sync,
+        ))
     }
 
     /// Dev mode: in-memory storage, a root token (`root_token_id`, or a
@@ -253,8 +263,11 @@ impl Server {
             engine_options.limits.warm_instances = n;
         }
         let runtime = engine(&engine_options)?;
-        let (backend, root) = dev_storage(&runtime, root_token_id).await?;
-        Ok((Self::assemble(backend, runtime, options.sync).await?, root))
+        let (backend, identity, root) = dev_storage(&runtime, root_token_id).await?;
+        Ok((
+            Self::assemble(backend, identity, runtime, options.sync),
+            root,
+        ))
     }
 
     /// Empty in-memory storage (no tokens, nothing mounted, the built-in
@@ -265,23 +278,26 @@ impl Server {
     ) -> anyhow::Result<Self> {
         let backend = storage::in_memory().await?;
         let runtime = engine(engine_options)?;
-        Self::assemble(backend, runtime, sync).await
+        let identity = identity(&backend).await?;
+        Ok(Self::assemble(backend, identity, runtime, sync))
     }
 
-    async fn assemble(
+    /// The parts of a server; the runtime's `tokens` import serves `tokens`
+    /// (the store whose caller cache the HTTP front shares).
+    fn assemble(
         backend: SharedBackend,
+        (tokens, policies): (TokenStore, PolicyStore),
         runtime: Runtime,
         sync: SyncConfig,
-    ) -> anyhow::Result<Self> {
-        let (tokens, policies) = identity(&backend).await?;
-        Ok(Server {
+    ) -> Self {
+        Server {
+            runtime: runtime.with_tokens(tokens.clone()),
             tokens,
             policies,
             backend,
-            runtime,
             sync,
             sync_wake: Arc::new(Notify::new()),
-        })
+        }
     }
 
     pub fn runtime(&self) -> &Runtime {
@@ -365,10 +381,12 @@ impl Server {
         worker.stop(worker::SHUTDOWN_GRACE).await;
     }
 
-    /// Serves HTTP on `listening` with the sync worker beside it, until
-    /// `shutdown` resolves: then the listener and the worker stop together,
-    /// each letting work in flight finish within its grace period.
+    /// Serves HTTP on `listening` with the sync worker and the token sweep
+    /// beside it, until `shutdown` resolves: then the listener, the worker
+    /// and the sweep stop together, each letting work in flight finish
+    /// within its grace period.
     pub async fn serve(&self, listening: Listening, shutdown: impl Future<Output = ()>) {
+        let sweeper = Sweeper::start(self.tokens.clone());
         let state = http_state(
             Arc::new(self.runtime.clone()),
             self.backend.clone(),
@@ -389,6 +407,7 @@ impl Server {
             http::serve(listening.listener, listening.tls, state, shutdown),
             worker
         );
+        sweeper.stop().await;
     }
 }
 
