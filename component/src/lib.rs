@@ -2,8 +2,9 @@
 //! table and the KV-v2 secrets engine, as plain Rust behind a thin wit-bindgen adapter.
 //!
 //! Everything here runs natively in unit tests: the WIT imports are reached only
-//! through the traits bundled in [`env::Env`] (storage, connector, authz, tokens), which
-//! the wasm adapter implements with the host's imports and tests implement in memory.
+//! through the traits bundled in [`env::Env`] (storage, connector, authz, policies,
+//! tokens), which the wasm adapter implements with the host's imports and tests
+//! implement in memory.
 
 pub mod api;
 pub mod auth;
@@ -14,6 +15,7 @@ pub mod env;
 pub mod error;
 pub mod framework;
 pub mod kv;
+pub mod policies;
 pub mod router;
 pub mod storage;
 pub mod sync;

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kvsync::auth::Caller;
 use kvsync::runtime::{self, CallError, Limits, Runtime};
 use kvsync::storage::{
     Backend, Barrier, Condition, EncryptionKey, Entry, Op, Page, RedbBackend, SharedBackend,
@@ -43,10 +42,6 @@ fn memory_backend() -> SharedBackend {
     Arc::new(Barrier::new(RedbBackend::in_memory().unwrap(), key))
 }
 
-fn root() -> Caller {
-    kvsync_tests::root_caller()
-}
-
 async fn call(
     rt: &Runtime,
     backend: &SharedBackend,
@@ -61,7 +56,12 @@ async fn call_as(
     tenant: &str,
     path: &str,
 ) -> Result<runtime::Response, CallError> {
-    let req = runtime::request("GET", path, b"", Some(root()));
+    let req = runtime::request(
+        "GET",
+        path,
+        b"",
+        Some(kvsync_tests::root_identity(backend).await.unwrap()),
+    );
     rt.handle(TenantStorage::new(backend.clone(), tenant), req)
         .await
         .map(|out| out.response)

@@ -147,25 +147,28 @@ mod tests {
 
     use async_trait::async_trait;
 
-    use super::super::bindings::kvsync::engine::authz::Host as _;
+    use super::super::bindings::kvsync::engine::authz::{self, Host as _};
     use super::super::limits::Limits;
     use super::super::state::State;
     use super::wit::Host as _;
     use super::*;
-    use crate::auth::{Caller, Token};
+    use crate::auth::{Authority, Caller, Namespace, PolicyStore, Token, TokenStore};
     use crate::connectors::{Connectors, DestinationConnector, Op, Outcome};
     use crate::storage::{Barrier, EncryptionKey, RedbBackend, SharedBackend, TenantStorage};
 
-    fn state(connectors: Connectors, caller: Option<Caller>) -> State {
-        let backend: SharedBackend = Arc::new(Barrier::new(
+    fn backend() -> SharedBackend {
+        Arc::new(Barrier::new(
             RedbBackend::in_memory().unwrap(),
             EncryptionKey::generate().unwrap(),
-        ));
+        ))
+    }
+
+    fn state(connectors: Connectors, authority: Option<Authority>) -> State {
         State::new(
-            TenantStorage::new(backend, "root"),
+            TenantStorage::new(backend(), "root"),
             Arc::new(connectors),
             None,
-            caller,
+            (None, authority),
             None,
             &Limits::default(),
         )
@@ -293,20 +296,35 @@ mod tests {
 
     #[tokio::test]
     async fn authz_asks_the_callers_policies() {
+        let backend = backend();
+        let policies = PolicyStore::new(backend.clone());
+        let tokens = TokenStore::new(backend);
         let path = "my-kv/data/app/db".to_string();
-        let allowed = |caller: Option<Caller>| {
-            let path = path.clone();
+        let allowed = |policy: Option<&str>| {
+            let (path, policies, tokens) = (path.clone(), policies.clone(), tokens.clone());
+            let policy = policy.map(str::to_string);
             async move {
-                let mut state = state(Connectors::new(), caller);
-                state
-                    .authz_view()
-                    .allowed("read".into(), path)
+                let authority = match policy {
+                    Some(p) => Some(
+                        Authority::of(Namespace::root(), &caller(&p), &policies, &tokens)
+                            .await
+                            .unwrap(),
+                    ),
+                    None => None,
+                };
+                let mut state = state(Connectors::new(), authority);
+                let mut view = state.authz_view();
+                let read = view.allowed("read".into(), path.clone()).await.unwrap();
+                let exact = view
+                    .authorize(authz::Operation::Read, path, false)
                     .await
-                    .unwrap()
+                    .unwrap();
+                assert_eq!(read, exact);
+                read
             }
         };
-        assert!(allowed(Some(caller("root"))).await);
-        assert!(!allowed(Some(caller("default"))).await);
+        assert!(allowed(Some("root")).await);
+        assert!(!allowed(Some("default")).await);
         assert!(!allowed(None).await);
     }
 }

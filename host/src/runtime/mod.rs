@@ -13,10 +13,11 @@
 //! [`Runtime::reconcile`]), each in a fresh instance with the same limits.
 //!
 //! Imports: `storage` (the tenant's [`TenantStorage`]), `connector` (the shared
-//! [`Connectors`] registry), `authz` (the request's caller, decided by
-//! [`crate::auth::allowed`]) and `tokens` (the server's [`TokenStore`], scoped
-//! to the tenant's namespace and the caller), each implemented on its own
-//! borrowed view of the call's state (`state.rs`).
+//! [`Connectors`] registry), `authz` (decided on the request's
+//! [`crate::auth::Authority`]: the caller's compiled ACL), `policies` (the
+//! authority's namespace stores) and `tokens` (the server's [`TokenStore`],
+//! scoped to the tenant's namespace and the caller), each implemented on its
+//! own borrowed view of the call's state (`state.rs`).
 //!
 //! The generated bindings stay private to this module: callers exchange the
 //! host's records ([`Request`], [`Response`], [`SyncSettings`], [`RunReport`],
@@ -38,7 +39,7 @@ use anyhow::Context as _;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use crate::auth::{Caller, TokenStore};
+use crate::auth::{Authority, Caller, TokenStore};
 use crate::connectors::Connectors;
 use crate::storage::TenantStorage;
 pub use limits::Limits;
@@ -145,12 +146,12 @@ impl Runtime {
     }
 
     /// Runs one API request in an instance of `storage`'s tenant, on behalf of
-    /// `req.caller` (what the `authz` import answers for): the response, and
-    /// what the request caused that the host must act on.
+    /// `req.caller` (the `authz` import answers with `req.authority`): the
+    /// response, and what the request caused that the host must act on.
     pub async fn handle(&self, storage: TenantStorage, req: Request) -> Result<Outcome, CallError> {
-        let (req, caller) = WitRequest::split(req);
+        let (req, caller, authority) = WitRequest::split(req);
         let mut w = self
-            .checkout(storage, caller, Some(self.inline_bound))
+            .checkout(storage, (caller, authority), Some(self.inline_bound))
             .await?;
         let out = w
             .instance
@@ -173,7 +174,7 @@ impl Runtime {
         limit: u32,
         settings: SyncSettings,
     ) -> Result<RunReport, CallError> {
-        let mut w = self.checkout(storage, None, None).await?;
+        let mut w = self.checkout(storage, (None, None), None).await?;
         let out = w
             .instance
             .kvsync_engine_sync()
@@ -192,7 +193,7 @@ impl Runtime {
     /// `storage` (no caller): queues associations whose destination copy is
     /// behind the secret and returns how many it queued.
     pub async fn reconcile(&self, storage: TenantStorage) -> Result<u32, CallError> {
-        let mut w = self.checkout(storage, None, None).await?;
+        let mut w = self.checkout(storage, (None, None), None).await?;
         let out = w
             .instance
             .kvsync_engine_sync()
@@ -206,12 +207,13 @@ impl Runtime {
         self.warm.idle_count()
     }
 
-    /// An instance for one call on behalf of `caller` against `storage`: a
-    /// warm one of the same tenant, readied for this call, or a fresh one.
+    /// An instance for one call on behalf of a caller (and its authority)
+    /// against `storage`: a warm one of the same tenant, readied for this
+    /// call, or a fresh one.
     async fn checkout(
         &self,
         storage: TenantStorage,
-        caller: Option<Caller>,
+        caller: (Option<Caller>, Option<Authority>),
         inline_bound: Option<Duration>,
     ) -> Result<warm::Warm, CallError> {
         if let Some(mut w) = self.warm.take(storage.prefix()) {
@@ -240,7 +242,7 @@ impl Runtime {
     /// A fresh instance that runs nothing and is kept until dropped: what an
     /// idle instance costs in memory (the benchmarks' P4 measure).
     pub async fn idle_instance(&self, storage: TenantStorage) -> Result<IdleInstance, CallError> {
-        let (store, instance) = self.instantiate(storage, None, None).await?;
+        let (store, instance) = self.instantiate(storage, (None, None), None).await?;
         Ok(IdleInstance {
             _held: warm::Warm::new(store, instance),
         })
@@ -251,7 +253,7 @@ impl Runtime {
     async fn instantiate(
         &self,
         storage: TenantStorage,
-        caller: Option<Caller>,
+        caller: (Option<Caller>, Option<Authority>),
         inline_bound: Option<Duration>,
     ) -> Result<(Store<State>, bindings::Engine), CallError> {
         let state = State::new(
@@ -308,8 +310,15 @@ fn classify(store: &Store<State>, err: wasmtime::Error, instantiating: bool) -> 
     CallError::Trap(format!("{err:?}"))
 }
 
-/// A request record for engine-internal calls (dev-mode setup).
-pub fn request(method: &str, path: &str, body: &[u8], caller: Option<Caller>) -> Request {
+/// A request record for engine-internal calls (dev-mode setup), on behalf of
+/// `caller` with its `authority`.
+pub fn request(
+    method: &str,
+    path: &str,
+    body: &[u8],
+    caller: Option<(Caller, Authority)>,
+) -> Request {
+    let (caller, authority) = caller.unzip();
     Request {
         method: method.to_string(),
         path: path.to_string(),
@@ -317,6 +326,7 @@ pub fn request(method: &str, path: &str, body: &[u8], caller: Option<Caller>) ->
         headers: vec![("content-type".to_string(), "application/json".to_string())],
         body: body.to_vec(),
         caller,
+        authority,
     }
 }
 

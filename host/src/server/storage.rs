@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::auth::{NewToken, TokenStore};
+use crate::auth::NewToken;
 use crate::config::{Config, PostgresStorage, Storage};
 use crate::env::{self, Env};
 use crate::storage::postgres::{self, ConnectOptions};
@@ -246,7 +246,8 @@ async fn initialize<B: Backend>(
     };
     barrier.init_key_check().await?;
     let backend: SharedBackend = Arc::new(barrier);
-    let root = TokenStore::new(backend).create_root(None).await?;
+    let (tokens, _) = super::identity(&backend).await?;
+    let root = tokens.create_root(None).await?;
     Ok(Initialized {
         root,
         key_file,

@@ -43,6 +43,7 @@ pub const TYPE: DestinationType = DestinationType {
     cloud: true,
     fields: FIELDS,
     rules,
+    reads: &[],
 };
 
 fn rules(_tx: &mut Tx, new: &Details, old: Option<&Details>) -> ApiResult<()> {

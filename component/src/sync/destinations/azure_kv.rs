@@ -53,6 +53,7 @@ pub const TYPE: DestinationType = DestinationType {
     cloud: true,
     fields: FIELDS,
     rules,
+    reads: &[],
 };
 
 /// A client secret, or workload identity federation, or neither (managed identity).

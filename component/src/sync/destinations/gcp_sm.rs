@@ -51,6 +51,7 @@ pub const TYPE: DestinationType = DestinationType {
     cloud: true,
     fields: FIELDS,
     rules,
+    reads: &[],
 };
 
 /// Automatic replication (`kms_key_id`, `global_kms_key`) excludes user-managed

@@ -32,6 +32,7 @@ pub const TYPE: DestinationType = DestinationType {
     cloud: false,
     fields: FIELDS,
     rules: schema::no_rules,
+    reads: &[],
 };
 
 #[cfg(test)]

@@ -534,9 +534,7 @@ fn a_kv_write_commits_its_outbox_entries_in_the_same_batch() {
     let f = Fakes::default();
     let env = Env {
         storage: &storage,
-        connector: &f.connector,
-        authz: &f.authz,
-        tokens: &f.tokens,
+        ..f.env()
     };
     assert_eq!(
         call_on(&env, "POST", "sys/mounts/secret", json!({"type": "kv-v2"})).status,
@@ -970,9 +968,7 @@ fn a_concurrent_count_change_does_not_repeat_provider_calls() {
     let f = Fakes::default();
     let env = Env {
         storage: &storage,
-        connector: &f.connector,
-        authz: &f.authz,
-        tokens: &f.tokens,
+        ..f.env()
     };
     call_on(&env, "POST", "sys/mounts/secret", json!({"type": "kv-v2"}));
     call_on(&env, "POST", "sys/sync/destinations/in-mem/d1", json!({}));
