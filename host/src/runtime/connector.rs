@@ -2,9 +2,17 @@
 //! registry's types, calls [`Connectors`](crate::connectors::Connectors) and
 //! converts back. Time spent here is the provider's, not the guest's: it is
 //! charged to the CPU meter as host time, like storage calls.
+//!
+//! This is the connectors' boundary: a connector that panics (a bug, or a
+//! provider answer no one foresaw) fails its one call as `internal`, logged
+//! with the panic's message; the panic never unwinds into the engine call,
+//! so neither the request nor the sync loop that made the call dies with it.
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
 use zeroize::Zeroizing;
 
 use super::bindings::kvsync::engine::connector as wit;
@@ -46,6 +54,27 @@ fn error_to_wit(e: SyncError) -> wit::SyncError {
     }
 }
 
+/// Runs a connector call, turning a panic into [`SyncError::Internal`].
+async fn guarded<T>(
+    kind: &str,
+    call: impl Future<Output = Result<T, SyncError>>,
+) -> Result<T, SyncError> {
+    match AssertUnwindSafe(call).catch_unwind().await {
+        Ok(out) => out,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(kind, panic = %what, "a destination connector panicked; the call failed as internal");
+            Err(SyncError::Internal(format!(
+                "the {kind} connector failed unexpectedly; see the server log"
+            )))
+        }
+    }
+}
+
 /// Runs a provider call; within an API request (`bound` set), one that does
 /// not finish in time is abandoned and reported `deferred`: the engine shows
 /// the association `PENDING` and its worker makes the call again, unbounded.
@@ -84,7 +113,11 @@ impl<'a> ConnectorView<'a> {
     {
         let started = Instant::now();
         let out = match destination(dest) {
-            Ok(dest) => bounded(self.inline_bound, call(self.connectors, dest)).await,
+            Ok(dest) => {
+                let kind = dest.kind.clone();
+                let call = guarded(&kind, call(self.connectors, dest));
+                bounded(self.inline_bound, call).await
+            }
             Err(e) => Err(error_to_wit(e)),
         };
         self.cpu.charge_host(started.elapsed());
@@ -131,7 +164,7 @@ impl wit::Host for ConnectorView<'_> {
     ) -> wasmtime::Result<Result<Vec<wit::ExternalSecret>, wit::SyncError>> {
         let started = Instant::now();
         let out = match destination(dest) {
-            Ok(dest) => self.connectors.inspect(&dest).await,
+            Ok(dest) => guarded(&dest.kind, self.connectors.inspect(&dest)).await,
             Err(e) => Err(e),
         };
         self.cpu.charge_host(started.elapsed());
@@ -287,6 +320,45 @@ mod tests {
         assert!(matches!(
             s.inspect(dest("gh", "{}")).await.unwrap(),
             Err(wit::SyncError::ClientSide(_))
+        ));
+    }
+
+    /// A connector with a bug: every call panics.
+    struct Panicking;
+
+    #[async_trait]
+    impl DestinationConnector for Panicking {
+        fn kind(&self) -> &'static str {
+            "gh"
+        }
+        async fn push(&self, _: &Destination, _: &ExternalSecret) -> Result<(), SyncError> {
+            panic!("a connector bug");
+        }
+        async fn delete(&self, _: &Destination, _: &str) -> Result<(), SyncError> {
+            panic!("a connector bug");
+        }
+        async fn inspect(&self, _: &Destination) -> Result<Vec<ExternalSecret>, SyncError> {
+            panic!("a connector bug");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_connector_is_an_internal_error_not_a_dead_caller() {
+        let mut state = state(Connectors::from_list(vec![Arc::new(Panicking)]), None);
+        let mut s = state.connector_view();
+        let gh = || {
+            dest(
+                "gh",
+                r#"{"access_token":"x","repository_owner":"o","repository_name":"r"}"#,
+            )
+        };
+        let internal = |out: Result<(), wit::SyncError>| matches!(out, Err(wit::SyncError::Internal(m)) if m.contains("connector failed") && !m.contains("bug"));
+        assert!(internal(s.push(gh(), secret("A", "v")).await.unwrap()));
+        assert!(internal(s.push_new(gh(), secret("A", "v")).await.unwrap()));
+        assert!(internal(s.delete(gh(), "A".into()).await.unwrap()));
+        assert!(matches!(
+            s.inspect(gh()).await.unwrap(),
+            Err(wit::SyncError::Internal(_))
         ));
     }
 
