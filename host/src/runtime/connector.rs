@@ -62,11 +62,7 @@ async fn guarded<T>(
     match AssertUnwindSafe(call).catch_unwind().await {
         Ok(out) => out,
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let what = super::panic_message(panic.as_ref());
             tracing::error!(kind, panic = %what, "a destination connector panicked; the call failed as internal");
             Err(SyncError::Internal(format!(
                 "the {kind} connector failed unexpectedly; see the server log"

@@ -295,6 +295,15 @@ fn classify(store: &Store<State>, err: wasmtime::Error, instantiating: bool) -> 
     CallError::Trap(format!("{err:?}"))
 }
 
+/// The message of a caught panic (`""` when it carries none), for the log.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
 /// A request record for engine-internal calls (dev-mode setup).
 pub fn request(method: &str, path: &str, body: &[u8], caller: Option<Caller>) -> Request {
     Request {
