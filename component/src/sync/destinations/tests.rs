@@ -508,3 +508,19 @@ fn every_type_is_declared_once_with_unique_fields() {
         );
     }
 }
+
+#[test]
+fn a_template_whose_output_explodes_is_refused_at_write_time() {
+    let s = Server::new();
+    let exploding = format!(
+        "{{{{ .SecretPath{} }}}}",
+        " | replace \"\" \"aaaaaaaaaa\"".repeat(6)
+    );
+    let msg = s.rejects(
+        "POST",
+        MEM,
+        json!({"secret_name_template": exploding}),
+        "secret_name_template",
+    );
+    assert!(msg.contains("can produce names of up to"), "{msg}");
+}
