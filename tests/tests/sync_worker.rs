@@ -225,3 +225,136 @@ async fn a_shard_loop_that_panics_is_restarted_and_syncs_what_was_queued() {
     );
     worker.stop(Duration::from_secs(10)).await;
 }
+
+/// The sync status and error of the association of `secret` with `dest`.
+async fn association(
+    rt: &Runtime,
+    backend: &SharedBackend,
+    dest: &str,
+    secret: &str,
+) -> (String, String) {
+    let body = ok(
+        rt,
+        backend,
+        "GET",
+        &format!("sys/sync/destinations/in-mem/{dest}/associations"),
+        Value::Null,
+    )
+    .await;
+    let found = body["data"]["associated_secrets"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|a| a["secret_name"] == secret)
+        .unwrap()
+        .clone();
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    (text(&found["sync_status"]), text(&found["error"]))
+}
+
+/// A secret too large for the sync run's memory cap makes every run that
+/// takes it exceed its limits. Its entry fails alone: the runs after it sync
+/// the rest of the shard, and its association shows why once it is retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_that_exceeds_the_run_limits_fails_alone() {
+    // Requests get room for an 8 MiB secret; sync runs get 16 MiB of memory.
+    let roomy = kvsync::server::engine(&EngineOptions {
+        cache_dir: std::env::var_os("KVSYNC_CACHE_DIR").map(Into::into),
+        limits: runtime::Limits {
+            memory_bytes: 256 << 20,
+            max_concurrent_instances: 16,
+            ..runtime::Limits::default()
+        },
+        ..EngineOptions::default()
+    })
+    .unwrap();
+    let tight = roomy.with_call_limits(runtime::DEFAULT_CPU_LIMIT, 16 << 20);
+    let backend = memory_backend();
+    let rt = &roomy;
+    ok(
+        rt,
+        &backend,
+        "POST",
+        "sys/mounts/secret",
+        json!({"type": "kv-v2"}),
+    )
+    .await;
+    ok(
+        rt,
+        &backend,
+        "POST",
+        "sys/sync/destinations/in-mem/d",
+        json!({}),
+    )
+    .await;
+    for s in ["big", "small"] {
+        ok(
+            rt,
+            &backend,
+            "POST",
+            &format!("secret/data/{s}"),
+            json!({"data": {"v": "1"}}),
+        )
+        .await;
+        ok(
+            rt,
+            &backend,
+            "POST",
+            "sys/sync/destinations/in-mem/d/associations/set",
+            json!({"mount": "secret", "secret_name": s}),
+        )
+        .await;
+    }
+    // The large change is first in line.
+    let large = "x".repeat(8 << 20);
+    ok(
+        rt,
+        &backend,
+        "POST",
+        "secret/data/big",
+        json!({"data": {"v": large}}),
+    )
+    .await;
+    ok(
+        rt,
+        &backend,
+        "POST",
+        "secret/data/small",
+        json!({"data": {"v": "2"}}),
+    )
+    .await;
+
+    let worker = Worker::start(
+        tight.clone(),
+        backend.clone(),
+        TENANT,
+        sync_config(),
+        Arc::new(Notify::new()),
+    );
+    eventually(
+        "the change behind the large one reaches the destination",
+        Duration::from_secs(30),
+        || {
+            let (rt, backend) = (roomy.clone(), backend.clone());
+            async move {
+                objects(&rt, &backend, "d")
+                    .await
+                    .contains(&r#"{"v":"2"}"#.to_string())
+            }
+        },
+    )
+    .await;
+    eventually(
+        "the large one shows why it is not synced",
+        Duration::from_secs(30),
+        || {
+            let (rt, backend) = (roomy.clone(), backend.clone());
+            async move {
+                let (status, error) = association(&rt, &backend, "d", "big").await;
+                status == "INTERNAL_VAULT_ERROR" && error.contains("resource limits")
+            }
+        },
+    )
+    .await;
+    worker.stop(Duration::from_secs(10)).await;
+}

@@ -123,6 +123,21 @@ impl Runtime {
         self
     }
 
+    /// The same engine and connectors with smaller per-call limits (the
+    /// memory cap is at most the engine's), and a pool of warm instances of
+    /// its own (none): how a test makes a sync run exceed its limits.
+    pub fn with_call_limits(&self, cpu: Duration, memory_bytes: usize) -> Runtime {
+        Runtime {
+            limits: Limits {
+                cpu,
+                memory_bytes: memory_bytes.min(self.limits.memory_bytes),
+                ..self.limits.clone()
+            },
+            warm: Arc::new(warm::WarmPool::new(0)),
+            ..self.clone()
+        }
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.engine
     }

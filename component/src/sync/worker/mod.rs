@@ -18,6 +18,21 @@
 //! A commit that conflicts with a concurrent change runs the entry again,
 //! except when only the entry count changed: that is merged without calling
 //! the provider again.
+//!
+//! **An entry fails alone.** Before it touches the secret or a provider, a
+//! run *claims* the entry in a commit of its own: `started_at` is set and
+//! `due_at` moves to the time the entry would be retried had the attempt
+//! failed ([`next_due`]). The outcome commit replaces the claim. So when the
+//! run dies on the way (the guest trapped or exceeded its CPU or memory
+//! limit, or the server stopped), the entry is not due again before its
+//! backoff: the host's next run takes the rest of the batch and the shard
+//! goes on. The run that finds a claim still set once the entry is due again
+//! knows the attempt never finished: it counts the failed attempt, shows
+//! `INTERNAL_VAULT_ERROR` ([`UNFINISHED`]) on the rows in the same commit as
+//! its own claim, and tries once more. An entry that keeps killing its run is
+//! so retried with the usual exponential backoff, its rows say why, and
+//! nothing else waits for it. One loop runs a shard at a time (in a server
+//! and in `sync run --once`), so a claim found set is never one in flight.
 
 use crate::api::random_bytes;
 use crate::env::Env;
@@ -105,6 +120,10 @@ pub struct RunReport {
     /// when the shard has nothing the worker could run (or sync is disabled).
     pub next_due_ms: Option<u64>,
 }
+
+/// The error rows show when an attempt never finished (see the module docs).
+pub const UNFINISHED: &str = "the previous sync attempt did not finish: the sync run exceeded its \
+                              resource limits or was interrupted; retrying";
 
 /// Full runs of one entry after commit conflicts.
 const ENTRY_RUNS: usize = 4;
@@ -324,7 +343,79 @@ fn repair_entry(due_at: Nanos) -> OutboxEntry {
         due_at,
         attempts: 0,
         enqueued_at: 0,
+        started_at: None,
     }
+}
+
+/// What claiming an entry came to.
+enum Claim {
+    /// Not to run: gone, not due, or not decodable.
+    Skip(Step),
+    /// Claimed at this time; `unfinished` when an earlier attempt died.
+    Claimed { at: Nanos, unfinished: bool },
+}
+
+/// Claims the entry `id` in a commit of its own (module docs).
+fn claim(
+    env: &Env,
+    id: &EntryId,
+    indexed_at: Nanos,
+    now: Nanos,
+    settings: &Settings,
+) -> ApiResult<Claim> {
+    for _ in 0..ENTRY_RUNS {
+        let mut tx = Tx::new(env.storage);
+        let entry = match outbox::load(&mut tx, id) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => {
+                // Gone meanwhile: an index key left behind is dropped.
+                tx.delete(id.due_key(indexed_at));
+                tx.try_commit()?;
+                return Ok(Claim::Skip(Step::Skipped(None)));
+            }
+            // Undecodable: the processing step repairs it.
+            Err(ApiError::Internal(_)) => {
+                return Ok(Claim::Claimed {
+                    at: now,
+                    unfinished: false,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        if entry.due_at != indexed_at {
+            // The index is behind the entry: move its key.
+            tx.delete(id.due_key(indexed_at));
+            tx.put(id.due_key(entry.due_at), Vec::new());
+        }
+        if entry.due_at > now {
+            tx.try_commit()?;
+            return Ok(Claim::Skip(Step::Skipped(Some(entry.due_at))));
+        }
+        let unfinished = entry.started_at.is_some();
+        let attempts = if unfinished {
+            if let Some(mut record) = id.load_association(&mut tx)? {
+                record.mark_rows(SyncStatus::InternalVaultError, Some(UNFINISHED), now);
+                record.save(&mut tx)?;
+            }
+            entry.attempts.saturating_add(1)
+        } else {
+            entry.attempts
+        };
+        let at = time::now();
+        let claimed = OutboxEntry {
+            due_at: next_due(at, attempts, None, settings, jitter()),
+            attempts,
+            started_at: Some(at),
+            ..entry.clone()
+        };
+        outbox::store(&mut tx, id, Some(&entry), &claimed)?;
+        match tx.try_commit() {
+            Ok(()) => return Ok(Claim::Claimed { at, unfinished }),
+            Err(ApiError::Conflict) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::Conflict)
 }
 
 /// Runs one entry in its own transaction, again after a conflict.
@@ -335,9 +426,31 @@ fn run_entry(
     now: Nanos,
     settings: &Settings,
 ) -> ApiResult<Step> {
+    let (claimed_at, unfinished) = match claim(env, id, indexed_at, now, settings)? {
+        Claim::Skip(step) => return Ok(step),
+        Claim::Claimed { at, unfinished } => (at, unfinished),
+    };
+    let step = run_claimed(env, id, indexed_at, now, claimed_at, settings)?;
+    Ok(match step {
+        // The attempt that died counts as a failure of this run.
+        Step::Done { next, .. } if unfinished => Step::Done { failed: true, next },
+        step => step,
+    })
+}
+
+/// Runs a claimed entry in its own transaction, again after a conflict.
+fn run_claimed(
+    env: &Env,
+    id: &EntryId,
+    indexed_at: Nanos,
+    now: Nanos,
+    claimed_at: Nanos,
+    settings: &Settings,
+) -> ApiResult<Step> {
     for _ in 0..ENTRY_RUNS {
         let mut tx = Tx::new(env.storage);
-        let (step, count_delta) = match process(&mut tx, env, id, indexed_at, now, settings) {
+        let ran = process(&mut tx, env, id, indexed_at, now, claimed_at, settings);
+        let (step, count_delta) = match ran {
             Ok(outcome) => outcome,
             Err(e @ (ApiError::Conflict | ApiError::Unavailable(_))) => return Err(e),
             Err(e) => {
@@ -347,7 +460,7 @@ fn run_entry(
                     id.kind, id.name
                 );
                 tx = Tx::new(env.storage);
-                internal_failure(&mut tx, id, indexed_at, now, settings)?
+                internal_failure(&mut tx, id, indexed_at, now, claimed_at, settings)?
             }
         };
         match commit_with_count(&mut tx, count_delta) {
@@ -428,21 +541,21 @@ fn process(
     id: &EntryId,
     indexed_at: Nanos,
     now: Nanos,
+    claimed_at: Nanos,
     settings: &Settings,
 ) -> ApiResult<(Step, i64)> {
-    let Some(entry) = outbox::load(tx, id)? else {
+    let Some(mut entry) = outbox::load(tx, id)? else {
         // Gone meanwhile: an index key left behind is dropped.
         tx.delete(id.due_key(indexed_at));
         return Ok((Step::Skipped(None), 0));
     };
-    if entry.due_at != indexed_at {
-        // The index is behind the entry: move its key.
-        tx.delete(id.due_key(indexed_at));
-        tx.put(id.due_key(entry.due_at), Vec::new());
-    }
-    if entry.due_at > now {
+    let Some(entry_due) = runnable(tx, id, &mut entry, indexed_at, now, claimed_at) else {
         return Ok((Step::Skipped(Some(entry.due_at)), 0));
-    }
+    };
+    let entry = OutboxEntry {
+        due_at: entry_due,
+        ..entry
+    };
     let finished = |tx: &mut Tx, failed: bool| {
         outbox::remove(tx, id, Some(&entry));
         (Step::Done { failed, next: None }, -1)
@@ -531,6 +644,30 @@ fn process(
     }
 }
 
+/// Whether the loaded `entry` is to run now: it carries this run's claim
+/// (which is then dropped from it), or it is due (a change replaced the
+/// claim). Moves a due-index key that is behind the entry. Returns the due
+/// time the entry is stored with, so later writes replace the right index key.
+fn runnable(
+    tx: &mut Tx,
+    id: &EntryId,
+    entry: &mut OutboxEntry,
+    indexed_at: Nanos,
+    now: Nanos,
+    claimed_at: Nanos,
+) -> Option<Nanos> {
+    let ours = entry.started_at == Some(claimed_at);
+    if !ours && entry.due_at != indexed_at {
+        tx.delete(id.due_key(indexed_at));
+        tx.put(id.due_key(entry.due_at), Vec::new());
+    }
+    if !ours && entry.due_at > now {
+        return None;
+    }
+    entry.started_at = None;
+    Some(entry.due_at)
+}
+
 /// A problem found before any provider call (a name that cannot be
 /// rendered, a collision, a missing GitHub App): the rows say so.
 fn configuration_error(tx: &mut Tx, record: &mut Association, msg: &str) -> ApiResult<SyncOutcome> {
@@ -574,17 +711,19 @@ fn internal_failure(
     id: &EntryId,
     indexed_at: Nanos,
     now: Nanos,
+    claimed_at: Nanos,
     settings: &Settings,
 ) -> ApiResult<(Step, i64)> {
-    let entry = match outbox::load(tx, id) {
+    let mut entry = match outbox::load(tx, id) {
         Ok(Some(entry)) => entry,
         Ok(None) => return Ok((Step::Skipped(None), 0)),
         Err(ApiError::Internal(_)) => repair_entry(indexed_at),
         Err(e) => return Err(e),
     };
-    if entry.due_at > now {
+    if entry.due_at > now && entry.started_at != Some(claimed_at) {
         return Ok((Step::Skipped(Some(entry.due_at)), 0));
     }
+    entry.started_at = None;
     let next = reschedule(tx, id, &entry, None, settings)?;
     if let Ok(Some(mut record)) = id.load_association(tx) {
         record.mark_rows(

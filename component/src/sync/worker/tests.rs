@@ -984,8 +984,8 @@ fn a_concurrent_count_change_does_not_repeat_provider_calls() {
     assert_eq!(r.status, 200);
     call_on(&env, "POST", "secret/data/app", json!({"data": {"v": "2"}}));
     let calls = *f.connector.calls.borrow();
-    // The worker's commit is the next one.
-    *storage.interfere_at.borrow_mut() = *storage.commits.borrow() + 1;
+    // The worker claims the entry, then commits its outcome.
+    *storage.interfere_at.borrow_mut() = *storage.commits.borrow() + 2;
     let settings = Settings {
         coalesce_window_ms: 0,
         ..Settings::default()
@@ -1593,4 +1593,124 @@ fn entries_of_removed_associations_and_destinations_are_dropped() {
     assert_eq!(t.calls(), calls);
     assert!(t.record("d1", "app").is_none());
     assert_eq!((t.entries(), t.count()), (0, 0));
+}
+
+// ------------------------------------------------------- entries fail alone
+
+/// A connector whose pushes of one secret kill the run, as a guest that
+/// traps or exceeds its limits while syncing it does (the host sees the run
+/// fail and nothing of it after that point is committed).
+struct Dies<'a> {
+    inner: &'a crate::connector::MemConnector,
+    secret: &'a str,
+}
+
+impl crate::connector::Connector for Dies<'_> {
+    fn push(
+        &self,
+        dest: &crate::connector::DestinationRef,
+        secret: &crate::connector::ExternalSecret,
+    ) -> Result<(), SyncError> {
+        assert!(!secret.name.ends_with(self.secret), "the run dies here");
+        self.inner.push(dest, secret)
+    }
+    fn delete(&self, dest: &crate::connector::DestinationRef, name: &str) -> Result<(), SyncError> {
+        self.inner.delete(dest, name)
+    }
+    fn inspect(
+        &self,
+        dest: &crate::connector::DestinationRef,
+    ) -> Result<Vec<crate::connector::ExternalSecret>, SyncError> {
+        self.inner.inspect(dest)
+    }
+}
+
+/// A run over `connector` that dies (panics) is caught: it returns `None`.
+fn run_dying(t: &T, connector: &Dies<'_>) -> Option<RunReport> {
+    let env = Env {
+        storage: &t.f.storage,
+        connector,
+        authz: &t.f.authz,
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run(&env, 0, 1, 1000, &t.settings)
+    }))
+    .ok()
+}
+
+#[test]
+fn an_entry_whose_run_dies_fails_alone_and_backs_off() {
+    let t = T::new();
+    t.dest("d1", Granularity::SecretPath);
+    for s in ["big", "small"] {
+        t.put(s, json!({"v": "1"}));
+        t.set("d1", s);
+    }
+    // The poisonous entry is first in line.
+    t.put("big", json!({"v": "2"}));
+    t.put("small", json!({"v": "2"}));
+    let dies = Dies {
+        inner: &t.f.connector,
+        secret: "big",
+    };
+    assert!(run_dying(&t, &dies).is_none(), "the run dies on big");
+    // The next run is not stopped by it: the rest of the shard goes on.
+    let report = run_dying(&t, &dies).expect("the next run finishes");
+    assert_eq!((report.processed, report.failed), (1, 0));
+    assert_eq!(t.objects("d1")[&t.name("small")], r#"{"v":"2"}"#);
+    // big waits for its backoff, claimed by the attempt that died.
+    let entry = t.entry("d1", "big").unwrap();
+    assert!(entry.started_at.is_some());
+    assert!(entry.due_at > time::now());
+    assert_eq!(
+        report.next_due_ms,
+        Some(u64::try_from(entry.due_at).unwrap().div_ceil(1_000_000))
+    );
+
+    // Due again and dying again: the rows say why, the backoff grows.
+    make_all_due(&t.f.storage);
+    assert!(run_dying(&t, &dies).is_none());
+    let record = t.record("d1", "big").unwrap();
+    assert_eq!(record.rows[""].sync_status.as_str(), "INTERNAL_VAULT_ERROR");
+    assert_eq!(record.rows[""].error.as_deref(), Some(UNFINISHED));
+    assert_eq!(t.entry("d1", "big").unwrap().attempts, 1);
+
+    // Once it can be synced, it is; the run counts the attempt that died.
+    make_all_due(&t.f.storage);
+    let report = t.drain();
+    assert_eq!(
+        (report.processed, report.failed, report.next_due_ms),
+        (1, 1, None)
+    );
+    assert_eq!(t.objects("d1")[&t.name("big")], r#"{"v":"2"}"#);
+    assert_eq!(t.statuses("d1", "big"), vec!["SYNCED"]);
+    assert_eq!((t.entries(), t.count()), (0, 0));
+}
+
+#[test]
+fn a_change_while_an_entry_is_claimed_runs_next_not_at_the_claimed_retry() {
+    let t = T::new();
+    t.dest("d1", Granularity::SecretPath);
+    t.put("app", json!({"v": "1"}));
+    t.set("d1", "app");
+    t.put("app", json!({"v": "2"}));
+    let dies = Dies {
+        inner: &t.f.connector,
+        secret: "app",
+    };
+    assert!(run_dying(&t, &dies).is_none());
+    assert!(t.entry("d1", "app").unwrap().started_at.is_some());
+    // A new change replaces the claim: due now, and not taken for an
+    // attempt that died.
+    t.put("app", json!({"v": "3"}));
+    let entry = t.entry("d1", "app").unwrap();
+    assert!(
+        entry.started_at.is_none() && entry.due_at <= time::now(),
+        "{entry:?} {}",
+        time::now()
+    );
+    let report = t.drain();
+    assert_eq!((report.processed, report.failed), (1, 0));
+    assert_eq!(t.statuses("d1", "app"), vec!["SYNCED"]);
+    assert_eq!(t.objects("d1")[&t.name("app")], r#"{"v":"3"}"#);
 }
