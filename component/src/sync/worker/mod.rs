@@ -15,9 +15,16 @@
 //!
 //! An entry stays until its outcome is committed, so a crash at any point
 //! loses nothing (the provider call may be repeated: pushes are idempotent).
-//! A commit that conflicts with a concurrent change runs the entry again,
-//! except when only the entry count changed: that is merged without calling
-//! the provider again.
+//! **Write-ahead.** The claim below is committed before any provider call,
+//! and the outcome after: a provider call is never repeated because a commit
+//! conflicted. When the outcome commit conflicts with a concurrent change
+//! (other than of the entry count alone, which is merged in place), the
+//! run's provider facts are committed onto the state as it is now
+//! ([`merge_outcome`]) and whatever the change asks for is left queued. A
+//! run that dies between the claim and the outcome (a crash, a trap) leaves
+//! the claim: the entry runs again after its backoff and pushes again (a
+//! push is idempotent, and a name a renaming push wrote and never recorded is
+//! the name the retry writes and records).
 //!
 //! **An entry fails alone.** Before it touches the secret or a provider, a
 //! run *claims* the entry in a commit of its own: `started_at` is set and
@@ -466,11 +473,9 @@ fn run_claimed(
         match commit_with_count(&mut tx, count_delta) {
             Ok(()) => return Ok(step),
             Err(ApiError::Conflict) => {
-                if requeued_meanwhile(&mut tx, id)? {
-                    return Ok(Step::Done {
-                        failed: false,
-                        next: None,
-                    });
+                if let Some(step) = merge_outcome(env, id, &mut tx, claimed_at, step, count_delta)?
+                {
+                    return Ok(step);
                 }
             }
             Err(e) => return Err(e),
@@ -479,37 +484,108 @@ fn run_claimed(
     Err(ApiError::Conflict)
 }
 
-/// After a commit conflict: when the only changes since the entry ran are the
-/// secret itself and its re-queued entry (a newer change arrived while the
-/// provider was being written), commits what the provider now holds — rows,
-/// names and digests, shown `PENDING` for the queued change — and leaves the
-/// entry for the next run, instead of running it (and writing) again.
-/// Returns false when anything else changed: the caller runs the entry again.
-fn requeued_meanwhile(tx: &mut Tx, id: &EntryId) -> ApiResult<bool> {
-    let changed = tx.changed_reads()?;
-    let entry_key = id.key();
-    let secret_only = !changed.is_empty()
-        && changed
-            .iter()
-            .all(|k| *k == entry_key || k == keys::OUTBOX_COUNT || k.starts_with("logical/"));
-    if !secret_only {
-        return Ok(false);
+/// After the outcome commit of a run conflicted with a concurrent change:
+/// commits what the run's provider calls are known to have done onto the
+/// state as it is now, without calling the provider again. The record the
+/// run wrote (`done`, read from its own writes) holds the provider's facts:
+/// its rows (names, digests, statuses) and stale names.
+///
+/// - The association kept its template and granularity (the concurrent
+///   change was a KV write, a queued change, another key): its rows become
+///   the run's; when a change re-queued the entry meanwhile, they show
+///   `PENDING` and the entry stays for the next run (whose digests make an
+///   unchanged push a no-op).
+/// - It was `set` again meanwhile with another template or granularity: its
+///   rows are the `set`'s facts; the names the run wrote that they do not
+///   know become stale names, and a sync is queued to delete them if they are
+///   no longer desired.
+/// - It is gone (removed meanwhile): nothing is recorded.
+///
+/// The entry gets the run's outcome only when it still carries this run's
+/// claim. Returns `Ok(None)` when the run wrote no record (an unsync that
+/// dropped it): the caller runs the entry again (deletes are idempotent).
+fn merge_outcome(
+    env: &Env,
+    id: &EntryId,
+    done: &mut Tx,
+    claimed_at: Nanos,
+    step: Step,
+    count_delta: i64,
+) -> ApiResult<Option<Step>> {
+    let Some(ours) = id.load_association(done)? else {
+        return Ok(None);
+    };
+    let our_entry = outbox::load(done, id)?;
+    for _ in 0..COUNT_MERGES {
+        let mut tx = Tx::new(env.storage);
+        let fresh_entry = match outbox::load(&mut tx, id) {
+            Ok(entry) => entry,
+            // Undecodable: left to the worker's repair.
+            Err(ApiError::Internal(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let still_ours = fresh_entry
+            .as_ref()
+            .is_some_and(|e| e.started_at == Some(claimed_at));
+        let mut delta = 0;
+        if still_ours {
+            match &our_entry {
+                Some(entry) => outbox::store(&mut tx, id, fresh_entry.as_ref(), entry)?,
+                None => {
+                    outbox::remove(&mut tx, id, fresh_entry.as_ref());
+                    delta = count_delta;
+                }
+            }
+        }
+        let now = time::now();
+        if let Some(mut fresh) = id.load_association(&mut tx)? {
+            if fresh.template == ours.template && fresh.granularity == ours.granularity {
+                fresh.rows = ours.rows.clone();
+                fresh.stale = ours.stale.clone();
+                fresh.pushed_at = ours.pushed_at;
+                fresh.burst = ours.burst;
+                if !still_ours && fresh_entry.is_some() {
+                    fresh.mark_rows(SyncStatus::Pending, None, now);
+                }
+                fresh.save(&mut tx)?;
+            } else {
+                let known: std::collections::BTreeSet<&str> = fresh
+                    .rows
+                    .values()
+                    .map(|r| r.external_name.as_str())
+                    .collect();
+                let written = ours
+                    .rows
+                    .iter()
+                    .filter(|(_, row)| row.may_exist())
+                    .map(|(key, row)| (row.external_name.clone(), key.clone()))
+                    .chain(ours.stale.clone())
+                    .filter(|(name, _)| !known.contains(name.as_str()))
+                    .collect::<Vec<_>>();
+                if !written.is_empty() {
+                    fresh.stale.extend(written);
+                    fresh.save(&mut tx)?;
+                    outbox::queue(&mut tx, &mut fresh, OutboxOp::Sync, now, false)?;
+                }
+            }
+        }
+        outbox::adjust_count(&mut tx, delta)?;
+        match tx.try_commit() {
+            Ok(()) => {
+                return Ok(Some(if still_ours {
+                    step
+                } else {
+                    Step::Done {
+                        failed: false,
+                        next: None,
+                    }
+                }));
+            }
+            Err(ApiError::Conflict) => {}
+            Err(e) => return Err(e),
+        }
     }
-    for key in &changed {
-        tx.forget(key);
-    }
-    // Keep the (re-queued) entry and the count as they are now.
-    tx.forget(&entry_key);
-    tx.forget(keys::OUTBOX_COUNT);
-    if let Some(mut record) = id.load_association(tx)? {
-        record.mark_rows(SyncStatus::Pending, None, time::now());
-        record.save(tx)?;
-    }
-    match tx.try_commit() {
-        Ok(()) => Ok(true),
-        Err(ApiError::Conflict) => Ok(false),
-        Err(e) => Err(e),
-    }
+    Err(ApiError::Conflict)
 }
 
 /// Commits `tx` with `delta` applied to the entry count. When the count is

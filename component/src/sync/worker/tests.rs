@@ -933,6 +933,9 @@ struct Busy {
     inner: MemStorage,
     commits: RefCell<usize>,
     interfere_at: RefCell<usize>,
+    /// When set, the other writer rewrites this key (unchanged value, new
+    /// version) instead of bumping the count.
+    touch: RefCell<Option<String>>,
 }
 
 impl Storage for Busy {
@@ -952,7 +955,13 @@ impl Storage for Busy {
         *self.commits.borrow_mut() += 1;
         if *self.commits.borrow() == *self.interfere_at.borrow() {
             let mut other = Tx::new(&self.inner);
-            outbox::adjust_count(&mut other, 5).unwrap();
+            match self.touch.borrow().as_deref() {
+                Some(key) => {
+                    let value = other.get(key).unwrap().unwrap();
+                    other.put(key, value);
+                }
+                None => outbox::adjust_count(&mut other, 5).unwrap(),
+            }
             other.commit().unwrap();
         }
         self.inner.commit(conditions, ops)
@@ -965,6 +974,7 @@ fn a_concurrent_count_change_does_not_repeat_provider_calls() {
         inner: MemStorage::new(),
         commits: RefCell::new(0),
         interfere_at: RefCell::new(usize::MAX),
+        touch: RefCell::new(None),
     };
     let f = Fakes::default();
     let env = Env {
@@ -1713,4 +1723,117 @@ fn a_change_while_an_entry_is_claimed_runs_next_not_at_the_claimed_retry() {
     assert_eq!((report.processed, report.failed), (1, 0));
     assert_eq!(t.statuses("d1", "app"), vec!["SYNCED"]);
     assert_eq!(t.objects("d1")[&t.name("app")], r#"{"v":"3"}"#);
+}
+
+// --------------------------------------------------------------- write-ahead
+
+/// A commit conflict between the provider call and the outcome commit (the
+/// destination was written meanwhile): the outcome is merged onto the state
+/// as it is now, and the provider is not called again.
+#[test]
+fn a_conflict_after_the_provider_call_does_not_repeat_it() {
+    let storage = Busy {
+        inner: MemStorage::new(),
+        commits: RefCell::new(0),
+        interfere_at: RefCell::new(usize::MAX),
+        touch: RefCell::new(Some(keys::destination("in-mem", "d1"))),
+    };
+    let f = Fakes::default();
+    let env = Env {
+        storage: &storage,
+        connector: &f.connector,
+        authz: &f.authz,
+    };
+    call_on(&env, "POST", "sys/mounts/secret", json!({"type": "kv-v2"}));
+    call_on(&env, "POST", "sys/sync/destinations/in-mem/d1", json!({}));
+    call_on(&env, "POST", "secret/data/app", json!({"data": {"v": "1"}}));
+    let r = call_on(
+        &env,
+        "POST",
+        "sys/sync/destinations/in-mem/d1/associations/set",
+        json!({"mount": "secret", "secret_name": "app"}),
+    );
+    assert_eq!(r.status, 200);
+    call_on(&env, "POST", "secret/data/app", json!({"data": {"v": "2"}}));
+    let calls = *f.connector.calls.borrow();
+    // The claim, then the provider call, then the outcome commit: the
+    // destination is written right before the latter.
+    *storage.interfere_at.borrow_mut() = *storage.commits.borrow() + 2;
+    let settings = Settings {
+        coalesce_window_ms: 0,
+        ..Settings::default()
+    };
+    let report = run(&env, 0, 1, 10, &settings);
+    assert_eq!((report.processed, report.failed), (1, 0));
+    assert_eq!(*f.connector.calls.borrow(), calls + 1, "pushed once");
+    // Storage converged: the object, its row, no work left.
+    let objects = f.connector.objects("in-mem", "d1");
+    assert_eq!(objects.len(), 1);
+    assert_eq!(objects.values().next().unwrap().value, r#"{"v":"2"}"#);
+    let mut tx = Tx::new(&storage);
+    assert_eq!(outbox::count(&mut tx).unwrap(), 0);
+    assert!(outbox::all_ids(&mut tx).unwrap().is_empty());
+    let accessor = MountTable::load(&mut tx)
+        .unwrap()
+        .get("secret/")
+        .unwrap()
+        .accessor
+        .clone();
+    let record = Association::load(&mut tx, "in-mem", "d1", &accessor, "app")
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.rows[""].sync_status.as_str(), "SYNCED");
+    assert_eq!(record.rows[""].version, 2);
+    // Nothing left to push: another run calls nothing.
+    assert_eq!(run(&env, 0, 1, 10, &settings).processed, 0);
+    assert_eq!(*f.connector.calls.borrow(), calls + 1);
+}
+
+/// The association is `set` again with another template while the worker's
+/// push is in flight: the name the worker wrote is not lost, a sync deletes it.
+#[test]
+fn a_name_written_under_an_old_template_is_cleaned_up_after_a_conflict() {
+    let t = T::new();
+    t.dest("d1", Granularity::SecretPath);
+    t.put("app", json!({"v": "1"}));
+    t.set("d1", "app");
+    t.put("app", json!({"v": "2"}));
+    // The run pushes under the old template; before its outcome commits, the
+    // destination's template changes and the association is set again
+    // (pushing under the new name): simulated by editing the record and
+    // conflicting the outcome commit.
+    let id = t.id("d1", "app");
+    let mut tx = Tx::new(&t.f.storage);
+    let mut ours = id.load_association(&mut tx).unwrap().unwrap();
+    ours.rows.get_mut("").unwrap().external_name = "old-name".into();
+    let claimed_at = 7;
+    t.edit_entry("d1", "app", |e| e.started_at = Some(claimed_at));
+    ours.save(&mut tx).unwrap();
+    outbox::remove(&mut tx, &id, t.entry("d1", "app").as_ref());
+    t.edit_record("d1", "app", |r| r.template = "new/{{ .SecretPath }}".into());
+    let step = merge_outcome(
+        &t.f.env(),
+        &id,
+        &mut tx,
+        claimed_at,
+        Step::Done {
+            failed: false,
+            next: None,
+        },
+        -1,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        step,
+        Step::Done {
+            failed: false,
+            next: None
+        }
+    );
+    let record = t.record("d1", "app").unwrap();
+    assert_eq!(record.stale.get("old-name").map(String::as_str), Some(""));
+    // The entry finished (it was ours); the queued sync deletes the old name.
+    assert!(t.entry("d1", "app").is_some());
+    assert_eq!(t.count(), 1);
 }
