@@ -203,10 +203,31 @@ enum Step {
     Done { failed: bool, next: Option<Nanos> },
 }
 
+/// How long one run takes new entries: after that (provider calls are
+/// slow, or many), it stops taking them and reports the rest due now, so the
+/// host's next run (and its instance's limits) take over. The entry in
+/// flight finishes.
+pub const RUN_BUDGET_MS: u64 = 30_000;
+
 /// `sync.run`: processes up to `limit` due entries of shard `shard` of
-/// `shards`, earliest first. Does nothing while sync is disabled.
+/// `shards`, earliest first, for at most [`RUN_BUDGET_MS`]. Does nothing
+/// while sync is disabled.
 pub fn run(env: &Env, shard: u32, shards: u32, limit: u32, settings: &Settings) -> RunReport {
+    run_within(env, shard, shards, limit, settings, RUN_BUDGET_MS)
+}
+
+/// [`run`] with a budget of `budget_ms`: no entry is taken once it is spent
+/// (the first always is).
+fn run_within(
+    env: &Env,
+    shard: u32,
+    shards: u32,
+    limit: u32,
+    settings: &Settings,
+    budget_ms: u64,
+) -> RunReport {
     let now = time::now();
+    let stop_taking = now.saturating_add(ms_to_nanos(budget_ms));
     let mut report = RunReport::default();
     // When storage fails, the host comes back after a backoff, not at once.
     let retry_later = || Some(nanos_to_ms(next_due(now, 0, None, settings, 0)));
@@ -229,7 +250,12 @@ pub fn run(env: &Env, shard: u32, shards: u32, limit: u32, settings: &Settings) 
         }
     };
     let mut earliest = |t: Nanos| next = Some(next.map_or(t, |n| n.min(t)));
-    for (id, indexed_at) in &due {
+    for (n, (id, indexed_at)) in due.iter().enumerate() {
+        if n > 0 && time::now() >= stop_taking {
+            // The budget is spent: the rest is due now, for the next run.
+            earliest(*indexed_at);
+            break;
+        }
         match run_entry(env, id, *indexed_at, now, settings) {
             Ok(Step::Skipped(due_at)) => {
                 if let Some(t) = due_at {

@@ -1837,3 +1837,26 @@ fn a_name_written_under_an_old_template_is_cleaned_up_after_a_conflict() {
     assert!(t.entry("d1", "app").is_some());
     assert_eq!(t.count(), 1);
 }
+
+// ------------------------------------------------------------------- bounds
+
+/// A run whose budget is spent takes no further entry: the rest is reported
+/// due now, for the next run.
+#[test]
+fn a_run_stops_taking_entries_once_its_budget_is_spent() {
+    let t = T::new();
+    t.dest("d1", Granularity::SecretPath);
+    for s in ["a", "b", "c"] {
+        t.put(s, json!({"v": "1"}));
+        t.set("d1", s);
+    }
+    for s in ["a", "b", "c"] {
+        t.put(s, json!({"v": "2"}));
+    }
+    let report = run_within(&t.f.env(), 0, 1, 10, &t.settings, 0);
+    assert_eq!(report.processed, 1, "the first entry is always taken");
+    assert!(report.next_due_ms.unwrap() <= now_ms() + 1);
+    assert_eq!(t.entries(), 2);
+    let report = run(&t.f.env(), 0, 1, 10, &t.settings);
+    assert_eq!((report.processed, report.next_due_ms), (2, None));
+}
