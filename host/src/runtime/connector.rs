@@ -71,22 +71,31 @@ async fn guarded<T>(
     }
 }
 
-/// Runs a provider call; within an API request (`bound` set), one that does
-/// not finish in time is abandoned and reported `deferred`: the engine shows
-/// the association `PENDING` and its worker makes the call again, unbounded.
+/// Runs a provider call; within an API request (`bound` set, running out at
+/// `deadline`), the request's provider calls share the bound: one that does
+/// not finish by the deadline is abandoned, and one that would start after
+/// it is not made; both are reported `deferred`: the engine shows the
+/// association `PENDING` and its worker makes the call again, unbounded.
 async fn bounded(
-    bound: Option<Duration>,
+    bound: Option<(Duration, Instant)>,
     call: impl std::future::Future<Output = Result<(), SyncError>>,
 ) -> Result<(), wit::SyncError> {
-    let Some(bound) = bound else {
+    let Some((bound, deadline)) = bound else {
         return call.await.map_err(error_to_wit);
     };
-    match tokio::time::timeout(bound, call).await {
-        Ok(out) => out.map_err(error_to_wit),
-        Err(_) => Err(wit::SyncError::Deferred(format!(
+    let deferred = || {
+        Err(wit::SyncError::Deferred(format!(
             "the provider did not answer within {}s; the sync worker finishes this",
             bound.as_secs_f64()
-        ))),
+        )))
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return deferred();
+    }
+    match tokio::time::timeout(left, call).await {
+        Ok(out) => out.map_err(error_to_wit),
+        Err(_) => deferred(),
     }
 }
 
@@ -112,7 +121,8 @@ impl<'a> ConnectorView<'a> {
             Ok(dest) => {
                 let kind = dest.kind.clone();
                 let call = guarded(&kind, call(self.connectors, dest));
-                bounded(self.inline_bound, call).await
+                let bound = self.inline_bound.zip(self.inline_deadline);
+                bounded(bound, call).await
             }
             Err(e) => Err(error_to_wit(e)),
         };
@@ -382,19 +392,53 @@ mod tests {
 mod bound_tests {
     use super::*;
 
+    fn within(ms: u64) -> Option<(Duration, Instant)> {
+        let bound = Duration::from_millis(ms);
+        Some((bound, Instant::now() + bound))
+    }
+
     #[tokio::test]
     async fn a_slow_inline_call_is_deferred_and_an_unbounded_one_waits() {
         let slow = || async {
             tokio::time::sleep(Duration::from_millis(200)).await;
             Ok(())
         };
-        let out = bounded(Some(Duration::from_millis(20)), slow()).await;
+        let out = bounded(within(20), slow()).await;
         assert!(matches!(out, Err(wit::SyncError::Deferred(m)) if m.contains("sync worker")));
         assert!(bounded(None, slow()).await.is_ok());
         let failing = async { Err(SyncError::ClientSide("no".into())) };
         assert!(matches!(
-            bounded(Some(Duration::from_secs(5)), failing).await,
+            bounded(within(5_000), failing).await,
             Err(wit::SyncError::ClientSide(_))
         ));
+    }
+
+    /// The calls of one request share its bound: once it has run out (a
+    /// secret with thousands of keys against a slow provider), no further
+    /// call is made, so the request answers within the bound.
+    #[tokio::test]
+    async fn the_inline_bound_is_shared_by_the_calls_of_a_request() {
+        let bound = within(20);
+        let slow = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok(())
+        };
+        assert!(matches!(
+            bounded(bound, slow).await,
+            Err(wit::SyncError::Deferred(_))
+        ));
+        let made = std::sync::atomic::AtomicBool::new(false);
+        let next = async {
+            made.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        };
+        assert!(matches!(
+            bounded(bound, next).await,
+            Err(wit::SyncError::Deferred(_))
+        ));
+        assert!(
+            !made.load(std::sync::atomic::Ordering::SeqCst),
+            "no call after the bound"
+        );
     }
 }
