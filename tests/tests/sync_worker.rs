@@ -358,3 +358,74 @@ async fn an_entry_that_exceeds_the_run_limits_fails_alone() {
     .await;
     worker.stop(Duration::from_secs(10)).await;
 }
+
+/// A backend whose reads of KV data never answer (a stalled disk): time the
+/// CPU limit does not see.
+struct Stalls {
+    inner: SharedBackend,
+}
+
+#[async_trait::async_trait]
+impl Backend for Stalls {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        if key.contains("logical/") {
+            std::future::pending::<()>().await;
+        }
+        self.inner.get(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        delimiter: Option<char>,
+        limit: u32,
+    ) -> Result<Page, StorageError> {
+        self.inner.list(prefix, after, delimiter, limit).await
+    }
+    async fn commit(&self, conditions: Vec<Condition>, ops: Vec<Op>) -> Result<u64, StorageError> {
+        self.inner.commit(conditions, ops).await
+    }
+}
+
+/// A request is stopped at `max_request_duration`, whatever it waits for,
+/// and answered as a limit (503 with Vault's envelope), not left hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_is_stopped_at_its_max_duration() {
+    let rt = engine().with_max_request_duration(Duration::from_millis(300));
+    let plain = memory_backend();
+    ok(
+        &rt,
+        &plain,
+        "POST",
+        "sys/mounts/secret",
+        json!({"type": "kv-v2"}),
+    )
+    .await;
+    ok(
+        &rt,
+        &plain,
+        "POST",
+        "secret/data/app",
+        json!({"data": {"v": "1"}}),
+    )
+    .await;
+    let stalled: SharedBackend = Arc::new(Stalls { inner: plain });
+    let req = runtime::request(
+        "GET",
+        "secret/data/app",
+        b"",
+        Some(kvsync_tests::root_caller()),
+    );
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        rt.handle(TenantStorage::new(stalled, TENANT), req),
+    )
+    .await
+    .expect("the request answers (bounded by the test at 60 s)");
+    match out {
+        Err(e @ runtime::CallError::LimitExceeded(_)) => {
+            assert!(e.to_string().contains("request duration"), "{e}");
+        }
+        other => panic!("{:?}", other.map(|o| o.response.status)),
+    }
+}
