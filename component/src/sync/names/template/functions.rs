@@ -96,11 +96,9 @@ impl Func {
                 let pattern = args.first().map_or(0, Expr::min_chars);
                 // Every match adds at most `new`; an empty pattern matches
                 // before every character and at the end.
-                let matches = if pattern == 0 {
-                    value.saturating_add(1)
-                } else {
-                    value / pattern
-                };
+                let matches = value
+                    .checked_div(pattern)
+                    .unwrap_or(value.saturating_add(1));
                 value.saturating_add(matches.saturating_mul(new))
             }
         }
