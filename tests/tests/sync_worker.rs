@@ -26,11 +26,27 @@ const TENANT: &str = "root";
 /// The engine, with the compiled-component cache of the test run when there
 /// is one.
 fn engine() -> Runtime {
+    engine_with(runtime::Limits::default())
+}
+
+fn engine_with(limits: runtime::Limits) -> Runtime {
     kvsync::server::engine(&EngineOptions {
         cache_dir: std::env::var_os("KVSYNC_CACHE_DIR").map(Into::into),
+        limits,
         ..EngineOptions::default()
     })
     .unwrap()
+}
+
+/// The sync worker over `backend`, with [`sync_config`].
+fn start_worker(rt: &Runtime, backend: &SharedBackend) -> Worker {
+    Worker::start(
+        rt.clone(),
+        backend.clone(),
+        TENANT,
+        sync_config(),
+        Arc::new(Notify::new()),
+    )
 }
 
 fn memory_backend() -> SharedBackend {
@@ -203,13 +219,7 @@ async fn a_shard_loop_that_panics_is_restarted_and_syncs_what_was_queued() {
         armed: AtomicBool::new(true),
     });
     let backend: SharedBackend = panicking.clone();
-    let worker = Worker::start(
-        rt.clone(),
-        backend.clone(),
-        TENANT,
-        sync_config(),
-        Arc::new(Notify::new()),
-    );
+    let worker = start_worker(&rt, &backend);
     eventually(
         "the queued change reaches the destination",
         Duration::from_secs(30),
@@ -258,16 +268,11 @@ async fn association(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_that_exceeds_the_run_limits_fails_alone() {
     // Requests get room for an 8 MiB secret; sync runs get 16 MiB of memory.
-    let roomy = kvsync::server::engine(&EngineOptions {
-        cache_dir: std::env::var_os("KVSYNC_CACHE_DIR").map(Into::into),
-        limits: runtime::Limits {
-            memory_bytes: 256 << 20,
-            max_concurrent_instances: 16,
-            ..runtime::Limits::default()
-        },
-        ..EngineOptions::default()
-    })
-    .unwrap();
+    let roomy = engine_with(runtime::Limits {
+        memory_bytes: 256 << 20,
+        max_concurrent_instances: 16,
+        ..runtime::Limits::default()
+    });
     let tight = roomy.with_call_limits(runtime::DEFAULT_CPU_LIMIT, 16 << 20);
     let backend = memory_backend();
     let rt = &roomy;
@@ -324,13 +329,7 @@ async fn an_entry_that_exceeds_the_run_limits_fails_alone() {
     )
     .await;
 
-    let worker = Worker::start(
-        tight.clone(),
-        backend.clone(),
-        TENANT,
-        sync_config(),
-        Arc::new(Notify::new()),
-    );
+    let worker = start_worker(&tight, &backend);
     eventually(
         "the change behind the large one reaches the destination",
         Duration::from_secs(30),
@@ -357,75 +356,4 @@ async fn an_entry_that_exceeds_the_run_limits_fails_alone() {
     )
     .await;
     worker.stop(Duration::from_secs(10)).await;
-}
-
-/// A backend whose reads of KV data never answer (a stalled disk): time the
-/// CPU limit does not see.
-struct Stalls {
-    inner: SharedBackend,
-}
-
-#[async_trait::async_trait]
-impl Backend for Stalls {
-    async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-        if key.contains("logical/") {
-            std::future::pending::<()>().await;
-        }
-        self.inner.get(key).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        delimiter: Option<char>,
-        limit: u32,
-    ) -> Result<Page, StorageError> {
-        self.inner.list(prefix, after, delimiter, limit).await
-    }
-    async fn commit(&self, conditions: Vec<Condition>, ops: Vec<Op>) -> Result<u64, StorageError> {
-        self.inner.commit(conditions, ops).await
-    }
-}
-
-/// A request is stopped at `max_request_duration`, whatever it waits for,
-/// and answered as a limit (503 with Vault's envelope), not left hanging.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_is_stopped_at_its_max_duration() {
-    let rt = engine().with_max_request_duration(Duration::from_millis(300));
-    let plain = memory_backend();
-    ok(
-        &rt,
-        &plain,
-        "POST",
-        "sys/mounts/secret",
-        json!({"type": "kv-v2"}),
-    )
-    .await;
-    ok(
-        &rt,
-        &plain,
-        "POST",
-        "secret/data/app",
-        json!({"data": {"v": "1"}}),
-    )
-    .await;
-    let stalled: SharedBackend = Arc::new(Stalls { inner: plain });
-    let req = runtime::request(
-        "GET",
-        "secret/data/app",
-        b"",
-        Some(kvsync_tests::root_caller()),
-    );
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        rt.handle(TenantStorage::new(stalled, TENANT), req),
-    )
-    .await
-    .expect("the request answers (bounded by the test at 60 s)");
-    match out {
-        Err(e @ runtime::CallError::LimitExceeded(_)) => {
-            assert!(e.to_string().contains("request duration"), "{e}");
-        }
-        other => panic!("{:?}", other.map(|o| o.response.status)),
-    }
 }

@@ -968,13 +968,16 @@ impl Storage for Busy {
     }
 }
 
-#[test]
-fn a_concurrent_count_change_does_not_repeat_provider_calls() {
+/// The secret `app` synced to `d1`, then changed; the worker runs it while
+/// another writer commits right before the run's outcome commit (bumping the
+/// entry count, or rewriting `touch`). `check` gets the storage, the fakes,
+/// the run's report and the provider calls the run made.
+fn run_interfered(touch: Option<String>, check: impl FnOnce(&Busy, &Fakes, RunReport, usize)) {
     let storage = Busy {
         inner: MemStorage::new(),
         commits: RefCell::new(0),
         interfere_at: RefCell::new(usize::MAX),
-        touch: RefCell::new(None),
+        touch: RefCell::new(touch),
     };
     let f = Fakes::default();
     let env = Env {
@@ -996,16 +999,27 @@ fn a_concurrent_count_change_does_not_repeat_provider_calls() {
     let calls = *f.connector.calls.borrow();
     // The worker claims the entry, then commits its outcome.
     *storage.interfere_at.borrow_mut() = *storage.commits.borrow() + 2;
-    let settings = Settings {
+    let report = run(&env, 0, 1, 10, &no_coalescing());
+    let made = *f.connector.calls.borrow() - calls;
+    check(&storage, &f, report, made);
+}
+
+fn no_coalescing() -> Settings {
+    Settings {
         coalesce_window_ms: 0,
         ..Settings::default()
-    };
-    let report = run(&env, 0, 1, 10, &settings);
-    assert_eq!((report.processed, report.failed), (1, 0));
-    assert_eq!(*f.connector.calls.borrow(), calls + 1, "pushed once");
-    // 1 entry + 5 from the other writer - 1 done.
-    assert_eq!(outbox::count(&mut Tx::new(&storage)).unwrap(), 5);
-    assert_eq!(f.connector.objects("in-mem", "d1").len(), 1);
+    }
+}
+
+#[test]
+fn a_concurrent_count_change_does_not_repeat_provider_calls() {
+    run_interfered(None, |storage, f, report, made| {
+        assert_eq!((report.processed, report.failed), (1, 0));
+        assert_eq!(made, 1, "pushed once");
+        // 1 entry + 5 from the other writer - 1 done.
+        assert_eq!(outbox::count(&mut Tx::new(storage)).unwrap(), 5);
+        assert_eq!(f.connector.objects("in-mem", "d1").len(), 1);
+    });
 }
 
 // ------------------------------------------------------------------- config
@@ -1732,61 +1746,34 @@ fn a_change_while_an_entry_is_claimed_runs_next_not_at_the_claimed_retry() {
 /// as it is now, and the provider is not called again.
 #[test]
 fn a_conflict_after_the_provider_call_does_not_repeat_it() {
-    let storage = Busy {
-        inner: MemStorage::new(),
-        commits: RefCell::new(0),
-        interfere_at: RefCell::new(usize::MAX),
-        touch: RefCell::new(Some(keys::destination("in-mem", "d1"))),
-    };
-    let f = Fakes::default();
-    let env = Env {
-        storage: &storage,
-        connector: &f.connector,
-        authz: &f.authz,
-    };
-    call_on(&env, "POST", "sys/mounts/secret", json!({"type": "kv-v2"}));
-    call_on(&env, "POST", "sys/sync/destinations/in-mem/d1", json!({}));
-    call_on(&env, "POST", "secret/data/app", json!({"data": {"v": "1"}}));
-    let r = call_on(
-        &env,
-        "POST",
-        "sys/sync/destinations/in-mem/d1/associations/set",
-        json!({"mount": "secret", "secret_name": "app"}),
-    );
-    assert_eq!(r.status, 200);
-    call_on(&env, "POST", "secret/data/app", json!({"data": {"v": "2"}}));
-    let calls = *f.connector.calls.borrow();
-    // The claim, then the provider call, then the outcome commit: the
-    // destination is written right before the latter.
-    *storage.interfere_at.borrow_mut() = *storage.commits.borrow() + 2;
-    let settings = Settings {
-        coalesce_window_ms: 0,
-        ..Settings::default()
-    };
-    let report = run(&env, 0, 1, 10, &settings);
-    assert_eq!((report.processed, report.failed), (1, 0));
-    assert_eq!(*f.connector.calls.borrow(), calls + 1, "pushed once");
-    // Storage converged: the object, its row, no work left.
-    let objects = f.connector.objects("in-mem", "d1");
-    assert_eq!(objects.len(), 1);
-    assert_eq!(objects.values().next().unwrap().value, r#"{"v":"2"}"#);
-    let mut tx = Tx::new(&storage);
-    assert_eq!(outbox::count(&mut tx).unwrap(), 0);
-    assert!(outbox::all_ids(&mut tx).unwrap().is_empty());
-    let accessor = MountTable::load(&mut tx)
-        .unwrap()
-        .get("secret/")
-        .unwrap()
-        .accessor
-        .clone();
-    let record = Association::load(&mut tx, "in-mem", "d1", &accessor, "app")
-        .unwrap()
-        .unwrap();
-    assert_eq!(record.rows[""].sync_status.as_str(), "SYNCED");
-    assert_eq!(record.rows[""].version, 2);
-    // Nothing left to push: another run calls nothing.
-    assert_eq!(run(&env, 0, 1, 10, &settings).processed, 0);
-    assert_eq!(*f.connector.calls.borrow(), calls + 1);
+    let touch = keys::destination("in-mem", "d1");
+    run_interfered(Some(touch), |storage, f, report, made| {
+        assert_eq!((report.processed, report.failed), (1, 0));
+        assert_eq!(made, 1, "pushed once");
+        // Storage converged: the object, its row, no work left.
+        let objects = f.connector.objects("in-mem", "d1");
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects.values().next().unwrap().value, r#"{"v":"2"}"#);
+        let mut tx = Tx::new(storage);
+        assert_eq!(outbox::count(&mut tx).unwrap(), 0);
+        assert!(outbox::all_ids(&mut tx).unwrap().is_empty());
+        let table = MountTable::load(&mut tx).unwrap();
+        let accessor = &table.get("secret/").unwrap().accessor;
+        let record = Association::load(&mut tx, "in-mem", "d1", accessor, "app")
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.rows[""].sync_status.as_str(), "SYNCED");
+        assert_eq!(record.rows[""].version, 2);
+        // Nothing left to push: another run calls nothing.
+        let env = Env {
+            storage,
+            connector: &f.connector,
+            authz: &f.authz,
+        };
+        let before = *f.connector.calls.borrow();
+        assert_eq!(run(&env, 0, 1, 10, &no_coalescing()).processed, 0);
+        assert_eq!(*f.connector.calls.borrow(), before);
+    });
 }
 
 /// The association is `set` again with another template while the worker's
