@@ -16,9 +16,10 @@
 //! [`Runtime::reconcile`]), each in a fresh instance with the same limits.
 //!
 //! Imports: `storage` (the tenant's [`TenantStorage`]), `connector` (the shared
-//! [`Connectors`] registry) and `authz` (the request's caller, decided by
-//! [`crate::auth::allowed`]), each implemented on its own borrowed view of the
-//! call's state (`state.rs`).
+//! [`Connectors`] registry), `authz` (the request's caller, decided by
+//! [`crate::auth::allowed`]) and `tokens` (the server's [`TokenStore`], scoped
+//! to the tenant's namespace and the caller), each implemented on its own
+//! borrowed view of the call's state (`state.rs`).
 //!
 //! The generated bindings stay private to this module: callers exchange the
 //! host's records ([`Request`], [`Response`], [`SyncSettings`], [`RunReport`],
@@ -30,6 +31,7 @@ mod connector;
 pub mod limits;
 mod records;
 mod state;
+mod tokens;
 pub mod warm;
 
 use std::sync::Arc;
@@ -39,7 +41,7 @@ use anyhow::Context as _;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use crate::auth::Caller;
+use crate::auth::{Caller, TokenStore};
 use crate::connectors::Connectors;
 use crate::storage::TenantStorage;
 pub use limits::Limits;
@@ -68,6 +70,9 @@ pub struct Runtime {
     pre: bindings::EnginePre<State>,
     limits: Limits,
     connectors: Arc<Connectors>,
+    /// The token store the `tokens` import serves (set by the composition
+    /// root once the storage is open).
+    tokens: Option<TokenStore>,
     /// How long a provider call made while answering an API request may take
     /// before it is left to the sync worker (the association shows `PENDING`).
     inline_bound: Duration,
@@ -121,6 +126,7 @@ impl Runtime {
             warm,
             limits,
             connectors,
+            tokens: None,
             inline_bound: DEFAULT_INLINE_BOUND,
             max_request_duration: DEFAULT_MAX_REQUEST_DURATION,
             _ticker: ticker,
@@ -151,6 +157,12 @@ impl Runtime {
     /// Sets the bound on a whole API request (`max_request_duration`).
     pub fn with_max_request_duration(mut self, bound: Duration) -> Self {
         self.max_request_duration = bound;
+        self
+    }
+
+    /// Serves the `tokens` import from `tokens`.
+    pub fn with_tokens(mut self, tokens: TokenStore) -> Self {
+        self.tokens = Some(tokens);
         self
     }
 
@@ -242,7 +254,7 @@ impl Runtime {
         if let Some(mut w) = self.warm.take(storage.prefix()) {
             w.store
                 .data_mut()
-                .ready_for_call(storage, caller, inline_bound);
+                .ready_for_call(storage, self.tokens.clone(), caller, inline_bound);
             limits::rearm(&mut w.store, &self.limits);
             return Ok(w);
         }
@@ -282,6 +294,7 @@ impl Runtime {
         let state = State::new(
             storage,
             self.connectors.clone(),
+            self.tokens.clone(),
             caller,
             inline_bound,
             &self.limits,
