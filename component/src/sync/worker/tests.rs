@@ -1657,6 +1657,7 @@ fn run_dying(t: &T, connector: &Dies<'_>) -> Option<RunReport> {
         storage: &t.f.storage,
         connector,
         authz: &t.f.authz,
+        tokens: &t.f.tokens,
     };
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         run(&env, 0, 1, 1000, &t.settings)
@@ -1771,6 +1772,7 @@ fn a_conflict_after_the_provider_call_does_not_repeat_it() {
             storage,
             connector: &f.connector,
             authz: &f.authz,
+            tokens: &f.tokens,
         };
         let before = *f.connector.calls.borrow();
         assert_eq!(run(&env, 0, 1, 10, &no_coalescing()).processed, 0);
@@ -1861,6 +1863,7 @@ fn a_set_whose_commit_conflicts_pushes_once() {
         storage: &storage,
         connector: &f.connector,
         authz: &f.authz,
+        tokens: &f.tokens,
     };
     call_on(&env, "POST", "sys/mounts/secret", json!({"type": "kv-v2"}));
     call_on(&env, "POST", "sys/sync/destinations/in-mem/d1", json!({}));
