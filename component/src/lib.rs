@@ -35,7 +35,14 @@ pub use api::{Caller, Outcome, Request, Response};
 pub use env::Env;
 
 /// Handles one API request with one tenant's imports: the response, and what
-/// the request caused that the host must act on.
+/// the request caused that the host must act on. A provider write is made at
+/// most once however often a storage conflict runs the request again
+/// ([`sync::once`]).
 pub fn handle(env: &Env, req: Request) -> Outcome {
-    router::handle(env, req)
+    let once = sync::once::OncePerRequest::new(env.connector);
+    let env = Env {
+        connector: &once,
+        ..*env
+    };
+    router::handle(&env, req)
 }

@@ -27,6 +27,17 @@ const MIN_MASKED: usize = 4;
 /// A masked value's stand-in.
 const MASK: &str = "*****";
 
+/// The longest a provider's token is cached, whatever lifetime the provider
+/// claims for it.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A token lifetime of `seconds` as a provider states it, capped at
+/// [`MAX_TOKEN_LIFETIME`]: an absurd claim (`expires_in` near 2^64) can
+/// neither overflow the clock nor pin a token for ever.
+pub fn token_lifetime(seconds: u64) -> Duration {
+    Duration::from_secs(seconds).min(MAX_TOKEN_LIFETIME)
+}
+
 /// A client whose every connection obeys `policy`: the answers of `dns` are
 /// filtered by it, redirects are not followed (a redirect could leave the
 /// allowed addresses), and the environment's proxies are ignored.

@@ -6,7 +6,10 @@
 //!
 //! Limits per call: a memory cap (growing past it traps) and a CPU deadline that
 //! counts the guest's own running time only: time spent in host calls (storage
-//! and provider calls) is measured and not charged (see [`limits`]).
+//! and provider calls) is measured and not charged (see [`limits`]). An API
+//! request is bounded in wall-clock time too: its provider calls share the
+//! inline bound (past it they are deferred to the sync worker), and the whole
+//! call is stopped at `max_request_duration` and answered 503.
 //!
 //! Exports called: `api.handle` per HTTP request ([`Runtime::handle`]) and the
 //! sync worker's `sync.run` / `sync.reconcile` ([`Runtime::run_sync`],
@@ -74,12 +77,18 @@ pub struct Runtime {
     /// How long a provider call made while answering an API request may take
     /// before it is left to the sync worker (the association shows `PENDING`).
     inline_bound: Duration,
+    /// How long a whole API request may take (guest and host time): past it,
+    /// the call is stopped and answered 503 (Vault's `max_request_duration`).
+    max_request_duration: Duration,
     warm: Arc<warm::WarmPool>,
     _ticker: Arc<limits::EpochTicker>,
 }
 
 /// The default bound on provider calls made inline by an API request.
 pub const DEFAULT_INLINE_BOUND: Duration = Duration::from_secs(3);
+/// The default bound on a whole API request (Vault's default
+/// `max_request_duration`).
+pub const DEFAULT_MAX_REQUEST_DURATION: Duration = Duration::from_secs(90);
 
 /// The engine component built by `build.rs` for this binary.
 pub static ENGINE_COMPONENT: &[u8] = include_bytes!(env!("COMPONENT_WASM"));
@@ -120,6 +129,7 @@ impl Runtime {
             connectors,
             tokens: None,
             inline_bound: DEFAULT_INLINE_BOUND,
+            max_request_duration: DEFAULT_MAX_REQUEST_DURATION,
             _ticker: ticker,
         })
     }
@@ -127,6 +137,27 @@ impl Runtime {
     /// Sets the bound on provider calls made inline by API requests.
     pub fn with_inline_bound(mut self, bound: Duration) -> Self {
         self.inline_bound = bound;
+        self
+    }
+
+    /// The same engine and connectors with smaller per-call limits (the
+    /// memory cap is at most the engine's), and a pool of warm instances of
+    /// its own (none): how a test makes a sync run exceed its limits.
+    pub fn with_call_limits(&self, cpu: Duration, memory_bytes: usize) -> Runtime {
+        Runtime {
+            limits: Limits {
+                cpu,
+                memory_bytes: memory_bytes.min(self.limits.memory_bytes),
+                ..self.limits.clone()
+            },
+            warm: Arc::new(warm::WarmPool::new(0)),
+            ..self.clone()
+        }
+    }
+
+    /// Sets the bound on a whole API request (`max_request_duration`).
+    pub fn with_max_request_duration(mut self, bound: Duration) -> Self {
+        self.max_request_duration = bound;
         self
     }
 
@@ -150,15 +181,21 @@ impl Runtime {
     /// response, and what the request caused that the host must act on.
     pub async fn handle(&self, storage: TenantStorage, req: Request) -> Result<Outcome, CallError> {
         let (req, caller, authority) = WitRequest::split(req);
+        let started = std::time::Instant::now();
         let mut w = self
             .checkout(storage, (caller, authority), Some(self.inline_bound))
             .await?;
-        let out = w
+        let left = self.max_request_duration.saturating_sub(started.elapsed());
+        let call = w
             .instance
             .kvsync_engine_api()
-            .call_handle(&mut w.store, req.record())
-            .await;
-        self.finish(w, out).map(records::outcome_from_wit)
+            .call_handle(&mut w.store, req.record());
+        match tokio::time::timeout(left, call).await {
+            Ok(out) => self.finish(w, out).map(records::outcome_from_wit),
+            // The call is dropped where it stood, its instance with it; a
+            // commit is atomic, so storage holds all of one or none of it.
+            Err(_) => Err(CallError::LimitExceeded("request duration")),
+        }
     }
 
     /// Runs the sync worker's `run` export in a fresh instance against
@@ -308,6 +345,15 @@ fn classify(store: &Store<State>, err: wasmtime::Error, instantiating: bool) -> 
         return CallError::Busy;
     }
     CallError::Trap(format!("{err:?}"))
+}
+
+/// The message of a caught panic (`""` when it carries none), for the log.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
 }
 
 /// A request record for engine-internal calls (dev-mode setup), on behalf of

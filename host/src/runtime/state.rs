@@ -40,9 +40,17 @@ pub struct State {
     authority: Option<Authority>,
     pub cpu: CpuMeter,
     pub memory: MemoryLimiter,
-    /// Set while answering an API request: provider calls that take longer
-    /// are left to the sync worker (`deferred`).
+    /// Set while answering an API request: the provider calls of the request
+    /// share this much time; what does not finish in it (or starts after it)
+    /// is left to the sync worker (`deferred`).
     inline_bound: Option<Duration>,
+    /// When the request's inline bound runs out (set with it, at the call).
+    inline_deadline: Option<Instant>,
+}
+
+/// When a bound that starts now runs out (`None`: unbounded).
+fn deadline(bound: Option<Duration>) -> Option<Instant> {
+    bound.and_then(|b| Instant::now().checked_add(b))
 }
 
 impl State {
@@ -67,6 +75,7 @@ impl State {
             cpu: CpuMeter::new(limits.cpu),
             memory: MemoryLimiter::new(limits.memory_bytes),
             inline_bound,
+            inline_deadline: deadline(inline_bound),
         }
     }
 
@@ -85,6 +94,7 @@ impl State {
         self.caller = caller;
         self.authority = authority;
         self.inline_bound = inline_bound;
+        self.inline_deadline = deadline(inline_bound);
     }
 
     /// The tenant this instance serves (its storage prefix): the key of the
@@ -109,6 +119,7 @@ impl State {
             connectors: &self.connectors,
             cpu: &self.cpu,
             inline_bound: self.inline_bound,
+            inline_deadline: self.inline_deadline,
         }
     }
 
@@ -149,6 +160,7 @@ pub struct ConnectorView<'a> {
     pub(super) connectors: &'a Connectors,
     pub(super) cpu: &'a CpuMeter,
     pub(super) inline_bound: Option<Duration>,
+    pub(super) inline_deadline: Option<Instant>,
 }
 
 /// What the `authz` import sees: the request's authority.

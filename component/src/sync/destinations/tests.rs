@@ -667,3 +667,19 @@ fn endpoint_urls_need_https_unless_strict_networking_is_off() {
         json!({"credentials": key.to_string(), "disable_strict_networking": true}),
     );
 }
+
+#[test]
+fn a_template_whose_output_explodes_is_refused_at_write_time() {
+    let s = Server::new();
+    let exploding = format!(
+        "{{{{ .SecretPath{} }}}}",
+        " | replace \"\" \"aaaaaaaaaa\"".repeat(6)
+    );
+    let msg = s.rejects(
+        "POST",
+        MEM,
+        json!({"secret_name_template": exploding}),
+        "secret_name_template",
+    );
+    assert!(msg.contains("can produce names of up to"), "{msg}");
+}

@@ -195,6 +195,11 @@ fn tokens_are_renewed_before_they_expire() {
     assert_eq!(renew_at(now, 60), Some(now + Duration::from_secs(30)));
     assert_eq!(renew_at(now, 1), None);
     assert_eq!(renew_at(now, 0), None);
+    // A lifetime at the end of time is capped, not an overflow of the clock.
+    assert_eq!(
+        renew_at(now, u64::MAX),
+        Some(now + crate::connectors::http::MAX_TOKEN_LIFETIME - TOKEN_REFRESH_MARGIN)
+    );
     assert_eq!(seconds(&json!("3599")), Some(3599));
     assert_eq!(seconds(&json!(3599)), Some(3599));
     assert_eq!(seconds(&json!(null)), None);

@@ -147,21 +147,31 @@ impl Tokens {
             });
         }
         let token = Zeroizing::new(parsed.access_token.clone());
-        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(ASSERTION_TTL));
-        if lifetime > TOKEN_MARGIN * 2 {
-            let now = Instant::now();
+        let now = Instant::now();
+        if let Some(refresh_at) = refresh_at(now, parsed.expires_in) {
             let mut tokens = self.lock();
             tokens.retain(|_, c| c.refresh_at > now);
             tokens.insert(
                 key.clone(),
                 CachedToken {
                     token: token.clone(),
-                    refresh_at: now + (lifetime - TOKEN_MARGIN),
+                    refresh_at,
                 },
             );
         }
         Ok(token)
     }
+}
+
+/// When a token issued `now` for `expires_in` seconds (the assertion's
+/// lifetime when unsaid) is replaced: [`TOKEN_MARGIN`] before it expires;
+/// `None` when it is too short-lived to cache.
+pub(super) fn refresh_at(now: Instant, expires_in: Option<u64>) -> Option<Instant> {
+    let lifetime = http::token_lifetime(expires_in.unwrap_or(ASSERTION_TTL));
+    if lifetime <= TOKEN_MARGIN * 2 {
+        return None;
+    }
+    now.checked_add(lifetime.saturating_sub(TOKEN_MARGIN))
 }
 
 /// The signed JWT bearer assertion; zeroized on drop.

@@ -343,3 +343,22 @@ fn protobuf_durations() {
     assert_eq!(proto_duration("7"), None);
     assert_eq!(proto_duration("-1s"), None);
 }
+
+#[test]
+fn a_token_lifetime_beyond_the_clock_is_capped_not_a_panic() {
+    use std::time::{Duration, Instant};
+
+    use super::client::refresh_at;
+    use crate::connectors::http::MAX_TOKEN_LIFETIME;
+    let now = Instant::now();
+    assert_eq!(
+        refresh_at(now, Some(3600)),
+        Some(now + Duration::from_secs(3540))
+    );
+    assert_eq!(refresh_at(now, None), Some(now + Duration::from_secs(3540)));
+    assert_eq!(refresh_at(now, Some(100)), None);
+    assert_eq!(
+        refresh_at(now, Some(u64::MAX)),
+        Some(now + MAX_TOKEN_LIFETIME - Duration::from_secs(60))
+    );
+}

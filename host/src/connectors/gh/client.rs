@@ -19,7 +19,7 @@ use super::config::{Credentials, Target};
 use super::{GitHub, MAX_CACHE, lock};
 use crate::connectors::SyncError;
 use crate::connectors::egress::EgressPolicy;
-use crate::connectors::http::{self, checked_url};
+use crate::connectors::http::{self, checked_url, token_lifetime};
 
 /// Installation tokens are renewed this long before they expire.
 const TOKEN_MARGIN: Duration = Duration::from_secs(300);
@@ -179,15 +179,11 @@ impl GitHub {
             });
         };
         let token = Zeroizing::new(token.to_string());
-        // GitHub's tokens last an hour; without a readable expiry, assume that.
-        let lifetime = body
+        let expires_at = body
             .get("expires_at")
             .and_then(Value::as_str)
-            .and_then(parse_utc)
-            .map_or(Duration::from_secs(3600), |at| {
-                Duration::from_secs(at.saturating_sub(unix_now()))
-            });
-        if let Some(valid) = lifetime.checked_sub(TOKEN_MARGIN).filter(|v| !v.is_zero()) {
+            .and_then(parse_utc);
+        if let Some(refresh_at) = refresh_at(Instant::now(), unix_now(), expires_at) {
             let mut tokens = lock(&self.tokens);
             if tokens.len() >= MAX_CACHE {
                 tokens.clear();
@@ -196,10 +192,24 @@ impl GitHub {
                 key.clone(),
                 CachedToken {
                     token: token.clone(),
-                    refresh_at: Instant::now() + valid,
+                    refresh_at,
                 },
             );
         }
         Ok(token)
     }
+}
+
+/// When an installation token issued `now` (`unix_now` in Unix seconds) that
+/// expires at `expires_at` (Unix seconds; GitHub's tokens last an hour, which
+/// is assumed when unsaid) is replaced: [`TOKEN_MARGIN`] before it expires;
+/// `None` when it is too short-lived to cache.
+pub(super) fn refresh_at(now: Instant, unix_now: u64, expires_at: Option<u64>) -> Option<Instant> {
+    let lifetime = expires_at.map_or(Duration::from_secs(3600), |at| {
+        token_lifetime(at.saturating_sub(unix_now))
+    });
+    let valid = lifetime
+        .checked_sub(TOKEN_MARGIN)
+        .filter(|v| !v.is_zero())?;
+    now.checked_add(valid)
 }
