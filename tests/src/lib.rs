@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod fake;
+pub mod parity;
 
 /// The caller of a root token, for calls straight into the runtime.
 pub fn root_caller() -> kvsync::auth::Caller {

@@ -24,6 +24,7 @@
 mod bindings;
 mod cache;
 mod connector;
+pub mod deterministic;
 pub mod limits;
 mod records;
 mod state;
@@ -70,6 +71,8 @@ pub struct Runtime {
     inline_bound: Duration,
     warm: Arc<warm::WarmPool>,
     _ticker: Arc<limits::EpochTicker>,
+    /// Tests only: a fixed clock and random stream instead of the host's.
+    deterministic: Option<deterministic::DeterministicWasi>,
 }
 
 /// The default bound on provider calls made inline by an API request.
@@ -114,7 +117,15 @@ impl Runtime {
             connectors,
             inline_bound: DEFAULT_INLINE_BOUND,
             _ticker: ticker,
+            deterministic: None,
         })
+    }
+
+    /// Tests only: every instance sees `wasi`'s clock and random stream
+    /// (see [`deterministic`]), so answers depend on the requests alone.
+    pub fn with_deterministic_wasi(mut self, wasi: deterministic::DeterministicWasi) -> Self {
+        self.deterministic = Some(wasi);
+        self
     }
 
     /// Sets the bound on provider calls made inline by API requests.
@@ -242,13 +253,16 @@ impl Runtime {
         caller: Option<Caller>,
         inline_bound: Option<Duration>,
     ) -> Result<(Store<State>, bindings::Engine), CallError> {
-        let state = State::new(
+        let mut state = State::new(
             storage,
             self.connectors.clone(),
             caller,
             inline_bound,
             &self.limits,
         );
+        if let Some(d) = &self.deterministic {
+            state.set_wasi(d.ctx());
+        }
         let mut store = Store::new(&self.engine, state);
         limits::arm(&mut store, &self.limits);
         match self.pre.instantiate_async(&mut store).await {
