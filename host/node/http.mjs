@@ -7,11 +7,14 @@
 // `cache-control: no-store`. The engine routes the request and writes every
 // other body; its effects wake the sync worker.
 //
-// Node's HTTP parser knows a fixed list of methods, without Vault's `LIST`. A
-// request line starting `LIST ` on a connection between requests is rewritten
-// to `LINK ` (same length) before the parser sees it, and that request is
-// handed to the engine as `LIST`. Pipelined requests are not rewritten (a
-// pipelined LIST gets a 400 from the parser); Vault clients do not pipeline.
+// Node's HTTP parser knows a fixed list of methods (`http.METHODS`), without
+// Vault's `LIST`. On a connection between requests, a request line whose method
+// is a valid token the parser does not know is rewritten to `GET` before the
+// parser sees it, and the request is handed to the engine with its own method
+// (`LIST`, or an unknown one the engine answers 405). Pipelined requests are not
+// rewritten (an unknown method pipelined after another request, or one whose
+// request line arrives split before its first space, gets the parser's 400);
+// Vault clients do not pipeline.
 
 import http from 'node:http';
 import net from 'node:net';
@@ -42,13 +45,17 @@ const payloadTooLarge = (limit) => new HostError(413, [`request body too large: 
 const badRequest = (m) => new HostError(400, [`invalid request: ${m}`]);
 const notFound = () => new HostError(404, []);
 
-/** A socket whose request lines starting `LIST ` reach the parser as `LINK `. */
-class ListConnection extends Duplex {
+const KNOWN_METHODS = new Set(http.METHODS);
+/** An HTTP method token (RFC 9110 `token`), at most 32 characters. */
+const METHOD_TOKEN = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,32}$/;
+
+/** A socket whose request lines with methods Node does not know reach the parser as `GET`. */
+class MethodConnection extends Duplex {
   #socket;
   /** No request in progress: the next bytes start a request line. */
   idle = true;
-  /** The request being parsed was a LIST. */
-  list = false;
+  /** The method of the request being parsed, when it was rewritten. */
+  method = undefined;
 
   constructor(socket) {
     super();
@@ -57,9 +64,13 @@ class ListConnection extends Duplex {
     this.remotePort = socket.remotePort;
     socket.on('data', (chunk) => {
       let data = chunk;
-      if (this.idle && data.length >= 5 && data.subarray(0, 5).toString('latin1') === 'LIST ') {
-        data = Buffer.concat([Buffer.from('LINK ', 'latin1'), data.subarray(5)]);
-        this.list = true;
+      const space = this.idle ? data.indexOf(0x20) : -1;
+      if (space > 0) {
+        const method = data.subarray(0, space).toString('latin1');
+        if (METHOD_TOKEN.test(method) && !KNOWN_METHODS.has(method)) {
+          data = Buffer.concat([Buffer.from('GET', 'latin1'), data.subarray(space)]);
+          this.method = method;
+        }
       }
       this.idle = false;
       if (!this.push(data)) socket.pause();
@@ -210,8 +221,8 @@ export function createServer({ engine, callerOf, onEffects, maxRequestSize = DEF
 
   const server = http.createServer(async (req, res) => {
     const conn = req.socket;
-    const method = req.method === 'LINK' && conn.list ? 'LIST' : req.method;
-    conn.list = false;
+    const method = conn.method ?? req.method;
+    conn.method = undefined;
     res.on('finish', () => {
       conn.idle = true;
     });
@@ -228,7 +239,7 @@ export function createServer({ engine, callerOf, onEffects, maxRequestSize = DEF
 
   const front = net.createServer((socket) => {
     socket.setNoDelay(true);
-    server.emit('connection', new ListConnection(socket));
+    server.emit('connection', new MethodConnection(socket));
   });
   return {
     listen(host, port) {
