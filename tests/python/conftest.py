@@ -88,45 +88,28 @@ class DevServer:
         return self.server.output()
 
 
-def start_dev_server(kvsync_bin: Path, log_dir: Path, env_extra: Optional[dict] = None) -> DevServer:
-    token = "root-" + secrets.token_hex(12)
-    srv = ServerProcess(
-        [
-            kvsync_bin,
-            "server",
-            "--dev",
-            "--dev-listen-address",
-            "127.0.0.1:0",
-            "--dev-root-token-id",
-            token,
-        ],
-        log_dir=log_dir,
-        env=child_env(env_extra),
-        name="dev",
-    )
+def _start_root_server(argv: list, token: str, log_dir: Path, env_extra: Optional[dict], name: str,
+                       timeout: float) -> DevServer:
+    srv = ServerProcess(argv, log_dir=log_dir, env=child_env(env_extra), name=name)
     try:
-        addr = srv.wait_for_address(START_TIMEOUT)
+        addr = srv.wait_for_address(timeout)
     except BaseException:
         srv.stop()
         raise
     return DevServer(addr=addr, token=token, proc=srv.proc, server=srv)
+
+
+def start_dev_server(kvsync_bin: Path, log_dir: Path, env_extra: Optional[dict] = None) -> DevServer:
+    token = "root-" + secrets.token_hex(12)
+    argv = [kvsync_bin, "server", "--dev", "--dev-listen-address", "127.0.0.1:0", "--dev-root-token-id", token]
+    return _start_root_server(argv, token, log_dir, env_extra, "dev", START_TIMEOUT)
 
 
 def start_node_server(log_dir: Path, env_extra: Optional[dict] = None) -> DevServer:
     """The Node.js host (host/node/run.sh) in dev mode on 127.0.0.1, an ephemeral port."""
     token = "root-" + secrets.token_hex(12)
-    srv = ServerProcess(
-        [NODE_RUN, "--listen", "127.0.0.1:0", "--dev-root-token-id", token],
-        log_dir=log_dir,
-        env=child_env(env_extra),
-        name="node",
-    )
-    try:
-        addr = srv.wait_for_address(NODE_START_TIMEOUT)
-    except BaseException:
-        srv.stop()
-        raise
-    return DevServer(addr=addr, token=token, proc=srv.proc, server=srv)
+    argv = [NODE_RUN, "--listen", "127.0.0.1:0", "--dev-root-token-id", token]
+    return _start_root_server(argv, token, log_dir, env_extra, "node", NODE_START_TIMEOUT)
 
 
 @pytest.fixture(scope="module")
@@ -203,40 +186,13 @@ class Moto:
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory):
     """A moto_server on 127.0.0.1 (ephemeral port) for one test module."""
-    from conformance.aws_sm import _free_port, _moto_server, MOTO_START_TIMEOUT
-    import time
+    from conformance.aws_sm import start_moto_server, stop_moto_server
 
-    import requests
-
-    tmp = tmp_path_factory.mktemp("moto")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    with open(tmp / "moto.log", "wb") as log:
-        proc = subprocess.Popen([_moto_server(), "-H", "127.0.0.1", "-p", str(port)],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    url, proc, log = start_moto_server(tmp_path_factory.mktemp("moto"))
     try:
-        session = requests.Session()
-        session.trust_env = False
-        deadline = time.monotonic() + MOTO_START_TIMEOUT
-        while True:
-            try:
-                if session.get(f"{url}/moto-api/", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"moto_server did not start (see {tmp / 'moto.log'})")
-            time.sleep(0.1)
-        session.close()
         yield Moto(url=url, proc=proc)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop_moto_server(proc, log)
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,23 +30,15 @@ def wait_for(check, timeout_s: float = WAIT_S, step_s: float = 0.05):
     return check()
 
 
-@pytest.fixture
-def hv(node_server):
-    c = make_hvac_client(node_server.addr, node_server.token)
-    yield c
-    c.adapter.close()
+@pytest.fixture(scope="module")
+def dev_server(node_server):
+    """conftest's `client` (hvac) and `http` fixtures talk to this module's Node.js host."""
+    return node_server
 
 
-@pytest.fixture
-def api(node_server):
-    h = Http(node_server.addr, node_server.token)
-    yield h
-    h.close()
-
-
-def test_hvac_kv_v2_flow(node_server, hv):
-    kv = hv.secrets.kv.v2
-    assert hv.is_authenticated()
+def test_hvac_kv_v2_flow(node_server, client):
+    kv = client.secrets.kv.v2
+    assert client.is_authenticated()
     assert not make_hvac_client(node_server.addr, "not-the-root-token").is_authenticated()
     path = unique("app")
     kv.create_or_update_secret(path, {"user": "app", "password": "p1"}, mount_point="secret")
@@ -70,7 +62,8 @@ def test_hvac_kv_v2_flow(node_server, hv):
     assert_alive(node_server.server, node_server.token)
 
 
-def test_host_duties(node_server, api):
+def test_host_duties(node_server, http):
+    api = http
     # /v1/ only, a token except on sys/health, the envelope, no-store
     r = api.session.get(node_server.addr + "/v2/sys/health", timeout=10)
     assert r.status_code == 404 and r.json() == {"errors": []}
@@ -91,7 +84,8 @@ def test_host_duties(node_server, api):
     assert r.status_code == 400 and r.json()["errors"]
 
 
-def test_in_mem_sync_end_to_end(api):
+def test_in_mem_sync_end_to_end(http):
+    api = http
     secret, dest = unique("s"), unique("d")
     assert api.post(f"secret/data/{secret}", json={"data": {"k": "v1"}}).status_code == 200
     assert api.post(f"sys/sync/destinations/in-mem/{dest}", json={}).status_code == 200
