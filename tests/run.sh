@@ -27,6 +27,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== rust tests"
 cargo test --workspace
 
+echo "== node host unit tests"
+node --test host/node/test/
+
 echo "== end-to-end tests (hvac, raw HTTP, durability)"
 export KVSYNC_BIN="$root/target/debug/kvsync"
 .venv/bin/python -m pytest -q tests/python
