@@ -108,7 +108,9 @@ async fn replay(fixture: &Value, out: &mut String) -> anyhow::Result<()> {
                             SyncDue::Destinations(d) => json!(d),
                         },
                     });
-                    line[key] = body;
+                    if let Some(fields) = line.as_object_mut() {
+                        fields.insert(key.to_string(), body);
+                    }
                     line
                 }
                 Err(e) => json!({"error": error_class(&e), "step": n}),

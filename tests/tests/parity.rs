@@ -7,12 +7,7 @@
 //!
 //! Needs `node` and the Node packages (`npm ci` in host/node, done by
 //! tests/setup.sh); skipped, saying so, only when `node` is not installed.
-#![expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stderr,
-    reason = "test code"
-)]
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -33,8 +33,8 @@ fn normalise(text: &str) -> String {
 
 fn version_of(text: &str) -> String {
     let decl = normalise(text);
-    let start = decl.find("package kvsync:engine@").unwrap() + "package kvsync:engine@".len();
-    decl[start..].split(';').next().unwrap().trim().to_string()
+    let (_, rest) = decl.split_once("package kvsync:engine@").unwrap();
+    rest.split(';').next().unwrap().trim().to_string()
 }
 
 fn parse(v: &str) -> (u64, u64, u64) {

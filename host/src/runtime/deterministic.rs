@@ -92,7 +92,8 @@ fn splitmix64(x: u64) -> u64 {
 
 /// Byte `i` of the stream.
 fn byte_at(i: u64) -> u8 {
-    splitmix64(i / 8).to_le_bytes()[(i % 8) as usize]
+    let [low, ..] = (splitmix64(i / 8) >> (8 * (i % 8))).to_le_bytes();
+    low
 }
 
 /// A position in the byte stream, shared by every instance.
