@@ -285,6 +285,8 @@ pub struct Reply {
     /// A body that is not wrapped in the envelope (`sys/health`); `data`
     /// `None`: no body at all.
     pub raw: bool,
+    /// The envelope's `auth` block (a token created or renewed).
+    pub auth: Option<Value>,
 }
 
 impl Reply {
@@ -295,6 +297,7 @@ impl Reply {
             warnings: Vec::new(),
             data_at_top_level: false,
             raw: false,
+            auth: None,
         }
     }
 
@@ -305,6 +308,16 @@ impl Reply {
             warnings: Vec::new(),
             data_at_top_level: false,
             raw: false,
+            auth: None,
+        }
+    }
+
+    /// A 200 whose envelope carries an `auth` block and `data: null`.
+    pub fn auth(auth: Value) -> Self {
+        Reply {
+            status: 200,
+            auth: Some(auth),
+            ..Reply::no_content()
         }
     }
 
@@ -316,6 +329,7 @@ impl Reply {
             warnings: Vec::new(),
             data_at_top_level: false,
             raw: true,
+            auth: None,
         }
     }
 
@@ -328,6 +342,7 @@ impl Reply {
             warnings: Vec::new(),
             data_at_top_level: false,
             raw: true,
+            auth: None,
         }
     }
 
@@ -379,7 +394,11 @@ pub fn render(reply: Reply, request_id: &str, mount_type: &str) -> Response {
                 .unwrap_or_default(),
         };
     }
-    if reply.status == 204 && reply.data.is_none() && reply.warnings.is_empty() {
+    if reply.status == 204
+        && reply.data.is_none()
+        && reply.warnings.is_empty()
+        && reply.auth.is_none()
+    {
         return Response {
             status: 204,
             headers: headers(),
@@ -409,7 +428,7 @@ pub fn render(reply: Reply, request_id: &str, mount_type: &str) -> Response {
         data: reply.data.unwrap_or(Value::Null),
         wrap_info: Value::Null,
         warnings,
-        auth: Value::Null,
+        auth: reply.auth.unwrap_or(Value::Null),
         mount_type,
     };
     Response {

@@ -7,6 +7,7 @@ use crate::connector::{Connector, DestinationRef, ExternalSecret, SyncError};
 use crate::effects::SyncDue;
 use crate::env::Env;
 use crate::storage::{Condition, Entry, Op, Page, Storage, StorageError};
+use crate::tokens::{CreateRequest, Issued, Lease, Target, TokenError, TokenInfo, Tokens};
 
 wit_bindgen::generate!({
     world: "engine",
@@ -18,6 +19,7 @@ use exports::kvsync::engine::sync as sync_export;
 use kvsync::engine::authz as host_authz;
 use kvsync::engine::connector as host_connector;
 use kvsync::engine::storage as host;
+use kvsync::engine::tokens as host_tokens;
 use kvsync::engine::types;
 
 struct Component;
@@ -28,6 +30,7 @@ fn host_env() -> Env<'static> {
         storage: &HostStorage,
         connector: &HostConnector,
         authz: &HostAuthz,
+        tokens: &HostTokens,
     }
 }
 
@@ -216,5 +219,107 @@ struct HostAuthz;
 impl Authz for HostAuthz {
     fn allowed(&self, capability: &str, path: &str) -> bool {
         host_authz::allowed(capability, path)
+    }
+}
+
+struct HostTokens;
+
+fn from_host_token_error(e: host_tokens::TokenError) -> TokenError {
+    match e {
+        host_tokens::TokenError::BadRequest(m) => TokenError::BadRequest(m),
+        host_tokens::TokenError::Forbidden(m) => TokenError::Forbidden(m),
+        host_tokens::TokenError::Unavailable(m) => TokenError::Unavailable(m),
+    }
+}
+
+fn to_host_target(t: &Target) -> host_tokens::Target {
+    match t {
+        Target::Caller => host_tokens::Target::Caller,
+        Target::Token(id) => host_tokens::Target::Token(id.clone()),
+        Target::Accessor(a) => host_tokens::Target::Accessor(a.clone()),
+    }
+}
+
+fn from_host_info(i: host_tokens::TokenInfo) -> TokenInfo {
+    TokenInfo {
+        id: i.id,
+        accessor: i.accessor,
+        policies: i.policies,
+        path: i.path,
+        meta: i.meta,
+        display_name: i.display_name,
+        num_uses: i.num_uses,
+        orphan: i.orphan,
+        creation_time: i.creation_time,
+        creation_ttl: i.creation_ttl,
+        explicit_max_ttl: i.explicit_max_ttl,
+        period: i.period,
+        lease: Lease {
+            issue_time: i.lease.issue_time,
+            expire_time: i.lease.expire_time,
+            last_renewal_time: i.lease.last_renewal_time,
+            renewable: i.lease.renewable,
+            ttl: i.lease.ttl,
+        },
+        namespace_path: i.namespace_path,
+    }
+}
+
+fn from_host_issued(i: host_tokens::Issued) -> Issued {
+    Issued {
+        info: from_host_info(i.info),
+        lease_duration: i.lease_duration,
+        renewable: i.renewable,
+        warnings: i.warnings,
+    }
+}
+
+impl Tokens for HostTokens {
+    fn create(&self, req: &CreateRequest) -> Result<Issued, TokenError> {
+        let req = host_tokens::CreateRequest {
+            orphan_endpoint: req.orphan_endpoint,
+            policies: req.policies.clone(),
+            meta: req.meta.clone(),
+            no_parent: req.no_parent,
+            no_default_policy: req.no_default_policy,
+            renewable: req.renewable,
+            ttl: req.ttl,
+            explicit_max_ttl: req.explicit_max_ttl,
+            period: req.period,
+            display_name: req.display_name.clone(),
+            num_uses: req.num_uses,
+            id: req.id.clone(),
+        };
+        host_tokens::create(&req)
+            .map(from_host_issued)
+            .map_err(from_host_token_error)
+    }
+
+    fn lookup(&self, which: &Target) -> Result<Option<TokenInfo>, TokenError> {
+        host_tokens::lookup(&to_host_target(which))
+            .map(|i| i.map(from_host_info))
+            .map_err(from_host_token_error)
+    }
+
+    fn renew(&self, which: &Target, increment: u64) -> Result<Option<Issued>, TokenError> {
+        host_tokens::renew(&to_host_target(which), increment)
+            .map(|i| i.map(from_host_issued))
+            .map_err(from_host_token_error)
+    }
+
+    fn revoke(&self, which: &Target) -> Result<bool, TokenError> {
+        host_tokens::revoke(&to_host_target(which)).map_err(from_host_token_error)
+    }
+
+    fn revoke_orphan(&self, token: &str) -> Result<bool, TokenError> {
+        host_tokens::revoke_orphan(token).map_err(from_host_token_error)
+    }
+
+    fn list_accessors(&self) -> Result<Vec<String>, TokenError> {
+        host_tokens::list_accessors().map_err(from_host_token_error)
+    }
+
+    fn tidy(&self) -> Result<(), TokenError> {
+        host_tokens::tidy().map_err(from_host_token_error)
     }
 }

@@ -4,12 +4,14 @@
 use crate::authz::{Authz, StaticAuthz};
 use crate::connector::{Connector, MemConnector};
 use crate::storage::{MemStorage, Storage};
+use crate::tokens::{Minimal, Tokens};
 
 #[derive(Clone, Copy)]
 pub struct Env<'a> {
     pub storage: &'a dyn Storage,
     pub connector: &'a dyn Connector,
     pub authz: &'a dyn Authz,
+    pub tokens: &'a dyn Tokens,
 }
 
 /// Owned in-memory fakes of every import (native tests and baselines).
@@ -17,6 +19,7 @@ pub struct Fakes {
     pub storage: MemStorage,
     pub connector: MemConnector,
     pub authz: StaticAuthz,
+    pub tokens: Minimal,
 }
 
 impl Default for Fakes {
@@ -25,6 +28,7 @@ impl Default for Fakes {
             storage: MemStorage::new(),
             connector: MemConnector::default(),
             authz: StaticAuthz(true),
+            tokens: Minimal::new(),
         }
     }
 }
@@ -35,6 +39,7 @@ impl Fakes {
             storage: &self.storage,
             connector: &self.connector,
             authz: &self.authz,
+            tokens: &self.tokens,
         }
     }
 }

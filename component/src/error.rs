@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::storage::StorageError;
+use crate::tokens::TokenError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
@@ -94,6 +95,18 @@ impl From<StorageError> for ApiError {
                 ApiError::BadRequest(format!("invalid storage key or value: {m}"))
             }
             StorageError::Unavailable(m) => ApiError::Unavailable(m),
+        }
+    }
+}
+
+/// The token store's errors already say their class; the message is
+/// Vault's (a storage failure's stays in the log).
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::BadRequest(m) => ApiError::BadRequest(m),
+            TokenError::Forbidden(m) => ApiError::Forbidden(m),
+            TokenError::Unavailable(m) => ApiError::Unavailable(m),
         }
     }
 }

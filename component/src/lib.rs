@@ -2,7 +2,7 @@
 //! table and the KV-v2 secrets engine, as plain Rust behind a thin wit-bindgen adapter.
 //!
 //! Everything here runs natively in unit tests: the WIT imports are reached only
-//! through the traits bundled in [`env::Env`] (storage, connector, authz), which
+//! through the traits bundled in [`env::Env`] (storage, connector, authz, tokens), which
 //! the wasm adapter implements with the host's imports and tests implement in memory.
 
 pub mod api;
@@ -19,6 +19,7 @@ pub mod storage;
 pub mod sync;
 pub mod sys;
 pub mod time;
+pub mod tokens;
 
 // wit-bindgen's generated glue uses unsafe code; the engine itself does not.
 #[cfg(test)]

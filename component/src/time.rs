@@ -122,6 +122,19 @@ pub fn format_duration(secs: i64) -> String {
     }
 }
 
+/// [`format_duration`] without its zero parts, as Vault's TTL warnings
+/// print durations: `768h`, `1h30m`, `20m`, `767h59m59s`.
+pub fn human_duration(secs: i64) -> String {
+    let mut s = format_duration(secs);
+    if s.len() > 3 && s.ends_with("m0s") {
+        s.truncate(s.len() - 2);
+    }
+    if let Some(at) = s.find("h0m") {
+        s.replace_range(at + 1..at + 3, "");
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +168,12 @@ mod tests {
         assert_eq!(format_duration(3600), "1h0m0s");
         assert_eq!(format_duration(90), "1m30s");
         assert_eq!(format_duration(45), "45s");
+        assert_eq!(human_duration(0), "0s");
+        assert_eq!(human_duration(2_764_800), "768h");
+        assert_eq!(human_duration(2_764_799), "767h59m59s");
+        assert_eq!(human_duration(5400), "1h30m");
+        assert_eq!(human_duration(3605), "1h5s");
+        assert_eq!(human_duration(1200), "20m");
+        assert_eq!(human_duration(45), "45s");
     }
 }

@@ -303,6 +303,30 @@ def redact(value: Any, secrets: dict) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class Each:
+    """A request value that differs per server (a token or accessor each server handed out):
+    `Diff.call` sends `kvsync` to kvsync and `bao` to bao, wherever it sits in its keyword
+    arguments (a body field, the token, a query parameter)."""
+
+    kvsync: Any
+    bao: Any
+
+    def __repr__(self) -> str:  # never print the values: they may be tokens
+        return "Each(...)"
+
+
+def for_side(value: Any, side: str) -> Any:
+    """`value` with every `Each` in it replaced by its `side` ("kvsync" or "bao")."""
+    if isinstance(value, Each):
+        return getattr(value, side)
+    if isinstance(value, dict):
+        return {k: for_side(v, side) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(for_side(v, side) for v in value)
+    return value
+
+
 @dataclass
 class Pair:
     """Both answers to one request. `kv` / `bao` are the parsed (token-redacted) bodies."""
@@ -397,8 +421,8 @@ class Diff:
         check:   False to return the pair without failing on differences.
         """
         request = f"{method} {path}"
-        rk = self.kvsync.request(method, path, **kw)
-        rb = self.bao.request(method, path, **kw)
+        rk = self.kvsync.request(method, path, **for_side(kw, "kvsync"))
+        rb = self.bao.request(method, path, **for_side(kw, "bao"))
         kv = redact(parse_body(rk), self.secrets)
         bao = redact(parse_body(rb), self.secrets)
         if project is not None:
@@ -419,6 +443,22 @@ class Diff:
         if check and pair.unexplained:
             raise AssertionError(self.report(pair, kw))
         return pair
+
+    def issued(self, pair: "Pair", name: str) -> Each:
+        """The token each server handed out in `pair` (`auth.client_token`): from now on
+        redacted to `<name>` in both servers' bodies, so lookups that show it compare equal."""
+        tokens = []
+        for resp in (pair.kvsync_response, pair.bao_response):
+            token = (resp.json().get("auth") or {}).get("client_token")
+            assert token, f"{pair.request}: no auth.client_token in {resp.status_code} {short(parse_body(resp))}"
+            self.secrets[token] = f"<{name}>"
+            tokens.append(token)
+        return Each(*tokens)
+
+    @staticmethod
+    def accessors(pair: "Pair") -> Each:
+        """The accessor of the token each server handed out in `pair`."""
+        return Each(*(r.json()["auth"]["accessor"] for r in (pair.kvsync_response, pair.bao_response)))
 
     def get(self, path, **kw):
         return self.call("GET", path, **kw)
@@ -463,6 +503,8 @@ class Diff:
 
 
 def _jsonable(v: Any) -> Any:
+    if isinstance(v, Each):
+        return "<per server>"
     if isinstance(v, (bytes, bytearray)):
         return v.decode(errors="replace")
     if isinstance(v, dict):

@@ -1,4 +1,4 @@
-//! The token auth method's self-service paths. Tokens themselves are resolved by
-//! the host; the engine only shows the caller what the host told it.
+//! Auth methods. The token store (`auth/token/`) is the only one: its records
+//! live in the host (the `tokens` import); the engine serves its endpoints.
 
 pub mod token;

@@ -24,6 +24,9 @@ pub enum FieldType {
     Duration,
     /// A list of strings, from an array or one comma-separated string.
     CommaStringSlice,
+    /// A list of strings, from an array or one string (one element, commas
+    /// and all).
+    StringSlice,
     /// A list of integers, from an array or one comma-separated string.
     CommaIntSlice,
     /// A map of strings, from an object or an array of `k=v` strings.
@@ -39,7 +42,9 @@ impl FieldType {
             FieldType::Bool => Value::Bool(false),
             FieldType::Int | FieldType::Duration => Value::from(0),
             FieldType::String => Value::from(""),
-            FieldType::CommaStringSlice | FieldType::CommaIntSlice => Value::Array(Vec::new()),
+            FieldType::CommaStringSlice | FieldType::StringSlice | FieldType::CommaIntSlice => {
+                Value::Array(Vec::new())
+            }
             FieldType::KvPairs | FieldType::Map => Value::Object(serde_json::Map::new()),
         }
     }

@@ -187,6 +187,21 @@ fn coerce_int(raw: &Value) -> Option<i64> {
     }
 }
 
+/// The items of a JSON array of strings (numbers are taken as their text),
+/// trimmed.
+fn string_items(field: &FieldSpec, raw: &Value) -> Result<Value, ApiError> {
+    let items = raw.as_array().map(Vec::as_slice).unwrap_or_default();
+    items
+        .iter()
+        .map(|item| match item {
+            Value::String(s) => Ok(Value::String(s.trim().to_string())),
+            Value::Number(n) => Ok(Value::String(n.to_string())),
+            _ => Err(type_error(field, raw, "a list of strings")),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Value::Array)
+}
+
 fn coerce(field: &FieldSpec, raw: &Value) -> Result<Value, ApiError> {
     match field.ty {
         FieldType::Bool => match raw {
@@ -229,15 +244,12 @@ fn coerce(field: &FieldSpec, raw: &Value) -> Result<Value, ApiError> {
                     .map(|p| Value::String(p.to_string()))
                     .collect(),
             )),
-            Value::Array(items) => items
-                .iter()
-                .map(|item| match item {
-                    Value::String(s) => Ok(Value::String(s.trim().to_string())),
-                    Value::Number(n) => Ok(Value::String(n.to_string())),
-                    _ => Err(type_error(field, raw, "a list of strings")),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Value::Array),
+            Value::Array(_) => string_items(field, raw),
+            _ => Err(type_error(field, raw, "a list of strings")),
+        },
+        FieldType::StringSlice => match raw {
+            Value::String(s) => Ok(Value::Array(vec![Value::String(s.clone())])),
+            Value::Array(_) => string_items(field, raw),
             _ => Err(type_error(field, raw, "a list of strings")),
         },
         FieldType::CommaIntSlice => {

@@ -282,12 +282,14 @@ pub(crate) mod testing {
     use crate::env::Env;
     use crate::storage::{MemStorage, Tx};
     use crate::sys::mounts::{MountEntry, MountTable};
+    use crate::tokens::Minimal;
 
     use super::record::{KeyMetadata, Kv};
 
     pub struct Server {
         pub store: MemStorage,
         pub connector: MemConnector,
+        pub tokens: Minimal,
     }
 
     impl Server {
@@ -296,6 +298,7 @@ pub(crate) mod testing {
             let server = Server {
                 store: MemStorage::new(),
                 connector: MemConnector::default(),
+                tokens: Minimal::new(),
             };
             let (status, _) = server.call("POST", "sys/mounts/secret", json!({"type": "kv-v2"}));
             assert_eq!(status, 204);
@@ -309,6 +312,7 @@ pub(crate) mod testing {
                 storage: &self.store,
                 connector: &self.connector,
                 authz: &StaticAuthz(true),
+                tokens: &self.tokens,
             };
             crate::testing::call(&env, method, path, &body)
         }

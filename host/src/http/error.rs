@@ -11,6 +11,9 @@ use crate::runtime::CallError;
 pub enum HostError {
     #[error("permission denied")]
     PermissionDenied,
+    /// A token was presented that is unknown, revoked, expired or used up.
+    #[error("permission denied")]
+    InvalidToken,
     #[error("request body too large: the limit is {0} bytes")]
     PayloadTooLarge(usize),
     #[error("invalid request: {0}")]
@@ -26,7 +29,7 @@ pub enum HostError {
 impl HostError {
     pub fn status(&self) -> StatusCode {
         match self {
-            HostError::PermissionDenied => StatusCode::FORBIDDEN,
+            HostError::PermissionDenied | HostError::InvalidToken => StatusCode::FORBIDDEN,
             HostError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HostError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HostError::NotFound => StatusCode::NOT_FOUND,
@@ -40,6 +43,9 @@ impl HostError {
     fn messages(&self) -> Vec<String> {
         match self {
             HostError::NotFound => vec![],
+            HostError::InvalidToken => {
+                vec!["permission denied".to_string(), "invalid token".to_string()]
+            }
             HostError::Call(CallError::Trap(_)) => vec!["internal error".to_string()],
             HostError::Storage(_) => vec!["storage is unavailable; retry the request".to_string()],
             other => vec![other.to_string()],
@@ -92,5 +98,8 @@ mod tests {
             HostError::PermissionDenied.messages(),
             vec!["permission denied".to_string()]
         );
+        let invalid = HostError::InvalidToken;
+        assert_eq!(invalid.messages(), ["permission denied", "invalid token"]);
+        assert_eq!(invalid.status(), StatusCode::FORBIDDEN);
     }
 }

@@ -164,18 +164,24 @@ async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes
     }
 }
 
+/// The request's token: `X-Vault-Token`, else `Authorization: Bearer`; an
+/// empty one is none.
 fn token_of(req: &Request<Incoming>) -> Option<Token> {
     let h = req.headers();
-    if let Some(t) = h.get("x-vault-token").and_then(|v| v.to_str().ok()) {
-        return Some(Token::new(t.trim().to_string()));
-    }
-    h.get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|t| Token::new(t.trim().to_string()))
+    let token = match h.get("x-vault-token").and_then(|v| v.to_str().ok()) {
+        Some(t) => Some(t),
+        None => h
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            }),
+    };
+    token
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| Token::new(t.to_string()))
 }
 
 async fn respond(
@@ -202,22 +208,37 @@ async fn respond(
         }
     }
 
-    let caller = match token_of(&req) {
-        Some(token) => state
-            .tokens
-            .lookup(token)
-            .await
-            .map_err(|e| HostError::Storage(e.to_string()))?,
-        None => None,
-    };
+    // Paths served without a token do not spend a use of one.
     let open = UNAUTHENTICATED.contains(&path.trim_matches('/'));
+    let token = token_of(&req);
+    let presented = token.is_some();
+    let storage_error = |e: crate::storage::StorageError| HostError::Storage(e.to_string());
+    let (caller, spent) = match token {
+        Some(token) if open => (
+            state.tokens.resolve(token).await.map_err(storage_error)?,
+            None,
+        ),
+        Some(token) => match state
+            .tokens
+            .authenticate(token)
+            .await
+            .map_err(storage_error)?
+        {
+            Some(auth) => (Some(auth.caller), auth.spent),
+            None => (None, None),
+        },
+        None => (None, None),
+    };
     if caller.is_none() && !open {
         // Read a small body anyway so the connection stays usable for the
         // client's next request; a larger one is not worth reading for a 403.
         let _ = Limited::new(req.into_body(), DRAIN_ON_REJECT)
             .collect()
             .await;
-        return Err(HostError::PermissionDenied);
+        return Err(match presented {
+            true => HostError::InvalidToken,
+            false => HostError::PermissionDenied,
+        });
     }
 
     let limit = state.max_request_size;
@@ -265,10 +286,15 @@ async fn respond(
         caller,
     };
     let storage = TenantStorage::new(state.backend.clone(), ROOT_TENANT);
+    let outcome = state.api.handle(storage, request).await;
+    // A token whose last use this request made is revoked once it is served.
+    if let Some(spent) = spent {
+        state.tokens.finish(spent).await;
+    }
     let runtime::Outcome {
         response: out,
         effects,
-    } = state.api.handle(storage, request).await?;
+    } = outcome?;
     // Wake the sync worker first: the work is committed whatever happens to
     // the response. Every loop is woken: which loop serves a destination is
     // the engine's shard function, not the host's.

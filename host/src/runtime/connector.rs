@@ -164,6 +164,7 @@ mod tests {
         State::new(
             TenantStorage::new(backend, "root"),
             Arc::new(connectors),
+            None,
             caller,
             None,
             &Limits::default(),

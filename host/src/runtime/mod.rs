@@ -13,9 +13,10 @@
 //! [`Runtime::reconcile`]), each in a fresh instance with the same limits.
 //!
 //! Imports: `storage` (the tenant's [`TenantStorage`]), `connector` (the shared
-//! [`Connectors`] registry) and `authz` (the request's caller, decided by
-//! [`crate::auth::allowed`]), each implemented on its own borrowed view of the
-//! call's state (`state.rs`).
+//! [`Connectors`] registry), `authz` (the request's caller, decided by
+//! [`crate::auth::allowed`]) and `tokens` (the server's [`TokenStore`], scoped
+//! to the tenant's namespace and the caller), each implemented on its own
+//! borrowed view of the call's state (`state.rs`).
 //!
 //! The generated bindings stay private to this module: callers exchange the
 //! host's records ([`Request`], [`Response`], [`SyncSettings`], [`RunReport`],
@@ -28,6 +29,7 @@ pub mod deterministic;
 pub mod limits;
 mod records;
 mod state;
+mod tokens;
 pub mod warm;
 
 use std::sync::Arc;
@@ -37,7 +39,7 @@ use anyhow::Context as _;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use crate::auth::Caller;
+use crate::auth::{Caller, TokenStore};
 use crate::connectors::Connectors;
 use crate::storage::TenantStorage;
 pub use limits::Limits;
@@ -66,6 +68,9 @@ pub struct Runtime {
     pre: bindings::EnginePre<State>,
     limits: Limits,
     connectors: Arc<Connectors>,
+    /// The token store the `tokens` import serves (set by the composition
+    /// root once the storage is open).
+    tokens: Option<TokenStore>,
     /// How long a provider call made while answering an API request may take
     /// before it is left to the sync worker (the association shows `PENDING`).
     inline_bound: Duration,
@@ -115,6 +120,7 @@ impl Runtime {
             warm,
             limits,
             connectors,
+            tokens: None,
             inline_bound: DEFAULT_INLINE_BOUND,
             _ticker: ticker,
             deterministic: None,
@@ -131,6 +137,12 @@ impl Runtime {
     /// Sets the bound on provider calls made inline by API requests.
     pub fn with_inline_bound(mut self, bound: Duration) -> Self {
         self.inline_bound = bound;
+        self
+    }
+
+    /// Serves the `tokens` import from `tokens`.
+    pub fn with_tokens(mut self, tokens: TokenStore) -> Self {
+        self.tokens = Some(tokens);
         self
     }
 
@@ -216,7 +228,7 @@ impl Runtime {
         if let Some(mut w) = self.warm.take(storage.prefix()) {
             w.store
                 .data_mut()
-                .ready_for_call(storage, caller, inline_bound);
+                .ready_for_call(storage, self.tokens.clone(), caller, inline_bound);
             limits::rearm(&mut w.store, &self.limits);
             return Ok(w);
         }
@@ -256,6 +268,7 @@ impl Runtime {
         let mut state = State::new(
             storage,
             self.connectors.clone(),
+            self.tokens.clone(),
             caller,
             inline_bound,
             &self.limits,

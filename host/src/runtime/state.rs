@@ -1,11 +1,12 @@
 //! The per-call store state, the borrowed view each import sees of it, and
 //! the host side of the `storage` and `authz` imports (the `connector` import
-//! is in [`super::connector`]).
+//! is in [`super::connector`], `tokens` in [`super::tokens`]).
 //!
 //! Each import is implemented on a small view that borrows only what it
 //! needs (wasmtime's `HasData` pattern): `storage` the tenant's storage and
 //! the CPU meter, `connector` the registry, the meter and the inline bound,
-//! `authz` the caller. No import reaches the rest of the state.
+//! `authz` the caller, `tokens` the token store, the tenant's namespace, the
+//! caller and the meter. No import reaches the rest of the state.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,9 +14,9 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{HasData, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::kvsync::engine::{authz, connector, storage as wit, types};
+use super::bindings::kvsync::engine::{authz, connector, storage as wit, tokens, types};
 use super::limits::{CpuMeter, Limits, MemoryLimiter};
-use crate::auth::Caller;
+use crate::auth::{Caller, TokenStore};
 use crate::connectors::Connectors;
 use crate::storage::{self, StorageError, TenantStorage};
 
@@ -24,6 +25,9 @@ pub struct State {
     table: ResourceTable,
     storage: TenantStorage,
     connectors: Arc<Connectors>,
+    /// The server's token store (`None`: a runtime without one answers the
+    /// `tokens` import with an error).
+    tokens: Option<TokenStore>,
     /// Who made the request being handled (`None`: an unauthenticated path,
     /// or a sync run).
     caller: Option<Caller>,
@@ -38,6 +42,7 @@ impl State {
     pub fn new(
         storage: TenantStorage,
         connectors: Arc<Connectors>,
+        tokens: Option<TokenStore>,
         caller: Option<Caller>,
         inline_bound: Option<Duration>,
         limits: &Limits,
@@ -49,6 +54,7 @@ impl State {
             table: ResourceTable::new(),
             storage,
             connectors,
+            tokens,
             caller,
             cpu: CpuMeter::new(limits.cpu),
             memory: MemoryLimiter::new(limits.memory_bytes),
@@ -56,16 +62,18 @@ impl State {
         }
     }
 
-    /// Readies the state for a call: the tenant's storage, the caller, the
-    /// bound on inline provider calls (the CPU meter is re-armed with the
-    /// store: [`super::limits::rearm`]).
+    /// Readies the state for a call: the tenant's storage, the token store,
+    /// the caller, the bound on inline provider calls (the CPU meter is
+    /// re-armed with the store: [`super::limits::rearm`]).
     pub fn ready_for_call(
         &mut self,
         storage: TenantStorage,
+        tokens: Option<TokenStore>,
         caller: Option<Caller>,
         inline_bound: Option<Duration>,
     ) {
         self.storage = storage;
+        self.tokens = tokens;
         self.caller = caller;
         self.inline_bound = inline_bound;
     }
@@ -105,6 +113,15 @@ impl State {
             caller: self.caller.as_ref(),
         }
     }
+
+    pub(super) fn tokens_view(&mut self) -> TokensView<'_> {
+        TokensView {
+            store: self.tokens.as_ref(),
+            namespace: self.storage.tenant(),
+            caller: self.caller.as_ref(),
+            cpu: &self.cpu,
+        }
+    }
 }
 
 /// What the `storage` import sees: the tenant's storage, and the meter its
@@ -127,6 +144,15 @@ pub struct AuthzView<'a> {
     caller: Option<&'a Caller>,
 }
 
+/// What the `tokens` import sees: the token store, the namespace of the
+/// request's tenant, its caller, and the meter its time is charged to.
+pub struct TokensView<'a> {
+    pub(super) store: Option<&'a TokenStore>,
+    pub(super) namespace: &'a str,
+    pub(super) caller: Option<&'a Caller>,
+    pub(super) cpu: &'a CpuMeter,
+}
+
 struct StorageImport;
 impl HasData for StorageImport {
     type Data<'a> = StorageView<'a>;
@@ -142,6 +168,11 @@ impl HasData for AuthzImport {
     type Data<'a> = AuthzView<'a>;
 }
 
+struct TokensImport;
+impl HasData for TokensImport {
+    type Data<'a> = TokensView<'a>;
+}
+
 /// `types` declares records only: its instance is linked with nothing in it.
 struct RecordsOnly;
 impl HasData for RecordsOnly {
@@ -155,6 +186,7 @@ pub fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     wit::add_to_linker::<State, StorageImport>(linker, State::storage_view)?;
     connector::add_to_linker::<State, ConnectorImport>(linker, State::connector_view)?;
     authz::add_to_linker::<State, AuthzImport>(linker, State::authz_view)?;
+    tokens::add_to_linker::<State, TokensImport>(linker, State::tokens_view)?;
     Ok(())
 }
 

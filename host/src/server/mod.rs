@@ -1,9 +1,10 @@
 //! The composition root. Every part of a kvsync server is assembled here and
-//! nowhere else: the storage under its encryption barrier, the token store,
-//! the engine runtime with the destination connectors, the HTTP front's
-//! state, and the sync worker. `kvsync server` (from a config file, or in
-//! dev mode), `kvsync sync run`, the benchmarks and the tests all start from
-//! a [`Server`] (or, for a runtime alone, from [`engine`]).
+//! nowhere else: the storage under its encryption barrier, the token store
+//! (and its sweep), the engine runtime with the destination connectors and
+//! the token store, the HTTP front's state, and the sync worker. `kvsync
+//! server` (from a config file, or in dev mode), `kvsync sync run`, the
+//! benchmarks and the tests all start from a [`Server`] (or, for a runtime
+//! alone, from [`engine`]).
 
 mod storage;
 
@@ -19,6 +20,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub use storage::{Access, Initialized, in_use_message, init, load_key};
 
+use crate::auth::tokens::sweep::Sweeper;
 use crate::auth::{Caller, NewToken, TokenStore};
 use crate::config::{Config, Listener};
 use crate::connectors::{ConnectorEnv, Connectors, DEFAULT_TIMEOUT};
@@ -163,17 +165,17 @@ pub fn http_state(
     })
 }
 
-/// Dev mode's storage: in memory, with a root token (`root_token_id`, or a
-/// random one, returned to be shown) and KV-v2 mounted at `secret/` through
-/// `api`, as any client would mount it.
+/// Dev mode's storage: in memory, with its token store, a root token
+/// (`root_token_id`, or a random one, returned to be shown) and KV-v2
+/// mounted at `secret/` through `api`, as any client would mount it.
 pub async fn dev_storage(
     api: &dyn Api,
     root_token_id: Option<String>,
-) -> anyhow::Result<(SharedBackend, NewToken)> {
+) -> anyhow::Result<(SharedBackend, TokenStore, NewToken)> {
     let backend = storage::in_memory().await?;
     let tokens = TokenStore::new(backend.clone());
     let root = tokens.create_root(root_token_id).await?;
-    let caller = tokens.lookup(root.token.clone()).await?;
+    let caller = tokens.resolve(root.token.clone()).await?;
     let req = runtime::request(
         "POST",
         "sys/mounts/secret",
@@ -191,7 +193,7 @@ pub async fn dev_storage(
             String::from_utf8_lossy(&resp.body)
         );
     }
-    Ok((backend, root))
+    Ok((backend, tokens, root))
 }
 
 /// The assembled parts of a server of the root tenant.
@@ -220,7 +222,9 @@ impl Server {
             engine_options.limits.warm_instances = n;
         }
         let runtime = engine(&engine_options)?;
-        Ok(Self::assemble(backend, runtime, options.sync))
+        let tokens = TokenStore::new(backend.clone());
+        tokens.upgrade().await?;
+        Ok(Self::assemble(backend, tokens, runtime, options.sync))
     }
 
     /// Dev mode: in-memory storage, a root token (`root_token_id`, or a
@@ -239,8 +243,8 @@ impl Server {
             engine_options.limits.warm_instances = n;
         }
         let runtime = engine(&engine_options)?;
-        let (backend, root) = dev_storage(&runtime, root_token_id).await?;
-        Ok((Self::assemble(backend, runtime, options.sync), root))
+        let (backend, tokens, root) = dev_storage(&runtime, root_token_id).await?;
+        Ok((Self::assemble(backend, tokens, runtime, options.sync), root))
     }
 
     /// Empty in-memory storage (no tokens, nothing mounted) and an engine
@@ -251,14 +255,22 @@ impl Server {
     ) -> anyhow::Result<Self> {
         let backend = storage::in_memory().await?;
         let runtime = engine(engine_options)?;
-        Ok(Self::assemble(backend, runtime, sync))
+        let tokens = TokenStore::new(backend.clone());
+        Ok(Self::assemble(backend, tokens, runtime, sync))
     }
 
-    fn assemble(backend: SharedBackend, runtime: Runtime, sync: SyncConfig) -> Self {
+    /// The parts of a server; the runtime's `tokens` import serves `tokens`
+    /// (the store whose caller cache the HTTP front shares).
+    fn assemble(
+        backend: SharedBackend,
+        tokens: TokenStore,
+        runtime: Runtime,
+        sync: SyncConfig,
+    ) -> Self {
         Server {
-            tokens: TokenStore::new(backend.clone()),
+            runtime: runtime.with_tokens(tokens.clone()),
+            tokens,
             backend,
-            runtime,
             sync,
             sync_wake: Arc::new(Notify::new()),
         }
@@ -332,10 +344,12 @@ impl Server {
         worker.stop(worker::SHUTDOWN_GRACE).await;
     }
 
-    /// Serves HTTP on `listening` with the sync worker beside it, until
-    /// `shutdown` resolves: then the listener and the worker stop together,
-    /// each letting work in flight finish within its grace period.
+    /// Serves HTTP on `listening` with the sync worker and the token sweep
+    /// beside it, until `shutdown` resolves: then the listener, the worker
+    /// and the sweep stop together, each letting work in flight finish
+    /// within its grace period.
     pub async fn serve(&self, listening: Listening, shutdown: impl Future<Output = ()>) {
+        let sweeper = Sweeper::start(self.tokens.clone());
         let state = http_state(
             Arc::new(self.runtime.clone()),
             self.backend.clone(),
@@ -356,6 +370,7 @@ impl Server {
             http::serve(listening.listener, listening.tls, state, shutdown),
             worker
         );
+        sweeper.stop().await;
     }
 }
 

@@ -32,6 +32,7 @@ pub fn tenant_prefix(tenant_id: &str) -> String {
 #[derive(Clone)]
 pub struct TenantStorage {
     backend: SharedBackend,
+    tenant: String,
     prefix: String,
 }
 
@@ -48,8 +49,15 @@ impl TenantStorage {
     pub fn new(backend: SharedBackend, tenant_id: &str) -> Self {
         Self {
             backend,
+            tenant: tenant_id.to_string(),
             prefix: tenant_prefix(tenant_id),
         }
+    }
+
+    /// The tenant's id: the namespace it serves (`root` for the root
+    /// namespace).
+    pub fn tenant(&self) -> &str {
+        &self.tenant
     }
 
     /// The storage prefix of this tenant (`tenants/<tenant_id>/`).

@@ -13,3 +13,4 @@ pub mod native;
 pub mod procs;
 pub mod stats;
 pub mod targets;
+pub mod tokens;

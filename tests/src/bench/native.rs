@@ -3,9 +3,10 @@
 //! behind the host's own HTTP front ([`kvsync::http::Api`]), with the host's
 //! storage (redb under the AES-GCM barrier, tenant prefix) and ACL.
 //!
-//! It is a measuring instrument, not a server: no sandbox, no limits, and no
-//! destination connectors (a provider call answers an internal error), which
-//! the KV read path it is measured on never makes.
+//! It is a measuring instrument, not a server: no sandbox, no limits, no
+//! destination connectors (a provider call answers an internal error) and no
+//! token store (the token endpoints answer 503), which the KV read path it is
+//! measured on never reaches.
 
 use std::future::Future;
 use std::pin::pin;
@@ -21,6 +22,7 @@ use kvsync_component::connector::{Connector, DestinationRef, ExternalSecret, Syn
 use kvsync_component::effects::SyncDue;
 use kvsync_component::env::Env;
 use kvsync_component::storage::{self as guest, Storage};
+use kvsync_component::tokens::{CreateRequest, Issued, Target, TokenError, TokenInfo, Tokens};
 
 /// [`Api`] by the natively linked engine.
 pub struct NativeApi;
@@ -39,6 +41,7 @@ impl Api for NativeApi {
             storage: &storage,
             connector: &NoConnector,
             authz: &authz,
+            tokens: &NoTokens,
         };
         let out = kvsync_component::handle(&env, req);
         Ok(runtime::Outcome {
@@ -176,5 +179,43 @@ impl Connector for NoConnector {
 
     fn inspect(&self, _: &DestinationRef) -> Result<Vec<ExternalSecret>, SyncError> {
         Err(SyncError::Internal(NO_CONNECTOR.into()))
+    }
+}
+
+struct NoTokens;
+
+fn no_tokens<T>() -> Result<T, TokenError> {
+    Err(TokenError::Unavailable(
+        "the native baseline has no token store".into(),
+    ))
+}
+
+impl Tokens for NoTokens {
+    fn create(&self, _: &CreateRequest) -> Result<Issued, TokenError> {
+        no_tokens()
+    }
+
+    fn lookup(&self, _: &Target) -> Result<Option<TokenInfo>, TokenError> {
+        no_tokens()
+    }
+
+    fn renew(&self, _: &Target, _: u64) -> Result<Option<Issued>, TokenError> {
+        no_tokens()
+    }
+
+    fn revoke(&self, _: &Target) -> Result<bool, TokenError> {
+        no_tokens()
+    }
+
+    fn revoke_orphan(&self, _: &str) -> Result<bool, TokenError> {
+        no_tokens()
+    }
+
+    fn list_accessors(&self) -> Result<Vec<String>, TokenError> {
+        no_tokens()
+    }
+
+    fn tidy(&self) -> Result<(), TokenError> {
+        no_tokens()
     }
 }

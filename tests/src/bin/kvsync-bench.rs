@@ -8,6 +8,9 @@
 //!   natively behind kvsync's HTTP front; dev-mode setup, root token `root`).
 //! - `kvsync-bench hyper-server --body-bytes N [--listen ADDR]`: the P2 baseline.
 //! - `kvsync-bench direct-sdk --endpoint URL --prefix P --count N`: the P5 baseline.
+//! - `kvsync-bench token-lookups --mode before|cached|uncached --count N`: N
+//!   resolutions of a request's token (for instruction counts under callgrind;
+//!   see `bench::tokens`).
 #![expect(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -19,12 +22,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use kvsync_tests::bench::{aws, hyper_server, native, targets};
+use kvsync_tests::bench::{aws, hyper_server, native, targets, tokens};
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let Some(cmd) = args.next() else {
-        eprintln!("usage: kvsync-bench <all|native-server|hyper-server|direct-sdk> [options]");
+        eprintln!(
+            "usage: kvsync-bench <all|native-server|hyper-server|direct-sdk|token-lookups> [options]"
+        );
         return ExitCode::from(2);
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -44,6 +49,7 @@ fn main() -> ExitCode {
             "native-server" => native_server(&flags).await,
             "hyper-server" => hyper(&flags).await,
             "direct-sdk" => direct_sdk(&flags).await,
+            "token-lookups" => token_lookups(&flags).await,
             other => Err(anyhow::anyhow!("unknown command {other:?}")),
         }
     });
@@ -130,16 +136,16 @@ async fn all(flags: &Flags) -> anyhow::Result<ExitCode> {
 /// `secret/`) behind kvsync's HTTP front, answered by the natively linked
 /// engine; no runtime, no sync worker.
 async fn native_server(flags: &Flags) -> anyhow::Result<ExitCode> {
-    use kvsync::auth::TokenStore;
     use kvsync::http::{self, DEFAULT_MAX_REQUEST_SIZE};
     use kvsync::server;
 
-    let (backend, _root) = server::dev_storage(&native::NativeApi, Some("root".into())).await?;
+    let (backend, tokens, _root) =
+        server::dev_storage(&native::NativeApi, Some("root".into())).await?;
     let (listener, addr) = http::bind(flags.get("--listen").unwrap_or("127.0.0.1:0")).await?;
     let state = server::http_state(
         Arc::new(native::NativeApi),
-        backend.clone(),
-        TokenStore::new(backend),
+        backend,
+        tokens,
         DEFAULT_MAX_REQUEST_SIZE,
         Arc::new(tokio::sync::Notify::new()),
     );
@@ -154,6 +160,20 @@ async fn hyper(flags: &Flags) -> anyhow::Result<ExitCode> {
         tokio::net::TcpListener::bind(flags.get("--listen").unwrap_or("127.0.0.1:0")).await?;
     println!("Api Address: http://{}", listener.local_addr()?);
     hyper_server::serve(listener, hyper_server::body_of_size(size)).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn token_lookups(flags: &Flags) -> anyhow::Result<ExitCode> {
+    let mode = flags.get("--mode").unwrap_or("cached");
+    let count: u64 = flags.parse("--count", 10_000)?;
+    let lookups = tokens::Lookups::new().await?;
+    let started = std::time::Instant::now();
+    lookups.run(mode, count).await?;
+    let took = started.elapsed();
+    println!(
+        "{mode}: {count} lookups, {:.0} ns each",
+        took.as_nanos() as f64 / count.max(1) as f64
+    );
     Ok(ExitCode::SUCCESS)
 }
 

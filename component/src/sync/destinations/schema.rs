@@ -38,7 +38,7 @@ fn requested(spec: &FieldSpec, fields: &Fields) -> Option<Value> {
         FieldType::Bool => fields.bool(name).map(Value::from),
         FieldType::Int | FieldType::Duration => fields.int(name).map(Value::from),
         FieldType::String => fields.string(name).map(Value::from),
-        FieldType::CommaStringSlice => fields.strings(name).map(|items| {
+        FieldType::CommaStringSlice | FieldType::StringSlice => fields.strings(name).map(|items| {
             Value::from(
                 items
                     .into_iter()

@@ -536,6 +536,7 @@ fn a_kv_write_commits_its_outbox_entries_in_the_same_batch() {
         storage: &storage,
         connector: &f.connector,
         authz: &f.authz,
+        tokens: &f.tokens,
     };
     assert_eq!(
         call_on(&env, "POST", "sys/mounts/secret", json!({"type": "kv-v2"})).status,
@@ -971,6 +972,7 @@ fn a_concurrent_count_change_does_not_repeat_provider_calls() {
         storage: &storage,
         connector: &f.connector,
         authz: &f.authz,
+        tokens: &f.tokens,
     };
     call_on(&env, "POST", "sys/mounts/secret", json!({"type": "kv-v2"}));
     call_on(&env, "POST", "sys/sync/destinations/in-mem/d1", json!({}));
