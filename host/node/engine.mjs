@@ -1,6 +1,6 @@
 // The engine component, transpiled by build.mjs into gen/, instantiated with
-// this host's imports: `storage`, `connector` and `authz` (each in its own
-// file) and WASI from the *sandboxed* preview2 shim (no preopened directories,
+// this host's imports: `storage`, `connector`, `authz` and `tokens` (each in
+// its own file) and WASI from the *sandboxed* preview2 shim (no preopened directories,
 // no environment, no arguments, no network). Tests may replace the clocks and
 // the random source (deterministic.mjs).
 //
@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { WASIShim } from '@bytecodealliance/preview2-shim/instantiation';
 
 import { authzImports } from './authz.mjs';
+import { tokenImports } from './tokens.mjs';
 
 const GEN = join(dirname(fileURLToPath(import.meta.url)), 'gen');
 
@@ -56,14 +57,16 @@ export class Engine {
 
   /**
    * `storage`: a MemStorage (or anything with its `imports()`); `connectors`:
-   * a Connectors registry; `deterministic`: a DeterministicWasi for tests.
+   * a Connectors registry; `root`: the WIT caller of the host's single root
+   * token (the `tokens` import's only token; none: no token exists);
+   * `deterministic`: a DeterministicWasi for tests.
    */
-  static async create({ storage, connectors, deterministic, inlineBoundMs = DEFAULT_INLINE_BOUND_MS }) {
+  static async create({ storage, connectors, root, deterministic, inlineBoundMs = DEFAULT_INLINE_BOUND_MS }) {
     const { instantiate } = await import('./gen/engine.js');
-    return new Engine(instantiate, { storage, connectors, deterministic, inlineBoundMs });
+    return new Engine(instantiate, { storage, connectors, root, deterministic, inlineBoundMs });
   }
 
-  constructor(instantiate, { storage, connectors, deterministic, inlineBoundMs }) {
+  constructor(instantiate, { storage, connectors, root, deterministic, inlineBoundMs }) {
     this.#instantiate = instantiate;
     this.#inlineBoundMs = inlineBoundMs;
     const context = () => this.#context;
@@ -74,6 +77,7 @@ export class Engine {
       'kvsync:engine/storage': storage.imports(),
       'kvsync:engine/connector': connectors.imports(context),
       'kvsync:engine/authz': authzImports(context),
+      'kvsync:engine/tokens': tokenImports(context, root),
     };
     this.#instance = this.#fresh();
   }

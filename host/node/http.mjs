@@ -1,7 +1,8 @@
 // The HTTP front, with the same duties and answers as the Rust host's
 // (host/src/http/mod.rs and error.rs): only paths below `/v1/`; the root
 // namespace only; the token from `X-Vault-Token` or `Authorization: Bearer`;
-// 403 without a known token except on the paths Vault serves without one; a
+// 403 without a known token except on the paths Vault serves without one
+// (with Vault's `invalid token` when one was presented); a
 // body limit (declared and read); the token headers never reach the engine;
 // the host's own errors in Vault's `{"errors":[...]}` envelope; every response
 // `cache-control: no-store`. The engine routes the request and writes every
@@ -41,6 +42,8 @@ class HostError extends Error {
 }
 
 const permissionDenied = () => new HostError(403, ['permission denied']);
+/** A token was presented that is unknown (Vault's two messages). */
+const invalidToken = () => new HostError(403, ['permission denied', 'invalid token']);
 const payloadTooLarge = (limit) => new HostError(413, [`request body too large: the limit is ${limit} bytes`]);
 const badRequest = (m) => new HostError(400, [`invalid request: ${m}`]);
 const notFound = () => new HostError(404, []);
@@ -113,16 +116,16 @@ class MethodConnection extends Duplex {
   }
 }
 
+/** The request's token: `X-Vault-Token`, else `Authorization: Bearer`; an empty one is none. */
 function tokenOf(req) {
-  const t = req.headers['x-vault-token'];
-  if (typeof t === 'string') return t.trim();
-  const auth = req.headers.authorization;
-  if (typeof auth === 'string') {
-    for (const scheme of ['Bearer ', 'bearer ']) {
-      if (auth.startsWith(scheme)) return auth.slice(scheme.length).trim();
-    }
+  let t = req.headers['x-vault-token'];
+  if (typeof t !== 'string') {
+    const auth = req.headers.authorization;
+    const scheme = typeof auth === 'string' ? ['Bearer ', 'bearer '].find((s) => auth.startsWith(s)) : undefined;
+    t = scheme === undefined ? undefined : auth.slice(scheme.length);
   }
-  return undefined;
+  t = t?.trim();
+  return t === '' ? undefined : t;
 }
 
 /** The body, at most `limit` bytes (more: `payloadTooLarge`, or undefined when `drain`). */
@@ -187,7 +190,7 @@ export function createServer({ engine, callerOf, onEffects, maxRequestSize = DEF
     if (caller === undefined && !open) {
       // Read a small body anyway so the connection stays usable.
       await readBody(req, DRAIN_ON_REJECT, true);
-      throw permissionDenied();
+      throw token === undefined ? permissionDenied() : invalidToken();
     }
 
     const declared = Number(req.headers['content-length']);

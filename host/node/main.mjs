@@ -67,6 +67,7 @@ async function main() {
   const engine = await Engine.create({
     storage: new MemStorage(),
     connectors: new Connectors([new InMemory(), aws]),
+    root,
   });
 
   const mount = engine.handle({

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use kvsync::auth::tokens::TokenStore;
 use kvsync::auth::{Caller, Token};
 use kvsync::connectors::{Connectors, InMemory, typed};
 use kvsync::runtime::deterministic::{DEFAULT_START, DeterministicWasi};
@@ -85,6 +86,9 @@ async fn replay(fixture: &Value, out: &mut String) -> anyhow::Result<()> {
     )?
     .with_deterministic_wasi(wasi.clone());
     let backend: SharedBackend = Arc::new(RedbBackend::in_memory()?);
+    // An empty token store: the fixtures' caller is not in it, as the Node
+    // host's replay has no token at all.
+    let runtime = runtime.with_tokens(TokenStore::new(backend.clone()));
     let storage = TenantStorage::new(backend, "root");
     let steps = fixture
         .get("steps")
