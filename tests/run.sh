@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Sets up everything the test suite needs on a fresh machine and runs all of it:
-# the wasm32-wasip2 target, a Python virtualenv with the test clients, the Node.js
-# host's packages, one shared debug build, the Rust tests (component natively,
-# host, runtime limits, parity of the Rust and Node.js hosts), lint checks, and
-# the end-to-end suite against the real binary, then its host-neutral modules
-# against the Node.js host.
+# the wasm32-wasip2 target, a Python virtualenv with the test clients, PostgreSQL's
+# binaries (the storage tests start their own server), the Node.js host's
+# packages, one shared debug build, the Rust tests (component natively, host,
+# runtime limits, parity of the Rust and Node.js hosts), lint checks, and the
+# end-to-end suite against the real binary, then its host-neutral modules against
+# the Node.js host.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -12,6 +13,7 @@ root=$(pwd)
 . tests/setup.sh
 setup_toolchain
 setup_python
+setup_postgres
 setup_node
 
 # One compiled-component cache for every test binary and server the suite starts.

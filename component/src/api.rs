@@ -152,41 +152,12 @@ impl LogicalRequest {
 /// - a write (POST, PUT, PATCH) to a path ending in `/` is refused before any
 ///   routing: Vault cannot tell a key named `foo/` from a forgotten key.
 pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
-    let mut path = percent_encoding::percent_decode_str(req.path.trim_start_matches('/'))
-        .decode_utf8()
-        .map_err(|_| ApiError::bad_request("the request path is not valid UTF-8"))?
-        .into_owned();
-    if path.chars().any(|c| c.is_control()) {
-        return Err(ApiError::bad_request(
-            "the request path contains control characters",
-        ));
-    }
     let mut query = parse_query(&req.query);
-    let mut operation = match req.method.to_ascii_uppercase().as_str() {
-        "GET" => Operation::Read,
-        "HEAD" => Operation::Header,
-        "LIST" => Operation::List,
-        "POST" | "PUT" => Operation::Update,
-        "PATCH" => Operation::Patch,
-        "DELETE" => Operation::Delete,
-        _ => return Err(ApiError::UnsupportedOperation),
-    };
-    if operation == Operation::Read
-        && let Some(list) = query.get("list").map(first_value)
-    {
-        match parse_bool(list) {
-            Some(true) => {
-                query.remove("list");
-                operation = Operation::List;
-            }
-            Some(false) => {}
-            None => {
-                return Err(ApiError::bad_request(format!(
-                    "invalid value {list:?} for the list parameter: use true or false"
-                )));
-            }
-        }
+    let operation = request_operation(&req.method, &req.query)?;
+    if operation == Operation::List && req.method.eq_ignore_ascii_case("GET") {
+        query.remove("list");
     }
+    let path = request_path(&req.path, operation)?;
     let data = match operation {
         Operation::Read | Operation::List | Operation::Delete | Operation::Header => query,
         Operation::Create | Operation::Update | Operation::Patch => {
@@ -194,9 +165,7 @@ pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
                 .header("content-type")
                 .unwrap_or_default()
                 .to_ascii_lowercase();
-            if operation == Operation::Patch
-                && !content_type.starts_with("application/merge-patch+json")
-            {
+            if operation == Operation::Patch && !is_merge_patch(&content_type) {
                 let shown = req.header("content-type").unwrap_or_default().to_string();
                 return Err(ApiError::UnsupportedMediaType(shown));
             }
@@ -209,9 +178,6 @@ pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
             data
         }
     };
-    if operation == Operation::List && !path.ends_with('/') {
-        path.push('/');
-    }
     Ok(LogicalRequest {
         operation,
         path,
@@ -219,6 +185,63 @@ pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
         caller: req.caller,
         request_id: new_uuid(),
     })
+}
+
+/// The logical operation of an HTTP request: GET reads, or lists with
+/// `?list=true` (the first `list` value, any Go `ParseBool` truth); HEAD is
+/// Vault's header operation; LIST lists; POST and PUT update (the router
+/// turns that into `Create` on a path whose existence check finds no
+/// target); PATCH patches; DELETE deletes. Any other method is a 405, an
+/// unreadable `list` value a 400. The host's early check reads requests the
+/// same way.
+pub fn request_operation(method: &str, query: &str) -> Result<Operation, ApiError> {
+    let operation = match method.to_ascii_uppercase().as_str() {
+        "GET" => Operation::Read,
+        "HEAD" => Operation::Header,
+        "LIST" => Operation::List,
+        "POST" | "PUT" => Operation::Update,
+        "PATCH" => Operation::Patch,
+        "DELETE" => Operation::Delete,
+        _ => return Err(ApiError::UnsupportedOperation),
+    };
+    if operation != Operation::Read {
+        return Ok(operation);
+    }
+    let list = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "list");
+    match list {
+        None => Ok(Operation::Read),
+        Some((_, list)) => match parse_bool(&list) {
+            Some(true) => Ok(Operation::List),
+            Some(false) => Ok(Operation::Read),
+            None => Err(ApiError::bad_request(format!(
+                "invalid value {list:?} for the list parameter: use true or false"
+            ))),
+        },
+    }
+}
+
+/// The logical path of a request: percent-decoded, without a leading `/`,
+/// and ending in `/` for a LIST. A path that is not UTF-8 or holds control
+/// characters is a 400.
+pub fn request_path(raw: &str, operation: Operation) -> Result<String, ApiError> {
+    let mut path = percent_encoding::percent_decode_str(raw.trim_start_matches('/'))
+        .decode_utf8()
+        .map_err(|_| ApiError::bad_request("the request path is not valid UTF-8"))?
+        .into_owned();
+    if path.chars().any(|c| c.is_control()) {
+        return Err(ApiError::bad_request(
+            "the request path contains control characters",
+        ));
+    }
+    if operation == Operation::List && !path.ends_with('/') {
+        path.push('/');
+    }
+    Ok(path)
+}
+
+/// Whether a (lower-case) content type is the one PATCH requires.
+pub fn is_merge_patch(content_type: &str) -> bool {
+    content_type.starts_with("application/merge-patch+json")
 }
 
 /// Vault's `parseQuery`: a parameter given once is a string, one given more
@@ -236,14 +259,6 @@ fn parse_query(query: &str) -> Map<String, Value> {
         }
     }
     data
-}
-
-/// The first value of a query parameter (Go's `url.Values.Get`).
-fn first_value(value: &Value) -> &str {
-    match value {
-        Value::Array(values) => values.first().and_then(Value::as_str).unwrap_or_default(),
-        other => other.as_str().unwrap_or_default(),
-    }
 }
 
 fn parse_body(content_type: &str, body: &[u8]) -> Result<Map<String, Value>, ApiError> {

@@ -2,10 +2,12 @@
 //! implements the engine's import traits with the host's imports. Only built
 //! for wasm32.
 
+use crate::api::Operation;
 use crate::authz::Authz;
 use crate::connector::{Connector, DestinationRef, ExternalSecret, SyncError};
 use crate::effects::SyncDue;
 use crate::env::Env;
+use crate::policies::{Policies, PolicyError, PolicyText, Subject};
 use crate::storage::{Condition, Entry, Op, Page, Storage, StorageError};
 use crate::tokens::{CreateRequest, Issued, Lease, Target, TokenError, TokenInfo, Tokens};
 
@@ -18,6 +20,7 @@ use exports::kvsync::engine::api::Guest as ApiGuest;
 use exports::kvsync::engine::sync as sync_export;
 use kvsync::engine::authz as host_authz;
 use kvsync::engine::connector as host_connector;
+use kvsync::engine::policies as host_policies;
 use kvsync::engine::storage as host;
 use kvsync::engine::tokens as host_tokens;
 use kvsync::engine::types;
@@ -30,6 +33,7 @@ fn host_env() -> Env<'static> {
         storage: &HostStorage,
         connector: &HostConnector,
         authz: &HostAuthz,
+        policies: &HostPolicies,
         tokens: &HostTokens,
     }
 }
@@ -217,8 +221,73 @@ impl Connector for HostConnector {
 struct HostAuthz;
 
 impl Authz for HostAuthz {
+    fn authorize(&self, operation: Operation, path: &str, sudo: bool) -> bool {
+        let operation = match operation {
+            // HEAD reads nothing more than GET: it needs what GET needs.
+            Operation::Read | Operation::Header => host_authz::Operation::Read,
+            Operation::List => host_authz::Operation::List,
+            Operation::Create => host_authz::Operation::Create,
+            Operation::Update => host_authz::Operation::Update,
+            Operation::Patch => host_authz::Operation::Patch,
+            Operation::Delete => host_authz::Operation::Delete,
+        };
+        host_authz::authorize(operation, path, sudo)
+    }
+
     fn allowed(&self, capability: &str, path: &str) -> bool {
         host_authz::allowed(capability, path)
+    }
+
+    fn can_reach(&self, prefix: &str) -> bool {
+        host_authz::can_reach(prefix)
+    }
+}
+
+struct HostPolicies;
+
+fn from_host_policy_error(e: host_policies::PolicyError) -> PolicyError {
+    match e {
+        host_policies::PolicyError::BadRequest(m) => PolicyError::BadRequest(m),
+        host_policies::PolicyError::Forbidden(m) => PolicyError::Forbidden(m),
+        host_policies::PolicyError::Unavailable(m) => PolicyError::Unavailable(m),
+    }
+}
+
+impl Policies for HostPolicies {
+    fn read(&self, name: &str) -> Result<Option<PolicyText>, PolicyError> {
+        host_policies::read(name)
+            .map(|p| {
+                p.map(|p| PolicyText {
+                    name: p.name,
+                    text: p.text,
+                })
+            })
+            .map_err(from_host_policy_error)
+    }
+
+    fn write(&self, name: &str, text: &str) -> Result<(), PolicyError> {
+        host_policies::write(name, text).map_err(from_host_policy_error)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), PolicyError> {
+        host_policies::delete(name).map_err(from_host_policy_error)
+    }
+
+    fn list(&self) -> Result<Vec<String>, PolicyError> {
+        host_policies::list().map_err(from_host_policy_error)
+    }
+
+    fn capabilities(
+        &self,
+        subject: &Subject,
+        paths: &[String],
+    ) -> Result<Vec<Vec<String>>, PolicyError> {
+        let subject = match subject {
+            Subject::Caller => host_policies::Subject::Caller,
+            Subject::Token(t) => host_policies::Subject::Token(t.clone()),
+            Subject::Accessor(a) => host_policies::Subject::Accessor(a.clone()),
+        };
+        host_policies::capabilities(&subject, paths).map_err(from_host_policy_error)
     }
 }
 

@@ -1,8 +1,9 @@
 //! Everything the engine reaches outside itself, bundled for one request: the
 //! host's imports behind traits, so native tests substitute in-memory fakes.
 
-use crate::authz::{Authz, StaticAuthz};
+use crate::authz::{Authz, FakeAuthz};
 use crate::connector::{Connector, MemConnector};
+use crate::policies::{MemPolicies, Policies};
 use crate::storage::{MemStorage, Storage};
 use crate::tokens::{Minimal, Tokens};
 
@@ -11,6 +12,7 @@ pub struct Env<'a> {
     pub storage: &'a dyn Storage,
     pub connector: &'a dyn Connector,
     pub authz: &'a dyn Authz,
+    pub policies: &'a dyn Policies,
     pub tokens: &'a dyn Tokens,
 }
 
@@ -18,7 +20,8 @@ pub struct Env<'a> {
 pub struct Fakes {
     pub storage: MemStorage,
     pub connector: MemConnector,
-    pub authz: StaticAuthz,
+    pub authz: FakeAuthz,
+    pub policies: MemPolicies,
     pub tokens: Minimal,
 }
 
@@ -27,7 +30,8 @@ impl Default for Fakes {
         Fakes {
             storage: MemStorage::new(),
             connector: MemConnector::default(),
-            authz: StaticAuthz(true),
+            authz: FakeAuthz::default(),
+            policies: MemPolicies::default(),
             tokens: Minimal::new(),
         }
     }
@@ -39,6 +43,7 @@ impl Fakes {
             storage: &self.storage,
             connector: &self.connector,
             authz: &self.authz,
+            policies: &self.policies,
             tokens: &self.tokens,
         }
     }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::policies::PolicyError;
 use crate::storage::StorageError;
 use crate::tokens::TokenError;
 
@@ -95,6 +96,18 @@ impl From<StorageError> for ApiError {
                 ApiError::BadRequest(format!("invalid storage key or value: {m}"))
             }
             StorageError::Unavailable(m) => ApiError::Unavailable(m),
+        }
+    }
+}
+
+/// The policy store's errors already say their class; the message is
+/// Vault's (a storage failure's stays in the log).
+impl From<PolicyError> for ApiError {
+    fn from(e: PolicyError) -> Self {
+        match e {
+            PolicyError::BadRequest(m) => ApiError::BadRequest(m),
+            PolicyError::Forbidden(m) => ApiError::Forbidden(m),
+            PolicyError::Unavailable(m) => ApiError::Unavailable(m),
         }
     }
 }

@@ -2,8 +2,9 @@
 //! table and the KV-v2 secrets engine, as plain Rust behind a thin wit-bindgen adapter.
 //!
 //! Everything here runs natively in unit tests: the WIT imports are reached only
-//! through the traits bundled in [`env::Env`] (storage, connector, authz, tokens), which
-//! the wasm adapter implements with the host's imports and tests implement in memory.
+//! through the traits bundled in [`env::Env`] (storage, connector, authz, policies,
+//! tokens), which the wasm adapter implements with the host's imports and tests
+//! implement in memory.
 
 pub mod api;
 pub mod auth;
@@ -14,6 +15,7 @@ pub mod env;
 pub mod error;
 pub mod framework;
 pub mod kv;
+pub mod policies;
 pub mod router;
 pub mod storage;
 pub mod sync;
@@ -33,7 +35,14 @@ pub use api::{Caller, Outcome, Request, Response};
 pub use env::Env;
 
 /// Handles one API request with one tenant's imports: the response, and what
-/// the request caused that the host must act on.
+/// the request caused that the host must act on. A provider write is made at
+/// most once however often a storage conflict runs the request again
+/// ([`sync::once`]).
 pub fn handle(env: &Env, req: Request) -> Outcome {
-    router::handle(env, req)
+    let once = sync::once::OncePerRequest::new(env.connector);
+    let env = Env {
+        connector: &once,
+        ..*env
+    };
+    router::handle(&env, req)
 }

@@ -153,27 +153,30 @@ pub struct Authorized(());
 
 /// The one authorization step, for every request before any handler runs:
 /// `operation` is the one the request needs (after the existence check),
-/// `req.path` the full request path, `path` the matched endpoint with its
-/// `sudo` and `unauthenticated` flags (`None`: no path matched, and the
-/// request ends in a 404 or a fallback reply).
+/// `req.path` the full request path (LIST paths end in `/`), `path` the
+/// matched endpoint with its flags (`None`: no path matched, and the request
+/// ends in a 404 or a fallback reply: it is checked as any other, so a
+/// caller learns nothing of paths it may not use).
 ///
-/// Today the host has authenticated the caller, and only root tokens exist,
-/// so every request that reaches the engine is allowed: policies are not
-/// evaluated here yet. This is where the ACL check goes (the host's `authz`
-/// import is `env.authz`).
+/// The decision is the host's (`authz.authorize`, on the caller's policies):
+/// the operation's capability on the request path, and `sudo` as well on a
+/// root-protected path. Paths served without a token are not asked about;
+/// paths authorized by access under a mount are decided by their handler.
 pub fn authorize(
     env: &Env,
     req: &LogicalRequest,
     operation: Operation,
     path: Option<&Path>,
 ) -> ApiResult<Authorized> {
-    let _ = (
-        env,
-        &req.path,
-        operation,
-        path.map(|p| (p.sudo, p.unauthenticated)),
-    );
-    Ok(Authorized(()))
+    if path.is_some_and(|p| p.unauthenticated || p.access_by_mount) {
+        return Ok(Authorized(()));
+    }
+    let sudo = path.is_some_and(|p| p.sudo);
+    if env.authz.authorize(operation, &req.path, sudo) {
+        Ok(Authorized(()))
+    } else {
+        Err(ApiError::PermissionDenied)
+    }
 }
 
 #[cfg(test)]
@@ -342,7 +345,7 @@ mod tests {
             vec![
                 ("sys/sync/", 13),
                 ("sys/activation-flags/", 2),
-                ("sys/", 5),
+                ("sys/", 16),
                 ("auth/token/", 17),
                 ("", 7)
             ]
@@ -404,14 +407,30 @@ mod tests {
                 "No existence check.",
                 &[op(Update, "test-plain", "Update.", echo)],
             ),
+            Path::new(
+                "guarded",
+                "Root-protected.",
+                &[op(Update, "test-guarded", "Update.", echo)],
+            )
+            .sudo(),
+            Path::new(
+                "open",
+                "Served without a token.",
+                &[op(Read, "test-open", "Read.", echo)],
+            )
+            .unauthenticated(),
         ],
     )
     .guard(closed);
 
     fn call(fakes: &Fakes, operation: Operation, rel: &str, data: Value) -> ApiResult<Value> {
+        call_with(&fakes.env(), operation, rel, data)
+    }
+
+    fn call_with(env: &Env, operation: Operation, rel: &str, data: Value) -> ApiResult<Value> {
         let req = LogicalRequest::new(operation, &format!("test/{rel}"), data);
-        let mut tx = Tx::new(&fakes.storage);
-        let reply = serve(&mut tx, &fakes.env(), &req, &TEST, rel, None)?;
+        let mut tx = Tx::new(env.storage);
+        let reply = serve(&mut tx, env, &req, &TEST, rel, None)?;
         tx.commit()?;
         Ok(json!({"data": reply.data, "warnings": reply.warnings}))
     }
@@ -477,6 +496,174 @@ mod tests {
         assert_eq!(
             call(&fakes, Read, "nothing", json!({})).unwrap_err(),
             ApiError::UnsupportedPath
+        );
+    }
+
+    /// Records what the authorization step asks, and answers `allow`.
+    struct Asked {
+        allow: bool,
+        asked: std::cell::RefCell<Vec<(Operation, String, bool)>>,
+    }
+
+    impl Asked {
+        fn new(allow: bool) -> Self {
+            Asked {
+                allow,
+                asked: Default::default(),
+            }
+        }
+
+        fn take(&self) -> Vec<(Operation, String, bool)> {
+            self.asked.take()
+        }
+    }
+
+    impl crate::authz::Authz for Asked {
+        fn authorize(&self, operation: Operation, path: &str, sudo: bool) -> bool {
+            self.asked
+                .borrow_mut()
+                .push((operation, path.to_string(), sudo));
+            self.allow
+        }
+
+        fn allowed(&self, _: &str, _: &str) -> bool {
+            self.allow
+        }
+
+        fn can_reach(&self, _: &str) -> bool {
+            self.allow
+        }
+    }
+
+    fn asked(op: Operation, path: &str, sudo: bool) -> Vec<(Operation, String, bool)> {
+        vec![(op, path.to_string(), sudo)]
+    }
+
+    #[test]
+    fn every_request_is_authorized_with_the_operation_after_the_existence_check() {
+        let fakes = Fakes::default();
+        let authz = Asked::new(true);
+        let env = Env {
+            authz: &authz,
+            ..fakes.env()
+        };
+        call_with(&env, Update, "things/a", json!({})).unwrap();
+        assert_eq!(authz.take(), asked(Create, "test/things/a", false));
+        let mut tx = Tx::new(&fakes.storage);
+        tx.put("things/a", b"1".to_vec());
+        tx.commit().unwrap();
+        call_with(&env, Update, "things/a", json!({})).unwrap();
+        assert_eq!(authz.take(), asked(Update, "test/things/a", false));
+        call_with(&env, Update, "plain", json!({})).unwrap();
+        assert_eq!(authz.take(), asked(Update, "test/plain", false));
+        // Root-protected paths need sudo; unauthenticated ones ask nothing.
+        call_with(&env, Update, "guarded", json!({})).unwrap();
+        assert_eq!(authz.take(), asked(Update, "test/guarded", true));
+        call_with(&env, Read, "open", json!({})).unwrap();
+        assert_eq!(authz.take(), vec![]);
+        // Requests that end in a 405 or a 404 are asked about too.
+        call_with(&env, Patch, "things/a", json!({})).unwrap_err();
+        assert_eq!(authz.take(), asked(Patch, "test/things/a", false));
+        call_with(&env, Read, "nothing", json!({})).unwrap_err();
+        assert_eq!(authz.take(), asked(Read, "test/nothing", false));
+    }
+
+    #[test]
+    fn a_refused_request_runs_nothing() {
+        let fakes = Fakes::default();
+        let authz = Asked::new(false);
+        let env = Env {
+            authz: &authz,
+            ..fakes.env()
+        };
+        // Refused before the guard, the field parsing and the handler.
+        let mut tx = Tx::new(&fakes.storage);
+        tx.put("closed", b"1".to_vec());
+        tx.commit().unwrap();
+        for (op, rel, data) in [
+            (Update, "things/a", json!({"n": "not a number"})),
+            (Read, "things/a", json!({})),
+            (Patch, "things/a", json!({})),
+            (Read, "nothing", json!({})),
+        ] {
+            assert_eq!(
+                call_with(&env, op, rel, data).unwrap_err(),
+                ApiError::PermissionDenied,
+                "{op:?} {rel}"
+            );
+        }
+        assert_eq!(
+            call_with(&env, Read, "open", json!({}))
+                .unwrap_err()
+                .status(),
+            400,
+            "the guard of the open path"
+        );
+    }
+
+    #[test]
+    fn list_paths_and_unknown_mounts_are_authorized_on_the_full_path() {
+        let fakes = Fakes::default();
+        let authz = Asked::new(true);
+        let env = Env {
+            authz: &authz,
+            ..fakes.env()
+        };
+        let send = |method: &str, path: &str| {
+            crate::testing::call(&env, method, path, &json!({"type": "kv-v2"})).0
+        };
+        assert_eq!(send("POST", "sys/mounts/secret"), 204);
+        authz.take();
+        assert_eq!(send("LIST", "secret/metadata"), 404);
+        assert_eq!(authz.take(), asked(List, "secret/metadata/", false));
+        assert_eq!(send("GET", "secret/metadata/a?list=true"), 404);
+        assert_eq!(authz.take(), asked(List, "secret/metadata/a/", false));
+        assert_eq!(send("GET", "nomount/x"), 404);
+        assert_eq!(authz.take(), asked(Read, "nomount/x", false));
+        assert_eq!(send("GET", "sys/health"), 200);
+        assert_eq!(authz.take(), vec![]);
+        // Decided by access under the mount, in the handler.
+        assert_eq!(send("GET", "sys/internal/ui/mounts/secret/a"), 200);
+        assert_eq!(authz.take(), vec![]);
+    }
+
+    /// Vault's root-protected paths that kvsync serves: each one is flagged
+    /// `sudo`, and no other path is.
+    #[test]
+    fn root_protected_paths_are_flagged_sudo() {
+        // `revoke-orphan` checks root or sudo in its handler, as Vault does.
+        const SUDO: &[&str] = &["auth/token/accessors"];
+        for backend in BACKENDS {
+            for path in backend.paths {
+                let full = format!("{}{}", backend.root, path.pattern);
+                let full = full.trim_end_matches('/');
+                assert_eq!(path.sudo, SUDO.contains(&full), "{full}");
+            }
+        }
+    }
+
+    #[test]
+    fn ui_mounts_answer_for_a_mount_the_caller_can_reach() {
+        let fakes = Fakes::default();
+        let env = fakes.env();
+        let get = |path: &str| crate::testing::call(&env, "GET", path, &Value::Null);
+        crate::testing::call(&env, "POST", "sys/mounts/secret", &json!({"type": "kv-v2"}));
+        let (status, body) = get("sys/internal/ui/mounts/secret/a/b");
+        assert_eq!(status, 200);
+        assert_eq!(body["data"]["path"], "secret/");
+        assert_eq!(body["data"]["options"], json!({"version": "2"}));
+        let (status, body) = get("sys/internal/ui/mounts/sys");
+        assert_eq!(
+            (status, body["data"]["type"].clone()),
+            (200, json!("system"))
+        );
+        // Unmounted, or out of reach: 403, never 404.
+        assert_eq!(get("sys/internal/ui/mounts/nope/a").0, 403);
+        fakes.authz.deny("reach", "secret/");
+        let (status, body) = get("sys/internal/ui/mounts/secret/a");
+        assert_eq!(
+            (status, body),
+            (403, json!({"errors": ["permission denied"]}))
         );
     }
 }

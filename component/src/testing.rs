@@ -7,7 +7,6 @@ use serde_json::Value;
 
 use crate::api::{Outcome, Request, Response};
 use crate::env::Env;
-use crate::router;
 use crate::storage::{Condition, Entry, Op, Page, Storage, StorageError};
 
 /// A request as a JSON client sends it; `path` may carry a query string, and
@@ -45,7 +44,7 @@ pub fn json_body(resp: &Response) -> Value {
 /// Sends a request through the router; returns the raw response and the
 /// request's effects.
 pub fn send_outcome(env: &Env, method: &str, path: &str, body: &Value) -> Outcome {
-    router::handle(env, request(method, path, body))
+    crate::handle(env, request(method, path, body))
 }
 
 /// Sends a request through the router; returns the raw response.

@@ -2,8 +2,10 @@
 // profile, see build_support/wasm_build.rs) into JavaScript under `gen/` with
 // jco, in embedder mode (`instantiation: 'sync'`): `gen/engine.js` exports
 // `instantiate(getCoreModule, imports)`, so this host supplies every import
-// itself, WASI included (engine.mjs). Re-transpiles only when the component is
-// newer than `gen/` (or `--force`).
+// itself, WASI included (engine.mjs). Also takes the `default` policy's text
+// from the Rust host's built-in policies into gen/default-policy.hcl (one
+// definition for both hosts). Re-transpiles only when the component (or the
+// built-in policies) is newer than `gen/` (or `--force`).
 //
 //   node build.mjs [--force] [--wasm PATH]
 
@@ -20,6 +22,8 @@ export const DEFAULT_WASM = join(
 );
 /** The file whose time stamp says when `gen/` was last written. */
 const STAMP = join(GEN_DIR, 'engine.js');
+/** The Rust build's built-in policies: the `default` policy's text is taken from here. */
+const BUILTIN_POLICIES = join(REPO_ROOT, 'host', 'src', 'auth', 'policy', 'builtin.rs');
 
 async function mtime(path) {
   try {
@@ -29,14 +33,23 @@ async function mtime(path) {
   }
 }
 
-/** Whether `gen/` is missing or older than `wasm`. */
+/** Whether `gen/` is missing or older than `wasm` (or the built-in policies). */
 export async function stale(wasm = DEFAULT_WASM) {
   const built = await mtime(STAMP);
   const source = await mtime(wasm);
   if (source === undefined) {
     throw new Error(`no engine component at ${wasm}: build it with cargo build --release -p kvsync`);
   }
-  return built === undefined || built < source;
+  const policies = (await mtime(BUILTIN_POLICIES)) ?? 0;
+  return built === undefined || built < source || built < policies;
+}
+
+/** The text of `DEFAULT_POLICY_TEXT` in the Rust host's built-in policies. */
+async function defaultPolicyText() {
+  const rust = await readFile(BUILTIN_POLICIES, 'utf8');
+  const m = /pub const DEFAULT_POLICY_TEXT: &str = r#"([\s\S]*?)"#;/.exec(rust);
+  if (m === null) throw new Error(`no DEFAULT_POLICY_TEXT raw string in ${BUILTIN_POLICIES}`);
+  return m[1];
 }
 
 /** Transpiles `wasm` into `gen/`, replacing what was there. */
@@ -52,7 +65,10 @@ export async function build(wasm = DEFAULT_WASM) {
     emitTypescriptDeclarations: false,
     base64Cutoff: 0,
   });
+  const policy = await defaultPolicyText();
   await rm(GEN_DIR, { recursive: true, force: true });
+  await mkdir(GEN_DIR, { recursive: true });
+  await writeFile(join(GEN_DIR, 'default-policy.hcl'), policy);
   for (const [name, data] of Object.entries(files)) {
     const path = join(GEN_DIR, name);
     await mkdir(dirname(path), { recursive: true });

@@ -3,6 +3,13 @@
 //!
 //! ```hcl
 //! storage "redb" { path = "/var/lib/kvsync" }
+//! # or, shared by several hosts (Vault's names; strings or plain values):
+//! # storage "postgresql" {
+//! #   connection_url = "postgres://kvsync@db:5432/kvsync?sslmode=verify-full"  # else KVSYNC_PG_CONNECTION_URL / PG*
+//! #   table          = "kvsync_store"
+//! #   max_parallel   = "32"           # connections in the pool
+//! #   ha_enabled     = "true"
+//! # }
 //! listener "tcp" {
 //!   address       = "127.0.0.1:8200"
 //!   tls_disable   = true
@@ -32,6 +39,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
 use crate::http::DEFAULT_MAX_REQUEST_SIZE;
 use crate::runtime::Limits;
@@ -68,10 +76,143 @@ struct RawConfig {
     cluster_addr: Option<hcl::Value>,
 }
 
+/// Every setting of every storage stanza; which ones a kind takes is checked after parsing.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStorage {
-    path: PathBuf,
+    path: Option<PathBuf>,
+    connection_url: Option<String>,
+    table: Option<String>,
+    ha_enabled: Option<hcl::Value>,
+    max_parallel: Option<hcl::Value>,
+}
+
+/// The storage the `storage` stanza names.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// `storage "redb" { path = DIR }`: the embedded database `DIR/kvsync.redb`.
+    Redb { dir: PathBuf },
+    /// `storage "postgresql" { ... }`: a PostgreSQL database several hosts can share.
+    Postgres(PostgresStorage),
+}
+
+/// The `storage "postgresql"` stanza.
+#[derive(Clone)]
+pub struct PostgresStorage {
+    /// `connection_url` (it may hold a password); `None`: from the environment.
+    pub connection_url: Option<Zeroizing<String>>,
+    /// `table`: the table of the data; the schema and commit tables are named after it.
+    pub table: String,
+    /// `ha_enabled`: several hosts share the database.
+    pub ha_enabled: bool,
+    /// `max_parallel`: the most connections (and so concurrent storage calls) of the pool.
+    pub max_parallel: usize,
+}
+
+/// The default `table`.
+pub const DEFAULT_PG_TABLE: &str = "kvsync_store";
+/// The default `max_parallel`.
+pub const DEFAULT_PG_MAX_PARALLEL: usize = 32;
+
+// The URL may carry a password: `Debug` says only whether it is set.
+impl std::fmt::Debug for PostgresStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStorage")
+            .field(
+                "connection_url",
+                &self.connection_url.as_ref().map(|_| "*****"),
+            )
+            .field("table", &self.table)
+            .field("ha_enabled", &self.ha_enabled)
+            .field("max_parallel", &self.max_parallel)
+            .finish()
+    }
+}
+
+impl Storage {
+    fn parse(kind: &str, raw: RawStorage) -> anyhow::Result<Self> {
+        match kind {
+            "redb" => {
+                let (None, None, None, None) = (
+                    &raw.connection_url,
+                    &raw.table,
+                    &raw.ha_enabled,
+                    &raw.max_parallel,
+                ) else {
+                    anyhow::bail!("storage \"redb\" takes only `path`");
+                };
+                let dir = raw.path.ok_or_else(|| {
+                    anyhow::anyhow!("storage \"redb\" needs `path` (the data directory)")
+                })?;
+                Ok(Storage::Redb { dir })
+            }
+            "postgresql" => {
+                if raw.path.is_some() {
+                    anyhow::bail!(
+                        "storage \"postgresql\" takes no `path`: it connects with `connection_url`"
+                    );
+                }
+                let table = raw.table.unwrap_or_else(|| DEFAULT_PG_TABLE.to_string());
+                crate::storage::postgres::check_table_name(&table)
+                    .map_err(|e| anyhow::anyhow!("storage \"postgresql\" table: {e}"))?;
+                let ha_enabled = match &raw.ha_enabled {
+                    None => false,
+                    Some(v) => flag(v).map_err(|e| anyhow::anyhow!("ha_enabled: {e}"))?,
+                };
+                let max_parallel = match &raw.max_parallel {
+                    None => DEFAULT_PG_MAX_PARALLEL,
+                    Some(v) => match count(v) {
+                        Ok(0) | Err(_) => anyhow::bail!(
+                            "max_parallel: expected a number of connections from 1, got {}",
+                            shown(v)
+                        ),
+                        Ok(n) => n,
+                    },
+                };
+                Ok(Storage::Postgres(PostgresStorage {
+                    connection_url: raw.connection_url.map(Zeroizing::new),
+                    table,
+                    ha_enabled,
+                    max_parallel,
+                }))
+            }
+            other => anyhow::bail!(
+                "storage backend {other:?} is not supported; use storage \"redb\" or storage \"postgresql\""
+            ),
+        }
+    }
+}
+
+/// A boolean written as Vault accepts it: `true`, `1`, `"true"`, `"1"`, ...
+fn flag(value: &hcl::Value) -> anyhow::Result<bool> {
+    match value {
+        hcl::Value::Bool(b) => Ok(*b),
+        hcl::Value::Number(n) => Ok(n.as_i64() == Some(1)),
+        hcl::Value::String(s) => match s.trim() {
+            "1" | "true" | "t" | "TRUE" | "True" | "T" => Ok(true),
+            "0" | "false" | "f" | "FALSE" | "False" | "F" | "" => Ok(false),
+            _ => anyhow::bail!("expected a boolean, got {s:?}"),
+        },
+        other => anyhow::bail!("expected a boolean, got {}", shown(other)),
+    }
+}
+
+/// A count written as a number or as a string of digits.
+fn count(value: &hcl::Value) -> anyhow::Result<usize> {
+    let n = match value {
+        hcl::Value::Number(n) => n.as_u64(),
+        hcl::Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    n.and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| anyhow::anyhow!("expected a whole number, got {}", shown(value)))
+}
+
+fn shown(value: &hcl::Value) -> String {
+    match value {
+        hcl::Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,9 +235,11 @@ pub struct Listener {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub storage_dir: PathBuf,
+    pub storage: Storage,
     pub listener: Listener,
-    pub encryption_key_file: PathBuf,
+    /// The key file: `encryption_key_file`, else (redb) `<path>/encryption.key`. PostgreSQL
+    /// storage has no default: the key is never kept next to a shared database's settings.
+    pub encryption_key_file: Option<PathBuf>,
     pub cache_dir: Option<PathBuf>,
     pub log_level: Option<String>,
     pub limits: Limits,
@@ -110,8 +253,12 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn storage_file(&self) -> PathBuf {
-        self.storage_dir.join(STORAGE_FILE)
+    /// The redb database file, with redb storage.
+    pub fn storage_file(&self) -> Option<PathBuf> {
+        match &self.storage {
+            Storage::Redb { dir } => Some(dir.join(STORAGE_FILE)),
+            Storage::Postgres(_) => None,
+        }
     }
 
     pub fn load(path: &Path) -> anyhow::Result<Self> {
@@ -135,9 +282,7 @@ impl Config {
         if storage.next().is_some() {
             anyhow::bail!("exactly one storage stanza is allowed");
         }
-        if kind != "redb" {
-            anyhow::bail!("storage backend {kind:?} is not supported; use storage \"redb\"");
-        }
+        let storage = Storage::parse(&kind, stanza)?;
         let mut listeners = raw.listener.into_iter();
         let (kind, l) = listeners.next().ok_or_else(|| {
             anyhow::anyhow!(
@@ -149,12 +294,7 @@ impl Config {
         }
         let tls_disabled = match &l.tls_disable {
             None => false,
-            Some(hcl::Value::Bool(b)) => *b,
-            Some(hcl::Value::Number(n)) => n.as_i64() == Some(1),
-            Some(hcl::Value::String(s)) => {
-                matches!(s.as_str(), "1" | "true" | "t" | "TRUE" | "True")
-            }
-            Some(other) => anyhow::bail!("tls_disable: expected a boolean, got {other:?}"),
+            Some(v) => flag(v).map_err(|e| anyhow::anyhow!("tls_disable: {e}"))?,
         };
         let tls = if tls_disabled {
             None
@@ -217,12 +357,16 @@ impl Config {
                 parse_duration(&d).map_err(|e| anyhow::anyhow!("sync_coalesce_window: {e}"))?;
         }
         sync.validate()?;
-        let storage_dir = stanza.path;
+        let encryption_key_file = match &storage {
+            Storage::Redb { dir } => Some(
+                raw.encryption_key_file
+                    .unwrap_or_else(|| dir.join(KEY_FILE)),
+            ),
+            Storage::Postgres(_) => raw.encryption_key_file,
+        };
         Ok(Config {
-            encryption_key_file: raw
-                .encryption_key_file
-                .unwrap_or_else(|| storage_dir.join(KEY_FILE)),
-            storage_dir,
+            encryption_key_file,
+            storage,
             listener: Listener {
                 address: l.address.unwrap_or_else(|| "127.0.0.1:8200".to_string()),
                 tls,
@@ -289,10 +433,10 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(c.storage_file(), PathBuf::from("/tmp/x/kvsync.redb"));
+        assert_eq!(c.storage_file(), Some(PathBuf::from("/tmp/x/kvsync.redb")));
         assert_eq!(
             c.encryption_key_file,
-            PathBuf::from("/tmp/x/encryption.key")
+            Some(PathBuf::from("/tmp/x/encryption.key"))
         );
         assert!(c.listener.tls.is_none());
         assert_eq!(c.listener.max_request_size, DEFAULT_MAX_REQUEST_SIZE);
@@ -345,10 +489,82 @@ mod tests {
     }
 
     #[test]
+    fn parses_postgresql_storage_with_vaults_names() {
+        let c = Config::parse(
+            r#"
+            storage "postgresql" {
+              connection_url = "postgres://kv:s3cret-pw@db:5432/kvsync?sslmode=require"
+              table          = "my_store"
+              ha_enabled     = "true"
+              max_parallel   = "8"
+            }
+            listener "tcp" { tls_disable = 1 }
+            encryption_key_file = "/etc/kvsync/key"
+            "#,
+        )
+        .unwrap();
+        let Storage::Postgres(pg) = &c.storage else {
+            panic!("{:?}", c.storage)
+        };
+        assert_eq!(
+            pg.connection_url.as_deref().map(String::as_str),
+            Some("postgres://kv:s3cret-pw@db:5432/kvsync?sslmode=require")
+        );
+        assert_eq!(pg.table, "my_store");
+        assert!(pg.ha_enabled);
+        assert_eq!(pg.max_parallel, 8);
+        assert_eq!(
+            c.encryption_key_file,
+            Some(PathBuf::from("/etc/kvsync/key"))
+        );
+        assert_eq!(c.storage_file(), None);
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+
+        // Plain values, defaults, no key file (then the environment must supply the key).
+        let c = Config::parse(
+            r#"
+            storage "postgresql" {
+              ha_enabled   = false
+              max_parallel = 4
+            }
+            listener "tcp" { tls_disable = 1 }
+            "#,
+        )
+        .unwrap();
+        let Storage::Postgres(pg) = &c.storage else {
+            panic!("{:?}", c.storage)
+        };
+        assert!(pg.connection_url.is_none());
+        assert_eq!(pg.table, DEFAULT_PG_TABLE);
+        assert!(!pg.ha_enabled);
+        assert_eq!(pg.max_parallel, 4);
+        assert_eq!(c.encryption_key_file, None);
+
+        let listener = r#"listener "tcp" { tls_disable = 1 }"#;
+        for bad in [
+            r#"storage "postgresql" { max_parallel = 0 }"#,
+            r#"storage "postgresql" { max_parallel = "many" }"#,
+            r#"storage "postgresql" { ha_enabled = "perhaps" }"#,
+            r#"storage "postgresql" { table = "bad-name" }"#,
+            r#"storage "postgresql" { table = "" }"#,
+            r#"storage "postgresql" { bogus = 1 }"#,
+        ] {
+            assert!(
+                Config::parse(&format!("{bad}\n{listener}")).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn rejects_unknown_and_incomplete_config() {
         for bad in [
             r#"storage "redb" { path = "/x" } listener "tcp" { address = "a" tls_disable = 1 } bogus = 1"#,
             r#"storage "postgres" { path = "/x" } listener "tcp" { tls_disable = 1 }"#,
+            r#"storage "postgresql" { path = "/x" } listener "tcp" { tls_disable = 1 }"#,
+            r#"storage "redb" { path = "/x" table = "t" } listener "tcp" { tls_disable = 1 }"#,
+            r#"storage "redb" { } listener "tcp" { tls_disable = 1 }"#,
             r#"listener "tcp" { tls_disable = 1 }"#,
             r#"storage "redb" { path = "/x" } listener "tcp" { address = "a" }"#,
         ] {

@@ -29,6 +29,20 @@ pub const VAULT_TOKEN: &str = "VAULT_TOKEN";
 pub const VAULT_CACERT: &str = "VAULT_CACERT";
 /// `1`/`true`: do not verify the server's TLS certificate.
 pub const VAULT_SKIP_VERIFY: &str = "VAULT_SKIP_VERIFY";
+/// PostgreSQL storage: the connection URL when the `storage "postgresql"` stanza has no
+/// `connection_url`.
+pub const PG_CONNECTION_URL: &str = "KVSYNC_PG_CONNECTION_URL";
+/// libpq's variables, the defaults of whatever the connection URL leaves out (as libpq and
+/// Vault's PostgreSQL storage read them).
+pub const PGHOST: &str = "PGHOST";
+pub const PGPORT: &str = "PGPORT";
+pub const PGUSER: &str = "PGUSER";
+pub const PGPASSWORD: &str = "PGPASSWORD";
+pub const PGDATABASE: &str = "PGDATABASE";
+pub const PGSSLMODE: &str = "PGSSLMODE";
+pub const PGSSLROOTCERT: &str = "PGSSLROOTCERT";
+pub const PGAPPNAME: &str = "PGAPPNAME";
+pub const PGCONNECT_TIMEOUT: &str = "PGCONNECT_TIMEOUT";
 
 /// What the environment says, read once.
 #[derive(Default, Clone)]
@@ -44,6 +58,8 @@ pub struct Env {
     pub vault: VaultEnv,
     /// Where the connectors reach their providers.
     pub connectors: ConnectorEnv,
+    /// How PostgreSQL storage connects when its stanza leaves something out.
+    pub postgres: PostgresEnv,
 }
 
 // The key is a secret: `Debug` says whether it is set, never what it is.
@@ -58,7 +74,63 @@ impl std::fmt::Debug for Env {
             .field("cache_dir", &self.cache_dir)
             .field("vault", &self.vault)
             .field("connectors", &self.connectors)
+            .field("postgres", &self.postgres)
             .finish()
+    }
+}
+
+/// [`PG_CONNECTION_URL`] and libpq's `PG*` variables, each when set and not empty.
+#[derive(Default, Clone)]
+pub struct PostgresEnv {
+    /// [`PG_CONNECTION_URL`] (it may hold a password).
+    pub connection_url: Option<Zeroizing<String>>,
+    pub host: Option<String>,
+    pub port: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<Zeroizing<String>>,
+    pub dbname: Option<String>,
+    pub sslmode: Option<String>,
+    pub sslrootcert: Option<PathBuf>,
+    pub application_name: Option<String>,
+    pub connect_timeout: Option<String>,
+}
+
+// The URL and the password are secrets: `Debug` says whether they are set.
+impl std::fmt::Debug for PostgresEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresEnv")
+            .field(
+                "connection_url",
+                &self.connection_url.as_ref().map(|_| "*****"),
+            )
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "*****"))
+            .field("dbname", &self.dbname)
+            .field("sslmode", &self.sslmode)
+            .field("sslrootcert", &self.sslrootcert)
+            .field("application_name", &self.application_name)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+impl PostgresEnv {
+    fn from_lookup(text: impl Fn(&str) -> Option<String>) -> Self {
+        let set = |name: &str| text(name).filter(|v| !v.is_empty());
+        PostgresEnv {
+            connection_url: set(PG_CONNECTION_URL).map(Zeroizing::new),
+            host: set(PGHOST),
+            port: set(PGPORT),
+            user: set(PGUSER),
+            password: set(PGPASSWORD).map(Zeroizing::new),
+            dbname: set(PGDATABASE),
+            sslmode: set(PGSSLMODE),
+            sslrootcert: set(PGSSLROOTCERT).map(PathBuf::from),
+            application_name: set(PGAPPNAME),
+            connect_timeout: set(PGCONNECT_TIMEOUT),
+        }
     }
 }
 
@@ -105,6 +177,7 @@ impl Env {
                     .is_some_and(|v| matches!(v.trim(), "1" | "true" | "t" | "TRUE" | "True")),
                 token_file: home.map(|h| h.join(".vault-token")),
             },
+            postgres: PostgresEnv::from_lookup(text),
             connectors: ConnectorEnv::from_lookup(text),
         }
     }
@@ -157,6 +230,42 @@ mod tests {
         let debug = format!("{e:?}");
         assert!(
             !debug.contains("s.tok") && !debug.contains("a2V5"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn reads_postgres_variables_and_hides_secrets() {
+        let e = env(&[
+            (PG_CONNECTION_URL, "postgres://u:url-secret@db/x"),
+            (PGHOST, "db.example"),
+            (PGPORT, "5433"),
+            (PGUSER, "kv"),
+            (PGPASSWORD, "pw-secret"),
+            (PGDATABASE, "kvsync"),
+            (PGSSLMODE, "verify-full"),
+            (PGSSLROOTCERT, "/etc/ca.pem"),
+            (PGAPPNAME, ""),
+        ]);
+        let pg = &e.postgres;
+        assert_eq!(
+            pg.connection_url.as_deref().map(String::as_str),
+            Some("postgres://u:url-secret@db/x")
+        );
+        assert_eq!(pg.host.as_deref(), Some("db.example"));
+        assert_eq!(pg.port.as_deref(), Some("5433"));
+        assert_eq!(pg.user.as_deref(), Some("kv"));
+        assert_eq!(
+            pg.password.as_deref().map(String::as_str),
+            Some("pw-secret")
+        );
+        assert_eq!(pg.dbname.as_deref(), Some("kvsync"));
+        assert_eq!(pg.sslmode.as_deref(), Some("verify-full"));
+        assert_eq!(pg.sslrootcert, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(pg.application_name, None);
+        let debug = format!("{e:?}");
+        assert!(
+            !debug.contains("url-secret") && !debug.contains("pw-secret"),
             "{debug}"
         );
     }

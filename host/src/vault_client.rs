@@ -3,6 +3,8 @@
 //! resolved as by the Vault CLI: flags, then `VAULT_ADDR`, `VAULT_TOKEN`,
 //! `VAULT_CACERT`, `VAULT_SKIP_VERIFY`, then `~/.vault-token`. A read returns
 //! the answer's `data`, `None` on 404, and Vault's `errors` as the error.
+//! Redirects are refused, not followed: the token travels in a header that
+//! would go along to wherever a redirect points.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -67,7 +69,10 @@ pub struct Client {
 
 impl Client {
     pub fn new(target: &Target, token: Token) -> anyhow::Result<Self> {
+        // No redirects: the token header would go along to wherever the
+        // answer points (reqwest strips only the standard credential headers).
         let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
             .danger_accept_invalid_certs(target.tls_skip_verify);
         if let Some(file) = &target.ca_cert {
@@ -98,6 +103,18 @@ impl Client {
             .await
             .map_err(|e| anyhow::anyhow!("cannot reach {}: {}", self.address, chain(&e)))?;
         let status = resp.status().as_u16();
+        if resp.status().is_redirection() {
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned())
+                .unwrap_or_default();
+            anyhow::bail!(
+                "GET /v1/{path}: the server answered {status} with a redirect to {location:?}; \
+                 redirects are not followed (the token would go along): use that address \
+                 with --address or VAULT_ADDR"
+            );
+        }
         let body = resp
             .bytes()
             .await
@@ -248,6 +265,79 @@ mod tests {
             "status 403: permission denied"
         );
         assert_eq!(error_text(502, b"bad gateway"), "status 502");
+    }
+
+    /// Reads one request head (up to the blank line, at most 16 KiB).
+    async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
+        use tokio::io::AsyncReadExt as _;
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&head).into_owned()
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed_with_the_token() {
+        use std::sync::{Arc, Mutex};
+        use tokio::io::AsyncWriteExt as _;
+        use tokio::net::TcpListener;
+
+        // Another server, on another port: records any request that reaches it.
+        let other = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let other_addr = other.local_addr().unwrap();
+        let seen: Arc<Mutex<Option<String>>> = Arc::default();
+        let record = seen.clone();
+        let other_task = tokio::spawn(async move {
+            if let Ok((mut stream, _)) = other.accept().await {
+                let head = read_head(&mut stream).await;
+                *record.lock().unwrap() = Some(head);
+                let body = br#"{"data":{"keys":["x"]}}"#;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(reply.as_bytes()).await;
+                let _ = stream.write_all(body).await;
+            }
+        });
+        // The server asked: every request is redirected to the other one.
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let server_task = tokio::spawn(async move {
+            for _ in 0..4 {
+                let Ok((mut stream, _)) = server.accept().await else {
+                    return;
+                };
+                read_head(&mut stream).await;
+                let reply = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://{other_addr}/v1/sys/sync/destinations\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = stream.write_all(reply.as_bytes()).await;
+            }
+        });
+        let target = Target {
+            address: format!("http://{addr}"),
+            ca_cert: None,
+            tls_skip_verify: false,
+        };
+        let client = Client::new(&target, Token::new("s.REDIRECTED-token".to_string())).unwrap();
+        let result = client.get("sys/sync/destinations?list=true").await;
+        // Had the client followed, the other server would have answered before `get` returned.
+        let reached = seen.lock().unwrap().clone();
+        server_task.abort();
+        other_task.abort();
+        assert!(reached.is_none(), "the redirect was followed: {reached:?}");
+        let err = result.unwrap_err().to_string();
+        assert!(
+            err.contains("redirect") && err.contains(&other_addr.to_string()),
+            "{err}"
+        );
+        assert!(!err.contains("REDIRECTED-token"), "{err}");
     }
 
     #[test]

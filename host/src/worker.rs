@@ -18,21 +18,27 @@
 //! converges.
 //!
 //! A failed run (trap, limits, a full instance pool) is logged and the loop backs
-//! off; the server keeps serving. Stopping lets runs in flight finish, within a
+//! off; the server keeps serving. Every loop, and the reconciliation task, runs
+//! under a supervisor: one that dies (a panic anywhere below it) is logged and
+//! started again after a pause that grows while it keeps dying, so no bug can
+//! silence a shard for good. Stopping lets runs in flight finish, within a
 //! grace period; an interrupted run loses nothing, since an outbox entry stays
 //! until its outcome is committed.
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures_util::FutureExt as _;
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use crate::runtime::{CallError, Runtime, SyncSettings};
+use crate::runtime::{CallError, Runtime, SyncSettings, panic_message};
 use crate::storage::{SharedBackend, TenantStorage};
 
 /// Default number of sync loops (shards).
@@ -64,6 +70,9 @@ const MIN_IDLE: Duration = Duration::from_millis(50);
 /// Pause after a failed run, doubling per consecutive failure up to the cap.
 const ERROR_PAUSE_BASE: Duration = Duration::from_millis(500);
 const ERROR_PAUSE_CAP: Duration = Duration::from_secs(30);
+/// A supervised loop that ran this long before it died starts its restart
+/// pauses afresh.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
 /// The worker's concurrency and timing knobs (`sync_*` settings and flags).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,9 +242,23 @@ impl Worker {
             wake,
         });
         let mut tasks = JoinSet::new();
-        tasks.spawn(reconcile_loop(shared.clone(), stopped.clone()));
+        {
+            let (shared, stop) = (shared.clone(), stopped.clone());
+            tasks.spawn(supervised(
+                "reconciliation",
+                None,
+                stopped.clone(),
+                move || reconcile_loop(shared.clone(), stop.clone()),
+            ));
+        }
         for shard in 0..shared.config.workers.max(1) {
-            tasks.spawn(shard_loop(shared.clone(), shard, stopped.clone()));
+            let (shared, stop) = (shared.clone(), stopped.clone());
+            tasks.spawn(supervised(
+                "shard",
+                Some(shard),
+                stopped.clone(),
+                move || shard_loop(shared.clone(), shard, stop.clone()),
+            ));
         }
         tracing::info!(
             tenant,
@@ -271,6 +294,46 @@ impl Worker {
         };
         tracing::info!("sync worker stopped");
         stopped
+    }
+}
+
+/// Runs the loop `start` makes until it returns (it was told to stop);
+/// whenever it panics instead, logs it and starts a new one after a pause
+/// ([`error_pause`] of the deaths in a row; a loop that ran for
+/// [`HEALTHY_RUN`] first starts the count afresh), unless stopping.
+async fn supervised<F, Fut>(
+    what: &'static str,
+    shard: Option<u32>,
+    mut stop: watch::Receiver<bool>,
+    start: F,
+) where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut deaths: u32 = 0;
+    loop {
+        let began = Instant::now();
+        let Err(panic) = AssertUnwindSafe(start()).catch_unwind().await else {
+            return;
+        };
+        if began.elapsed() >= HEALTHY_RUN {
+            deaths = 0;
+        }
+        deaths = deaths.saturating_add(1);
+        let pause = error_pause(deaths);
+        tracing::error!(
+            shard,
+            restart_in = ?pause,
+            panic = %panic_message(panic.as_ref()),
+            "the sync {what} loop died (a panic); it is started again"
+        );
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            end = stopping(&mut stop) => if end { return },
+        }
     }
 }
 

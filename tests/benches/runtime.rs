@@ -26,17 +26,12 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use kvsync::auth::Caller;
 use kvsync::runtime::{self, Limits, Runtime};
 use kvsync::storage::{Barrier, EncryptionKey, RedbBackend, SharedBackend, TenantStorage};
 
 static MINIMAL: &[u8] = include_bytes!(env!("RUNAWAY_WASM"));
 
 const TENANT: &str = "root";
-
-fn root() -> Caller {
-    kvsync_tests::root_caller()
-}
 
 struct Fixture {
     tokio: tokio::runtime::Runtime,
@@ -101,7 +96,11 @@ impl Fixture {
 
     /// One request through `Runtime::handle`; panics unless it succeeds.
     fn call(&self, rt: &Runtime, method: &str, path: &str, body: &[u8]) {
-        let req = runtime::request(method, path, body, Some(root()));
+        let identity = self
+            .tokio
+            .block_on(kvsync_tests::root_identity(&self.backend))
+            .unwrap();
+        let req = runtime::request(method, path, body, Some(identity));
         let resp = self
             .tokio
             .block_on(rt.handle(self.storage(), req))

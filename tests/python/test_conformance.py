@@ -181,9 +181,21 @@ def test_bad_credentials_are_a_client_side_error(world):
     assert profile.expected_name(acc, secret) not in profile.objects()
 
 
+# Types whose double is named by a plain-http URL in the destination itself (the others'
+# endpoints are the server's environment overrides).
+PLAIN_HTTP_IN_DESTINATION = ("gh", "azure-kv", "gcp-sm")
+
+
 def test_strict_networking_refuses_the_loopback_double(world):
     profile, http, acc = world
     name, secret = unique("n"), unique("net")
+    if profile.kind in PLAIN_HTTP_IN_DESTINATION:
+        # Refused at write time: the credentials would travel in clear.
+        body = profile.destination(name, granularity="secret-path", disable_strict_networking=False)
+        r = http.post(f"sys/sync/destinations/{profile.kind}/{name}", json=body)
+        assert r.status_code == 400, r.text
+        assert "https" in r.text and "disable_strict_networking" in r.text, r.text
+        return
     create(http, profile, name, granularity="secret-path", disable_strict_networking=False)
     write(http, secret, {"v": "1"})
     before = len(profile.objects())

@@ -90,7 +90,8 @@ def test_tracked_bugs_are_pinned():
 
 def test_decisions_quote_the_readme():
     for quote in (ONLY_KV_V2, ERROR_TEXTS, NEGATIVE_MAX_VERSIONS, PATCH_415, WARN_INSTEAD_OF_204, EXACT_INTEGERS,
-                  HEALTH_KEYS, ROOT_TOKEN, OPTIONS_405, MOUNT_TYPE, KV_METADATA_CAS):
+                  HEALTH_KEYS, ROOT_TOKEN, OPTIONS_405, MOUNT_TYPE, KV_METADATA_CAS, POLICY_FIELDS,
+                  POLICY_NAME_WARNING, SEAL_STATUS, CAPABILITIES_400, LEADER):
         Decision(where="x", readme=quote).verify()
     for decision in DECIDED:
         decision.verify()
@@ -846,6 +847,110 @@ def test_lookup_self(diff):
     diff.post("auth/token/lookup-self?list=true", json={}, expect=200)
     diff.get("auth/token/lookup-self", token=None, expect=403)
     diff.get("auth/token/lookup-self", token="not-a-token", expect=403)
+
+
+# --------------------------------------------------------------------------------------------
+# ACL policies, capabilities, the start-up endpoints, sys/auth
+# --------------------------------------------------------------------------------------------
+
+POLICY_FIELDS = "Policy reads have Vault's fields (`name` and `policy`, `rules` on the legacy `sys/policy` route)"
+POLICY_NAME_WARNING = "Writing a policy whose name has capitals answers 200 with Vault's warning"
+LEADER = "`sys/leader` has Vault's keys when HA is off"
+SEAL_STATUS = "`sys/seal-status` has Vault's keys (`build_date`, `removed_from_cluster`), not OpenBao's `commit_date`"
+CAPABILITIES_400 = "`sys/capabilities` without a `token` answers 400 `no token found`"
+LEADER_KEYS = ("is_self", "active_time", "leader_address", "leader_cluster_address", "performance_standby",
+               "performance_standby_last_remote_wal")
+POLICY_CAS_KEYS = ("version", "modified", "cas_required", "allow_slashes_in_identity_templates",
+                   "allow_wildcards_in_identity_templates")
+
+
+def allow_policy_fields(diff, legacy=False, keys=POLICY_CAS_KEYS):
+    """OpenBao's policy check-and-set fields, in `data` (and at the top level on the legacy route)."""
+    for key in keys:
+        diff.allow(Decision(where=f"data.{key}", kind="missing", readme=POLICY_FIELDS))
+        if legacy:
+            diff.allow(Decision(where=key, kind="missing", readme=POLICY_FIELDS))
+
+
+POLICY_HCL = 'path "secret/data/app/*" {\n  capabilities = ["read", "list"]\n}\n'
+POLICY_JSON = '{"path": {"secret/data/x": {"capabilities": ["read"]}}}'
+
+
+def test_policies_crud(diff):
+    allow_policy_fields(diff)
+    name = unique("pol")
+    diff.put(f"sys/policies/acl/{name}", json={"policy": POLICY_HCL}, expect=204)
+    diff.get(f"sys/policies/acl/{name}", expect=200)
+    diff.post(f"sys/policies/acl/{name}", json={"policy": POLICY_JSON}, expect=204)
+    diff.get(f"sys/policies/acl/{name}", expect=200)
+    diff.list("sys/policies/acl", project=pick("keys"), expect=200)
+    diff.get("sys/policies/acl?list=true", project=pick("keys"), expect=200)
+    diff.get("sys/policies/acl", expect=405)
+    diff.delete(f"sys/policies/acl/{name}", expect=204)
+    diff.get(f"sys/policies/acl/{name}", expect=404)
+    diff.delete(f"sys/policies/acl/{name}", expect=204)
+
+
+def test_policies_builtins_and_refusals(diff):
+    # root was never written: it has no modification time.
+    allow_policy_fields(diff, keys=[k for k in POLICY_CAS_KEYS if k != "modified"])
+    diff.get("sys/policies/acl/root", expect=200)
+    diff.put("sys/policies/acl/root", json={"policy": POLICY_HCL}, expect=400)
+    diff.delete("sys/policies/acl/root", expect=400)
+    diff.delete("sys/policies/acl/default", expect=400)
+    diff.put(f"sys/policies/acl/{unique('empty')}", json={}, expect=400)
+    diff.put(f"sys/policies/acl/{unique('bad')}", json={"policy": "path {"}, expect=400)
+
+
+def test_policy_names_are_lower_cased(diff):
+    allow_policy_fields(diff)
+    diff.allow(Decision(where="$status", request="PUT", readme=POLICY_NAME_WARNING),
+               Decision(where="<root>", request="PUT", readme=POLICY_NAME_WARNING))
+    name = unique("Loud")
+    diff.put(f"sys/policies/acl/{name}", json={"policy": POLICY_HCL}, expect=204)
+    diff.get(f"sys/policies/acl/{name.lower()}", expect=200)
+    diff.get(f"sys/policies/acl/{name}", expect=200)
+    diff.delete(f"sys/policies/acl/{name}", expect=204)
+
+
+def test_legacy_policy_routes(diff):
+    allow_policy_fields(diff, legacy=True)
+    name = unique("legacy")
+    diff.put(f"sys/policy/{name}", json={"policy": POLICY_HCL}, expect=204)
+    diff.put(f"sys/policy/{name}", json={"rules": POLICY_HCL}, expect=200)
+    diff.get(f"sys/policy/{name}", expect=200)
+    diff.get("sys/policy", project=pick("keys", "policies"), expect=200)
+    diff.list("sys/policy", project=pick("keys", "policies"), expect=200)
+    diff.delete(f"sys/policy/{name}", expect=204)
+    diff.get(f"sys/policy/{name}", expect=404)
+
+
+def test_capabilities(diff):
+    diff.post("sys/capabilities-self", json={"paths": ["secret/data/a", "sys/mounts"]}, expect=200)
+    diff.post("sys/capabilities-self", json={"path": "secret/data/a"}, expect=200)
+    diff.post("sys/capabilities-self", json={"paths": "a,b"}, expect=200)
+    diff.post("sys/capabilities-self", json={}, expect=400)
+    diff.post("sys/capabilities", json={"token": "nope", "paths": ["a"]}, expect=400)
+    diff.allow(Decision(where="$status", request=r"POST sys/capabilities$", readme=CAPABILITIES_400))
+    diff.post("sys/capabilities", json={"paths": ["a"]}, expect=500)
+    diff.post("sys/capabilities-accessor", json={"accessor": "nope", "paths": ["a"]}, expect=400)
+
+
+def test_start_up_endpoints(diff):
+    diff.allow(Decision(where="build_date", kind="extra", readme=SEAL_STATUS),
+               Decision(where="removed_from_cluster", kind="extra", readme=SEAL_STATUS),
+               Decision(where="commit_date", kind="missing", readme=SEAL_STATUS),
+               Decision(where="storage_type", kind="value", readme=SEAL_STATUS))
+    for key in LEADER_KEYS:
+        diff.allow(Decision(where=key, kind="extra", request="sys/leader", readme=LEADER))
+    for path in ("sys/seal-status", "sys/leader", "sys/init"):
+        diff.get(path, expect=200)
+        diff.get(path, token=None, expect=200)
+
+
+def test_auth_methods(diff):
+    diff.get("sys/auth", expect=200)
+    diff.get("sys/auth", token=None, expect=403)
 
 
 # --------------------------------------------------------------------------------------------

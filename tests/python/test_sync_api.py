@@ -1442,12 +1442,12 @@ def test_zz_no_secret_leaks(api, dev_server, acc):
         # Syncs below must never reach (or resolve) a real provider: every address is a closed
         # loopback port, which strict egress refuses before connecting.
         if kind == "gh":
-            body["enterprise_url"] = "http://127.0.0.1:9"
+            body["enterprise_url"] = "https://127.0.0.1:9"
         if kind == "azure-kv":
-            body["key_vault_uri"] = "http://127.0.0.1:9"
+            body["key_vault_uri"] = "https://127.0.0.1:9"
         if kind == "gcp-sm":
             sa = json.loads(body["credentials"])
-            sa["token_uri"] = "http://127.0.0.1:9/token"
+            sa["token_uri"] = "https://127.0.0.1:9/token"
             body["credentials"] = json.dumps(sa)
         n = unique("leak")
         create_dest(api, kind, n, body)

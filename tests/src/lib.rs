@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod fake;
 pub mod parity;
+pub mod postgres;
 
 /// The caller of a root token, for calls straight into the runtime.
 pub fn root_caller() -> kvsync::auth::Caller {
@@ -16,4 +17,16 @@ pub fn root_caller() -> kvsync::auth::Caller {
         path: "auth/token/root".into(),
         creation_time: 0,
     }
+}
+
+/// The root caller with its authority over `backend`'s root namespace, for
+/// calls straight into the runtime.
+pub async fn root_identity(
+    backend: &kvsync::storage::SharedBackend,
+) -> anyhow::Result<(kvsync::auth::Caller, kvsync::auth::Authority)> {
+    use kvsync::auth::{Authority, Namespace};
+    let (tokens, policies) = kvsync::server::identity(backend).await?;
+    let caller = root_caller();
+    let authority = Authority::of(Namespace::root(), &caller, &policies, &tokens).await?;
+    Ok((caller, authority))
 }

@@ -25,8 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use kvsync::auth::tokens::TokenStore;
-use kvsync::auth::{Caller, Token};
+use kvsync::auth::{Authority, Caller, Namespace, Token};
 use kvsync::connectors::{Connectors, InMemory, typed};
 use kvsync::runtime::deterministic::{DEFAULT_START, DeterministicWasi};
 use kvsync::runtime::{CallError, Limits, Request, Runtime, SyncDue, SyncSettings};
@@ -86,9 +85,11 @@ async fn replay(fixture: &Value, out: &mut String) -> anyhow::Result<()> {
     )?
     .with_deterministic_wasi(wasi.clone());
     let backend: SharedBackend = Arc::new(RedbBackend::in_memory()?);
-    // An empty token store: the fixtures' caller is not in it, as the Node
-    // host's replay has no token at all.
-    let runtime = runtime.with_tokens(TokenStore::new(backend.clone()));
+    // The built-in policies and an empty token store: the fixtures' caller is
+    // not in it, as the Node host's replay has no token at all.
+    let (tokens, policies) = kvsync::server::identity(&backend).await?;
+    let runtime = runtime.with_tokens(tokens.clone());
+    let root = Authority::of(Namespace::root(), &parity_root(), &policies, &tokens).await?;
     let storage = TenantStorage::new(backend, "root");
     let steps = fixture
         .get("steps")
@@ -96,7 +97,7 @@ async fn replay(fixture: &Value, out: &mut String) -> anyhow::Result<()> {
         .context("a fixture has a \"steps\" list")?;
     for (n, step) in steps.iter().enumerate() {
         let line = if let Some(req) = step.get("request") {
-            match runtime.handle(storage.clone(), request(req)?).await {
+            match runtime.handle(storage.clone(), request(req, &root)?).await {
                 Ok(o) => {
                     let (key, body) = match String::from_utf8(o.response.body) {
                         Ok(s) => ("body", Value::String(s)),
@@ -168,7 +169,7 @@ fn error_class(e: &CallError) -> &'static str {
     }
 }
 
-fn request(req: &Value) -> anyhow::Result<Request> {
+fn request(req: &Value, root: &Authority) -> anyhow::Result<Request> {
     let text = |k: &str| req.get(k).and_then(Value::as_str).unwrap_or_default();
     let body = match (req.get("body"), req.get("body_text")) {
         (Some(v), _) => serde_json::to_vec(v)?,
@@ -182,10 +183,10 @@ fn request(req: &Value) -> anyhow::Result<Request> {
         }
         None => Vec::new(),
     };
-    let caller = match req.get("caller") {
-        None => Some(parity_root()),
-        Some(Value::Null) => None,
-        Some(Value::String(s)) if s == "root" => Some(parity_root()),
+    let (caller, authority) = match req.get("caller") {
+        None => (Some(parity_root()), Some(root.clone())),
+        Some(Value::Null) => (None, None),
+        Some(Value::String(s)) if s == "root" => (Some(parity_root()), Some(root.clone())),
         Some(other) => anyhow::bail!("unknown caller {other}"),
     };
     Ok(Request {
@@ -195,5 +196,6 @@ fn request(req: &Value) -> anyhow::Result<Request> {
         headers,
         body,
         caller,
+        authority,
     })
 }

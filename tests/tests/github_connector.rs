@@ -405,9 +405,10 @@ async fn errors_are_classified() {
     w.calls().await;
     client_side(w.push(&d, "GITHUB_TOKEN", "v").await);
     client_side(w.push(&d, "A", &"x".repeat(48 * 1024 + 1)).await);
+    // Under strict networking the fake's plain-http URL is refused first.
     let strict = w.dest(json!({"disable_strict_networking": false}));
     let m = client_side(w.push(&strict, "A", "v").await);
-    assert!(m.contains("egress refused"), "{m}");
+    assert!(m.contains("enterprise_url") && m.contains("https"), "{m}");
     assert!(w.calls().await.is_empty());
     // 48 KB exactly is fine.
     w.push(&d, "BIG", &"x".repeat(48 * 1024)).await.unwrap();

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kvsync::auth::Caller;
 use kvsync::runtime::{self, CallError, Limits, Runtime};
 use kvsync::storage::{
     Backend, Barrier, Condition, EncryptionKey, Entry, Op, Page, RedbBackend, SharedBackend,
@@ -43,10 +42,6 @@ fn memory_backend() -> SharedBackend {
     Arc::new(Barrier::new(RedbBackend::in_memory().unwrap(), key))
 }
 
-fn root() -> Caller {
-    kvsync_tests::root_caller()
-}
-
 async fn call(
     rt: &Runtime,
     backend: &SharedBackend,
@@ -61,7 +56,12 @@ async fn call_as(
     tenant: &str,
     path: &str,
 ) -> Result<runtime::Response, CallError> {
-    let req = runtime::request("GET", path, b"", Some(root()));
+    let req = runtime::request(
+        "GET",
+        path,
+        b"",
+        Some(kvsync_tests::root_identity(backend).await.unwrap()),
+    );
     rt.handle(TenantStorage::new(backend.clone(), tenant), req)
         .await
         .map(|out| out.response)
@@ -242,6 +242,29 @@ async fn time_in_host_calls_is_not_charged_to_the_guest() {
     // And the test guest's single storage read, slower than its budget.
     let rt = load(RUNAWAY, limits(100), None);
     assert_eq!(call(&rt, &slow, "storage").await.unwrap().status, 200);
+}
+
+/// A request is stopped at `max_request_duration`, whatever it waits for
+/// (host time the CPU limit does not see), and answered as a limit (503 with
+/// Vault's envelope), not left hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_is_stopped_at_its_max_duration() {
+    let stalled: SharedBackend = Arc::new(SlowBackend {
+        inner: memory_backend(),
+        delay: Duration::from_secs(3600),
+    });
+    let cache = std::env::var_os("KVSYNC_CACHE_DIR").map(std::path::PathBuf::from);
+    let rt = load(runtime::ENGINE_COMPONENT, limits(100), cache.as_deref())
+        .with_max_request_duration(Duration::from_millis(300));
+    let out = tokio::time::timeout(Duration::from_secs(60), call(&rt, &stalled, "sys/mounts"))
+        .await
+        .expect("the request answers (bounded by the test at 60 s)");
+    match out {
+        Err(e @ CallError::LimitExceeded(_)) => {
+            assert!(e.to_string().contains("request duration"), "{e}");
+        }
+        other => panic!("{:?}", other.map(|r| r.status)),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

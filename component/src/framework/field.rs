@@ -3,7 +3,8 @@
 //! `connection_details` are [`FieldSpec`]s. A spec says how a value is coerced
 //! ([`FieldType`]), what it means (`description`, one line, as Vault's
 //! `FieldSchema.Description`), and the rules the stored form follows: default,
-//! required, sensitive (masked on reads, never shown in errors), immutable, a
+//! required, sensitive (masked on reads, never shown in errors), immutable,
+//! endpoint and credential (a moved endpoint needs the credentials again), a
 //! value [`Check`], and where reads show it.
 //!
 //! Coercion of request data against specs is [`super::parse`]; applying specs
@@ -94,6 +95,15 @@ pub struct FieldSpec {
     pub sensitive: bool,
     /// Cannot change once the object exists.
     pub immutable: bool,
+    /// Decides where the credentials are sent (a URL, a cloud, a region): a
+    /// change must come with every stored [`FieldSpec::credential`] field
+    /// given again, and a URL in it must be `https` unless the destination
+    /// disables strict networking.
+    pub endpoint: bool,
+    /// Authenticates to the provider, or names what does (a GitHub App):
+    /// stored credentials are never sent to a changed endpoint unless the
+    /// same request gives them again, in clear.
+    pub credential: bool,
     pub check: Check,
     /// Reads show the field inside this object of `connection_details`.
     pub read_under: Option<&'static str>,
@@ -113,6 +123,8 @@ impl FieldSpec {
             required: false,
             sensitive: false,
             immutable: false,
+            endpoint: false,
+            credential: false,
             check: Check::None,
             read_under: None,
             null_removes_entries: false,
@@ -147,6 +159,20 @@ impl FieldSpec {
     pub const fn immutable(self) -> Self {
         FieldSpec {
             immutable: true,
+            ..self
+        }
+    }
+
+    pub const fn endpoint(self) -> Self {
+        FieldSpec {
+            endpoint: true,
+            ..self
+        }
+    }
+
+    pub const fn credential(self) -> Self {
+        FieldSpec {
+            credential: true,
             ..self
         }
     }

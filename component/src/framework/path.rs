@@ -149,6 +149,12 @@ pub struct Path {
     pub sudo: bool,
     /// Served without a token.
     pub unauthenticated: bool,
+    /// Authorized by any access under the mount the path names, not by a
+    /// capability on the path itself (`sys/internal/ui/mounts/...`): the
+    /// router's authorization step asks nothing, and the handler asks
+    /// [`crate::authz::Authz::can_reach`] of the mount it finds. The host's
+    /// early check leaves these paths alone.
+    pub access_by_mount: bool,
 }
 
 impl Path {
@@ -166,6 +172,7 @@ impl Path {
             existence_check: None,
             sudo: false,
             unauthenticated: false,
+            access_by_mount: false,
         }
     }
 
@@ -195,6 +202,13 @@ impl Path {
     pub const fn unauthenticated(self) -> Path {
         Path {
             unauthenticated: true,
+            ..self
+        }
+    }
+
+    pub const fn access_by_mount(self) -> Path {
+        Path {
+            access_by_mount: true,
             ..self
         }
     }

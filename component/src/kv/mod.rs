@@ -280,6 +280,7 @@ pub(crate) mod testing {
     use crate::authz::StaticAuthz;
     use crate::connector::MemConnector;
     use crate::env::Env;
+    use crate::policies::MemPolicies;
     use crate::storage::{MemStorage, Tx};
     use crate::sys::mounts::{MountEntry, MountTable};
     use crate::tokens::Minimal;
@@ -289,6 +290,7 @@ pub(crate) mod testing {
     pub struct Server {
         pub store: MemStorage,
         pub connector: MemConnector,
+        pub policies: MemPolicies,
         pub tokens: Minimal,
     }
 
@@ -298,6 +300,7 @@ pub(crate) mod testing {
             let server = Server {
                 store: MemStorage::new(),
                 connector: MemConnector::default(),
+                policies: MemPolicies::default(),
                 tokens: Minimal::new(),
             };
             let (status, _) = server.call("POST", "sys/mounts/secret", json!({"type": "kv-v2"}));
@@ -312,6 +315,7 @@ pub(crate) mod testing {
                 storage: &self.store,
                 connector: &self.connector,
                 authz: &StaticAuthz(true),
+                policies: &self.policies,
                 tokens: &self.tokens,
             };
             crate::testing::call(&env, method, path, &body)

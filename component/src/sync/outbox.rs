@@ -73,6 +73,12 @@ pub struct OutboxEntry {
     pub attempts: u32,
     /// When the oldest change it stands for was queued.
     pub enqueued_at: Nanos,
+    /// Set while a run works on it (claimed before any provider call, with
+    /// `due_at` moved to its retry time): a run that finds it still set once
+    /// the entry is due again knows the attempt never finished (see the
+    /// worker's module docs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Nanos>,
 }
 
 /// The identity of an entry: that of its association.
@@ -252,14 +258,20 @@ pub fn enqueue(tx: &mut Tx, id: &EntryId, req: Enqueue) -> ApiResult<Queued> {
         Some(e) if !req.reset && e.op.rank() > req.op.rank() => return Ok(Queued::Kept),
         Some(e) if !req.reset && e.op == req.op => {
             // In backoff, or waiting for coalescing: a newer change waits
-            // for the scheduled run.
-            let due_at = e.due_at.max(req.due_at);
+            // for the scheduled run. One in flight: the change runs next,
+            // not at the retry time its claim booked.
+            let due_at = if e.started_at.is_some() {
+                req.due_at
+            } else {
+                e.due_at.max(req.due_at)
+            };
             let attempts = e.attempts.max(req.attempts);
             OutboxEntry {
                 op: req.op,
                 due_at,
                 attempts,
                 enqueued_at: e.enqueued_at,
+                started_at: None,
             }
         }
         Some(e) => OutboxEntry {
@@ -267,6 +279,7 @@ pub fn enqueue(tx: &mut Tx, id: &EntryId, req: Enqueue) -> ApiResult<Queued> {
             due_at: req.due_at,
             attempts: req.attempts,
             enqueued_at: e.enqueued_at,
+            started_at: None,
         },
         None => {
             let n = count(tx)?;
@@ -286,6 +299,7 @@ pub fn enqueue(tx: &mut Tx, id: &EntryId, req: Enqueue) -> ApiResult<Queued> {
                     due_at: req.due_at,
                     attempts: req.attempts,
                     enqueued_at: time::now(),
+                    started_at: None,
                 },
             )?;
             id.record_due(tx);
@@ -429,7 +443,10 @@ pub fn secret_changed(tx: &mut Tx, accessor: &str, secret_name: &str) -> ApiResu
 fn already_waiting(tx: &mut Tx, id: &EntryId, now: Nanos) -> ApiResult<bool> {
     Ok(match load(tx, id)? {
         Some(e) if e.op.rank() > OutboxOp::Sync.rank() => true,
-        Some(e) => e.op == OutboxOp::Sync && e.attempts == 0 && e.due_at >= now,
+        // A claimed entry is in flight (or its run died): not waiting.
+        Some(e) => {
+            e.op == OutboxOp::Sync && e.attempts == 0 && e.due_at >= now && e.started_at.is_none()
+        }
         None => false,
     })
 }

@@ -15,10 +15,8 @@ use crate::api::{Reply, new_uuid, random_bytes};
 use crate::error::{ApiError, ApiResult};
 use crate::framework::{Call, FieldSpec, FieldType};
 use crate::storage::Tx;
+use crate::sys::VAULT_VERSION;
 use crate::time;
-
-/// The Vault API version kvsync speaks.
-pub const VAULT_VERSION: &str = "1.21.0";
 
 /// Where the cluster's identity is stored.
 pub const CLUSTER_KEY: &str = "core/cluster";
@@ -111,7 +109,7 @@ pub fn read(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
             "replication_dr_mode": "disabled",
             "server_time_utc": time::now() / 1_000_000_000,
             "version": VAULT_VERSION,
-            "enterprise": false,
+            "enterprise": true,
             "cluster_name": cluster.name,
             "cluster_id": cluster.id,
             "echo_duration_ms": 0,

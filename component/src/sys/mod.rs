@@ -1,12 +1,58 @@
-//! The system backend (`sys/...`): mounts, health and the UI's mount lookup.
-//! Secrets Sync (`sys/sync/`, `sys/activation-flags`) has backends of its own.
+//! The system backend (`sys/...`): mounts, health and the start-up status
+//! endpoints, auth methods, ACL policies and capabilities, and the UI's
+//! mount lookup. Secrets Sync (`sys/sync/`, `sys/activation-flags`) has
+//! backends of its own.
 
+pub mod auth;
+pub mod capabilities;
 pub mod health;
 pub mod internal_ui;
 pub mod mounts;
+pub mod policies;
+pub mod status;
 
-use crate::api::Operation::{Delete, Header, Read, Update};
+use crate::api::Operation::{Delete, Header, List, Read, Update};
+use serde_json::{Map, Value, json};
+
 use crate::framework::{Backend, FieldSpec, Path, op};
+
+/// The Vault version kvsync answers as (`sys/seal-status`, `sys/health`): a
+/// semver with the build metadata `ent`, 2.2.0 or later, with which the
+/// Terraform provider enables every Secrets Sync field (see the README,
+/// "Where kvsync differs from Vault").
+pub const VAULT_VERSION: &str = "2.2.0+ent";
+
+/// A built-in backend's entry, as `sys/mounts` (`sys/`) and `sys/auth`
+/// (`token/`) show it: no plugin, so no `deprecation_status`, and the
+/// release part of the version as its `running_plugin_version`; `config`
+/// adds to the common configuration.
+pub fn builtin_entry(
+    (kind, accessor, uuid): (&str, &str, &str),
+    description: &str,
+    config: Map<String, Value>,
+    seal_wrap: bool,
+) -> Value {
+    let release = VAULT_VERSION.split('+').next().unwrap_or(VAULT_VERSION);
+    let mut all = Map::new();
+    all.insert("default_lease_ttl".into(), json!(0));
+    all.insert("force_no_cache".into(), json!(false));
+    all.insert("max_lease_ttl".into(), json!(0));
+    all.extend(config);
+    json!({
+        "accessor": accessor,
+        "config": all,
+        "description": description,
+        "external_entropy_access": false,
+        "local": false,
+        "options": null,
+        "plugin_version": "",
+        "running_plugin_version": format!("v{release}+builtin.vault"),
+        "running_sha256": "",
+        "seal_wrap": seal_wrap,
+        "type": kind,
+        "uuid": uuid,
+    })
+}
 
 pub static BACKEND: Backend = Backend::new("sys/", "system", PATHS).ignore_trailing_slashes();
 
@@ -34,6 +80,166 @@ const PATHS: &[Path] = &[
     )
     .fields(health::FIELDS)
     .unauthenticated(),
+    Path::new(
+        "seal-status",
+        "Whether the server is sealed, and its version (a body outside the envelope).",
+        &[op(
+            Read,
+            "seal-status",
+            "Read the seal status.",
+            status::seal_status,
+        )],
+    )
+    .unauthenticated(),
+    Path::new(
+        "leader",
+        "The high-availability leader (a body outside the envelope).",
+        &[op(
+            Read,
+            "leader-status",
+            "Read the leader status.",
+            status::leader,
+        )],
+    )
+    .unauthenticated(),
+    Path::new(
+        "init",
+        "Whether the server is initialized (a body outside the envelope).",
+        &[op(
+            Read,
+            "read-initialization-status",
+            "Read the initialization status.",
+            status::init,
+        )],
+    )
+    .unauthenticated(),
+    Path::new(
+        "auth",
+        "The enabled auth methods.",
+        &[op(
+            Read,
+            "auth-list-enabled-methods",
+            "List the enabled auth methods.",
+            auth::list,
+        )],
+    ),
+    Path::new(
+        "policies/acl",
+        "The ACL policies.",
+        &[op(
+            List,
+            "policies-list-acl-policies",
+            "List the ACL policies.",
+            policies::list,
+        )],
+    ),
+    Path::new(
+        "policies/acl/{name}",
+        "Read, write and delete an ACL policy.",
+        &[
+            op(
+                Read,
+                "policies-read-acl-policy",
+                "Read the policy.",
+                policies::read,
+            )
+            .no_fields(),
+            op(
+                Update,
+                "policies-write-acl-policy",
+                "Create or replace the policy.",
+                policies::write,
+            ),
+            op(
+                Delete,
+                "policies-delete-acl-policy",
+                "Delete the policy.",
+                policies::delete,
+            )
+            .no_fields(),
+        ],
+    )
+    .params(policies::NAME)
+    .fields(policies::FIELDS),
+    Path::new(
+        "policy",
+        "The ACL policies (legacy route).",
+        &[
+            op(
+                Read,
+                "policies-list",
+                "List the ACL policies.",
+                policies::list_legacy,
+            ),
+            op(
+                List,
+                "policies-list2",
+                "List the ACL policies.",
+                policies::list_legacy,
+            ),
+        ],
+    ),
+    Path::new(
+        "policy/{name}",
+        "Read, write and delete an ACL policy (legacy route).",
+        &[
+            op(
+                Read,
+                "policies-read-acl-policy2",
+                "Read the policy (its document as rules).",
+                policies::read_legacy,
+            )
+            .no_fields(),
+            op(
+                Update,
+                "policies-write-acl-policy2",
+                "Create or replace the policy.",
+                policies::write_legacy,
+            ),
+            op(
+                Delete,
+                "policies-delete-acl-policy2",
+                "Delete the policy.",
+                policies::delete,
+            )
+            .no_fields(),
+        ],
+    )
+    .params(policies::NAME)
+    .fields(policies::LEGACY_FIELDS),
+    Path::new(
+        "capabilities-self",
+        "The capabilities of the caller's token on some paths.",
+        &[op(
+            Update,
+            "query-token-self-capabilities",
+            "Report the caller's capabilities on the paths.",
+            capabilities::of_caller,
+        )],
+    )
+    .fields(capabilities::SELF_FIELDS),
+    Path::new(
+        "capabilities",
+        "The capabilities of a token on some paths.",
+        &[op(
+            Update,
+            "query-token-capabilities",
+            "Report the token's capabilities on the paths.",
+            capabilities::of_token,
+        )],
+    )
+    .fields(capabilities::TOKEN_FIELDS),
+    Path::new(
+        "capabilities-accessor",
+        "The capabilities of the token with an accessor on some paths.",
+        &[op(
+            Update,
+            "query-token-accessor-capabilities",
+            "Report the token's capabilities on the paths.",
+            capabilities::of_accessor,
+        )],
+    )
+    .fields(capabilities::ACCESSOR_FIELDS),
     Path::new(
         "mounts",
         "The mounted secrets engines.",
@@ -81,8 +287,7 @@ const PATHS: &[Path] = &[
     )
     .params(MOUNT)
     .fields(mounts::ENABLE_FIELDS),
-    // Vault serves this without the ACL check and decides in the handler
-    // (any capability under the mount); the host still asks for a token.
+    // Decided in the handler: any capability under the mount suffices.
     Path::new(
         "internal/ui/mounts/{path*}",
         "Which mount serves a path, and what runs there.",
@@ -94,5 +299,5 @@ const PATHS: &[Path] = &[
         )],
     )
     .params(&[FieldSpec::string("path").describe("A path inside the mount.")])
-    .unauthenticated(),
+    .access_by_mount(),
 ];

@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::api::{Reply, random_bytes};
 use crate::effects::Change;
 use crate::error::{ApiError, ApiResult};
 use crate::framework::{self, Call, FieldSpec, FieldType};
 use crate::storage::Tx;
-use crate::sys::health::VAULT_VERSION;
+use crate::sys::builtin_entry;
 
 pub const MOUNT_TABLE_KEY: &str = "core/mounts";
 
@@ -81,26 +81,19 @@ impl MountEntry {
 /// The `sys/` entry, as Vault shows it: the system backend is no plugin, so it
 /// has no `deprecation_status`, and it passes the `Accept` header through
 /// (for `sys/metrics`).
-fn system_mount_json() -> Value {
-    json!({
-        "accessor": "system_00000000",
-        "config": {
-            "default_lease_ttl": 0,
-            "force_no_cache": false,
-            "max_lease_ttl": 0,
-            "passthrough_request_headers": ["Accept"],
-        },
-        "description": "system endpoints used for control, policy and debugging",
-        "external_entropy_access": false,
-        "local": false,
-        "options": null,
-        "plugin_version": "",
-        "running_plugin_version": format!("v{VAULT_VERSION}+builtin.vault"),
-        "running_sha256": "",
-        "seal_wrap": true,
-        "type": "system",
-        "uuid": "00000000-0000-0000-0000-000000000000",
-    })
+pub fn system_mount_json() -> Value {
+    let mut config = Map::new();
+    config.insert("passthrough_request_headers".into(), json!(["Accept"]));
+    builtin_entry(
+        (
+            "system",
+            "system_00000000",
+            "00000000-0000-0000-0000-000000000000",
+        ),
+        "system endpoints used for control, policy and debugging",
+        config,
+        true,
+    )
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

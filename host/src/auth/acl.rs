@@ -1,54 +1,149 @@
-//! Authorization: what a caller may do. The single place where that is decided,
-//! for the host's own checks and for the engine's `authz` import.
+//! Authorization: what a caller may do, decided in one place for the host's
+//! early check and for the engine's `authz` import, on the caller's compiled
+//! ACL ([`Acl`], from [`super::PolicyStore::acl`]). No ACL — no caller — may
+//! do nothing.
 //!
-//! Today only the `root` policy grants anything (it grants everything); named
-//! policies come with the policy work and will be evaluated here.
+//! Paths are relative to the request's namespace; the ACL's rules carry the
+//! namespace's path, which is put in front of them here.
 
-use super::Caller;
+use std::borrow::Cow;
+
+use super::policy::{Acl, Capability, Operation};
 
 /// The policy that may do everything.
 pub const ROOT_POLICY: &str = "root";
 
-/// Whether `caller` has `capability` (`read`, `create`, ...) on `path`.
-/// No caller — an unauthenticated request — may do nothing.
-pub fn allowed(caller: Option<&Caller>, capability: &str, path: &str) -> bool {
-    let Some(caller) = caller else {
+/// `path` (namespace-relative) as the ACL evaluates it.
+fn full_path<'p>(acl: &Acl, path: &'p str) -> Cow<'p, str> {
+    let path = path.trim_start_matches('/');
+    match acl.namespace_path() {
+        "" => Cow::Borrowed(path),
+        ns => Cow::Owned(format!("{ns}{path}")),
+    }
+}
+
+/// Whether `operation` on `path` is granted, with `sudo` as well when the
+/// path is root-protected (`sudo`).
+pub fn authorize(acl: Option<&Acl>, operation: Operation, path: &str, sudo: bool) -> bool {
+    acl.is_some_and(|acl| acl.allows(operation, &full_path(acl, path)).permits(sudo))
+}
+
+/// Whether the caller holds `capability` (`read`, `create`, `update`,
+/// `patch`, `delete`, `list` or `sudo`) on `path`. Unknown names are refused.
+pub fn allowed(acl: Option<&Acl>, capability: &str, path: &str) -> bool {
+    let Some(acl) = acl else {
         return false;
     };
-    let _ = (capability, path);
-    caller.policies.iter().any(|p| p == ROOT_POLICY)
+    let path = full_path(acl, path);
+    let operation = match Capability::from_name(capability) {
+        Some(Capability::Sudo) => return acl.allows(Operation::Read, &path).sudo(),
+        Some(Capability::Read) => Operation::Read,
+        Some(Capability::List) => Operation::List,
+        Some(Capability::Create) => Operation::Create,
+        Some(Capability::Update) => Operation::Update,
+        Some(Capability::Patch) => Operation::Patch,
+        Some(Capability::Delete) => Operation::Delete,
+        _ => return false,
+    };
+    acl.allows(operation, &path).allowed()
+}
+
+/// Whether the caller holds any capability other than `deny` on some rule at
+/// or under `prefix` (a mount path such as `secret/`).
+pub fn can_reach(acl: Option<&Acl>, prefix: &str) -> bool {
+    acl.is_some_and(|acl| acl.has_any_access_under(&full_path(acl, prefix)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::Token;
+    use crate::auth::policy::{Policy, default_policy, root_policy};
 
-    fn caller(policies: &[&str]) -> Caller {
-        Caller {
-            token: Token::new("t".into()),
-            accessor: "a".into(),
-            display_name: "d".into(),
-            policies: policies.iter().map(|p| p.to_string()).collect(),
-            path: "auth/token/create".into(),
-            creation_time: 0,
-        }
+    fn acl(ns: &str, text: &str) -> Acl {
+        Acl::new(ns, [&Policy::parse("p", text).unwrap(), &default_policy()])
     }
 
     #[test]
     fn root_may_do_everything() {
-        let root = caller(&["default", "root"]);
-        for cap in ["read", "create", "update", "delete", "list", "sudo"] {
-            assert!(allowed(Some(&root), cap, "my-kv/data/app/db"));
+        let root = Acl::new("", [&root_policy()]);
+        for cap in [
+            "read", "create", "update", "delete", "list", "patch", "sudo",
+        ] {
+            assert!(allowed(Some(&root), cap, "my-kv/data/app/db"), "{cap}");
         }
-        assert!(allowed(Some(&root), "read", ""));
+        assert!(authorize(
+            Some(&root),
+            Operation::List,
+            "auth/token/accessors/",
+            true
+        ));
+        assert!(can_reach(Some(&root), "secret/"));
     }
 
     #[test]
-    fn anyone_else_is_denied() {
+    fn no_acl_may_do_nothing() {
         assert!(!allowed(None, "read", "my-kv/data/app/db"));
-        assert!(!allowed(Some(&caller(&[])), "read", "my-kv/data/app/db"));
-        let others = caller(&["default", "Root", "root-ish", "admin"]);
-        assert!(!allowed(Some(&others), "read", "my-kv/data/app/db"));
+        assert!(!authorize(None, Operation::Read, "sys/mounts", false));
+        assert!(!can_reach(None, "secret/"));
+    }
+
+    #[test]
+    fn policies_decide() {
+        let a = acl(
+            "",
+            r#"
+            path "secret/data/*" { capabilities = ["read", "sudo"] }
+            path "secret/data/hidden" { capabilities = ["deny"] }
+            path "/kv/metadata/" { capabilities = ["list"] }
+            "#,
+        );
+        assert!(allowed(Some(&a), "read", "secret/data/app"));
+        assert!(allowed(Some(&a), "sudo", "secret/data/app"));
+        assert!(!allowed(Some(&a), "update", "secret/data/app"));
+        assert!(!allowed(Some(&a), "read", "secret/data/hidden"));
+        assert!(!allowed(Some(&a), "deny", "secret/data/app"));
+        assert!(!allowed(Some(&a), "banana", "secret/data/app"));
+        assert!(authorize(
+            Some(&a),
+            Operation::Read,
+            "/secret/data/app",
+            true
+        ));
+        assert!(!authorize(
+            Some(&a),
+            Operation::Read,
+            "auth/token/lookup-self/x",
+            false
+        ));
+        assert!(authorize(
+            Some(&a),
+            Operation::Read,
+            "auth/token/lookup-self",
+            false
+        ));
+        assert!(authorize(Some(&a), Operation::List, "kv/metadata/", false));
+        assert!(!authorize(
+            Some(&a),
+            Operation::List,
+            "kv/metadata/x/",
+            false
+        ));
+        assert!(can_reach(Some(&a), "secret/"));
+        assert!(can_reach(Some(&a), "kv/"));
+        assert!(!can_reach(Some(&a), "other/"));
+    }
+
+    #[test]
+    fn paths_are_relative_to_the_namespace() {
+        let a = acl("team-a/", r#"path "secret/*" { capabilities = ["read"] }"#);
+        assert!(allowed(Some(&a), "read", "secret/x"));
+        assert!(authorize(Some(&a), Operation::Read, "secret/x", false));
+        assert!(can_reach(Some(&a), "secret/"));
+        assert!(!authorize(
+            Some(&a),
+            Operation::Read,
+            "team-a/secret/x",
+            false
+        ));
     }
 }

@@ -18,18 +18,15 @@ pub(crate) struct InitArgs {
 pub(crate) async fn exec(args: InitArgs, env: &Env) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
     let done = server::init(&config, env).await?;
-    let key_line = if done.key_from_env {
-        format!(
+    let key_line = match &done.key_file {
+        None => format!(
             "Encryption key: supplied by {} (not written to disk)",
             env::ENCRYPTION_KEY
-        )
-    } else {
-        format!(
-            "Encryption key written to {} (mode 0600)",
-            config.encryption_key_file.display()
-        )
+        ),
+        Some(file) => format!("Encryption key written to {} (mode 0600)", file.display()),
     };
     print(&[
+        format!("Storage initialized: {}", done.storage),
         key_line,
         format!("Initial Root Token: {}", done.root.token.expose()),
         String::new(),

@@ -54,10 +54,7 @@ pub(crate) async fn exec(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
     print(&[
         "==> kvsync server started! Log data will stream in below:".to_string(),
         String::new(),
-        format!(
-            "             Storage: redb (path: {})",
-            config.storage_dir.display()
-        ),
+        format!("             Storage: {}", server.storage_description()),
         format!("         Api Address: {scheme}://{}", listening.addr),
         String::new(),
     ]);

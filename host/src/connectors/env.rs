@@ -19,6 +19,8 @@
 //! two always agree in the server and tests need no process environment.
 //! Values are trimmed; an empty value counts as unset.
 
+use super::egress::Dns;
+
 /// Where the connectors reach their providers, when not at the providers'
 /// public endpoints.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,6 +37,9 @@ pub struct ConnectorEnv {
     pub gcp_secret_manager_url: Option<String>,
     /// `KVSYNC_VERCEL_API_URL`.
     pub vercel_api_url: Option<String>,
+    /// How provider host names are resolved: the system's resolver (no
+    /// variable sets it; tests put a double here).
+    pub dns: Dns,
 }
 
 impl ConnectorEnv {
@@ -59,6 +64,7 @@ impl ConnectorEnv {
             azure_authority_host: read(Self::AZURE_AUTHORITY_HOST),
             gcp_secret_manager_url: read(Self::GCP_SECRET_MANAGER_URL),
             vercel_api_url: read(Self::VERCEL_API_URL),
+            dns: Dns::System,
         }
     }
 

@@ -57,7 +57,7 @@ pub fn registered(env: &ConnectorEnv) -> Vec<Arc<dyn DestinationConnector>> {
         typed(aws_sm::AwsSecretsManager::new(env)),
         typed(azure_kv::AzureKeyVault::new(env)),
         typed(gcp_sm::GcpSecretManager::new(env)),
-        typed(gh::GitHub::default()),
+        typed(gh::GitHub::new(env)),
         typed(vercel_project::VercelProject::new(env)),
     ]
 }
@@ -388,7 +388,8 @@ impl Connectors {
     }
 
     pub async fn push(&self, dest: &Destination, secret: &ExternalSecret) -> Result<(), SyncError> {
-        self.call(dest, Op::Push, |c| c.push(dest, secret)).await
+        self.call(dest, Op::Push, Some(secret), |c| c.push(dest, secret))
+            .await
     }
 
     /// [`DestinationConnector::push_new`] (metered as a push).
@@ -397,16 +398,18 @@ impl Connectors {
         dest: &Destination,
         secret: &ExternalSecret,
     ) -> Result<(), SyncError> {
-        self.call(dest, Op::Push, |c| c.push_new(dest, secret))
+        self.call(dest, Op::Push, Some(secret), |c| c.push_new(dest, secret))
             .await
     }
 
     pub async fn delete(&self, dest: &Destination, name: &str) -> Result<(), SyncError> {
-        self.call(dest, Op::Delete, |c| c.delete(dest, name)).await
+        self.call(dest, Op::Delete, None, |c| c.delete(dest, name))
+            .await
     }
 
     pub async fn inspect(&self, dest: &Destination) -> Result<Vec<ExternalSecret>, SyncError> {
-        self.call(dest, Op::Inspect, |c| c.inspect(dest)).await
+        self.call(dest, Op::Inspect, None, |c| c.inspect(dest))
+            .await
     }
 
     /// Calls of `kind` (a registered type, or [`UNREGISTERED`]) for `op` that
@@ -447,10 +450,14 @@ impl Connectors {
         }
     }
 
+    /// Runs one provider call, bounded in time and metered; its error comes
+    /// back scrubbed of the secret value pushed and the destination's
+    /// credentials ([`http::scrubbed`]), whatever the provider echoed.
     async fn call<'f, T>(
         &'f self,
         dest: &'f Destination,
         op: Op,
+        secret: Option<&ExternalSecret>,
         f: impl FnOnce(&'f dyn DestinationConnector) -> BoxFuture<'f, T>,
     ) -> Result<T, SyncError> {
         let Some(registered) = self.by_kind.get(dest.kind.as_str()) else {
@@ -470,6 +477,12 @@ impl Connectors {
                 retry_after: None,
             }),
         };
+        let out = out.map_err(|e| {
+            let credentials = credentials(&dest.config);
+            let mut values: Vec<&str> = credentials.iter().map(|c| c.as_str()).collect();
+            values.extend(secret.map(|s| s.value.as_str()));
+            http::scrubbed(e, &values)
+        });
         let outcome = match &out {
             Ok(_) => Outcome::Ok,
             Err(e) => e.outcome(),
@@ -504,6 +517,41 @@ impl Connectors {
 /// The boxed future an `async_trait` method returns.
 type BoxFuture<'a, T> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, SyncError>> + Send + 'a>>;
+
+/// The fields of a destination's config that hold credentials, whatever the
+/// type (a GCP key file's `private_key` included).
+const CREDENTIAL_FIELDS: [&str; 5] = [
+    "access_token",
+    "client_secret",
+    "secret_access_key",
+    "session_token",
+    "private_key",
+];
+
+/// The credentials in a destination's config, to mask in messages.
+fn credentials(config: &serde_json::Value) -> Vec<Zeroizing<String>> {
+    let mut out = Vec::new();
+    let mut add = |object: &serde_json::Value| {
+        for field in CREDENTIAL_FIELDS {
+            if let Some(value) = object.get(field).and_then(serde_json::Value::as_str) {
+                out.push(Zeroizing::new(value.trim().to_string()));
+            }
+        }
+    };
+    add(config);
+    let key_file = config
+        .get("credentials")
+        .and_then(serde_json::Value::as_str)
+        .map(|text| Zeroizing::new(text.to_string()));
+    if let Some(Ok(mut key)) = key_file
+        .as_deref()
+        .map(|text| serde_json::from_str::<serde_json::Value>(text))
+    {
+        add(&key);
+        zeroize_json(&mut key);
+    }
+    out
+}
 
 /// A kind string as it may appear in a message: bounded and printable.
 fn printable(kind: &str) -> String {

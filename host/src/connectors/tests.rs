@@ -144,3 +144,56 @@ fn dropping_a_config_wipes_its_strings() {
         serde_json::json!({"a": "", "b": ["", {"c": ""}], "n": 1})
     );
 }
+
+#[tokio::test]
+async fn plain_http_destination_urls_are_refused_under_strict_networking() {
+    // Loopback port 9 is allowed, so nothing but the scheme can refuse these;
+    // the operator's own endpoint override may be plain http.
+    let env = ConnectorEnv {
+        azure_authority_host: Some("http://127.0.0.1:9".into()),
+        ..ConnectorEnv::default()
+    };
+    let c = Connectors::with_env(env, DEFAULT_TIMEOUT);
+    let allowed =
+        serde_json::json!({"allowed_ipv4_addresses": ["127.0.0.0/8"], "allowed_ports": [9]});
+    let with = |mut config: serde_json::Value| {
+        for (k, v) in allowed.as_object().into_iter().flatten() {
+            config[k] = v.clone();
+        }
+        config
+    };
+    let key = serde_json::json!({"type": "service_account", "client_email": "a@p.iam.gserviceaccount.com",
+                                 "private_key": "not a key", "project_id": "p",
+                                 "token_uri": "http://127.0.0.1:9/token"});
+    for (kind, config, field) in [
+        (
+            "gh",
+            with(
+                serde_json::json!({"access_token": "t", "repository_owner": "a",
+                                    "repository_name": "b", "enterprise_url": "http://127.0.0.1:9"}),
+            ),
+            "enterprise_url",
+        ),
+        (
+            "azure-kv",
+            with(
+                serde_json::json!({"key_vault_uri": "http://127.0.0.1:9", "client_id": "c",
+                                    "client_secret": "s", "tenant_id": "t"}),
+            ),
+            "key_vault_uri",
+        ),
+        (
+            "gcp-sm",
+            with(serde_json::json!({"credentials": key.to_string()})),
+            "token_uri",
+        ),
+    ] {
+        let d = Destination::parse(kind.into(), "d".into(), config.to_string()).unwrap();
+        match c.push(&d, &secret("A", "v")).await {
+            Err(SyncError::ClientSide(m)) => {
+                assert!(m.contains(field) && m.contains("https"), "{kind}: {m}")
+            }
+            other => panic!("{kind}: {other:?}"),
+        }
+    }
+}

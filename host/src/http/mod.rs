@@ -1,7 +1,10 @@
 //! The HTTP front: TCP/TLS, request size limits and identity. The host resolves
-//! the token to a caller and the namespace to a tenant, then hands the request
-//! to a fresh engine instance, which routes it and writes the response body.
+//! the token to a caller, its policies to an ACL and the namespace to a
+//! tenant, refuses early what the request's method alone rules out
+//! ([`access`]), then hands the request to an engine instance, which routes
+//! it, runs the exact check and writes the response body.
 
+pub mod access;
 mod error;
 pub mod tls;
 
@@ -23,9 +26,10 @@ use tokio_rustls::TlsAcceptor;
 
 pub use error::HostError;
 
-use crate::auth::{Token, TokenStore};
+use crate::auth::{Authority, Namespace, PolicyStore, Token, TokenStore};
 use crate::runtime::{self, Runtime};
 use crate::storage::{SharedBackend, TenantStorage};
+use kvsync_component::api;
 
 /// Vault's default `max_request_size`: 32 MiB.
 pub const DEFAULT_MAX_REQUEST_SIZE: usize = 32 << 20;
@@ -35,9 +39,6 @@ const DRAIN_ON_REJECT: usize = 64 << 10;
 
 /// The tenant of the root namespace.
 pub const ROOT_TENANT: &str = "root";
-
-/// Paths Vault serves without a token.
-const UNAUTHENTICATED: &[&str] = &["sys/health", "sys/activation-flags"];
 
 /// What answers an API request once the host has resolved its caller and
 /// tenant, with the response and the request's effects: the wasm engine
@@ -68,6 +69,7 @@ pub struct AppState {
     pub api: Arc<dyn Api>,
     pub backend: SharedBackend,
     pub tokens: TokenStore,
+    pub policies: PolicyStore,
     pub max_request_size: usize,
     /// Wakes the sync worker's loops (`notify_waiters`) when a request's
     /// effects say it made sync work due.
@@ -209,7 +211,8 @@ async fn respond(
     }
 
     // Paths served without a token do not spend a use of one.
-    let open = UNAUTHENTICATED.contains(&path.trim_matches('/'));
+    let open = api::request_path(&path, api::Operation::Read)
+        .is_ok_and(|decoded| access::is_unauthenticated(&decoded));
     let token = token_of(&req);
     let presented = token.is_some();
     let storage_error = |e: crate::storage::StorageError| HostError::Storage(e.to_string());
@@ -229,16 +232,44 @@ async fn respond(
         },
         None => (None, None),
     };
-    if caller.is_none() && !open {
+    let authority = match &caller {
+        Some(caller) => Some(
+            Authority::of(Namespace::root(), caller, &state.policies, &state.tokens)
+                .await
+                .map_err(storage_error)?,
+        ),
+        None => None,
+    };
+    let refused = match (&authority, open) {
+        (_, true) => None,
+        (None, false) if presented => Some(HostError::InvalidToken),
+        (None, false) => Some(HostError::PermissionDenied),
+        (Some(authority), false) => {
+            let content_type = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let attempt = access::Attempt {
+                method: req.method().as_str(),
+                path: &path,
+                query: &query,
+                content_type,
+            };
+            access::early_check(authority, &attempt).err()
+        }
+    };
+    if let Some(refused) = refused {
         // Read a small body anyway so the connection stays usable for the
         // client's next request; a larger one is not worth reading for a 403.
         let _ = Limited::new(req.into_body(), DRAIN_ON_REJECT)
             .collect()
             .await;
-        return Err(match presented {
-            true => HostError::InvalidToken,
-            false => HostError::PermissionDenied,
-        });
+        // A refused request spends its use too, as in Vault.
+        if let Some(spent) = spent {
+            state.tokens.finish(spent).await;
+        }
+        return Err(refused);
     }
 
     let limit = state.max_request_size;
@@ -284,6 +315,7 @@ async fn respond(
         headers,
         body,
         caller,
+        authority,
     };
     let storage = TenantStorage::new(state.backend.clone(), ROOT_TENANT);
     let outcome = state.api.handle(storage, request).await;
@@ -370,6 +402,7 @@ mod tests {
         let state = Arc::new(AppState {
             api: Arc::new(Fixed(sync_due)),
             tokens: TokenStore::new(backend.clone()),
+            policies: PolicyStore::new(backend.clone()),
             backend,
             max_request_size: DEFAULT_MAX_REQUEST_SIZE,
             sync_wake: Arc::new(Notify::new()),

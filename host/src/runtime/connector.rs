@@ -2,9 +2,17 @@
 //! registry's types, calls [`Connectors`](crate::connectors::Connectors) and
 //! converts back. Time spent here is the provider's, not the guest's: it is
 //! charged to the CPU meter as host time, like storage calls.
+//!
+//! This is the connectors' boundary: a connector that panics (a bug, or a
+//! provider answer no one foresaw) fails its one call as `internal`, logged
+//! with the panic's message; the panic never unwinds into the engine call,
+//! so neither the request nor the sync loop that made the call dies with it.
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
 use zeroize::Zeroizing;
 
 use super::bindings::kvsync::engine::connector as wit;
@@ -46,22 +54,48 @@ fn error_to_wit(e: SyncError) -> wit::SyncError {
     }
 }
 
-/// Runs a provider call; within an API request (`bound` set), one that does
-/// not finish in time is abandoned and reported `deferred`: the engine shows
-/// the association `PENDING` and its worker makes the call again, unbounded.
+/// Runs a connector call, turning a panic into [`SyncError::Internal`].
+async fn guarded<T>(
+    kind: &str,
+    call: impl Future<Output = Result<T, SyncError>>,
+) -> Result<T, SyncError> {
+    match AssertUnwindSafe(call).catch_unwind().await {
+        Ok(out) => out,
+        Err(panic) => {
+            let what = super::panic_message(panic.as_ref());
+            tracing::error!(kind, panic = %what, "a destination connector panicked; the call failed as internal");
+            Err(SyncError::Internal(format!(
+                "the {kind} connector failed unexpectedly; see the server log"
+            )))
+        }
+    }
+}
+
+/// Runs a provider call; within an API request (`bound` set, running out at
+/// `deadline`), the request's provider calls share the bound: one that does
+/// not finish by the deadline is abandoned, and one that would start after
+/// it is not made; both are reported `deferred`: the engine shows the
+/// association `PENDING` and its worker makes the call again, unbounded.
 async fn bounded(
-    bound: Option<Duration>,
+    bound: Option<(Duration, Instant)>,
     call: impl std::future::Future<Output = Result<(), SyncError>>,
 ) -> Result<(), wit::SyncError> {
-    let Some(bound) = bound else {
+    let Some((bound, deadline)) = bound else {
         return call.await.map_err(error_to_wit);
     };
-    match tokio::time::timeout(bound, call).await {
-        Ok(out) => out.map_err(error_to_wit),
-        Err(_) => Err(wit::SyncError::Deferred(format!(
+    let deferred = || {
+        Err(wit::SyncError::Deferred(format!(
             "the provider did not answer within {}s; the sync worker finishes this",
             bound.as_secs_f64()
-        ))),
+        )))
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return deferred();
+    }
+    match tokio::time::timeout(left, call).await {
+        Ok(out) => out.map_err(error_to_wit),
+        Err(_) => deferred(),
     }
 }
 
@@ -84,7 +118,12 @@ impl<'a> ConnectorView<'a> {
     {
         let started = Instant::now();
         let out = match destination(dest) {
-            Ok(dest) => bounded(self.inline_bound, call(self.connectors, dest)).await,
+            Ok(dest) => {
+                let kind = dest.kind.clone();
+                let call = guarded(&kind, call(self.connectors, dest));
+                let bound = self.inline_bound.zip(self.inline_deadline);
+                bounded(bound, call).await
+            }
             Err(e) => Err(error_to_wit(e)),
         };
         self.cpu.charge_host(started.elapsed());
@@ -131,7 +170,7 @@ impl wit::Host for ConnectorView<'_> {
     ) -> wasmtime::Result<Result<Vec<wit::ExternalSecret>, wit::SyncError>> {
         let started = Instant::now();
         let out = match destination(dest) {
-            Ok(dest) => self.connectors.inspect(&dest).await,
+            Ok(dest) => guarded(&dest.kind, self.connectors.inspect(&dest)).await,
             Err(e) => Err(e),
         };
         self.cpu.charge_host(started.elapsed());
@@ -147,25 +186,28 @@ mod tests {
 
     use async_trait::async_trait;
 
-    use super::super::bindings::kvsync::engine::authz::Host as _;
+    use super::super::bindings::kvsync::engine::authz::{self, Host as _};
     use super::super::limits::Limits;
     use super::super::state::State;
     use super::wit::Host as _;
     use super::*;
-    use crate::auth::{Caller, Token};
+    use crate::auth::{Authority, Caller, Namespace, PolicyStore, Token, TokenStore};
     use crate::connectors::{Connectors, DestinationConnector, Op, Outcome};
     use crate::storage::{Barrier, EncryptionKey, RedbBackend, SharedBackend, TenantStorage};
 
-    fn state(connectors: Connectors, caller: Option<Caller>) -> State {
-        let backend: SharedBackend = Arc::new(Barrier::new(
+    fn backend() -> SharedBackend {
+        Arc::new(Barrier::new(
             RedbBackend::in_memory().unwrap(),
             EncryptionKey::generate().unwrap(),
-        ));
+        ))
+    }
+
+    fn state(connectors: Connectors, authority: Option<Authority>) -> State {
         State::new(
-            TenantStorage::new(backend, "root"),
+            TenantStorage::new(backend(), "root"),
             Arc::new(connectors),
             None,
-            caller,
+            (None, authority),
             None,
             &Limits::default(),
         )
@@ -291,22 +333,76 @@ mod tests {
         ));
     }
 
+    /// A connector with a bug: every call panics.
+    struct Panicking;
+
+    #[async_trait]
+    impl DestinationConnector for Panicking {
+        fn kind(&self) -> &'static str {
+            "gh"
+        }
+        async fn push(&self, _: &Destination, _: &ExternalSecret) -> Result<(), SyncError> {
+            panic!("a connector bug");
+        }
+        async fn delete(&self, _: &Destination, _: &str) -> Result<(), SyncError> {
+            panic!("a connector bug");
+        }
+        async fn inspect(&self, _: &Destination) -> Result<Vec<ExternalSecret>, SyncError> {
+            panic!("a connector bug");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_connector_is_an_internal_error_not_a_dead_caller() {
+        let mut state = state(Connectors::from_list(vec![Arc::new(Panicking)]), None);
+        let mut s = state.connector_view();
+        let gh = || {
+            dest(
+                "gh",
+                r#"{"access_token":"x","repository_owner":"o","repository_name":"r"}"#,
+            )
+        };
+        let internal = |out: Result<(), wit::SyncError>| matches!(out, Err(wit::SyncError::Internal(m)) if m.contains("connector failed") && !m.contains("bug"));
+        assert!(internal(s.push(gh(), secret("A", "v")).await.unwrap()));
+        assert!(internal(s.push_new(gh(), secret("A", "v")).await.unwrap()));
+        assert!(internal(s.delete(gh(), "A".into()).await.unwrap()));
+        assert!(matches!(
+            s.inspect(gh()).await.unwrap(),
+            Err(wit::SyncError::Internal(_))
+        ));
+    }
+
     #[tokio::test]
     async fn authz_asks_the_callers_policies() {
+        let backend = backend();
+        let policies = PolicyStore::new(backend.clone());
+        let tokens = TokenStore::new(backend);
         let path = "my-kv/data/app/db".to_string();
-        let allowed = |caller: Option<Caller>| {
-            let path = path.clone();
+        let allowed = |policy: Option<&str>| {
+            let (path, policies, tokens) = (path.clone(), policies.clone(), tokens.clone());
+            let policy = policy.map(str::to_string);
             async move {
-                let mut state = state(Connectors::new(), caller);
-                state
-                    .authz_view()
-                    .allowed("read".into(), path)
+                let authority = match policy {
+                    Some(p) => Some(
+                        Authority::of(Namespace::root(), &caller(&p), &policies, &tokens)
+                            .await
+                            .unwrap(),
+                    ),
+                    None => None,
+                };
+                let mut state = state(Connectors::new(), authority);
+                let mut view = state.authz_view();
+                let read = view.allowed("read".into(), path.clone()).await.unwrap();
+                let exact = view
+                    .authorize(authz::Operation::Read, path, false)
                     .await
-                    .unwrap()
+                    .unwrap();
+                assert_eq!(read, exact);
+                read
             }
         };
-        assert!(allowed(Some(caller("root"))).await);
-        assert!(!allowed(Some(caller("default"))).await);
+        assert!(allowed(Some("root")).await);
+        assert!(!allowed(Some("default")).await);
         assert!(!allowed(None).await);
     }
 }
@@ -315,19 +411,53 @@ mod tests {
 mod bound_tests {
     use super::*;
 
+    fn within(ms: u64) -> Option<(Duration, Instant)> {
+        let bound = Duration::from_millis(ms);
+        Some((bound, Instant::now() + bound))
+    }
+
     #[tokio::test]
     async fn a_slow_inline_call_is_deferred_and_an_unbounded_one_waits() {
         let slow = || async {
             tokio::time::sleep(Duration::from_millis(200)).await;
             Ok(())
         };
-        let out = bounded(Some(Duration::from_millis(20)), slow()).await;
+        let out = bounded(within(20), slow()).await;
         assert!(matches!(out, Err(wit::SyncError::Deferred(m)) if m.contains("sync worker")));
         assert!(bounded(None, slow()).await.is_ok());
         let failing = async { Err(SyncError::ClientSide("no".into())) };
         assert!(matches!(
-            bounded(Some(Duration::from_secs(5)), failing).await,
+            bounded(within(5_000), failing).await,
             Err(wit::SyncError::ClientSide(_))
         ));
+    }
+
+    /// The calls of one request share its bound: once it has run out (a
+    /// secret with thousands of keys against a slow provider), no further
+    /// call is made, so the request answers within the bound.
+    #[tokio::test]
+    async fn the_inline_bound_is_shared_by_the_calls_of_a_request() {
+        let bound = within(20);
+        let slow = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok(())
+        };
+        assert!(matches!(
+            bounded(bound, slow).await,
+            Err(wit::SyncError::Deferred(_))
+        ));
+        let made = std::sync::atomic::AtomicBool::new(false);
+        let next = async {
+            made.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        };
+        assert!(matches!(
+            bounded(bound, next).await,
+            Err(wit::SyncError::Deferred(_))
+        ));
+        assert!(
+            !made.load(std::sync::atomic::Ordering::SeqCst),
+            "no call after the bound"
+        );
     }
 }

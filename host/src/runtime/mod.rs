@@ -6,17 +6,21 @@
 //!
 //! Limits per call: a memory cap (growing past it traps) and a CPU deadline that
 //! counts the guest's own running time only: time spent in host calls (storage
-//! and provider calls) is measured and not charged (see [`limits`]).
+//! and provider calls) is measured and not charged (see [`limits`]). An API
+//! request is bounded in wall-clock time too: its provider calls share the
+//! inline bound (past it they are deferred to the sync worker), and the whole
+//! call is stopped at `max_request_duration` and answered 503.
 //!
 //! Exports called: `api.handle` per HTTP request ([`Runtime::handle`]) and the
 //! sync worker's `sync.run` / `sync.reconcile` ([`Runtime::run_sync`],
 //! [`Runtime::reconcile`]), each in a fresh instance with the same limits.
 //!
 //! Imports: `storage` (the tenant's [`TenantStorage`]), `connector` (the shared
-//! [`Connectors`] registry), `authz` (the request's caller, decided by
-//! [`crate::auth::allowed`]) and `tokens` (the server's [`TokenStore`], scoped
-//! to the tenant's namespace and the caller), each implemented on its own
-//! borrowed view of the call's state (`state.rs`).
+//! [`Connectors`] registry), `authz` (decided on the request's
+//! [`crate::auth::Authority`]: the caller's compiled ACL), `policies` (the
+//! authority's namespace stores) and `tokens` (the server's [`TokenStore`],
+//! scoped to the tenant's namespace and the caller), each implemented on its
+//! own borrowed view of the call's state (`state.rs`).
 //!
 //! The generated bindings stay private to this module: callers exchange the
 //! host's records ([`Request`], [`Response`], [`SyncSettings`], [`RunReport`],
@@ -39,7 +43,7 @@ use anyhow::Context as _;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use crate::auth::{Caller, TokenStore};
+use crate::auth::{Authority, Caller, TokenStore};
 use crate::connectors::Connectors;
 use crate::storage::TenantStorage;
 pub use limits::Limits;
@@ -74,6 +78,9 @@ pub struct Runtime {
     /// How long a provider call made while answering an API request may take
     /// before it is left to the sync worker (the association shows `PENDING`).
     inline_bound: Duration,
+    /// How long a whole API request may take (guest and host time): past it,
+    /// the call is stopped and answered 503 (Vault's `max_request_duration`).
+    max_request_duration: Duration,
     warm: Arc<warm::WarmPool>,
     _ticker: Arc<limits::EpochTicker>,
     /// Tests only: a fixed clock and random stream instead of the host's.
@@ -82,6 +89,9 @@ pub struct Runtime {
 
 /// The default bound on provider calls made inline by an API request.
 pub const DEFAULT_INLINE_BOUND: Duration = Duration::from_secs(3);
+/// The default bound on a whole API request (Vault's default
+/// `max_request_duration`).
+pub const DEFAULT_MAX_REQUEST_DURATION: Duration = Duration::from_secs(90);
 
 /// The engine component built by `build.rs` for this binary.
 pub static ENGINE_COMPONENT: &[u8] = include_bytes!(env!("COMPONENT_WASM"));
@@ -122,6 +132,7 @@ impl Runtime {
             connectors,
             tokens: None,
             inline_bound: DEFAULT_INLINE_BOUND,
+            max_request_duration: DEFAULT_MAX_REQUEST_DURATION,
             _ticker: ticker,
             deterministic: None,
         })
@@ -137,6 +148,27 @@ impl Runtime {
     /// Sets the bound on provider calls made inline by API requests.
     pub fn with_inline_bound(mut self, bound: Duration) -> Self {
         self.inline_bound = bound;
+        self
+    }
+
+    /// The same engine and connectors with smaller per-call limits (the
+    /// memory cap is at most the engine's), and a pool of warm instances of
+    /// its own (none): how a test makes a sync run exceed its limits.
+    pub fn with_call_limits(&self, cpu: Duration, memory_bytes: usize) -> Runtime {
+        Runtime {
+            limits: Limits {
+                cpu,
+                memory_bytes: memory_bytes.min(self.limits.memory_bytes),
+                ..self.limits.clone()
+            },
+            warm: Arc::new(warm::WarmPool::new(0)),
+            ..self.clone()
+        }
+    }
+
+    /// Sets the bound on a whole API request (`max_request_duration`).
+    pub fn with_max_request_duration(mut self, bound: Duration) -> Self {
+        self.max_request_duration = bound;
         self
     }
 
@@ -156,19 +188,25 @@ impl Runtime {
     }
 
     /// Runs one API request in an instance of `storage`'s tenant, on behalf of
-    /// `req.caller` (what the `authz` import answers for): the response, and
-    /// what the request caused that the host must act on.
+    /// `req.caller` (the `authz` import answers with `req.authority`): the
+    /// response, and what the request caused that the host must act on.
     pub async fn handle(&self, storage: TenantStorage, req: Request) -> Result<Outcome, CallError> {
-        let (req, caller) = WitRequest::split(req);
+        let (req, caller, authority) = WitRequest::split(req);
+        let started = std::time::Instant::now();
         let mut w = self
-            .checkout(storage, caller, Some(self.inline_bound))
+            .checkout(storage, (caller, authority), Some(self.inline_bound))
             .await?;
-        let out = w
+        let left = self.max_request_duration.saturating_sub(started.elapsed());
+        let call = w
             .instance
             .kvsync_engine_api()
-            .call_handle(&mut w.store, req.record())
-            .await;
-        self.finish(w, out).map(records::outcome_from_wit)
+            .call_handle(&mut w.store, req.record());
+        match tokio::time::timeout(left, call).await {
+            Ok(out) => self.finish(w, out).map(records::outcome_from_wit),
+            // The call is dropped where it stood, its instance with it; a
+            // commit is atomic, so storage holds all of one or none of it.
+            Err(_) => Err(CallError::LimitExceeded("request duration")),
+        }
     }
 
     /// Runs the sync worker's `run` export in a fresh instance against
@@ -184,7 +222,7 @@ impl Runtime {
         limit: u32,
         settings: SyncSettings,
     ) -> Result<RunReport, CallError> {
-        let mut w = self.checkout(storage, None, None).await?;
+        let mut w = self.checkout(storage, (None, None), None).await?;
         let out = w
             .instance
             .kvsync_engine_sync()
@@ -203,7 +241,7 @@ impl Runtime {
     /// `storage` (no caller): queues associations whose destination copy is
     /// behind the secret and returns how many it queued.
     pub async fn reconcile(&self, storage: TenantStorage) -> Result<u32, CallError> {
-        let mut w = self.checkout(storage, None, None).await?;
+        let mut w = self.checkout(storage, (None, None), None).await?;
         let out = w
             .instance
             .kvsync_engine_sync()
@@ -217,12 +255,13 @@ impl Runtime {
         self.warm.idle_count()
     }
 
-    /// An instance for one call on behalf of `caller` against `storage`: a
-    /// warm one of the same tenant, readied for this call, or a fresh one.
+    /// An instance for one call on behalf of a caller (and its authority)
+    /// against `storage`: a warm one of the same tenant, readied for this
+    /// call, or a fresh one.
     async fn checkout(
         &self,
         storage: TenantStorage,
-        caller: Option<Caller>,
+        caller: (Option<Caller>, Option<Authority>),
         inline_bound: Option<Duration>,
     ) -> Result<warm::Warm, CallError> {
         if let Some(mut w) = self.warm.take(storage.prefix()) {
@@ -251,7 +290,7 @@ impl Runtime {
     /// A fresh instance that runs nothing and is kept until dropped: what an
     /// idle instance costs in memory (the benchmarks' P4 measure).
     pub async fn idle_instance(&self, storage: TenantStorage) -> Result<IdleInstance, CallError> {
-        let (store, instance) = self.instantiate(storage, None, None).await?;
+        let (store, instance) = self.instantiate(storage, (None, None), None).await?;
         Ok(IdleInstance {
             _held: warm::Warm::new(store, instance),
         })
@@ -262,7 +301,7 @@ impl Runtime {
     async fn instantiate(
         &self,
         storage: TenantStorage,
-        caller: Option<Caller>,
+        caller: (Option<Caller>, Option<Authority>),
         inline_bound: Option<Duration>,
     ) -> Result<(Store<State>, bindings::Engine), CallError> {
         let mut state = State::new(
@@ -322,8 +361,24 @@ fn classify(store: &Store<State>, err: wasmtime::Error, instantiating: bool) -> 
     CallError::Trap(format!("{err:?}"))
 }
 
-/// A request record for engine-internal calls (dev-mode setup).
-pub fn request(method: &str, path: &str, body: &[u8], caller: Option<Caller>) -> Request {
+/// The message of a caught panic (`""` when it carries none), for the log.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
+/// A request record for engine-internal calls (dev-mode setup), on behalf of
+/// `caller` with its `authority`.
+pub fn request(
+    method: &str,
+    path: &str,
+    body: &[u8],
+    caller: Option<(Caller, Authority)>,
+) -> Request {
+    let (caller, authority) = caller.unzip();
     Request {
         method: method.to_string(),
         path: path.to_string(),
@@ -331,6 +386,7 @@ pub fn request(method: &str, path: &str, body: &[u8], caller: Option<Caller>) ->
         headers: vec![("content-type".to_string(), "application/json".to_string())],
         body: body.to_vec(),
         caller,
+        authority,
     }
 }
 

@@ -10,7 +10,7 @@ use zeroize::Zeroize as _;
 
 use super::bindings::exports::kvsync::engine::sync as wit_sync;
 use super::bindings::kvsync::engine::types as wit;
-use crate::auth::Caller;
+use crate::auth::{Authority, Caller};
 
 /// One API request below `/v1/`, after the host has applied its transport
 /// limits and resolved the caller.
@@ -26,6 +26,10 @@ pub struct Request {
     pub body: Vec<u8>,
     /// `None` only on paths served without a token (`sys/health`).
     pub caller: Option<Caller>,
+    /// The caller's compiled ACL and its namespace's stores, which the
+    /// `authz` and `policies` imports answer with (`None`: no caller; the
+    /// engine may then do nothing that needs a capability).
+    pub authority: Option<Authority>,
 }
 
 /// The engine's answer to a [`Request`].
@@ -43,6 +47,7 @@ impl fmt::Debug for Request {
             .field("path", &self.path)
             .field("body_len", &self.body.len())
             .field("caller", &self.caller)
+            .field("authority", &self.authority)
             .finish_non_exhaustive()
     }
 }
@@ -110,8 +115,8 @@ pub struct RunReport {
 pub(super) struct WitRequest(wit::Request);
 
 impl WitRequest {
-    /// Splits `req` into the WIT record and the host's caller.
-    pub(super) fn split(req: Request) -> (Self, Option<Caller>) {
+    /// Splits `req` into the WIT record, and the host's caller and authority.
+    pub(super) fn split(req: Request) -> (Self, Option<Caller>, Option<Authority>) {
         let wit_caller = req.caller.as_ref().map(caller_to_wit);
         let wit_req = wit::Request {
             method: req.method,
@@ -121,7 +126,7 @@ impl WitRequest {
             body: req.body,
             caller: wit_caller,
         };
-        (WitRequest(wit_req), req.caller)
+        (WitRequest(wit_req), req.caller, req.authority)
     }
 
     pub(super) fn record(&self) -> &wit::Request {
@@ -207,8 +212,9 @@ mod tests {
             headers: vec![],
             body: b"{}".to_vec(),
             caller: Some(caller.clone()),
+            authority: None,
         };
-        let (wit_req, kept) = WitRequest::split(req);
+        let (wit_req, kept, _) = WitRequest::split(req);
         assert_eq!(kept, Some(caller));
         let record = wit_req.record();
         assert_eq!(record.path, "secret/data/a");
@@ -227,6 +233,7 @@ mod tests {
             headers: vec![],
             body: b"{\"data\":{\"password\":\"hunter2\"}}".to_vec(),
             caller: None,
+            authority: None,
         };
         assert!(!format!("{req:?}").contains("hunter2"));
         let resp = Response {

@@ -1,12 +1,15 @@
 //! The per-call store state, the borrowed view each import sees of it, and
-//! the host side of the `storage` and `authz` imports (the `connector` import
-//! is in [`super::connector`], `tokens` in [`super::tokens`]).
+//! the host side of the `storage`, `authz` and `policies` imports (the
+//! `connector` import is in [`super::connector`], `tokens` in
+//! [`super::tokens`]).
 //!
 //! Each import is implemented on a small view that borrows only what it
 //! needs (wasmtime's `HasData` pattern): `storage` the tenant's storage and
 //! the CPU meter, `connector` the registry, the meter and the inline bound,
-//! `authz` the caller, `tokens` the token store, the tenant's namespace, the
-//! caller and the meter. No import reaches the rest of the state.
+//! `authz` the request's authority (the caller's compiled ACL), `policies`
+//! the authority (its namespace's stores) and the meter, `tokens` the token
+//! store, the tenant's namespace, the caller, its ACL and the meter. No
+//! import reaches the rest of the state.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,9 +17,10 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{HasData, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::kvsync::engine::{authz, connector, storage as wit, tokens, types};
+use super::bindings::kvsync::engine::{authz, connector, policies, storage as wit, tokens, types};
 use super::limits::{CpuMeter, Limits, MemoryLimiter};
-use crate::auth::{Caller, TokenStore};
+use crate::auth::policy::Operation;
+use crate::auth::{Authority, Caller, PolicyStoreError, Subject, Token, TokenStore};
 use crate::connectors::Connectors;
 use crate::storage::{self, StorageError, TenantStorage};
 
@@ -31,11 +35,22 @@ pub struct State {
     /// Who made the request being handled (`None`: an unauthenticated path,
     /// or a sync run).
     caller: Option<Caller>,
+    /// What the caller may do, and its namespace's stores (`None` with no
+    /// caller: every `authz` question is answered no).
+    authority: Option<Authority>,
     pub cpu: CpuMeter,
     pub memory: MemoryLimiter,
-    /// Set while answering an API request: provider calls that take longer
-    /// are left to the sync worker (`deferred`).
+    /// Set while answering an API request: the provider calls of the request
+    /// share this much time; what does not finish in it (or starts after it)
+    /// is left to the sync worker (`deferred`).
     inline_bound: Option<Duration>,
+    /// When the request's inline bound runs out (set with it, at the call).
+    inline_deadline: Option<Instant>,
+}
+
+/// When a bound that starts now runs out (`None`: unbounded).
+fn deadline(bound: Option<Duration>) -> Option<Instant> {
+    bound.and_then(|b| Instant::now().checked_add(b))
 }
 
 impl State {
@@ -43,7 +58,7 @@ impl State {
         storage: TenantStorage,
         connectors: Arc<Connectors>,
         tokens: Option<TokenStore>,
-        caller: Option<Caller>,
+        (caller, authority): (Option<Caller>, Option<Authority>),
         inline_bound: Option<Duration>,
         limits: &Limits,
     ) -> Self {
@@ -56,26 +71,30 @@ impl State {
             connectors,
             tokens,
             caller,
+            authority,
             cpu: CpuMeter::new(limits.cpu),
             memory: MemoryLimiter::new(limits.memory_bytes),
             inline_bound,
+            inline_deadline: deadline(inline_bound),
         }
     }
 
     /// Readies the state for a call: the tenant's storage, the token store,
-    /// the caller, the bound on inline provider calls (the CPU meter is
+    /// the caller and its authority, the bound on inline provider calls (the CPU meter is
     /// re-armed with the store: [`super::limits::rearm`]).
     pub fn ready_for_call(
         &mut self,
         storage: TenantStorage,
         tokens: Option<TokenStore>,
-        caller: Option<Caller>,
+        (caller, authority): (Option<Caller>, Option<Authority>),
         inline_bound: Option<Duration>,
     ) {
         self.storage = storage;
         self.tokens = tokens;
         self.caller = caller;
+        self.authority = authority;
         self.inline_bound = inline_bound;
+        self.inline_deadline = deadline(inline_bound);
     }
 
     /// Replaces the WASI context (tests: [`super::deterministic`]).
@@ -105,12 +124,20 @@ impl State {
             connectors: &self.connectors,
             cpu: &self.cpu,
             inline_bound: self.inline_bound,
+            inline_deadline: self.inline_deadline,
         }
     }
 
     pub(super) fn authz_view(&mut self) -> AuthzView<'_> {
         AuthzView {
-            caller: self.caller.as_ref(),
+            authority: self.authority.as_ref(),
+        }
+    }
+
+    pub(super) fn policies_view(&mut self) -> PoliciesView<'_> {
+        PoliciesView {
+            authority: self.authority.as_ref(),
+            cpu: &self.cpu,
         }
     }
 
@@ -119,6 +146,7 @@ impl State {
             store: self.tokens.as_ref(),
             namespace: self.storage.tenant(),
             caller: self.caller.as_ref(),
+            acl: self.authority.as_ref().map(Authority::acl),
             cpu: &self.cpu,
         }
     }
@@ -137,19 +165,30 @@ pub struct ConnectorView<'a> {
     pub(super) connectors: &'a Connectors,
     pub(super) cpu: &'a CpuMeter,
     pub(super) inline_bound: Option<Duration>,
+    pub(super) inline_deadline: Option<Instant>,
 }
 
-/// What the `authz` import sees: the caller of the request.
+/// What the `authz` import sees: the request's authority.
 pub struct AuthzView<'a> {
-    caller: Option<&'a Caller>,
+    authority: Option<&'a Authority>,
+}
+
+/// What the `policies` import sees: the request's authority (its
+/// namespace's stores), and the meter its storage time is charged to as
+/// host time.
+pub struct PoliciesView<'a> {
+    authority: Option<&'a Authority>,
+    cpu: &'a CpuMeter,
 }
 
 /// What the `tokens` import sees: the token store, the namespace of the
-/// request's tenant, its caller, and the meter its time is charged to.
+/// request's tenant, its caller and the caller's ACL (for sudo), and the
+/// meter its time is charged to.
 pub struct TokensView<'a> {
     pub(super) store: Option<&'a TokenStore>,
     pub(super) namespace: &'a str,
     pub(super) caller: Option<&'a Caller>,
+    pub(super) acl: Option<&'a crate::auth::policy::Acl>,
     pub(super) cpu: &'a CpuMeter,
 }
 
@@ -166,6 +205,11 @@ impl HasData for ConnectorImport {
 struct AuthzImport;
 impl HasData for AuthzImport {
     type Data<'a> = AuthzView<'a>;
+}
+
+struct PoliciesImport;
+impl HasData for PoliciesImport {
+    type Data<'a> = PoliciesView<'a>;
 }
 
 struct TokensImport;
@@ -186,6 +230,7 @@ pub fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     wit::add_to_linker::<State, StorageImport>(linker, State::storage_view)?;
     connector::add_to_linker::<State, ConnectorImport>(linker, State::connector_view)?;
     authz::add_to_linker::<State, AuthzImport>(linker, State::authz_view)?;
+    policies::add_to_linker::<State, PoliciesImport>(linker, State::policies_view)?;
     tokens::add_to_linker::<State, TokensImport>(linker, State::tokens_view)?;
     Ok(())
 }
@@ -200,8 +245,137 @@ impl WasiView for State {
 }
 
 impl authz::Host for AuthzView<'_> {
+    async fn authorize(
+        &mut self,
+        operation: authz::Operation,
+        path: String,
+        sudo: bool,
+    ) -> wasmtime::Result<bool> {
+        let operation = match operation {
+            authz::Operation::Read => Operation::Read,
+            authz::Operation::List => Operation::List,
+            authz::Operation::Create => Operation::Create,
+            authz::Operation::Update => Operation::Update,
+            authz::Operation::Patch => Operation::Patch,
+            authz::Operation::Delete => Operation::Delete,
+        };
+        Ok(self
+            .authority
+            .is_some_and(|a| a.authorize(operation, &path, sudo)))
+    }
+
     async fn allowed(&mut self, capability: String, path: String) -> wasmtime::Result<bool> {
-        Ok(crate::auth::allowed(self.caller, &capability, &path))
+        Ok(self
+            .authority
+            .is_some_and(|a| a.allowed(&capability, &path)))
+    }
+
+    async fn can_reach(&mut self, prefix: String) -> wasmtime::Result<bool> {
+        Ok(self.authority.is_some_and(|a| a.can_reach(&prefix)))
+    }
+}
+
+fn policy_error(e: PolicyStoreError) -> policies::PolicyError {
+    match e {
+        PolicyStoreError::Invalid(m) => policies::PolicyError::BadRequest(m),
+        PolicyStoreError::Storage(e) => storage_policy_error(e),
+    }
+}
+
+fn storage_policy_error(e: StorageError) -> policies::PolicyError {
+    tracing::error!(error = %e, "policy storage failure");
+    policies::PolicyError::Unavailable("storage is unavailable; retry the request".to_string())
+}
+
+impl PoliciesView<'_> {
+    /// The authority, or the error every call gets without one (a request
+    /// without a caller, or a sync run).
+    fn authority(&self) -> Result<&Authority, policies::PolicyError> {
+        self.authority
+            .ok_or_else(|| policies::PolicyError::Forbidden("permission denied".to_string()))
+    }
+}
+
+impl policies::Host for PoliciesView<'_> {
+    async fn read(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<Option<policies::Policy>, policies::PolicyError>> {
+        let authority = match self.authority() {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        let started = Instant::now();
+        let out = authority.read_policy(&name).await;
+        self.cpu.charge_host(started.elapsed());
+        Ok(out
+            .map(|p| {
+                p.map(|p| policies::Policy {
+                    name: p.name,
+                    text: p.text,
+                })
+            })
+            .map_err(storage_policy_error))
+    }
+
+    async fn write(
+        &mut self,
+        name: String,
+        text: String,
+    ) -> wasmtime::Result<Result<(), policies::PolicyError>> {
+        let authority = match self.authority() {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        let started = Instant::now();
+        let out = authority.write_policy(&name, &text).await;
+        self.cpu.charge_host(started.elapsed());
+        Ok(out.map_err(policy_error))
+    }
+
+    async fn delete(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<(), policies::PolicyError>> {
+        let authority = match self.authority() {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        let started = Instant::now();
+        let out = authority.delete_policy(&name).await;
+        self.cpu.charge_host(started.elapsed());
+        Ok(out.map_err(policy_error))
+    }
+
+    async fn list(&mut self) -> wasmtime::Result<Result<Vec<String>, policies::PolicyError>> {
+        let authority = match self.authority() {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        let started = Instant::now();
+        let out = authority.list_policies().await;
+        self.cpu.charge_host(started.elapsed());
+        Ok(out.map_err(storage_policy_error))
+    }
+
+    async fn capabilities(
+        &mut self,
+        subject: policies::Subject,
+        paths: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<Vec<String>>, policies::PolicyError>> {
+        let authority = match self.authority() {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
+        };
+        let subject = match subject {
+            policies::Subject::Caller => Subject::Caller,
+            policies::Subject::Token(t) => Subject::Token(Token::new(t)),
+            policies::Subject::Accessor(a) => Subject::Accessor(a),
+        };
+        let started = Instant::now();
+        let out = authority.capabilities(subject, &paths).await;
+        self.cpu.charge_host(started.elapsed());
+        Ok(out.map_err(policy_error))
     }
 }
 

@@ -100,6 +100,7 @@ impl TokensView<'_> {
         let scope = Scope {
             namespace_id: self.namespace,
             caller: self.caller,
+            acl: self.acl,
         };
         let started = Instant::now();
         let out = op(store, scope).await;

@@ -1,10 +1,10 @@
 //! The composition root. Every part of a kvsync server is assembled here and
 //! nowhere else: the storage under its encryption barrier, the token store
-//! (and its sweep), the engine runtime with the destination connectors and
-//! the token store, the HTTP front's state, and the sync worker. `kvsync
-//! server` (from a config file, or in dev mode), `kvsync sync run`, the
-//! benchmarks and the tests all start from a [`Server`] (or, for a runtime
-//! alone, from [`engine`]).
+//! (and its sweep) and the policy store, the engine runtime with the
+//! destination connectors and the token store, the HTTP front's state, and
+//! the sync worker. `kvsync server` (from a config file, or in dev mode),
+//! `kvsync sync run`, the benchmarks and the tests all start from a
+//! [`Server`] (or, for a runtime alone, from [`engine`]).
 
 mod storage;
 
@@ -21,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 pub use storage::{Access, Initialized, in_use_message, init, load_key};
 
 use crate::auth::tokens::sweep::Sweeper;
-use crate::auth::{Caller, NewToken, TokenStore};
+use crate::auth::{Authority, Caller, Namespace, NewToken, PolicyStore, TokenStore};
 use crate::config::{Config, Listener};
 use crate::connectors::{ConnectorEnv, Connectors, DEFAULT_TIMEOUT};
 use crate::env::Env;
@@ -147,12 +147,12 @@ pub fn dev_listener(address: String) -> Listener {
 }
 
 /// The HTTP front's state: requests answered by `api` against `backend`,
-/// callers resolved by `tokens`; `sync_wake` is notified when a request
-/// queued sync work.
+/// callers resolved by `tokens` and authorized by `policies`; `sync_wake` is
+/// notified when a request queued sync work.
 pub fn http_state(
     api: Arc<dyn Api>,
     backend: SharedBackend,
-    tokens: TokenStore,
+    (tokens, policies): (TokenStore, PolicyStore),
     max_request_size: usize,
     sync_wake: Arc<Notify>,
 ) -> Arc<AppState> {
@@ -160,27 +160,41 @@ pub fn http_state(
         api,
         backend,
         tokens,
+        policies,
         max_request_size,
         sync_wake,
     })
 }
 
-/// Dev mode's storage: in memory, with its token store, a root token
+/// The identity stores of `backend`, with the root namespace's built-in
+/// policies created unless they exist (the first start of a storage).
+pub async fn identity(backend: &SharedBackend) -> anyhow::Result<(TokenStore, PolicyStore)> {
+    let policies = PolicyStore::new(backend.clone());
+    policies.ensure_builtins(&Namespace::root()).await?;
+    Ok((TokenStore::new(backend.clone()), policies))
+}
+
+/// Dev mode's storage: in memory, with its identity stores (the built-in
+/// policies), a root token
 /// (`root_token_id`, or a random one, returned to be shown) and KV-v2
 /// mounted at `secret/` through `api`, as any client would mount it.
 pub async fn dev_storage(
     api: &dyn Api,
     root_token_id: Option<String>,
-) -> anyhow::Result<(SharedBackend, TokenStore, NewToken)> {
+) -> anyhow::Result<(SharedBackend, (TokenStore, PolicyStore), NewToken)> {
     let backend = storage::in_memory().await?;
-    let tokens = TokenStore::new(backend.clone());
+    let (tokens, policies) = identity(&backend).await?;
     let root = tokens.create_root(root_token_id).await?;
-    let caller = tokens.resolve(root.token.clone()).await?;
+    let caller = tokens
+        .resolve(root.token.clone())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the root token just created is not found"))?;
+    let authority = Authority::of(Namespace::root(), &caller, &policies, &tokens).await?;
     let req = runtime::request(
         "POST",
         "sys/mounts/secret",
         br#"{"type":"kv","options":{"version":"2"},"description":"key/value secret storage"}"#,
-        caller,
+        Some((caller, authority)),
     );
     let resp = api
         .handle(TenantStorage::new(backend.clone(), ROOT_TENANT), req)
@@ -193,13 +207,16 @@ pub async fn dev_storage(
             String::from_utf8_lossy(&resp.body)
         );
     }
-    Ok((backend, tokens, root))
+    Ok((backend, (tokens, policies), root))
 }
 
 /// The assembled parts of a server of the root tenant.
 pub struct Server {
     backend: SharedBackend,
+    /// What the storage is, for the start-up banner.
+    storage_description: String,
     tokens: TokenStore,
+    policies: PolicyStore,
     runtime: Runtime,
     sync: SyncConfig,
     sync_wake: Arc<Notify>,
@@ -216,15 +233,17 @@ impl Server {
         options: Options,
         access: Access,
     ) -> anyhow::Result<Self> {
-        let backend = storage::open(config, config_path, env, access).await?;
+        let (backend, description) = storage::open(config, config_path, env, access).await?;
         let mut engine_options = EngineOptions::from_config(config, env);
         if let Some(n) = options.warm_instances {
             engine_options.limits.warm_instances = n;
         }
         let runtime = engine(&engine_options)?;
-        let tokens = TokenStore::new(backend.clone());
+        let (tokens, policies) = identity(&backend).await?;
         tokens.upgrade().await?;
-        Ok(Self::assemble(backend, tokens, runtime, options.sync))
+        let mut server = Self::assemble(backend, (tokens, policies), runtime, options.sync);
+        server.storage_description = description;
+        Ok(server)
     }
 
     /// Dev mode: in-memory storage, a root token (`root_token_id`, or a
@@ -243,37 +262,47 @@ impl Server {
             engine_options.limits.warm_instances = n;
         }
         let runtime = engine(&engine_options)?;
-        let (backend, tokens, root) = dev_storage(&runtime, root_token_id).await?;
-        Ok((Self::assemble(backend, tokens, runtime, options.sync), root))
+        let (backend, identity, root) = dev_storage(&runtime, root_token_id).await?;
+        Ok((
+            Self::assemble(backend, identity, runtime, options.sync),
+            root,
+        ))
     }
 
-    /// Empty in-memory storage (no tokens, nothing mounted) and an engine
-    /// built from `engine_options`: for tests.
+    /// Empty in-memory storage (no tokens, nothing mounted, the built-in
+    /// policies) and an engine built from `engine_options`: for tests.
     pub async fn in_memory(
         engine_options: &EngineOptions,
         sync: SyncConfig,
     ) -> anyhow::Result<Self> {
         let backend = storage::in_memory().await?;
         let runtime = engine(engine_options)?;
-        let tokens = TokenStore::new(backend.clone());
-        Ok(Self::assemble(backend, tokens, runtime, sync))
+        let identity = identity(&backend).await?;
+        Ok(Self::assemble(backend, identity, runtime, sync))
     }
 
     /// The parts of a server; the runtime's `tokens` import serves `tokens`
     /// (the store whose caller cache the HTTP front shares).
     fn assemble(
         backend: SharedBackend,
-        tokens: TokenStore,
+        (tokens, policies): (TokenStore, PolicyStore),
         runtime: Runtime,
         sync: SyncConfig,
     ) -> Self {
         Server {
             runtime: runtime.with_tokens(tokens.clone()),
             tokens,
+            policies,
             backend,
+            storage_description: "inmem".to_string(),
             sync,
             sync_wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// What the storage is: `redb (path: ...)`, `postgresql (...)` or `inmem`.
+    pub fn storage_description(&self) -> &str {
+        &self.storage_description
     }
 
     pub fn runtime(&self) -> &Runtime {
@@ -282,6 +311,10 @@ impl Server {
 
     pub fn tokens(&self) -> &TokenStore {
         &self.tokens
+    }
+
+    pub fn policies(&self) -> &PolicyStore {
+        &self.policies
     }
 
     /// The root tenant's storage.
@@ -295,16 +328,25 @@ impl Server {
         &self.sync_wake
     }
 
-    /// One API request through the engine, as `caller`.
+    /// One API request through the engine, as `caller` (with the authority
+    /// its policies give it in the root namespace).
     pub async fn call(
         &self,
         method: &str,
         path: &str,
         body: &[u8],
         caller: Option<Caller>,
-    ) -> Result<runtime::Outcome, CallError> {
+    ) -> anyhow::Result<runtime::Outcome> {
+        let caller = match caller {
+            Some(caller) => {
+                let authority =
+                    Authority::of(Namespace::root(), &caller, &self.policies, &self.tokens).await?;
+                Some((caller, authority))
+            }
+            None => None,
+        };
         let req = runtime::request(method, path, body, caller);
-        self.runtime.handle(self.storage(), req).await
+        Ok(self.runtime.handle(self.storage(), req).await?)
     }
 
     /// Starts the sync worker of the root tenant.
@@ -353,7 +395,7 @@ impl Server {
         let state = http_state(
             Arc::new(self.runtime.clone()),
             self.backend.clone(),
-            self.tokens.clone(),
+            (self.tokens.clone(), self.policies.clone()),
             listening.max_request_size,
             self.sync_wake.clone(),
         );

@@ -1,25 +1,29 @@
-//! The storage a server opens: the redb file (or memory) under the
-//! encryption barrier, and the key it is sealed with. `kvsync operator init`
-//! creates them; every other command opens them and checks the key.
+//! The storage a server opens: the redb file (or memory), or a PostgreSQL
+//! database, under the encryption barrier, and the key it is sealed with.
+//! `kvsync operator init` creates them; every other command opens them and
+//! checks the key.
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::auth::{NewToken, TokenStore};
-use crate::config::Config;
+use crate::auth::NewToken;
+use crate::config::{Config, PostgresStorage, Storage};
 use crate::env::{self, Env};
-use crate::storage::{Barrier, EncryptionKey, OpenError, RedbBackend, SharedBackend};
+use crate::storage::postgres::{self, ConnectOptions};
+use crate::storage::{
+    Backend, Barrier, EncryptionKey, OpenError, PostgresBackend, RedbBackend, SharedBackend,
+};
 
-/// How the storage file is opened.
+/// How the storage is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// By the server.
     Serve,
-    /// By a command that works on the storage itself (`sync run`): refused,
-    /// with advice, while a server holds it.
+    /// By a command that works on the storage itself (`sync run`): with
+    /// redb, refused, with advice, while a server holds the file.
     Offline,
 }
 
@@ -29,17 +33,24 @@ pub fn load_key(config: &Config, env: &Env) -> anyhow::Result<EncryptionKey> {
         return EncryptionKey::from_base64(b64.trim())
             .map_err(|e| anyhow::anyhow!("{}: {e}", env::ENCRYPTION_KEY));
     }
-    let text = std::fs::read_to_string(&config.encryption_key_file).map_err(|e| {
+    let file = key_file(config)?;
+    let text = std::fs::read_to_string(file).map_err(|e| {
         anyhow::anyhow!(
             "cannot read the encryption key file {} ({e}); set {} or run `kvsync operator init`",
-            config.encryption_key_file.display(),
+            file.display(),
             env::ENCRYPTION_KEY
         )
     })?;
-    EncryptionKey::from_base64(text.trim()).map_err(|e| {
+    EncryptionKey::from_base64(text.trim())
+        .map_err(|e| anyhow::anyhow!("encryption key file {}: {e}", file.display()))
+}
+
+/// The configured key file; PostgreSQL storage has no default one.
+fn key_file(config: &Config) -> anyhow::Result<&Path> {
+    config.encryption_key_file.as_deref().ok_or_else(|| {
         anyhow::anyhow!(
-            "encryption key file {}: {e}",
-            config.encryption_key_file.display()
+            "storage \"postgresql\" needs `encryption_key_file` in the config file, or the key in {}",
+            env::ENCRYPTION_KEY
         )
     })
 }
@@ -52,33 +63,102 @@ pub fn in_use_message(storage_dir: &Path) -> String {
     )
 }
 
+/// The settings of PostgreSQL storage: the stanza's, completed from the
+/// environment.
+fn postgres_settings(pg: &PostgresStorage, env: &Env) -> anyhow::Result<postgres::Settings> {
+    let connect = ConnectOptions::resolve(
+        pg.connection_url.as_deref().map(String::as_str),
+        &env.postgres,
+    )
+    .map_err(|e| anyhow::anyhow!("storage \"postgresql\": {e}"))?;
+    Ok(postgres::Settings {
+        connect,
+        table: pg.table.clone(),
+        max_parallel: pg.max_parallel,
+    })
+}
+
+/// Opens PostgreSQL storage; `create`: create or upgrade its schema.
+async fn open_postgres(
+    pg: &PostgresStorage,
+    env: &Env,
+    create: bool,
+    config_path: &Path,
+) -> anyhow::Result<PostgresBackend> {
+    let settings = postgres_settings(pg, env)?;
+    let where_ = format!(
+        "PostgreSQL storage (table {} at {})",
+        settings.table,
+        settings.connect.describe()
+    );
+    match PostgresBackend::open(&settings, create).await {
+        Ok(Some(backend)) => Ok(backend),
+        Ok(None) => Err(not_initialized(&where_, config_path)),
+        Err(e) => Err(anyhow::anyhow!("cannot open {where_}: {e}")),
+    }
+}
+
+fn not_initialized(where_: &str, config_path: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{where_} is not initialized: run `kvsync operator init --config {}` first",
+        config_path.display()
+    )
+}
+
 /// The configured storage, initialized and sealed with the key it was
-/// initialized with (`config_path` is named in the advice when it is not).
+/// initialized with (`config_path` is named in the advice when it is not),
+/// and a description of it for the start-up banner.
 pub async fn open(
     config: &Config,
     config_path: &Path,
     env: &Env,
     access: Access,
-) -> anyhow::Result<SharedBackend> {
+) -> anyhow::Result<(SharedBackend, String)> {
     let key = load_key(config, env)?;
-    let file = config.storage_file();
-    let cannot_open =
-        |e: &dyn std::fmt::Display| anyhow::anyhow!("cannot open storage {}: {e}", file.display());
-    let redb = match access {
-        Access::Serve => RedbBackend::open(&file).map_err(|e| cannot_open(&e))?,
-        Access::Offline => match RedbBackend::open_exclusive(&file) {
-            Ok(redb) => redb,
-            Err(OpenError::InUse(_)) => anyhow::bail!("{}", in_use_message(&config.storage_dir)),
-            Err(OpenError::Storage(e)) => return Err(cannot_open(&e)),
-        },
-    };
-    let barrier = Barrier::new(redb, key);
+    match &config.storage {
+        Storage::Redb { dir } => {
+            let file = dir.join(crate::config::STORAGE_FILE);
+            let cannot_open = |e: &dyn std::fmt::Display| {
+                anyhow::anyhow!("cannot open storage {}: {e}", file.display())
+            };
+            let redb = match access {
+                Access::Serve => RedbBackend::open(&file).map_err(|e| cannot_open(&e))?,
+                Access::Offline => match RedbBackend::open_exclusive(&file) {
+                    Ok(redb) => redb,
+                    Err(OpenError::InUse(_)) => anyhow::bail!("{}", in_use_message(dir)),
+                    Err(OpenError::Storage(e)) => return Err(cannot_open(&e)),
+                },
+            };
+            let where_ = format!("storage at {}", dir.display());
+            let backend = sealed(redb, key, &where_, config_path).await?;
+            Ok((backend, format!("redb (path: {})", dir.display())))
+        }
+        Storage::Postgres(pg) => {
+            let backend = open_postgres(pg, env, false, config_path).await?;
+            let description = format!(
+                "postgresql ({}, table: {})",
+                backend.describe(),
+                backend.table()
+            );
+            let where_ = format!("PostgreSQL storage ({description})");
+            Ok((
+                sealed(backend, key, &where_, config_path).await?,
+                description,
+            ))
+        }
+    }
+}
+
+/// `backend` under the barrier of `key`, once its initialization and key are checked.
+async fn sealed<B: Backend>(
+    backend: B,
+    key: EncryptionKey,
+    where_: &str,
+    config_path: &Path,
+) -> anyhow::Result<SharedBackend> {
+    let barrier = Barrier::new(backend, key);
     if !barrier.is_initialized().await? {
-        anyhow::bail!(
-            "storage at {} is not initialized: run `kvsync operator init --config {}` first",
-            config.storage_dir.display(),
-            config_path.display()
-        );
+        return Err(not_initialized(where_, config_path));
     }
     barrier.check_key().await?;
     Ok(Arc::new(barrier))
@@ -96,37 +176,83 @@ pub async fn in_memory() -> anyhow::Result<SharedBackend> {
 pub struct Initialized {
     /// The root token, to be shown once.
     pub root: NewToken,
-    /// The key came from `KVSYNC_ENCRYPTION_KEY` (no key file was written).
-    pub key_from_env: bool,
+    /// Where the key was written; `None`: it came from `KVSYNC_ENCRYPTION_KEY`.
+    pub key_file: Option<PathBuf>,
+    /// What was initialized (`redb (path: ...)`, or the PostgreSQL server,
+    /// table and schema version).
+    pub storage: String,
 }
 
-/// `kvsync operator init`: creates the storage, its encryption key (written
-/// to the key file with mode 0600, unless the environment supplies it) and
-/// the initial root token. Refused on storage that is already initialized.
+/// `kvsync operator init`: creates the storage (PostgreSQL: its schema, by
+/// the migrations), its encryption key (written to the key file with mode
+/// 0600, unless the environment supplies it) and the initial root token.
+/// Refused on storage that is already initialized.
 pub async fn init(config: &Config, env: &Env) -> anyhow::Result<Initialized> {
-    std::fs::create_dir_all(&config.storage_dir)
-        .with_context(|| format!("cannot create {}", config.storage_dir.display()))?;
     let key_from_env = env.encryption_key.is_some();
     let key = if key_from_env {
         load_key(config, env)?
     } else {
+        key_file(config)?;
         EncryptionKey::generate()?
     };
-    let redb = RedbBackend::open(&config.storage_file())?;
-    let barrier = Barrier::new(redb, key.clone());
+    match &config.storage {
+        Storage::Redb { dir } => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let redb = RedbBackend::open(&dir.join(crate::config::STORAGE_FILE))?;
+            let storage = format!("redb (path: {})", dir.display());
+            initialize(
+                redb,
+                key,
+                config,
+                key_from_env,
+                &format!("storage at {}", dir.display()),
+                storage,
+            )
+            .await
+        }
+        Storage::Postgres(pg) => {
+            let backend = open_postgres(pg, env, true, Path::new("-")).await?;
+            let storage = format!(
+                "postgresql ({}, table: {}, schema version {})",
+                backend.describe(),
+                backend.table(),
+                postgres::schema_version()
+            );
+            let where_ = format!("PostgreSQL storage ({storage})");
+            initialize(backend, key, config, key_from_env, &where_, storage).await
+        }
+    }
+}
+
+async fn initialize<B: Backend>(
+    backend: B,
+    key: EncryptionKey,
+    config: &Config,
+    key_from_env: bool,
+    where_: &str,
+    storage: String,
+) -> anyhow::Result<Initialized> {
+    let barrier = Barrier::new(backend, key.clone());
     if barrier.is_initialized().await? {
-        anyhow::bail!(
-            "storage at {} is already initialized",
-            config.storage_dir.display()
-        );
+        anyhow::bail!("{where_} is already initialized");
     }
-    if !key_from_env {
-        write_key_file(&config.encryption_key_file, &key)?;
-    }
+    let key_file = if key_from_env {
+        None
+    } else {
+        let file = key_file(config)?;
+        write_key_file(file, &key)?;
+        Some(file.to_path_buf())
+    };
     barrier.init_key_check().await?;
     let backend: SharedBackend = Arc::new(barrier);
-    let root = TokenStore::new(backend).create_root(None).await?;
-    Ok(Initialized { root, key_from_env })
+    let (tokens, _) = super::identity(&backend).await?;
+    let root = tokens.create_root(None).await?;
+    Ok(Initialized {
+        root,
+        key_file,
+        storage,
+    })
 }
 
 fn write_key_file(path: &Path, key: &EncryptionKey) -> anyhow::Result<()> {
@@ -150,7 +276,7 @@ fn write_key_file(path: &Path, key: &EncryptionKey) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    fn error(opened: anyhow::Result<SharedBackend>) -> String {
+    fn error(opened: anyhow::Result<(SharedBackend, String)>) -> String {
         match opened {
             Ok(_) => panic!("opened"),
             Err(e) => e.to_string(),
@@ -176,15 +302,15 @@ mod tests {
         assert!(e.contains("cannot read the encryption key file"), "{e}");
 
         let done = init(&config, &env).await.unwrap();
-        assert!(!done.key_from_env);
+        assert_eq!(done.key_file, config.encryption_key_file);
         assert!(done.root.token.expose().starts_with("hvs."));
-        assert!(config.encryption_key_file.exists());
+        assert!(config.encryption_key_file.as_ref().unwrap().exists());
         let e = init(&config, &env).await.unwrap_err();
         assert!(e.to_string().contains("already initialized"), "{e}");
 
         let held = open(&config, path, &env, Access::Serve).await.unwrap();
         let e = error(open(&config, path, &env, Access::Offline).await);
-        assert_eq!(e, in_use_message(&config.storage_dir));
+        assert_eq!(e, in_use_message(dir.path()));
         drop(held);
         open(&config, path, &env, Access::Offline).await.unwrap();
 

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::{Backend, Condition, Entry, Op, Page, StorageError};
+use super::{Backend, Changes, Condition, Entry, Op, Page, StorageError};
 
 /// Length of an [`EncryptionKey`] in bytes (AES-256).
 pub const KEY_LEN: usize = 32;
@@ -261,6 +261,10 @@ impl<B: Backend> Backend for Barrier<B> {
             });
         }
         self.inner.commit(conditions, sealed_ops).await
+    }
+
+    fn watch(&self) -> Option<Changes> {
+        self.inner.watch()
     }
 }
 

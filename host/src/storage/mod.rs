@@ -7,7 +7,15 @@
 //!   `tenants/<tenant>/`, so it can neither read nor write another tenant's records, nor the host's
 //!   own records (kept under `core/`).
 //! * [`Barrier`] — encryption at rest: values are sealed with AES-256-GCM, bound to their key.
-//! * [`RedbBackend`] — the embedded, crash-safe, transactional database (file or in-memory).
+//! * [`RedbBackend`] — the embedded, crash-safe, transactional database (file or in-memory), or
+//!   [`PostgresBackend`] — a PostgreSQL database several hosts share.
+//!
+//! Every backend passes one conformance suite (`tests/tests/storage_conformance.rs`).
+//!
+//! **Watching changes.** [`Backend::watch`] reports the keys every commit wrote, this process's
+//! commits before `commit` returns and (PostgreSQL) other hosts' commits as their notifications
+//! arrive. A host-side cache (token lookups, compiled policies) subscribes and drops what a
+//! [`Change`] names; see [`Change`] for what each report means.
 //!
 //! Secrets never leak through this module: no error message, log line or `Debug` output contains
 //! value bytes or key material.
@@ -16,12 +24,16 @@ use std::fmt;
 use std::sync::Arc;
 
 mod barrier;
+pub mod postgres;
 mod redb;
 mod tenant;
+mod watch;
 
 pub use self::barrier::{Barrier, EncryptionKey, KEY_CHECK_KEY, KEY_LEN};
+pub use self::postgres::PostgresBackend;
 pub use self::redb::{OpenError, RedbBackend};
 pub use self::tenant::{TenantStorage, tenant_prefix};
+pub use self::watch::{Change, Changes};
 
 /// Default page size of [`Backend::list`] when the caller passes `limit == 0`.
 pub const DEFAULT_LIST_LIMIT: u32 = 1000;
@@ -137,6 +149,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Commit versions are a global, strictly increasing counter persisted with the data (the
     /// first commit gets 1). Every successful commit takes a new version, even one with no ops.
     async fn commit(&self, conditions: Vec<Condition>, ops: Vec<Op>) -> Result<u64, StorageError>;
+
+    /// A feed of the changes committed from now on (see [`Change`]), or `None` when this
+    /// backend reports none (a view that is not the whole store). Full storage keys.
+    fn watch(&self) -> Option<Changes> {
+        None
+    }
 }
 
 /// A backend shared between the host and every tenant view.
@@ -160,6 +178,10 @@ impl<T: Backend + ?Sized> Backend for Arc<T> {
 
     async fn commit(&self, conditions: Vec<Condition>, ops: Vec<Op>) -> Result<u64, StorageError> {
         (**self).commit(conditions, ops).await
+    }
+
+    fn watch(&self) -> Option<Changes> {
+        (**self).watch()
     }
 }
 

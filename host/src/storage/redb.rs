@@ -14,7 +14,10 @@ use ::redb::backends::InMemoryBackend;
 use ::redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use zeroize::Zeroize;
 
-use super::{Backend, Condition, Entry, Op, Page, StorageError, effective_limit, prefix_successor};
+use super::watch::Feed;
+use super::{
+    Backend, Changes, Condition, Entry, Op, Page, StorageError, effective_limit, prefix_successor,
+};
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -35,6 +38,8 @@ pub enum OpenError {
 pub struct RedbBackend {
     db: Arc<Database>,
     in_memory: bool,
+    /// Every commit's keys, for [`Backend::watch`] (this process is the only writer).
+    feed: Feed,
 }
 
 impl fmt::Debug for RedbBackend {
@@ -106,6 +111,7 @@ impl RedbBackend {
         Ok(Self {
             db: Arc::new(db),
             in_memory,
+            feed: Feed::default(),
         })
     }
 }
@@ -225,9 +231,20 @@ impl Backend for RedbBackend {
     /// commit still runs to completion (or conflict) in the background.
     async fn commit(&self, conditions: Vec<Condition>, ops: Vec<Op>) -> Result<u64, StorageError> {
         let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || commit_blocking(&db, &conditions, ops))
+        let keys: Vec<String> = if self.feed.is_watched() {
+            ops.iter().map(|op| op.key().to_owned()).collect()
+        } else {
+            Vec::new()
+        };
+        let version = tokio::task::spawn_blocking(move || commit_blocking(&db, &conditions, ops))
             .await
-            .map_err(|_| StorageError::Unavailable("commit task failed".into()))?
+            .map_err(|_| StorageError::Unavailable("commit task failed".into()))??;
+        self.feed.committed(version, keys);
+        Ok(version)
+    }
+
+    fn watch(&self) -> Option<Changes> {
+        Some(self.feed.subscribe())
     }
 }
 
@@ -300,6 +317,8 @@ fn commit_blocking(
 
 #[cfg(test)]
 mod tests {
+    //! What only redb has: the file, its lock, durability across a crash. The contract itself
+    //! is proven on every backend by `tests/tests/storage_conformance.rs`.
     use super::*;
 
     fn put(key: &str, value: &[u8]) -> Op {
@@ -311,344 +330,6 @@ mod tests {
 
     fn del(key: &str) -> Op {
         Op::Delete { key: key.into() }
-    }
-
-    fn cond(key: &str, version: Option<u64>) -> Condition {
-        Condition {
-            key: key.into(),
-            version,
-        }
-    }
-
-    async fn put_all(db: &impl Backend, keys: &[&str]) {
-        let ops = keys.iter().map(|k| put(k, b"v")).collect();
-        db.commit(vec![], ops).await.unwrap();
-    }
-
-    async fn list_all(
-        db: &impl Backend,
-        prefix: &str,
-        delimiter: Option<char>,
-        limit: u32,
-    ) -> Vec<Vec<String>> {
-        let mut pages = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = db
-                .list(prefix, after.as_deref(), delimiter, limit)
-                .await
-                .unwrap();
-            assert!(page.keys.len() <= limit as usize);
-            pages.push(page.keys.clone());
-            match page.next {
-                Some(next) => {
-                    assert_eq!(Some(&next), page.keys.last());
-                    after = Some(next);
-                }
-                None => break,
-            }
-        }
-        pages
-    }
-
-    #[tokio::test]
-    async fn get_put_delete() {
-        let db = RedbBackend::in_memory().unwrap();
-        assert_eq!(db.get("a").await.unwrap(), None);
-
-        let v1 = db.commit(vec![], vec![put("a", b"one")]).await.unwrap();
-        assert_eq!(v1, 1);
-        assert_eq!(
-            db.get("a").await.unwrap(),
-            Some(Entry {
-                value: b"one".to_vec(),
-                version: 1
-            })
-        );
-
-        let v2 = db.commit(vec![], vec![put("a", b"two")]).await.unwrap();
-        assert_eq!(db.get("a").await.unwrap().unwrap().value, b"two");
-        assert_eq!(db.get("a").await.unwrap().unwrap().version, v2);
-
-        db.commit(vec![], vec![del("a")]).await.unwrap();
-        assert_eq!(db.get("a").await.unwrap(), None);
-        // Deleting an absent key is fine.
-        db.commit(vec![], vec![del("a")]).await.unwrap();
-
-        // Empty values are values.
-        db.commit(vec![], vec![put("e", b"")]).await.unwrap();
-        assert_eq!(db.get("e").await.unwrap().unwrap().value, b"");
-    }
-
-    #[tokio::test]
-    async fn ops_apply_in_order() {
-        let db = RedbBackend::in_memory().unwrap();
-        let v = db
-            .commit(
-                vec![],
-                vec![put("a", b"1"), del("a"), put("b", b"1"), put("b", b"2")],
-            )
-            .await
-            .unwrap();
-        assert_eq!(db.get("a").await.unwrap(), None);
-        assert_eq!(
-            db.get("b").await.unwrap(),
-            Some(Entry {
-                value: b"2".to_vec(),
-                version: v
-            })
-        );
-    }
-
-    #[tokio::test]
-    async fn cas_conflicts_write_nothing() {
-        let db = RedbBackend::in_memory().unwrap();
-        let v1 = db
-            .commit(vec![cond("a", None)], vec![put("a", b"one")])
-            .await
-            .unwrap();
-
-        // must-not-exist when present
-        let err = db
-            .commit(vec![cond("a", None)], vec![put("a", b"x"), put("b", b"x")])
-            .await
-            .unwrap_err();
-        assert!(matches!(err, StorageError::Conflict), "{err:?}");
-
-        // wrong version
-        let err = db
-            .commit(
-                vec![cond("a", Some(v1 + 100))],
-                vec![put("a", b"x"), put("b", b"x")],
-            )
-            .await
-            .unwrap_err();
-        assert!(matches!(err, StorageError::Conflict), "{err:?}");
-
-        // a version on an absent key
-        let err = db
-            .commit(vec![cond("zz", Some(v1))], vec![put("b", b"x")])
-            .await
-            .unwrap_err();
-        assert!(matches!(err, StorageError::Conflict), "{err:?}");
-
-        // one failing condition among passing ones
-        let err = db
-            .commit(
-                vec![cond("a", Some(v1)), cond("b", Some(1))],
-                vec![put("b", b"x")],
-            )
-            .await
-            .unwrap_err();
-        assert!(matches!(err, StorageError::Conflict), "{err:?}");
-
-        // Nothing was written, and no version was consumed.
-        assert_eq!(db.get("b").await.unwrap(), None);
-        assert_eq!(db.get("a").await.unwrap().unwrap().value, b"one");
-        assert_eq!(db.get("a").await.unwrap().unwrap().version, v1);
-
-        // correct version succeeds
-        let v2 = db
-            .commit(
-                vec![cond("a", Some(v1)), cond("b", None)],
-                vec![put("a", b"two")],
-            )
-            .await
-            .unwrap();
-        assert_eq!(v2, v1 + 1);
-        assert_eq!(db.get("a").await.unwrap().unwrap().version, v2);
-    }
-
-    #[tokio::test]
-    async fn commit_versions_strictly_increase() {
-        let db = RedbBackend::in_memory().unwrap();
-        let mut last = 0;
-        for i in 0..20u32 {
-            let ops = if i % 3 == 0 {
-                vec![]
-            } else {
-                vec![put(&format!("k{i}"), b"v")]
-            };
-            let v = db.commit(vec![], ops).await.unwrap();
-            assert!(v > last, "{v} <= {last}");
-            last = v;
-        }
-        assert_eq!(last, 20);
-    }
-
-    #[tokio::test]
-    async fn concurrent_commits_get_distinct_versions() {
-        let db = Arc::new(RedbBackend::in_memory().unwrap());
-        let mut tasks = Vec::new();
-        for i in 0..16 {
-            let db = Arc::clone(&db);
-            tasks.push(tokio::spawn(async move {
-                db.commit(vec![], vec![put(&format!("k{i}"), b"v")])
-                    .await
-                    .unwrap()
-            }));
-        }
-        let mut versions = Vec::new();
-        for task in tasks {
-            versions.push(task.await.unwrap());
-        }
-        versions.sort_unstable();
-        assert_eq!(versions, (1..=16).collect::<Vec<u64>>());
-    }
-
-    #[tokio::test]
-    async fn list_paging() {
-        let db = RedbBackend::in_memory().unwrap();
-        put_all(
-            &db,
-            &["p/a", "p/b", "p/c", "p/d", "p/e", "o/x", "q/x", "p", "pp/x"],
-        )
-        .await;
-
-        let page = db.list("p/", None, None, 0).await.unwrap();
-        assert_eq!(page.keys, ["a", "b", "c", "d", "e"]);
-        assert_eq!(page.next, None);
-
-        let page = db.list("p/", None, None, 2).await.unwrap();
-        assert_eq!(page.keys, ["a", "b"]);
-        assert_eq!(page.next.as_deref(), Some("b"));
-        let page = db.list("p/", Some("b"), None, 2).await.unwrap();
-        assert_eq!(page.keys, ["c", "d"]);
-        assert_eq!(page.next.as_deref(), Some("d"));
-        let page = db.list("p/", Some("d"), None, 2).await.unwrap();
-        assert_eq!(page.keys, ["e"]);
-        assert_eq!(page.next, None);
-
-        // exactly `limit` keys left: no `next`
-        let page = db.list("p/", Some("c"), None, 2).await.unwrap();
-        assert_eq!(page.keys, ["d", "e"]);
-        assert_eq!(page.next, None);
-
-        // `after` need not be an existing key
-        let page = db.list("p/", Some("bb"), None, 10).await.unwrap();
-        assert_eq!(page.keys, ["c", "d", "e"]);
-        let page = db.list("p/", Some("e"), None, 10).await.unwrap();
-        assert!(page.keys.is_empty());
-        assert_eq!(page.next, None);
-
-        // empty prefix lists everything, in byte order
-        let page = db.list("", None, None, 100).await.unwrap();
-        assert_eq!(
-            page.keys,
-            ["o/x", "p", "p/a", "p/b", "p/c", "p/d", "p/e", "pp/x", "q/x"]
-        );
-
-        // nothing under an unknown prefix
-        let page = db.list("nope/", None, None, 10).await.unwrap();
-        assert_eq!(page, Page::default());
-
-        assert_eq!(
-            list_all(&db, "p/", None, 1).await.concat(),
-            ["a", "b", "c", "d", "e"]
-        );
-    }
-
-    #[tokio::test]
-    async fn list_limit_is_capped() {
-        let db = RedbBackend::in_memory().unwrap();
-        let keys: Vec<String> = (0..10_005).map(|i| format!("k/{i:05}")).collect();
-        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        put_all(&db, &refs).await;
-        let page = db.list("k/", None, None, 0).await.unwrap();
-        assert_eq!(page.keys.len(), 1000);
-        let page = db.list("k/", None, None, u32::MAX).await.unwrap();
-        assert_eq!(page.keys.len(), 10_000);
-        assert_eq!(page.next.as_deref(), Some("09999"));
-    }
-
-    #[tokio::test]
-    async fn list_delimiter_folding() {
-        let db = RedbBackend::in_memory().unwrap();
-        put_all(&db, &["a", "b/c", "b/d", "e"]).await;
-        let page = db.list("", None, Some('/'), 0).await.unwrap();
-        assert_eq!(page.keys, ["a", "b/", "e"]);
-        assert_eq!(page.next, None);
-
-        let db = RedbBackend::in_memory().unwrap();
-        put_all(
-            &db,
-            &[
-                "x/a",
-                "x/b/1",
-                "x/b/2",
-                "x/b/3/deep",
-                "x/b0",
-                "x/c",
-                "x/d/1",
-                "x/d/2",
-                "x/e/",
-                "x/f",
-                "y/z",
-            ],
-        )
-        .await;
-
-        let all = ["a", "b/", "b0", "c", "d/", "e/", "f"];
-        let page = db.list("x/", None, Some('/'), 0).await.unwrap();
-        assert_eq!(page.keys, all);
-        assert_eq!(page.next, None);
-
-        // paging across folded groups, every page size
-        for limit in 1..=8 {
-            let pages = list_all(&db, "x/", Some('/'), limit).await;
-            assert_eq!(pages.concat(), all, "limit {limit}");
-        }
-
-        // a page ending on a folded group continues after the group
-        let page = db.list("x/", None, Some('/'), 2).await.unwrap();
-        assert_eq!(page.keys, ["a", "b/"]);
-        assert_eq!(page.next.as_deref(), Some("b/"));
-        let page = db.list("x/", Some("b/"), Some('/'), 2).await.unwrap();
-        assert_eq!(page.keys, ["b0", "c"]);
-        assert_eq!(page.next.as_deref(), Some("c"));
-
-        // `after` inside a group skips the rest of the group
-        let page = db.list("x/", Some("b/1"), Some('/'), 10).await.unwrap();
-        assert_eq!(page.keys, ["b0", "c", "d/", "e/", "f"]);
-        // ...but without a delimiter it is a plain key
-        let page = db.list("x/", Some("b/1"), None, 2).await.unwrap();
-        assert_eq!(page.keys, ["b/2", "b/3/deep"]);
-
-        // folding is relative to the prefix
-        let page = db.list("x/b/", None, Some('/'), 0).await.unwrap();
-        assert_eq!(page.keys, ["1", "2", "3/"]);
-
-        // a non-'/' and multi-byte delimiter
-        let db = RedbBackend::in_memory().unwrap();
-        put_all(&db, &["a.b", "a.c", "aé1", "aé2", "b"]).await;
-        let page = db.list("", None, Some('.'), 0).await.unwrap();
-        assert_eq!(page.keys, ["a.", "aé1", "aé2", "b"]);
-        let page = db.list("", None, Some('é'), 0).await.unwrap();
-        assert_eq!(page.keys, ["a.b", "a.c", "aé", "b"]);
-        assert_eq!(
-            list_all(&db, "", Some('é'), 1).await.concat(),
-            ["a.b", "a.c", "aé", "b"]
-        );
-
-        // delimiter char::MAX has no successor code point: the group still ends the listing
-        // correctly (seeks to the successor of the prefix part)
-        let db = RedbBackend::in_memory().unwrap();
-        put_all(&db, &["a\u{10FFFF}1", "a\u{10FFFF}2", "b"]).await;
-        let page = db.list("", None, Some('\u{10FFFF}'), 0).await.unwrap();
-        assert_eq!(page.keys, ["a\u{10FFFF}", "b"]);
-    }
-
-    #[tokio::test]
-    async fn list_skips_large_groups_quickly() {
-        // A folded group of many members costs one seek, not a scan: list pages stay small
-        // whatever the group size. (Checks behaviour; the seek is visible in the implementation.)
-        let db = RedbBackend::in_memory().unwrap();
-        let keys: Vec<String> = (0..5000).map(|i| format!("big/{i:04}")).collect();
-        let mut refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        refs.extend(["a", "z"]);
-        put_all(&db, &refs).await;
-        let pages = list_all(&db, "", Some('/'), 1).await;
-        assert_eq!(pages.concat(), ["a", "big/", "z"]);
     }
 
     #[tokio::test]

@@ -1,7 +1,7 @@
 //! The P1 baseline: the engine's request path compiled natively and called
 //! directly — the same `kvsync_component::handle` the wasm component runs —
 //! behind the host's own HTTP front ([`kvsync::http::Api`]), with the host's
-//! storage (redb under the AES-GCM barrier, tenant prefix) and ACL.
+//! storage (redb under the AES-GCM barrier, tenant prefix), ACL and policies.
 //!
 //! It is a measuring instrument, not a server: no sandbox, no limits, no
 //! destination connectors (a provider call answers an internal error) and no
@@ -12,15 +12,18 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use kvsync::auth::Caller;
+use kvsync::auth::policy::Operation as HostOperation;
+use kvsync::auth::{Authority, PolicyStoreError, Subject as HostSubject, Token};
 use kvsync::http::Api;
 use kvsync::runtime::{self, CallError};
 use kvsync::storage::{self as host, TenantStorage};
 use kvsync_component::api;
+use kvsync_component::api::Operation;
 use kvsync_component::authz::Authz;
 use kvsync_component::connector::{Connector, DestinationRef, ExternalSecret, SyncError};
 use kvsync_component::effects::SyncDue;
 use kvsync_component::env::Env;
+use kvsync_component::policies::{Policies, PolicyError, PolicyText, Subject};
 use kvsync_component::storage::{self as guest, Storage};
 use kvsync_component::tokens::{CreateRequest, Issued, Target, TokenError, TokenInfo, Tokens};
 
@@ -35,12 +38,13 @@ impl Api for NativeApi {
         req: runtime::Request,
     ) -> Result<runtime::Outcome, CallError> {
         let storage = NativeStorage(storage);
-        let (req, caller) = to_engine(req);
-        let authz = NativeAuthz(caller);
+        let (req, authority) = to_engine(req);
+        let authority = NativeAuthority(authority);
         let env = Env {
             storage: &storage,
             connector: &NoConnector,
-            authz: &authz,
+            authz: &authority,
+            policies: &authority,
             tokens: &NoTokens,
         };
         let out = kvsync_component::handle(&env, req);
@@ -62,8 +66,8 @@ impl Api for NativeApi {
 }
 
 /// The engine's request, with a copy of the caller (as the wasm runtime
-/// gives the guest one), and the host's caller for the ACL.
-fn to_engine(req: runtime::Request) -> (api::Request, Option<Caller>) {
+/// gives the guest one), and the host's authority for the imports.
+fn to_engine(req: runtime::Request) -> (api::Request, Option<Authority>) {
     let engine_caller = req.caller.as_ref().map(|c| api::Caller {
         token: c.token.expose().to_owned(),
         accessor: c.accessor.clone(),
@@ -80,7 +84,7 @@ fn to_engine(req: runtime::Request) -> (api::Request, Option<Caller>) {
         body: req.body,
         caller: engine_caller,
     };
-    (engine_req, req.caller)
+    (engine_req, req.authority)
 }
 
 /// Runs a storage future to completion from the engine's synchronous code: a
@@ -156,11 +160,80 @@ impl Storage for NativeStorage {
     }
 }
 
-struct NativeAuthz(Option<Caller>);
+/// The `authz` and `policies` imports, answered by the request's authority.
+struct NativeAuthority(Option<Authority>);
 
-impl Authz for NativeAuthz {
+impl Authz for NativeAuthority {
+    fn authorize(&self, operation: Operation, path: &str, sudo: bool) -> bool {
+        let operation = match operation {
+            Operation::Read | Operation::Header => HostOperation::Read,
+            Operation::List => HostOperation::List,
+            Operation::Create => HostOperation::Create,
+            Operation::Update => HostOperation::Update,
+            Operation::Patch => HostOperation::Patch,
+            Operation::Delete => HostOperation::Delete,
+        };
+        self.0
+            .as_ref()
+            .is_some_and(|a| a.authorize(operation, path, sudo))
+    }
+
     fn allowed(&self, capability: &str, path: &str) -> bool {
-        kvsync::auth::allowed(self.0.as_ref(), capability, path)
+        self.0.as_ref().is_some_and(|a| a.allowed(capability, path))
+    }
+
+    fn can_reach(&self, prefix: &str) -> bool {
+        self.0.as_ref().is_some_and(|a| a.can_reach(prefix))
+    }
+}
+
+fn auth_error(e: PolicyStoreError) -> PolicyError {
+    match e {
+        PolicyStoreError::Invalid(m) => PolicyError::BadRequest(m),
+        PolicyStoreError::Storage(e) => PolicyError::Unavailable(e.to_string()),
+    }
+}
+
+impl NativeAuthority {
+    fn get(&self) -> Result<&Authority, PolicyError> {
+        self.0
+            .as_ref()
+            .ok_or_else(|| PolicyError::Forbidden("permission denied".into()))
+    }
+}
+
+impl Policies for NativeAuthority {
+    fn read(&self, name: &str) -> Result<Option<PolicyText>, PolicyError> {
+        let read = wait(self.get()?.read_policy(name)).map_err(|e| auth_error(e.into()))?;
+        Ok(read.map(|p| PolicyText {
+            name: p.name,
+            text: p.text,
+        }))
+    }
+
+    fn write(&self, name: &str, text: &str) -> Result<(), PolicyError> {
+        wait(self.get()?.write_policy(name, text)).map_err(auth_error)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), PolicyError> {
+        wait(self.get()?.delete_policy(name)).map_err(auth_error)
+    }
+
+    fn list(&self) -> Result<Vec<String>, PolicyError> {
+        wait(self.get()?.list_policies()).map_err(|e| auth_error(e.into()))
+    }
+
+    fn capabilities(
+        &self,
+        subject: &Subject,
+        paths: &[String],
+    ) -> Result<Vec<Vec<String>>, PolicyError> {
+        let subject = match subject {
+            Subject::Caller => HostSubject::Caller,
+            Subject::Token(t) => HostSubject::Token(Token::new(t.clone())),
+            Subject::Accessor(a) => HostSubject::Accessor(a.clone()),
+        };
+        wait(self.get()?.capabilities(subject, paths)).map_err(auth_error)
     }
 }
 

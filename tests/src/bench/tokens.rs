@@ -12,6 +12,7 @@
 
 use std::hint::black_box;
 
+use kvsync::auth::policy::{Acl, root_policy};
 use kvsync::auth::tokens::CreateRequest;
 use kvsync::auth::tokens::Scope;
 use kvsync::auth::{Caller, Token, TokenStore};
@@ -48,9 +49,11 @@ impl Lookups {
             .resolve(root.clone())
             .await?
             .ok_or_else(|| anyhow::anyhow!("the root token does not resolve"))?;
+        let root_acl = Acl::new("", [&root_policy()]);
         let scope = Scope {
             namespace_id: "root",
             caller: Some(&caller),
+            acl: Some(&root_acl),
         };
         let limited = store
             .create(

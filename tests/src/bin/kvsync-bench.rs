@@ -139,13 +139,13 @@ async fn native_server(flags: &Flags) -> anyhow::Result<ExitCode> {
     use kvsync::http::{self, DEFAULT_MAX_REQUEST_SIZE};
     use kvsync::server;
 
-    let (backend, tokens, _root) =
+    let (backend, identity, _root) =
         server::dev_storage(&native::NativeApi, Some("root".into())).await?;
     let (listener, addr) = http::bind(flags.get("--listen").unwrap_or("127.0.0.1:0")).await?;
     let state = server::http_state(
         Arc::new(native::NativeApi),
         backend,
-        tokens,
+        identity,
         DEFAULT_MAX_REQUEST_SIZE,
         Arc::new(tokio::sync::Notify::new()),
     );

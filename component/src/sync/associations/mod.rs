@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use crate::api::Reply;
+use crate::env::Env;
 use crate::error::{ApiError, ApiResult};
 use crate::framework::{Call, FieldSpec, Fields};
 use crate::kv;
@@ -149,6 +150,22 @@ fn body(tx: &mut Tx, kind: &str, name: &str, touched: &[(String, String)]) -> Ap
     }))
 }
 
+/// The caller must be allowed to read the secret (`read` on
+/// `<mount>/data/<secret_name>`) to sync it or to see what syncing it wrote.
+pub fn check_secret_read(env: &Env, mount: &str, secret_name: &str) -> ApiResult<()> {
+    let mount = mount.trim_matches('/');
+    if env
+        .authz
+        .allowed("read", &format!("{mount}/data/{secret_name}"))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "permission denied to read the content of the secret {secret_name} in mount {mount}"
+        )))
+    }
+}
+
 /// `POST .../associations/set`: creates the association, or refreshes it
 /// (re-sync with the destination's current template and granularity).
 pub fn set(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
@@ -163,15 +180,7 @@ pub fn set(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
     let table = MountTable::load(tx)?;
     let mount = kv_mount(&table, &target.mount)?;
     let secret_name = target.secret_name.as_str();
-    if !env
-        .authz
-        .allowed("read", &format!("{}/data/{secret_name}", target.mount))
-    {
-        return Err(ApiError::Forbidden(format!(
-            "permission denied to read the content of the secret {secret_name} in mount {}",
-            target.mount
-        )));
-    }
+    check_secret_read(env, &target.mount, secret_name)?;
     let mount_path = mount.path.trim_end_matches('/').to_string();
     let template = dest.template()?;
     let mut record = match Association::load(tx, kind, name, &mount.accessor, secret_name)? {

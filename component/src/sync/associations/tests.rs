@@ -426,10 +426,10 @@ fn a_failed_delete_of_a_renamed_object_is_retried() {
 
 #[test]
 fn set_needs_read_permission_on_the_secret() {
-    let mut t = T::new();
+    let t = T::new();
     t.put("app/db", json!({"a": "1"}));
     t.dest("t1", Granularity::SecretPath, None);
-    t.f.authz.0 = false;
+    t.f.authz.deny("read", "secret/data/app/db");
     let (s, b) = t.set("t1", "secret", "app/db");
     assert_eq!(s, 403);
     assert_eq!(

@@ -11,12 +11,15 @@ use super::{DestinationType, Granularity};
 const FIELDS: &[FieldSpec] = &[
     FieldSpec::string("access_key_id")
         .sensitive()
+        .credential()
         .describe("Access key ID of an IAM user; the server's credential chain when unset."),
     FieldSpec::string("secret_access_key")
         .sensitive()
+        .credential()
         .describe("Secret access key that goes with access_key_id."),
     FieldSpec::string("region")
         .immutable()
+        .endpoint()
         .describe("AWS region of the secrets; the server's region when unset."),
     FieldSpec::string("role_arn")
         .describe("ARN of an IAM role to assume; it may change only within the same account."),
@@ -40,6 +43,7 @@ pub const TYPE: DestinationType = DestinationType {
     cloud: true,
     fields: FIELDS,
     rules,
+    reads: &[],
 };
 
 fn rules(_tx: &mut Tx, new: &Details, old: Option<&Details>) -> ApiResult<()> {

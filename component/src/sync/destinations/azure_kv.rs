@@ -18,6 +18,7 @@ const FIELDS: &[FieldSpec] = &[
     FieldSpec::string("key_vault_uri")
         .required()
         .immutable()
+        .endpoint()
         .check(Check::HttpUrl)
         .describe("URI of the key vault, like https://myvault.vault.azure.net."),
     FieldSpec::string("client_id")
@@ -25,6 +26,7 @@ const FIELDS: &[FieldSpec] = &[
         .describe("Client ID of the application registration that writes the secrets."),
     FieldSpec::string("client_secret")
         .sensitive()
+        .credential()
         .describe("Client secret of the application registration."),
     FieldSpec::string("tenant_id")
         .required()
@@ -32,6 +34,7 @@ const FIELDS: &[FieldSpec] = &[
         .describe("Directory (tenant) ID of the application registration."),
     FieldSpec::string("cloud")
         .immutable()
+        .endpoint()
         .default(Preset::Str("AzurePublicCloud"))
         .check(Check::OneOf(CLOUDS))
         .describe("Azure cloud of the key vault."),
@@ -50,6 +53,7 @@ pub const TYPE: DestinationType = DestinationType {
     cloud: true,
     fields: FIELDS,
     rules,
+    reads: &[],
 };
 
 /// A client secret, or workload identity federation, or neither (managed identity).

@@ -10,8 +10,12 @@ use super::schema::{self, Details};
 use super::{DestinationType, Granularity};
 
 const FIELDS: &[FieldSpec] = &[
+    // The key file names its own token endpoint (`token_uri`), where the
+    // signed assertion goes: it is an endpoint as much as a credential.
     FieldSpec::string("credentials")
         .sensitive()
+        .credential()
+        .endpoint()
         .check(Check::JsonObject)
         .describe(
             "JSON key file of a service account; application default credentials when unset.",
@@ -47,6 +51,7 @@ pub const TYPE: DestinationType = DestinationType {
     cloud: true,
     fields: FIELDS,
     rules,
+    reads: &[],
 };
 
 /// Automatic replication (`kms_key_id`, `global_kms_key`) excludes user-managed

@@ -19,8 +19,12 @@ use super::{DestinationType, Granularity};
 const FIELDS: &[FieldSpec] = &[
     FieldSpec::string("access_token")
         .sensitive()
+        .credential()
         .describe("Personal access token that writes the secrets."),
+    // The App's private key is the credential: naming it again is what
+    // re-enters it (and what the App's access check sees).
     FieldSpec::string("app_name")
+        .credential()
         .read_under("app_config")
         .describe(
             "GitHub App registered at sys/sync/github-apps to authenticate as, instead of a token.",
@@ -29,6 +33,7 @@ const FIELDS: &[FieldSpec] = &[
         .check(Check::Positive)
         .describe("Installation ID of the GitHub App; required with app_name."),
     FieldSpec::string("enterprise_url")
+        .endpoint()
         .check(Check::HttpUrl)
         .describe("Base URL of a GitHub Enterprise Server; github.com when unset."),
     FieldSpec::string("secrets_location")
@@ -67,6 +72,8 @@ pub const TYPE: DestinationType = DestinationType {
     cloud: false,
     fields: FIELDS,
     rules,
+    // Binding a destination to a GitHub App needs `read` on the app.
+    reads: &[("app_name", "sys/sync/github-apps/")],
 };
 
 fn rules(tx: &mut Tx, new: &Details, _old: Option<&Details>) -> ApiResult<()> {
@@ -267,5 +274,32 @@ mod tests {
         assert_eq!(config["installation_id"], 7);
         assert!(!dest.connector_ref().config.contains("APPSECRET"));
         s.assert_no_leak(&["APPSECRET"]);
+    }
+
+    #[test]
+    fn binding_an_app_needs_read_on_it() {
+        let s = Server::new();
+        s.put_app("my-app");
+        s.fakes.authz.deny("read", "sys/sync/github-apps/my-app");
+        let path = "sys/sync/destinations/gh/app";
+        let body = json!({"repository_owner": "acme", "repository_name": "web",
+                          "app_name": "my-app", "installation_id": 7});
+        let (status, out) = s.post(path, body);
+        assert_eq!(status, 403, "{out}");
+        assert_eq!(
+            out["errors"][0],
+            "app_name: permission denied to read sys/sync/github-apps/my-app"
+        );
+        assert!(s.dest("gh", "app").is_none());
+        // A destination without an app, then PATCHed to bind one: refused too.
+        s.write(
+            path,
+            json!({"repository_owner": "acme", "repository_name": "web",
+                             "access_token": "ghp_x"}),
+        );
+        let (status, _) = s.patch(path, json!({"app_name": "my-app", "installation_id": 7}));
+        assert_eq!(status, 403);
+        // Other changes need nothing of the app.
+        s.write(path, json!({"access_token": "ghp_y"}));
     }
 }

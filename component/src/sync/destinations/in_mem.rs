@@ -16,6 +16,7 @@ pub const TYPE: DestinationType = DestinationType {
     cloud: false,
     fields: &[],
     rules: schema::no_rules,
+    reads: &[],
 };
 
 #[cfg(test)]
@@ -75,6 +76,42 @@ mod tests {
         assert_eq!(body["data"]["objects"].as_object().unwrap().len(), 2);
         // Only in-mem has objects.
         assert_eq!(s.get("sys/sync/destinations/aws-sm/box/objects").0, 404);
+    }
+
+    #[test]
+    fn objects_need_read_on_every_secret_shown_or_sudo() {
+        let s = Server::new();
+        let path = "sys/sync/destinations/in-mem/box/objects";
+        s.write("sys/sync/destinations/in-mem/box", json!({}));
+        s.associate("in-mem", "box", "app");
+        s.associate("in-mem", "box", "team/db");
+        s.fakes.authz.deny("sudo", path);
+        assert_eq!(s.get(path).0, 200);
+        s.fakes.authz.deny("read", "secret/data/team/db");
+        let (status, body) = s.get(path);
+        assert_eq!(
+            (status, body),
+            (
+                403,
+                json!({"errors": ["permission denied to read the content of the secret team/db in mount secret"]})
+            )
+        );
+        // An object no association claims shows to `sudo` only.
+        let t = Server::new();
+        t.write("sys/sync/destinations/in-mem/box", json!({}));
+        let dest = t.dest("in-mem", "box").unwrap();
+        let orphan = ExternalSecret {
+            name: "left-behind".into(),
+            value: "v".into(),
+            tags: vec![],
+        };
+        t.fakes
+            .connector
+            .push(&dest.connector_ref(), &orphan)
+            .unwrap();
+        assert_eq!(t.get(path).0, 200);
+        t.fakes.authz.deny("sudo", path);
+        assert_eq!(t.get(path).0, 403);
     }
 
     #[test]

@@ -103,6 +103,10 @@ pub struct DestinationType {
     pub fields: &'static [FieldSpec],
     /// Rules spanning fields: mutually exclusive, required together, conditional.
     pub rules: Rules,
+    /// Fields whose value names an object the caller must be allowed to
+    /// read to use it, with the path prefix of those objects: a write that
+    /// sets such a field needs `read` on `<prefix><value>`.
+    pub reads: &'static [(&'static str, &'static str)],
 }
 
 /// Every destination type kvsync knows.
@@ -388,6 +392,16 @@ fn save(tx: &mut Tx, call: &Call, patch: bool) -> ApiResult<Reply> {
     if patch && old.is_none() {
         return Err(ApiError::NotFound);
     }
+    for (field, prefix) in spec.reads {
+        if let Some(value) = fields.string(field).filter(|v| !v.is_empty()) {
+            let path = format!("{prefix}{value}");
+            if !call.env.authz.allowed("read", &path) {
+                return Err(ApiError::Forbidden(format!(
+                    "{field}: permission denied to read {path}"
+                )));
+            }
+        }
+    }
     // `tags_to_remove` (and merge-patch's `null` tags) are for PATCH only.
     let removed = patch.then(|| {
         let mut keys = fields.strings("tags_to_remove").unwrap_or_default();
@@ -430,6 +444,11 @@ fn merge(
     }
     check_template(&dest)?;
     dest.networking.apply(fields)?;
+    schema::check_https_endpoints(
+        spec.fields,
+        &dest.connection_details,
+        !dest.networking.disable_strict_networking,
+    )?;
     if spec.cloud {
         if let Some(tags) = fields.string_map("custom_tags") {
             if let Some(key) = tags.keys().find(|k| k.is_empty() || *k == BUILTIN_TAG) {
@@ -508,7 +527,9 @@ pub fn delete(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
 }
 
 /// `GET sys/sync/destinations/in-mem/:name/objects` (kvsync extension): the
-/// external objects as the connector holds them.
+/// external objects as the connector holds them. They are secret values: the
+/// caller needs `read` on the secret behind every object shown (an object
+/// whose association is gone counts as unreadable), or `sudo` on this path.
 pub fn objects(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
     let (kind, name) = (IN_MEM.kind, call.param("name"));
     check_name(name)?;
@@ -523,6 +544,13 @@ pub fn objects(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
                 e.message()
             ))
         })?;
+    if !call.env.authz.allowed("sudo", &call.req.path) {
+        for object in &found {
+            let claim = associations::record::claim_of(tx, kind, name, &object.name)?
+                .ok_or(ApiError::PermissionDenied)?;
+            associations::check_secret_read(&call.env, &claim.mount, &claim.secret_name)?;
+        }
+    }
     let objects: Map<String, Value> = found
         .into_iter()
         .map(|s| {

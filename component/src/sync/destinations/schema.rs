@@ -1,12 +1,14 @@
 //! The `connection_details` of each destination type, declared as data: a
 //! table of [`FieldSpec`]s (type, default, required, sensitive, immutable,
-//! value check, where a read shows the field) plus a function for the rules
-//! that span fields, which sees the merged details through [`Details`].
+//! endpoint, credential, value check, where a read shows the field) plus a
+//! function for the rules that span fields, which sees the merged details
+//! through [`Details`].
 //!
 //! [`merge`] applies a table to a request: values made only of `*` mean
 //! "unchanged" (clients echo masked reads back), zero values (`""`, `0`, `[]`,
-//! `{}`) clear a field, then checks, defaults, immutability and required
-//! fields, in that order. [`render`] is the masked read form.
+//! `{}`) clear a field, then checks, defaults, immutability, credentials
+//! given again for a moved endpoint, and required fields, in that order.
+//! [`render`] is the masked read form.
 
 use serde_json::{Map, Value};
 
@@ -115,6 +117,7 @@ pub fn merge(
                 spec.name
             )));
         }
+        check_credentials_follow(specs, fields, old, &details)?;
     }
     match specs
         .iter()
@@ -123,6 +126,82 @@ pub fn merge(
         Some(spec) => Err(bad(format!("missing required field {}", spec.name))),
         None => Ok(details),
     }
+}
+
+/// Stored credentials are never sent to a moved endpoint: when an endpoint
+/// field changes (cleared included), every credential field the record keeps
+/// must be given again, in clear, by the same request. A masked echo or an
+/// absent field is not a credential given.
+fn check_credentials_follow(
+    specs: &[FieldSpec],
+    fields: &Fields,
+    old: &Map<String, Value>,
+    new: &Map<String, Value>,
+) -> ApiResult<()> {
+    let moved: Vec<&str> = specs
+        .iter()
+        .filter(|s| s.endpoint && old.get(s.name) != new.get(s.name))
+        .map(|s| s.name)
+        .collect();
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let given =
+        |spec: &FieldSpec| requested(spec, fields).is_some_and(|v| !is_masked(&v) && !is_zero(&v));
+    let stale: Vec<&str> = specs
+        .iter()
+        .filter(|s| s.credential && new.contains_key(s.name) && !given(s))
+        .map(|s| s.name)
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    Err(bad(format!(
+        "changing {} needs the credentials again: re-enter {} in the same request (stored \
+         credentials are not sent to a new endpoint, and masked values do not count)",
+        moved.join(", "),
+        stale.join(", ")
+    )))
+}
+
+/// Under strict networking, no endpoint field may send the credentials over
+/// plain `http`: neither a URL-valued field nor a URL inside a JSON-valued
+/// one (a GCP key file's `token_uri`). Values are never shown: the key file is
+/// a credential.
+pub fn check_https_endpoints(
+    specs: &[FieldSpec],
+    details: &Map<String, Value>,
+    strict_networking: bool,
+) -> ApiResult<()> {
+    if !strict_networking {
+        return Ok(());
+    }
+    let plain = |s: &str| {
+        s.get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
+    };
+    for spec in specs.iter().filter(|s| s.endpoint) {
+        let Some(text) = details.get(spec.name).and_then(Value::as_str) else {
+            continue;
+        };
+        let found = if plain(text) {
+            Some(spec.name.to_string())
+        } else if let Ok(Value::Object(inner)) = serde_json::from_str::<Value>(text) {
+            inner
+                .iter()
+                .find(|(_, v)| v.as_str().is_some_and(plain))
+                .map(|(k, _)| format!("{} ({k})", spec.name))
+        } else {
+            None
+        };
+        if let Some(field) = found {
+            return Err(bad(format!(
+                "{field}: a plain http:// URL would carry the credentials in clear; use https, \
+                 or set disable_strict_networking"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The masked read form of stored details, in table order.

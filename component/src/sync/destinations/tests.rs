@@ -508,3 +508,178 @@ fn every_type_is_declared_once_with_unique_fields() {
         );
     }
 }
+
+const GHE: &str = "sys/sync/destinations/gh/ghe";
+
+fn ghe(s: &Server, extra: Value) {
+    let mut body = json!({"repository_owner": "acme", "repository_name": "web",
+                          "enterprise_url": "https://ghe.example.com"});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    s.write(GHE, body);
+}
+
+#[test]
+fn moving_an_endpoint_needs_the_credentials_again() {
+    let s = Server::new();
+    ghe(&s, json!({"access_token": "ghp_FIRST-token"}));
+    let elsewhere = "https://ghe.attacker.example";
+    // PATCH, POST update, a masked echo and clearing the URL (back to
+    // github.com) all move the endpoint: the token must come with them.
+    for (method, body) in [
+        ("PATCH", json!({"enterprise_url": elsewhere})),
+        ("POST", json!({"enterprise_url": elsewhere})),
+        (
+            "POST",
+            json!({"enterprise_url": elsewhere, "access_token": "*****"}),
+        ),
+        (
+            "PATCH",
+            json!({"enterprise_url": elsewhere, "access_token": "*****"}),
+        ),
+        ("PATCH", json!({"enterprise_url": ""})),
+        ("PATCH", json!({"enterprise_url": null})),
+    ] {
+        let msg = s.rejects(method, GHE, body.clone(), "access_token");
+        assert!(msg.contains("enterprise_url"), "{body}: {msg}");
+        assert!(msg.contains("re-enter"), "{body}: {msg}");
+    }
+    // Echoing a read back without moving anything is fine.
+    let (_, read) = s.get(GHE);
+    assert_eq!(
+        s.post(GHE, read["data"]["connection_details"].clone()).0,
+        200
+    );
+    // With the token given again (new, or the same in clear), the move is accepted.
+    s.write(
+        GHE,
+        json!({"enterprise_url": elsewhere, "access_token": "ghp_SECOND-token"}),
+    );
+    let (status, _) = s.patch(
+        GHE,
+        json!({"enterprise_url": "https://ghe2.example.com", "access_token": "ghp_SECOND-token"}),
+    );
+    assert_eq!(status, 200);
+    s.assert_no_leak(&["ghp_FIRST-token", "ghp_SECOND-token"]);
+}
+
+#[test]
+fn moving_an_endpoint_needs_the_github_app_named_again() {
+    let s = Server::new();
+    s.put_app("my-app");
+    ghe(&s, json!({"app_name": "my-app", "installation_id": 7}));
+    let elsewhere = "https://ghe.attacker.example";
+    let msg = s.rejects(
+        "PATCH",
+        GHE,
+        json!({"enterprise_url": elsewhere, "installation_id": 7}),
+        "app_name",
+    );
+    assert!(msg.contains("enterprise_url"), "{msg}");
+    // Naming the app again (the request that the App's access check sees) moves it.
+    s.write(
+        GHE,
+        json!({"enterprise_url": elsewhere, "app_name": "my-app"}),
+    );
+    assert_eq!(
+        s.dest("gh", "ghe").unwrap().connection_details["enterprise_url"],
+        elsewhere
+    );
+}
+
+#[test]
+fn every_type_declares_its_endpoints_and_credentials() {
+    let names = |kind: &str, flag: fn(&FieldSpec) -> bool| -> Vec<&str> {
+        type_of(kind)
+            .unwrap()
+            .fields
+            .iter()
+            .filter(|f| flag(f))
+            .map(|f| f.name)
+            .collect()
+    };
+    for (kind, endpoints, credentials) in [
+        (
+            "aws-sm",
+            &["region"][..],
+            &["access_key_id", "secret_access_key"][..],
+        ),
+        ("azure-kv", &["key_vault_uri", "cloud"], &["client_secret"]),
+        ("gcp-sm", &["credentials"], &["credentials"]),
+        ("gh", &["enterprise_url"], &["access_token", "app_name"]),
+        ("vercel-project", &[], &["access_token"]),
+        ("in-mem", &[], &[]),
+    ] {
+        assert_eq!(names(kind, |f| f.endpoint), endpoints, "{kind}");
+        assert_eq!(names(kind, |f| f.credential), credentials, "{kind}");
+    }
+}
+
+#[test]
+fn endpoint_urls_need_https_unless_strict_networking_is_off() {
+    let s = Server::new();
+    let gh = "sys/sync/destinations/gh/plain";
+    let repo = json!({"access_token": "t", "repository_owner": "a", "repository_name": "b",
+                      "enterprise_url": "http://ghe.example.com"});
+    let msg = s.rejects("POST", gh, repo.clone(), "enterprise_url");
+    assert!(
+        msg.contains("https") && msg.contains("disable_strict_networking"),
+        "{msg}"
+    );
+    let mut relaxed = repo.clone();
+    relaxed["disable_strict_networking"] = json!(true);
+    s.write(gh, relaxed);
+    // Strict networking cannot come back while a plain-http URL is stored.
+    s.rejects(
+        "PATCH",
+        gh,
+        json!({"disable_strict_networking": false}),
+        "enterprise_url",
+    );
+    s.write(
+        gh,
+        json!({"disable_strict_networking": false, "enterprise_url": "https://ghe.example.com",
+               "access_token": "t"}),
+    );
+    let msg = s.rejects(
+        "POST",
+        "sys/sync/destinations/azure-kv/plain",
+        json!({"key_vault_uri": "HTTP://v.example.com", "client_id": "c", "tenant_id": "t"}),
+        "key_vault_uri",
+    );
+    assert!(msg.contains("https"), "{msg}");
+    // The GCP key file names where its assertion goes; the key itself is never shown.
+    let key = json!({"type": "service_account", "private_key": "GCP-PRIVATE-key",
+                     "token_uri": "http://oauth2.example.com/token"});
+    let msg = s.rejects(
+        "POST",
+        "sys/sync/destinations/gcp-sm/plain",
+        json!({"credentials": key.to_string()}),
+        "credentials",
+    );
+    assert!(
+        msg.contains("token_uri") && !msg.contains("GCP-PRIVATE-key"),
+        "{msg}"
+    );
+    s.write(
+        "sys/sync/destinations/gcp-sm/plain",
+        json!({"credentials": key.to_string(), "disable_strict_networking": true}),
+    );
+}
+
+#[test]
+fn a_template_whose_output_explodes_is_refused_at_write_time() {
+    let s = Server::new();
+    let exploding = format!(
+        "{{{{ .SecretPath{} }}}}",
+        " | replace \"\" \"aaaaaaaaaa\"".repeat(6)
+    );
+    let msg = s.rejects(
+        "POST",
+        MEM,
+        json!({"secret_name_template": exploding}),
+        "secret_name_template",
+    );
+    assert!(msg.contains("can produce names of up to"), "{msg}");
+}

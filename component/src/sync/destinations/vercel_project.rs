@@ -9,6 +9,7 @@ use super::{DestinationType, Granularity};
 const FIELDS: &[FieldSpec] = &[
     FieldSpec::string("access_token")
         .sensitive()
+        .credential()
         .required()
         .describe("Vercel access token that writes the environment variables."),
     FieldSpec::string("project_id")
@@ -31,6 +32,7 @@ pub const TYPE: DestinationType = DestinationType {
     cloud: false,
     fields: FIELDS,
     rules: schema::no_rules,
+    reads: &[],
 };
 
 #[cfg(test)]

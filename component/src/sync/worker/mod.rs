@@ -15,9 +15,31 @@
 //!
 //! An entry stays until its outcome is committed, so a crash at any point
 //! loses nothing (the provider call may be repeated: pushes are idempotent).
-//! A commit that conflicts with a concurrent change runs the entry again,
-//! except when only the entry count changed: that is merged without calling
-//! the provider again.
+//! **Write-ahead.** The claim below is committed before any provider call,
+//! and the outcome after: a provider call is never repeated because a commit
+//! conflicted. When the outcome commit conflicts with a concurrent change
+//! (other than of the entry count alone, which is merged in place), the
+//! run's provider facts are committed onto the state as it is now
+//! ([`merge_outcome`]) and whatever the change asks for is left queued. A
+//! run that dies between the claim and the outcome (a crash, a trap) leaves
+//! the claim: the entry runs again after its backoff and pushes again (a
+//! push is idempotent, and a name a renaming push wrote and never recorded is
+//! the name the retry writes and records).
+//!
+//! **An entry fails alone.** Before it touches the secret or a provider, a
+//! run *claims* the entry in a commit of its own: `started_at` is set and
+//! `due_at` moves to the time the entry would be retried had the attempt
+//! failed ([`next_due`]). The outcome commit replaces the claim. So when the
+//! run dies on the way (the guest trapped or exceeded its CPU or memory
+//! limit, or the server stopped), the entry is not due again before its
+//! backoff: the host's next run takes the rest of the batch and the shard
+//! goes on. The run that finds a claim still set once the entry is due again
+//! knows the attempt never finished: it counts the failed attempt, shows
+//! `INTERNAL_VAULT_ERROR` ([`UNFINISHED`]) on the rows in the same commit as
+//! its own claim, and tries once more. An entry that keeps killing its run is
+//! so retried with the usual exponential backoff, its rows say why, and
+//! nothing else waits for it. One loop runs a shard at a time (in a server
+//! and in `sync run --once`), so a claim found set is never one in flight.
 
 use crate::api::random_bytes;
 use crate::env::Env;
@@ -106,6 +128,10 @@ pub struct RunReport {
     pub next_due_ms: Option<u64>,
 }
 
+/// The error rows show when an attempt never finished (see the module docs).
+pub const UNFINISHED: &str = "the previous sync attempt did not finish: the sync run exceeded its \
+                              resource limits or was interrupted; retrying";
+
 /// Full runs of one entry after commit conflicts.
 const ENTRY_RUNS: usize = 4;
 /// Merges of a concurrent change of the entry count into one outcome.
@@ -177,10 +203,31 @@ enum Step {
     Done { failed: bool, next: Option<Nanos> },
 }
 
+/// How long one run takes new entries: after that (provider calls are
+/// slow, or many), it stops taking them and reports the rest due now, so the
+/// host's next run (and its instance's limits) take over. The entry in
+/// flight finishes.
+pub const RUN_BUDGET_MS: u64 = 30_000;
+
 /// `sync.run`: processes up to `limit` due entries of shard `shard` of
-/// `shards`, earliest first. Does nothing while sync is disabled.
+/// `shards`, earliest first, for at most [`RUN_BUDGET_MS`]. Does nothing
+/// while sync is disabled.
 pub fn run(env: &Env, shard: u32, shards: u32, limit: u32, settings: &Settings) -> RunReport {
+    run_within(env, shard, shards, limit, settings, RUN_BUDGET_MS)
+}
+
+/// [`run`] with a budget of `budget_ms`: no entry is taken once it is spent
+/// (the first always is).
+fn run_within(
+    env: &Env,
+    shard: u32,
+    shards: u32,
+    limit: u32,
+    settings: &Settings,
+    budget_ms: u64,
+) -> RunReport {
     let now = time::now();
+    let stop_taking = now.saturating_add(ms_to_nanos(budget_ms));
     let mut report = RunReport::default();
     // When storage fails, the host comes back after a backoff, not at once.
     let retry_later = || Some(nanos_to_ms(next_due(now, 0, None, settings, 0)));
@@ -203,7 +250,12 @@ pub fn run(env: &Env, shard: u32, shards: u32, limit: u32, settings: &Settings) 
         }
     };
     let mut earliest = |t: Nanos| next = Some(next.map_or(t, |n| n.min(t)));
-    for (id, indexed_at) in &due {
+    for (n, (id, indexed_at)) in due.iter().enumerate() {
+        if n > 0 && time::now() >= stop_taking {
+            // The budget is spent: the rest is due now, for the next run.
+            earliest(*indexed_at);
+            break;
+        }
         match run_entry(env, id, *indexed_at, now, settings) {
             Ok(Step::Skipped(due_at)) => {
                 if let Some(t) = due_at {
@@ -324,7 +376,79 @@ fn repair_entry(due_at: Nanos) -> OutboxEntry {
         due_at,
         attempts: 0,
         enqueued_at: 0,
+        started_at: None,
     }
+}
+
+/// What claiming an entry came to.
+enum Claim {
+    /// Not to run: gone, not due, or not decodable.
+    Skip(Step),
+    /// Claimed at this time; `unfinished` when an earlier attempt died.
+    Claimed { at: Nanos, unfinished: bool },
+}
+
+/// Claims the entry `id` in a commit of its own (module docs).
+fn claim(
+    env: &Env,
+    id: &EntryId,
+    indexed_at: Nanos,
+    now: Nanos,
+    settings: &Settings,
+) -> ApiResult<Claim> {
+    for _ in 0..ENTRY_RUNS {
+        let mut tx = Tx::new(env.storage);
+        let entry = match outbox::load(&mut tx, id) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => {
+                // Gone meanwhile: an index key left behind is dropped.
+                tx.delete(id.due_key(indexed_at));
+                tx.try_commit()?;
+                return Ok(Claim::Skip(Step::Skipped(None)));
+            }
+            // Undecodable: the processing step repairs it.
+            Err(ApiError::Internal(_)) => {
+                return Ok(Claim::Claimed {
+                    at: now,
+                    unfinished: false,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        if entry.due_at != indexed_at {
+            // The index is behind the entry: move its key.
+            tx.delete(id.due_key(indexed_at));
+            tx.put(id.due_key(entry.due_at), Vec::new());
+        }
+        if entry.due_at > now {
+            tx.try_commit()?;
+            return Ok(Claim::Skip(Step::Skipped(Some(entry.due_at))));
+        }
+        let unfinished = entry.started_at.is_some();
+        let attempts = if unfinished {
+            if let Some(mut record) = id.load_association(&mut tx)? {
+                record.mark_rows(SyncStatus::InternalVaultError, Some(UNFINISHED), now);
+                record.save(&mut tx)?;
+            }
+            entry.attempts.saturating_add(1)
+        } else {
+            entry.attempts
+        };
+        let at = time::now();
+        let claimed = OutboxEntry {
+            due_at: next_due(at, attempts, None, settings, jitter()),
+            attempts,
+            started_at: Some(at),
+            ..entry.clone()
+        };
+        outbox::store(&mut tx, id, Some(&entry), &claimed)?;
+        match tx.try_commit() {
+            Ok(()) => return Ok(Claim::Claimed { at, unfinished }),
+            Err(ApiError::Conflict) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::Conflict)
 }
 
 /// Runs one entry in its own transaction, again after a conflict.
@@ -335,9 +459,31 @@ fn run_entry(
     now: Nanos,
     settings: &Settings,
 ) -> ApiResult<Step> {
+    let (claimed_at, unfinished) = match claim(env, id, indexed_at, now, settings)? {
+        Claim::Skip(step) => return Ok(step),
+        Claim::Claimed { at, unfinished } => (at, unfinished),
+    };
+    let step = run_claimed(env, id, indexed_at, now, claimed_at, settings)?;
+    Ok(match step {
+        // The attempt that died counts as a failure of this run.
+        Step::Done { next, .. } if unfinished => Step::Done { failed: true, next },
+        step => step,
+    })
+}
+
+/// Runs a claimed entry in its own transaction, again after a conflict.
+fn run_claimed(
+    env: &Env,
+    id: &EntryId,
+    indexed_at: Nanos,
+    now: Nanos,
+    claimed_at: Nanos,
+    settings: &Settings,
+) -> ApiResult<Step> {
     for _ in 0..ENTRY_RUNS {
         let mut tx = Tx::new(env.storage);
-        let (step, count_delta) = match process(&mut tx, env, id, indexed_at, now, settings) {
+        let ran = process(&mut tx, env, id, indexed_at, now, claimed_at, settings);
+        let (step, count_delta) = match ran {
             Ok(outcome) => outcome,
             Err(e @ (ApiError::Conflict | ApiError::Unavailable(_))) => return Err(e),
             Err(e) => {
@@ -347,17 +493,15 @@ fn run_entry(
                     id.kind, id.name
                 );
                 tx = Tx::new(env.storage);
-                internal_failure(&mut tx, id, indexed_at, now, settings)?
+                internal_failure(&mut tx, id, indexed_at, now, claimed_at, settings)?
             }
         };
         match commit_with_count(&mut tx, count_delta) {
             Ok(()) => return Ok(step),
             Err(ApiError::Conflict) => {
-                if requeued_meanwhile(&mut tx, id)? {
-                    return Ok(Step::Done {
-                        failed: false,
-                        next: None,
-                    });
+                if let Some(step) = merge_outcome(env, id, &mut tx, claimed_at, step, count_delta)?
+                {
+                    return Ok(step);
                 }
             }
             Err(e) => return Err(e),
@@ -366,37 +510,108 @@ fn run_entry(
     Err(ApiError::Conflict)
 }
 
-/// After a commit conflict: when the only changes since the entry ran are the
-/// secret itself and its re-queued entry (a newer change arrived while the
-/// provider was being written), commits what the provider now holds — rows,
-/// names and digests, shown `PENDING` for the queued change — and leaves the
-/// entry for the next run, instead of running it (and writing) again.
-/// Returns false when anything else changed: the caller runs the entry again.
-fn requeued_meanwhile(tx: &mut Tx, id: &EntryId) -> ApiResult<bool> {
-    let changed = tx.changed_reads()?;
-    let entry_key = id.key();
-    let secret_only = !changed.is_empty()
-        && changed
-            .iter()
-            .all(|k| *k == entry_key || k == keys::OUTBOX_COUNT || k.starts_with("logical/"));
-    if !secret_only {
-        return Ok(false);
+/// After the outcome commit of a run conflicted with a concurrent change:
+/// commits what the run's provider calls are known to have done onto the
+/// state as it is now, without calling the provider again. The record the
+/// run wrote (`done`, read from its own writes) holds the provider's facts:
+/// its rows (names, digests, statuses) and stale names.
+///
+/// - The association kept its template and granularity (the concurrent
+///   change was a KV write, a queued change, another key): its rows become
+///   the run's; when a change re-queued the entry meanwhile, they show
+///   `PENDING` and the entry stays for the next run (whose digests make an
+///   unchanged push a no-op).
+/// - It was `set` again meanwhile with another template or granularity: its
+///   rows are the `set`'s facts; the names the run wrote that they do not
+///   know become stale names, and a sync is queued to delete them if they are
+///   no longer desired.
+/// - It is gone (removed meanwhile): nothing is recorded.
+///
+/// The entry gets the run's outcome only when it still carries this run's
+/// claim. Returns `Ok(None)` when the run wrote no record (an unsync that
+/// dropped it): the caller runs the entry again (deletes are idempotent).
+fn merge_outcome(
+    env: &Env,
+    id: &EntryId,
+    done: &mut Tx,
+    claimed_at: Nanos,
+    step: Step,
+    count_delta: i64,
+) -> ApiResult<Option<Step>> {
+    let Some(ours) = id.load_association(done)? else {
+        return Ok(None);
+    };
+    let our_entry = outbox::load(done, id)?;
+    for _ in 0..COUNT_MERGES {
+        let mut tx = Tx::new(env.storage);
+        let fresh_entry = match outbox::load(&mut tx, id) {
+            Ok(entry) => entry,
+            // Undecodable: left to the worker's repair.
+            Err(ApiError::Internal(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let still_ours = fresh_entry
+            .as_ref()
+            .is_some_and(|e| e.started_at == Some(claimed_at));
+        let mut delta = 0;
+        if still_ours {
+            match &our_entry {
+                Some(entry) => outbox::store(&mut tx, id, fresh_entry.as_ref(), entry)?,
+                None => {
+                    outbox::remove(&mut tx, id, fresh_entry.as_ref());
+                    delta = count_delta;
+                }
+            }
+        }
+        let now = time::now();
+        if let Some(mut fresh) = id.load_association(&mut tx)? {
+            if fresh.template == ours.template && fresh.granularity == ours.granularity {
+                fresh.rows = ours.rows.clone();
+                fresh.stale = ours.stale.clone();
+                fresh.pushed_at = ours.pushed_at;
+                fresh.burst = ours.burst;
+                if !still_ours && fresh_entry.is_some() {
+                    fresh.mark_rows(SyncStatus::Pending, None, now);
+                }
+                fresh.save(&mut tx)?;
+            } else {
+                let known: std::collections::BTreeSet<&str> = fresh
+                    .rows
+                    .values()
+                    .map(|r| r.external_name.as_str())
+                    .collect();
+                let written = ours
+                    .rows
+                    .iter()
+                    .filter(|(_, row)| row.may_exist())
+                    .map(|(key, row)| (row.external_name.clone(), key.clone()))
+                    .chain(ours.stale.clone())
+                    .filter(|(name, _)| !known.contains(name.as_str()))
+                    .collect::<Vec<_>>();
+                if !written.is_empty() {
+                    fresh.stale.extend(written);
+                    fresh.save(&mut tx)?;
+                    outbox::queue(&mut tx, &mut fresh, OutboxOp::Sync, now, false)?;
+                }
+            }
+        }
+        outbox::adjust_count(&mut tx, delta)?;
+        match tx.try_commit() {
+            Ok(()) => {
+                return Ok(Some(if still_ours {
+                    step
+                } else {
+                    Step::Done {
+                        failed: false,
+                        next: None,
+                    }
+                }));
+            }
+            Err(ApiError::Conflict) => {}
+            Err(e) => return Err(e),
+        }
     }
-    for key in &changed {
-        tx.forget(key);
-    }
-    // Keep the (re-queued) entry and the count as they are now.
-    tx.forget(&entry_key);
-    tx.forget(keys::OUTBOX_COUNT);
-    if let Some(mut record) = id.load_association(tx)? {
-        record.mark_rows(SyncStatus::Pending, None, time::now());
-        record.save(tx)?;
-    }
-    match tx.try_commit() {
-        Ok(()) => Ok(true),
-        Err(ApiError::Conflict) => Ok(false),
-        Err(e) => Err(e),
-    }
+    Err(ApiError::Conflict)
 }
 
 /// Commits `tx` with `delta` applied to the entry count. When the count is
@@ -428,21 +643,21 @@ fn process(
     id: &EntryId,
     indexed_at: Nanos,
     now: Nanos,
+    claimed_at: Nanos,
     settings: &Settings,
 ) -> ApiResult<(Step, i64)> {
-    let Some(entry) = outbox::load(tx, id)? else {
+    let Some(mut entry) = outbox::load(tx, id)? else {
         // Gone meanwhile: an index key left behind is dropped.
         tx.delete(id.due_key(indexed_at));
         return Ok((Step::Skipped(None), 0));
     };
-    if entry.due_at != indexed_at {
-        // The index is behind the entry: move its key.
-        tx.delete(id.due_key(indexed_at));
-        tx.put(id.due_key(entry.due_at), Vec::new());
-    }
-    if entry.due_at > now {
+    let Some(entry_due) = runnable(tx, id, &mut entry, indexed_at, now, claimed_at) else {
         return Ok((Step::Skipped(Some(entry.due_at)), 0));
-    }
+    };
+    let entry = OutboxEntry {
+        due_at: entry_due,
+        ..entry
+    };
     let finished = |tx: &mut Tx, failed: bool| {
         outbox::remove(tx, id, Some(&entry));
         (Step::Done { failed, next: None }, -1)
@@ -531,6 +746,30 @@ fn process(
     }
 }
 
+/// Whether the loaded `entry` is to run now: it carries this run's claim
+/// (which is then dropped from it), or it is due (a change replaced the
+/// claim). Moves a due-index key that is behind the entry. Returns the due
+/// time the entry is stored with, so later writes replace the right index key.
+fn runnable(
+    tx: &mut Tx,
+    id: &EntryId,
+    entry: &mut OutboxEntry,
+    indexed_at: Nanos,
+    now: Nanos,
+    claimed_at: Nanos,
+) -> Option<Nanos> {
+    let ours = entry.started_at == Some(claimed_at);
+    if !ours && entry.due_at != indexed_at {
+        tx.delete(id.due_key(indexed_at));
+        tx.put(id.due_key(entry.due_at), Vec::new());
+    }
+    if !ours && entry.due_at > now {
+        return None;
+    }
+    entry.started_at = None;
+    Some(entry.due_at)
+}
+
 /// A problem found before any provider call (a name that cannot be
 /// rendered, a collision, a missing GitHub App): the rows say so.
 fn configuration_error(tx: &mut Tx, record: &mut Association, msg: &str) -> ApiResult<SyncOutcome> {
@@ -574,17 +813,19 @@ fn internal_failure(
     id: &EntryId,
     indexed_at: Nanos,
     now: Nanos,
+    claimed_at: Nanos,
     settings: &Settings,
 ) -> ApiResult<(Step, i64)> {
-    let entry = match outbox::load(tx, id) {
+    let mut entry = match outbox::load(tx, id) {
         Ok(Some(entry)) => entry,
         Ok(None) => return Ok((Step::Skipped(None), 0)),
         Err(ApiError::Internal(_)) => repair_entry(indexed_at),
         Err(e) => return Err(e),
     };
-    if entry.due_at > now {
+    if entry.due_at > now && entry.started_at != Some(claimed_at) {
         return Ok((Step::Skipped(Some(entry.due_at)), 0));
     }
+    entry.started_at = None;
     let next = reschedule(tx, id, &entry, None, settings)?;
     if let Ok(Some(mut record)) = id.load_association(tx) {
         record.mark_rows(

@@ -534,9 +534,7 @@ fn a_kv_write_commits_its_outbox_entries_in_the_same_batch() {
     let f = Fakes::default();
     let env = Env {
         storage: &storage,
-        connector: &f.connector,
-        authz: &f.authz,
-        tokens: &f.tokens,
+        ..f.env()
     };
     assert_eq!(
         call_on(&env, "POST", "sys/mounts/secret", json!({"type": "kv-v2"})).status,
@@ -934,6 +932,9 @@ struct Busy {
     inner: MemStorage,
     commits: RefCell<usize>,
     interfere_at: RefCell<usize>,
+    /// When set, the other writer rewrites this key (unchanged value, new
+    /// version) instead of bumping the count.
+    touch: RefCell<Option<String>>,
 }
 
 impl Storage for Busy {
@@ -953,26 +954,34 @@ impl Storage for Busy {
         *self.commits.borrow_mut() += 1;
         if *self.commits.borrow() == *self.interfere_at.borrow() {
             let mut other = Tx::new(&self.inner);
-            outbox::adjust_count(&mut other, 5).unwrap();
+            match self.touch.borrow().as_deref() {
+                Some(key) => {
+                    let value = other.get(key).unwrap().unwrap();
+                    other.put(key, value);
+                }
+                None => outbox::adjust_count(&mut other, 5).unwrap(),
+            }
             other.commit().unwrap();
         }
         self.inner.commit(conditions, ops)
     }
 }
 
-#[test]
-fn a_concurrent_count_change_does_not_repeat_provider_calls() {
+/// The secret `app` synced to `d1`, then changed; the worker runs it while
+/// another writer commits right before the run's outcome commit (bumping the
+/// entry count, or rewriting `touch`). `check` gets the storage, the fakes,
+/// the run's report and the provider calls the run made.
+fn run_interfered(touch: Option<String>, check: impl FnOnce(&Busy, &Fakes, RunReport, usize)) {
     let storage = Busy {
         inner: MemStorage::new(),
         commits: RefCell::new(0),
         interfere_at: RefCell::new(usize::MAX),
+        touch: RefCell::new(touch),
     };
     let f = Fakes::default();
     let env = Env {
         storage: &storage,
-        connector: &f.connector,
-        authz: &f.authz,
-        tokens: &f.tokens,
+        ..f.env()
     };
     call_on(&env, "POST", "sys/mounts/secret", json!({"type": "kv-v2"}));
     call_on(&env, "POST", "sys/sync/destinations/in-mem/d1", json!({}));
@@ -986,18 +995,29 @@ fn a_concurrent_count_change_does_not_repeat_provider_calls() {
     assert_eq!(r.status, 200);
     call_on(&env, "POST", "secret/data/app", json!({"data": {"v": "2"}}));
     let calls = *f.connector.calls.borrow();
-    // The worker's commit is the next one.
-    *storage.interfere_at.borrow_mut() = *storage.commits.borrow() + 1;
-    let settings = Settings {
+    // The worker claims the entry, then commits its outcome.
+    *storage.interfere_at.borrow_mut() = *storage.commits.borrow() + 2;
+    let report = run(&env, 0, 1, 10, &no_coalescing());
+    let made = *f.connector.calls.borrow() - calls;
+    check(&storage, &f, report, made);
+}
+
+fn no_coalescing() -> Settings {
+    Settings {
         coalesce_window_ms: 0,
         ..Settings::default()
-    };
-    let report = run(&env, 0, 1, 10, &settings);
-    assert_eq!((report.processed, report.failed), (1, 0));
-    assert_eq!(*f.connector.calls.borrow(), calls + 1, "pushed once");
-    // 1 entry + 5 from the other writer - 1 done.
-    assert_eq!(outbox::count(&mut Tx::new(&storage)).unwrap(), 5);
-    assert_eq!(f.connector.objects("in-mem", "d1").len(), 1);
+    }
+}
+
+#[test]
+fn a_concurrent_count_change_does_not_repeat_provider_calls() {
+    run_interfered(None, |storage, f, report, made| {
+        assert_eq!((report.processed, report.failed), (1, 0));
+        assert_eq!(made, 1, "pushed once");
+        // 1 entry + 5 from the other writer - 1 done.
+        assert_eq!(outbox::count(&mut Tx::new(storage)).unwrap(), 5);
+        assert_eq!(f.connector.objects("in-mem", "d1").len(), 1);
+    });
 }
 
 // ------------------------------------------------------------------- config
@@ -1595,4 +1615,273 @@ fn entries_of_removed_associations_and_destinations_are_dropped() {
     assert_eq!(t.calls(), calls);
     assert!(t.record("d1", "app").is_none());
     assert_eq!((t.entries(), t.count()), (0, 0));
+}
+
+// ------------------------------------------------------- entries fail alone
+
+/// A connector whose pushes of one secret kill the run, as a guest that
+/// traps or exceeds its limits while syncing it does (the host sees the run
+/// fail and nothing of it after that point is committed).
+struct Dies<'a> {
+    inner: &'a crate::connector::MemConnector,
+    secret: &'a str,
+}
+
+impl crate::connector::Connector for Dies<'_> {
+    fn push(
+        &self,
+        dest: &crate::connector::DestinationRef,
+        secret: &crate::connector::ExternalSecret,
+    ) -> Result<(), SyncError> {
+        assert!(!secret.name.ends_with(self.secret), "the run dies here");
+        self.inner.push(dest, secret)
+    }
+    fn delete(&self, dest: &crate::connector::DestinationRef, name: &str) -> Result<(), SyncError> {
+        self.inner.delete(dest, name)
+    }
+    fn inspect(
+        &self,
+        dest: &crate::connector::DestinationRef,
+    ) -> Result<Vec<crate::connector::ExternalSecret>, SyncError> {
+        self.inner.inspect(dest)
+    }
+}
+
+/// A run over `connector` that dies (panics) is caught: it returns `None`.
+fn run_dying(t: &T, connector: &Dies<'_>) -> Option<RunReport> {
+    let env = Env {
+        storage: &t.f.storage,
+        connector,
+        authz: &t.f.authz,
+        policies: &t.f.policies,
+        tokens: &t.f.tokens,
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run(&env, 0, 1, 1000, &t.settings)
+    }))
+    .ok()
+}
+
+#[test]
+fn an_entry_whose_run_dies_fails_alone_and_backs_off() {
+    let t = T::new();
+    t.dest("d1", Granularity::SecretPath);
+    for s in ["big", "small"] {
+        t.put(s, json!({"v": "1"}));
+        t.set("d1", s);
+    }
+    // The poisonous entry is first in line.
+    t.put("big", json!({"v": "2"}));
+    t.put("small", json!({"v": "2"}));
+    let dies = Dies {
+        inner: &t.f.connector,
+        secret: "big",
+    };
+    assert!(run_dying(&t, &dies).is_none(), "the run dies on big");
+    // The next run is not stopped by it: the rest of the shard goes on.
+    let report = run_dying(&t, &dies).expect("the next run finishes");
+    assert_eq!((report.processed, report.failed), (1, 0));
+    assert_eq!(t.objects("d1")[&t.name("small")], r#"{"v":"2"}"#);
+    // big waits for its backoff, claimed by the attempt that died.
+    let entry = t.entry("d1", "big").unwrap();
+    assert!(entry.started_at.is_some());
+    assert!(entry.due_at > time::now());
+    assert_eq!(
+        report.next_due_ms,
+        Some(u64::try_from(entry.due_at).unwrap().div_ceil(1_000_000))
+    );
+
+    // Due again and dying again: the rows say why, the backoff grows.
+    make_all_due(&t.f.storage);
+    assert!(run_dying(&t, &dies).is_none());
+    let record = t.record("d1", "big").unwrap();
+    assert_eq!(record.rows[""].sync_status.as_str(), "INTERNAL_VAULT_ERROR");
+    assert_eq!(record.rows[""].error.as_deref(), Some(UNFINISHED));
+    assert_eq!(t.entry("d1", "big").unwrap().attempts, 1);
+
+    // Once it can be synced, it is; the run counts the attempt that died.
+    make_all_due(&t.f.storage);
+    let report = t.drain();
+    assert_eq!(
+        (report.processed, report.failed, report.next_due_ms),
+        (1, 1, None)
+    );
+    assert_eq!(t.objects("d1")[&t.name("big")], r#"{"v":"2"}"#);
+    assert_eq!(t.statuses("d1", "big"), vec!["SYNCED"]);
+    assert_eq!((t.entries(), t.count()), (0, 0));
+}
+
+#[test]
+fn a_change_while_an_entry_is_claimed_runs_next_not_at_the_claimed_retry() {
+    let t = T::new();
+    t.dest("d1", Granularity::SecretPath);
+    t.put("app", json!({"v": "1"}));
+    t.set("d1", "app");
+    t.put("app", json!({"v": "2"}));
+    let dies = Dies {
+        inner: &t.f.connector,
+        secret: "app",
+    };
+    assert!(run_dying(&t, &dies).is_none());
+    assert!(t.entry("d1", "app").unwrap().started_at.is_some());
+    // A new change replaces the claim: due now, and not taken for an
+    // attempt that died.
+    t.put("app", json!({"v": "3"}));
+    let entry = t.entry("d1", "app").unwrap();
+    assert!(
+        entry.started_at.is_none() && entry.due_at <= time::now(),
+        "{entry:?} {}",
+        time::now()
+    );
+    let report = t.drain();
+    assert_eq!((report.processed, report.failed), (1, 0));
+    assert_eq!(t.statuses("d1", "app"), vec!["SYNCED"]);
+    assert_eq!(t.objects("d1")[&t.name("app")], r#"{"v":"3"}"#);
+}
+
+// --------------------------------------------------------------- write-ahead
+
+/// A commit conflict between the provider call and the outcome commit (the
+/// destination was written meanwhile): the outcome is merged onto the state
+/// as it is now, and the provider is not called again.
+#[test]
+fn a_conflict_after_the_provider_call_does_not_repeat_it() {
+    let touch = keys::destination("in-mem", "d1");
+    run_interfered(Some(touch), |storage, f, report, made| {
+        assert_eq!((report.processed, report.failed), (1, 0));
+        assert_eq!(made, 1, "pushed once");
+        // Storage converged: the object, its row, no work left.
+        let objects = f.connector.objects("in-mem", "d1");
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects.values().next().unwrap().value, r#"{"v":"2"}"#);
+        let mut tx = Tx::new(storage);
+        assert_eq!(outbox::count(&mut tx).unwrap(), 0);
+        assert!(outbox::all_ids(&mut tx).unwrap().is_empty());
+        let table = MountTable::load(&mut tx).unwrap();
+        let accessor = &table.get("secret/").unwrap().accessor;
+        let record = Association::load(&mut tx, "in-mem", "d1", accessor, "app")
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.rows[""].sync_status.as_str(), "SYNCED");
+        assert_eq!(record.rows[""].version, 2);
+        // Nothing left to push: another run calls nothing.
+        let env = Env {
+            storage,
+            connector: &f.connector,
+            authz: &f.authz,
+            policies: &f.policies,
+            tokens: &f.tokens,
+        };
+        let before = *f.connector.calls.borrow();
+        assert_eq!(run(&env, 0, 1, 10, &no_coalescing()).processed, 0);
+        assert_eq!(*f.connector.calls.borrow(), before);
+    });
+}
+
+/// The association is `set` again with another template while the worker's
+/// push is in flight: the name the worker wrote is not lost, a sync deletes it.
+#[test]
+fn a_name_written_under_an_old_template_is_cleaned_up_after_a_conflict() {
+    let t = T::new();
+    t.dest("d1", Granularity::SecretPath);
+    t.put("app", json!({"v": "1"}));
+    t.set("d1", "app");
+    t.put("app", json!({"v": "2"}));
+    // The run pushes under the old template; before its outcome commits, the
+    // destination's template changes and the association is set again
+    // (pushing under the new name): simulated by editing the record and
+    // conflicting the outcome commit.
+    let id = t.id("d1", "app");
+    let mut tx = Tx::new(&t.f.storage);
+    let mut ours = id.load_association(&mut tx).unwrap().unwrap();
+    ours.rows.get_mut("").unwrap().external_name = "old-name".into();
+    let claimed_at = 7;
+    t.edit_entry("d1", "app", |e| e.started_at = Some(claimed_at));
+    ours.save(&mut tx).unwrap();
+    outbox::remove(&mut tx, &id, t.entry("d1", "app").as_ref());
+    t.edit_record("d1", "app", |r| r.template = "new/{{ .SecretPath }}".into());
+    let step = merge_outcome(
+        &t.f.env(),
+        &id,
+        &mut tx,
+        claimed_at,
+        Step::Done {
+            failed: false,
+            next: None,
+        },
+        -1,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        step,
+        Step::Done {
+            failed: false,
+            next: None
+        }
+    );
+    let record = t.record("d1", "app").unwrap();
+    assert_eq!(record.stale.get("old-name").map(String::as_str), Some(""));
+    // The entry finished (it was ours); the queued sync deletes the old name.
+    assert!(t.entry("d1", "app").is_some());
+    assert_eq!(t.count(), 1);
+}
+
+// ------------------------------------------------------------------- bounds
+
+/// A run whose budget is spent takes no further entry: the rest is reported
+/// due now, for the next run.
+#[test]
+fn a_run_stops_taking_entries_once_its_budget_is_spent() {
+    let t = T::new();
+    t.dest("d1", Granularity::SecretPath);
+    for s in ["a", "b", "c"] {
+        t.put(s, json!({"v": "1"}));
+        t.set("d1", s);
+    }
+    for s in ["a", "b", "c"] {
+        t.put(s, json!({"v": "2"}));
+    }
+    let report = run_within(&t.f.env(), 0, 1, 10, &t.settings, 0);
+    assert_eq!(report.processed, 1, "the first entry is always taken");
+    assert!(report.next_due_ms.unwrap() <= now_ms() + 1);
+    assert_eq!(t.entries(), 2);
+    let report = run(&t.f.env(), 0, 1, 10, &t.settings);
+    assert_eq!((report.processed, report.next_due_ms), (2, None));
+}
+
+/// `associations/set` pushes inline, before its request commits; a commit
+/// that conflicts runs the request again, which does not push again.
+#[test]
+fn a_set_whose_commit_conflicts_pushes_once() {
+    let inner = MemStorage::new();
+    let storage = crate::testing::Counting::new(&inner);
+    let f = Fakes::default();
+    let env = Env {
+        storage: &storage,
+        connector: &f.connector,
+        authz: &f.authz,
+        policies: &f.policies,
+        tokens: &f.tokens,
+    };
+    call_on(&env, "POST", "sys/mounts/secret", json!({"type": "kv-v2"}));
+    call_on(&env, "POST", "sys/sync/destinations/in-mem/d1", json!({}));
+    call_on(&env, "POST", "secret/data/app", json!({"data": {"v": "1"}}));
+    storage.conflicts.set(2);
+    let r = call_on(
+        &env,
+        "POST",
+        "sys/sync/destinations/in-mem/d1/associations/set",
+        json!({"mount": "secret", "secret_name": "app"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(*f.connector.calls.borrow(), 1, "pushed once");
+    let statuses: Vec<_> = r.body["data"]["associated_secrets"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|a| a["sync_status"].clone())
+        .collect();
+    assert_eq!(statuses, vec![json!("SYNCED")]);
+    assert_eq!(f.connector.objects("in-mem", "d1").len(), 1);
 }

@@ -37,7 +37,8 @@ use super::{
     CreateRequest, Issued, LeaseInfo, Target, TokenError, TokenInfo, TokenStore, random_id,
     retrying,
 };
-use crate::auth::{Caller, ROOT_POLICY, Token, allowed};
+use crate::auth::policy::Acl;
+use crate::auth::{Caller, ROOT_POLICY, Token, acl};
 use crate::storage::{Condition, Op, StorageError};
 
 /// The namespace and caller an operation runs for.
@@ -45,6 +46,8 @@ use crate::storage::{Condition, Op, StorageError};
 pub struct Scope<'a> {
     pub namespace_id: &'a str,
     pub caller: Option<&'a Caller>,
+    /// The caller's compiled ACL (`None` without a caller: no sudo).
+    pub acl: Option<&'a Acl>,
 }
 
 /// Policies no token may hold.
@@ -68,7 +71,7 @@ impl Scope<'_> {
 
     /// Whether the caller is root or holds `sudo` on `path`.
     fn is_sudo(&self, path: &str) -> bool {
-        allowed(self.caller, "sudo", path)
+        acl::allowed(self.acl, "sudo", path)
     }
 }
 

@@ -22,6 +22,22 @@ impl Clock for ManualClock {
     }
 }
 
+/// The ACL of `caller`'s policies, as the built-in ones grant (no named
+/// policy exists in these tests). Leaked: a test's scopes borrow it.
+fn acl_of(caller: &Caller) -> &'static crate::auth::policy::Acl {
+    use crate::auth::policy::{Acl, default_policy, root_policy};
+    let policies: Vec<_> = caller
+        .policies
+        .iter()
+        .filter_map(|p| match p.as_str() {
+            "root" => Some(root_policy()),
+            "default" => Some(default_policy()),
+            _ => None,
+        })
+        .collect();
+    Box::leak(Box::new(Acl::new("", &policies)))
+}
+
 struct Fixture {
     store: TokenStore,
     backend: SharedBackend,
@@ -59,6 +75,7 @@ impl Fixture {
         Scope {
             namespace_id: "root",
             caller: Some(caller),
+            acl: Some(acl_of(caller)),
         }
     }
 
@@ -784,6 +801,7 @@ async fn lookups_and_accessors() {
     let other = Scope {
         namespace_id: "ns1",
         caller: Some(&f.root),
+        acl: Some(acl_of(&f.root)),
     };
     assert!(
         f.store
@@ -797,6 +815,7 @@ async fn lookups_and_accessors() {
     let nobody = Scope {
         namespace_id: "root",
         caller: None,
+        acl: None,
     };
     assert!(matches!(
         f.store.lookup(&nobody, &Target::Caller).await,
@@ -810,6 +829,7 @@ async fn a_root_namespace_admin_minting_for_a_child_namespace() {
     let child = Scope {
         namespace_id: "ns1",
         caller: Some(&f.root),
+        acl: Some(acl_of(&f.root)),
     };
     let e = f
         .store

@@ -19,9 +19,20 @@ use sm::config::Region;
 
 use super::config::Config;
 use super::{PROVIDER, classify_with};
-use crate::connectors::egress::EgressPolicy;
+use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use http_body_util::Limited;
+
+use crate::connectors::egress::{Dns, EgressPolicy, EgressResolver};
 use crate::connectors::fields::Secret;
-use crate::connectors::{ConnectorEnv, DEFAULT_TIMEOUT, Dest, SyncError};
+use crate::connectors::{ConnectorEnv, DEFAULT_TIMEOUT, Dest, SyncError, http};
 
 /// The STS session name of an assumed role (shows in CloudTrail).
 const SESSION_NAME: &str = "vault-secrets-sync";
@@ -56,6 +67,7 @@ pub(super) struct Clients {
     secrets_manager_endpoint: Option<String>,
     /// The STS endpoint that overrides the SDK's resolution.
     sts_endpoint: Option<String>,
+    dns: Dns,
 }
 
 impl Clients {
@@ -64,6 +76,7 @@ impl Clients {
             cache: Mutex::default(),
             secrets_manager_endpoint: env.aws_secrets_manager_endpoint().map(str::to_string),
             sts_endpoint: env.aws_sts_endpoint().map(str::to_string),
+            dns: env.dns.clone(),
         }
     }
 
@@ -165,7 +178,21 @@ impl Clients {
                     .to_string(),
             ));
         }
-        let mut sm_config = sm::config::Builder::from(&sdk);
+        // The destination's HTTP client: its resolver checks every address in
+        // the lookup the connection uses. Only the Secrets Manager and STS
+        // clients get it: the credential chain (IMDS, profiles) is the
+        // operator's, not the destination's.
+        let http = SharedHttpClient::new(Capped(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::AwsLc,
+                ))
+                .build_with_resolver(EgressResolver {
+                    policy: dest.egress.clone(),
+                    dns: self.dns.clone(),
+                }),
+        ));
+        let mut sm_config = sm::config::Builder::from(&sdk).http_client(http.clone());
         if let Some(endpoint) = &self.secrets_manager_endpoint {
             sm_config = sm_config.endpoint_url(endpoint);
         }
@@ -175,7 +202,7 @@ impl Clients {
         });
         let mut expires = None;
         if let Some(role_arn) = &config.role_arn {
-            let mut sts = aws_sdk_sts::config::Builder::from(&sdk);
+            let mut sts = aws_sdk_sts::config::Builder::from(&sdk).http_client(http);
             if let Some(endpoint) = &self.sts_endpoint {
                 sts = sts.endpoint_url(endpoint);
             }
@@ -228,7 +255,7 @@ impl sm::config::endpoint::ResolveEndpoint for CheckedSecretsManager {
     ) -> sm::config::endpoint::EndpointFuture<'a> {
         sm::config::endpoint::EndpointFuture::new(async move {
             let endpoint = self.inner.resolve_endpoint(params).await?;
-            check_endpoint(&self.policy, endpoint.url()).await?;
+            check_endpoint(&self.policy, endpoint.url())?;
             Ok(endpoint)
         })
     }
@@ -248,15 +275,48 @@ impl aws_sdk_sts::config::endpoint::ResolveEndpoint for CheckedSts {
     ) -> aws_sdk_sts::config::endpoint::EndpointFuture<'a> {
         aws_sdk_sts::config::endpoint::EndpointFuture::new(async move {
             let endpoint = self.inner.resolve_endpoint(params).await?;
-            check_endpoint(&self.policy, endpoint.url()).await?;
+            check_endpoint(&self.policy, endpoint.url())?;
             Ok(endpoint)
         })
     }
 }
 
-/// Resolves and checks an endpoint; the refusal travels through the SDK as the
-/// error's source, a [`SyncError`] that [`classify_with`] finds and returns as is.
-async fn check_endpoint(policy: &EgressPolicy, url: &str) -> Result<(), sm::error::BoxError> {
+/// The SDK's HTTP client with every answer read up to [`http::MAX_BODY`]
+/// (a longer one fails with a `LengthLimitError` as its source).
+#[derive(Debug)]
+struct Capped(SharedHttpClient);
+
+impl HttpClient for Capped {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(CappedConnector(self.0.http_connector(settings, components)))
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
+}
+
+#[derive(Debug)]
+struct CappedConnector(SharedHttpConnector);
+
+impl HttpConnector for CappedConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let answer = self.0.call(request);
+        HttpConnectorFuture::new(async move {
+            let response = answer.await?;
+            Ok(response.map(|body| SdkBody::from_body_1_x(Limited::new(body, http::MAX_BODY))))
+        })
+    }
+}
+
+/// Checks an endpoint's port (and address, for a literal: the resolver never
+/// sees those); the refusal travels through the SDK as the error's source, a
+/// [`SyncError`] that [`classify_with`] finds and returns as is.
+fn check_endpoint(policy: &EgressPolicy, url: &str) -> Result<(), sm::error::BoxError> {
     let parsed = url::Url::parse(url).map_err(|e| {
         Box::new(SyncError::ClientSide(format!(
             "invalid {PROVIDER} endpoint {url:?}: {e}"
@@ -264,6 +324,5 @@ async fn check_endpoint(policy: &EgressPolicy, url: &str) -> Result<(), sm::erro
     })?;
     policy
         .check_url(&parsed)
-        .await
         .map_err(|e| Box::new(e) as sm::error::BoxError)
 }

@@ -13,12 +13,12 @@
 //! **Endpoints**: `AWS_ENDPOINT_URL_SECRETS_MANAGER` / `AWS_ENDPOINT_URL_STS`, else
 //! `AWS_ENDPOINT_URL`, as read once into the [`ConnectorEnv`] and set explicitly on
 //! each client; else the SDK's own resolution (the profile's `endpoint_url`, the
-//! region's public endpoint). The SDK's HTTP client cannot take our filtering DNS
-//! resolver, so every endpoint the SDK resolves (Secrets Manager and STS) goes
-//! through [`EgressPolicy::check_url`] inside the SDK's endpoint resolver, on every
-//! request, before the connection: the host is resolved and each address checked.
-//! (The SDK then resolves the host again to connect: the small check-then-connect
-//! gap of this approach.)
+//! region's public endpoint). Every endpoint the SDK resolves (Secrets Manager and
+//! STS) has its port (and address, for a literal) checked inside the SDK's endpoint
+//! resolver ([`EgressPolicy::check_url`]); the host name is checked by the
+//! destination's own HTTP client, whose DNS resolver is the egress-filtering
+//! [`EgressResolver`](super::egress::EgressResolver): the connection goes to an
+//! address checked in the very lookup it uses.
 //!
 //! **Calls** (no read before write; exactly one layer retries, the engine's: the
 //! SDK's retries are disabled, each attempt is bounded by 10 s):
@@ -55,10 +55,12 @@ use aws_sdk_secretsmanager as sm;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use sm::error::{ProvideErrorMetadata, SdkError};
 
+use super::egress::{cause, refusal};
 use super::http;
 use super::{Connector, ConnectorEnv, Dest, ExternalSecret, SyncError};
 use client::Clients;
 pub use config::Config;
+use http_body_util::LengthLimitError;
 
 const PROVIDER: &str = "AWS Secrets Manager";
 /// Secret names: 1–512 characters (the model's `NameType`).
@@ -341,13 +343,16 @@ fn classify_with<E>(provider: &str, op: &str, err: SdkError<E>) -> SyncError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    // Our own verdicts (egress refusals) travel as an error source.
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
-    while let Some(s) = source {
-        if let Some(e) = s.downcast_ref::<SyncError>() {
-            return e.clone();
-        }
-        source = s.source();
+    // Our own verdicts travel as an error source: the endpoint check's, and
+    // the resolver's egress refusals.
+    if let Some(e) = cause::<SyncError>(&err) {
+        return e.clone();
+    }
+    if let Some(refused) = refusal(&err) {
+        return SyncError::ClientSide(refused.to_string());
+    }
+    if cause::<LengthLimitError>(&err).is_some() {
+        return http::too_long(provider);
     }
     match &err {
         SdkError::ServiceError(ctx) => {

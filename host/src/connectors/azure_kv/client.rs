@@ -15,7 +15,9 @@ use zeroize::Zeroizing;
 use super::config::{Cloud, Credentials};
 use crate::connectors::SyncError;
 use crate::connectors::egress::EgressPolicy;
-use crate::connectors::http::{checked_url, detail, status_error, transport_error};
+use crate::connectors::http::{
+    checked_url, detail, read_body, status_error, token_lifetime, transport_error,
+};
 
 /// A cached token is renewed this long before it expires (at most half its life).
 pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(300);
@@ -93,7 +95,7 @@ impl Tokens {
             return Ok((cached.token.clone(), key));
         }
         let url = format!("{}/{}/oauth2/v2.0/token", key.authority, key.tenant);
-        let url = checked_url(policy, &url).await?;
+        let url = checked_url(policy, &url)?;
         let form = Zeroizing::new(
             url::form_urlencoded::Serializer::new(String::new())
                 .append_pair("grant_type", "client_credentials")
@@ -112,12 +114,7 @@ impl Tokens {
             .map_err(|e| transport_error(ENTRA, &e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = Zeroizing::new(
-            resp.bytes()
-                .await
-                .map_err(|e| transport_error(ENTRA, &e))?
-                .to_vec(),
-        );
+        let body = read_body(ENTRA, resp).await?;
         if !(200..300).contains(&status) {
             return Err(token_error(
                 status,
@@ -157,10 +154,11 @@ impl Tokens {
 /// [`TOKEN_REFRESH_MARGIN`] before it expires, or halfway for short-lived
 /// tokens; `None` when it is not worth caching.
 pub(super) fn renew_at(now: Instant, lifetime_s: u64) -> Option<Instant> {
-    let life = Duration::from_secs(lifetime_s);
+    let life = token_lifetime(lifetime_s);
     let margin = TOKEN_REFRESH_MARGIN.min(life / 2);
     let keep = life.saturating_sub(margin);
-    (keep >= Duration::from_secs(1)).then(|| now + keep)
+    now.checked_add(keep)
+        .filter(|_| keep >= Duration::from_secs(1))
 }
 
 /// `expires_in`: a number, or (older endpoints) a string of digits.

@@ -45,6 +45,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use super::egress::Dns;
 use super::http::{self, checked_url, status_error, transport_error};
 use super::{Connector, ConnectorEnv, Dest, ExternalSecret, SyncError};
 pub use client::TOKEN_REFRESH_MARGIN;
@@ -76,6 +77,7 @@ pub struct AzureKeyVault {
     /// Pause between the GETs that wait for a recovered secret.
     recover_poll: Duration,
     tokens: Tokens,
+    dns: Dns,
 }
 
 impl AzureKeyVault {
@@ -85,6 +87,7 @@ impl AzureKeyVault {
             api_version: API_VERSION.to_string(),
             recover_poll: RECOVER_POLL_INTERVAL,
             tokens: Tokens::new(env.azure_authority_host.clone()),
+            dns: env.dns.clone(),
         }
     }
 }
@@ -144,8 +147,9 @@ impl AzureKeyVault {
     /// egress rules, the vault URL (checked) and a token.
     async fn session(&self, dest: &Dest<Config>) -> Result<Session<'_>, SyncError> {
         let creds = dest.config.credentials()?;
-        let client = http::client(&dest.egress)?;
-        checked_url(&dest.egress, &creds.vault).await?;
+        http::require_https(&dest.egress, "key_vault_uri", &creds.vault)?;
+        let client = http::client(&dest.egress, &self.dns)?;
+        checked_url(&dest.egress, &creds.vault)?;
         let (token, key) = self.tokens.token(&client, &dest.egress, &creds).await?;
         Ok(Session {
             connector: self,
@@ -292,15 +296,18 @@ impl Session<'_> {
     }
 
     /// Reads an error answer: its status, headers and (short) body.
-    async fn read_error(&self, resp: reqwest::Response) -> (u16, HeaderMap, String) {
+    async fn read_error(
+        &self,
+        resp: reqwest::Response,
+    ) -> Result<(u16, HeaderMap, Zeroizing<String>), SyncError> {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.text().await.unwrap_or_default();
         if status == 401 {
             // Revoked or otherwise refused: fetch a new one next time.
             self.connector.tokens.forget(&self.key);
         }
-        (status, headers, body)
+        let body = http::read_text(VAULT, resp).await?;
+        Ok((status, headers, body))
     }
 
     async fn set(&self, name: &str, body: &[u8]) -> Result<Set, SyncError> {
@@ -314,7 +321,7 @@ impl Session<'_> {
             // The answer echoes the value: not read.
             return Ok(Set::Done);
         }
-        let (status, headers, text) = self.read_error(resp).await;
+        let (status, headers, text) = self.read_error(resp).await?;
         let codes = ErrorBody::parse(&text);
         if status == 409 && codes.has("ObjectIsDeletedButRecoverable") {
             return Ok(Set::DeletedButRecoverable);
@@ -343,7 +350,7 @@ impl Session<'_> {
             .body("{}");
         let resp = self.send(req).await?;
         if !resp.status().is_success() {
-            let (status, headers, text) = self.read_error(resp).await;
+            let (status, headers, text) = self.read_error(resp).await?;
             match status {
                 // Recovered or purged in the meantime: the next PUT tells.
                 404 => return Ok(()),
@@ -371,7 +378,7 @@ impl Session<'_> {
             if resp.status().is_success() {
                 return Ok(());
             }
-            let (status, headers, text) = self.read_error(resp).await;
+            let (status, headers, text) = self.read_error(resp).await?;
             match status {
                 404 => continue,
                 // No 'get' permission: the PUT will tell whether recovery is done.
@@ -395,7 +402,7 @@ impl Session<'_> {
         if resp.status().is_success() {
             return Ok(());
         }
-        let (status, headers, text) = self.read_error(resp).await;
+        let (status, headers, text) = self.read_error(resp).await?;
         if status == 404 && ErrorBody::parse(&text).has("SecretNotFound") {
             return Ok(());
         }

@@ -195,6 +195,11 @@ fn tokens_are_renewed_before_they_expire() {
     assert_eq!(renew_at(now, 60), Some(now + Duration::from_secs(30)));
     assert_eq!(renew_at(now, 1), None);
     assert_eq!(renew_at(now, 0), None);
+    // A lifetime at the end of time is capped, not an overflow of the clock.
+    assert_eq!(
+        renew_at(now, u64::MAX),
+        Some(now + crate::connectors::http::MAX_TOKEN_LIFETIME - TOKEN_REFRESH_MARGIN)
+    );
     assert_eq!(seconds(&json!("3599")), Some(3599));
     assert_eq!(seconds(&json!(3599)), Some(3599));
     assert_eq!(seconds(&json!(null)), None);
@@ -239,7 +244,7 @@ async fn checks_come_before_any_call() {
 async fn strict_networking_refuses_a_loopback_vault_and_authority() {
     let c = with_authority("http://127.0.0.1:9");
     let mut cfg = config();
-    cfg["key_vault_uri"] = json!("http://127.0.0.1:9");
+    cfg["key_vault_uri"] = json!("https://127.0.0.1:9");
     let m = client_side(
         c.push(&dest(cfg.clone()), &secret("ok", "v"))
             .await

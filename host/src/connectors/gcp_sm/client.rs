@@ -104,7 +104,8 @@ impl Tokens {
         if let Some(cached) = self.lock().get(key).filter(|c| c.refresh_at > now) {
             return Ok(cached.token.clone());
         }
-        let token_uri = http::checked_url(policy, sa.token_uri()).await?;
+        http::require_https(policy, "credentials (token_uri)", sa.token_uri())?;
+        let token_uri = http::checked_url(policy, sa.token_uri())?;
         if !matches!(token_uri.scheme(), "https" | "http") {
             return Err(SyncError::ClientSide(format!(
                 "the service account's token_uri must be an http(s) URL, not {}",
@@ -127,11 +128,7 @@ impl Tokens {
             .map_err(|e| http::transport_error(TOKEN_PROVIDER, &e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let text = Zeroizing::new(
-            resp.text()
-                .await
-                .map_err(|e| http::transport_error(TOKEN_PROVIDER, &e))?,
-        );
+        let text = http::read_text(TOKEN_PROVIDER, resp).await?;
         if !(200..300).contains(&status) {
             return Err(token_error(status, &headers, &text));
         }
@@ -150,21 +147,31 @@ impl Tokens {
             });
         }
         let token = Zeroizing::new(parsed.access_token.clone());
-        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(ASSERTION_TTL));
-        if lifetime > TOKEN_MARGIN * 2 {
-            let now = Instant::now();
+        let now = Instant::now();
+        if let Some(refresh_at) = refresh_at(now, parsed.expires_in) {
             let mut tokens = self.lock();
             tokens.retain(|_, c| c.refresh_at > now);
             tokens.insert(
                 key.clone(),
                 CachedToken {
                     token: token.clone(),
-                    refresh_at: now + (lifetime - TOKEN_MARGIN),
+                    refresh_at,
                 },
             );
         }
         Ok(token)
     }
+}
+
+/// When a token issued `now` for `expires_in` seconds (the assertion's
+/// lifetime when unsaid) is replaced: [`TOKEN_MARGIN`] before it expires;
+/// `None` when it is too short-lived to cache.
+pub(super) fn refresh_at(now: Instant, expires_in: Option<u64>) -> Option<Instant> {
+    let lifetime = http::token_lifetime(expires_in.unwrap_or(ASSERTION_TTL));
+    if lifetime <= TOKEN_MARGIN * 2 {
+        return None;
+    }
+    now.checked_add(lifetime.saturating_sub(TOKEN_MARGIN))
 }
 
 /// The signed JWT bearer assertion; zeroized on drop.

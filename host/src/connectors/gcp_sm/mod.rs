@@ -64,6 +64,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
+use super::egress::Dns;
 use super::http;
 use super::{Connector, ConnectorEnv, Dest, ExternalSecret, SyncError};
 pub use client::SCOPE;
@@ -88,6 +89,7 @@ pub struct GcpSecretManager {
     /// The API base URL, or why the configured one cannot be used.
     base_url: Result<String, SyncError>,
     tokens: Tokens,
+    dns: Dns,
 }
 
 /// Everything one operation needs to reach the destination's project.
@@ -119,6 +121,7 @@ impl GcpSecretManager {
         GcpSecretManager {
             base_url: base_url(env.gcp_secret_manager_url.as_deref()),
             tokens: Tokens::default(),
+            dns: env.dns.clone(),
         }
     }
 
@@ -128,13 +131,13 @@ impl GcpSecretManager {
         let sa = dest.config.service_account()?;
         let project = dest.config.project_id(sa)?;
         let base = self.base_url.clone()?;
-        let client = http::client(policy)?;
+        let client = http::client(policy, &self.dns)?;
         let token_key = TokenKey::of(sa);
         let token = self
             .tokens
             .access_token(&client, policy, sa, &token_key)
             .await?;
-        http::checked_url(policy, &base).await?;
+        http::checked_url(policy, &base)?;
         Ok(Session {
             client,
             secrets_url: format!("{base}/v1/projects/{project}/secrets"),
@@ -150,7 +153,7 @@ impl GcpSecretManager {
         method: reqwest::Method,
         url: &str,
         body: Option<Vec<u8>>,
-    ) -> Result<(u16, HeaderMap, String), SyncError> {
+    ) -> Result<(u16, HeaderMap, Zeroizing<String>), SyncError> {
         let url = url::Url::parse(url)
             .map_err(|e| SyncError::Internal(format!("cannot build a {PROVIDER} URL: {e}")))?;
         let mut req = session
@@ -166,10 +169,7 @@ impl GcpSecretManager {
             .map_err(|e| http::transport_error(PROVIDER, &e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| http::transport_error(PROVIDER, &e))?;
+        let text = http::read_text(PROVIDER, resp).await?;
         if status == 401 {
             // The token was revoked or has expired early: fetch a new one next time.
             self.tokens.forget(&session.token_key);

@@ -143,7 +143,7 @@ async fn bad_keys_are_client_side_and_never_quoted() {
 async fn strict_networking_refuses_the_token_endpoint_and_the_api() {
     let c = connector();
     let sa = json!({"client_email": "a@b", "private_key": "k", "project_id": "p",
-                    "token_uri": "http://127.0.0.1:8080/token"})
+                    "token_uri": "https://127.0.0.1:8080/token"})
     .to_string();
     let m = client_side(
         c.push(&dest(json!({"credentials": sa})), &secret("s", "v"))
@@ -342,4 +342,23 @@ fn protobuf_durations() {
     assert_eq!(proto_duration("0.5s"), Some(Duration::from_millis(500)));
     assert_eq!(proto_duration("7"), None);
     assert_eq!(proto_duration("-1s"), None);
+}
+
+#[test]
+fn a_token_lifetime_beyond_the_clock_is_capped_not_a_panic() {
+    use std::time::{Duration, Instant};
+
+    use super::client::refresh_at;
+    use crate::connectors::http::MAX_TOKEN_LIFETIME;
+    let now = Instant::now();
+    assert_eq!(
+        refresh_at(now, Some(3600)),
+        Some(now + Duration::from_secs(3540))
+    );
+    assert_eq!(refresh_at(now, None), Some(now + Duration::from_secs(3540)));
+    assert_eq!(refresh_at(now, Some(100)), None);
+    assert_eq!(
+        refresh_at(now, Some(u64::MAX)),
+        Some(now + MAX_TOKEN_LIFETIME - Duration::from_secs(60))
+    );
 }

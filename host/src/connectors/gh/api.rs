@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http_body_util::BodyExt as _;
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use hyper::Method;
 use hyper::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
 use octocrab::Octocrab;
@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::connectors::SyncError;
-use crate::connectors::http::{detail, retry_after, status_error};
+use crate::connectors::egress::{cause, refusal};
+use crate::connectors::http::{MAX_BODY, detail, retry_after, status_error, too_long};
 
 const PROVIDER: &str = "GitHub";
 const MEDIA_TYPE: &str = "application/vnd.github+json";
@@ -141,10 +142,13 @@ pub(super) async fn send(
         .await
         .map_err(|e| transport_error(&e))?;
     let (parts, body) = response.into_parts();
-    let body = body
+    let body = Limited::new(body, MAX_BODY)
         .collect()
         .await
-        .map_err(|e| transport_error(&e))?
+        .map_err(|e| match cause::<LengthLimitError>(e.as_ref()) {
+            Some(_) => too_long(PROVIDER),
+            None => transport_error(e.as_ref()),
+        })?
         .to_bytes();
     Ok(Reply {
         status: parts.status.as_u16(),
@@ -153,10 +157,14 @@ pub(super) async fn send(
     })
 }
 
-/// Timeouts and connection failures are retryable. octocrab's errors carry
-/// no request body or header, so their text is safe to show.
+/// An egress refusal is the destination's configuration; timeouts and
+/// connection failures are retryable. octocrab's errors carry no request body
+/// or header, so their text is safe to show.
 fn transport_error(e: &(dyn std::error::Error + 'static)) -> SyncError {
     use std::io::ErrorKind;
+    if let Some(refused) = refusal(e) {
+        return SyncError::ClientSide(refused.to_string());
+    }
     let mut what = "failed";
     let mut texts: Vec<String> = Vec::new();
     let mut cur = Some(e);

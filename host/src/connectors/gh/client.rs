@@ -4,6 +4,7 @@
 //! JWT traded at `POST /app/installations/{id}/access_tokens`, cached until
 //! [`TOKEN_MARGIN`] before it expires, per API, app, installation and key).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::Method;
@@ -17,13 +18,12 @@ use super::api::{app_jwt, bearer, parse_utc, send, unix_now};
 use super::config::{Credentials, Target};
 use super::{GitHub, MAX_CACHE, lock};
 use crate::connectors::SyncError;
-use crate::connectors::http::checked_url;
+use crate::connectors::egress::EgressPolicy;
+use crate::connectors::http::{self, checked_url, token_lifetime};
 
 /// Installation tokens are renewed this long before they expire.
 const TOKEN_MARGIN: Duration = Duration::from_secs(300);
-/// Connect, read and write timeouts of the HTTP client.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bound on the cached HTTP clients (one per API base URL and runtime).
+/// Bound on the cached HTTP clients (one per API base URL, egress rules and runtime).
 const MAX_CLIENTS: usize = 64;
 
 pub(super) struct Session {
@@ -61,8 +61,8 @@ impl GitHub {
         target: &Target,
         fresh_token: bool,
     ) -> Result<Session, SyncError> {
-        checked_url(&target.policy, &target.base).await?;
-        let crab = self.client(&target.base)?;
+        checked_url(&target.policy, &target.base)?;
+        let crab = self.client(&target.base, &target.policy)?;
         let (auth, token_key, token_from_cache) = match &target.credentials {
             Credentials::Token(token) => (bearer(token)?, None, false),
             Credentials::App {
@@ -98,23 +98,24 @@ impl GitHub {
         })
     }
 
-    fn client(&self, base: &str) -> Result<Octocrab, SyncError> {
+    /// octocrab's client for `base` over the shared egress-bound reqwest
+    /// client: its resolver checks the API's addresses in the lookup the
+    /// connection uses, and it follows no redirect.
+    fn client(&self, base: &str, policy: &Arc<EgressPolicy>) -> Result<Octocrab, SyncError> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| {
                 SyncError::Internal("the gh connector runs outside a tokio runtime".to_string())
             })?
             .id();
-        let key = (runtime, base.to_string());
+        let key = (runtime, base.to_string(), (**policy).clone());
         let mut clients = lock(&self.clients);
         if let Some(crab) = clients.get(&key) {
             return Ok(crab.clone());
         }
+        let http = http::client(policy, &self.dns)?;
         let crab = Octocrab::builder()
-            .set_connect_timeout(Some(IO_TIMEOUT))
-            .set_read_timeout(Some(IO_TIMEOUT))
-            .set_write_timeout(Some(IO_TIMEOUT))
             .base_uri(base)
-            .and_then(|b| b.build())
+            .and_then(|b| b.build_with_reqwest(http))
             .map_err(|e| SyncError::Internal(format!("cannot build the GitHub client: {e}")))?;
         if clients.len() >= MAX_CLIENTS {
             clients.clear();
@@ -178,15 +179,11 @@ impl GitHub {
             });
         };
         let token = Zeroizing::new(token.to_string());
-        // GitHub's tokens last an hour; without a readable expiry, assume that.
-        let lifetime = body
+        let expires_at = body
             .get("expires_at")
             .and_then(Value::as_str)
-            .and_then(parse_utc)
-            .map_or(Duration::from_secs(3600), |at| {
-                Duration::from_secs(at.saturating_sub(unix_now()))
-            });
-        if let Some(valid) = lifetime.checked_sub(TOKEN_MARGIN).filter(|v| !v.is_zero()) {
+            .and_then(parse_utc);
+        if let Some(refresh_at) = refresh_at(Instant::now(), unix_now(), expires_at) {
             let mut tokens = lock(&self.tokens);
             if tokens.len() >= MAX_CACHE {
                 tokens.clear();
@@ -195,10 +192,24 @@ impl GitHub {
                 key.clone(),
                 CachedToken {
                     token: token.clone(),
-                    refresh_at: Instant::now() + valid,
+                    refresh_at,
                 },
             );
         }
         Ok(token)
     }
+}
+
+/// When an installation token issued `now` (`unix_now` in Unix seconds) that
+/// expires at `expires_at` (Unix seconds; GitHub's tokens last an hour, which
+/// is assumed when unsaid) is replaced: [`TOKEN_MARGIN`] before it expires;
+/// `None` when it is too short-lived to cache.
+pub(super) fn refresh_at(now: Instant, unix_now: u64, expires_at: Option<u64>) -> Option<Instant> {
+    let lifetime = expires_at.map_or(Duration::from_secs(3600), |at| {
+        token_lifetime(at.saturating_sub(unix_now))
+    });
+    let valid = lifetime
+        .checked_sub(TOKEN_MARGIN)
+        .filter(|v| !v.is_zero())?;
+    now.checked_add(valid)
 }

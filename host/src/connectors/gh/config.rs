@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::connectors::egress::EgressPolicy;
 use crate::connectors::fields::{self, Secret};
+use crate::connectors::http::require_https;
 use crate::connectors::{Dest, SyncError};
 
 const GITHUB_API: &str = "https://api.github.com";
@@ -95,6 +96,9 @@ pub(super) struct Target {
 impl Target {
     pub fn new(dest: &Dest<Config>) -> Result<Self, SyncError> {
         let c = &dest.config;
+        if let Some(url) = &c.enterprise_url {
+            require_https(&dest.egress, "enterprise_url", url)?;
+        }
         let base = api_base(c.enterprise_url.as_deref())?;
         let required = |value: &Option<String>, field: &str, when: &str| {
             value

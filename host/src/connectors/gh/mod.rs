@@ -1,7 +1,10 @@
 //! `gh`: GitHub Actions secrets of a repository, a repository environment or
-//! an organization, through `octocrab`'s HTTP stack (its base URI, timeouts
-//! and raw request methods; no retries: the `retry` feature is off, the
-//! engine is the one layer that retries).
+//! an organization, through `octocrab`'s HTTP stack (its base URI and raw
+//! request methods; no retries: the `retry` feature is off, the engine is the
+//! one layer that retries), executed by the shared egress-bound reqwest
+//! client ([`http::client`](super::http::client)): its resolver checks the
+//! API's addresses in the very lookup the connection uses, it follows no
+//! redirect and ignores the environment's proxies.
 //!
 //! Per operation:
 //! - push: `GET …/secrets/public-key` (cached per scope for [`KEY_TTL`]), a
@@ -26,10 +29,10 @@
 //!
 //! Names (`[A-Za-z0-9_]`, not starting with a digit or `GITHUB_`, stored
 //! upper-case) and the 48 KB value limit are checked before any call.
-//! octocrab cannot take the egress-filtering resolver, so the API's URL is
-//! resolved and checked against the destination's egress rules
-//! ([`check_url`](crate::connectors::egress::EgressPolicy::check_url)) at the
-//! start of every operation, before the token exchange and the secret calls.
+//! The API URL's port (and address, for a literal) is checked at the start of
+//! every operation, before the token exchange and the secret calls
+//! ([`check_url`](crate::connectors::egress::EgressPolicy::check_url)); its
+//! host name when the connection resolves it.
 
 mod api;
 mod client;
@@ -47,7 +50,8 @@ use hyper::Method;
 use octocrab::Octocrab;
 use serde_json::{Value, json};
 
-use super::{Connector, Dest, ExternalSecret, SyncError};
+use super::egress::{Dns, EgressPolicy};
+use super::{Connector, ConnectorEnv, Dest, ExternalSecret, SyncError};
 use api::{Failure, send};
 use client::{CachedToken, Session, TokenKey};
 use config::{Location, Target, check_name, check_value, segment};
@@ -64,15 +68,27 @@ const MAX_CACHE: usize = 4096;
 /// The GitHub Actions secrets connector.
 #[derive(Default)]
 pub struct GitHub {
-    /// One client per (runtime, API base URL): octocrab's client runs a
-    /// worker task on the runtime that built it.
-    clients: Mutex<HashMap<(tokio::runtime::Id, String), Octocrab>>,
+    /// How the API's host name is resolved.
+    dns: Dns,
+    /// One client per (runtime, API base URL, egress rules): octocrab's
+    /// client runs a worker task on the runtime that built it.
+    clients: Mutex<HashMap<(tokio::runtime::Id, String, EgressPolicy), Octocrab>>,
     /// Public keys by API base URL + scope path.
     keys: Mutex<HashMap<String, CachedKey>>,
     /// Installation tokens of GitHub Apps.
     tokens: Mutex<HashMap<TokenKey, CachedToken>>,
     /// Repository ids by API base URL + `owner/name` (lower-cased).
     repo_ids: Mutex<HashMap<String, (u64, Instant)>>,
+}
+
+impl GitHub {
+    /// The connector, resolving names with `env`'s resolver.
+    pub fn new(env: &ConnectorEnv) -> Self {
+        GitHub {
+            dns: env.dns.clone(),
+            ..GitHub::default()
+        }
+    }
 }
 
 #[async_trait]

@@ -18,7 +18,7 @@ async fn checks_come_before_any_call() {
     let gh = typed(GitHub::default());
     let d = dest(json!({
         "access_token": "ghp_x", "repository_owner": "acme", "repository_name": "web",
-        "enterprise_url": "http://127.0.0.1:9/", "disable_strict_networking": false
+        "enterprise_url": "https://127.0.0.1:9/", "disable_strict_networking": false
     }));
     let secret = |name: &str, value: &str| ExternalSecret {
         name: name.into(),
@@ -49,4 +49,29 @@ async fn checks_come_before_any_call() {
     );
     // A name GitHub could not hold is already gone.
     gh.delete(&d, "GITHUB_X").await.unwrap();
+}
+
+#[test]
+fn a_token_lifetime_beyond_the_clock_is_capped_not_a_panic() {
+    use std::time::{Duration, Instant};
+
+    use super::client::refresh_at;
+    use crate::connectors::http::MAX_TOKEN_LIFETIME;
+    let now = Instant::now();
+    let unix = 1_700_000_000;
+    assert_eq!(
+        refresh_at(now, unix, Some(unix + 3600)),
+        Some(now + Duration::from_secs(3300))
+    );
+    assert_eq!(
+        refresh_at(now, unix, None),
+        Some(now + Duration::from_secs(3300))
+    );
+    assert_eq!(refresh_at(now, unix, Some(unix + 10)), None);
+    assert_eq!(refresh_at(now, unix, Some(unix - 10)), None);
+    // An expiry a provider (or a man in the middle) sets at the end of time.
+    assert_eq!(
+        refresh_at(now, unix, Some(u64::MAX)),
+        Some(now + MAX_TOKEN_LIFETIME - Duration::from_secs(300))
+    );
 }

@@ -9,12 +9,8 @@ use zeroize::Zeroizing;
 
 use super::PROVIDER;
 use super::config::{Config, Settings};
-use crate::connectors::egress::EgressPolicy;
+use crate::connectors::egress::{Dns, EgressPolicy};
 use crate::connectors::{ConnectorEnv, Dest, SyncError, http};
-
-/// Values shorter than this are not scrubbed from provider messages (they
-/// would garble the text and say nothing).
-const MIN_SCRUB: usize = 4;
 
 /// One destination's way to the API: its settings, egress rules and client.
 pub(super) struct Api<'a> {
@@ -38,10 +34,10 @@ impl Answer {
 }
 
 impl<'a> Api<'a> {
-    pub fn new(dest: &'a Dest<Config>, base_url: &str) -> Result<Self, SyncError> {
+    pub fn new(dest: &'a Dest<Config>, base_url: &str, dns: &Dns) -> Result<Self, SyncError> {
         let settings = dest.config.settings()?;
         let policy = dest.egress.clone();
-        let client = http::client(&policy)?;
+        let client = http::client(&policy, dns)?;
         let base = url::Url::parse(base_url.trim_end_matches('/')).map_err(|e| {
             SyncError::Internal(format!(
                 "invalid {} {base_url:?}: {e}",
@@ -85,7 +81,7 @@ impl<'a> Api<'a> {
         request: reqwest::RequestBuilder,
         secret: &str,
     ) -> Result<Answer, SyncError> {
-        http::checked_url(&self.policy, url.as_str()).await?;
+        http::checked_url(&self.policy, url.as_str())?;
         let response = request
             .bearer_auth(self.settings.token.as_str())
             .header("accept", "application/json")
@@ -94,12 +90,7 @@ impl<'a> Api<'a> {
             .map_err(|e| http::transport_error(PROVIDER, &e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = Zeroizing::new(
-            response
-                .text()
-                .await
-                .map_err(|e| http::transport_error(PROVIDER, &e))?,
-        );
+        let body = http::read_text(PROVIDER, response).await?;
         Ok(Answer {
             status,
             headers,
@@ -110,9 +101,5 @@ impl<'a> Api<'a> {
 
 /// `body` with every occurrence of `secret` masked.
 pub(super) fn scrub(body: Zeroizing<String>, secret: &str) -> Zeroizing<String> {
-    if secret.len() >= MIN_SCRUB && body.contains(secret) {
-        Zeroizing::new(body.replace(secret, "*****"))
-    } else {
-        body
-    }
+    Zeroizing::new(http::mask(&body, &[secret]))
 }

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
+use super::egress::Dns;
 use super::http;
 use super::{Connector, ConnectorEnv, Dest, ExternalSecret, SyncError};
 use client::{Api, scrub};
@@ -45,6 +46,7 @@ const PROVIDER: &str = "Vercel";
 pub struct VercelProject {
     /// Base URL of the API: `KVSYNC_VERCEL_API_URL`, else Vercel's.
     base_url: String,
+    dns: Dns,
 }
 
 impl VercelProject {
@@ -55,6 +57,7 @@ impl VercelProject {
                 .vercel_api_url
                 .clone()
                 .unwrap_or_else(|| DEFAULT_API_URL.to_string()),
+            dns: env.dns.clone(),
         }
     }
 }
@@ -67,7 +70,7 @@ impl Connector for VercelProject {
     async fn push(&self, dest: &Dest<Config>, secret: &ExternalSecret) -> Result<(), SyncError> {
         check_name(&secret.name)?;
         check_value(&secret.value)?;
-        let api = Api::new(dest, &self.base_url)?;
+        let api = Api::new(dest, &self.base_url, &self.dns)?;
         let url = api.url(
             &["v10", "projects", api.settings.project_id, "env"],
             &[("upsert", "true")],
@@ -109,7 +112,7 @@ impl Connector for VercelProject {
             // Vercel could never have stored such a key: nothing to delete.
             return Ok(());
         }
-        let api = Api::new(dest, &self.base_url)?;
+        let api = Api::new(dest, &self.base_url, &self.dns)?;
         let url = api.url(&["v10", "projects", api.settings.project_id, "env"], &[])?;
         let answer = api.send(&url, api.client.get(url.clone()), "").await?;
         if !answer.status.is_success() {

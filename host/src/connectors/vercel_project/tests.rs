@@ -107,7 +107,7 @@ fn settings_read_the_engines_fields() {
 #[test]
 fn urls_carry_the_team_and_encode_segments() {
     let d = dest(config());
-    let api = Api::new(&d, "http://127.0.0.1:9/").unwrap();
+    let api = Api::new(&d, "http://127.0.0.1:9/", &Dns::System).unwrap();
     let url = api
         .url(
             &["v10", "projects", "my project", "env"],
@@ -121,7 +121,7 @@ fn urls_carry_the_team_and_encode_segments() {
     let mut c = config();
     c.as_object_mut().unwrap().remove("team_id");
     let d = dest(c);
-    let api = Api::new(&d, "https://api.example.com/prefix").unwrap();
+    let api = Api::new(&d, "https://api.example.com/prefix", &Dns::System).unwrap();
     let url = api
         .url(&["v9", "projects", "prj_1", "env", "abc/def"], &[])
         .unwrap();

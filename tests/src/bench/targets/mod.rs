@@ -1,16 +1,17 @@
-//! The procedure of each target P1–P10 (listed in `BENCHMARKS.md`), each
+//! The procedure of each target P1–P10 and P12 (listed in `BENCHMARKS.md`), each
 //! measured side by side with its baseline in the same run, several
 //! rounds, reported as the median ratio and its spread.
 //!
 //! One file per group of targets measured together: `api_path` (P1, P2),
 //! `instances` (P3, P4), `sync_to_aws` (P5, P9), `provider_calls` (P6, P7),
-//! `write_path` (P8), `startup` (P10); `servers` starts the processes they
+//! `write_path` (P8), `startup` (P10), `acl` (P12); `servers` starts the processes they
 //! measure and holds the small Vault client that sets them up.
 
 use std::path::PathBuf;
 
 use super::stats::Summary;
 
+mod acl;
 mod api_path;
 mod instances;
 mod provider_calls;
@@ -128,7 +129,7 @@ pub async fn run(opts: &Options, paths: &Paths) -> Vec<Row> {
                 .any(|id| opts.only.iter().any(|o| o.eq_ignore_ascii_case(id)))
     };
     /// Each procedure, the targets it measures and what it does.
-    const SECTIONS: [(&[&str], &str); 7] = [
+    const SECTIONS: [(&[&str], &str); 8] = [
         (
             &["P1", "P2"],
             "KV reads through the component, natively, and a bare hyper server",
@@ -145,6 +146,7 @@ pub async fn run(opts: &Options, paths: &Paths) -> Vec<Row> {
         ),
         (&["P8"], "KV writes with 5 associations vs none"),
         (&["P10"], "start-up"),
+        (&["P12"], "KV reads with a 20-rule policy vs the root token"),
     ];
     let mut rows = Vec::new();
     for (ids, title) in SECTIONS {
@@ -160,6 +162,7 @@ pub async fn run(opts: &Options, paths: &Paths) -> Vec<Row> {
             Some("P6") => b.provider_calls().await,
             Some("P8") => b.write_path().await,
             Some("P10") => b.startup().await,
+            Some("P12") => b.acl().await,
             _ => Err(anyhow::anyhow!("no procedure measures {}", ids.join("/"))),
         };
         match out {

@@ -5,9 +5,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sha2::{Digest as _, Sha256};
 
-use super::parser::Ty;
+use super::parser::{Expr, Ty};
 use super::render::Value;
-use super::{by_name, name_of};
+use super::{MAX_VALUE_BYTES, by_name, name_of};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Func {
@@ -76,12 +76,53 @@ impl Func {
         }
     }
 
+    /// The most characters a call renders to when its arguments render to
+    /// at most what [`Expr::max_chars`] says, fields being at most `field`
+    /// characters (saturating).
+    pub(super) fn max_chars(self, args: &[Expr], field: usize) -> usize {
+        let max = |i: usize| args.get(i).map_or(0, |a| a.max_chars(field));
+        let length = || match args.first() {
+            Some(Expr::Int(n)) => usize::try_from(*n).unwrap_or(usize::MAX),
+            _ => usize::MAX,
+        };
+        match self {
+            Func::Uppercase | Func::Lowercase => max(0),
+            Func::Sha256 => 64,
+            // Up to 4 bytes per character, 4 characters per 3 bytes.
+            Func::Base64 => max(0).saturating_mul(4).div_ceil(3).saturating_mul(4),
+            Func::Truncate | Func::TruncateSha256 => length().min(max(1)),
+            Func::Replace => {
+                let (new, value) = (max(1), max(2));
+                let pattern = args.first().map_or(0, Expr::min_chars);
+                // Every match adds at most `new`; an empty pattern matches
+                // before every character and at the end.
+                let matches = value
+                    .checked_div(pattern)
+                    .unwrap_or(value.saturating_add(1));
+                value.saturating_add(matches.saturating_mul(new))
+            }
+        }
+    }
+
     pub(super) fn apply(self, args: &[Value]) -> Result<String, String> {
         let len = |n: &i64| usize::try_from(*n).unwrap_or(usize::MAX);
         match (self, args) {
             (Func::Uppercase, [Value::Str(s)]) => Ok(map_case(s, char::to_uppercase)),
             (Func::Lowercase, [Value::Str(s)]) => Ok(map_case(s, char::to_lowercase)),
             (Func::Replace, [Value::Str(old), Value::Str(new), Value::Str(s)]) => {
+                // The result's size first: it is refused before it is built.
+                let matches = if old.is_empty() {
+                    s.chars().count().saturating_add(1)
+                } else {
+                    s.matches(old.as_str()).count()
+                };
+                let size = s
+                    .len()
+                    .saturating_sub(matches.saturating_mul(old.len()))
+                    .saturating_add(matches.saturating_mul(new.len()));
+                if size > MAX_VALUE_BYTES {
+                    return Err(too_long(self));
+                }
                 Ok(s.replace(old.as_str(), new))
             }
             (Func::Truncate, [Value::Int(n), Value::Str(s)]) => {
@@ -98,6 +139,14 @@ impl Func {
             )),
         }
     }
+}
+
+/// The error of a value that grows past [`MAX_VALUE_BYTES`].
+pub(super) fn too_long(func: Func) -> String {
+    format!(
+        "the result of {} would be longer than {MAX_VALUE_BYTES} bytes",
+        func.name()
+    )
 }
 
 /// Per-character case mapping, close to Go's `strings.ToUpper`/`ToLower`

@@ -22,6 +22,17 @@
 //! literals), so arity and type errors are all found by [`Template::parse`];
 //! the only render error is `.SecretKey` without secret-key granularity.
 //!
+//! Bounds (Vault's functions chain freely, and `replace ""` inserts its
+//! replacement between every two characters, so a few stages multiply a
+//! name's length many times over): a template is at most
+//! [`MAX_SOURCE_LEN`] bytes with parentheses nested at most [`MAX_NESTING`]
+//! deep; [`Template::parse`] refuses one that could render more than
+//! [`MAX_NAME_CHARS`] characters from placeholders of up to
+//! [`PLACEHOLDER_CHARS`] characters each; and while rendering, no value may
+//! grow past [`MAX_VALUE_BYTES`] (longer placeholders than that assumption),
+//! which is a render error. So every template renders in bounded time and
+//! memory.
+//!
 //! Deviations from Go/Vault: a `}}` outside an action is an error (Go prints
 //! it); `truncate` and `truncate_sha256` count characters, not bytes (Go may
 //! split a UTF-8 sequence); case mapping is per character; `random`, `uuid`,
@@ -43,6 +54,20 @@ mod tests;
 
 use lexer::Lexer;
 use parser::Node;
+
+/// The longest template accepted (bytes).
+pub const MAX_SOURCE_LEN: usize = 4096;
+/// How deep parentheses may nest.
+pub const MAX_NESTING: usize = 32;
+/// The longest name a template may be able to produce from placeholders of
+/// up to [`PLACEHOLDER_CHARS`] characters.
+pub const MAX_NAME_CHARS: usize = 16_384;
+/// The placeholder length [`MAX_NAME_CHARS`] is judged with: a typical
+/// length, so that usual templates (a path whose slashes become the mount
+/// accessor) pass; longer values are bounded while rendering.
+pub const PLACEHOLDER_CHARS: usize = 64;
+/// The largest value (bytes) any step of a rendering may produce.
+pub const MAX_VALUE_BYTES: usize = 65_536;
 
 /// The values a template can refer to (the placeholders Vault documents).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -72,12 +97,33 @@ pub struct Template {
 }
 
 impl Template {
-    /// Parses `source`; syntax errors, unknown fields and unknown functions are errors.
+    /// Parses `source`; syntax errors, unknown fields and unknown functions
+    /// are errors, and so are templates beyond the bounds (module docs).
     pub fn parse(source: &str) -> Result<Template, String> {
         if source.is_empty() {
             return Err("the template is empty".to_string());
         }
+        if source.len() > MAX_SOURCE_LEN {
+            return Err(format!(
+                "the template is {} bytes long; at most {MAX_SOURCE_LEN} are allowed",
+                source.len()
+            ));
+        }
         let nodes = Lexer { src: source }.template()?;
+        let longest = nodes
+            .iter()
+            .map(|node| match node {
+                Node::Text(text) => text.chars().count(),
+                Node::Action(expr) => expr.max_chars(PLACEHOLDER_CHARS),
+            })
+            .fold(0, usize::saturating_add);
+        if longest > MAX_NAME_CHARS {
+            return Err(format!(
+                "the template can produce names of up to {longest} characters from placeholders of \
+                 {PLACEHOLDER_CHARS} characters; at most {MAX_NAME_CHARS} are allowed (replace with \
+                 an empty pattern inserts its replacement between every two characters)"
+            ));
+        }
         Ok(Template {
             source: source.to_string(),
             nodes,

@@ -3,7 +3,7 @@
 
 use super::functions::{FUNCS, Func, GO_BUILTINS, GO_KEYWORDS, NONDETERMINISTIC};
 use super::lexer::{Lexer, Spanned, Tok, is_space};
-use super::{FIELDS, Field, location};
+use super::{FIELDS, Field, MAX_NESTING, location};
 
 /// A template is a sequence of literal text and actions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +34,27 @@ impl Expr {
             Expr::Field { field, .. } => *field == f,
             Expr::Call { args, .. } => args.iter().any(|a| a.uses(f)),
             Expr::Str(_) | Expr::Int(_) => false,
+        }
+    }
+
+    /// The most characters this expression renders to when every field is at
+    /// most `field` characters long (an upper bound, saturating).
+    pub(super) fn max_chars(&self, field: usize) -> usize {
+        match self {
+            Expr::Str(s) => s.chars().count(),
+            Expr::Int(n) => n.to_string().len(),
+            Expr::Field { .. } => field,
+            Expr::Call { func, args } => func.max_chars(args, field),
+        }
+    }
+
+    /// The fewest characters this expression may render to.
+    pub(super) fn min_chars(&self) -> usize {
+        match self {
+            Expr::Str(s) => s.chars().count(),
+            Expr::Int(n) => n.to_string().len(),
+            // A field may be empty; a function's result is not looked into.
+            Expr::Field { .. } | Expr::Call { .. } => 0,
         }
     }
 }
@@ -101,6 +122,7 @@ impl Lexer<'_> {
                     toks: &toks,
                     i: 0,
                     start,
+                    depth: 0,
                 }
                 .action()?;
                 (Some(expr), end, trim)
@@ -127,6 +149,8 @@ struct TokParser<'a> {
     i: usize,
     /// Offset of the action's `{{`.
     start: usize,
+    /// How many parentheses are open.
+    depth: usize,
 }
 
 impl TokParser<'_> {
@@ -230,7 +254,15 @@ impl TokParser<'_> {
                 )),
             },
             Tok::LParen => {
+                if self.depth >= MAX_NESTING {
+                    return Err(self.p.err(
+                        at,
+                        format!("parentheses are nested more than {MAX_NESTING} deep"),
+                    ));
+                }
+                self.depth += 1;
                 let value = self.pipeline()?;
+                self.depth -= 1;
                 match self.peek() {
                     Some((Tok::RParen, _)) => {
                         self.i += 1;

@@ -1,7 +1,8 @@
 //! Evaluates a parsed template over the values of one secret.
 
+use super::functions::too_long;
 use super::parser::{Expr, Node};
-use super::{Template, TemplateContext, location};
+use super::{MAX_VALUE_BYTES, Template, TemplateContext, location};
 
 /// A value while rendering: function arguments and results.
 pub(super) enum Value {
@@ -21,6 +22,11 @@ impl Template {
                     Value::Int(n) => out.push_str(&n.to_string()),
                 },
             }
+            if out.len() > MAX_VALUE_BYTES {
+                return Err(format!(
+                    "the rendered name would be longer than {MAX_VALUE_BYTES} bytes"
+                ));
+            }
         }
         Ok(out)
     }
@@ -30,6 +36,10 @@ impl Template {
             Expr::Str(s) => Ok(Value::Str(s.clone())),
             Expr::Int(n) => Ok(Value::Int(*n)),
             Expr::Field { field, at } => match field.value(ctx) {
+                Some(v) if v.len() > MAX_VALUE_BYTES => Err(format!(
+                    "{{{{ .{} }}}} is longer than {MAX_VALUE_BYTES} bytes",
+                    field.name()
+                )),
                 Some(v) => Ok(Value::Str(v.to_string())),
                 None => Err(format!(
                     "{{{{ .{} }}}} {} is only available with secret-key granularity",
@@ -42,7 +52,11 @@ impl Template {
                     .iter()
                     .map(|a| self.eval(a, ctx))
                     .collect::<Result<Vec<_>, _>>()?;
-                func.apply(&values).map(Value::Str)
+                let out = func.apply(&values)?;
+                if out.len() > MAX_VALUE_BYTES {
+                    return Err(too_long(*func));
+                }
+                Ok(Value::Str(out))
             }
         }
     }

@@ -383,3 +383,81 @@ fn no_panics_on_odd_input() {
     }
     assert_eq!(render("é{{ .MountBaseName }}ü"), "ékv1ü");
 }
+
+/// A template whose output explodes (Vault's functions chain freely): the
+/// parser refuses what could grow past the bound for placeholders of usual
+/// length, and rendering stops any value that grows past it anyway, so no
+/// template can make the engine run out of memory or time.
+#[test]
+fn output_that_explodes_is_refused_at_parse_time() {
+    let chained = format!(
+        "{{{{ .SecretPath{} }}}}",
+        " | replace \"\" \"aaaaaaaaaa\"".repeat(5)
+    );
+    let e = parse_err(&chained);
+    assert!(e.contains("can produce names of up to"), "{e}");
+    let nested = "{{ replace \"\" \"aaaaaaaaaa\" (replace \"\" \"aaaaaaaaaa\" (replace \"\" \"aaaaaaaaaa\" .SecretPath)) }}";
+    assert!(parse_err(nested).contains("can produce names of up to"));
+    // Usual templates, and growth that stays small, are fine.
+    for ok in [
+        "{{ .SecretPath | replace \"/\" \"_\" | uppercase }}",
+        "{{ .SecretPath | replace \"\" \"-\" }}",
+        "{{ .SecretPath | base64 | truncate 99999999999 }}",
+        "vault/{{ .MountAccessor }}/{{ .SecretPath | replace \"/\" \"__\" | truncate_sha256 64 }}",
+    ] {
+        Template::parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+}
+
+#[test]
+fn a_value_that_grows_past_the_bound_while_rendering_is_an_error() {
+    // Within the parse-time bound for usual placeholders, far beyond it for
+    // a secret path of 20,000 characters.
+    let t = Template::parse("{{ .SecretPath | replace \"\" \"0123456789\" }}").unwrap();
+    let long = TemplateContext {
+        secret_path: "p".repeat(20_000),
+        ..ctx()
+    };
+    let e = t.render(&long).unwrap_err();
+    assert!(e.contains("longer than"), "{e}");
+    assert_eq!(t.render(&ctx()).unwrap().len(), 15 + 16 * 10);
+    // A placeholder beyond the bound by itself.
+    let plain = Template::parse("{{ .SecretPath }}").unwrap();
+    let huge = TemplateContext {
+        secret_path: "p".repeat(100_000),
+        ..ctx()
+    };
+    assert!(plain.render(&huge).unwrap_err().contains("longer than"));
+    // A field as the pattern: empty in the root namespace, so the path is
+    // inserted between every two characters of itself.
+    let squared = Template::parse("{{ replace .NamespacePath .SecretPath .SecretPath }}").unwrap();
+    let long_path = TemplateContext {
+        secret_path: "p".repeat(1_000),
+        ..ctx()
+    };
+    assert!(
+        squared
+            .render(&long_path)
+            .unwrap_err()
+            .contains("longer than")
+    );
+}
+
+#[test]
+fn templates_are_bounded_in_length_and_nesting() {
+    let long = format!("{}{{{{ .SecretPath }}}}", "a".repeat(5000));
+    assert!(
+        parse_err(&long).contains("at most 4096"),
+        "{}",
+        parse_err(&long)
+    );
+    let deep = format!(
+        "{{{{ {}.SecretPath{} }}}}",
+        "(".repeat(100),
+        ")".repeat(100)
+    );
+    let e = parse_err(&deep);
+    assert!(e.contains("nested"), "{e}");
+    let fine = format!("{{{{ {}.SecretPath{} }}}}", "(".repeat(8), ")".repeat(8));
+    assert_eq!(render(&fine), "path/to/secret1");
+}
