@@ -10,7 +10,7 @@ root="$(cd "$here/../.." && pwd)"
 secs="${1:-10}"
 conns="${2:-16}"
 token="bench-root"
-bin="$root/target/release/kvsync"
+bin="${KVSYNC_BIN:-$root/target/release/kvsync}"  # KVSYNC_BIN: another build (the figure is for release)
 [ -x "$bin" ] || (cd "$root" && cargo build --release -p kvsync)
 command -v wrk >/dev/null || { echo "bench.sh: needs wrk (apt-get install wrk)" >&2; exit 1; }
 
