@@ -29,6 +29,7 @@
 mod bindings;
 mod cache;
 mod connector;
+pub mod deterministic;
 pub mod limits;
 mod records;
 mod state;
@@ -82,6 +83,8 @@ pub struct Runtime {
     max_request_duration: Duration,
     warm: Arc<warm::WarmPool>,
     _ticker: Arc<limits::EpochTicker>,
+    /// Tests only: a fixed clock and random stream instead of the host's.
+    deterministic: Option<deterministic::DeterministicWasi>,
 }
 
 /// The default bound on provider calls made inline by an API request.
@@ -131,7 +134,15 @@ impl Runtime {
             inline_bound: DEFAULT_INLINE_BOUND,
             max_request_duration: DEFAULT_MAX_REQUEST_DURATION,
             _ticker: ticker,
+            deterministic: None,
         })
+    }
+
+    /// Tests only: every instance sees `wasi`'s clock and random stream
+    /// (see [`deterministic`]), so answers depend on the requests alone.
+    pub fn with_deterministic_wasi(mut self, wasi: deterministic::DeterministicWasi) -> Self {
+        self.deterministic = Some(wasi);
+        self
     }
 
     /// Sets the bound on provider calls made inline by API requests.
@@ -293,7 +304,7 @@ impl Runtime {
         caller: (Option<Caller>, Option<Authority>),
         inline_bound: Option<Duration>,
     ) -> Result<(Store<State>, bindings::Engine), CallError> {
-        let state = State::new(
+        let mut state = State::new(
             storage,
             self.connectors.clone(),
             self.tokens.clone(),
@@ -301,6 +312,9 @@ impl Runtime {
             inline_bound,
             &self.limits,
         );
+        if let Some(d) = &self.deterministic {
+            state.set_wasi(d.ctx());
+        }
         let mut store = Store::new(&self.engine, state);
         limits::arm(&mut store, &self.limits);
         match self.pre.instantiate_async(&mut store).await {
