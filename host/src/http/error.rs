@@ -24,6 +24,9 @@ pub enum HostError {
     Storage(String),
     #[error("not found")]
     NotFound,
+    /// The body did not arrive within `http_read_timeout`.
+    #[error("the request body did not arrive within http_read_timeout")]
+    RequestTimeout,
 }
 
 impl HostError {
@@ -33,6 +36,7 @@ impl HostError {
             HostError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HostError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HostError::NotFound => StatusCode::NOT_FOUND,
+            HostError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             HostError::Call(CallError::LimitExceeded(_) | CallError::Busy)
             | HostError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             HostError::Call(CallError::Trap(_)) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -71,6 +75,13 @@ impl HostError {
             header::CACHE_CONTROL,
             header::HeaderValue::from_static("no-store"),
         );
+        // The rest of a late body is not worth waiting for.
+        if matches!(self, HostError::RequestTimeout) {
+            h.insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+        }
         resp
     }
 }
