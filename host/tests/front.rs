@@ -335,3 +335,131 @@ async fn paths_without_a_token_never_read_a_body() {
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     server.stop().await;
 }
+
+/// Sends `head` (request line and headers, without the blank line) with
+/// `body` on a new connection; the whole answer.
+async fn exchange(server: &Running, head: &[u8], body: &[u8]) -> String {
+    let mut conn = server.connect().await;
+    let mut raw = head.to_vec();
+    raw.extend_from_slice(
+        format!(
+            "\r\nhost: kvsync\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    raw.extend_from_slice(body);
+    conn.write_all(&raw).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(BOUND, conn.read_to_end(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
+    String::from_utf8_lossy(&answer).to_string()
+}
+
+/// Wrapping and unreadable headers are refused by the host; deep JSON,
+/// control characters in names and deeply nested templates by the engine
+/// (in wasm here), all with 400 and a message saying what was wrong.
+#[tokio::test]
+async fn hostile_input_gets_400() {
+    let server = Running::start(ListenerLimits::default()).await;
+    let token = format!("x-vault-token: {}", server.root);
+    let with_token = |line: &str, more: &[u8]| -> Vec<u8> {
+        let mut head = format!("{line}\r\n{token}").into_bytes();
+        head.extend_from_slice(more);
+        head
+    };
+    // A KV-v2 mount, so that a request asking for wrapping would find a secret.
+    let mount = exchange(
+        &server,
+        &with_token("POST /v1/sys/mounts/secret HTTP/1.1", b""),
+        br#"{"type":"kv","options":{"version":"2"}}"#,
+    )
+    .await;
+    assert!(mount.starts_with("HTTP/1.1 204"), "{mount}");
+    let written = exchange(
+        &server,
+        &with_token("POST /v1/secret/data/a HTTP/1.1", b""),
+        br#"{"data":{"password":"in-the-clear"}}"#,
+    )
+    .await;
+    assert!(written.starts_with("HTTP/1.1 200"), "{written}");
+    let template = format!(
+        r#"{{"secret_name_template":"{{{{ {}.secret_path{} }}}}"}}"#,
+        "(".repeat(2000),
+        ")".repeat(2000)
+    );
+    let cases: Vec<(Vec<u8>, Vec<u8>, &str)> = vec![
+        (
+            with_token(
+                "GET /v1/secret/data/a HTTP/1.1",
+                b"\r\nx-vault-wrap-ttl: 60s",
+            ),
+            vec![],
+            "response wrapping is not supported",
+        ),
+        (
+            with_token(
+                "GET /v1/secret/data/a HTTP/1.1",
+                b"\r\nX-Vault-Wrap-Format: jwt",
+            ),
+            vec![],
+            "response wrapping is not supported",
+        ),
+        (
+            with_token(
+                "GET /v1/sys/mounts HTTP/1.1",
+                b"\r\nx-vault-namespace: \xffns",
+            ),
+            vec![],
+            "X-Vault-Namespace",
+        ),
+        (
+            b"GET /v1/sys/mounts HTTP/1.1\r\nx-vault-token: hvs.\xff".to_vec(),
+            vec![],
+            "X-Vault-Token",
+        ),
+        (
+            with_token(
+                "POST /v1/sys/mounts/kv HTTP/1.1",
+                b"\r\ncontent-type: application/\xe9json",
+            ),
+            br#"{"type":"kv","options":{"version":"2"}}"#.to_vec(),
+            "Content-Type",
+        ),
+        (
+            with_token("POST /v1/sys/mounts/kv HTTP/1.1", b""),
+            "[".repeat(10_000).into_bytes(),
+            "error parsing JSON",
+        ),
+        (
+            with_token("POST /v1/sys/mounts/kv HTTP/1.1", b""),
+            r#"{"a":"#.repeat(10_000).into_bytes(),
+            "error parsing JSON",
+        ),
+        (
+            with_token("GET /v1/secret/data/a%01b HTTP/1.1", b""),
+            vec![],
+            "control characters",
+        ),
+        (
+            with_token("POST /v1/sys/sync/destinations/in-mem/a%07b HTTP/1.1", b""),
+            b"{}".to_vec(),
+            "control characters",
+        ),
+        (
+            with_token("POST /v1/sys/sync/destinations/in-mem/t HTTP/1.1", b""),
+            template.into_bytes(),
+            "nested",
+        ),
+    ];
+    for (head, body, says) in cases {
+        let answer = exchange(&server, &head, &body).await;
+        let shown = String::from_utf8_lossy(&head);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{shown}: {answer}");
+        assert!(answer.contains(says), "{shown}: {answer}");
+        assert!(!answer.contains("in-the-clear"), "{answer}");
+    }
+    server.stop().await;
+}

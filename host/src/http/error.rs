@@ -18,6 +18,9 @@ pub enum HostError {
     PayloadTooLarge(usize),
     #[error("invalid request: {0}")]
     BadRequest(String),
+    /// A 400 whose message is shown as it is.
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Call(#[from] CallError),
     #[error("storage unavailable")]
@@ -34,7 +37,7 @@ impl HostError {
         match self {
             HostError::PermissionDenied | HostError::InvalidToken => StatusCode::FORBIDDEN,
             HostError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            HostError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HostError::BadRequest(_) | HostError::Refused(_) => StatusCode::BAD_REQUEST,
             HostError::NotFound => StatusCode::NOT_FOUND,
             HostError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             HostError::Call(CallError::LimitExceeded(_) | CallError::Busy)

@@ -232,6 +232,37 @@ async fn read_body(body: Incoming, limit: usize, deadline: Instant) -> Result<Ve
     }
 }
 
+/// The headers the host reads, with the names clients write them by. A
+/// value of one of them that is not printable ASCII is refused (400) rather
+/// than read as absent: a namespace, token or content type must never fall
+/// back to a default unnoticed. Other headers with such values are not passed
+/// to the engine, which reads none of them.
+const READ_HEADERS: &[(&str, &str)] = &[
+    ("x-vault-token", "X-Vault-Token"),
+    ("authorization", "Authorization"),
+    ("x-vault-namespace", "X-Vault-Namespace"),
+    ("content-type", "Content-Type"),
+    (api::WRAP_TTL_HEADER, "X-Vault-Wrap-TTL"),
+    (api::WRAP_FORMAT_HEADER, "X-Vault-Wrap-Format"),
+];
+
+/// Refuses, before the token is looked at, a request whose headers the host
+/// cannot read, and one asking for response wrapping (as the engine would).
+fn check_headers(headers: &header::HeaderMap) -> Result<(), HostError> {
+    for (name, shown) in READ_HEADERS {
+        if headers.get_all(*name).iter().any(|v| v.to_str().is_err()) {
+            return Err(HostError::Refused(format!(
+                "the {shown} header must be printable ASCII"
+            )));
+        }
+    }
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if api::wrapping_requested(text(api::WRAP_TTL_HEADER), text(api::WRAP_FORMAT_HEADER)) {
+        return Err(HostError::Refused(api::WRAPPING_NOT_SUPPORTED.to_string()));
+    }
+    Ok(())
+}
+
 /// The request's token: `X-Vault-Token`, else `Authorization: Bearer`; an
 /// empty one is none.
 fn token_of(req: &Request<Incoming>) -> Option<Token> {
@@ -262,6 +293,7 @@ async fn respond(
     };
     let path = path.to_string();
     let query = req.uri().query().unwrap_or_default().to_string();
+    check_headers(req.headers())?;
 
     // Namespaces (tenants) beyond the root one come with the namespace work.
     if let Some(ns) = req
