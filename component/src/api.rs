@@ -562,6 +562,24 @@ mod tests {
     }
 
     #[test]
+    fn deep_json_and_control_characters_in_names_are_400s() {
+        for deep in ["[".repeat(10_000), r#"{"a":"#.repeat(10_000)] {
+            let err = to_logical(req("POST", "sys/mounts/kv", "", JSON.1, &deep)).unwrap_err();
+            assert_eq!(err.status(), 400);
+        }
+        let s = crate::sync::destinations::testing::Server::new();
+        let mount = json!({"type": "kv", "options": {"version": "2"}});
+        assert_eq!(s.post("sys/mounts/secret", mount).0, 204);
+        s.write("sys/sync/destinations/in-mem/d", json!({}));
+        s.write("secret/data/app", json!({"data": {"a": "1"}}));
+        for name in ["app\u{1}", "app\n", "a\u{7f}pp"] {
+            let body = json!({"mount": "secret", "secret_name": name});
+            let (status, body) = s.post("sys/sync/destinations/in-mem/d/associations/set", body);
+            assert_eq!(status, 400, "{name:?}: {body}");
+        }
+    }
+
+    #[test]
     fn translates_methods() {
         let l = to_logical(req("GET", "secret/metadata", "list=true", "", "")).unwrap();
         assert_eq!(l.operation, Operation::List);
