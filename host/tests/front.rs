@@ -173,6 +173,22 @@ async fn half_sent_requests_are_closed_while_others_are_answered() {
 }
 
 #[tokio::test]
+async fn a_kept_alive_connection_waits_for_the_idle_timeout_not_the_header_timeout() {
+    let server = Running::start(ListenerLimits {
+        read_header_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(120),
+        ..ListenerLimits::default()
+    })
+    .await;
+    let mut conn = server.connect().await;
+    assert!(health(&mut conn).await.starts_with("HTTP/1.1 200"));
+    // Idle for several header timeouts: the connection still serves.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(health(&mut conn).await.starts_with("HTTP/1.1 200"));
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_trickled_body_is_cut_at_the_read_timeout() {
     let server = Running::start(ListenerLimits {
         read_timeout: Duration::from_secs(1),

@@ -86,10 +86,14 @@ pub async fn serve(
     let limits = state.limits.clone();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's HTTP/1 header timer also runs while a kept-alive connection
+    // waits for its next request, so it cannot tell idle from slow: it is
+    // the backstop at the longer of the two bounds, and the watchdog
+    // (`conn::Activity`) holds each state to its own.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.read_header_timeout);
+        .header_read_timeout(limits.read_header_timeout.max(limits.idle_timeout));
     builder
         .http2()
         .timer(TokioTimer::new())
