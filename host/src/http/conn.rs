@@ -21,6 +21,10 @@
 //! so an h2 connection without requests is closed after
 //! `http_read_header_timeout` rather than `http_idle_timeout`.
 //!
+//! A TLS handshake must finish within `tls_handshake_timeout`, and also
+//! within `http_read_header_timeout` of accept (the first request's header
+//! clock runs from accept and starts again once the handshake is done).
+//!
 //! Past `max_connections` open connections, new ones wait in the kernel's
 //! accept backlog until one closes (logged once per episode).
 
