@@ -47,9 +47,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::http::{DEFAULT_MAX_REQUEST_SIZE, ListenerLimits};
-use crate::runtime::{DEFAULT_MAX_REQUEST_DURATION, Limits};
-use crate::worker::SyncConfig;
+use crate::settings::{
+    DEFAULT_INLINE_BOUND, DEFAULT_MAX_REQUEST_DURATION, DEFAULT_MAX_REQUEST_SIZE,
+    DEFAULT_PROVIDER_TIMEOUT, Limits, ListenerLimits, SyncConfig, check_table_name,
+};
 
 /// The storage file inside the `storage` stanza's `path` directory.
 pub const STORAGE_FILE: &str = "kvsync.redb";
@@ -159,7 +160,7 @@ impl Storage {
                     );
                 }
                 let table = raw.table.unwrap_or_else(|| DEFAULT_PG_TABLE.to_string());
-                crate::storage::postgres::check_table_name(&table)
+                check_table_name(&table)
                     .map_err(|e| anyhow::anyhow!("storage \"postgresql\" table: {e}"))?;
                 let ha_enabled = match &raw.ha_enabled {
                     None => false,
@@ -427,11 +428,11 @@ impl Config {
             Some(t) => {
                 parse_duration(&t).map_err(|e| anyhow::anyhow!("sync_inline_timeout: {e}"))?
             }
-            None => crate::runtime::DEFAULT_INLINE_BOUND,
+            None => DEFAULT_INLINE_BOUND,
         };
         let provider_timeout = match raw.provider_timeout {
             Some(t) => parse_duration(&t).map_err(|e| anyhow::anyhow!("provider_timeout: {e}"))?,
-            None => crate::connectors::DEFAULT_TIMEOUT,
+            None => DEFAULT_PROVIDER_TIMEOUT,
         };
         let mut sync = SyncConfig::default();
         if let Some(n) = raw.sync_workers {
@@ -565,11 +566,6 @@ mod tests {
                 reconcile_interval: Duration::from_secs(3600),
                 coalesce_window: Duration::ZERO,
             }
-        );
-        let settings = c.sync.settings();
-        assert_eq!(
-            (settings.backoff_base_ms, settings.backoff_cap_ms),
-            (200, 2000)
         );
         let base = r#"storage "redb" { path = "/x" } listener "tcp" { tls_disable = 1 }"#;
         for bad in [

@@ -89,6 +89,9 @@ pub use acl::{Acl, Decision};
 pub use builtin::{DEFAULT_POLICY, DEFAULT_POLICY_TEXT, default_policy, root_policy};
 pub use parse::{Constraints, PathRule, PatternKind, Policy, parse};
 
+/// The policy that may do everything.
+pub const ROOT_POLICY: &str = "root";
+
 /// One capability a rule may grant (or `deny`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Capability {

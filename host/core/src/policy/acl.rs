@@ -18,9 +18,9 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
+use super::ROOT_POLICY;
 use super::parse::{Constraints, PatternKind, Policy, pattern_kind};
 use super::{Capability, CapabilitySet, Operation};
-use crate::auth::ROOT_POLICY;
 
 /// The policies of one namespace, compiled. Build it once per token (or per
 /// set of policies) and evaluate as often as needed; it is immutable.

@@ -3,7 +3,7 @@
 //! namespace, editable, not deletable).
 
 use super::Policy;
-use crate::auth::ROOT_POLICY;
+use super::ROOT_POLICY;
 
 /// The name of the default policy.
 pub const DEFAULT_POLICY: &str = "default";
