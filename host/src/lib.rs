@@ -7,6 +7,7 @@ pub mod config;
 pub mod connectors;
 pub mod env;
 pub mod http;
+pub(crate) mod private_fs;
 pub mod runtime;
 pub mod server;
 pub mod storage;

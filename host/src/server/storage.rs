@@ -34,6 +34,9 @@ pub fn load_key(config: &Config, env: &Env) -> anyhow::Result<EncryptionKey> {
             .map_err(|e| anyhow::anyhow!("{}: {e}", env::ENCRYPTION_KEY));
     }
     let file = key_file(config)?;
+    if file.exists() {
+        crate::private_fs::check_key_file(file)?;
+    }
     let text = std::fs::read_to_string(file).map_err(|e| {
         anyhow::anyhow!(
             "cannot read the encryption key file {} ({e}); set {} or run `kvsync operator init`",
@@ -197,7 +200,7 @@ pub async fn init(config: &Config, env: &Env) -> anyhow::Result<Initialized> {
     };
     match &config.storage {
         Storage::Redb { dir } => {
-            std::fs::create_dir_all(dir)
+            crate::private_fs::create_dir(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             let redb = RedbBackend::open(&dir.join(crate::config::STORAGE_FILE))?;
             let storage = format!("redb (path: {})", dir.display());
@@ -257,8 +260,9 @@ async fn initialize<B: Backend>(
 
 fn write_key_file(path: &Path, key: &EncryptionKey) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::private_fs::create_dir(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -325,6 +329,35 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn init_creates_private_files_and_open_refuses_a_shared_key_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("data");
+        let config = config(&dir);
+        let env = Env::default();
+        init(&config, &env).await.unwrap();
+        let key = config.encryption_key_file.clone().unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(crate::config::STORAGE_FILE)), 0o600);
+        assert_eq!(mode(&key), 0o600);
+
+        let path = Path::new("kvsync.hcl");
+        for loose in [0o640, 0o604, 0o620, 0o602] {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(loose)).unwrap();
+            let e = error(open(&config, path, &env, Access::Serve).await);
+            assert!(e.contains(&key.display().to_string()), "{e}");
+            assert!(e.contains(&format!("chmod 600 {}", key.display())), "{e}");
+        }
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+        open(&config, path, &env, Access::Serve).await.unwrap();
     }
 
     #[tokio::test]
