@@ -149,6 +149,7 @@ conformance!(
     concurrent_creates_of_an_absent_key,
     concurrent_increments_lose_nothing,
     barrier_on_top,
+    barrier_keyring_rotates,
     watch_reports_commits,
 );
 
@@ -740,6 +741,40 @@ async fn barrier_on_top(db: SharedBackend) {
         Err(StorageError::Unavailable(_))
     ));
     Barrier::new(db, key).check_key().await.unwrap();
+}
+
+async fn barrier_keyring_rotates(db: SharedBackend) {
+    let key = EncryptionKey::generate().unwrap();
+    // Two processes on one store; automatic rotation after 5 encryptions, reserved 2 at a time.
+    let a = Barrier::new(Arc::clone(&db), key.clone()).with_rotation(5, 2);
+    let b = Barrier::new(Arc::clone(&db), key.clone()).with_rotation(5, 2);
+    a.init_key_check().await.unwrap();
+    assert_eq!(a.key_status().await.unwrap().term, 1);
+    for i in 0..6u8 {
+        let writer = if i % 2 == 0 { &a } else { &b };
+        writer
+            .commit(vec![], vec![put(&format!("k{i}"), &[i])])
+            .await
+            .unwrap();
+    }
+    // 6 writes, each process reserving 2 at a time, under a threshold of 5: rotated once.
+    assert_eq!(a.key_status().await.unwrap().term, 2);
+    assert_eq!(a.rotate().await.unwrap().term, 3);
+    a.commit(vec![], vec![put("after", b"rotation")])
+        .await
+        .unwrap();
+    let fresh = Barrier::new(Arc::clone(&db), key);
+    fresh.check_key().await.unwrap();
+    for i in 0..6u8 {
+        let got = b.get(&format!("k{i}")).await.unwrap().unwrap();
+        assert_eq!(got.value, [i]);
+        assert_eq!(
+            fresh.get(&format!("k{i}")).await.unwrap().unwrap().value,
+            [i]
+        );
+    }
+    assert_eq!(b.get("after").await.unwrap().unwrap().value, b"rotation");
+    assert_eq!(fresh.key_status().await.unwrap().term, 3);
 }
 
 /// The next change on `feed` that names `key` (bounded in count and time).

@@ -164,6 +164,9 @@ async fn sealed<B: Backend>(
         return Err(not_initialized(where_, config_path));
     }
     barrier.check_key().await?;
+    // Loads the keyring now, so a damaged one stops the start; storage from before keyrings
+    // gets one here.
+    barrier.key_status().await?;
     Ok(Arc::new(barrier))
 }
 
