@@ -14,6 +14,7 @@ pub mod effects;
 pub mod env;
 pub mod error;
 pub mod framework;
+pub mod keyring;
 pub mod kv;
 pub mod policies;
 pub mod router;

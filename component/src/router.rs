@@ -632,7 +632,7 @@ mod tests {
     #[test]
     fn root_protected_paths_are_flagged_sudo() {
         // `revoke-orphan` checks root or sudo in its handler, as Vault does.
-        const SUDO: &[&str] = &["auth/token/accessors"];
+        const SUDO: &[&str] = &["auth/token/accessors", "sys/rotate"];
         for backend in BACKENDS {
             for path in backend.paths {
                 let full = format!("{}{}", backend.root, path.pattern);

@@ -1,5 +1,5 @@
 //! The system backend (`sys/...`): mounts, health and the start-up status
-//! endpoints, auth methods, ACL policies and capabilities, and the UI's
+//! endpoints, the storage key's status and rotation, auth methods, ACL policies and capabilities, and the UI's
 //! mount lookup. Secrets Sync (`sys/sync/`, `sys/activation-flags`) has
 //! backends of its own.
 
@@ -7,6 +7,7 @@ pub mod auth;
 pub mod capabilities;
 pub mod health;
 pub mod internal_ui;
+pub mod keys;
 pub mod mounts;
 pub mod policies;
 pub mod status;
@@ -287,6 +288,27 @@ const PATHS: &[Path] = &[
     )
     .params(MOUNT)
     .fields(mounts::ENABLE_FIELDS),
+    Path::new(
+        "key-status",
+        "The storage encryption key's term, install time and encryption count.",
+        &[op(
+            Read,
+            "encryption-key-status",
+            "Read the active encryption key's status.",
+            keys::status,
+        )],
+    ),
+    Path::new(
+        "rotate",
+        "Rotate the storage encryption key: a new key seals every write from now on.",
+        &[op(
+            Update,
+            "encryption-key-rotate",
+            "Add a new encryption key; older keys stay to read what they sealed.",
+            keys::rotate,
+        )],
+    )
+    .sudo(),
     // Decided in the handler: any capability under the mount suffices.
     Path::new(
         "internal/ui/mounts/{path*}",

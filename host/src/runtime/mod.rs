@@ -29,6 +29,7 @@
 mod bindings;
 mod cache;
 mod connector;
+mod keyring;
 pub mod limits;
 mod records;
 mod state;
@@ -44,7 +45,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::auth::{Authority, Caller, TokenStore};
 use crate::connectors::Connectors;
-use crate::storage::TenantStorage;
+use crate::storage::{SharedKeyring, TenantStorage};
 pub use limits::Limits;
 use records::WitRequest;
 pub use records::{Effects, Outcome, Request, Response, RunReport, SyncDue, SyncSettings};
@@ -74,6 +75,9 @@ pub struct Runtime {
     /// The token store the `tokens` import serves (set by the composition
     /// root once the storage is open).
     tokens: Option<TokenStore>,
+    /// The storage barrier's keyring the `keyring` import serves (set with
+    /// the token store).
+    keyring: Option<SharedKeyring>,
     /// How long a provider call made while answering an API request may take
     /// before it is left to the sync worker (the association shows `PENDING`).
     inline_bound: Duration,
@@ -128,6 +132,7 @@ impl Runtime {
             limits,
             connectors,
             tokens: None,
+            keyring: None,
             inline_bound: DEFAULT_INLINE_BOUND,
             max_request_duration: DEFAULT_MAX_REQUEST_DURATION,
             _ticker: ticker,
@@ -164,6 +169,12 @@ impl Runtime {
     /// Serves the `tokens` import from `tokens`.
     pub fn with_tokens(mut self, tokens: TokenStore) -> Self {
         self.tokens = Some(tokens);
+        self
+    }
+
+    /// Serves the `keyring` import (`sys/key-status`, `sys/rotate`) from `keyring`.
+    pub fn with_keyring(mut self, keyring: SharedKeyring) -> Self {
+        self.keyring = Some(keyring);
         self
     }
 
@@ -300,7 +311,8 @@ impl Runtime {
             caller,
             inline_bound,
             &self.limits,
-        );
+        )
+        .with_keyring(self.keyring.clone());
         let mut store = Store::new(&self.engine, state);
         limits::arm(&mut store, &self.limits);
         match self.pre.instantiate_async(&mut store).await {

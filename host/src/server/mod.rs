@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 
-pub use storage::{Access, Initialized, in_use_message, init, load_key};
+pub use storage::{Access, Initialized, Sealed, in_use_message, init, load_key};
 
 use crate::auth::tokens::sweep::Sweeper;
 use crate::auth::{Authority, Caller, Namespace, NewToken, PolicyStore, TokenStore};
@@ -181,8 +181,9 @@ pub async fn identity(backend: &SharedBackend) -> anyhow::Result<(TokenStore, Po
 pub async fn dev_storage(
     api: &dyn Api,
     root_token_id: Option<String>,
-) -> anyhow::Result<(SharedBackend, (TokenStore, PolicyStore), NewToken)> {
-    let backend = storage::in_memory().await?;
+) -> anyhow::Result<(storage::Sealed, (TokenStore, PolicyStore), NewToken)> {
+    let sealed = storage::in_memory().await?;
+    let backend = sealed.backend.clone();
     let (tokens, policies) = identity(&backend).await?;
     let root = tokens.create_root(root_token_id).await?;
     let caller = tokens
@@ -207,7 +208,7 @@ pub async fn dev_storage(
             String::from_utf8_lossy(&resp.body)
         );
     }
-    Ok((backend, (tokens, policies), root))
+    Ok((sealed, (tokens, policies), root))
 }
 
 /// The assembled parts of a server of the root tenant.
@@ -233,15 +234,15 @@ impl Server {
         options: Options,
         access: Access,
     ) -> anyhow::Result<Self> {
-        let (backend, description) = storage::open(config, config_path, env, access).await?;
+        let (sealed, description) = storage::open(config, config_path, env, access).await?;
         let mut engine_options = EngineOptions::from_config(config, env);
         if let Some(n) = options.warm_instances {
             engine_options.limits.warm_instances = n;
         }
         let runtime = engine(&engine_options)?;
-        let (tokens, policies) = identity(&backend).await?;
+        let (tokens, policies) = identity(&sealed.backend).await?;
         tokens.upgrade().await?;
-        let mut server = Self::assemble(backend, (tokens, policies), runtime, options.sync);
+        let mut server = Self::assemble(sealed, (tokens, policies), runtime, options.sync);
         server.storage_description = description;
         Ok(server)
     }
@@ -262,9 +263,9 @@ impl Server {
             engine_options.limits.warm_instances = n;
         }
         let runtime = engine(&engine_options)?;
-        let (backend, identity, root) = dev_storage(&runtime, root_token_id).await?;
+        let (sealed, identity, root) = dev_storage(&runtime, root_token_id).await?;
         Ok((
-            Self::assemble(backend, identity, runtime, options.sync),
+            Self::assemble(sealed, identity, runtime, options.sync),
             root,
         ))
     }
@@ -275,22 +276,23 @@ impl Server {
         engine_options: &EngineOptions,
         sync: SyncConfig,
     ) -> anyhow::Result<Self> {
-        let backend = storage::in_memory().await?;
+        let sealed = storage::in_memory().await?;
         let runtime = engine(engine_options)?;
-        let identity = identity(&backend).await?;
-        Ok(Self::assemble(backend, identity, runtime, sync))
+        let identity = identity(&sealed.backend).await?;
+        Ok(Self::assemble(sealed, identity, runtime, sync))
     }
 
     /// The parts of a server; the runtime's `tokens` import serves `tokens`
-    /// (the store whose caller cache the HTTP front shares).
+    /// (the store whose caller cache the HTTP front shares), its `keyring`
+    /// import the storage's keyring.
     fn assemble(
-        backend: SharedBackend,
+        storage::Sealed { backend, keyring }: storage::Sealed,
         (tokens, policies): (TokenStore, PolicyStore),
         runtime: Runtime,
         sync: SyncConfig,
     ) -> Self {
         Server {
-            runtime: runtime.with_tokens(tokens.clone()),
+            runtime: runtime.with_tokens(tokens.clone()).with_keyring(keyring),
             tokens,
             policies,
             backend,

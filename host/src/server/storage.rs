@@ -15,7 +15,25 @@ use crate::env::{self, Env};
 use crate::storage::postgres::{self, ConnectOptions};
 use crate::storage::{
     Backend, Barrier, EncryptionKey, OpenError, PostgresBackend, RedbBackend, SharedBackend,
+    SharedKeyring,
 };
+
+/// Storage under its encryption barrier, and the barrier's keyring.
+#[derive(Clone)]
+pub struct Sealed {
+    pub backend: SharedBackend,
+    pub keyring: SharedKeyring,
+}
+
+impl Sealed {
+    fn of<B: Backend>(barrier: Barrier<B>) -> Self {
+        let barrier = Arc::new(barrier);
+        Sealed {
+            backend: barrier.clone(),
+            keyring: barrier,
+        }
+    }
+}
 
 /// How the storage is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +134,7 @@ pub async fn open(
     config_path: &Path,
     env: &Env,
     access: Access,
-) -> anyhow::Result<(SharedBackend, String)> {
+) -> anyhow::Result<(Sealed, String)> {
     let key = load_key(config, env)?;
     match &config.storage {
         Storage::Redb { dir } => {
@@ -158,7 +176,7 @@ async fn sealed<B: Backend>(
     key: EncryptionKey,
     where_: &str,
     config_path: &Path,
-) -> anyhow::Result<SharedBackend> {
+) -> anyhow::Result<Sealed> {
     let barrier = Barrier::new(backend, key);
     if !barrier.is_initialized().await? {
         return Err(not_initialized(where_, config_path));
@@ -167,14 +185,14 @@ async fn sealed<B: Backend>(
     // Loads the keyring now, so a damaged one stops the start; storage from before keyrings
     // gets one here.
     barrier.key_status().await?;
-    Ok(Arc::new(barrier))
+    Ok(Sealed::of(barrier))
 }
 
 /// Fresh encrypted storage in memory, under a random key.
-pub async fn in_memory() -> anyhow::Result<SharedBackend> {
+pub async fn in_memory() -> anyhow::Result<Sealed> {
     let barrier = Barrier::new(RedbBackend::in_memory()?, EncryptionKey::generate()?);
     barrier.init_key_check().await?;
-    Ok(Arc::new(barrier))
+    Ok(Sealed::of(barrier))
 }
 
 /// What [`init`] did.
@@ -283,7 +301,7 @@ fn write_key_file(path: &Path, key: &EncryptionKey) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    fn error(opened: anyhow::Result<(SharedBackend, String)>) -> String {
+    fn error(opened: anyhow::Result<(Sealed, String)>) -> String {
         match opened {
             Ok(_) => panic!("opened"),
             Err(e) => e.to_string(),

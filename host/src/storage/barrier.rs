@@ -273,6 +273,30 @@ impl Ring {
     }
 }
 
+/// The keyring of a [`Barrier`], whatever its backend: what `sys/key-status` and `sys/rotate`
+/// reach.
+#[async_trait::async_trait]
+pub trait Keyring: Send + Sync + 'static {
+    /// See [`Barrier::key_status`].
+    async fn key_status(&self) -> Result<KeyStatus, StorageError>;
+    /// See [`Barrier::rotate`].
+    async fn rotate(&self) -> Result<KeyStatus, StorageError>;
+}
+
+/// A keyring shared by the runtime's `keyring` import.
+pub type SharedKeyring = Arc<dyn Keyring>;
+
+#[async_trait::async_trait]
+impl<B: Backend> Keyring for Barrier<B> {
+    async fn key_status(&self) -> Result<KeyStatus, StorageError> {
+        Barrier::key_status(self).await
+    }
+
+    async fn rotate(&self) -> Result<KeyStatus, StorageError> {
+        Barrier::rotate(self).await
+    }
+}
+
 /// Encryption at rest: a [`Backend`] that seals values before handing them to `inner`.
 pub struct Barrier<B: Backend> {
     inner: B,

@@ -29,7 +29,10 @@ mod redb;
 mod tenant;
 mod watch;
 
-pub use self::barrier::{Barrier, EncryptionKey, KEY_CHECK_KEY, KEY_LEN};
+pub use self::barrier::{
+    Barrier, EncryptionKey, KEY_CHECK_KEY, KEY_LEN, KEYRING_KEY, KeyStatus, Keyring, ROTATE_AFTER,
+    SharedKeyring,
+};
 pub use self::postgres::PostgresBackend;
 pub use self::redb::{OpenError, RedbBackend};
 pub use self::tenant::{TenantStorage, tenant_prefix};

@@ -1655,6 +1655,7 @@ fn run_dying(t: &T, connector: &Dies<'_>) -> Option<RunReport> {
         authz: &t.f.authz,
         policies: &t.f.policies,
         tokens: &t.f.tokens,
+        keyring: &t.f.keyring,
     };
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         run(&env, 0, 1, 1000, &t.settings)
@@ -1771,6 +1772,7 @@ fn a_conflict_after_the_provider_call_does_not_repeat_it() {
             authz: &f.authz,
             policies: &f.policies,
             tokens: &f.tokens,
+            keyring: &f.keyring,
         };
         let before = *f.connector.calls.borrow();
         assert_eq!(run(&env, 0, 1, 10, &no_coalescing()).processed, 0);
@@ -1863,6 +1865,7 @@ fn a_set_whose_commit_conflicts_pushes_once() {
         authz: &f.authz,
         policies: &f.policies,
         tokens: &f.tokens,
+        keyring: &f.keyring,
     };
     call_on(&env, "POST", "sys/mounts/secret", json!({"type": "kv-v2"}));
     call_on(&env, "POST", "sys/sync/destinations/in-mem/d1", json!({}));
