@@ -1,6 +1,7 @@
 # Shared set-up of tests/run.sh and tests/bench.sh (sourced, from the repo root):
 # the wasm32-wasip2 target, the Python virtualenv (.venv) with the test
-# clients and moto, and PostgreSQL's binaries for the storage tests.
+# clients and moto, PostgreSQL's binaries for the storage tests, and the
+# Node.js host's packages (host/node, npm ci).
 
 setup_toolchain() {
     echo "== toolchain"
@@ -35,5 +36,15 @@ setup_postgres() {
     ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1
     if [ "$(id -u)" = 0 ] && ! id kvsync-pg >/dev/null 2>&1; then
         useradd --system --no-create-home --shell /usr/sbin/nologin kvsync-pg
+    fi
+}
+
+setup_node() {
+    echo "== node packages (host/node)"
+    node --version
+    # The exact versions of the committed lockfile; reinstalled only when it changed.
+    if [ ! -f host/node/node_modules/.package-lock.json ] \
+        || [ host/node/package-lock.json -nt host/node/node_modules/.package-lock.json ]; then
+        (cd host/node && npm ci --no-audit --no-fund --loglevel=error)
     fi
 }

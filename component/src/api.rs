@@ -152,6 +152,9 @@ impl LogicalRequest {
 /// - a write (POST, PUT, PATCH) to a path ending in `/` is refused before any
 ///   routing: Vault cannot tell a key named `foo/` from a forgotten key.
 pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
+    if wrapping_requested(req.header(WRAP_TTL_HEADER), req.header(WRAP_FORMAT_HEADER)) {
+        return Err(ApiError::bad_request(WRAPPING_NOT_SUPPORTED));
+    }
     let mut query = parse_query(&req.query);
     let operation = request_operation(&req.method, &req.query)?;
     if operation == Operation::List && req.method.eq_ignore_ascii_case("GET") {
@@ -185,6 +188,24 @@ pub fn to_logical(req: Request) -> Result<LogicalRequest, ApiError> {
         caller: req.caller,
         request_id: new_uuid(),
     })
+}
+
+/// The header by which a client asks for a response-wrapped answer.
+pub const WRAP_TTL_HEADER: &str = "x-vault-wrap-ttl";
+/// The header choosing the format of a wrapped answer.
+pub const WRAP_FORMAT_HEADER: &str = "x-vault-wrap-format";
+/// The answer (400) to a request that asks for response wrapping.
+pub const WRAPPING_NOT_SUPPORTED: &str = "response wrapping is not supported";
+
+/// Whether a request asks for response wrapping (a non-empty
+/// `X-Vault-Wrap-TTL` or `X-Vault-Wrap-Format`), which kvsync does not
+/// serve: such a request is refused before any handler runs, so a secret
+/// is never answered in the clear to a client expecting a wrapping token.
+pub fn wrapping_requested(ttl: Option<&str>, format: Option<&str>) -> bool {
+    [ttl, format]
+        .into_iter()
+        .flatten()
+        .any(|v| !v.trim().is_empty())
 }
 
 /// The logical operation of an HTTP request: GET reads, or lists with
@@ -520,6 +541,41 @@ mod tests {
             headers: vec![("content-type".into(), ct.into())],
             body: body.as_bytes().to_vec(),
             caller: None,
+        }
+    }
+
+    #[test]
+    fn response_wrapping_is_refused_before_routing() {
+        for (name, value) in [("X-Vault-Wrap-TTL", "60s"), ("x-vault-wrap-format", "jwt")] {
+            let mut r = req("GET", "secret/data/a", "", JSON.1, "");
+            r.headers.push((name.into(), value.into()));
+            let err = to_logical(r).unwrap_err();
+            assert_eq!(err.status(), 400);
+            assert_eq!(
+                render_error(&err).body,
+                br#"{"errors":["response wrapping is not supported"]}"#
+            );
+        }
+        let mut r = req("GET", "secret/data/a", "", JSON.1, "");
+        r.headers.push(("x-vault-wrap-ttl".into(), " ".into()));
+        assert!(to_logical(r).is_ok());
+    }
+
+    #[test]
+    fn deep_json_and_control_characters_in_names_are_400s() {
+        for deep in ["[".repeat(10_000), r#"{"a":"#.repeat(10_000)] {
+            let err = to_logical(req("POST", "sys/mounts/kv", "", JSON.1, &deep)).unwrap_err();
+            assert_eq!(err.status(), 400);
+        }
+        let s = crate::sync::destinations::testing::Server::new();
+        let mount = json!({"type": "kv", "options": {"version": "2"}});
+        assert_eq!(s.post("sys/mounts/secret", mount).0, 204);
+        s.write("sys/sync/destinations/in-mem/d", json!({}));
+        s.write("secret/data/app", json!({"data": {"a": "1"}}));
+        for name in ["app\u{1}", "app\n", "a\u{7f}pp"] {
+            let body = json!({"mount": "secret", "secret_name": name});
+            let (status, body) = s.post("sys/sync/destinations/in-mem/d/associations/set", body);
+            assert_eq!(status, 400, "{name:?}: {body}");
         }
     }
 

@@ -16,6 +16,12 @@
 //!   # tls_cert_file = "/etc/kvsync/tls.crt"
 //!   # tls_key_file  = "/etc/kvsync/tls.key"
 //!   # max_request_size = 33554432
+//!   # http_read_header_timeout = "10s"
+//!   # http_read_timeout = "30s"
+//!   # http_idle_timeout = "5m"
+//!   # max_request_duration = "90s"
+//!   # tls_handshake_timeout = "10s"   # kvsync
+//!   # max_connections = 4096          # kvsync
 //! }
 //! # kvsync settings (all optional)
 //! encryption_key_file = "/var/lib/kvsync/encryption.key"
@@ -41,8 +47,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use crate::http::DEFAULT_MAX_REQUEST_SIZE;
-use crate::runtime::Limits;
+use crate::http::{DEFAULT_MAX_REQUEST_SIZE, ListenerLimits};
+use crate::runtime::{DEFAULT_MAX_REQUEST_DURATION, Limits};
 use crate::worker::SyncConfig;
 
 /// The storage file inside the `storage` stanza's `path` directory.
@@ -223,6 +229,12 @@ struct RawListener {
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
     max_request_size: Option<i64>,
+    http_read_header_timeout: Option<hcl::Value>,
+    http_read_timeout: Option<hcl::Value>,
+    http_idle_timeout: Option<hcl::Value>,
+    max_request_duration: Option<hcl::Value>,
+    tls_handshake_timeout: Option<hcl::Value>,
+    max_connections: Option<hcl::Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -230,7 +242,90 @@ pub struct Listener {
     pub address: String,
     /// Certificate and key files when TLS is on.
     pub tls: Option<(PathBuf, PathBuf)>,
-    pub max_request_size: usize,
+    /// Body size, timeouts and the connection cap.
+    pub limits: ListenerLimits,
+    /// `max_request_duration`: the bound on a whole request's engine call.
+    pub max_request_duration: Duration,
+}
+
+impl Listener {
+    /// Plain HTTP on `address` with the default limits.
+    pub fn plain(address: String) -> Self {
+        Listener {
+            address,
+            tls: None,
+            limits: ListenerLimits::default(),
+            max_request_duration: DEFAULT_MAX_REQUEST_DURATION,
+        }
+    }
+
+    /// The timeouts and caps of the stanza over the defaults.
+    fn parse_limits(&mut self, raw: &RawListener) -> anyhow::Result<()> {
+        let limits = &mut self.limits;
+        limits.max_request_size = match raw.max_request_size {
+            None | Some(0) => DEFAULT_MAX_REQUEST_SIZE,
+            Some(n) if n < 0 => usize::MAX,
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        for (name, value, into) in [
+            (
+                "http_read_header_timeout",
+                &raw.http_read_header_timeout,
+                &mut limits.read_header_timeout,
+            ),
+            (
+                "http_read_timeout",
+                &raw.http_read_timeout,
+                &mut limits.read_timeout,
+            ),
+            (
+                "http_idle_timeout",
+                &raw.http_idle_timeout,
+                &mut limits.idle_timeout,
+            ),
+            (
+                "max_request_duration",
+                &raw.max_request_duration,
+                &mut self.max_request_duration,
+            ),
+            (
+                "tls_handshake_timeout",
+                &raw.tls_handshake_timeout,
+                &mut limits.tls_handshake_timeout,
+            ),
+        ] {
+            if let Some(value) = value {
+                *into = timeout(value).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            }
+        }
+        if let Some(v) = &raw.max_connections {
+            limits.max_connections = match count(v) {
+                Ok(0) | Err(_) => anyhow::bail!(
+                    "max_connections: expected a number of connections from 1, got {}",
+                    shown(v)
+                ),
+                Ok(n) => n,
+            };
+        }
+        Ok(())
+    }
+}
+
+/// A listener timeout: a duration (`"10s"`, `"5m"`) or a number of seconds,
+/// more than zero.
+fn timeout(value: &hcl::Value) -> anyhow::Result<Duration> {
+    let d = match value {
+        hcl::Value::String(s) => parse_duration(s).map_err(|e| anyhow::anyhow!(e))?,
+        hcl::Value::Number(n) => match n.as_u64() {
+            Some(secs) => Duration::from_secs(secs),
+            None => anyhow::bail!("expected a duration, got {n}"),
+        },
+        other => anyhow::bail!("expected a duration, got {}", shown(other)),
+    };
+    if d.is_zero() {
+        anyhow::bail!("must be longer than zero");
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Clone)]
@@ -299,18 +394,20 @@ impl Config {
         let tls = if tls_disabled {
             None
         } else {
-            match (l.tls_cert_file, l.tls_key_file) {
-                (Some(c), Some(k)) => Some((c, k)),
+            match (&l.tls_cert_file, &l.tls_key_file) {
+                (Some(c), Some(k)) => Some((c.clone(), k.clone())),
                 _ => anyhow::bail!(
                     "the listener needs tls_cert_file and tls_key_file, or tls_disable = true"
                 ),
             }
         };
-        let max_request_size = match l.max_request_size {
-            None | Some(0) => DEFAULT_MAX_REQUEST_SIZE,
-            Some(n) if n < 0 => usize::MAX,
-            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-        };
+        let mut listener = Listener::plain(
+            l.address
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1:8200".to_string()),
+        );
+        listener.tls = tls;
+        listener.parse_limits(&l)?;
         let mut limits = Limits::default();
         if let Some(cpu) = raw.guest_cpu_limit {
             limits.cpu =
@@ -367,11 +464,7 @@ impl Config {
         Ok(Config {
             encryption_key_file,
             storage,
-            listener: Listener {
-                address: l.address.unwrap_or_else(|| "127.0.0.1:8200".to_string()),
-                tls,
-                max_request_size,
-            },
+            listener,
             cache_dir: raw.cache_dir,
             log_level: raw.log_level,
             limits,
@@ -439,7 +532,11 @@ mod tests {
             Some(PathBuf::from("/tmp/x/encryption.key"))
         );
         assert!(c.listener.tls.is_none());
-        assert_eq!(c.listener.max_request_size, DEFAULT_MAX_REQUEST_SIZE);
+        assert_eq!(c.listener.limits, ListenerLimits::default());
+        assert_eq!(
+            c.listener.max_request_duration,
+            DEFAULT_MAX_REQUEST_DURATION
+        );
         assert_eq!(c.limits.cpu, Duration::from_millis(500));
         assert_eq!(c.limits.memory_bytes, 32 << 20);
         assert_eq!(c.sync, SyncConfig::default());
@@ -554,6 +651,49 @@ mod tests {
                 Config::parse(&format!("{bad}\n{listener}")).is_err(),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn parses_listener_timeouts_with_vaults_names() {
+        let c = Config::parse(
+            r#"
+            storage "redb" { path = "/x" }
+            listener "tcp" {
+              tls_disable = 1
+              max_request_size = 1024
+              http_read_header_timeout = "2s"
+              http_read_timeout = 3
+              http_idle_timeout = "1m"
+              max_request_duration = "500ms"
+              tls_handshake_timeout = "4s"
+              max_connections = "16"
+            }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.listener.limits,
+            ListenerLimits {
+                max_request_size: 1024,
+                read_header_timeout: Duration::from_secs(2),
+                read_timeout: Duration::from_secs(3),
+                idle_timeout: Duration::from_secs(60),
+                tls_handshake_timeout: Duration::from_secs(4),
+                max_connections: 16,
+            }
+        );
+        assert_eq!(c.listener.max_request_duration, Duration::from_millis(500));
+        let storage = r#"storage "redb" { path = "/x" }"#;
+        for bad in [
+            r#"http_read_timeout = "0s""#,
+            r#"http_idle_timeout = "soon""#,
+            r#"max_connections = 0"#,
+            r#"max_request_duration = true"#,
+            r#"bogus_timeout = "1s""#,
+        ] {
+            let text = format!("{storage}\nlistener \"tcp\" {{\n tls_disable = 1\n {bad}\n}}");
+            assert!(Config::parse(&text).is_err(), "{bad}");
         }
     }
 

@@ -31,6 +31,34 @@ from kvsync_helpers import (
 
 INIT_TOKEN_RE = re.compile(r"Initial Root Token:\s*(\S+)")
 
+#: Which host serves the `dev_server` fixture: "rust" (the kvsync binary, the default) or "node"
+#: (host/node/run.sh: the same engine component under Node.js). Tests that need what only the Rust
+#: host has (tokens other than root, connectors other than in-mem and aws-sm, config mode, TLS, its
+#: logs) are marked `rust_host_only` and are deselected when the host is "node".
+E2E_HOST = os.environ.get("KVSYNC_E2E_HOST", "rust")
+NODE_RUN = REPO_ROOT / "host" / "node" / "run.sh"
+# The first start of the Node host may run `npm ci` and transpile the component.
+NODE_START_TIMEOUT = max(START_TIMEOUT, 180.0)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "rust_host_only: needs a feature only the Rust host has (deselected for KVSYNC_E2E_HOST=node)"
+    )
+    if E2E_HOST not in ("rust", "node"):
+        raise pytest.UsageError(f"KVSYNC_E2E_HOST must be rust or node, not {E2E_HOST!r}")
+
+
+def pytest_collection_modifyitems(config, items):
+    if E2E_HOST != "node":
+        return
+    kept, dropped = [], []
+    for item in items:
+        (dropped if item.get_closest_marker("rust_host_only") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
 
 @pytest.fixture(scope="session")
 def kvsync_bin() -> Path:
@@ -60,34 +88,48 @@ class DevServer:
         return self.server.output()
 
 
-def start_dev_server(kvsync_bin: Path, log_dir: Path, env_extra: Optional[dict] = None) -> DevServer:
-    token = "root-" + secrets.token_hex(12)
-    srv = ServerProcess(
-        [
-            kvsync_bin,
-            "server",
-            "--dev",
-            "--dev-listen-address",
-            "127.0.0.1:0",
-            "--dev-root-token-id",
-            token,
-        ],
-        log_dir=log_dir,
-        env=child_env(env_extra),
-        name="dev",
-    )
+def _start_root_server(argv: list, token: str, log_dir: Path, env_extra: Optional[dict], name: str,
+                       timeout: float) -> DevServer:
+    srv = ServerProcess(argv, log_dir=log_dir, env=child_env(env_extra), name=name)
     try:
-        addr = srv.wait_for_address(START_TIMEOUT)
+        addr = srv.wait_for_address(timeout)
     except BaseException:
         srv.stop()
         raise
     return DevServer(addr=addr, token=token, proc=srv.proc, server=srv)
 
 
+def start_dev_server(kvsync_bin: Path, log_dir: Path, env_extra: Optional[dict] = None) -> DevServer:
+    token = "root-" + secrets.token_hex(12)
+    argv = [kvsync_bin, "server", "--dev", "--dev-listen-address", "127.0.0.1:0", "--dev-root-token-id", token]
+    return _start_root_server(argv, token, log_dir, env_extra, "dev", START_TIMEOUT)
+
+
+def start_node_server(log_dir: Path, env_extra: Optional[dict] = None) -> DevServer:
+    """The Node.js host (host/node/run.sh) in dev mode on 127.0.0.1, an ephemeral port."""
+    token = "root-" + secrets.token_hex(12)
+    argv = [NODE_RUN, "--listen", "127.0.0.1:0", "--dev-root-token-id", token]
+    return _start_root_server(argv, token, log_dir, env_extra, "node", NODE_START_TIMEOUT)
+
+
 @pytest.fixture(scope="module")
-def dev_server(kvsync_bin, tmp_path_factory):
-    """One dev-mode server per test module (in-memory storage, KV-v2 at secret/)."""
-    srv = start_dev_server(kvsync_bin, tmp_path_factory.mktemp("dev-server"))
+def node_server(tmp_path_factory):
+    """One Node.js host per test module, whatever KVSYNC_E2E_HOST says."""
+    srv = start_node_server(tmp_path_factory.mktemp("node-server"))
+    try:
+        yield srv
+    finally:
+        srv.server.stop()
+
+
+@pytest.fixture(scope="module")
+def dev_server(request, tmp_path_factory):
+    """One dev-mode server per test module (in-memory storage, KV-v2 at secret/), of the host
+    KVSYNC_E2E_HOST names."""
+    if E2E_HOST == "node":
+        srv = start_node_server(tmp_path_factory.mktemp("dev-server"))
+    else:
+        srv = start_dev_server(request.getfixturevalue("kvsync_bin"), tmp_path_factory.mktemp("dev-server"))
     try:
         yield srv
     finally:
@@ -106,6 +148,51 @@ def http(dev_server):
     h = Http(dev_server.addr, dev_server.token)
     yield h
     h.close()
+
+
+# --------------------------------------------------------------------------------------------
+# moto (AWS Secrets Manager's double)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Moto:
+    url: str
+    proc: subprocess.Popen
+
+    def client(self):
+        """boto3's Secrets Manager client of this moto (the oracle of what AWS holds)."""
+        import boto3
+
+        return boto3.session.Session(
+            aws_access_key_id="AKIAKVSYNCTESTKEY01",
+            aws_secret_access_key="kvsync-test-secret-access-key",
+            region_name="us-east-1",
+        ).client("secretsmanager", endpoint_url=self.url)
+
+    def server_env(self, log_dir: Path) -> dict:
+        """The environment a host needs to reach this moto and nothing else of AWS."""
+        empty = Path(log_dir) / "aws-empty-config"
+        empty.write_text("")
+        return {
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER": self.url,
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": str(empty),
+            "AWS_SHARED_CREDENTIALS_FILE": str(empty),
+        }
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory):
+    """A moto_server on 127.0.0.1 (ephemeral port) for one test module."""
+    from conformance.aws_sm import start_moto_server, stop_moto_server
+
+    url, proc, log = start_moto_server(tmp_path_factory.mktemp("moto"))
+    try:
+        yield Moto(url=url, proc=proc)
+    finally:
+        stop_moto_server(proc, log)
 
 
 # --------------------------------------------------------------------------------------------

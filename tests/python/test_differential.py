@@ -34,6 +34,7 @@ NEGATIVE_MAX_VERSIONS = "A negative `max_versions` (secret metadata or mount con
 PATCH_415 = "`PATCH` needs `Content-Type: application/merge-patch+json` and answers 415 without it"
 WARN_INSTEAD_OF_204 = ("A call that answers 204 but was sent fields or query parameters it does not know answers 200 "
                        "with the `Endpoint ignored these unrecognized parameters` warning")
+NO_WRAPPING = "Response wrapping is not supported: a request with a non-empty `X-Vault-Wrap-TTL`"
 EXACT_INTEGERS = "Integers in secret data are kept exact, also beyond 2^53"
 HEALTH_KEYS = "`sys/health` also has the keys Vault documents and OpenBao dropped"
 ROOT_TOKEN = ("The bootstrap root token (`--dev-root-token-id`, `operator init`) looks itself up with "
@@ -1215,12 +1216,11 @@ def test_unknown_namespace_header(diff):
     diff.get("secret/config", headers={"X-Vault-Namespace": unique("ns") + "/"}, expect=404)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: X-Vault-Wrap-TTL is ignored and the secret comes back in the clear; OpenBao "
-    "answers with wrap_info (a wrapping token) and data null",
-)
 def test_response_wrapping_request(diff):
+    # bao answers with wrap_info (a wrapping token) and data null; kvsync refuses.
+    diff.allow(Decision(where="$status", readme=NO_WRAPPING), Decision(where="*", readme=NO_WRAPPING))
     p = unique("wrap")
     write(diff, p, {"a": "1"})
-    diff.get(f"secret/data/{p}", headers={"X-Vault-Wrap-TTL": "60s"}, expect=200)
+    pair = diff.get(f"secret/data/{p}", headers={"X-Vault-Wrap-TTL": "60s"}, expect=200)
+    assert pair.kvsync_response.status_code == 400
+    assert pair.kvsync_response.json() == {"errors": ["response wrapping is not supported"]}

@@ -3,9 +3,7 @@ binary (shapes, trees, TTL expiry, `num_uses`, accessors, orphans, errors), the 
 provider's start-up sequence, the sweep across a restart, and the same requests against OpenBao
 (differential, the `diff` fixture).
 
-Tests that need non-root policies write them through `PUT sys/policies/acl/<name>` (`grant`);
-those that need the ACL to refuse something (a 403 from a policy) are marked `needs_acl` and
-skipped, with that reason, while the server does not serve `sys/policies/acl` yet.
+Tests that need non-root policies write them through `PUT sys/policies/acl/<name>` (`grant`).
 """
 
 from __future__ import annotations
@@ -34,23 +32,11 @@ def wait_until(check, timeout: float = POLL_TIMEOUT, interval: float = 0.2):
         time.sleep(interval)
 
 
-def policies_served(http: Http) -> bool:
-    return http.get("sys/policies/acl/default").status_code == 200
-
-
 def grant(http: Http, name: str, hcl: str) -> bool:
-    """Writes ACL policy `name`; False while the server does not serve policies (then no policy
-    is enforced either, and what the policy would allow is allowed)."""
+    """Writes ACL policy `name`."""
     r = http.put(f"sys/policies/acl/{name}", json={"policy": hcl})
-    if r.status_code in (404, 405):
-        return False
     assert r.status_code in (200, 204), r.text
     return True
-
-
-def needs_acl(http: Http) -> None:
-    if not policies_served(http):
-        pytest.skip("needs ACL policies (sys/policies/acl and their enforcement: branch acl/enforce)")
 
 
 def create(http: Http, body: dict, token=Http._DEFAULT, path="auth/token/create") -> dict:
@@ -360,7 +346,6 @@ def test_a_non_root_parent_gives_at_most_what_it_has(http):
 
 
 def test_listing_accessors_needs_sudo(http):
-    needs_acl(http)
     grant(http, "lister", 'path "auth/token/accessors" { capabilities = ["list"] }')
     grant(http, "sudo-lister", 'path "auth/token/accessors" { capabilities = ["list", "sudo"] }')
     plain = create(http, {"policies": ["lister"]})["auth"]["client_token"]
@@ -387,7 +372,6 @@ TERRAFORM_CHILD = {
 
 
 def test_terraform_start_up_sequence(dev_server, http):
-    needs_acl(http)
     assert grant(http, "terraform", TERRAFORM_POLICY)
     parent = create(http, {"policies": ["terraform"], "no_default_policy": True, "ttl": "1h"})["auth"]
     tf = as_token(dev_server, parent["client_token"])

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod fake;
+pub mod parity;
 pub mod postgres;
 
 /// The caller of a root token, for calls straight into the runtime.

@@ -13,7 +13,10 @@
 //! (at most [`MAX_CACHED_ACLS`] per namespace). Each namespace has a version
 //! that every write or delete through the store bumps after its commit; an
 //! ACL compiled at an older version is compiled again, so a change applies
-//! from the next request on. A policy that a token names but that does not
+//! from the next request on; a change committed by another host sharing the
+//! storage (PostgreSQL) bumps it through the storage's change feed, applied
+//! before every lookup ([`Follower`]), and while that feed is lost no ACL is
+//! served from the cache. A policy that a token names but that does not
 //! exist acts as an empty policy.
 
 use std::borrow::Cow;
@@ -25,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ROOT_POLICY;
 use super::policy::{Acl, DEFAULT_POLICY, DEFAULT_POLICY_TEXT, Policy, root_policy};
-use crate::storage::{Condition, Op, SharedBackend, StorageError};
+use crate::storage::{Condition, Follower, Op, SharedBackend, StorageError};
 
 const PREFIX: &str = "core/policies/acl/";
 
@@ -93,6 +96,7 @@ pub struct PolicyStore {
 struct Inner {
     backend: SharedBackend,
     namespaces: RwLock<HashMap<String, Arc<NamespaceCache>>>,
+    follower: Follower,
 }
 
 #[derive(Default)]
@@ -134,6 +138,7 @@ impl PolicyStore {
     pub fn new(backend: SharedBackend) -> Self {
         PolicyStore {
             inner: Arc::new(Inner {
+                follower: Follower::new(backend.watch()),
                 backend,
                 namespaces: RwLock::new(HashMap::new()),
             }),
@@ -164,6 +169,44 @@ impl PolicyStore {
     /// The namespace's policies changed: ACLs compiled before are stale.
     fn changed(&self, ns: &Namespace) {
         self.namespace(ns).version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Applies the policy changes the storage reported (another host's
+    /// writes); whether cached ACLs may be served.
+    fn catch_up(&self) -> bool {
+        let bump = |id: &str| {
+            let known = self
+                .inner
+                .namespaces
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(id)
+                .cloned();
+            if let Some(cache) = known {
+                cache.version.fetch_add(1, Ordering::AcqRel);
+            }
+        };
+        self.inner.follower.catch_up(
+            |keys| {
+                for key in keys {
+                    if let Some((id, _)) = key.strip_prefix(PREFIX).and_then(|k| k.split_once('/'))
+                    {
+                        bump(id);
+                    }
+                }
+            },
+            || {
+                for cache in self
+                    .inner
+                    .namespaces
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                {
+                    cache.version.fetch_add(1, Ordering::AcqRel);
+                }
+            },
+        )
     }
 
     /// Creates the namespace's `default` policy unless it exists (an edited
@@ -322,14 +365,16 @@ impl PolicyStore {
     /// The ACL of `policies` (names as a token holds them) in `ns`: from the
     /// cache when nothing changed since it was compiled.
     pub async fn acl(&self, ns: &Namespace, policies: &[String]) -> Result<Arc<Acl>, StorageError> {
+        let serve = self.catch_up();
         let cache = self.namespace(ns);
         let version = cache.version.load(Ordering::Acquire);
         let names = canonical(policies);
-        if let Some(hit) = cache
-            .acls
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&*names)
+        if serve
+            && let Some(hit) = cache
+                .acls
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&*names)
             && hit.version == version
         {
             return Ok(hit.acl.clone());
@@ -396,6 +441,34 @@ mod tests {
     }
 
     const READ_SECRET: &str = r#"path "secret/data/*" { capabilities = ["read"] }"#;
+
+    /// Two hosts sharing one storage: a policy another host rewrites or
+    /// deletes applies on this host's next request, though this host had the
+    /// old ACL compiled and cached (the storage's change feed).
+    #[tokio::test]
+    async fn another_hosts_policy_change_applies_on_the_next_request() {
+        let backend: SharedBackend = Arc::new(Barrier::new(
+            RedbBackend::in_memory().unwrap(),
+            EncryptionKey::generate().unwrap(),
+        ));
+        let (a, b) = (PolicyStore::new(backend.clone()), PolicyStore::new(backend));
+        let ns = Namespace::root();
+        let reads = |acl: &Acl| acl.allows(Operation::Read, "secret/data/x").allowed();
+        a.write(&ns, "app", READ_SECRET).await.unwrap();
+        assert!(reads(&b.acl(&ns, &names(&["app"])).await.unwrap()));
+        a.write(
+            &ns,
+            "app",
+            r#"path "secret/data/*" { capabilities = ["deny"] }"#,
+        )
+        .await
+        .unwrap();
+        assert!(!reads(&b.acl(&ns, &names(&["app"])).await.unwrap()));
+        a.write(&ns, "app", READ_SECRET).await.unwrap();
+        assert!(reads(&b.acl(&ns, &names(&["app"])).await.unwrap()));
+        a.delete(&ns, "app").await.unwrap();
+        assert!(!reads(&b.acl(&ns, &names(&["app"])).await.unwrap()));
+    }
 
     #[tokio::test]
     async fn crud_with_the_builtins() {

@@ -3,11 +3,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 
 use super::{SyncFlags, print};
-use crate::config::Config;
+use crate::config::{Config, Listener, parse_duration};
 use crate::env::Env;
 use crate::server::{self, Access, Options, Server};
 use crate::worker::SyncConfig;
@@ -32,6 +33,69 @@ pub(crate) struct Args {
     guest_warm_instances: Option<u32>,
     #[command(flatten)]
     sync: SyncFlags,
+    #[command(flatten)]
+    listener: ListenerFlags,
+}
+
+/// The listener's timeouts and cap; a flag overrides the config file.
+#[derive(clap::Args, Debug, Default)]
+pub(crate) struct ListenerFlags {
+    /// Time from a request's first byte to its last header [config: listener http_read_header_timeout; default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    http_read_header_timeout: Option<Duration>,
+    /// Time from a request's first byte to the end of its body [config: listener http_read_timeout; default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    http_read_timeout: Option<Duration>,
+    /// How long a connection may wait for its next request [config: listener http_idle_timeout; default: 5m]
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    http_idle_timeout: Option<Duration>,
+    /// Bound on a whole request; past it the request is answered 503 [config: listener max_request_duration; default: 90s]
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    max_request_duration: Option<Duration>,
+    /// Time from accept to a finished TLS handshake [config: listener tls_handshake_timeout; default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    tls_handshake_timeout: Option<Duration>,
+    /// Open connections at once; more wait in the accept backlog [config: listener max_connections; default: 4096]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be longer than zero".to_string()),
+        d => Ok(d),
+    }
+}
+
+impl ListenerFlags {
+    /// `listener` with the flags given applied.
+    fn apply(&self, mut listener: Listener) -> Listener {
+        let limits = &mut listener.limits;
+        for (flag, into) in [
+            (
+                self.http_read_header_timeout,
+                &mut limits.read_header_timeout,
+            ),
+            (self.http_read_timeout, &mut limits.read_timeout),
+            (self.http_idle_timeout, &mut limits.idle_timeout),
+            (
+                self.tls_handshake_timeout,
+                &mut limits.tls_handshake_timeout,
+            ),
+            (
+                self.max_request_duration,
+                &mut listener.max_request_duration,
+            ),
+        ] {
+            if let Some(d) = flag {
+                *into = d;
+            }
+        }
+        if let Some(n) = self.max_connections {
+            limits.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        listener
+    }
 }
 
 pub(crate) async fn exec(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
@@ -40,12 +104,14 @@ pub(crate) async fn exec(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
     }
     let path = args.config.context("--config or --dev is required")?;
     let config = Config::load(&path)?;
+    let listener = args.listener.apply(config.listener.clone());
     let options = Options {
         warm_instances: args.guest_warm_instances,
+        max_request_duration: Some(listener.max_request_duration),
         sync: args.sync.apply(config.sync.clone())?,
     };
     let server = Server::open(&config, &path, env, options, Access::Serve).await?;
-    let listening = server::listen(&config.listener).await?;
+    let listening = server::listen(&listener).await?;
     let scheme = if listening.tls.is_some() {
         "https"
     } else {
@@ -64,12 +130,16 @@ pub(crate) async fn exec(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
 }
 
 async fn dev(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
+    let listener = args
+        .listener
+        .apply(server::dev_listener(args.dev_listen_address));
     let options = Options {
         warm_instances: args.guest_warm_instances,
+        max_request_duration: Some(listener.max_request_duration),
         sync: args.sync.apply(SyncConfig::default())?,
     };
     let (server, root) = Server::dev(env, args.dev_root_token_id, options).await?;
-    let listening = server::listen(&server::dev_listener(args.dev_listen_address)).await?;
+    let listening = server::listen(&listener).await?;
     let addr = listening.addr;
     print(&[
         "==> kvsync server started! Log data will stream in below:".to_string(),

@@ -44,6 +44,7 @@ pub(crate) async fn exec(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
     let options = Options {
         warm_instances: None,
+        max_request_duration: None,
         sync: args.sync.apply(config.sync.clone())?,
     };
     let server = Server::open(&config, &args.config, env, options, Access::Offline).await?;

@@ -18,12 +18,18 @@ pub enum HostError {
     PayloadTooLarge(usize),
     #[error("invalid request: {0}")]
     BadRequest(String),
+    /// A 400 whose message is shown as it is.
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Call(#[from] CallError),
     #[error("storage unavailable")]
     Storage(String),
     #[error("not found")]
     NotFound,
+    /// The body did not arrive within `http_read_timeout`.
+    #[error("the request body did not arrive within http_read_timeout")]
+    RequestTimeout,
 }
 
 impl HostError {
@@ -31,8 +37,9 @@ impl HostError {
         match self {
             HostError::PermissionDenied | HostError::InvalidToken => StatusCode::FORBIDDEN,
             HostError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            HostError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HostError::BadRequest(_) | HostError::Refused(_) => StatusCode::BAD_REQUEST,
             HostError::NotFound => StatusCode::NOT_FOUND,
+            HostError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             HostError::Call(CallError::LimitExceeded(_) | CallError::Busy)
             | HostError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             HostError::Call(CallError::Trap(_)) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -71,6 +78,13 @@ impl HostError {
             header::CACHE_CONTROL,
             header::HeaderValue::from_static("no-store"),
         );
+        // The rest of a late body is not worth waiting for.
+        if matches!(self, HostError::RequestTimeout) {
+            h.insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+        }
         resp
     }
 }

@@ -5,6 +5,7 @@
 //! it, runs the exact check and writes the response body.
 
 pub mod access;
+pub mod conn;
 mod error;
 pub mod tls;
 
@@ -18,24 +19,20 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, header};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+pub use conn::{DEFAULT_MAX_REQUEST_SIZE, ListenerLimits};
 pub use error::HostError;
 
 use crate::auth::{Authority, Namespace, PolicyStore, Token, TokenStore};
 use crate::runtime::{self, Runtime};
 use crate::storage::{SharedBackend, TenantStorage};
 use kvsync_component::api;
-
-/// Vault's default `max_request_size`: 32 MiB.
-pub const DEFAULT_MAX_REQUEST_SIZE: usize = 32 << 20;
-
-/// How much of a rejected request's body is still read (keep-alive).
-const DRAIN_ON_REJECT: usize = 64 << 10;
 
 /// The tenant of the root namespace.
 pub const ROOT_TENANT: &str = "root";
@@ -70,23 +67,57 @@ pub struct AppState {
     pub backend: SharedBackend,
     pub tokens: TokenStore,
     pub policies: PolicyStore,
-    pub max_request_size: usize,
+    /// The listener's limits: body size and timeouts, connection cap.
+    pub limits: ListenerLimits,
     /// Wakes the sync worker's loops (`notify_waiters`) when a request's
     /// effects say it made sync work due.
     pub sync_wake: Arc<Notify>,
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish (bounded).
+/// Serves until `shutdown` resolves, then lets in-flight requests finish
+/// (bounded). Every connection is held to the state's [`ListenerLimits`]
+/// (see [`conn`]).
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let limits = state.limits.clone();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's HTTP/1 header timer also runs while a kept-alive connection
+    // waits for its next request, so it cannot tell idle from slow: it is
+    // the backstop at the longer of the two bounds, and the watchdog
+    // (`conn::Activity`) holds each state to its own.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.read_header_timeout.max(limits.idle_timeout));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.read_header_timeout)
+        .keep_alive_timeout(limits.read_header_timeout);
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut at_cap = false;
     tokio::pin!(shutdown);
     loop {
+        // Past the cap, new connections wait in the accept backlog.
+        if slots.available_permits() == 0 && !at_cap {
+            tracing::warn!(
+                max_connections = limits.max_connections,
+                "the connection cap is reached: new connections wait until one closes"
+            );
+        }
+        at_cap = slots.available_permits() == 0;
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -99,44 +130,64 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let service = hyper::service::service_fn(move |req| {
+        let activity = conn::Activity::new(&limits);
+        let service = {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, req).await) }
+            let activity = activity.clone();
+            hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                let (request, began) = activity.request_started();
+                async move {
+                    let resp = handle(&state, req, began).await;
+                    drop(request);
+                    Ok::<_, Infallible>(resp)
+                }
+            })
+        };
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let acceptor = tls.clone();
+        let handshake_timeout = limits.tls_handshake_timeout;
+        tokio::spawn(async move {
+            let _slot = slot;
+            let served = async {
+                match acceptor {
+                    None => {
+                        let io = TokioIo::new(conn::Watched::new(stream, activity.clone()));
+                        let conn = builder.serve_connection(io, service).into_owned();
+                        watcher.watch(conn).await
+                    }
+                    Some(acceptor) => {
+                        let handshake =
+                            tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+                        let stream = match handshake.await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                                return Ok(());
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return Ok(());
+                            }
+                        };
+                        // The first request's header clock starts once the handshake is done.
+                        activity.restart();
+                        let io = TokioIo::new(conn::Watched::new(stream, activity.clone()));
+                        let conn = builder.serve_connection(io, service).into_owned();
+                        watcher.watch(conn).await
+                    }
+                }
+            };
+            tokio::select! {
+                served = served => if let Err(e) = served {
+                    tracing::debug!(error = %e, %peer, "connection closed with an error");
+                },
+                () = activity.expired() => {
+                    tracing::debug!(%peer, "connection closed: no complete request within http_read_header_timeout or http_idle_timeout");
+                }
+            }
         });
-        match &tls {
-            None => {
-                let conn = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, %peer, "connection closed with an error");
-                    }
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let builder = builder.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let stream = match acceptor.accept(stream).await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::debug!(error = %e, %peer, "TLS handshake failed");
-                            return;
-                        }
-                    };
-                    let conn = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(error = %e, %peer, "connection closed with an error");
-                    }
-                });
-            }
-        }
     }
     drop(listener);
     tokio::select! {
@@ -159,11 +210,61 @@ pub async fn bind(address: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
     Ok((listener, local))
 }
 
-async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    match respond(state, req).await {
+/// Answers one request whose first byte arrived at `began`.
+async fn handle(state: &AppState, req: Request<Incoming>, began: Instant) -> Response<Full<Bytes>> {
+    match respond(state, req, began).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }
+}
+
+/// The body, up to `limit` bytes, complete by `deadline` (408 otherwise).
+async fn read_body(body: Incoming, limit: usize, deadline: Instant) -> Result<Vec<u8>, HostError> {
+    let collected = tokio::time::timeout_at(deadline, Limited::new(body, limit).collect()).await;
+    match collected {
+        Ok(Ok(collected)) => Ok(collected.to_bytes().to_vec()),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(HostError::PayloadTooLarge(limit))
+        }
+        Ok(Err(e)) => Err(HostError::BadRequest(format!(
+            "cannot read the request body: {e}"
+        ))),
+        Err(_) => Err(HostError::RequestTimeout),
+    }
+}
+
+/// The headers the host reads, with the names clients write them by. A
+/// value of one of them that is not printable ASCII is refused (400) rather
+/// than read as absent: a namespace, token or content type must never fall
+/// back to a default unnoticed. Other headers with such values are not passed
+/// to the engine, which reads none of them.
+const READ_HEADERS: &[(&str, &str)] = &[
+    ("x-vault-token", "X-Vault-Token"),
+    ("authorization", "Authorization"),
+    ("x-vault-namespace", "X-Vault-Namespace"),
+    ("content-type", "Content-Type"),
+    (api::WRAP_TTL_HEADER, "X-Vault-Wrap-TTL"),
+    (api::WRAP_FORMAT_HEADER, "X-Vault-Wrap-Format"),
+];
+
+/// Refuses, before the token is looked at, a request whose headers the host
+/// cannot read, and one asking for response wrapping (as the engine would).
+fn check_headers(headers: &header::HeaderMap) -> Result<(), HostError> {
+    for (name, shown) in READ_HEADERS {
+        if headers.get_all(*name).iter().any(|v| v.to_str().is_err()) {
+            return Err(HostError::Refused(format!(
+                "the {shown} header must be printable ASCII"
+            )));
+        }
+    }
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if api::wrapping_requested(text(api::WRAP_TTL_HEADER), text(api::WRAP_FORMAT_HEADER)) {
+        return Err(HostError::Refused(api::WRAPPING_NOT_SUPPORTED.to_string()));
+    }
+    Ok(())
 }
 
 /// The request's token: `X-Vault-Token`, else `Authorization: Bearer`; an
@@ -189,12 +290,14 @@ fn token_of(req: &Request<Incoming>) -> Option<Token> {
 async fn respond(
     state: &AppState,
     req: Request<Incoming>,
+    began: Instant,
 ) -> Result<Response<Full<Bytes>>, HostError> {
     let Some(path) = req.uri().path().strip_prefix("/v1/") else {
         return Err(HostError::NotFound);
     };
     let path = path.to_string();
     let query = req.uri().query().unwrap_or_default().to_string();
+    check_headers(req.headers())?;
 
     // Namespaces (tenants) beyond the root one come with the namespace work.
     if let Some(ns) = req
@@ -260,11 +363,9 @@ async fn respond(
         }
     };
     if let Some(refused) = refused {
-        // Read a small body anyway so the connection stays usable for the
-        // client's next request; a larger one is not worth reading for a 403.
-        let _ = Limited::new(req.into_body(), DRAIN_ON_REJECT)
-            .collect()
-            .await;
+        // The body is never read: hyper takes what already arrived (the
+        // connection stays usable) or closes the connection.
+        drop(req);
         // A refused request spends its use too, as in Vault.
         if let Some(spent) = spent {
             state.tokens.finish(spent).await;
@@ -272,13 +373,13 @@ async fn respond(
         return Err(refused);
     }
 
-    let limit = state.max_request_size;
+    let limit = state.limits.max_request_size;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
+    if declared.is_some_and(|len| len > limit as u64) && !open {
         return Err(HostError::PayloadTooLarge(limit));
     }
     let method = req.method().as_str().to_string();
@@ -293,19 +394,12 @@ async fn respond(
                 .map(|v| (name.as_str().to_string(), v.to_string()))
         })
         .collect();
-    let body = match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => collected.to_bytes().to_vec(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return Err(HostError::PayloadTooLarge(limit));
-        }
-        Err(e) => {
-            return Err(HostError::BadRequest(format!(
-                "cannot read the request body: {e}"
-            )));
-        }
+    // Paths served without a token take no body: it is never read, as for
+    // a refused request.
+    let body = if open {
+        Vec::new()
+    } else {
+        read_body(req.into_body(), limit, began + state.limits.read_timeout).await?
     };
 
     let request = runtime::Request {
@@ -404,7 +498,7 @@ mod tests {
             tokens: TokenStore::new(backend.clone()),
             policies: PolicyStore::new(backend.clone()),
             backend,
-            max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+            limits: ListenerLimits::default(),
             sync_wake: Arc::new(Notify::new()),
         });
         let wake = state.sync_wake.clone();

@@ -29,6 +29,7 @@
 mod bindings;
 mod cache;
 mod connector;
+pub mod deterministic;
 mod keyring;
 pub mod limits;
 mod records;
@@ -86,6 +87,8 @@ pub struct Runtime {
     max_request_duration: Duration,
     warm: Arc<warm::WarmPool>,
     _ticker: Arc<limits::EpochTicker>,
+    /// Tests only: a fixed clock and random stream instead of the host's.
+    deterministic: Option<deterministic::DeterministicWasi>,
 }
 
 /// The default bound on provider calls made inline by an API request.
@@ -136,7 +139,15 @@ impl Runtime {
             inline_bound: DEFAULT_INLINE_BOUND,
             max_request_duration: DEFAULT_MAX_REQUEST_DURATION,
             _ticker: ticker,
+            deterministic: None,
         })
+    }
+
+    /// Tests only: every instance sees `wasi`'s clock and random stream
+    /// (see [`deterministic`]), so answers depend on the requests alone.
+    pub fn with_deterministic_wasi(mut self, wasi: deterministic::DeterministicWasi) -> Self {
+        self.deterministic = Some(wasi);
+        self
     }
 
     /// Sets the bound on provider calls made inline by API requests.
@@ -304,7 +315,7 @@ impl Runtime {
         caller: (Option<Caller>, Option<Authority>),
         inline_bound: Option<Duration>,
     ) -> Result<(Store<State>, bindings::Engine), CallError> {
-        let state = State::new(
+        let mut state = State::new(
             storage,
             self.connectors.clone(),
             self.tokens.clone(),
@@ -313,6 +324,9 @@ impl Runtime {
             &self.limits,
         )
         .with_keyring(self.keyring.clone());
+        if let Some(d) = &self.deterministic {
+            state.set_wasi(d.ctx());
+        }
         let mut store = Store::new(&self.engine, state);
         limits::arm(&mut store, &self.limits);
         match self.pre.instantiate_async(&mut store).await {

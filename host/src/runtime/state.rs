@@ -110,6 +110,11 @@ impl State {
         self.inline_deadline = deadline(inline_bound);
     }
 
+    /// Replaces the WASI context (tests: [`super::deterministic`]).
+    pub(super) fn set_wasi(&mut self, wasi: WasiCtx) {
+        self.wasi = wasi;
+    }
+
     /// The tenant this instance serves (its storage prefix): the key of the
     /// warm pool.
     pub fn tenant(&self) -> &str {

@@ -25,8 +25,10 @@ use crate::auth::{Authority, Caller, Namespace, NewToken, PolicyStore, TokenStor
 use crate::config::{Config, Listener};
 use crate::connectors::{ConnectorEnv, Connectors, DEFAULT_TIMEOUT};
 use crate::env::Env;
-use crate::http::{self, Api, AppState, DEFAULT_MAX_REQUEST_SIZE, ROOT_TENANT};
-use crate::runtime::{self, CallError, DEFAULT_INLINE_BOUND, Limits, Runtime};
+use crate::http::{self, Api, AppState, ListenerLimits, ROOT_TENANT};
+use crate::runtime::{
+    self, CallError, DEFAULT_INLINE_BOUND, DEFAULT_MAX_REQUEST_DURATION, Limits, Runtime,
+};
 use crate::storage::{SharedBackend, TenantStorage};
 use crate::worker::{self, DrainProgress, DrainReport, SyncConfig, Worker};
 
@@ -44,6 +46,8 @@ pub struct EngineOptions {
     pub inline_bound: Duration,
     /// Where the connectors reach their providers.
     pub connector_env: ConnectorEnv,
+    /// Bound on a whole API request (the listener's `max_request_duration`).
+    pub max_request_duration: Duration,
 }
 
 impl std::fmt::Debug for EngineOptions {
@@ -55,6 +59,7 @@ impl std::fmt::Debug for EngineOptions {
             .field("provider_timeout", &self.provider_timeout)
             .field("inline_bound", &self.inline_bound)
             .field("connector_env", &self.connector_env)
+            .field("max_request_duration", &self.max_request_duration)
             .finish()
     }
 }
@@ -69,6 +74,7 @@ impl Default for EngineOptions {
             provider_timeout: DEFAULT_TIMEOUT,
             inline_bound: DEFAULT_INLINE_BOUND,
             connector_env: ConnectorEnv::default(),
+            max_request_duration: DEFAULT_MAX_REQUEST_DURATION,
         }
     }
 }
@@ -83,6 +89,7 @@ impl EngineOptions {
             provider_timeout: config.provider_timeout,
             inline_bound: config.sync_inline_timeout,
             connector_env: env.connectors.clone(),
+            max_request_duration: config.listener.max_request_duration,
         }
     }
 }
@@ -100,7 +107,8 @@ pub fn engine(options: &EngineOptions) -> anyhow::Result<Runtime> {
         connectors,
         options.cache_dir.as_deref(),
     )?
-    .with_inline_bound(options.inline_bound))
+    .with_inline_bound(options.inline_bound)
+    .with_max_request_duration(options.max_request_duration))
 }
 
 /// What a command line adds to the configuration.
@@ -108,6 +116,8 @@ pub fn engine(options: &EngineOptions) -> anyhow::Result<Runtime> {
 pub struct Options {
     /// Overrides `guest_warm_instances`.
     pub warm_instances: Option<u32>,
+    /// Overrides the listener's `max_request_duration`.
+    pub max_request_duration: Option<Duration>,
     /// The sync worker's knobs: the configuration's, with the command's
     /// flags applied.
     pub sync: SyncConfig,
@@ -118,7 +128,7 @@ pub struct Listening {
     pub listener: TcpListener,
     pub addr: SocketAddr,
     pub tls: Option<TlsAcceptor>,
-    pub max_request_size: usize,
+    pub limits: ListenerLimits,
 }
 
 /// Binds the configured listener (port 0 picks one), with TLS when
@@ -133,17 +143,13 @@ pub async fn listen(config: &Listener) -> anyhow::Result<Listening> {
         listener,
         addr,
         tls,
-        max_request_size: config.max_request_size,
+        limits: config.limits.clone(),
     })
 }
 
 /// Dev mode's listener settings: plain HTTP on `address`.
 pub fn dev_listener(address: String) -> Listener {
-    Listener {
-        address,
-        tls: None,
-        max_request_size: DEFAULT_MAX_REQUEST_SIZE,
-    }
+    Listener::plain(address)
 }
 
 /// The HTTP front's state: requests answered by `api` against `backend`,
@@ -153,7 +159,7 @@ pub fn http_state(
     api: Arc<dyn Api>,
     backend: SharedBackend,
     (tokens, policies): (TokenStore, PolicyStore),
-    max_request_size: usize,
+    limits: ListenerLimits,
     sync_wake: Arc<Notify>,
 ) -> Arc<AppState> {
     Arc::new(AppState {
@@ -161,7 +167,7 @@ pub fn http_state(
         backend,
         tokens,
         policies,
-        max_request_size,
+        limits,
         sync_wake,
     })
 }
@@ -239,6 +245,9 @@ impl Server {
         if let Some(n) = options.warm_instances {
             engine_options.limits.warm_instances = n;
         }
+        if let Some(d) = options.max_request_duration {
+            engine_options.max_request_duration = d;
+        }
         let runtime = engine(&engine_options)?;
         let (tokens, policies) = identity(&sealed.backend).await?;
         tokens.upgrade().await?;
@@ -261,6 +270,9 @@ impl Server {
         };
         if let Some(n) = options.warm_instances {
             engine_options.limits.warm_instances = n;
+        }
+        if let Some(d) = options.max_request_duration {
+            engine_options.max_request_duration = d;
         }
         let runtime = engine(&engine_options)?;
         let (sealed, identity, root) = dev_storage(&runtime, root_token_id).await?;
@@ -398,7 +410,7 @@ impl Server {
             Arc::new(self.runtime.clone()),
             self.backend.clone(),
             (self.tokens.clone(), self.policies.clone()),
-            listening.max_request_size,
+            listening.limits.clone(),
             self.sync_wake.clone(),
         );
         let (stop, mut stopped) = tokio::sync::watch::channel(false);

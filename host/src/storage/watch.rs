@@ -89,3 +89,54 @@ impl Feed {
         }
     }
 }
+
+/// A cache's hold on the feed. Before a cache answers, [`Follower::catch_up`] applies every
+/// change reported so far, in the calling thread: no background task, so a change the feed has
+/// delivered is never served stale, whichever host committed it.
+#[derive(Debug, Default)]
+pub struct Follower {
+    /// `None`: the backend reports no changes (then every change goes through this process's
+    /// own store, which forgets what it changes itself).
+    changes: Option<std::sync::Mutex<Changes>>,
+    /// Set by [`Change::Lost`], cleared by [`Change::Reset`].
+    lost: std::sync::atomic::AtomicBool,
+}
+
+impl Follower {
+    pub fn new(changes: Option<Changes>) -> Self {
+        Follower {
+            changes: changes.map(std::sync::Mutex::new),
+            lost: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Applies the changes reported since the last call: `keys` with the keys of each commit,
+    /// `reset` when anything may have changed. Returns whether the cache may serve what it holds
+    /// (not while the feed is lost).
+    pub fn catch_up(&self, mut keys: impl FnMut(&[String]), mut reset: impl FnMut()) -> bool {
+        use std::sync::atomic::Ordering;
+        let Some(changes) = &self.changes else {
+            return true;
+        };
+        let mut changes = changes.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(change) = changes.try_next() {
+            match change {
+                Change::Keys { keys: changed, .. } => keys(&changed),
+                Change::Reset => {
+                    self.lost.store(false, Ordering::Release);
+                    reset();
+                }
+                Change::Lost => {
+                    self.lost.store(true, Ordering::Release);
+                    reset();
+                }
+            }
+        }
+        !self.lost.load(Ordering::Acquire)
+    }
+
+    /// Whether the feed is lost (a cache must neither serve nor keep entries).
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::Acquire)
+    }
+}

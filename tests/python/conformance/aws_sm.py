@@ -61,6 +61,46 @@ def _moto_server() -> str:
     return str(local) if local.exists() else "moto_server"
 
 
+def start_moto_server(tmp: Path):
+    """moto_server on 127.0.0.1, an ephemeral port, logging to tmp/moto.log; waits (bounded) until it
+    answers. Returns (url, process, log file)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(tmp / "moto.log", "wb")
+    proc = subprocess.Popen([_moto_server(), "-H", "127.0.0.1", "-p", str(port)],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    session = requests.Session()
+    session.trust_env = False
+    deadline = time.monotonic() + MOTO_START_TIMEOUT
+    try:
+        while True:
+            try:
+                if session.get(f"{url}/moto-api/", timeout=2).status_code == 200:
+                    return url, proc, log
+            except requests.RequestException:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop_moto_server(proc, log)
+                raise AssertionError(f"moto_server did not start (see {tmp / 'moto.log'})")
+            time.sleep(0.1)
+    finally:
+        session.close()
+
+
+def stop_moto_server(proc: subprocess.Popen, log) -> None:
+    """SIGTERM, a bounded wait, then SIGKILL; closes the log."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    if log:
+        log.close()
+
+
 class AwsSecretsManagerProfile(Profile):
     kind = "aws-sm"
     cloud = True
@@ -78,26 +118,7 @@ class AwsSecretsManagerProfile(Profile):
     # ---- lifecycle -------------------------------------------------------------------------
 
     def start(self, tmp: Path) -> None:
-        tmp.mkdir(parents=True, exist_ok=True)
-        port = _free_port()
-        self.moto_url = f"http://127.0.0.1:{port}"
-        self.moto_log = open(tmp / "moto.log", "wb")
-        self.moto = subprocess.Popen([_moto_server(), "-H", "127.0.0.1", "-p", str(port)],
-                                     stdin=subprocess.DEVNULL, stdout=self.moto_log,
-                                     stderr=subprocess.STDOUT)
-        session = requests.Session()
-        session.trust_env = False
-        deadline = time.monotonic() + MOTO_START_TIMEOUT
-        while True:
-            try:
-                if session.get(f"{self.moto_url}/moto-api/", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if self.moto.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"moto_server did not start (see {tmp / 'moto.log'})")
-            time.sleep(0.1)
+        self.moto_url, self.moto, self.moto_log = start_moto_server(tmp)
         self.proxy = FakeProcess(["proxy", "--upstream", self.moto_url], tmp, "aws-proxy")
         self._sm = self._client()
 
@@ -106,16 +127,8 @@ class AwsSecretsManagerProfile(Profile):
             self.proxy.stop()
             self.proxy = None
         if self.moto:
-            if self.moto.poll() is None:
-                self.moto.terminate()
-                try:
-                    self.moto.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self.moto.kill()
-                    self.moto.wait(timeout=5)
+            stop_moto_server(self.moto, self.moto_log)
             self.moto = None
-        if self.moto_log:
-            self.moto_log.close()
             self.moto_log = None
 
     def _client(self):

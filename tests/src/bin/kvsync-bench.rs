@@ -136,7 +136,7 @@ async fn all(flags: &Flags) -> anyhow::Result<ExitCode> {
 /// `secret/`) behind kvsync's HTTP front, answered by the natively linked
 /// engine; no runtime, no sync worker.
 async fn native_server(flags: &Flags) -> anyhow::Result<ExitCode> {
-    use kvsync::http::{self, DEFAULT_MAX_REQUEST_SIZE};
+    use kvsync::http::{self, ListenerLimits};
     use kvsync::server;
 
     let (sealed, identity, _root) =
@@ -147,7 +147,7 @@ async fn native_server(flags: &Flags) -> anyhow::Result<ExitCode> {
         Arc::new(native::NativeApi),
         backend,
         identity,
-        DEFAULT_MAX_REQUEST_SIZE,
+        ListenerLimits::default(),
         Arc::new(tokio::sync::Notify::new()),
     );
     println!("Api Address: http://{addr}");

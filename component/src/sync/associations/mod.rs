@@ -70,6 +70,13 @@ fn check_secret_name(secret_name: &str) -> ApiResult<()> {
             "\"secret_name\" is required: the path of the secret inside the mount",
         ));
     }
+    // No request path can name such a secret (control characters in a path
+    // are a 400), so no association may claim one.
+    if secret_name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "\"secret_name\" contains control characters: a secret's path cannot hold them",
+        ));
+    }
     if secret_name.ends_with('/') {
         return Err(ApiError::bad_request(
             "Secret not found. Please provide full path to existing secret",

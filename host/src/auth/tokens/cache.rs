@@ -4,14 +4,19 @@
 //! Only tokens without a use limit are kept (each use of a limited token is
 //! a storage write). An entry carries the token's expiry, checked on every
 //! hit. Everything that changes a token in this process removes its entry
-//! (revocation, renewal), and the storage belongs to this process alone, so
-//! an entry never outlives a change. A lookup that read the storage before a
+//! (revocation, renewal); a change committed by another host sharing the
+//! storage (PostgreSQL) removes it through the storage's change feed, applied
+//! before every lookup ([`Follower`]); while that feed is lost nothing is
+//! served from the cache. A lookup that read the storage before a
 //! removal must not put back what it read: removals bump a generation, and
 //! an entry is only stored under the generation its read started in. The
 //! map is bounded: when full, it is emptied.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+
+use super::record::TOKENS;
+use crate::storage::{Changes, Follower};
 
 /// Most callers kept.
 pub const CAPACITY: usize = 8192;
@@ -37,11 +42,27 @@ struct Inner {
 #[derive(Default)]
 pub struct CallerCache {
     inner: RwLock<Inner>,
+    follower: Follower,
 }
 
 impl CallerCache {
-    /// The entry of `hash`, if any.
+    /// A cache that forgets the tokens `changes` reports changed (the storage's feed).
+    pub fn following(changes: Option<Changes>) -> Self {
+        CallerCache {
+            inner: RwLock::default(),
+            follower: Follower::new(changes),
+        }
+    }
+
+    /// The entry of `hash`, if any, after applying the changes the storage reported.
     pub fn get(&self, hash: &str) -> Option<Cached> {
+        let serve = self.follower.catch_up(
+            |keys| self.remove(keys.iter().filter_map(|k| k.strip_prefix(TOKENS))),
+            || self.clear(),
+        );
+        if !serve {
+            return None;
+        }
         match self.inner.read() {
             Ok(inner) => inner.map.get(hash).cloned(),
             Err(poisoned) => poisoned.into_inner().map.get(hash).cloned(),
@@ -64,7 +85,7 @@ impl CallerCache {
             Ok(inner) => inner,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if inner.generation != generation {
+        if inner.generation != generation || self.follower.is_lost() {
             return;
         }
         if inner.map.len() >= CAPACITY {
@@ -83,6 +104,16 @@ impl CallerCache {
         for hash in hashes {
             inner.map.remove(hash);
         }
+    }
+
+    /// Forgets every token.
+    fn clear(&self) {
+        let mut inner = match self.inner.write() {
+            Ok(inner) => inner,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        inner.generation = inner.generation.wrapping_add(1);
+        inner.map.clear();
     }
 
     #[cfg(test)]

@@ -259,8 +259,8 @@ impl TokenStore {
     pub fn with_clock(backend: SharedBackend, clock: Arc<dyn Clock>) -> Self {
         TokenStore {
             inner: Arc::new(Inner {
+                cache: CallerCache::following(backend.watch()),
                 backend,
-                cache: CallerCache::default(),
                 clock,
                 sweep_wake: Notify::new(),
             }),

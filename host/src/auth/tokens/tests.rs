@@ -517,8 +517,11 @@ async fn revoking_a_token_revokes_its_subtree_at_once() {
             },
         )
         .await;
-    // Resolved once: cached.
-    assert!(f.authenticate(&c).await.is_some());
+    // Resolved once: cached (a parent is cached again after its children's
+    // creation rewrote its record).
+    for cached in [&a, &b, &c, &orphan] {
+        assert!(f.authenticate(cached).await.is_some());
+    }
     assert!(f.store.inner.cache.len() >= 4);
     let scope = f.scope(&f.root);
     assert!(
@@ -559,6 +562,27 @@ impl Fixture {
             .unwrap()
             .is_some()
     }
+}
+
+/// Two hosts sharing one storage: a token another host revokes is refused
+/// on this host's next request, though this host had its caller cached (the
+/// storage's change feed).
+#[tokio::test]
+async fn a_token_another_host_revokes_is_refused_at_once() {
+    let f = Fixture::new().await;
+    let other = TokenStore::with_clock(f.backend.clone(), f.clock.clone());
+    let (a, _) = f.child_of(&f.root, req()).await;
+    // Cached on the other host.
+    assert!(other.resolve(token(&a)).await.unwrap().is_some());
+    assert!(other.inner.cache.len() >= 1);
+    let scope = f.scope(&f.root);
+    assert!(
+        f.store
+            .revoke(&scope, &Target::Token(token(&a)))
+            .await
+            .unwrap()
+    );
+    assert!(other.resolve(token(&a)).await.unwrap().is_none());
 }
 
 #[tokio::test]
