@@ -18,9 +18,10 @@
 //! Imports: `storage` (the tenant's [`TenantStorage`]), `connector` (the shared
 //! [`Connectors`] registry), `authz` (decided on the request's
 //! [`crate::auth::Authority`]: the caller's compiled ACL), `policies` (the
-//! authority's namespace stores) and `tokens` (the server's [`TokenStore`],
-//! scoped to the tenant's namespace and the caller), each implemented on its
-//! own borrowed view of the call's state (`state.rs`).
+//! authority's namespace stores), `tokens` (the server's [`TokenStore`],
+//! scoped to the tenant's namespace and the caller) and `keyring` (the storage
+//! barrier's keys, for a caller in the root namespace: `keyring.rs`), each
+//! implemented on its own borrowed view of the call's state (`state.rs`).
 //!
 //! The generated bindings stay private to this module: callers exchange the
 //! host's records ([`Request`], [`Response`], [`SyncSettings`], [`RunReport`],
