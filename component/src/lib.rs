@@ -3,8 +3,8 @@
 //!
 //! Everything here runs natively in unit tests: the WIT imports are reached only
 //! through the traits bundled in [`env::Env`] (storage, connector, authz, policies,
-//! tokens), which the wasm adapter implements with the host's imports and tests
-//! implement in memory.
+//! tokens, keyring), which the wasm adapter implements with the host's imports and
+//! tests implement in memory.
 
 pub mod api;
 pub mod auth;
