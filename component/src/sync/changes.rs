@@ -151,7 +151,8 @@ mod tests {
     #[test]
     fn sync_handlers_and_a_mount_disable_report_where_work_is_due() {
         let f = setup(2);
-        // A failed inline sync leaves its retry to the worker, due now.
+        // A failed inline sync leaves its retry to the worker, which is woken
+        // to learn when it falls due.
         *f.connector.fail_with.borrow_mut() = Some(crate::connector::SyncError::ExternalService {
             message: "provider unavailable".into(),
             retry_after_ms: None,
