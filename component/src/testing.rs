@@ -59,6 +59,17 @@ pub fn call(env: &Env, method: &str, path: &str, body: &Value) -> (u16, Value) {
     (resp.status, decoded)
 }
 
+/// The accessor of the mount at `mount` (`secret/`), which must exist.
+pub fn accessor(storage: &dyn Storage, mount: &str) -> String {
+    let mut tx = crate::storage::Tx::new(storage);
+    crate::sys::mounts::MountTable::load(&mut tx)
+        .unwrap()
+        .get(mount)
+        .unwrap()
+        .accessor
+        .clone()
+}
+
 /// [`Storage`] that counts the calls made to the storage it wraps (what a
 /// request path costs in host calls), and can make commits conflict.
 pub struct Counting<'s> {

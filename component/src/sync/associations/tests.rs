@@ -33,13 +33,7 @@ impl T {
     }
 
     fn accessor(&self, mount: &str) -> String {
-        let mut tx = Tx::new(&self.f.storage);
-        MountTable::load(&mut tx)
-            .unwrap()
-            .get(mount)
-            .unwrap()
-            .accessor
-            .clone()
+        crate::testing::accessor(&self.f.storage, mount)
     }
 
     /// Saves an `in-mem` destination record directly.

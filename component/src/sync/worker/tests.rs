@@ -64,14 +64,7 @@ impl T {
             accessor: RefCell::new(String::new()),
         };
         t.ok("POST", "sys/mounts/secret", json!({"type": "kv-v2"}));
-        let mut tx = Tx::new(&t.f.storage);
-        let accessor = MountTable::load(&mut tx)
-            .unwrap()
-            .get("secret/")
-            .unwrap()
-            .accessor
-            .clone();
-        *t.accessor.borrow_mut() = accessor;
+        *t.accessor.borrow_mut() = crate::testing::accessor(&t.f.storage, "secret/");
         t
     }
 

@@ -13,7 +13,6 @@ use crate::sync::associations::Association;
 use crate::sync::outbox;
 use crate::sync::status::SyncStatus;
 use crate::sync::worker::{self, Settings, make_all_due};
-use crate::sys::mounts::MountTable;
 use crate::testing::Counting;
 
 /// What befalls the storage right after the next provider write succeeds.
@@ -136,14 +135,8 @@ impl World<'_> {
     }
 
     fn record(&self) -> Option<Association> {
-        let mut tx = Tx::new(self.inner);
-        let accessor = MountTable::load(&mut tx)
-            .unwrap()
-            .get("secret/")
-            .unwrap()
-            .accessor
-            .clone();
-        Association::load(&mut tx, "in-mem", "d1", &accessor, "app").unwrap()
+        let accessor = crate::testing::accessor(self.inner, "secret/");
+        Association::load(&mut Tx::new(self.inner), "in-mem", "d1", &accessor, "app").unwrap()
     }
 
     fn objects(&self) -> Vec<String> {
