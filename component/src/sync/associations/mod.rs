@@ -32,7 +32,6 @@ pub use engine::{
     KvSecret, SyncOutcome, check_association, sync_association, template_context,
     unsync_association,
 };
-
 pub use record::{Association, Row};
 
 pub const FIELDS: &[FieldSpec] = &[
