@@ -621,9 +621,10 @@ def test_kill9_right_after_an_inline_provider_call_the_worker_finishes(kvsync_bi
     recorded SYNCED (no object that no association knows), the removed association goes (no row
     claiming an object the provider no longer has)."""
     fake = VercelFake(tmp_path / "fake")
-    # The provider holds its answers longer than the default inline bound: a generous bound keeps
-    # the kill (right after the provider applied the call) before the request gives up on it.
-    settings = {**SYNC_HCL, "sync_inline_timeout": '"60s"', "provider_timeout": '"60s"'}
+    # The provider holds its answers longer than the default inline bound: a generous bound (still
+    # below the 30 s after which the worker may take an inline claim) keeps the kill, right after
+    # the provider applied the call, before the request gives up on it.
+    settings = {**SYNC_HCL, "sync_inline_timeout": '"25s"', "provider_timeout": '"60s"'}
     cs = SyncConfigServer(kvsync_bin, tmp_path / "cfg", env_extra=fake.env(), settings=settings)
     try:
         cs.init()
