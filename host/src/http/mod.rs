@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::{Request, Response, header};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -211,11 +211,25 @@ pub async fn bind(address: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
 }
 
 /// Answers one request whose first byte arrived at `began`.
+///
+/// A request whose body is left unread (refused before it was read, or sent
+/// to a path that takes none) is answered with `Connection: close`: hyper
+/// closes such a connection after the response, and a client told so opens
+/// a new one for its next request instead of reusing a socket that is being
+/// closed under it.
 async fn handle(state: &AppState, req: Request<Incoming>, began: Instant) -> Response<Full<Bytes>> {
-    match respond(state, req, began).await {
-        Ok(resp) => resp,
-        Err(e) => e.into_response(),
+    let has_body = !req.body().is_end_stream();
+    let (mut resp, body_read) = match respond(state, req, began).await {
+        Ok(answered) => answered,
+        Err(e) => (e.into_response(), false),
+    };
+    if has_body && !body_read {
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
     }
+    resp
 }
 
 /// The body, up to `limit` bytes, complete by `deadline` (408 otherwise).
@@ -287,11 +301,12 @@ fn token_of(req: &Request<Incoming>) -> Option<Token> {
         .map(|t| Token::new(t.to_string()))
 }
 
+/// The response, and whether the request's body was read.
 async fn respond(
     state: &AppState,
     req: Request<Incoming>,
     began: Instant,
-) -> Result<Response<Full<Bytes>>, HostError> {
+) -> Result<(Response<Full<Bytes>>, bool), HostError> {
     let Some(path) = req.uri().path().strip_prefix("/v1/") else {
         return Err(HostError::NotFound);
     };
@@ -448,7 +463,7 @@ async fn respond(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
     );
-    Ok(resp)
+    Ok((resp, !open))
 }
 
 #[cfg(test)]
