@@ -9,8 +9,9 @@
 //!   written at every renewal.
 //!
 //! Every change is a compare-and-swap commit over the [`Backend`] contract, so leases behave
-//! the same on redb (one process: it takes every lease at once) and on PostgreSQL (shared by
-//! several hosts):
+//! the same on redb (one process: it takes every lease at once, also those a process that
+//! died left, since no other process can use the file) and on PostgreSQL (shared by several
+//! hosts):
 //!
 //! * **take**: a free lease (no holder record), an expired one (its expiry passed) or one this
 //!   host's records name is taken in one commit conditioned on both records' versions: of two
@@ -149,6 +150,9 @@ pub struct Leases {
     me: HostInfo,
     ttl: Duration,
     shards: u32,
+    /// The store is this process's alone ([`Backend::is_shared`] false): a lease another
+    /// process left is stale, whatever its expiry says (it died; a restart takes over at once).
+    exclusive: bool,
 }
 
 impl Leases {
@@ -160,12 +164,20 @@ impl Leases {
         shards: u32,
     ) -> Self {
         Leases {
+            exclusive: !backend.is_shared(),
             backend,
             prefix: format!("core/leases/{}", tenant.replace('/', "%2F")),
             me,
             ttl,
             shards: shards.max(1),
         }
+    }
+
+    /// These leases as if other processes shared the store (tests of several hosts on one
+    /// in-process store).
+    pub fn shared(mut self) -> Self {
+        self.exclusive = false;
+        self
     }
 
     pub fn me(&self) -> &HostInfo {
@@ -199,7 +211,7 @@ impl Leases {
             let live = until
                 .as_ref()
                 .is_some_and(|u| u.host_id == record.host.id && u.expires_at_ms > now);
-            if live && record.host.id != self.me.id {
+            if live && record.host.id != self.me.id && !self.exclusive {
                 return Ok(Taken::Elsewhere {
                     host: Some(record.host.clone()),
                     renewed: expiry.as_ref().map(|e| e.version),

@@ -17,6 +17,12 @@
 //! when it queued anything: that is how work a crash or a full queue missed
 //! converges.
 //!
+//! Several hosts may share the storage: a loop runs its shard only while this
+//! host holds the shard's lease, and every commit of its runs is fenced by that
+//! lease ([`crate::ha`]); a lease task takes and renews them, a feed task wakes
+//! the loop of a held shard when another host queued work for it, and the
+//! reconciliation runs where shard 0 is held. Stopping releases the leases.
+//!
 //! A failed run (trap, limits, a full instance pool) is logged and the loop backs
 //! off; the server keeps serving. Every loop, and the reconciliation task, runs
 //! under a supervisor: one that dies (a panic anywhere below it) is logged and
@@ -431,14 +437,8 @@ async fn shard_loop(shared: Arc<Shared>, shard: u32, mut stop: watch::Receiver<b
     };
     let mut failures: u32 = 0;
     while !*stop.borrow() {
-        let held = *lease.borrow_and_update();
-        let Some(held) = held else {
-            // Another host runs this shard: wait until the lease is ours.
-            tokio::select! {
-                changed = lease.changed() => if changed.is_err() { break },
-                end = stopping(&mut stop) => if end { break },
-            }
-            continue;
+        let Some(held) = await_lease(&mut lease, &mut stop).await else {
+            break;
         };
         // Registered before the run: a wake-up that arrives while the run is
         // in progress is kept, so work queued meanwhile is never left asleep
@@ -499,6 +499,26 @@ async fn shard_loop(shared: Arc<Shared>, shard: u32, mut stop: watch::Receiver<b
             // Lost (or taken) meanwhile: look again.
             _ = lease.changed() => {}
             end = stopping(&mut stop) => if end { break },
+        }
+    }
+}
+
+/// The lease as it is now or, while another host holds it, once this host has taken it;
+/// `None` when the loop must end.
+async fn await_lease(
+    lease: &mut watch::Receiver<Option<ha::Held>>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<ha::Held> {
+    loop {
+        if *stop.borrow() {
+            return None;
+        }
+        if let Some(held) = *lease.borrow_and_update() {
+            return Some(held);
+        }
+        tokio::select! {
+            changed = lease.changed() => if changed.is_err() { return None },
+            end = stopping(stop) => if end { return None },
         }
     }
 }
@@ -574,13 +594,8 @@ async fn reconcile_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         return;
     };
     while !*stop.borrow() {
-        let held = *lease.borrow_and_update();
-        let Some(held) = held else {
-            tokio::select! {
-                changed = lease.changed() => if changed.is_err() { break },
-                end = stopping(&mut stop) => if end { break },
-            }
-            continue;
+        let Some(held) = await_lease(&mut lease, &mut stop).await else {
+            break;
         };
         match shared.runtime.reconcile(shared.fenced_storage(held)).await {
             Ok(0) => tracing::debug!("sync reconciliation: nothing missed"),

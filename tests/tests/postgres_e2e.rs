@@ -333,7 +333,17 @@ async fn at_moto(sm: &aws_sdk_secretsmanager::Client, name: &str, value: &str) -
         .is_some_and(|v| v == json!({ "v": value }))
 }
 
-/// The host ids `sys/leader` of `url` lists, by shard.
+/// Whether moto holds `{"v": value}` under each of `s0` .. `s<n-1>`.
+async fn all_at_moto(sm: aws_sdk_secretsmanager::Client, n: usize, value: &str) -> bool {
+    for i in 0..n {
+        if !at_moto(&sm, &format!("s{i}"), value).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// The API addresses of the hosts `sys/leader` of `url` lists, by shard.
 async fn shard_holders(url: &str) -> Vec<(u64, String)> {
     let (status, body) = call(url, "", "GET", "sys/leader", None).await;
     assert_eq!(status, 200, "{body}");
@@ -499,15 +509,7 @@ async fn two_hosts_sync_exactly_once_and_fail_over() {
         .await);
     }
     eventually("every change reaches moto", Duration::from_secs(60), || {
-        let sm = sm.clone();
-        async move {
-            for i in 0..N {
-                if !at_moto(&sm, &format!("s{i}"), "two").await {
-                    return false;
-                }
-            }
-            true
-        }
+        all_at_moto(sm.clone(), N, "two")
     })
     .await;
     eventually(
@@ -565,17 +567,7 @@ async fn two_hosts_sync_exactly_once_and_fail_over() {
     eventually(
         "host b finishes every sync",
         Duration::from_secs(60),
-        || {
-            let sm = sm.clone();
-            async move {
-                for i in 0..N {
-                    if !at_moto(&sm, &format!("s{i}"), "three").await {
-                        return false;
-                    }
-                }
-                true
-            }
-        },
+        || all_at_moto(sm.clone(), N, "three"),
     )
     .await;
     assert_eq!(

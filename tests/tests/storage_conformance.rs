@@ -154,6 +154,7 @@ conformance!(
     leases_take_renew_expire_release,
     leases_fence_commits,
     leases_one_taker_wins,
+    leases_of_a_process_that_died,
 );
 
 // ---- scenarios ----
@@ -169,7 +170,7 @@ const TTL: Duration = Duration::from_secs(15);
 const TTL_MS: u64 = 15_000;
 
 fn leases(db: &SharedBackend, id: &str) -> Leases {
-    Leases::new(db.clone(), "root", host(id), TTL, 4)
+    Leases::new(db.clone(), "root", host(id), TTL, 4).shared()
 }
 
 fn held(taken: Taken) -> Held {
@@ -269,6 +270,21 @@ async fn leases_fence_commits(db: SharedBackend) {
         "{late:?}"
     );
     assert_eq!(db.get("tenants/root/x").await.unwrap().unwrap().value, b"2");
+}
+
+/// A lease left live by a process that died: on a store this process has to itself (redb: the
+/// file is locked) it is stale and taken at once; on a shared one it lasts its ttl.
+async fn leases_of_a_process_that_died(db: SharedBackend) {
+    let t0 = 4_000_000;
+    let dead = Leases::new(db.clone(), "root", host("dead"), TTL, 4);
+    held(dead.take(1, t0).await.unwrap());
+    let next = Leases::new(db.clone(), "root", host("next"), TTL, 4);
+    let taken = next.take(1, t0 + 1).await.unwrap();
+    if db.is_shared() {
+        assert!(matches!(taken, Taken::Elsewhere { .. }), "{taken:?}");
+    } else {
+        held(taken);
+    }
 }
 
 /// Hosts that try to take one free lease at once: exactly one holds it.
