@@ -23,32 +23,6 @@ struct Configured {
     token: String,
 }
 
-/// POSTs of a new secret each (`<url><n>`), so that concurrent writers never contend for
-/// one key (a commit conflict is retried by the engine, and on a durable store a few writers
-/// of one key would measure those retries, not the store).
-fn kv_creates(url: &str, token: &str, connections: usize, script: &Path) -> anyhow::Result<Load> {
-    std::fs::write(
-        script,
-        format!(
-            r#"wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["X-Vault-Token"] = "{token}"
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format(nil, wrk.path .. n, nil, '{{"data":{{"value":"v' .. n .. '"}}}}')
-end
-"#
-        ),
-    )?;
-    Ok(Load {
-        url: url.to_string(),
-        headers: Vec::new(),
-        script: Some(script.to_path_buf()),
-        connections,
-    })
-}
-
 impl Bench<'_> {
     /// Writes `<work>/<name>/kvsync.hcl` with `storage` and `extra`, initialises the storage
     /// (`operator init`) and returns the config file and the root token.
@@ -162,11 +136,12 @@ impl Bench<'_> {
                 .await?;
             let base = format!("{}/v1/secret/data/p13", server.proc.url);
             let read = Load::get(&format!("{base}/read"), Some(&server.token), c);
-            let write = kv_creates(
+            let write = Load::kv_creates(
                 &format!("{base}/w"),
                 &server.token,
                 c,
-                &dir.join(format!("p13-{name}-write.lua")),
+                &dir,
+                &format!("p13-{name}-write"),
             )?;
             self.load(&read, self.opts.warmup_seconds).await?;
             self.load(&write, self.opts.warmup_seconds).await?;
