@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod env;
+pub mod ha;
 pub mod http;
 pub(crate) mod private_fs;
 pub mod runtime;

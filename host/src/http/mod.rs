@@ -72,6 +72,8 @@ pub struct AppState {
     /// Wakes the sync worker's loops (`notify_waiters`) when a request's
     /// effects say it made sync work due.
     pub sync_wake: Arc<Notify>,
+    /// The HA view `sys/leader` reports (`None`: the engine's answer as it is).
+    pub ha: Option<crate::ha::HaView>,
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish
@@ -398,6 +400,10 @@ async fn respond(
         return Err(HostError::PayloadTooLarge(limit));
     }
     let method = req.method().as_str().to_string();
+    // `sys/leader` gets the host's HA view added to the engine's answer.
+    let leader = method == "GET"
+        && api::request_path(&path, api::Operation::Read)
+            .is_ok_and(|decoded| decoded.trim_matches('/') == "sys/leader");
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()
@@ -433,9 +439,12 @@ async fn respond(
         state.tokens.finish(spent).await;
     }
     let runtime::Outcome {
-        response: out,
+        response: mut out,
         effects,
     } = outcome?;
+    if let (true, 200, Some(ha)) = (leader, out.status, &state.ha) {
+        out.body = ha.leader(std::mem::take(&mut out.body)).await;
+    }
     // Wake the sync worker first: the work is committed whatever happens to
     // the response. Every loop is woken: which loop serves a destination is
     // the engine's shard function, not the host's.
@@ -515,6 +524,7 @@ mod tests {
             backend,
             limits: ListenerLimits::default(),
             sync_wake: Arc::new(Notify::new()),
+            ha: None,
         });
         let wake = state.sync_wake.clone();
         let mut woken = pin!(wake.notified());

@@ -22,13 +22,12 @@ pub use storage::{Access, Initialized, Sealed, in_use_message, init, load_key};
 
 use crate::auth::tokens::sweep::Sweeper;
 use crate::auth::{Authority, Caller, Namespace, NewToken, PolicyStore, TokenStore};
-use crate::config::{Config, Listener};
+use crate::config::{Config, Listener, Storage};
 use crate::connectors::{ConnectorEnv, Connectors, DEFAULT_TIMEOUT};
 use crate::env::Env;
+use crate::ha::{HaView, HostInfo, Leases};
 use crate::http::{self, Api, AppState, ListenerLimits, ROOT_TENANT};
-use crate::runtime::{
-    self, CallError, DEFAULT_INLINE_BOUND, DEFAULT_MAX_REQUEST_DURATION, Limits, Runtime,
-};
+use crate::runtime::{self, DEFAULT_INLINE_BOUND, DEFAULT_MAX_REQUEST_DURATION, Limits, Runtime};
 use crate::storage::{SharedBackend, TenantStorage};
 use crate::worker::{self, DrainProgress, DrainReport, SyncConfig, Worker};
 
@@ -154,13 +153,14 @@ pub fn dev_listener(address: String) -> Listener {
 
 /// The HTTP front's state: requests answered by `api` against `backend`,
 /// callers resolved by `tokens` and authorized by `policies`; `sync_wake` is
-/// notified when a request queued sync work.
+/// notified when a request queued sync work; `ha` is what `sys/leader` adds.
 pub fn http_state(
     api: Arc<dyn Api>,
     backend: SharedBackend,
     (tokens, policies): (TokenStore, PolicyStore),
     limits: ListenerLimits,
     sync_wake: Arc<Notify>,
+    ha: Option<HaView>,
 ) -> Arc<AppState> {
     Arc::new(AppState {
         api,
@@ -169,6 +169,7 @@ pub fn http_state(
         policies,
         limits,
         sync_wake,
+        ha,
     })
 }
 
@@ -227,6 +228,8 @@ pub struct Server {
     runtime: Runtime,
     sync: SyncConfig,
     sync_wake: Arc<Notify>,
+    /// `ha_enabled` of the PostgreSQL storage.
+    ha_enabled: bool,
 }
 
 impl Server {
@@ -253,6 +256,7 @@ impl Server {
         tokens.upgrade().await?;
         let mut server = Self::assemble(sealed, (tokens, policies), runtime, options.sync);
         server.storage_description = description;
+        server.ha_enabled = matches!(&config.storage, Storage::Postgres(pg) if pg.ha_enabled);
         Ok(server)
     }
 
@@ -311,6 +315,7 @@ impl Server {
             storage_description: "inmem".to_string(),
             sync,
             sync_wake: Arc::new(Notify::new()),
+            ha_enabled: false,
         }
     }
 
@@ -363,14 +368,15 @@ impl Server {
         Ok(self.runtime.handle(self.storage(), req).await?)
     }
 
-    /// Starts the sync worker of the root tenant.
-    pub fn start_worker(&self) -> Worker {
+    /// Starts the sync worker of the root tenant, as `host`.
+    pub fn start_worker(&self, host: HostInfo) -> Worker {
         Worker::start(
             self.runtime.clone(),
             self.backend.clone(),
             ROOT_TENANT,
             self.sync.clone(),
             self.sync_wake.clone(),
+            host,
         )
     }
 
@@ -380,7 +386,7 @@ impl Server {
         &self,
         wait: Duration,
         progress: Arc<DrainProgress>,
-    ) -> Result<DrainReport, CallError> {
+    ) -> anyhow::Result<DrainReport> {
         worker::drain(
             &self.runtime,
             &self.backend,
@@ -392,10 +398,10 @@ impl Server {
         .await
     }
 
-    /// Runs the sync worker until `shutdown` resolves, then stops it, letting
-    /// runs in flight finish within the grace period.
-    pub async fn sync_until(&self, shutdown: impl Future<Output = ()>) {
-        let worker = self.start_worker();
+    /// Runs the sync worker (as `host`) until `shutdown` resolves, then stops it, letting
+    /// runs in flight finish within the grace period and releasing its leases.
+    pub async fn sync_until(&self, host: HostInfo, shutdown: impl Future<Output = ()>) {
+        let worker = self.start_worker(host);
         shutdown.await;
         worker.stop(worker::SHUTDOWN_GRACE).await;
     }
@@ -406,19 +412,37 @@ impl Server {
     /// within its grace period.
     pub async fn serve(&self, listening: Listening, shutdown: impl Future<Output = ()>) {
         let sweeper = Sweeper::start(self.tokens.clone());
+        let scheme = if listening.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let host = HostInfo::this_process(format!("{scheme}://{}", listening.addr));
+        let ha = HaView {
+            leases: Leases::new(
+                self.backend.clone(),
+                ROOT_TENANT,
+                host.clone(),
+                self.sync.lease_ttl,
+                self.sync.workers,
+            ),
+            ha_enabled: self.ha_enabled,
+            active_time: kvsync_component::time::rfc3339(kvsync_component::time::now()),
+        };
         let state = http_state(
             Arc::new(self.runtime.clone()),
             self.backend.clone(),
             (self.tokens.clone(), self.policies.clone()),
             listening.limits.clone(),
             self.sync_wake.clone(),
+            Some(ha),
         );
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let shutdown = async move {
             shutdown.await;
             let _ = stop.send(true);
         };
-        let worker = self.sync_until(async move {
+        let worker = self.sync_until(host, async move {
             // An error means the sender is gone: the server is stopping anyway.
             let _ = stopped.wait_for(|s| *s).await;
         });

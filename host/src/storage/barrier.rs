@@ -730,6 +730,10 @@ impl<B: Backend> Backend for Barrier<B> {
     fn watch(&self) -> Option<Changes> {
         self.inner.watch()
     }
+
+    fn is_shared(&self) -> bool {
+        self.inner.is_shared()
+    }
 }
 
 #[cfg(test)]

@@ -149,6 +149,7 @@ async fn native_server(flags: &Flags) -> anyhow::Result<ExitCode> {
         identity,
         ListenerLimits::default(),
         Arc::new(tokio::sync::Notify::new()),
+        None,
     );
     println!("Api Address: http://{addr}");
     http::serve(listener, None, state, std::future::pending()).await;
