@@ -345,7 +345,7 @@ mod tests {
             vec![
                 ("sys/sync/", 13),
                 ("sys/activation-flags/", 2),
-                ("sys/", 16),
+                ("sys/", 17),
                 ("auth/token/", 17),
                 ("", 7)
             ]
