@@ -64,21 +64,24 @@ curl -sf -H "X-Vault-Token: $token" "$addr/v1/sys/internal/specs/openapi" >"$out
 # Two workers for the many operations, one for the two of sys/health: the one error seen of the
 # fuzzer's own (Hypothesis's "AST constructor recursion depth mismatch" while describing a draw,
 # not an answer of the server) came from two threads on those two.
+# Hypothesis keeps the examples it found worth keeping under target/, not in the work tree.
 common=(--url "$addr/v1" -H "X-Vault-Token: $token" --max-examples "$examples"
-    --request-timeout 30 --no-color)
+    --request-timeout 30 --no-color --generation-database "$root/target/fuzz/schemathesis-examples")
 [ -n "${SEED:-}" ] && common+=(--seed "$SEED")
 status=0
-.venv/bin/schemathesis run "$out/openapi.json" "${common[@]}" \
+# Run from the reports' folder, where schemathesis writes its own cache.
+cd "$out"
+"$root/.venv/bin/schemathesis" run "$out/openapi.json" "${common[@]}" \
     --workers 2 --checks not_a_server_error,status_code_conformance \
     --exclude-operation-id token-revoke-self \
     --exclude-operation-id read-health-status --exclude-operation-id read-health-status-head \
     --report junit,vcr --report-junit-path "$out/junit.xml" --report-vcr-path "$out/cassette.yaml" || status=$?
-.venv/bin/schemathesis run "$out/openapi.json" "${common[@]}" \
+"$root/.venv/bin/schemathesis" run "$out/openapi.json" "${common[@]}" \
     --workers 1 --checks status_code_conformance \
     --include-operation-id read-health-status --include-operation-id read-health-status-head \
     --report junit,vcr --report-junit-path "$out/junit-health.xml" \
     --report-vcr-path "$out/cassette-health.yaml" || status=$?
-.venv/bin/python tests/fuzz/summary.py "$out/openapi.json" "$out/cassette.yaml" \
+"$root/.venv/bin/python" "$root/tests/fuzz/summary.py" "$out/openapi.json" "$out/cassette.yaml" \
     "$out/cassette-health.yaml"
 if grep -q -i "panicked\|request .* failed: 500" "$out/server.log"; then
     echo "the server logged a panic or an internal error: see $out/server.log" >&2
