@@ -9,6 +9,7 @@ pub mod health;
 pub mod internal_ui;
 pub mod keys;
 pub mod mounts;
+pub mod openapi;
 pub mod policies;
 pub mod status;
 
@@ -70,13 +71,15 @@ const PATHS: &[Path] = &[
                 "read-health-status",
                 "Read the server's health.",
                 health::read,
-            ),
+            )
+            .answers(health::ANSWERS),
             op(
                 Header,
                 "read-health-status-head",
                 "Check the server's health: the status only.",
                 health::read,
-            ),
+            )
+            .answers(health::ANSWERS),
         ],
     )
     .fields(health::FIELDS)
@@ -309,6 +312,25 @@ const PATHS: &[Path] = &[
         )],
     )
     .sudo(),
+    Path::new(
+        "internal/specs/openapi",
+        "The OpenAPI document of every path served.",
+        &[
+            op(
+                Read,
+                "internal-generate-open-api-document",
+                "Generate the OpenAPI 3 document of every path served.",
+                openapi::read,
+            ),
+            op(
+                Update,
+                "internal-generate-open-api-document-with-parameters",
+                "Generate the OpenAPI 3 document (parameters in the body).",
+                openapi::read,
+            ),
+        ],
+    )
+    .fields(openapi::FIELDS),
     // Decided in the handler: any capability under the mount suffices.
     Path::new(
         "internal/ui/mounts/{path*}",
