@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 use crate::effects::Effects;
 use crate::error::ApiError;
 use crate::framework::parse_bool;
+use crate::sync::worker::inline::InlineRun;
 
 /// The authenticated caller (WIT `types.caller`).
 #[derive(Clone, PartialEq, Eq)]
@@ -323,6 +324,10 @@ pub struct Reply {
     pub raw: bool,
     /// The envelope's `auth` block (a token created or renewed).
     pub auth: Option<Value>,
+    /// Provider calls the request claimed in its transaction, to run once it
+    /// has committed (write-ahead: [`crate::sync::worker::inline`]); the
+    /// router runs them and answers with what they left.
+    pub inline: Option<InlineRun>,
 }
 
 impl Reply {
@@ -334,6 +339,7 @@ impl Reply {
             data_at_top_level: false,
             raw: false,
             auth: None,
+            inline: None,
         }
     }
 
@@ -345,6 +351,7 @@ impl Reply {
             data_at_top_level: false,
             raw: false,
             auth: None,
+            inline: None,
         }
     }
 
@@ -366,6 +373,7 @@ impl Reply {
             data_at_top_level: false,
             raw: true,
             auth: None,
+            inline: None,
         }
     }
 
@@ -379,7 +387,15 @@ impl Reply {
             data_at_top_level: false,
             raw: true,
             auth: None,
+            inline: None,
         }
+    }
+
+    /// This reply, answered once the provider calls `run` claimed have run
+    /// after the commit (see [`Reply::inline`]).
+    pub fn after_commit(mut self, run: InlineRun) -> Self {
+        self.inline = Some(run);
+        self
     }
 
     pub fn with_status(mut self, status: u16) -> Self {

@@ -9,7 +9,6 @@ pub mod config;
 pub mod destinations;
 pub mod github_apps;
 pub mod names;
-pub mod once;
 pub mod outbox;
 pub mod reconcile;
 pub mod status;

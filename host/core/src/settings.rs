@@ -101,6 +101,12 @@ pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_COALESCE_WINDOW: Duration = Duration::from_secs(1);
 /// Longest coalescing window accepted.
 pub const MAX_COALESCE_WINDOW: Duration = Duration::from_secs(10);
+/// Default `ha_lease_ttl`: a host that dies loses its shards this long after
+/// its last renewal.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
+/// Shortest `ha_lease_ttl` accepted: renewals every third of it must fit
+/// between storage round trips.
+pub const MIN_LEASE_TTL: Duration = Duration::from_millis(600);
 
 /// The worker's concurrency and timing knobs (`sync_*` settings and flags).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +126,9 @@ pub struct SyncConfig {
     /// not one each. A change after a quiet moment, or of another secret,
     /// runs at once. Zero: no coalescing.
     pub coalesce_window: Duration,
+    /// `ha_lease_ttl`: how long a shard's lease lasts unless renewed (every third of it),
+    /// so how long the shards of a host that died stay idle before another host takes them.
+    pub lease_ttl: Duration,
 }
 
 impl Default for SyncConfig {
@@ -130,6 +139,7 @@ impl Default for SyncConfig {
             backoff_cap: DEFAULT_BACKOFF_CAP,
             reconcile_interval: DEFAULT_RECONCILE_INTERVAL,
             coalesce_window: DEFAULT_COALESCE_WINDOW,
+            lease_ttl: DEFAULT_LEASE_TTL,
         }
     }
 }
@@ -161,6 +171,12 @@ impl SyncConfig {
             anyhow::bail!(
                 "sync_coalesce_window: {:?} is longer than the maximum ({MAX_COALESCE_WINDOW:?})",
                 self.coalesce_window
+            );
+        }
+        if self.lease_ttl < MIN_LEASE_TTL {
+            anyhow::bail!(
+                "ha_lease_ttl: {:?} is shorter than the minimum ({MIN_LEASE_TTL:?})",
+                self.lease_ttl
             );
         }
         Ok(())

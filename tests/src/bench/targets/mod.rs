@@ -1,10 +1,10 @@
-//! The procedure of each target P1–P10 and P12 (listed in `BENCHMARKS.md`), each
+//! The procedure of each target P1–P10, P12 and P13 (listed in `BENCHMARKS.md`), each
 //! measured side by side with its baseline in the same run, several
 //! rounds, reported as the median ratio and its spread.
 //!
 //! One file per group of targets measured together: `api_path` (P1, P2),
 //! `instances` (P3, P4), `sync_to_aws` (P5, P9), `provider_calls` (P6, P7),
-//! `write_path` (P8), `startup` (P10), `acl` (P12); `servers` starts the processes they
+//! `write_path` (P8), `startup` (P10), `acl` (P12), `postgres` (P13); `servers` starts the processes they
 //! measure and holds the small Vault client that sets them up.
 
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use super::stats::Summary;
 mod acl;
 mod api_path;
 mod instances;
+mod postgres;
 mod provider_calls;
 mod servers;
 mod startup;
@@ -129,7 +130,7 @@ pub async fn run(opts: &Options, paths: &Paths) -> Vec<Row> {
                 .any(|id| opts.only.iter().any(|o| o.eq_ignore_ascii_case(id)))
     };
     /// Each procedure, the targets it measures and what it does.
-    const SECTIONS: [(&[&str], &str); 8] = [
+    const SECTIONS: [(&[&str], &str); 9] = [
         (
             &["P1", "P2"],
             "KV reads through the component, natively, and a bare hyper server",
@@ -147,6 +148,10 @@ pub async fn run(opts: &Options, paths: &Paths) -> Vec<Row> {
         (&["P8"], "KV writes with 5 associations vs none"),
         (&["P10"], "start-up"),
         (&["P12"], "KV reads with a 20-rule policy vs the root token"),
+        (
+            &["P13"],
+            "PostgreSQL storage vs redb; two hosts vs one syncing to moto",
+        ),
     ];
     let mut rows = Vec::new();
     for (ids, title) in SECTIONS {
@@ -163,6 +168,7 @@ pub async fn run(opts: &Options, paths: &Paths) -> Vec<Row> {
             Some("P8") => b.write_path().await,
             Some("P10") => b.startup().await,
             Some("P12") => b.acl().await,
+            Some("P13") => b.postgres().await,
             _ => Err(anyhow::anyhow!("no procedure measures {}", ids.join("/"))),
         };
         match out {
