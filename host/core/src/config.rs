@@ -193,6 +193,70 @@ impl Storage {
 }
 
 /// A boolean written as Vault accepts it: `true`, `1`, `"true"`, `"1"`, ...
+/// Deepest nesting of brackets, braces and parentheses a configuration may
+/// have (a real one needs 2 or 3). The HCL parser backtracks on unclosed
+/// brackets in expressions, exponentially in their number: a file with a few
+/// dozen made `kvsync server --config` hang before it said anything.
+pub const MAX_CONFIG_NESTING: usize = 16;
+
+/// Refuses, before the HCL parser sees it, a configuration nested deeper than
+/// [`MAX_CONFIG_NESTING`]. Brackets in quoted strings and comments do not
+/// count; a closer without its opener is left for the parser to report.
+fn check_nesting(text: &str) -> anyhow::Result<()> {
+    let mut depth = 0usize;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' | '\n' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '#' => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'/') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut last = ' ';
+                for c in chars.by_ref() {
+                    if last == '*' && c == '/' {
+                        break;
+                    }
+                    last = c;
+                }
+            }
+            '[' | '{' | '(' => {
+                depth += 1;
+                if depth > MAX_CONFIG_NESTING {
+                    anyhow::bail!(
+                        "the configuration is nested deeper than {MAX_CONFIG_NESTING} brackets, braces or parentheses"
+                    );
+                }
+            }
+            ']' | '}' | ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn flag(value: &hcl::Value) -> anyhow::Result<bool> {
     match value {
         hcl::Value::Bool(b) => Ok(*b),
@@ -366,6 +430,7 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Self> {
+        check_nesting(text)?;
         let raw: RawConfig = hcl::from_str(text)?;
         let _ = (
             &raw.ui,
@@ -517,6 +582,35 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The HCL parser backtracks exponentially on unclosed brackets in an
+    /// expression: this input (found by the `config_hcl` fuzz target, 25
+    /// unclosed `[`) kept it busy for minutes. Refused before parsing.
+    #[test]
+    fn a_configuration_nested_too_deep_is_refused_before_parsing() {
+        let chain = "7777[7*0>5555".repeat(MAX_CONFIG_NESTING + 9);
+        let text = format!("storage \"redb\" {{ path = \"/x\" }}\nsync_backoff_base = {chain}\n");
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("nested deeper than 16"), "{err}");
+        // At the limit the parser still answers (with its own error).
+        let chain = "7777[7*0>5555".repeat(MAX_CONFIG_NESTING - 1);
+        let text = format!("storage \"redb\" {{ path = \"/x\" }}\nsync_backoff_base = {chain}\n");
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(!err.contains("nested deeper"), "{err}");
+    }
+
+    #[test]
+    fn brackets_in_strings_and_comments_do_not_count() {
+        let deep = "[".repeat(40);
+        let text = format!(
+            "# {deep}\n// {deep}\n/* {deep} */\nstorage \"redb\" {{ path = \"/x{deep}\\\"{deep}\" }}\nlistener \"tcp\" {{ tls_disable = true }}\n"
+        );
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(
+            c.storage_file(),
+            Some(PathBuf::from(format!("/x{deep}\"{deep}")).join(STORAGE_FILE))
+        );
+    }
 
     #[test]
     fn parses_vault_style_config() {
