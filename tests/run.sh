@@ -3,9 +3,9 @@
 # the wasm32-wasip2 target, a Python virtualenv with the test clients, PostgreSQL's
 # binaries (the storage tests start their own server), the Node.js host's
 # packages, one shared debug build, the Rust tests (component natively, host,
-# runtime limits, parity of the Rust and Node.js hosts), lint checks, and the
-# end-to-end suite against the real binary, then its host-neutral modules against
-# the Node.js host.
+# runtime limits, parity of the Rust and Node.js hosts, the fuzz corpus replay),
+# lint checks, and the end-to-end suite against the real binary, then its
+# host-neutral modules against the Node.js host.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -26,7 +26,7 @@ echo "== format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-echo "== rust tests"
+echo "== rust tests (with the fuzz corpus replay: tests/fuzz-targets)"
 cargo test --workspace
 
 echo "== node host unit tests"

@@ -23,7 +23,7 @@ export const DEFAULT_WASM = join(
 /** The file whose time stamp says when `gen/` was last written. */
 const STAMP = join(GEN_DIR, 'engine.js');
 /** The Rust build's built-in policies: the `default` policy's text is taken from here. */
-const BUILTIN_POLICIES = join(REPO_ROOT, 'host', 'src', 'auth', 'policy', 'builtin.rs');
+const BUILTIN_POLICIES = join(REPO_ROOT, 'host', 'core', 'src', 'policy', 'builtin.rs');
 
 async function mtime(path) {
   try {

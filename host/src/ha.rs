@@ -36,10 +36,7 @@ use tokio::sync::watch;
 
 use crate::storage::{Backend, Changes, Condition, Entry, Op, Page, SharedBackend, StorageError};
 
-/// Default `ha_lease_ttl`.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
-/// Shortest `ha_lease_ttl` accepted: renewals run every third of it.
-pub const MIN_LEASE_TTL: Duration = Duration::from_millis(600);
+pub use kvsync_host_core::settings::{DEFAULT_LEASE_TTL, MIN_LEASE_TTL};
 
 /// What a commit refused for a lost lease says (as [`StorageError::Unavailable`]: the run stops
 /// and the new holder takes over its work).

@@ -3,7 +3,7 @@
 
 pub mod auth;
 pub mod cli;
-pub mod config;
+pub use kvsync_host_core::config;
 pub mod connectors;
 pub mod env;
 pub mod ha;

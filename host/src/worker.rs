@@ -44,25 +44,15 @@ use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
+pub use kvsync_host_core::settings::{
+    DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, DEFAULT_COALESCE_WINDOW, DEFAULT_RECONCILE_INTERVAL,
+    DEFAULT_WORKERS, MAX_COALESCE_WINDOW, MAX_WORKERS, SyncConfig,
+};
+
 use crate::ha::{self, HostInfo, LeaseTable, Leases, Taken};
 use crate::runtime::{CallError, Runtime, SyncSettings, panic_message};
 use crate::storage::{Change, SharedBackend, TenantStorage, tenant_prefix};
 
-/// Default number of sync loops (shards).
-pub const DEFAULT_WORKERS: u32 = 4;
-/// Most sync loops allowed: each run holds an engine instance.
-pub const MAX_WORKERS: u32 = 64;
-/// Default first retry delay after a retryable failure.
-pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_secs(1);
-/// Default longest retry delay.
-pub const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(5 * 60);
-/// Default interval between reconciliations.
-pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
-/// Default coalescing window (the engine spaces the syncs of a secret that
-/// keeps changing: 50 ms after a write, then this long).
-pub const DEFAULT_COALESCE_WINDOW: Duration = Duration::from_secs(1);
-/// Longest coalescing window accepted.
-pub const MAX_COALESCE_WINDOW: Duration = Duration::from_secs(10);
 /// Outbox entries one run processes at most. Each run reads the shard's
 /// whole outbox to find the earliest due entries, so a larger batch spreads
 /// that scan over more work (32 made the scan the worker's main cost with a
@@ -81,88 +71,12 @@ const ERROR_PAUSE_CAP: Duration = Duration::from_secs(30);
 /// pauses afresh.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
-/// The worker's concurrency and timing knobs (`sync_*` settings and flags).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncConfig {
-    /// Concurrent sync loops, one per shard.
-    pub workers: u32,
-    /// First retry delay after a retryable failure (doubles, with jitter).
-    pub backoff_base: Duration,
-    /// Longest retry delay.
-    pub backoff_cap: Duration,
-    /// Interval between reconciliations; also the longest an idle loop sleeps.
-    pub reconcile_interval: Duration,
-    /// The coalescing window, applied per association by the engine: a
-    /// secret changed again right after its destination was written waits
-    /// 50 ms after that write, then this window after each further one, so
-    /// rapid changes of one secret cost about one provider write per window,
-    /// not one each. A change after a quiet moment, or of another secret,
-    /// runs at once. Zero: no coalescing.
-    pub coalesce_window: Duration,
-    /// `ha_lease_ttl`: how long a shard's lease lasts unless renewed (every third of it),
-    /// so how long the shards of a host that died stay idle before another host takes them.
-    pub lease_ttl: Duration,
-}
-
-impl Default for SyncConfig {
-    fn default() -> Self {
-        SyncConfig {
-            workers: DEFAULT_WORKERS,
-            backoff_base: DEFAULT_BACKOFF_BASE,
-            backoff_cap: DEFAULT_BACKOFF_CAP,
-            reconcile_interval: DEFAULT_RECONCILE_INTERVAL,
-            coalesce_window: DEFAULT_COALESCE_WINDOW,
-            lease_ttl: ha::DEFAULT_LEASE_TTL,
-        }
-    }
-}
-
-impl SyncConfig {
-    /// Checks the knobs; the messages name the config setting (the flag is
-    /// the same name with dashes).
-    pub fn validate(&self) -> anyhow::Result<()> {
-        if self.workers == 0 || self.workers > MAX_WORKERS {
-            anyhow::bail!(
-                "sync_workers: {} is out of range (1 to {MAX_WORKERS})",
-                self.workers
-            );
-        }
-        if self.backoff_base.is_zero() {
-            anyhow::bail!("sync_backoff_base: must be greater than zero");
-        }
-        if self.backoff_cap < self.backoff_base {
-            anyhow::bail!(
-                "sync_backoff_cap ({:?}) must not be shorter than sync_backoff_base ({:?})",
-                self.backoff_cap,
-                self.backoff_base
-            );
-        }
-        if self.reconcile_interval.is_zero() {
-            anyhow::bail!("sync_reconcile_interval: must be greater than zero");
-        }
-        if self.coalesce_window > MAX_COALESCE_WINDOW {
-            anyhow::bail!(
-                "sync_coalesce_window: {:?} is longer than the maximum ({MAX_COALESCE_WINDOW:?})",
-                self.coalesce_window
-            );
-        }
-        if self.lease_ttl < ha::MIN_LEASE_TTL {
-            anyhow::bail!(
-                "ha_lease_ttl: {:?} is shorter than the minimum ({:?})",
-                self.lease_ttl,
-                ha::MIN_LEASE_TTL
-            );
-        }
-        Ok(())
-    }
-
-    /// What the engine's `run` receives.
-    pub fn settings(&self) -> SyncSettings {
-        SyncSettings {
-            backoff_base_ms: millis(self.backoff_base),
-            backoff_cap_ms: millis(self.backoff_cap),
-            coalesce_window_ms: millis(self.coalesce_window),
-        }
+/// What the engine's `run` receives.
+pub fn engine_settings(config: &SyncConfig) -> SyncSettings {
+    SyncSettings {
+        backoff_base_ms: millis(config.backoff_base),
+        backoff_cap_ms: millis(config.backoff_cap),
+        coalesce_window_ms: millis(config.coalesce_window),
     }
 }
 
@@ -425,7 +339,7 @@ fn fired(woken: Pin<&mut Notified<'_>>) -> bool {
 
 async fn shard_loop(shared: Arc<Shared>, shard: u32, mut stop: watch::Receiver<bool>) {
     let shards = shared.config.workers.max(1);
-    let settings = shared.config.settings();
+    let settings = engine_settings(&shared.config);
     let Some(mut lease) = shared.table.subscribe(shard) else {
         return;
     };
@@ -774,7 +688,7 @@ async fn drain_held(
     // A one-shot drain takes every change as it is now: nothing to coalesce.
     let settings = SyncSettings {
         coalesce_window_ms: 0,
-        ..config.settings()
+        ..engine_settings(config)
     };
     let mut tasks = JoinSet::new();
     for held in table.all_held() {
@@ -892,7 +806,7 @@ mod tests {
     #[test]
     fn config_validation() {
         assert!(SyncConfig::default().validate().is_ok());
-        let settings = SyncConfig::default().settings();
+        let settings = engine_settings(&SyncConfig::default());
         assert_eq!(settings.backoff_base_ms, 1_000);
         assert_eq!(settings.backoff_cap_ms, 300_000);
         assert_eq!(settings.coalesce_window_ms, 1_000);

@@ -8,10 +8,8 @@
 
 use std::borrow::Cow;
 
+pub use super::policy::ROOT_POLICY;
 use super::policy::{Acl, Capability, Operation};
-
-/// The policy that may do everything.
-pub const ROOT_POLICY: &str = "root";
 
 /// `path` (namespace-relative) as the ACL evaluates it.
 fn full_path<'p>(acl: &Acl, path: &'p str) -> Cow<'p, str> {

@@ -9,7 +9,7 @@ pub mod acl;
 mod authority;
 mod caller;
 pub mod policies;
-pub mod policy;
+pub use kvsync_host_core::policy;
 pub mod tokens;
 
 pub use acl::ROOT_POLICY;

@@ -62,8 +62,7 @@ pub fn registered(env: &ConnectorEnv) -> Vec<Arc<dyn DestinationConnector>> {
     ]
 }
 
-/// Default bound on one provider call.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub use kvsync_host_core::settings::DEFAULT_PROVIDER_TIMEOUT as DEFAULT_TIMEOUT;
 
 /// A client for one destination type as the registry holds it: the
 /// destination's config still JSON. Connectors implement [`Connector`] and are

@@ -38,39 +38,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// The listener's transport limits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenerLimits {
-    /// `max_request_size`: the largest request body (413 beyond).
-    pub max_request_size: usize,
-    /// `http_read_header_timeout`: from a request's first byte to its last header.
-    pub read_header_timeout: Duration,
-    /// `http_read_timeout`: from a request's first byte to the end of its body.
-    pub read_timeout: Duration,
-    /// `http_idle_timeout`: how long a connection may wait for its next request.
-    pub idle_timeout: Duration,
-    /// `tls_handshake_timeout` (kvsync): from accept to a finished TLS handshake.
-    pub tls_handshake_timeout: Duration,
-    /// `max_connections` (kvsync): open connections at once.
-    pub max_connections: usize,
-}
-
-/// Vault's default `max_request_size`: 32 MiB.
-pub const DEFAULT_MAX_REQUEST_SIZE: usize = 32 << 20;
-
-impl Default for ListenerLimits {
-    /// Vault's defaults, and kvsync's for its own settings.
-    fn default() -> Self {
-        ListenerLimits {
-            max_request_size: DEFAULT_MAX_REQUEST_SIZE,
-            read_header_timeout: Duration::from_secs(10),
-            read_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(5 * 60),
-            tls_handshake_timeout: Duration::from_secs(10),
-            max_connections: 4096,
-        }
-    }
-}
+pub use kvsync_host_core::settings::{DEFAULT_MAX_REQUEST_SIZE, ListenerLimits};
 
 #[derive(Debug)]
 struct State {

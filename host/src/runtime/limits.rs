@@ -19,29 +19,7 @@ use super::state::State;
 /// How often the epoch advances: the granularity of CPU accounting and of yields.
 pub const TICK: Duration = Duration::from_millis(5);
 
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Guest running time allowed per call.
-    pub cpu: Duration,
-    /// Linear memory allowed per instance.
-    pub memory_bytes: usize,
-    /// Instances that may run at once (pooling allocator slots).
-    pub max_concurrent_instances: u32,
-    /// Idle instances kept for reuse by later calls of the same tenant (0: a
-    /// fresh instance for every call). See [`super::warm`].
-    pub warm_instances: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            cpu: super::DEFAULT_CPU_LIMIT,
-            memory_bytes: 64 << 20,
-            max_concurrent_instances: 256,
-            warm_instances: super::warm::DEFAULT_WARM_INSTANCES,
-        }
-    }
-}
+pub use kvsync_host_core::settings::Limits;
 
 /// Advances the engine's epoch every [`TICK`] until dropped.
 pub struct EpochTicker {

@@ -92,11 +92,9 @@ pub struct Runtime {
     deterministic: Option<deterministic::DeterministicWasi>,
 }
 
-/// The default bound on provider calls made inline by an API request.
-pub const DEFAULT_INLINE_BOUND: Duration = Duration::from_secs(3);
-/// The default bound on a whole API request (Vault's default
-/// `max_request_duration`).
-pub const DEFAULT_MAX_REQUEST_DURATION: Duration = Duration::from_secs(90);
+pub use kvsync_host_core::settings::{
+    DEFAULT_CPU_LIMIT, DEFAULT_INLINE_BOUND, DEFAULT_MAX_REQUEST_DURATION,
+};
 
 /// The engine component built by `build.rs` for this binary.
 pub static ENGINE_COMPONENT: &[u8] = include_bytes!(env!("COMPONENT_WASM"));
@@ -402,6 +400,3 @@ pub fn request(
         authority,
     }
 }
-
-/// The default per-call CPU deadline.
-pub const DEFAULT_CPU_LIMIT: Duration = Duration::from_secs(2);

@@ -19,8 +19,7 @@ use wasmtime::Store;
 use super::bindings;
 use super::state::State;
 
-/// Default number of idle instances kept (all tenants together).
-pub const DEFAULT_WARM_INSTANCES: u32 = 16;
+pub use kvsync_host_core::settings::DEFAULT_WARM_INSTANCES;
 /// An instance whose memory grew past this is not kept.
 pub const KEEP_MEMORY_MAX: usize = 8 << 20;
 /// Calls one instance serves at most.

@@ -17,26 +17,7 @@ use tokio_postgres::Client;
 use super::super::StorageError;
 use super::pg_error;
 
-/// Longest `table` name: PostgreSQL's identifiers stop at 63 bytes, and the longest derived
-/// name adds `_changes`... `_schema` suffixes.
-const MAX_TABLE_NAME: usize = 48;
-
-/// A table name: lowercase ASCII letters, digits and `_`, not starting with a digit.
-pub fn check_table_name(name: &str) -> Result<(), String> {
-    let mut chars = name.chars();
-    let valid_start = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-    if !valid_start
-        || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        || name.len() > MAX_TABLE_NAME
-    {
-        return Err(format!(
-            "{name:?} is not a table name kvsync accepts: 1 to {MAX_TABLE_NAME} lowercase letters, digits and _, not starting with a digit"
-        ));
-    }
-    Ok(())
-}
+pub use kvsync_host_core::settings::check_table_name;
 
 /// The names derived from the configured table, already quoted where SQL needs it.
 #[derive(Debug, Clone)]
@@ -203,6 +184,8 @@ pub(super) async fn migrate(
 
 #[cfg(test)]
 mod tests {
+    use kvsync_host_core::settings::MAX_TABLE_NAME;
+
     use super::*;
 
     #[test]
