@@ -18,9 +18,10 @@ use crate::env::Env;
 use crate::error::{ApiError, ApiResult};
 use crate::framework::{Call, FieldSpec, Fields};
 use crate::kv;
-use crate::storage::Tx;
+use crate::storage::{Storage, Tx, in_batches};
 use crate::sync::config::SyncConfig;
 use crate::sync::destinations::Destination;
+use crate::sync::jobs::{self, Sweep};
 use crate::sync::keys;
 use crate::sync::outbox::{self, EntryId, OutboxOp, Queued};
 use crate::sync::status::SyncStatus;
@@ -283,6 +284,14 @@ pub fn finish_purge(tx: &mut Tx, dest: &Destination) -> ApiResult<bool> {
         return Ok(false);
     }
     record::drop_claims(tx, &dest.kind, &dest.name)?;
+    jobs::save(
+        tx,
+        Sweep::Purge {
+            kind: dest.kind.clone(),
+            name: dest.name.clone(),
+        },
+        None,
+    )?;
     tx.delete(keys::destination(&dest.kind, &dest.name));
     Ok(true)
 }
@@ -389,25 +398,54 @@ fn aggregate(record: &Association) -> (SyncStatus, Nanos) {
     (status, updated_at)
 }
 
-/// Whether the destination has any association (this transaction's drops count).
+/// Whether the destination has any association (this transaction's drops
+/// count). Reads keys a page at a time until it finds one that is there.
 pub fn has_any(tx: &mut Tx, kind: &str, name: &str) -> ApiResult<bool> {
-    for (accessor, secret_name) in record::ids_of(tx, kind, name, &[])? {
-        if tx
-            .get(&keys::association(kind, name, &accessor, &secret_name))?
-            .is_some()
-        {
-            return Ok(true);
+    let prefix = keys::associations_of(kind, name);
+    let mut after: Option<String> = None;
+    loop {
+        let page = tx
+            .storage()
+            .list(&prefix, after.as_deref(), None, HAS_ANY_PAGE)?;
+        for rel in &page.keys {
+            if tx.get(&format!("{prefix}{rel}"))?.is_some() {
+                return Ok(true);
+            }
+        }
+        match page.next {
+            Some(next) if after.as_deref() != Some(next.as_str()) => after = Some(next),
+            _ => return Ok(false),
         }
     }
-    Ok(false)
 }
 
-/// Drops every association of the destination, and their pending work,
-/// without touching external objects (`force_delete`: they are orphaned).
-pub fn drop_all(tx: &mut Tx, dest: &Destination) -> ApiResult<()> {
-    for (accessor, secret_name) in record::ids_of(tx, &dest.kind, &dest.name, &[])? {
-        record::drop_keys(tx, &dest.kind, &dest.name, &accessor, &secret_name)?;
-    }
-    record::drop_claims(tx, &dest.kind, &dest.name)?;
-    outbox::drop_destination(tx, &dest.kind, &dest.name)
+/// Keys [`has_any`] lists at a time: the first is nearly always there.
+const HAS_ANY_PAGE: u32 = 16;
+/// Associations dropped per commit by [`drop_all`].
+const DROP_BATCH: u32 = 500;
+
+/// Drops every association of the destination, its claims and its pending
+/// work, without touching external objects (`force_delete`: they are
+/// orphaned), in batches committed on their own: an interrupted drop that is
+/// run again drops the rest.
+pub fn drop_all(store: &dyn Storage, dest: &Destination) -> ApiResult<()> {
+    let (kind, name) = (dest.kind.as_str(), dest.name.as_str());
+    let prefix = keys::associations_of(kind, name);
+    in_batches(store, &prefix, DROP_BATCH, |tx, rel| {
+        let Some((accessor, escaped)) = rel.split_once('/') else {
+            return Ok(());
+        };
+        let secret_name = keys::unescape(escaped);
+        // Read, so that a concurrent change of the record conflicts.
+        tx.get(&format!("{prefix}{rel}"))?;
+        tx.delete(format!("{prefix}{rel}"));
+        tx.delete(keys::secret_index(accessor, &secret_name, kind, name));
+        Ok(())
+    })?;
+    let claims = keys::claims_of(kind, name);
+    in_batches(store, &claims, DROP_BATCH, |tx, rel| {
+        tx.delete(format!("{claims}{rel}"));
+        Ok(())
+    })?;
+    outbox::drop_destination(store, kind, name)
 }
