@@ -1,10 +1,10 @@
-//! The procedure of each target P1–P10 and P12 (listed in `BENCHMARKS.md`), each
+//! The procedure of each target P1–P12 (listed in `BENCHMARKS.md`), each
 //! measured side by side with its baseline in the same run, several
 //! rounds, reported as the median ratio and its spread.
 //!
 //! One file per group of targets measured together: `api_path` (P1, P2),
 //! `instances` (P3, P4), `sync_to_aws` (P5, P9), `provider_calls` (P6, P7),
-//! `write_path` (P8), `startup` (P10), `acl` (P12); `servers` starts the processes they
+//! `write_path` (P8), `startup` (P10), `scale` (P11), `acl` (P12); `servers` starts the processes they
 //! measure and holds the small Vault client that sets them up.
 
 use std::path::PathBuf;
@@ -15,6 +15,7 @@ mod acl;
 mod api_path;
 mod instances;
 mod provider_calls;
+mod scale;
 mod servers;
 mod startup;
 mod sync_to_aws;
@@ -129,7 +130,7 @@ pub async fn run(opts: &Options, paths: &Paths) -> Vec<Row> {
                 .any(|id| opts.only.iter().any(|o| o.eq_ignore_ascii_case(id)))
     };
     /// Each procedure, the targets it measures and what it does.
-    const SECTIONS: [(&[&str], &str); 8] = [
+    const SECTIONS: [(&[&str], &str); 9] = [
         (
             &["P1", "P2"],
             "KV reads through the component, natively, and a bare hyper server",
@@ -146,6 +147,10 @@ pub async fn run(opts: &Options, paths: &Paths) -> Vec<Row> {
         ),
         (&["P8"], "KV writes with 5 associations vs none"),
         (&["P10"], "start-up"),
+        (
+            &["P11"],
+            "reconciliation of 100,000 associations vs 10,000",
+        ),
         (&["P12"], "KV reads with a 20-rule policy vs the root token"),
     ];
     let mut rows = Vec::new();
@@ -162,6 +167,7 @@ pub async fn run(opts: &Options, paths: &Paths) -> Vec<Row> {
             Some("P6") => b.provider_calls().await,
             Some("P8") => b.write_path().await,
             Some("P10") => b.startup().await,
+            Some("P11") => b.scale().await,
             Some("P12") => b.acl().await,
             _ => Err(anyhow::anyhow!("no procedure measures {}", ids.join("/"))),
         };
