@@ -28,7 +28,7 @@ pub const SLICE: u32 = 1_000;
 const BATCH: u32 = 250;
 /// Where job records live: one per sweep in progress.
 pub const JOBS: &str = "sync/jobs/";
-/// Job records one run looks at.
+/// Job records listed per page by a run.
 const JOBS_LISTED: u32 = 64;
 
 /// What a sweep does with the keys it visits.
@@ -245,38 +245,45 @@ pub fn reconcile_job(storage: &dyn Storage) -> ApiResult<Job> {
 }
 
 /// `sync.run`'s part: one step of every job of shard `shard` of `shards`.
-/// Returns how many steps ran and whether a job goes on.
+/// Returns how many steps were taken and whether a job goes on.
 pub fn run(storage: &dyn Storage, shard: u32, shards: u32) -> (u32, bool) {
-    let page = match storage.list(JOBS, None, None, JOBS_LISTED) {
-        Ok(page) => page,
-        Err(e) => {
-            eprintln!("sync jobs: cannot list the jobs: {e}");
-            return (0, false);
-        }
-    };
-    let mut steps = 0;
-    let mut more = page.next.is_some();
-    for rel in page.keys {
-        let key = format!("{JOBS}{rel}");
-        let job = match Tx::new(storage).get_json::<Job>(&key) {
-            Ok(Some(job)) => job,
-            Ok(None) => continue,
+    let (mut steps, mut more) = (0, false);
+    let mut after: Option<String> = None;
+    loop {
+        let page = match storage.list(JOBS, after.as_deref(), None, JOBS_LISTED) {
+            Ok(page) => page,
             Err(e) => {
-                eprintln!("sync jobs: job {rel} skipped: {e}");
-                continue;
+                eprintln!("sync jobs: cannot list the jobs: {e}");
+                return (steps, more);
             }
         };
-        if job.sweep.shard(shards) != shard {
-            continue;
-        }
-        steps += 1;
-        match step(storage, &key) {
-            Ok(goes_on) => more |= goes_on,
-            Err(e) => {
-                eprintln!("sync jobs: a step of job {rel} failed: {e}");
-                more = true;
+        for rel in &page.keys {
+            let key = format!("{JOBS}{rel}");
+            let job = match Tx::new(storage).get_json::<Job>(&key) {
+                Ok(Some(job)) => job,
+                Ok(None) => continue,
+                Err(e) => {
+                    eprintln!("sync jobs: job {rel} skipped: {e}");
+                    continue;
+                }
+            };
+            if job.sweep.shard(shards) != shard {
+                continue;
+            }
+            match step(storage, &key) {
+                Ok(goes_on) => {
+                    steps += 1;
+                    more |= goes_on;
+                }
+                // Not counted, and not due at once: a step that keeps failing
+                // (storage unavailable) must not make the host's loop spin;
+                // the job is taken again by a later run of its shard.
+                Err(e) => eprintln!("sync jobs: a step of job {rel} failed: {e}"),
             }
         }
+        match page.next {
+            Some(next) if after.as_deref() != Some(next.as_str()) => after = Some(next),
+            _ => return (steps, more),
+        }
     }
-    (steps, more)
 }

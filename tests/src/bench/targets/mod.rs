@@ -147,10 +147,7 @@ pub async fn run(opts: &Options, paths: &Paths) -> Vec<Row> {
         ),
         (&["P8"], "KV writes with 5 associations vs none"),
         (&["P10"], "start-up"),
-        (
-            &["P11"],
-            "reconciliation of 100,000 associations vs 10,000",
-        ),
+        (&["P11"], "reconciliation of 100,000 associations vs 10,000"),
         (&["P12"], "KV reads with a 20-rule policy vs the root token"),
     ];
     let mut rows = Vec::new();

@@ -40,7 +40,10 @@ impl Bench<'_> {
         let large = Installation::new()?;
         let seeding = Instant::now();
         large.seed(LARGE, &["d"]).await?;
-        eprintln!("   seeded {LARGE} in {:.1} s", seeding.elapsed().as_secs_f64());
+        eprintln!(
+            "   seeded {LARGE} in {:.1} s",
+            seeding.elapsed().as_secs_f64()
+        );
         // Warm-up: the compiled code, the stores' caches.
         pass(&small).await?;
         let (mut t_small, mut t_large, mut peak) = (Vec::new(), Vec::new(), 0);
