@@ -301,8 +301,11 @@ pub fn finish_purge(tx: &mut Tx, dest: &Destination) -> ApiResult<bool> {
 pub fn list_all(tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
     let table = MountTable::load(tx)?;
     // `mount/secret`, the mount's place in the table, and how many
-    // destinations: index keys of one secret are adjacent.
+    // destinations: index keys of one secret are adjacent, so a key like
+    // the one before only counts (no allocation: this runs once per key).
     let mut secrets: Vec<(String, usize, u64)> = Vec::new();
+    let mut previous = String::new();
+    let mut previous_listed = false;
     let mut after: Option<String> = None;
     loop {
         let page = tx
@@ -315,18 +318,31 @@ pub fn list_all(tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
             else {
                 continue;
             };
+            let secret_key = key.get(..accessor.len() + 1 + escaped.len()).unwrap_or(key);
+            if secret_key == previous {
+                if let (true, Some((_, _, count))) = (previous_listed, secrets.last_mut()) {
+                    *count += 1;
+                }
+                continue;
+            }
+            previous.clear();
+            previous.push_str(secret_key);
+            // A mount that is gone: its secrets are not listed.
+            previous_listed = false;
             let Some(at) = table.entries.iter().position(|m| m.accessor == accessor) else {
                 continue;
             };
+            previous_listed = true;
             let mount = table
                 .entries
                 .get(at)
                 .map_or("", |m| m.path.trim_end_matches('/'));
-            let name = format!("{mount}/{}", keys::unescape(escaped));
-            match secrets.last_mut() {
-                Some((last, place, count)) if *place == at && *last == name => *count += 1,
-                _ => secrets.push((name, at, 1)),
-            }
+            let name = if escaped.contains('%') {
+                format!("{mount}/{}", keys::unescape(escaped))
+            } else {
+                format!("{mount}/{escaped}")
+            };
+            secrets.push((name, at, 1));
         }
         match page.next {
             Some(next) if after.as_deref() != Some(next.as_str()) => after = Some(next),
@@ -336,7 +352,9 @@ pub fn list_all(tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
     if secrets.is_empty() {
         return Err(ApiError::NotFound);
     }
-    secrets.sort_unstable();
+    if !secrets.is_sorted() {
+        secrets.sort_unstable();
+    }
     let total_associations: u64 = secrets.iter().map(|(_, _, n)| n).sum();
     let text_len: usize = secrets.iter().map(|(name, _, _)| 2 * name.len() + 48).sum();
     let mut out = Vec::with_capacity(text_len.saturating_add(128));
