@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 use crate::effects::Effects;
 use crate::error::ApiError;
 use crate::framework::parse_bool;
+use crate::sync::worker::inline::InlineRun;
 
 /// The authenticated caller (WIT `types.caller`).
 #[derive(Clone, PartialEq, Eq)]
@@ -326,6 +327,10 @@ pub struct Reply {
     /// `data` already rendered as JSON text, for answers too large to build
     /// as a value tree within an instance's memory (see [`Reply::rendered`]).
     pub rendered: Option<String>,
+    /// Provider calls the request claimed in its transaction, to run once it
+    /// has committed (write-ahead: [`crate::sync::worker::inline`]); the
+    /// router runs them and answers with what they left.
+    pub inline: Option<InlineRun>,
 }
 
 impl Reply {
@@ -349,6 +354,7 @@ impl Reply {
             raw: false,
             auth: None,
             rendered: None,
+            inline: None,
         }
     }
 
@@ -361,6 +367,7 @@ impl Reply {
             raw: false,
             auth: None,
             rendered: None,
+            inline: None,
         }
     }
 
@@ -383,6 +390,7 @@ impl Reply {
             raw: true,
             auth: None,
             rendered: None,
+            inline: None,
         }
     }
 
@@ -397,7 +405,15 @@ impl Reply {
             raw: true,
             auth: None,
             rendered: None,
+            inline: None,
         }
+    }
+
+    /// This reply, answered once the provider calls `run` claimed have run
+    /// after the commit (see [`Reply::inline`]).
+    pub fn after_commit(mut self, run: InlineRun) -> Self {
+        self.inline = Some(run);
+        self
     }
 
     pub fn with_status(mut self, status: u16) -> Self {

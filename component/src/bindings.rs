@@ -7,6 +7,7 @@ use crate::authz::Authz;
 use crate::connector::{Connector, DestinationRef, ExternalSecret, SyncError};
 use crate::effects::SyncDue;
 use crate::env::Env;
+use crate::keyring::{KeyStatus, Keyring, KeyringError};
 use crate::policies::{Policies, PolicyError, PolicyText, Subject};
 use crate::storage::{Condition, Entry, Op, Page, Storage, StorageError};
 use crate::tokens::{CreateRequest, Issued, Lease, Target, TokenError, TokenInfo, Tokens};
@@ -20,6 +21,7 @@ use exports::kvsync::engine::api::Guest as ApiGuest;
 use exports::kvsync::engine::sync as sync_export;
 use kvsync::engine::authz as host_authz;
 use kvsync::engine::connector as host_connector;
+use kvsync::engine::keyring as host_keyring;
 use kvsync::engine::policies as host_policies;
 use kvsync::engine::storage as host;
 use kvsync::engine::tokens as host_tokens;
@@ -35,6 +37,7 @@ fn host_env() -> Env<'static> {
         authz: &HostAuthz,
         policies: &HostPolicies,
         tokens: &HostTokens,
+        keyring: &HostKeyring,
     }
 }
 
@@ -288,6 +291,33 @@ impl Policies for HostPolicies {
             Subject::Accessor(a) => host_policies::Subject::Accessor(a.clone()),
         };
         host_policies::capabilities(&subject, paths).map_err(from_host_policy_error)
+    }
+}
+
+struct HostKeyring;
+
+fn from_host_keyring(
+    out: Result<host_keyring::KeyStatus, host_keyring::KeyringError>,
+) -> Result<KeyStatus, KeyringError> {
+    match out {
+        Ok(s) => Ok(KeyStatus {
+            term: s.term,
+            install_time: s.install_time,
+            encryptions: s.encryptions,
+        }),
+        Err(host_keyring::KeyringError::BadRequest(m)) => Err(KeyringError::BadRequest(m)),
+        Err(host_keyring::KeyringError::Forbidden(m)) => Err(KeyringError::Forbidden(m)),
+        Err(host_keyring::KeyringError::Unavailable(m)) => Err(KeyringError::Unavailable(m)),
+    }
+}
+
+impl Keyring for HostKeyring {
+    fn status(&self) -> Result<KeyStatus, KeyringError> {
+        from_host_keyring(host_keyring::status())
+    }
+
+    fn rotate(&self) -> Result<KeyStatus, KeyringError> {
+        from_host_keyring(host_keyring::rotate())
     }
 }
 

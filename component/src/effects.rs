@@ -65,6 +65,20 @@ impl SyncDue {
     pub fn is_none(&self) -> bool {
         *self == SyncDue::None
     }
+
+    /// These places and the destination `<type>/<name>`.
+    pub fn and(self, destination: String) -> Self {
+        match self {
+            SyncDue::None => SyncDue::Destinations(vec![destination]),
+            SyncDue::Destinations(mut names) => {
+                if let Err(at) = names.binary_search(&destination) {
+                    names.insert(at, destination);
+                }
+                SyncDue::Destinations(names)
+            }
+            SyncDue::All => SyncDue::All,
+        }
+    }
 }
 
 /// What a request caused that the host must act on (WIT `effects`).
@@ -100,5 +114,17 @@ mod tests {
             SyncDue::of(&[due("in-mem/b"), Change::SyncDueEverywhere]),
             SyncDue::All
         );
+    }
+
+    #[test]
+    fn a_destination_added_keeps_each_named_once_and_sorted() {
+        let a = || "aws-sm/a".to_string();
+        let b = || "in-mem/b".to_string();
+        assert_eq!(SyncDue::None.and(b()), SyncDue::Destinations(vec![b()]));
+        assert_eq!(
+            SyncDue::Destinations(vec![b()]).and(a()).and(b()),
+            SyncDue::Destinations(vec![a(), b()])
+        );
+        assert_eq!(SyncDue::All.and(a()), SyncDue::All);
     }
 }

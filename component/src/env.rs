@@ -3,6 +3,7 @@
 
 use crate::authz::{Authz, FakeAuthz};
 use crate::connector::{Connector, MemConnector};
+use crate::keyring::{Keyring, MemKeyring};
 use crate::policies::{MemPolicies, Policies};
 use crate::storage::{MemStorage, Storage};
 use crate::tokens::{Minimal, Tokens};
@@ -14,6 +15,7 @@ pub struct Env<'a> {
     pub authz: &'a dyn Authz,
     pub policies: &'a dyn Policies,
     pub tokens: &'a dyn Tokens,
+    pub keyring: &'a dyn Keyring,
 }
 
 /// Owned in-memory fakes of every import (native tests and baselines).
@@ -23,6 +25,7 @@ pub struct Fakes {
     pub authz: FakeAuthz,
     pub policies: MemPolicies,
     pub tokens: Minimal,
+    pub keyring: MemKeyring,
 }
 
 impl Default for Fakes {
@@ -33,6 +36,7 @@ impl Default for Fakes {
             authz: FakeAuthz::default(),
             policies: MemPolicies::default(),
             tokens: Minimal::new(),
+            keyring: MemKeyring::default(),
         }
     }
 }
@@ -45,6 +49,7 @@ impl Fakes {
             authz: &self.authz,
             policies: &self.policies,
             tokens: &self.tokens,
+            keyring: &self.keyring,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::keyring::KeyringError;
 use crate::policies::PolicyError;
 use crate::storage::StorageError;
 use crate::tokens::TokenError;
@@ -108,6 +109,18 @@ impl From<PolicyError> for ApiError {
             PolicyError::BadRequest(m) => ApiError::BadRequest(m),
             PolicyError::Forbidden(m) => ApiError::Forbidden(m),
             PolicyError::Unavailable(m) => ApiError::Unavailable(m),
+        }
+    }
+}
+
+/// The keyring's errors already say their class (a storage failure's message
+/// stays in the log).
+impl From<KeyringError> for ApiError {
+    fn from(e: KeyringError) -> Self {
+        match e {
+            KeyringError::BadRequest(m) => ApiError::BadRequest(m),
+            KeyringError::Forbidden(m) => ApiError::Forbidden(m),
+            KeyringError::Unavailable(m) => ApiError::Unavailable(m),
         }
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! Everything here runs natively in unit tests: the WIT imports are reached only
 //! through the traits bundled in [`env::Env`] (storage, connector, authz, policies,
-//! tokens), which the wasm adapter implements with the host's imports and tests
-//! implement in memory.
+//! tokens, keyring), which the wasm adapter implements with the host's imports and
+//! tests implement in memory.
 
 pub mod api;
 pub mod auth;
@@ -14,6 +14,7 @@ pub mod effects;
 pub mod env;
 pub mod error;
 pub mod framework;
+pub mod keyring;
 pub mod kv;
 pub mod policies;
 pub mod router;
@@ -35,14 +36,7 @@ pub use api::{Caller, Outcome, Request, Response};
 pub use env::Env;
 
 /// Handles one API request with one tenant's imports: the response, and what
-/// the request caused that the host must act on. A provider write is made at
-/// most once however often a storage conflict runs the request again
-/// ([`sync::once`]).
+/// the request caused that the host must act on.
 pub fn handle(env: &Env, req: Request) -> Outcome {
-    let once = sync::once::OncePerRequest::new(env.connector);
-    let env = Env {
-        connector: &once,
-        ..*env
-    };
-    router::handle(&env, req)
+    router::handle(env, req)
 }

@@ -4,7 +4,9 @@
 //! again, a bounded number of times, when a concurrent commit conflicts).
 //! Before the transaction commits, the changes the request recorded in it
 //! become their sync work in the same commit ([`sync::changes::settle`]);
-//! what that made due leaves with the response as its effects.
+//! what that made due leaves with the response as its effects. Provider
+//! calls a request claimed in its commit run after it, once
+//! ([`sync::worker::inline`]).
 
 use crate::api::{self, LogicalRequest, Operation, Outcome, Reply, Request};
 use crate::effects::Effects;
@@ -36,7 +38,16 @@ pub fn handle(env: &Env, req: Request) -> Outcome {
             ))
         });
         match outcome {
-            Ok((reply, mount_type, sync_due)) => {
+            Ok((mut reply, mount_type, mut sync_due)) => {
+                // Provider calls claimed in the commit run now, once: nothing
+                // after the commit runs the request again.
+                if let Some(run) = reply.inline.take() {
+                    let (answer, remains) = sync::associations::finish_inline(env, &run, reply);
+                    reply = answer;
+                    if remains {
+                        sync_due = sync_due.and(format!("{}/{}", run.id.kind, run.id.name));
+                    }
+                }
                 return Outcome {
                     response: api::render(reply, &logical.request_id, mount_type),
                     effects: Effects { sync_due },
@@ -345,7 +356,7 @@ mod tests {
             vec![
                 ("sys/sync/", 13),
                 ("sys/activation-flags/", 2),
-                ("sys/", 16),
+                ("sys/", 19),
                 ("auth/token/", 17),
                 ("", 7)
             ]
@@ -632,7 +643,7 @@ mod tests {
     #[test]
     fn root_protected_paths_are_flagged_sudo() {
         // `revoke-orphan` checks root or sudo in its handler, as Vault does.
-        const SUDO: &[&str] = &["auth/token/accessors"];
+        const SUDO: &[&str] = &["auth/token/accessors", "sys/rotate"];
         for backend in BACKENDS {
             for path in backend.paths {
                 let full = format!("{}{}", backend.root, path.pattern);

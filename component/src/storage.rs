@@ -140,6 +140,21 @@ impl<'s> Tx<'s> {
         }
     }
 
+    /// What this transaction read at `key` from storage, as it was before
+    /// any write of its own: `None` when it did not read `key`, `Some(None)`
+    /// when `key` was absent.
+    pub fn read_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Option<T>>, ApiError> {
+        let Some(read) = self.reads.get(key) else {
+            return Ok(None);
+        };
+        match &read.value {
+            None => Ok(Some(None)),
+            Some(bytes) => serde_json::from_slice(bytes)
+                .map(|v| Some(Some(v)))
+                .map_err(|e| ApiError::Internal(format!("corrupt record at {key}: {e}"))),
+        }
+    }
+
     pub fn put(&mut self, key: impl Into<String>, value: Vec<u8>) {
         self.writes.insert(key.into(), Some(value));
     }

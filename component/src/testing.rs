@@ -59,6 +59,17 @@ pub fn call(env: &Env, method: &str, path: &str, body: &Value) -> (u16, Value) {
     (resp.status, decoded)
 }
 
+/// The accessor of the mount at `mount` (`secret/`), which must exist.
+pub fn accessor(storage: &dyn Storage, mount: &str) -> String {
+    let mut tx = crate::storage::Tx::new(storage);
+    crate::sys::mounts::MountTable::load(&mut tx)
+        .unwrap()
+        .get(mount)
+        .unwrap()
+        .accessor
+        .clone()
+}
+
 /// [`Storage`] that counts the calls made to the storage it wraps (what a
 /// request path costs in host calls), and can make commits conflict.
 pub struct Counting<'s> {
@@ -69,6 +80,9 @@ pub struct Counting<'s> {
     /// The next this many commits fail with a conflict (as if a concurrent
     /// writer had won), writing nothing.
     pub conflicts: Cell<usize>,
+    /// While set, every commit fails (storage gone, or the process died
+    /// before it could commit), writing nothing.
+    pub down: Cell<bool>,
 }
 
 impl<'s> Counting<'s> {
@@ -79,6 +93,7 @@ impl<'s> Counting<'s> {
             lists: Cell::new(0),
             commits: Cell::new(0),
             conflicts: Cell::new(0),
+            down: Cell::new(false),
         }
     }
 }
@@ -106,6 +121,9 @@ impl Storage for Counting<'_> {
 
     fn commit(&self, conditions: Vec<Condition>, ops: Vec<Op>) -> Result<u64, StorageError> {
         bump(&self.commits);
+        if self.down.get() {
+            return Err(StorageError::Unavailable("storage is down".into()));
+        }
         if self.conflicts.get() > 0 {
             self.conflicts.set(self.conflicts.get() - 1);
             return Err(StorageError::Conflict);

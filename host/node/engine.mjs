@@ -1,6 +1,6 @@
 // The engine component, transpiled by build.mjs into gen/, instantiated with
-// this host's imports: `storage`, `connector`, `authz`, `tokens` and
-// `policies` (each in its own file) and WASI from the *sandboxed* preview2 shim (no preopened directories,
+// this host's imports: `storage`, `connector`, `authz`, `tokens`, `policies`
+// and `keyring` (each in its own file) and WASI from the *sandboxed* preview2 shim (no preopened directories,
 // no environment, no arguments, no network). Tests may replace the clocks and
 // the random source (deterministic.mjs).
 //
@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { WASIShim } from '@bytecodealliance/preview2-shim/instantiation';
 
 import { authzImports } from './authz.mjs';
+import { keyringImports, wallClockNs } from './keyring.mjs';
 import { policyImports } from './policies.mjs';
 import { tokenImports } from './tokens.mjs';
 
@@ -80,6 +81,7 @@ export class Engine {
       'kvsync:engine/authz': authzImports(context),
       'kvsync:engine/tokens': tokenImports(context, root),
       'kvsync:engine/policies': policyImports(context, root),
+      'kvsync:engine/keyring': keyringImports(context, wallClockNs(wasi)),
     };
     this.#instance = this.#fresh();
   }

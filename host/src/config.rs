@@ -38,6 +38,7 @@
 //! sync_backoff_cap    = "5m"     # longest retry delay
 //! sync_reconcile_interval = "60s"
 //! sync_coalesce_window = "1s"   # a secret changed again and again: about one provider write per window
+//! ha_lease_ttl        = "15s"    # a shard's lease: another host takes over this long after a host dies
 //! ```
 
 use std::collections::BTreeMap;
@@ -75,6 +76,7 @@ struct RawConfig {
     sync_backoff_cap: Option<String>,
     sync_reconcile_interval: Option<String>,
     sync_coalesce_window: Option<String>,
+    ha_lease_ttl: Option<String>,
     // Vault settings accepted for familiarity; they have no effect here.
     ui: Option<hcl::Value>,
     disable_mlock: Option<hcl::Value>,
@@ -453,6 +455,10 @@ impl Config {
             sync.coalesce_window =
                 parse_duration(&d).map_err(|e| anyhow::anyhow!("sync_coalesce_window: {e}"))?;
         }
+        if let Some(d) = raw.ha_lease_ttl {
+            sync.lease_ttl =
+                parse_duration(&d).map_err(|e| anyhow::anyhow!("ha_lease_ttl: {e}"))?;
+        }
         sync.validate()?;
         let encryption_key_file = match &storage {
             Storage::Redb { dir } => Some(
@@ -553,6 +559,7 @@ mod tests {
             sync_backoff_cap = "2s"
             sync_reconcile_interval = "1h"
             sync_coalesce_window = "0ms"
+            ha_lease_ttl = "2s"
             "#,
         )
         .unwrap();
@@ -564,6 +571,7 @@ mod tests {
                 backoff_cap: Duration::from_secs(2),
                 reconcile_interval: Duration::from_secs(3600),
                 coalesce_window: Duration::ZERO,
+                lease_ttl: Duration::from_secs(2),
             }
         );
         let settings = c.sync.settings();
@@ -580,6 +588,7 @@ mod tests {
                sync_backoff_cap = "1s""#,
             r#"sync_reconcile_interval = "0ms""#,
             r#"sync_backoff_cap = "soon""#,
+            r#"ha_lease_ttl = "100ms""#,
         ] {
             assert!(Config::parse(&format!("{base}\n{bad}")).is_err(), "{bad}");
         }

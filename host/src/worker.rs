@@ -17,6 +17,12 @@
 //! when it queued anything: that is how work a crash or a full queue missed
 //! converges.
 //!
+//! Several hosts may share the storage: a loop runs its shard only while this
+//! host holds the shard's lease, and every commit of its runs is fenced by that
+//! lease ([`crate::ha`]); a lease task takes and renews them, a feed task wakes
+//! the loop of a held shard when another host queued work for it, and the
+//! reconciliation runs where shard 0 is held. Stopping releases the leases.
+//!
 //! A failed run (trap, limits, a full instance pool) is logged and the loop backs
 //! off; the server keeps serving. Every loop, and the reconciliation task, runs
 //! under a supervisor: one that dies (a panic anywhere below it) is logged and
@@ -38,8 +44,9 @@ use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
+use crate::ha::{self, HostInfo, LeaseTable, Leases, Taken};
 use crate::runtime::{CallError, Runtime, SyncSettings, panic_message};
-use crate::storage::{SharedBackend, TenantStorage};
+use crate::storage::{Change, SharedBackend, TenantStorage, tenant_prefix};
 
 /// Default number of sync loops (shards).
 pub const DEFAULT_WORKERS: u32 = 4;
@@ -92,6 +99,9 @@ pub struct SyncConfig {
     /// not one each. A change after a quiet moment, or of another secret,
     /// runs at once. Zero: no coalescing.
     pub coalesce_window: Duration,
+    /// `ha_lease_ttl`: how long a shard's lease lasts unless renewed (every third of it),
+    /// so how long the shards of a host that died stay idle before another host takes them.
+    pub lease_ttl: Duration,
 }
 
 impl Default for SyncConfig {
@@ -102,6 +112,7 @@ impl Default for SyncConfig {
             backoff_cap: DEFAULT_BACKOFF_CAP,
             reconcile_interval: DEFAULT_RECONCILE_INTERVAL,
             coalesce_window: DEFAULT_COALESCE_WINDOW,
+            lease_ttl: ha::DEFAULT_LEASE_TTL,
         }
     }
 }
@@ -133,6 +144,13 @@ impl SyncConfig {
             anyhow::bail!(
                 "sync_coalesce_window: {:?} is longer than the maximum ({MAX_COALESCE_WINDOW:?})",
                 self.coalesce_window
+            );
+        }
+        if self.lease_ttl < ha::MIN_LEASE_TTL {
+            anyhow::bail!(
+                "ha_lease_ttl: {:?} is shorter than the minimum ({:?})",
+                self.lease_ttl,
+                ha::MIN_LEASE_TTL
             );
         }
         Ok(())
@@ -186,11 +204,27 @@ struct Shared {
     tenant: String,
     config: SyncConfig,
     wake: Arc<Notify>,
+    leases: Leases,
+    table: LeaseTable,
+    /// One per shard: wakes that shard's loop (a permit is kept while it runs).
+    shard_wakes: Arc<[Notify]>,
 }
 
 impl Shared {
-    fn storage(&self) -> TenantStorage {
-        TenantStorage::new(self.backend.clone(), &self.tenant)
+    /// The tenant's storage as a run of `shard` sees it while `held` lasts: every commit fenced
+    /// by the lease.
+    fn fenced_storage(&self, held: ha::Held) -> TenantStorage {
+        let fenced = self.leases.fenced(held, self.table.subscribe(held.shard));
+        TenantStorage::new(Arc::new(fenced), &self.tenant)
+    }
+
+    fn wake_shard(&self, shard: u32) {
+        if let Some(wake) = usize::try_from(shard)
+            .ok()
+            .and_then(|i| self.shard_wakes.get(i))
+        {
+            wake.notify_one();
+        }
     }
 }
 
@@ -220,28 +254,52 @@ pub enum Stopped {
 pub struct Worker {
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    shared: Arc<Shared>,
 }
 
 impl Worker {
-    /// Starts the loops for `tenant`. `wake` is notified (`notify_waiters`) by
-    /// whoever queues work; the worker notifies it too after a reconciliation
-    /// that queued something. Must be called inside a tokio runtime.
+    /// Starts the loops for `tenant`, as host `host`. `wake` is notified (`notify_waiters`) by
+    /// whoever queues work; the worker notifies it too after a reconciliation that queued
+    /// something. A loop runs only while this host holds its shard's lease ([`crate::ha`]); a
+    /// lease keeper takes and renews them, and the storage's change feed wakes the loop of a
+    /// held shard when another host queued work for it. Must be called inside a tokio runtime.
     pub fn start(
         runtime: Runtime,
         backend: SharedBackend,
         tenant: &str,
         config: SyncConfig,
         wake: Arc<Notify>,
+        host: HostInfo,
     ) -> Self {
         let (stop, stopped) = watch::channel(false);
+        let shards = config.workers.max(1);
+        let leases = Leases::new(backend.clone(), tenant, host, config.lease_ttl, shards);
         let shared = Arc::new(Shared {
             runtime,
             backend,
             tenant: tenant.to_string(),
             config,
             wake,
+            table: LeaseTable::new(shards),
+            leases,
+            shard_wakes: (0..shards).map(|_| Notify::new()).collect(),
         });
         let mut tasks = JoinSet::new();
+        {
+            let (shared, stop) = (shared.clone(), stopped.clone());
+            tasks.spawn(supervised("lease", None, stopped.clone(), move || {
+                lease_loop(shared.clone(), stop.clone())
+            }));
+        }
+        {
+            let (shared, stop) = (shared.clone(), stopped.clone());
+            tasks.spawn(supervised(
+                "change feed",
+                None,
+                stopped.clone(),
+                move || follow_loop(shared.clone(), stop.clone()),
+            ));
+        }
         {
             let (shared, stop) = (shared.clone(), stopped.clone());
             tasks.spawn(supervised(
@@ -251,7 +309,7 @@ impl Worker {
                 move || reconcile_loop(shared.clone(), stop.clone()),
             ));
         }
-        for shard in 0..shared.config.workers.max(1) {
+        for shard in 0..shards {
             let (shared, stop) = (shared.clone(), stopped.clone());
             tasks.spawn(supervised(
                 "shard",
@@ -262,18 +320,29 @@ impl Worker {
         }
         tracing::info!(
             tenant,
+            host = %shared.leases.me().describe(),
             workers = shared.config.workers,
             backoff_base = ?shared.config.backoff_base,
             backoff_cap = ?shared.config.backoff_cap,
             reconcile_interval = ?shared.config.reconcile_interval,
             coalesce_window = ?shared.config.coalesce_window,
+            lease_ttl = ?shared.config.lease_ttl,
             "sync worker started"
         );
-        Worker { stop, tasks }
+        Worker {
+            stop,
+            tasks,
+            shared,
+        }
+    }
+
+    /// The leases of this worker (who holds which shard: [`Leases::holders`]).
+    pub fn leases(&self) -> &Leases {
+        &self.shared.leases
     }
 
     /// Stops the loops: idle ones at once, runs in flight within `grace`
-    /// (then they are cancelled; their entries stay queued).
+    /// (then they are cancelled; their entries stay queued); then releases the leases.
     pub async fn stop(mut self, grace: Duration) -> Stopped {
         let _ = self.stop.send(true);
         let drained = tokio::time::timeout(grace, async {
@@ -292,6 +361,8 @@ impl Worker {
                 Stopped::Cancelled
             }
         };
+        // No run of this host is left: another host may take the shards at once.
+        ha::release_all(&self.shared.leases, &self.shared.table).await;
         tracing::info!("sync worker stopped");
         stopped
     }
@@ -355,16 +426,29 @@ fn fired(woken: Pin<&mut Notified<'_>>) -> bool {
 async fn shard_loop(shared: Arc<Shared>, shard: u32, mut stop: watch::Receiver<bool>) {
     let shards = shared.config.workers.max(1);
     let settings = shared.config.settings();
+    let Some(mut lease) = shared.table.subscribe(shard) else {
+        return;
+    };
+    let Some(shard_wake) = usize::try_from(shard)
+        .ok()
+        .and_then(|i| shared.shard_wakes.get(i))
+    else {
+        return;
+    };
     let mut failures: u32 = 0;
     while !*stop.borrow() {
+        let Some(held) = await_lease(&mut lease, &mut stop).await else {
+            break;
+        };
         // Registered before the run: a wake-up that arrives while the run is
-        // in progress is kept, so work queued meanwhile is never left asleep.
+        // in progress is kept, so work queued meanwhile is never left asleep
+        // (the shard's own wake keeps a permit).
         let woken = shared.wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
         let outcome = shared
             .runtime
-            .run_sync(shared.storage(), shard, shards, BATCH, settings)
+            .run_sync(shared.fenced_storage(held), shard, shards, BATCH, settings)
             .await;
         let woken_during_run = fired(woken.as_mut());
         let (pause, wakeable) = match outcome {
@@ -411,14 +495,109 @@ async fn shard_loop(shared: Arc<Shared>, shard: u32, mut stop: watch::Receiver<b
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
             () = &mut woken, if wakeable => {}
+            () = shard_wake.notified(), if wakeable => {}
+            // Lost (or taken) meanwhile: look again.
+            _ = lease.changed() => {}
             end = stopping(&mut stop) => if end { break },
         }
     }
 }
 
-async fn reconcile_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+/// The lease as it is now or, while another host holds it, once this host has taken it;
+/// `None` when the loop must end.
+async fn await_lease(
+    lease: &mut watch::Receiver<Option<ha::Held>>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<ha::Held> {
+    loop {
+        if *stop.borrow() {
+            return None;
+        }
+        if let Some(held) = *lease.borrow_and_update() {
+            return Some(held);
+        }
+        tokio::select! {
+            changed = lease.changed() => if changed.is_err() { return None },
+            end = stopping(stop) => if end { return None },
+        }
+    }
+}
+
+/// Keeps this host's leases: renews what it holds and takes what is free, at once and then
+/// every third of the ttl. A shard gained wakes its loop.
+async fn lease_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let every = shared.config.lease_ttl / 3;
     while !*stop.borrow() {
-        match shared.runtime.reconcile(shared.storage()).await {
+        let gained = ha::keep_round(&shared.leases, &shared.table).await;
+        for shard in gained {
+            shared.wake_shard(shard);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            end = stopping(&mut stop) => if end { break },
+        }
+    }
+}
+
+/// Follows the storage's change feed: work another host queued (a key of the outbox's due
+/// index written) wakes the loop of its shard when this host holds it; a feed that resumed
+/// after a loss (`Reset`: anything may have changed) wakes every held shard. Only the due
+/// index is looked at, and only held shards are woken, so another host's busy shard costs
+/// this host nothing.
+async fn follow_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let Some(mut changes) = shared.backend.watch() else {
+        return;
+    };
+    let due = format!(
+        "{}{}",
+        tenant_prefix(&shared.tenant),
+        kvsync_component::sync::keys::DUE
+    );
+    let shards = shared.config.workers.max(1);
+    loop {
+        let change = tokio::select! {
+            change = changes.next() => change,
+            end = stopping(&mut stop) => if end { return } else { continue },
+        };
+        let woken: Vec<u32> = match change {
+            None => return,
+            Some(Change::Lost) => continue,
+            Some(Change::Reset) => (0..shards).collect(),
+            Some(Change::Keys { keys, .. }) => {
+                let mut woken: Vec<u32> = keys
+                    .iter()
+                    .filter_map(|key| due_shard(key.strip_prefix(&due)?, shards))
+                    .collect();
+                woken.sort_unstable();
+                woken.dedup();
+                woken
+            }
+        };
+        for shard in woken {
+            if shared.table.held(shard).is_some() {
+                shared.wake_shard(shard);
+            }
+        }
+    }
+}
+
+/// The shard of a due-index key (relative to the index: `<type>/<name>/<due>/...`).
+fn due_shard(rel: &str, shards: u32) -> Option<u32> {
+    let mut parts = rel.splitn(3, '/');
+    let (kind, name) = (parts.next()?, parts.next()?);
+    Some(kvsync_component::sync::worker::shard_of(kind, name, shards))
+}
+
+/// Reconciles while this host holds shard 0's lease (one host reconciles at a time).
+async fn reconcile_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let Some(mut lease) = shared.table.subscribe(0) else {
+        return;
+    };
+    while !*stop.borrow() {
+        let Some(held) = await_lease(&mut lease, &mut stop).await else {
+            break;
+        };
+        match shared.runtime.reconcile(shared.fenced_storage(held)).await {
             Ok(0) => tracing::debug!("sync reconciliation: nothing missed"),
             Ok(queued) => {
                 tracing::info!(queued, "sync reconciliation queued missed work");
@@ -462,14 +641,18 @@ pub struct DrainReport {
     /// When the earliest entry left in the outbox is due (ms since the Unix
     /// epoch); `None` when nothing is left.
     pub next_due_ms: Option<u64>,
+    /// The shards another host holds (a running server): its work, not drained here. The
+    /// host is `None` when the lease changed hands while it was looked at.
+    pub elsewhere: Vec<(u32, Option<HostInfo>)>,
 }
 
 /// Processes all work that is due now, without a server (`kvsync sync run
-/// --once`): one reconciliation, then every shard runs batches until a run
+/// --once`): takes the lease of every shard it can (see [`take_leases`]), runs one
+/// reconciliation (when it holds shard 0), then every held shard runs batches until a run
 /// processes nothing and nothing is due now. Entries due later (retries
 /// waiting for their backoff) are left, unless they fall due within `wait`
 /// of the start: those are waited for and run too. `next_due_ms` says when
-/// the first entry left is due.
+/// the first entry left is due. The leases are renewed meanwhile and released at the end.
 pub async fn drain(
     runtime: &Runtime,
     backend: &SharedBackend,
@@ -477,25 +660,130 @@ pub async fn drain(
     config: &SyncConfig,
     wait: Duration,
     progress: Arc<DrainProgress>,
-) -> Result<DrainReport, CallError> {
+) -> anyhow::Result<DrainReport> {
     let deadline = Instant::now() + wait;
-    let reconciled = runtime
-        .reconcile(TenantStorage::new(backend.clone(), tenant))
-        .await?;
     let shards = config.workers.max(1);
+    let leases = Leases::new(
+        backend.clone(),
+        tenant,
+        HostInfo::this_process(String::new()),
+        config.lease_ttl,
+        shards,
+    );
+    let table = LeaseTable::new(shards);
+    let elsewhere = take_leases(&leases, &table).await?;
+    let keeper = {
+        let (leases, table) = (leases.clone(), table.clone());
+        let every = config.lease_ttl / 3;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                ha::renew_held(&leases, &table).await;
+            }
+        })
+    };
+    let drained = drain_held(
+        runtime,
+        &leases,
+        &table,
+        tenant,
+        config,
+        deadline,
+        progress.clone(),
+    )
+    .await;
+    keeper.abort();
+    ha::release_all(&leases, &table).await;
+    let (reconciled, next_due_ms) = drained?;
+    let (processed, failed) = progress.totals();
+    Ok(DrainReport {
+        reconciled,
+        processed,
+        failed,
+        next_due_ms,
+        elsewhere,
+    })
+}
+
+/// Takes the lease of every shard not held by a live host. A shard held elsewhere is looked
+/// at again every sixth of the ttl until its holder proves alive (it renewed) or its lease
+/// ends (then it is taken): a server that runs keeps its shards, one that died without
+/// releasing them gives them up within the ttl. Returns the shards left to other hosts.
+pub async fn take_leases(
+    leases: &Leases,
+    table: &LeaseTable,
+) -> anyhow::Result<Vec<(u32, Option<HostInfo>)>> {
+    let give_up = Instant::now() + leases.ttl() + leases.ttl() / 3;
+    let mut seen: std::collections::BTreeMap<u32, (Option<HostInfo>, Option<u64>)> =
+        std::collections::BTreeMap::new();
+    let mut live: Vec<(u32, Option<HostInfo>)> = Vec::new();
+    loop {
+        for shard in 0..leases.shards() {
+            if table.held(shard).is_some() || live.iter().any(|(s, _)| *s == shard) {
+                continue;
+            }
+            match leases.take(shard, ha::now_ms()).await? {
+                Taken::Held(held) => {
+                    table.set(shard, Some(held));
+                    seen.remove(&shard);
+                }
+                Taken::Elsewhere { host, renewed } => {
+                    let renewed_since = matches!(
+                        (seen.get(&shard), renewed),
+                        (Some((_, Some(before))), Some(now)) if *before != now
+                    );
+                    if renewed_since {
+                        seen.remove(&shard);
+                        live.push((shard, host));
+                    } else {
+                        seen.insert(shard, (host, renewed));
+                    }
+                }
+            }
+        }
+        if seen.is_empty() || Instant::now() >= give_up {
+            break;
+        }
+        tokio::time::sleep(leases.ttl() / 6).await;
+    }
+    live.extend(seen.into_iter().map(|(shard, (host, _))| (shard, host)));
+    live.sort_by_key(|(shard, _)| *shard);
+    Ok(live)
+}
+
+/// The reconciliation (with shard 0) and the drain of every shard `table` holds; returns what
+/// the reconciliation queued and when the next entry left is due.
+async fn drain_held(
+    runtime: &Runtime,
+    leases: &Leases,
+    table: &LeaseTable,
+    tenant: &str,
+    config: &SyncConfig,
+    deadline: Instant,
+    progress: Arc<DrainProgress>,
+) -> anyhow::Result<(u32, Option<u64>)> {
+    let shards = leases.shards();
+    let fenced = |held: ha::Held| {
+        let fenced = leases.fenced(held, table.subscribe(held.shard));
+        TenantStorage::new(Arc::new(fenced), tenant)
+    };
+    let reconciled = match table.held(0) {
+        Some(held) => runtime.reconcile(fenced(held)).await?,
+        None => 0,
+    };
     // A one-shot drain takes every change as it is now: nothing to coalesce.
     let settings = SyncSettings {
         coalesce_window_ms: 0,
         ..config.settings()
     };
     let mut tasks = JoinSet::new();
-    for shard in 0..shards {
+    for held in table.all_held() {
         let runtime = runtime.clone();
-        let storage = TenantStorage::new(backend.clone(), tenant);
+        let storage = fenced(held);
         let progress = progress.clone();
         tasks.spawn(async move {
             drain_shard(
-                &runtime, &storage, shard, shards, settings, deadline, &progress,
+                &runtime, &storage, held.shard, shards, settings, deadline, &progress,
             )
             .await
         });
@@ -519,15 +807,9 @@ pub async fn drain(
         }
     }
     if let Some(e) = first_error {
-        return Err(e);
+        return Err(e.into());
     }
-    let (processed, failed) = progress.totals();
-    Ok(DrainReport {
-        reconciled,
-        processed,
-        failed,
-        next_due_ms,
-    })
+    Ok((reconciled, next_due_ms))
 }
 
 /// Drains one shard; returns when its next entry is due.

@@ -352,6 +352,49 @@ async fn paths_without_a_token_never_read_a_body() {
     server.stop().await;
 }
 
+/// A refused request whose body is left unread is answered with `Connection:
+/// close` (hyper closes that connection after the response: a client not told
+/// so reuses a socket that is being closed and fails its next request); one
+/// without a body keeps its connection.
+#[tokio::test]
+async fn an_unread_body_is_answered_with_connection_close() {
+    let server = Running::start(ListenerLimits::default()).await;
+    let mut conn = server.connect().await;
+    conn.write_all(
+        b"POST /v1/secret/data/x HTTP/1.1\r\nhost: kvsync\r\nx-vault-token: nope\r\ncontent-length: 2\r\n\r\n{}",
+    )
+    .await
+    .unwrap();
+    let answer = tokio::time::timeout(BOUND, read_response(&mut conn))
+        .await
+        .expect("refused");
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{answer}"
+    );
+    assert!(closed(&mut conn).await, "the connection is closed");
+
+    let mut conn = server.connect().await;
+    conn.write_all(
+        b"GET /v1/secret/data/x HTTP/1.1\r\nhost: kvsync\r\nx-vault-token: nope\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let answer = tokio::time::timeout(BOUND, read_response(&mut conn))
+        .await
+        .expect("refused");
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(health(&mut conn).await.starts_with("HTTP/1.1 200"));
+    server.stop().await;
+}
+
 /// Sends `head` (request line and headers, without the blank line) with
 /// `body` on a new connection; the whole answer.
 async fn exchange(server: &Running, head: &[u8], body: &[u8]) -> String {

@@ -140,13 +140,16 @@ fn quick() -> SyncConfig {
         backoff_cap: Duration::from_secs(1),
         reconcile_interval: RECONCILE_INTERVAL,
         coalesce_window: Duration::from_secs(1),
+        ..SyncConfig::default()
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kv_write_wakes_the_sleeping_worker_which_syncs_it() {
     let env = Env::new().await;
-    let worker = env.server.start_worker();
+    let worker = env
+        .server
+        .start_worker(kvsync::ha::HostInfo::this_process(String::new()));
     env.wait_for_object("v1").await;
     // Let the loops finish their first runs and go to sleep (were one still
     // running, the wake-up would rerun it: the outcome is the same).

@@ -857,6 +857,7 @@ def test_lookup_self(diff):
 POLICY_FIELDS = "Policy reads have Vault's fields (`name` and `policy`, `rules` on the legacy `sys/policy` route)"
 POLICY_NAME_WARNING = "Writing a policy whose name has capitals answers 200 with Vault's warning"
 LEADER = "`sys/leader` has Vault's keys when HA is off"
+LEADER_SHARDS = "kvsync adds `shard_holders`: which host holds which sync shard"
 SEAL_STATUS = "`sys/seal-status` has Vault's keys (`build_date`, `removed_from_cluster`), not OpenBao's `commit_date`"
 CAPABILITIES_400 = "`sys/capabilities` without a `token` answers 400 `no token found`"
 LEADER_KEYS = ("is_self", "active_time", "leader_address", "leader_cluster_address", "performance_standby",
@@ -944,6 +945,7 @@ def test_start_up_endpoints(diff):
                Decision(where="storage_type", kind="value", readme=SEAL_STATUS))
     for key in LEADER_KEYS:
         diff.allow(Decision(where=key, kind="extra", request="sys/leader", readme=LEADER))
+    diff.allow(Decision(where="shard_holders", kind="extra", request="sys/leader", readme=LEADER_SHARDS))
     for path in ("sys/seal-status", "sys/leader", "sys/init"):
         diff.get(path, expect=200)
         diff.get(path, token=None, expect=200)

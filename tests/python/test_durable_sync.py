@@ -22,6 +22,7 @@ import secrets
 import subprocess
 import threading
 import time
+from typing import Callable
 
 import pytest
 import requests
@@ -33,6 +34,7 @@ from durable_helpers import (
     DELETE_ROUTE,
     ENV_ROUTE,
     RECONCILE_S,
+    SYNC_HCL,
     SyncConfigServer,
     VercelFake,
     accessor,
@@ -610,6 +612,85 @@ def test_kill9_with_syncs_in_flight_then_restart(cfg_world):
         )
     finally:
         h.close()
+
+
+def test_kill9_right_after_an_inline_provider_call_the_worker_finishes(kvsync_bin, tmp_path):
+    """`associations/set` and `remove` are write-ahead: the server is killed (-9) after the provider
+    did the work and before the request could record it; after the restart the worker finishes what
+    the request committed as its intent once the inline claim falls due (30 s): the pushed object is
+    recorded SYNCED (no object that no association knows), the removed association goes (no row
+    claiming an object the provider no longer has)."""
+    fake = VercelFake(tmp_path / "fake")
+    # The provider holds its answers longer than the default inline bound: a generous bound (still
+    # below the 30 s after which the worker may take an inline claim) keeps the kill, right after
+    # the provider applied the call, before the request gives up on it.
+    settings = {**SYNC_HCL, "sync_inline_timeout": '"25s"', "provider_timeout": '"60s"'}
+    cs = SyncConfigServer(kvsync_bin, tmp_path / "cfg", env_extra=fake.env(), settings=settings)
+    try:
+        cs.init()
+        cs.start()
+        h = cs.http()
+        mount, name, path = "kv", "wa", "app"
+        new_kv2_mount(h, mount)
+        acc = accessor(h, mount)
+        key, ext = assoc_key(acc, path), vercel_name(acc, path)
+        create_dest(h, "vercel-project", name, vercel_destination())
+        payload = {"v": val("wa")}
+        kv_write(h, mount, path, payload)
+        h.close()
+
+        def killed_after(op: str, method: str, route: str, applied: Callable[[], bool]) -> None:
+            """`op` the association while the provider applies `method route` and holds its answer;
+            kill -9 the server once the provider has applied it; restart."""
+            fake.fault(method=method, path_prefix=route, status=0, hold_ms=120_000, times=1)
+            errors: list = []
+
+            def call():
+                c = cs.http()
+                try:
+                    c.post(f"{dest('vercel-project', name)}/associations/{op}",
+                           json={"mount": mount, "secret_name": path}, timeout=90)
+                    errors.append("the request was answered before the kill")
+                except requests.RequestException:
+                    pass  # the server died under it
+                finally:
+                    c.close()
+
+            t = threading.Thread(target=call, daemon=True)
+            t.start()
+            try:
+                wait_for(f"the provider applied the {op}", lambda: (applied(), fake.objects()), 20)
+            finally:
+                cs.kill9()
+                t.join(15)
+            assert not t.is_alive(), "the request thread did not stop"
+            assert not errors, errors
+            fake.clear_faults()
+            cs.start()
+
+        # set: the object is pushed, the server dies before recording it
+        killed_after("set", "POST", ENV_ROUTE, lambda: ext in fake.objects())
+        h = cs.http()
+        try:
+            wait_for("after the restart the worker records the pushed object",
+                     lambda: (statuses(h, "vercel-project", name).get(key) == "SYNCED",
+                              statuses(h, "vercel-project", name)), 60)
+            assert as_json(fake.objects().get(ext)) == payload
+        finally:
+            h.close()
+
+        # remove: the object is deleted, the server dies before dropping the association
+        killed_after("remove", "DELETE", DELETE_ROUTE, lambda: ext not in fake.objects())
+        h = cs.http()
+        try:
+            wait_for("after the restart the worker finishes the removal",
+                     lambda: (key not in rows(h, "vercel-project", name), rows(h, "vercel-project", name)), 60)
+            assert ext not in fake.objects()
+        finally:
+            h.close()
+    finally:
+        cs.cleanup()
+        fake.stop()
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kvsync::env::PostgresEnv;
+use kvsync::ha::{Held, HostInfo, Leases, Taken};
 use kvsync::storage::postgres::{ConnectOptions, Settings};
 use kvsync::storage::{
     Backend, Barrier, Change, Changes, Condition, EncryptionKey, Entry, Op, Page, PostgresBackend,
@@ -149,10 +150,161 @@ conformance!(
     concurrent_creates_of_an_absent_key,
     concurrent_increments_lose_nothing,
     barrier_on_top,
+    barrier_keyring_rotates,
     watch_reports_commits,
+    leases_take_renew_expire_release,
+    leases_fence_commits,
+    leases_one_taker_wins,
+    leases_of_a_process_that_died,
 );
 
 // ---- scenarios ----
+
+fn host(id: &str) -> HostInfo {
+    HostInfo {
+        id: id.into(),
+        address: format!("http://{id}"),
+    }
+}
+
+const TTL: Duration = Duration::from_secs(15);
+const TTL_MS: u64 = 15_000;
+
+fn leases(db: &SharedBackend, id: &str) -> Leases {
+    Leases::new(db.clone(), "root", host(id), TTL, 4).shared()
+}
+
+fn held(taken: Taken) -> Held {
+    match taken {
+        Taken::Held(held) => held,
+        other => panic!("not taken: {other:?}"),
+    }
+}
+
+/// Take, renew, a live lease refused to another host, taken over after the ttl, the old
+/// holder's renewal refused, release frees it at once.
+async fn leases_take_renew_expire_release(db: SharedBackend) {
+    let (a, b) = (leases(&db, "a"), leases(&db, "b"));
+    let t0 = 1_000_000;
+    let first = held(a.take(0, t0).await.unwrap());
+    assert_eq!(first.expires_at_ms, t0 + TTL_MS);
+    // Shards are independent.
+    let other = held(b.take(1, t0).await.unwrap());
+    // Live: refused to b, naming a.
+    let Taken::Elsewhere { host: who, renewed } = b.take(0, t0 + 1).await.unwrap() else {
+        panic!("a live lease was taken");
+    };
+    assert_eq!(who, Some(host("a")));
+    // A renewal keeps the fence and moves the expiry (and the expiry record's version).
+    let renewed_lease = a.renew(first, t0 + 5_000).await.unwrap().unwrap();
+    assert_eq!(renewed_lease.fence, first.fence);
+    assert_eq!(renewed_lease.expires_at_ms, t0 + 5_000 + TTL_MS);
+    let Taken::Elsewhere { renewed: later, .. } = b.take(0, t0 + 5_001).await.unwrap() else {
+        panic!("a renewed lease was taken");
+    };
+    assert_ne!(later, renewed, "a renewal is visible to other hosts");
+    // Still live just before the renewed expiry; taken over once it passed.
+    assert!(matches!(
+        b.take(0, t0 + 5_000 + TTL_MS - 1).await.unwrap(),
+        Taken::Elsewhere { .. }
+    ));
+    let stolen = held(b.take(0, t0 + 5_000 + TTL_MS).await.unwrap());
+    assert!(stolen.fence > first.fence);
+    // The old holder learns it at its next renewal; its release changes nothing.
+    assert_eq!(a.renew(renewed_lease, t0 + 25_000).await.unwrap(), None);
+    a.release(renewed_lease).await.unwrap();
+    let other = b.renew(other, t0 + 20_000).await.unwrap().unwrap();
+    let holders = a.holders(t0 + 25_000).await.unwrap();
+    let ids: Vec<(u32, &str)> = holders
+        .iter()
+        .map(|h| (h.shard, h.host_id.as_str()))
+        .collect();
+    assert_eq!(ids, vec![(0, "b"), (1, "b")]);
+    assert_eq!(holders[0].address, "http://b");
+    // Release: a takes shard 0 at once, long before the ttl.
+    b.release(stolen).await.unwrap();
+    let again = held(a.take(0, t0 + 25_001).await.unwrap());
+    assert!(again.fence > stolen.fence);
+    b.release(other).await.unwrap();
+    assert_eq!(
+        a.holders(t0 + 25_002).await.unwrap().len(),
+        1,
+        "released leases are not listed"
+    );
+}
+
+/// Commits through a lease's fence hold only while the lease does; their own conditions
+/// still conflict as usual.
+async fn leases_fence_commits(db: SharedBackend) {
+    let (a, b) = (leases(&db, "a"), leases(&db, "b"));
+    let t0 = 2_000_000;
+    let lease = held(a.take(2, t0).await.unwrap());
+    let fenced = a.fenced(lease, None);
+    let v = fenced
+        .commit(vec![], vec![put("tenants/root/x", b"1")])
+        .await
+        .unwrap();
+    assert!(is_conflict(
+        fenced
+            .commit(
+                vec![cond("tenants/root/x", Some(v + 100))],
+                vec![put("tenants/root/x", b"2")]
+            )
+            .await
+    ));
+    // A renewal does not break the fence.
+    a.renew(lease, t0 + 1_000).await.unwrap().unwrap();
+    fenced
+        .commit(
+            vec![cond("tenants/root/x", Some(v))],
+            vec![put("tenants/root/x", b"2")],
+        )
+        .await
+        .unwrap();
+    // Taken over: every commit through the old fence fails, and writes nothing.
+    held(b.take(2, t0 + 1_000 + TTL_MS).await.unwrap());
+    let late = fenced
+        .commit(vec![], vec![put("tenants/root/x", b"late")])
+        .await;
+    assert!(
+        matches!(&late, Err(StorageError::Unavailable(m)) if m == kvsync::ha::LEASE_LOST),
+        "{late:?}"
+    );
+    assert_eq!(db.get("tenants/root/x").await.unwrap().unwrap().value, b"2");
+}
+
+/// A lease left live by a process that died: on a store this process has to itself (redb: the
+/// file is locked) it is stale and taken at once; on a shared one it lasts its ttl.
+async fn leases_of_a_process_that_died(db: SharedBackend) {
+    let t0 = 4_000_000;
+    let dead = Leases::new(db.clone(), "root", host("dead"), TTL, 4);
+    held(dead.take(1, t0).await.unwrap());
+    let next = Leases::new(db.clone(), "root", host("next"), TTL, 4);
+    let taken = next.take(1, t0 + 1).await.unwrap();
+    if db.is_shared() {
+        assert!(matches!(taken, Taken::Elsewhere { .. }), "{taken:?}");
+    } else {
+        held(taken);
+    }
+}
+
+/// Hosts that try to take one free lease at once: exactly one holds it.
+async fn leases_one_taker_wins(db: SharedBackend) {
+    let t0 = 3_000_000;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let l = leases(&db, &format!("h{i}"));
+        tasks.spawn(async move { l.take(3, t0).await.unwrap() });
+    }
+    let mut winners = 0;
+    while let Some(taken) = tasks.join_next().await {
+        if matches!(taken.unwrap(), Taken::Held(_)) {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(leases(&db, "x").holders(t0).await.unwrap().len(), 1);
+}
 
 async fn get_put_delete(db: SharedBackend) {
     assert_eq!(db.get("a").await.unwrap(), None);
@@ -740,6 +892,40 @@ async fn barrier_on_top(db: SharedBackend) {
         Err(StorageError::Unavailable(_))
     ));
     Barrier::new(db, key).check_key().await.unwrap();
+}
+
+async fn barrier_keyring_rotates(db: SharedBackend) {
+    let key = EncryptionKey::generate().unwrap();
+    // Two processes on one store; automatic rotation after 5 encryptions, reserved 2 at a time.
+    let a = Barrier::new(Arc::clone(&db), key.clone()).with_rotation(5, 2);
+    let b = Barrier::new(Arc::clone(&db), key.clone()).with_rotation(5, 2);
+    a.init_key_check().await.unwrap();
+    assert_eq!(a.key_status().await.unwrap().term, 1);
+    for i in 0..6u8 {
+        let writer = if i % 2 == 0 { &a } else { &b };
+        writer
+            .commit(vec![], vec![put(&format!("k{i}"), &[i])])
+            .await
+            .unwrap();
+    }
+    // 6 writes, each process reserving 2 at a time, under a threshold of 5: rotated once.
+    assert_eq!(a.key_status().await.unwrap().term, 2);
+    assert_eq!(a.rotate().await.unwrap().term, 3);
+    a.commit(vec![], vec![put("after", b"rotation")])
+        .await
+        .unwrap();
+    let fresh = Barrier::new(Arc::clone(&db), key);
+    fresh.check_key().await.unwrap();
+    for i in 0..6u8 {
+        let got = b.get(&format!("k{i}")).await.unwrap().unwrap();
+        assert_eq!(got.value, [i]);
+        assert_eq!(
+            fresh.get(&format!("k{i}")).await.unwrap().unwrap().value,
+            [i]
+        );
+    }
+    assert_eq!(b.get("after").await.unwrap().unwrap().value, b"rotation");
+    assert_eq!(fresh.key_status().await.unwrap().term, 3);
 }
 
 /// The next change on `feed` that names `key` (bounded in count and time).

@@ -46,6 +46,7 @@ fn start_worker(rt: &Runtime, backend: &SharedBackend) -> Worker {
         TENANT,
         sync_config(),
         Arc::new(Notify::new()),
+        kvsync::ha::HostInfo::this_process(String::new()),
     )
 }
 
@@ -62,6 +63,7 @@ fn sync_config() -> SyncConfig {
         backoff_cap: Duration::from_secs(1),
         reconcile_interval: Duration::from_secs(1),
         coalesce_window: Duration::ZERO,
+        ..SyncConfig::default()
     }
 }
 

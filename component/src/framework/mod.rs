@@ -2,10 +2,12 @@
 //! endpoint is declared as data ([`Path`], in [`path`]) in the table of its
 //! [`Backend`], every field an endpoint or a destination type takes as a
 //! [`FieldSpec`] (in [`field`]), and request data is coerced against those
-//! declarations ([`parse`]).
+//! declarations ([`parse`]). The OpenAPI document is written from the same
+//! tables ([`openapi`]).
 
 pub mod backend;
 pub mod field;
+pub mod openapi;
 pub mod parse;
 pub mod path;
 

@@ -84,6 +84,11 @@ pub struct Op {
     pub summary: &'static str,
     /// The fields it reads; `None`: the path's.
     pub fields: Option<Schema>,
+    /// The answers it documents instead of the usual ones of its operation
+    /// (200 for reads and lists; 200 or 204 for writes and deletes), as
+    /// (status or `default`, description): where the handler picks another
+    /// status. Errors are documented apart.
+    pub answers: &'static [(&'static str, &'static str)],
     handler: Handler,
 }
 
@@ -99,6 +104,7 @@ pub const fn op(
         id,
         summary,
         fields: None,
+        answers: &[],
         handler,
     }
 }
@@ -115,6 +121,11 @@ impl Op {
     /// The operation reads no field.
     pub const fn no_fields(self) -> Op {
         self.fields(Schema::None)
+    }
+
+    /// The operation answers these statuses on success (see [`Op::answers`]).
+    pub const fn answers(self, answers: &'static [(&'static str, &'static str)]) -> Op {
+        Op { answers, ..self }
     }
 
     /// Runs the handler. Only a request that went through the router's

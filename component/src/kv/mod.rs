@@ -317,6 +317,7 @@ pub(crate) mod testing {
                 authz: &StaticAuthz(true),
                 policies: &self.policies,
                 tokens: &self.tokens,
+                keyring: &crate::keyring::NoKeyring,
             };
             crate::testing::call(&env, method, path, &body)
         }

@@ -45,6 +45,7 @@ mod tests {
     use crate::effects::{Effects, SyncDue};
     use crate::env::{Env, Fakes};
     use crate::storage::Tx;
+    use crate::sync::associations::Association;
     use crate::sync::keys;
     use crate::sync::worker::{self, Settings};
     use crate::testing::{self, Counting};
@@ -151,7 +152,8 @@ mod tests {
     #[test]
     fn sync_handlers_and_a_mount_disable_report_where_work_is_due() {
         let f = setup(2);
-        // A failed inline sync leaves its retry to the worker, due now.
+        // A failed inline sync leaves its retry to the worker, which is woken
+        // to learn when it falls due.
         *f.connector.fail_with.borrow_mut() = Some(crate::connector::SyncError::ExternalService {
             message: "provider unavailable".into(),
             retry_after_ms: None,
@@ -243,6 +245,20 @@ mod tests {
         assert_eq!((gets, lists), (3 + 5 + 5, 1));
         // Queued and held back (the worker spaces writes right after a
         // push): the change joins the entries, reads no record, wakes no one.
+        // Each association is in a burst of writes that just pushed, so the
+        // worker holds it back for the whole window however slow this runs.
+        let accessor = testing::accessor(&f.storage, "secret/");
+        let mut tx = Tx::new(&f.storage);
+        for i in 1..=5 {
+            let dest = format!("d{i}");
+            let mut record = Association::load(&mut tx, "in-mem", &dest, &accessor, "app")
+                .unwrap()
+                .unwrap();
+            record.pushed_at = crate::time::now();
+            record.burst = 1;
+            record.save(&mut tx).unwrap();
+        }
+        tx.commit().unwrap();
         let coalescing = Settings {
             coalesce_window_ms: 60_000,
             ..Settings::default()

@@ -10,7 +10,6 @@ pub mod destinations;
 pub mod github_apps;
 pub mod jobs;
 pub mod names;
-pub mod once;
 pub mod outbox;
 pub mod reconcile;
 pub mod status;

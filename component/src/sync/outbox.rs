@@ -149,8 +149,6 @@ impl EntryId {
 pub struct Enqueue {
     pub op: OutboxOp,
     pub due_at: Nanos,
-    /// Attempts already made (an inline attempt that failed counts).
-    pub attempts: u32,
     /// An explicit request (`set`, `remove`, a purge, a mount disable): it
     /// replaces whatever is pending, schedule included. Otherwise (a KV
     /// change) a pending operation of a higher rank stays, and an entry in
@@ -164,7 +162,6 @@ impl Enqueue {
         Enqueue {
             op,
             due_at: now,
-            attempts: 0,
             reset,
         }
     }
@@ -266,11 +263,10 @@ pub fn enqueue(tx: &mut Tx, id: &EntryId, req: Enqueue) -> ApiResult<Queued> {
             } else {
                 e.due_at.max(req.due_at)
             };
-            let attempts = e.attempts.max(req.attempts);
             OutboxEntry {
                 op: req.op,
                 due_at,
-                attempts,
+                attempts: e.attempts,
                 enqueued_at: e.enqueued_at,
                 started_at: None,
             }
@@ -278,7 +274,7 @@ pub fn enqueue(tx: &mut Tx, id: &EntryId, req: Enqueue) -> ApiResult<Queued> {
         Some(e) => OutboxEntry {
             op: req.op,
             due_at: req.due_at,
-            attempts: req.attempts,
+            attempts: 0,
             enqueued_at: e.enqueued_at,
             started_at: None,
         },
@@ -298,7 +294,7 @@ pub fn enqueue(tx: &mut Tx, id: &EntryId, req: Enqueue) -> ApiResult<Queued> {
                 &OutboxEntry {
                     op: req.op,
                     due_at: req.due_at,
-                    attempts: req.attempts,
+                    attempts: 0,
                     enqueued_at: time::now(),
                     started_at: None,
                 },
@@ -363,32 +359,6 @@ pub fn queue(
             record.save(tx)?;
         }
         Queued::Kept => {}
-    }
-    Ok(queued)
-}
-
-/// Queues a retry of `record` after an inline attempt (`set`, `remove`)
-/// failed in a retryable way: its rows keep the error status until the
-/// worker runs it. When the outbox is full the rows say so.
-pub fn queue_retry(
-    tx: &mut Tx,
-    record: &mut Association,
-    op: OutboxOp,
-    retry_after_ms: Option<u64>,
-) -> ApiResult<Queued> {
-    let now = time::now();
-    let delay =
-        i64::try_from(retry_after_ms.unwrap_or(0).saturating_mul(1_000_000)).unwrap_or(i64::MAX);
-    let req = Enqueue {
-        op,
-        due_at: now.saturating_add(delay),
-        attempts: 1,
-        reset: true,
-    };
-    let queued = enqueue(tx, &EntryId::of(record), req)?;
-    if queued == Queued::Full {
-        record.mark_rows(SyncStatus::InternalVaultError, Some(QUEUE_FULL), now);
-        record.save(tx)?;
     }
     Ok(queued)
 }

@@ -46,6 +46,13 @@ pub const FIELDS: &[FieldSpec] = &[
         .describe("The status of an uninitialized server (501; kvsync is always initialized)."),
 ];
 
+/// What `sys/health` answers: `activecode` picks the status of a healthy
+/// server, any from [`STATUS_RANGE`].
+pub const ANSWERS: &[(&str, &str)] = &[
+    ("200", "Initialized, unsealed and active"),
+    ("default", "The status activecode asks for"),
+];
+
 /// The statuses a code parameter may ask for.
 const STATUS_RANGE: std::ops::RangeInclusive<i64> = 200..=599;
 

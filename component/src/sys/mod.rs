@@ -1,5 +1,5 @@
 //! The system backend (`sys/...`): mounts, health and the start-up status
-//! endpoints, auth methods, ACL policies and capabilities, and the UI's
+//! endpoints, the storage key's status and rotation, auth methods, ACL policies and capabilities, and the UI's
 //! mount lookup. Secrets Sync (`sys/sync/`, `sys/activation-flags`) has
 //! backends of its own.
 
@@ -7,7 +7,9 @@ pub mod auth;
 pub mod capabilities;
 pub mod health;
 pub mod internal_ui;
+pub mod keys;
 pub mod mounts;
+pub mod openapi;
 pub mod policies;
 pub mod status;
 
@@ -69,13 +71,15 @@ const PATHS: &[Path] = &[
                 "read-health-status",
                 "Read the server's health.",
                 health::read,
-            ),
+            )
+            .answers(health::ANSWERS),
             op(
                 Header,
                 "read-health-status-head",
                 "Check the server's health: the status only.",
                 health::read,
-            ),
+            )
+            .answers(health::ANSWERS),
         ],
     )
     .fields(health::FIELDS)
@@ -287,6 +291,46 @@ const PATHS: &[Path] = &[
     )
     .params(MOUNT)
     .fields(mounts::ENABLE_FIELDS),
+    Path::new(
+        "key-status",
+        "The storage encryption key's term, install time and encryption count.",
+        &[op(
+            Read,
+            "encryption-key-status",
+            "Read the active encryption key's status.",
+            keys::status,
+        )],
+    ),
+    Path::new(
+        "rotate",
+        "Rotate the storage encryption key: a new key seals every write from now on.",
+        &[op(
+            Update,
+            "encryption-key-rotate",
+            "Add a new encryption key; older keys stay to read what they sealed.",
+            keys::rotate,
+        )],
+    )
+    .sudo(),
+    Path::new(
+        "internal/specs/openapi",
+        "The OpenAPI document of every path served.",
+        &[
+            op(
+                Read,
+                "internal-generate-open-api-document",
+                "Generate the OpenAPI 3 document of every path served.",
+                openapi::read,
+            ),
+            op(
+                Update,
+                "internal-generate-open-api-document-with-parameters",
+                "Generate the OpenAPI 3 document (parameters in the body).",
+                openapi::read,
+            ),
+        ],
+    )
+    .fields(openapi::FIELDS),
     // Decided in the handler: any capability under the mount suffices.
     Path::new(
         "internal/ui/mounts/{path*}",

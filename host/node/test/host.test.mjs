@@ -104,3 +104,29 @@ test('a trap discards the instance and the next call gets a fresh one', async ()
   assert.equal(engine.handle(req('GET', 'sys/mounts/secret')).response.status, 200);
   assert.equal(engine.instantiations, 2);
 });
+
+test('the keyring is one in-memory key: term 1 from the start, each rotation a term more', async () => {
+  const deterministic = new DeterministicWasi();
+  const engine = await Engine.create({
+    storage: new MemStorage(), connectors: new Connectors([new InMemory()]), deterministic,
+  });
+  const root = {
+    token: 't', accessor: 'a', displayName: 'root', policies: ['root'], path: 'auth/token/root', creationTime: 0n,
+  };
+  const req = (method, path) => ({
+    method, path, query: '', headers: [], body: new Uint8Array(), caller: root,
+  });
+  const anonymous = (method, path) => ({ ...req(method, path), caller: undefined });
+  const status = () => {
+    const { response } = engine.handle(req('GET', 'sys/key-status'));
+    assert.equal(response.status, 200);
+    return JSON.parse(new TextDecoder().decode(response.body)).data;
+  };
+  assert.deepEqual(status(), { term: 1, install_time: '2026-01-01T00:00:00Z', encryptions: 0 });
+  deterministic.advanceMs(60_000);
+  assert.equal(engine.handle(req('POST', 'sys/rotate')).response.status, 204);
+  assert.deepEqual(status(), { term: 2, install_time: '2026-01-01T00:01:00Z', encryptions: 0 });
+  assert.equal(engine.handle(anonymous('GET', 'sys/key-status')).response.status, 403);
+  assert.equal(engine.handle(anonymous('POST', 'sys/rotate')).response.status, 403);
+  assert.equal(status().term, 2);
+});

@@ -61,6 +61,11 @@ impl Authority {
         })
     }
 
+    /// The namespace of the request.
+    pub fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
     /// The caller's ACL.
     pub fn acl(&self) -> &Acl {
         &self.acl

@@ -99,6 +99,7 @@ impl SyncFlags {
                 .sync_reconcile_interval
                 .unwrap_or(base.reconcile_interval),
             coalesce_window: self.sync_coalesce_window.unwrap_or(base.coalesce_window),
+            lease_ttl: base.lease_ttl,
         };
         config.validate()?;
         Ok(config)

@@ -1,6 +1,7 @@
 //! `kvsync sync run`: opens the configured storage itself (no HTTP server;
-//! redb's file lock keeps it from running next to a server) and drives the
-//! engine's `sync` export, then reads the statuses back through the engine's
+//! redb's file lock keeps it from running next to a server; on PostgreSQL it
+//! takes the shard leases running servers do not hold, and names the hosts
+//! that hold the others) and drives the engine's `sync` export, then reads the statuses back through the engine's
 //! API as the operator. With `--once` it processes what is due and prints a
 //! summary (exit 1 when an association is left in an error status);
 //! without, it keeps syncing until interrupted.
@@ -19,6 +20,7 @@ use super::{SyncFlags, print};
 use crate::auth::{Caller, ROOT_POLICY, Token};
 use crate::config::{Config, parse_duration};
 use crate::env::Env;
+use crate::ha::HostInfo;
 use crate::server::{self, Access, Options, Server};
 use crate::vault_client::response_data;
 use crate::worker::{DrainProgress, DrainReport};
@@ -50,7 +52,7 @@ pub(crate) async fn exec(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
     let server = Server::open(&config, &args.config, env, options, Access::Offline).await?;
     if !args.once {
         server
-            .sync_until(async {
+            .sync_until(HostInfo::this_process(String::new()), async {
                 eprintln!("Syncing queued work; press Ctrl-C to stop.");
                 server::shutdown_signal().await;
             })
@@ -237,6 +239,13 @@ pub fn run_summary(destinations: &[DestinationStatus], report: &DrainReport) -> 
         report.failed,
         waiting_for_retry(destinations, report)
     ));
+    for (shard, host) in &report.elsewhere {
+        let host = host.as_ref().map_or_else(
+            || "another host".to_string(),
+            |h| format!("host {}", h.describe()),
+        );
+        lines.push(format!("Shard {shard}: handled by {host}"));
+    }
     lines
 }
 
@@ -311,6 +320,7 @@ mod tests {
             processed: 5,
             failed: 1,
             next_due_ms: Some(1),
+            elsewhere: Vec::new(),
         };
         assert_eq!(
             run_summary(&sample(), &report),
@@ -347,6 +357,7 @@ mod tests {
             processed: 0,
             failed: 0,
             next_due_ms: Some(1),
+            elsewhere: Vec::new(),
         };
         // Three rows, two secrets (one with two sub-keys).
         assert_eq!(waiting_for_retry(std::slice::from_ref(&d), &due), 2);

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::{Request, Response, header};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -72,6 +72,8 @@ pub struct AppState {
     /// Wakes the sync worker's loops (`notify_waiters`) when a request's
     /// effects say it made sync work due.
     pub sync_wake: Arc<Notify>,
+    /// The HA view `sys/leader` reports (`None`: the engine's answer as it is).
+    pub ha: Option<crate::ha::HaView>,
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish
@@ -211,11 +213,25 @@ pub async fn bind(address: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
 }
 
 /// Answers one request whose first byte arrived at `began`.
+///
+/// A request whose body is left unread (refused before it was read, or sent
+/// to a path that takes none) is answered with `Connection: close`: hyper
+/// closes such a connection after the response, and a client told so opens
+/// a new one for its next request instead of reusing a socket that is being
+/// closed under it.
 async fn handle(state: &AppState, req: Request<Incoming>, began: Instant) -> Response<Full<Bytes>> {
-    match respond(state, req, began).await {
-        Ok(resp) => resp,
-        Err(e) => e.into_response(),
+    let has_body = !req.body().is_end_stream();
+    let (mut resp, body_read) = match respond(state, req, began).await {
+        Ok(answered) => answered,
+        Err(e) => (e.into_response(), false),
+    };
+    if has_body && !body_read {
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
     }
+    resp
 }
 
 /// The body, up to `limit` bytes, complete by `deadline` (408 otherwise).
@@ -287,11 +303,12 @@ fn token_of(req: &Request<Incoming>) -> Option<Token> {
         .map(|t| Token::new(t.to_string()))
 }
 
+/// The response, and whether the request's body was read.
 async fn respond(
     state: &AppState,
     req: Request<Incoming>,
     began: Instant,
-) -> Result<Response<Full<Bytes>>, HostError> {
+) -> Result<(Response<Full<Bytes>>, bool), HostError> {
     let Some(path) = req.uri().path().strip_prefix("/v1/") else {
         return Err(HostError::NotFound);
     };
@@ -383,6 +400,10 @@ async fn respond(
         return Err(HostError::PayloadTooLarge(limit));
     }
     let method = req.method().as_str().to_string();
+    // `sys/leader` gets the host's HA view added to the engine's answer.
+    let leader = method == "GET"
+        && api::request_path(&path, api::Operation::Read)
+            .is_ok_and(|decoded| decoded.trim_matches('/') == "sys/leader");
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()
@@ -418,9 +439,12 @@ async fn respond(
         state.tokens.finish(spent).await;
     }
     let runtime::Outcome {
-        response: out,
+        response: mut out,
         effects,
     } = outcome?;
+    if let (true, 200, Some(ha)) = (leader, out.status, &state.ha) {
+        out.body = ha.leader(std::mem::take(&mut out.body)).await;
+    }
     // Wake the sync worker first: the work is committed whatever happens to
     // the response. Every loop is woken: which loop serves a destination is
     // the engine's shard function, not the host's.
@@ -448,7 +472,7 @@ async fn respond(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
     );
-    Ok(resp)
+    Ok((resp, !open))
 }
 
 #[cfg(test)]
@@ -500,6 +524,7 @@ mod tests {
             backend,
             limits: ListenerLimits::default(),
             sync_wake: Arc::new(Notify::new()),
+            ha: None,
         });
         let wake = state.sync_wake.clone();
         let mut woken = pin!(wake.notified());

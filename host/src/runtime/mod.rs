@@ -18,9 +18,10 @@
 //! Imports: `storage` (the tenant's [`TenantStorage`]), `connector` (the shared
 //! [`Connectors`] registry), `authz` (decided on the request's
 //! [`crate::auth::Authority`]: the caller's compiled ACL), `policies` (the
-//! authority's namespace stores) and `tokens` (the server's [`TokenStore`],
-//! scoped to the tenant's namespace and the caller), each implemented on its
-//! own borrowed view of the call's state (`state.rs`).
+//! authority's namespace stores), `tokens` (the server's [`TokenStore`],
+//! scoped to the tenant's namespace and the caller) and `keyring` (the storage
+//! barrier's keys, for a caller in the root namespace: `keyring.rs`), each
+//! implemented on its own borrowed view of the call's state (`state.rs`).
 //!
 //! The generated bindings stay private to this module: callers exchange the
 //! host's records ([`Request`], [`Response`], [`SyncSettings`], [`RunReport`],
@@ -30,6 +31,7 @@ mod bindings;
 mod cache;
 mod connector;
 pub mod deterministic;
+mod keyring;
 pub mod limits;
 mod records;
 mod state;
@@ -46,7 +48,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::auth::{Authority, Caller, TokenStore};
 use crate::connectors::Connectors;
-use crate::storage::TenantStorage;
+use crate::storage::{SharedKeyring, TenantStorage};
 pub use limits::Limits;
 use records::WitRequest;
 pub use records::{Effects, Outcome, Request, Response, RunReport, SyncDue, SyncSettings};
@@ -76,6 +78,9 @@ pub struct Runtime {
     /// The token store the `tokens` import serves (set by the composition
     /// root once the storage is open).
     tokens: Option<TokenStore>,
+    /// The storage barrier's keyring the `keyring` import serves (set with
+    /// the token store).
+    keyring: Option<SharedKeyring>,
     /// How long a provider call made while answering an API request may take
     /// before it is left to the sync worker (the association shows `PENDING`).
     inline_bound: Duration,
@@ -135,6 +140,7 @@ impl Runtime {
             limits,
             connectors,
             tokens: None,
+            keyring: None,
             inline_bound: DEFAULT_INLINE_BOUND,
             max_request_duration: DEFAULT_MAX_REQUEST_DURATION,
             _ticker: ticker,
@@ -179,6 +185,12 @@ impl Runtime {
     /// Serves the `tokens` import from `tokens`.
     pub fn with_tokens(mut self, tokens: TokenStore) -> Self {
         self.tokens = Some(tokens);
+        self
+    }
+
+    /// Serves the `keyring` import (`sys/key-status`, `sys/rotate`) from `keyring`.
+    pub fn with_keyring(mut self, keyring: SharedKeyring) -> Self {
+        self.keyring = Some(keyring);
         self
     }
 
@@ -329,7 +341,8 @@ impl Runtime {
             caller,
             inline_bound,
             &self.limits,
-        );
+        )
+        .with_keyring(self.keyring.clone());
         if let Some(d) = &self.deterministic {
             state.set_wasi(d.ctx());
         }

@@ -1,7 +1,7 @@
 //! The per-call store state, the borrowed view each import sees of it, and
 //! the host side of the `storage`, `authz` and `policies` imports (the
 //! `connector` import is in [`super::connector`], `tokens` in
-//! [`super::tokens`]).
+//! [`super::tokens`], `keyring` in [`super::keyring`]).
 //!
 //! Each import is implemented on a small view that borrows only what it
 //! needs (wasmtime's `HasData` pattern): `storage` the tenant's storage and
@@ -17,12 +17,15 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{HasData, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::kvsync::engine::{authz, connector, policies, storage as wit, tokens, types};
+use super::bindings::kvsync::engine::{
+    authz, connector, keyring, policies, storage as wit, tokens, types,
+};
+use super::keyring::KeyringView;
 use super::limits::{CpuMeter, Limits, MemoryLimiter};
 use crate::auth::policy::Operation;
 use crate::auth::{Authority, Caller, PolicyStoreError, Subject, Token, TokenStore};
 use crate::connectors::Connectors;
-use crate::storage::{self, StorageError, TenantStorage};
+use crate::storage::{self, SharedKeyring, StorageError, TenantStorage};
 
 pub struct State {
     wasi: WasiCtx,
@@ -32,6 +35,9 @@ pub struct State {
     /// The server's token store (`None`: a runtime without one answers the
     /// `tokens` import with an error).
     tokens: Option<TokenStore>,
+    /// The storage barrier's keyring (`None`: a runtime without one answers
+    /// the `keyring` import with an error).
+    keyring: Option<SharedKeyring>,
     /// Who made the request being handled (`None`: an unauthenticated path,
     /// or a sync run).
     caller: Option<Caller>,
@@ -70,6 +76,7 @@ impl State {
             storage,
             connectors,
             tokens,
+            keyring: None,
             caller,
             authority,
             cpu: CpuMeter::new(limits.cpu),
@@ -77,6 +84,12 @@ impl State {
             inline_bound,
             inline_deadline: deadline(inline_bound),
         }
+    }
+
+    /// Serves the `keyring` import from `keyring`.
+    pub fn with_keyring(mut self, keyring: Option<SharedKeyring>) -> Self {
+        self.keyring = keyring;
+        self
     }
 
     /// Readies the state for a call: the tenant's storage, the token store,
@@ -136,6 +149,14 @@ impl State {
 
     pub(super) fn policies_view(&mut self) -> PoliciesView<'_> {
         PoliciesView {
+            authority: self.authority.as_ref(),
+            cpu: &self.cpu,
+        }
+    }
+
+    pub(super) fn keyring_view(&mut self) -> KeyringView<'_> {
+        KeyringView {
+            keyring: self.keyring.as_ref(),
             authority: self.authority.as_ref(),
             cpu: &self.cpu,
         }
@@ -212,6 +233,11 @@ impl HasData for PoliciesImport {
     type Data<'a> = PoliciesView<'a>;
 }
 
+struct KeyringImport;
+impl HasData for KeyringImport {
+    type Data<'a> = KeyringView<'a>;
+}
+
 struct TokensImport;
 impl HasData for TokensImport {
     type Data<'a> = TokensView<'a>;
@@ -232,6 +258,7 @@ pub fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     authz::add_to_linker::<State, AuthzImport>(linker, State::authz_view)?;
     policies::add_to_linker::<State, PoliciesImport>(linker, State::policies_view)?;
     tokens::add_to_linker::<State, TokensImport>(linker, State::tokens_view)?;
+    keyring::add_to_linker::<State, KeyringImport>(linker, State::keyring_view)?;
     Ok(())
 }
 

@@ -18,17 +18,16 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 
-pub use storage::{Access, Initialized, in_use_message, init, load_key};
+pub use storage::{Access, Initialized, Sealed, in_use_message, init, load_key};
 
 use crate::auth::tokens::sweep::Sweeper;
 use crate::auth::{Authority, Caller, Namespace, NewToken, PolicyStore, TokenStore};
-use crate::config::{Config, Listener};
+use crate::config::{Config, Listener, Storage};
 use crate::connectors::{ConnectorEnv, Connectors, DEFAULT_TIMEOUT};
 use crate::env::Env;
+use crate::ha::{HaView, HostInfo, Leases};
 use crate::http::{self, Api, AppState, ListenerLimits, ROOT_TENANT};
-use crate::runtime::{
-    self, CallError, DEFAULT_INLINE_BOUND, DEFAULT_MAX_REQUEST_DURATION, Limits, Runtime,
-};
+use crate::runtime::{self, DEFAULT_INLINE_BOUND, DEFAULT_MAX_REQUEST_DURATION, Limits, Runtime};
 use crate::storage::{SharedBackend, TenantStorage};
 use crate::worker::{self, DrainProgress, DrainReport, SyncConfig, Worker};
 
@@ -154,13 +153,14 @@ pub fn dev_listener(address: String) -> Listener {
 
 /// The HTTP front's state: requests answered by `api` against `backend`,
 /// callers resolved by `tokens` and authorized by `policies`; `sync_wake` is
-/// notified when a request queued sync work.
+/// notified when a request queued sync work; `ha` is what `sys/leader` adds.
 pub fn http_state(
     api: Arc<dyn Api>,
     backend: SharedBackend,
     (tokens, policies): (TokenStore, PolicyStore),
     limits: ListenerLimits,
     sync_wake: Arc<Notify>,
+    ha: Option<HaView>,
 ) -> Arc<AppState> {
     Arc::new(AppState {
         api,
@@ -169,6 +169,7 @@ pub fn http_state(
         policies,
         limits,
         sync_wake,
+        ha,
     })
 }
 
@@ -187,8 +188,9 @@ pub async fn identity(backend: &SharedBackend) -> anyhow::Result<(TokenStore, Po
 pub async fn dev_storage(
     api: &dyn Api,
     root_token_id: Option<String>,
-) -> anyhow::Result<(SharedBackend, (TokenStore, PolicyStore), NewToken)> {
-    let backend = storage::in_memory().await?;
+) -> anyhow::Result<(storage::Sealed, (TokenStore, PolicyStore), NewToken)> {
+    let sealed = storage::in_memory().await?;
+    let backend = sealed.backend.clone();
     let (tokens, policies) = identity(&backend).await?;
     let root = tokens.create_root(root_token_id).await?;
     let caller = tokens
@@ -213,7 +215,7 @@ pub async fn dev_storage(
             String::from_utf8_lossy(&resp.body)
         );
     }
-    Ok((backend, (tokens, policies), root))
+    Ok((sealed, (tokens, policies), root))
 }
 
 /// The assembled parts of a server of the root tenant.
@@ -226,6 +228,8 @@ pub struct Server {
     runtime: Runtime,
     sync: SyncConfig,
     sync_wake: Arc<Notify>,
+    /// `ha_enabled` of the PostgreSQL storage.
+    ha_enabled: bool,
 }
 
 impl Server {
@@ -239,7 +243,7 @@ impl Server {
         options: Options,
         access: Access,
     ) -> anyhow::Result<Self> {
-        let (backend, description) = storage::open(config, config_path, env, access).await?;
+        let (sealed, description) = storage::open(config, config_path, env, access).await?;
         let mut engine_options = EngineOptions::from_config(config, env);
         if let Some(n) = options.warm_instances {
             engine_options.limits.warm_instances = n;
@@ -248,10 +252,11 @@ impl Server {
             engine_options.max_request_duration = d;
         }
         let runtime = engine(&engine_options)?;
-        let (tokens, policies) = identity(&backend).await?;
+        let (tokens, policies) = identity(&sealed.backend).await?;
         tokens.upgrade().await?;
-        let mut server = Self::assemble(backend, (tokens, policies), runtime, options.sync);
+        let mut server = Self::assemble(sealed, (tokens, policies), runtime, options.sync);
         server.storage_description = description;
+        server.ha_enabled = matches!(&config.storage, Storage::Postgres(pg) if pg.ha_enabled);
         Ok(server)
     }
 
@@ -274,9 +279,9 @@ impl Server {
             engine_options.max_request_duration = d;
         }
         let runtime = engine(&engine_options)?;
-        let (backend, identity, root) = dev_storage(&runtime, root_token_id).await?;
+        let (sealed, identity, root) = dev_storage(&runtime, root_token_id).await?;
         Ok((
-            Self::assemble(backend, identity, runtime, options.sync),
+            Self::assemble(sealed, identity, runtime, options.sync),
             root,
         ))
     }
@@ -287,28 +292,30 @@ impl Server {
         engine_options: &EngineOptions,
         sync: SyncConfig,
     ) -> anyhow::Result<Self> {
-        let backend = storage::in_memory().await?;
+        let sealed = storage::in_memory().await?;
         let runtime = engine(engine_options)?;
-        let identity = identity(&backend).await?;
-        Ok(Self::assemble(backend, identity, runtime, sync))
+        let identity = identity(&sealed.backend).await?;
+        Ok(Self::assemble(sealed, identity, runtime, sync))
     }
 
     /// The parts of a server; the runtime's `tokens` import serves `tokens`
-    /// (the store whose caller cache the HTTP front shares).
+    /// (the store whose caller cache the HTTP front shares), its `keyring`
+    /// import the storage's keyring.
     fn assemble(
-        backend: SharedBackend,
+        storage::Sealed { backend, keyring }: storage::Sealed,
         (tokens, policies): (TokenStore, PolicyStore),
         runtime: Runtime,
         sync: SyncConfig,
     ) -> Self {
         Server {
-            runtime: runtime.with_tokens(tokens.clone()),
+            runtime: runtime.with_tokens(tokens.clone()).with_keyring(keyring),
             tokens,
             policies,
             backend,
             storage_description: "inmem".to_string(),
             sync,
             sync_wake: Arc::new(Notify::new()),
+            ha_enabled: false,
         }
     }
 
@@ -361,14 +368,15 @@ impl Server {
         Ok(self.runtime.handle(self.storage(), req).await?)
     }
 
-    /// Starts the sync worker of the root tenant.
-    pub fn start_worker(&self) -> Worker {
+    /// Starts the sync worker of the root tenant, as `host`.
+    pub fn start_worker(&self, host: HostInfo) -> Worker {
         Worker::start(
             self.runtime.clone(),
             self.backend.clone(),
             ROOT_TENANT,
             self.sync.clone(),
             self.sync_wake.clone(),
+            host,
         )
     }
 
@@ -378,7 +386,7 @@ impl Server {
         &self,
         wait: Duration,
         progress: Arc<DrainProgress>,
-    ) -> Result<DrainReport, CallError> {
+    ) -> anyhow::Result<DrainReport> {
         worker::drain(
             &self.runtime,
             &self.backend,
@@ -390,10 +398,10 @@ impl Server {
         .await
     }
 
-    /// Runs the sync worker until `shutdown` resolves, then stops it, letting
-    /// runs in flight finish within the grace period.
-    pub async fn sync_until(&self, shutdown: impl Future<Output = ()>) {
-        let worker = self.start_worker();
+    /// Runs the sync worker (as `host`) until `shutdown` resolves, then stops it, letting
+    /// runs in flight finish within the grace period and releasing its leases.
+    pub async fn sync_until(&self, host: HostInfo, shutdown: impl Future<Output = ()>) {
+        let worker = self.start_worker(host);
         shutdown.await;
         worker.stop(worker::SHUTDOWN_GRACE).await;
     }
@@ -404,19 +412,37 @@ impl Server {
     /// within its grace period.
     pub async fn serve(&self, listening: Listening, shutdown: impl Future<Output = ()>) {
         let sweeper = Sweeper::start(self.tokens.clone());
+        let scheme = if listening.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let host = HostInfo::this_process(format!("{scheme}://{}", listening.addr));
+        let ha = HaView {
+            leases: Leases::new(
+                self.backend.clone(),
+                ROOT_TENANT,
+                host.clone(),
+                self.sync.lease_ttl,
+                self.sync.workers,
+            ),
+            ha_enabled: self.ha_enabled,
+            active_time: kvsync_component::time::rfc3339(kvsync_component::time::now()),
+        };
         let state = http_state(
             Arc::new(self.runtime.clone()),
             self.backend.clone(),
             (self.tokens.clone(), self.policies.clone()),
             listening.limits.clone(),
             self.sync_wake.clone(),
+            Some(ha),
         );
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let shutdown = async move {
             shutdown.await;
             let _ = stop.send(true);
         };
-        let worker = self.sync_until(async move {
+        let worker = self.sync_until(host, async move {
             // An error means the sender is gone: the server is stopping anyway.
             let _ = stopped.wait_for(|s| *s).await;
         });

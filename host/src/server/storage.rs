@@ -15,7 +15,25 @@ use crate::env::{self, Env};
 use crate::storage::postgres::{self, ConnectOptions};
 use crate::storage::{
     Backend, Barrier, EncryptionKey, OpenError, PostgresBackend, RedbBackend, SharedBackend,
+    SharedKeyring,
 };
+
+/// Storage under its encryption barrier, and the barrier's keyring.
+#[derive(Clone)]
+pub struct Sealed {
+    pub backend: SharedBackend,
+    pub keyring: SharedKeyring,
+}
+
+impl Sealed {
+    fn of<B: Backend>(barrier: Barrier<B>) -> Self {
+        let barrier = Arc::new(barrier);
+        Sealed {
+            backend: barrier.clone(),
+            keyring: barrier,
+        }
+    }
+}
 
 /// How the storage is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +52,9 @@ pub fn load_key(config: &Config, env: &Env) -> anyhow::Result<EncryptionKey> {
             .map_err(|e| anyhow::anyhow!("{}: {e}", env::ENCRYPTION_KEY));
     }
     let file = key_file(config)?;
+    if file.exists() {
+        crate::private_fs::check_key_file(file)?;
+    }
     let text = std::fs::read_to_string(file).map_err(|e| {
         anyhow::anyhow!(
             "cannot read the encryption key file {} ({e}); set {} or run `kvsync operator init`",
@@ -113,7 +134,7 @@ pub async fn open(
     config_path: &Path,
     env: &Env,
     access: Access,
-) -> anyhow::Result<(SharedBackend, String)> {
+) -> anyhow::Result<(Sealed, String)> {
     let key = load_key(config, env)?;
     match &config.storage {
         Storage::Redb { dir } => {
@@ -155,20 +176,23 @@ async fn sealed<B: Backend>(
     key: EncryptionKey,
     where_: &str,
     config_path: &Path,
-) -> anyhow::Result<SharedBackend> {
+) -> anyhow::Result<Sealed> {
     let barrier = Barrier::new(backend, key);
     if !barrier.is_initialized().await? {
         return Err(not_initialized(where_, config_path));
     }
     barrier.check_key().await?;
-    Ok(Arc::new(barrier))
+    // Loads the keyring now, so a damaged one stops the start; storage from before keyrings
+    // gets one here.
+    barrier.key_status().await?;
+    Ok(Sealed::of(barrier))
 }
 
 /// Fresh encrypted storage in memory, under a random key.
-pub async fn in_memory() -> anyhow::Result<SharedBackend> {
+pub async fn in_memory() -> anyhow::Result<Sealed> {
     let barrier = Barrier::new(RedbBackend::in_memory()?, EncryptionKey::generate()?);
     barrier.init_key_check().await?;
-    Ok(Arc::new(barrier))
+    Ok(Sealed::of(barrier))
 }
 
 /// What [`init`] did.
@@ -197,7 +221,7 @@ pub async fn init(config: &Config, env: &Env) -> anyhow::Result<Initialized> {
     };
     match &config.storage {
         Storage::Redb { dir } => {
-            std::fs::create_dir_all(dir)
+            crate::private_fs::create_dir(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             let redb = RedbBackend::open(&dir.join(crate::config::STORAGE_FILE))?;
             let storage = format!("redb (path: {})", dir.display());
@@ -257,8 +281,9 @@ async fn initialize<B: Backend>(
 
 fn write_key_file(path: &Path, key: &EncryptionKey) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::private_fs::create_dir(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -276,7 +301,7 @@ fn write_key_file(path: &Path, key: &EncryptionKey) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    fn error(opened: anyhow::Result<(SharedBackend, String)>) -> String {
+    fn error(opened: anyhow::Result<(Sealed, String)>) -> String {
         match opened {
             Ok(_) => panic!("opened"),
             Err(e) => e.to_string(),
@@ -325,6 +350,35 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn init_creates_private_files_and_open_refuses_a_shared_key_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("data");
+        let config = config(&dir);
+        let env = Env::default();
+        init(&config, &env).await.unwrap();
+        let key = config.encryption_key_file.clone().unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(crate::config::STORAGE_FILE)), 0o600);
+        assert_eq!(mode(&key), 0o600);
+
+        let path = Path::new("kvsync.hcl");
+        for loose in [0o640, 0o604, 0o620, 0o602] {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(loose)).unwrap();
+            let e = error(open(&config, path, &env, Access::Serve).await);
+            assert!(e.contains(&key.display().to_string()), "{e}");
+            assert!(e.contains(&format!("chmod 600 {}", key.display())), "{e}");
+        }
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+        open(&config, path, &env, Access::Serve).await.unwrap();
     }
 
     #[tokio::test]

@@ -29,7 +29,10 @@ mod redb;
 mod tenant;
 mod watch;
 
-pub use self::barrier::{Barrier, EncryptionKey, KEY_CHECK_KEY, KEY_LEN};
+pub use self::barrier::{
+    Barrier, EncryptionKey, KEY_CHECK_KEY, KEY_LEN, KEYRING_KEY, KeyStatus, Keyring, ROTATE_AFTER,
+    SharedKeyring,
+};
 pub use self::postgres::PostgresBackend;
 pub use self::redb::{OpenError, RedbBackend};
 pub use self::tenant::{TenantStorage, tenant_prefix};
@@ -155,6 +158,13 @@ pub trait Backend: Send + Sync + 'static {
     fn watch(&self) -> Option<Changes> {
         None
     }
+
+    /// Whether other processes may commit to this store (PostgreSQL); `false` when this
+    /// process has it to itself (redb holds its file locked), so records another process left
+    /// — a lease of a process that died — describe no live process.
+    fn is_shared(&self) -> bool {
+        false
+    }
 }
 
 /// A backend shared between the host and every tenant view.
@@ -182,6 +192,10 @@ impl<T: Backend + ?Sized> Backend for Arc<T> {
 
     fn watch(&self) -> Option<Changes> {
         (**self).watch()
+    }
+
+    fn is_shared(&self) -> bool {
+        (**self).is_shared()
     }
 }
 

@@ -51,7 +51,8 @@ impl fmt::Debug for RedbBackend {
 }
 
 impl RedbBackend {
-    /// Opens the database file at `path`, creating it (and its parent directory) if missing.
+    /// Opens the database file at `path`, creating it (mode 0600) and its parent directory (mode
+    /// 0700) if missing.
     ///
     /// Blocking: call it at startup, or from `spawn_blocking`.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
@@ -68,13 +69,17 @@ impl RedbBackend {
     /// this one) holds open: redb locks the file for exclusive use.
     pub fn open_exclusive(path: &Path) -> Result<Self, OpenError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
+            crate::private_fs::create_dir(parent).map_err(|e| {
                 StorageError::Unavailable(format!(
                     "cannot create directory {}: {e}",
                     parent.display()
                 ))
             })?;
         }
+        // redb creates a missing file with the process's default mode: create it private first.
+        crate::private_fs::create_file(path).map_err(|e| {
+            StorageError::Unavailable(format!("cannot create database {}: {e}", path.display()))
+        })?;
         let db = Database::create(path).map_err(|e| match e {
             ::redb::DatabaseError::DatabaseAlreadyOpen => OpenError::InUse(path.to_path_buf()),
             other => OpenError::Storage(StorageError::Unavailable(format!(
@@ -330,6 +335,20 @@ mod tests {
 
     fn del(key: &str) -> Op {
         Op::Delete { key: key.into() }
+    }
+
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn creates_a_private_directory_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store/kvsync.redb");
+        drop(RedbBackend::open(&path).unwrap());
+        assert_eq!(mode(&dir.path().join("store")), 0o700);
+        assert_eq!(mode(&path), 0o600);
     }
 
     #[tokio::test]

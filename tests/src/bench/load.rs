@@ -54,9 +54,45 @@ impl Load {
         dir: &Path,
         name: &str,
     ) -> anyhow::Result<Load> {
-        let script = dir.join(format!("{name}.lua"));
+        Self::posts(
+            url,
+            token,
+            connections,
+            &dir.join(format!("{name}.lua")),
+            "nil",
+        )
+    }
+
+    /// As [`Load::kv_writes`], each to a new secret (`<url><counter>`): concurrent writers
+    /// never contend for one key (a commit conflict is retried by the engine, and on a
+    /// durable store a few writers of one key would measure those retries, not the store).
+    pub fn kv_creates(
+        url: &str,
+        token: &str,
+        connections: usize,
+        dir: &Path,
+        name: &str,
+    ) -> anyhow::Result<Load> {
+        Self::posts(
+            url,
+            token,
+            connections,
+            &dir.join(format!("{name}.lua")),
+            "wrk.path .. n",
+        )
+    }
+
+    /// POSTs of a new value each to the path the Lua expression `path` gives (`nil`: the
+    /// URL's).
+    fn posts(
+        url: &str,
+        token: &str,
+        connections: usize,
+        script: &Path,
+        path: &str,
+    ) -> anyhow::Result<Load> {
         std::fs::write(
-            &script,
+            script,
             format!(
                 r#"wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -64,7 +100,7 @@ wrk.headers["X-Vault-Token"] = "{token}"
 local n = 0
 request = function()
   n = n + 1
-  return wrk.format(nil, nil, nil, '{{"data":{{"value":"v' .. n .. '"}}}}')
+  return wrk.format(nil, {path}, nil, '{{"data":{{"value":"v' .. n .. '"}}}}')
 end
 "#
             ),
@@ -72,7 +108,7 @@ end
         Ok(Load {
             url: url.to_string(),
             headers: Vec::new(),
-            script: Some(script),
+            script: Some(script.to_path_buf()),
             connections,
         })
     }

@@ -46,6 +46,7 @@ impl Api for NativeApi {
             authz: &authority,
             policies: &authority,
             tokens: &NoTokens,
+            keyring: &kvsync_component::keyring::NoKeyring,
         };
         let out = kvsync_component::handle(&env, req);
         Ok(runtime::Outcome {

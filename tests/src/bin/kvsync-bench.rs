@@ -139,8 +139,9 @@ async fn native_server(flags: &Flags) -> anyhow::Result<ExitCode> {
     use kvsync::http::{self, ListenerLimits};
     use kvsync::server;
 
-    let (backend, identity, _root) =
+    let (sealed, identity, _root) =
         server::dev_storage(&native::NativeApi, Some("root".into())).await?;
+    let backend = sealed.backend;
     let (listener, addr) = http::bind(flags.get("--listen").unwrap_or("127.0.0.1:0")).await?;
     let state = server::http_state(
         Arc::new(native::NativeApi),
@@ -148,6 +149,7 @@ async fn native_server(flags: &Flags) -> anyhow::Result<ExitCode> {
         identity,
         ListenerLimits::default(),
         Arc::new(tokio::sync::Notify::new()),
+        None,
     );
     println!("Api Address: http://{addr}");
     http::serve(listener, None, state, std::future::pending()).await;

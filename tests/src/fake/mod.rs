@@ -2,9 +2,12 @@
 //!
 //! Every fake runs on 127.0.0.1 (ephemeral port) and shares:
 //! - a **fault table** (`POST /_admin/faults` with `{"method", "path_prefix",
-//!   "status", "body", "headers", "delay_ms", "drop", "times"}`): the next
-//!   `times` matching requests get that answer (or a dropped connection, or a
-//!   delay before the real answer); `DELETE /_admin/faults` clears it;
+//!   "status", "body", "headers", "delay_ms", "hold_ms", "drop", "times"}`):
+//!   the next `times` matching requests get that answer (or a dropped
+//!   connection, or a delay before the real answer, or — `status` 0 and
+//!   `hold_ms` — the real answer, its effect applied at once and the answer
+//!   held back that long: a provider that did the work while its client dies);
+//!   `DELETE /_admin/faults` clears it;
 //! - a **call log** (`GET /_admin/calls` → `[{"method","path","at_ms"}]`, `at_ms`
 //!   being when the request arrived, in ms since the Unix epoch; `DELETE` clears it);
 //! - the fake's own **state** (`GET /_admin/state`), which tests compare with
@@ -232,6 +235,8 @@ pub struct Fault {
     #[serde(default)]
     pub delay_ms: u64,
     #[serde(default)]
+    pub hold_ms: u64,
+    #[serde(default)]
     pub drop: bool,
     #[serde(default = "one")]
     pub times: u32,
@@ -325,7 +330,9 @@ impl Admin {
         if let Ok(mut calls) = self.calls.lock() {
             calls.push((req.method.clone(), req.path.clone(), now_ms()));
         }
+        let mut hold_ms = 0;
         if let Some(fault) = self.take_fault(&req) {
+            hold_ms = fault.hold_ms;
             if fault.delay_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
             }
@@ -348,7 +355,11 @@ impl Admin {
                 return Action::Answer(resp);
             }
         }
-        service.answer(&req).await
+        let action = service.answer(&req).await;
+        if hold_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(hold_ms)).await;
+        }
+        action
     }
 }
 

@@ -269,6 +269,10 @@ const PATHS: &[Path] = &[
     Path::new(
         "tidy",
         "Remove the records of expired and revoked tokens now.",
-        &[op(Update, "token-tidy", "Tidy the token store.", manage::tidy).no_fields()],
+        &[
+            op(Update, "token-tidy", "Tidy the token store.", manage::tidy)
+                .no_fields()
+                .answers(&[("202", "The tidy started")]),
+        ],
     ),
 ];

@@ -23,6 +23,7 @@ use crate::sync::jobs::{self, Sweep};
 use crate::sync::keys;
 use crate::sync::outbox::{self, EntryId, OutboxOp, Queued};
 use crate::sync::status::SyncStatus;
+use crate::sync::worker::inline::{self, InlineRun};
 use crate::sys::mounts::{MountEntry, MountTable, normalize_path};
 use crate::time::{self, Nanos};
 
@@ -173,7 +174,9 @@ pub fn check_secret_read(env: &Env, mount: &str, secret_name: &str) -> ApiResult
 }
 
 /// `POST .../associations/set`: creates the association, or refreshes it
-/// (re-sync with the destination's current template and granularity).
+/// (re-sync with the destination's current template and granularity). The
+/// sync is claimed in the request's commit and made right after it
+/// ([`finish_inline`]).
 pub fn set(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
     let (env, kind, name) = (&call.env, call.param("type"), call.param("name"));
     let target = parse_target(&call.fields)?;
@@ -208,36 +211,27 @@ pub fn set(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
     };
     let secret = kv::read_current(tx, &mount, secret_name)?;
     let secret = secret.as_ref().map(|(v, data)| (*v, data));
-    let id = EntryId::of(&record);
-    let mut warning = None;
+    // Whatever cannot sync (a name that cannot be rendered, a collision) is
+    // a 400 before anything is committed.
+    check_association(tx, &dest, &record, secret)?;
+    let touched = [(record.accessor.clone(), record.secret_name.clone())];
     if SyncConfig::load(tx)?.disabled {
         // Sync is disabled: no provider call; the association waits, PENDING.
-        check_association(tx, &dest, &record, secret)?;
         let queued = outbox::queue(tx, &mut record, OutboxOp::Sync, time::now(), true)?;
-        warning = outbox::full_warning(usize::from(queued == Queued::Full));
-    } else {
-        let outcome = sync_association(tx, env, &dest, &mut record, secret)?;
-        if outcome.retryable {
-            // The worker retries; the rows show the error until then.
-            let queued =
-                outbox::queue_retry(tx, &mut record, OutboxOp::Sync, outcome.retry_after_ms)?;
-            warning = outbox::full_warning(usize::from(queued == Queued::Full));
-        } else {
-            // Converged to the current state (or failed in a way only a
-            // change fixes): whatever was pending is done.
-            outbox::dequeue(tx, &id)?;
-        }
+        let warning = outbox::full_warning(usize::from(queued == Queued::Full));
+        return Ok(Reply::data(body(tx, kind, name, &touched)?).with_warning(warning));
     }
-    let touched = [(record.accessor.clone(), record.secret_name.clone())];
-    Ok(Reply::data(body(tx, kind, name, &touched)?).with_warning(warning))
+    let run = inline::claim(tx, &mut record, OutboxOp::Sync)?;
+    Ok(Reply::data(body(tx, kind, name, &touched)?).after_commit(run))
 }
 
 /// `POST .../associations/remove`: deletes the external objects, then the
-/// association (and its pending work). Idempotent. Failed deletes keep the
-/// association (error rows) and the worker retries them; while sync is
+/// association (and its pending work): claimed in the request's commit,
+/// made right after it ([`finish_inline`]). Idempotent. Failed deletes keep
+/// the association (error rows) and the worker retries them; while sync is
 /// disabled the removal is queued (`PENDING`).
 pub fn remove(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
-    let (env, kind, name) = (&call.env, call.param("type"), call.param("name"));
+    let (kind, name) = (call.param("type"), call.param("name"));
     let target = parse_target(&call.fields)?;
     let dest = existing_destination(tx, kind, name)?;
     let table = MountTable::load(tx)?;
@@ -252,28 +246,65 @@ pub fn remove(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
         ),
     };
     let mut touched = Vec::new();
+    let mut run = None;
     if let Some(mut record) = found {
         touched.push((record.accessor.clone(), record.secret_name.clone()));
-        let id = EntryId::of(&record);
         let op = if dest.purge_initiated_at.is_some() {
             OutboxOp::Purge
         } else {
             OutboxOp::UnsyncDrop
         };
-        // Nothing at the destination: dropping it needs no provider call.
-        if !record.is_clear() && SyncConfig::load(tx)?.disabled {
+        if record.is_clear() {
+            // Nothing at the destination: dropping it needs no provider call.
+            record.drop_record(tx)?;
+            outbox::dequeue(tx, &EntryId::of(&record))?;
+            finish_purge(tx, &dest)?;
+        } else if SyncConfig::load(tx)?.disabled {
             outbox::queue(tx, &mut record, op, time::now(), true)?;
         } else {
-            let (dropped, outcome) = unsync_association(tx, env, &dest, &mut record)?;
-            if dropped {
-                outbox::dequeue(tx, &id)?;
-                finish_purge(tx, &dest)?;
-            } else {
-                outbox::queue_retry(tx, &mut record, op, outcome.retry_after_ms)?;
-            }
+            run = Some(inline::claim(tx, &mut record, op)?);
         }
     }
-    Ok(Reply::data(body(tx, kind, name, &touched)?))
+    let reply = Reply::data(body(tx, kind, name, &touched)?);
+    Ok(match run {
+        Some(run) => reply.after_commit(run),
+        None => reply,
+    })
+}
+
+/// After the intent commit of `set` or `remove` (the reply `intent` answers):
+/// runs the provider calls the request claimed (see
+/// [`crate::sync::worker::inline`]) and answers with the association's rows
+/// as they are then. When that run cannot finish (storage failed), the
+/// intent's answer stands (`PENDING`: the worker finishes). Returns whether
+/// work remains queued at the destination.
+pub fn finish_inline(env: &Env, run: &InlineRun, intent: Reply) -> (Reply, bool) {
+    let remains = match inline::run(env, run) {
+        Ok(remains) => remains,
+        Err(e) => {
+            eprintln!(
+                "associations: the inline sync of an association of destination {}/{} stopped; the sync worker finishes it: {e}",
+                run.id.kind, run.id.name
+            );
+            return (intent, true);
+        }
+    };
+    match body(&mut Tx::new(env.storage), &run.id.kind, &run.id.name, &[]) {
+        Ok(data) => (
+            Reply {
+                data: Some(data),
+                ..intent
+            },
+            remains,
+        ),
+        Err(e) => {
+            eprintln!(
+                "associations: cannot read the associations of destination {}/{} after an inline sync: {e}",
+                run.id.kind, run.id.name
+            );
+            (intent, remains)
+        }
+    }
 }
 
 /// A destination being purged is deleted once its last association is gone.

@@ -33,13 +33,7 @@ impl T {
     }
 
     fn accessor(&self, mount: &str) -> String {
-        let mut tx = Tx::new(&self.f.storage);
-        MountTable::load(&mut tx)
-            .unwrap()
-            .get(mount)
-            .unwrap()
-            .accessor
-            .clone()
+        crate::testing::accessor(&self.f.storage, mount)
     }
 
     /// Saves an `in-mem` destination record directly.
@@ -863,9 +857,10 @@ fn a_push_deferred_past_the_inline_bound_answers_pending_and_is_queued() {
         entry.get("error").is_none(),
         "PENDING is not an error: {entry}"
     );
-    // The worker finishes it.
+    // The worker finishes it, once the retry is due.
     assert_eq!(t.outbox_keys().len(), 1);
     t.fail(None);
+    crate::sync::worker::make_all_due(&t.f.storage);
     let settings = crate::sync::worker::Settings {
         backoff_base_ms: 1,
         backoff_cap_ms: 1,

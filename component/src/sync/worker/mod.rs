@@ -40,6 +40,10 @@
 //! so retried with the usual exponential backoff, its rows say why, and
 //! nothing else waits for it. One loop runs a shard at a time (in a server
 //! and in `sync run --once`), so a claim found set is never one in flight.
+//!
+//! **Inline runs.** `associations/set` and `remove` claim their entry in the
+//! request's own commit and then run it with this code ([`inline`]), with a
+//! claim that falls due only after any request's provider calls are over.
 
 use crate::api::random_bytes;
 use crate::env::Env;
@@ -57,6 +61,8 @@ use crate::sync::outbox::{self, EntryId, OutboxEntry, OutboxOp};
 use crate::sync::status::SyncStatus;
 use crate::sys::mounts::MountTable;
 use crate::time::{self, Nanos};
+
+pub mod inline;
 
 /// The host's timing knobs (WIT `sync.settings`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -545,8 +551,7 @@ fn run_claimed(
 /// - It is gone (removed meanwhile): nothing is recorded.
 ///
 /// The entry gets the run's outcome only when it still carries this run's
-/// claim. Returns `Ok(None)` when the run wrote no record (an unsync that
-/// dropped it): the caller runs the entry again (deletes are idempotent).
+/// claim. A run that dropped the association is merged by [`merge_drop`].
 fn merge_outcome(
     env: &Env,
     id: &EntryId,
@@ -556,7 +561,7 @@ fn merge_outcome(
     count_delta: i64,
 ) -> ApiResult<Option<Step>> {
     let Some(ours) = id.load_association(done)? else {
-        return Ok(None);
+        return merge_drop(env, id, done, claimed_at, step, count_delta);
     };
     let our_entry = outbox::load(done, id)?;
     for _ in 0..COUNT_MERGES {
@@ -624,6 +629,49 @@ fn merge_outcome(
                     }
                 }));
             }
+            Err(ApiError::Conflict) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::Conflict)
+}
+
+/// [`merge_outcome`] of a run that deleted every object of the association
+/// and dropped it: when the entry still carries this run's claim and the
+/// association is still the one the run read, the drop is committed onto
+/// the state as it is now, without deleting again. Otherwise `Ok(None)`: the
+/// caller runs the entry again if it is still to run (deletes are
+/// idempotent).
+fn merge_drop(
+    env: &Env,
+    id: &EntryId,
+    done: &Tx,
+    claimed_at: Nanos,
+    step: Step,
+    count_delta: i64,
+) -> ApiResult<Option<Step>> {
+    let key = keys::association(&id.kind, &id.name, &id.accessor, &id.secret_name);
+    let Some(Some(before)) = done.read_json::<Association>(&key)? else {
+        return Ok(None);
+    };
+    for _ in 0..COUNT_MERGES {
+        let mut tx = Tx::new(env.storage);
+        let entry = match outbox::load(&mut tx, id) {
+            Ok(Some(entry)) if entry.started_at == Some(claimed_at) => entry,
+            Ok(_) | Err(ApiError::Internal(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if id.load_association(&mut tx)?.as_ref() != Some(&before) {
+            return Ok(None);
+        }
+        before.drop_record(&mut tx)?;
+        outbox::remove(&mut tx, id, Some(&entry));
+        if let Some(dest) = Destination::load(&mut tx, &id.kind, &id.name)? {
+            associations::finish_purge(&mut tx, &dest)?;
+        }
+        outbox::adjust_count(&mut tx, count_delta)?;
+        match tx.try_commit() {
+            Ok(()) => return Ok(Some(step)),
             Err(ApiError::Conflict) => {}
             Err(e) => return Err(e),
         }

@@ -64,14 +64,7 @@ impl T {
             accessor: RefCell::new(String::new()),
         };
         t.ok("POST", "sys/mounts/secret", json!({"type": "kv-v2"}));
-        let mut tx = Tx::new(&t.f.storage);
-        let accessor = MountTable::load(&mut tx)
-            .unwrap()
-            .get("secret/")
-            .unwrap()
-            .accessor
-            .clone();
-        *t.accessor.borrow_mut() = accessor;
+        *t.accessor.borrow_mut() = crate::testing::accessor(&t.f.storage, "secret/");
         t
     }
 
@@ -1655,6 +1648,7 @@ fn run_dying(t: &T, connector: &Dies<'_>) -> Option<RunReport> {
         authz: &t.f.authz,
         policies: &t.f.policies,
         tokens: &t.f.tokens,
+        keyring: &t.f.keyring,
     };
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         run(&env, 0, 1, 1000, &t.settings)
@@ -1771,6 +1765,7 @@ fn a_conflict_after_the_provider_call_does_not_repeat_it() {
             authz: &f.authz,
             policies: &f.policies,
             tokens: &f.tokens,
+            keyring: &f.keyring,
         };
         let before = *f.connector.calls.borrow();
         assert_eq!(run(&env, 0, 1, 10, &no_coalescing()).processed, 0);
@@ -1848,42 +1843,6 @@ fn a_run_stops_taking_entries_once_its_budget_is_spent() {
     assert_eq!(t.entries(), 2);
     let report = run(&t.f.env(), 0, 1, 10, &t.settings);
     assert_eq!((report.processed, report.next_due_ms), (2, None));
-}
-
-/// `associations/set` pushes inline, before its request commits; a commit
-/// that conflicts runs the request again, which does not push again.
-#[test]
-fn a_set_whose_commit_conflicts_pushes_once() {
-    let inner = MemStorage::new();
-    let storage = crate::testing::Counting::new(&inner);
-    let f = Fakes::default();
-    let env = Env {
-        storage: &storage,
-        connector: &f.connector,
-        authz: &f.authz,
-        policies: &f.policies,
-        tokens: &f.tokens,
-    };
-    call_on(&env, "POST", "sys/mounts/secret", json!({"type": "kv-v2"}));
-    call_on(&env, "POST", "sys/sync/destinations/in-mem/d1", json!({}));
-    call_on(&env, "POST", "secret/data/app", json!({"data": {"v": "1"}}));
-    storage.conflicts.set(2);
-    let r = call_on(
-        &env,
-        "POST",
-        "sys/sync/destinations/in-mem/d1/associations/set",
-        json!({"mount": "secret", "secret_name": "app"}),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(*f.connector.calls.borrow(), 1, "pushed once");
-    let statuses: Vec<_> = r.body["data"]["associated_secrets"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|a| a["sync_status"].clone())
-        .collect();
-    assert_eq!(statuses, vec![json!("SYNCED")]);
-    assert_eq!(f.connector.objects("in-mem", "d1").len(), 1);
 }
 
 // ------------------------------------------------------------ sweeps in slices

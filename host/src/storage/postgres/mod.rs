@@ -693,6 +693,10 @@ impl Backend for PostgresBackend {
             .map_err(|_| StorageError::Unavailable("commit task failed".into()))?
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn watch(&self) -> Option<Changes> {
         Some(self.inner.feed.subscribe())
     }

@@ -82,13 +82,20 @@ impl Bench<'_> {
 pub(super) struct Vault {
     http: reqwest::Client,
     url: String,
+    token: String,
 }
 
 impl Vault {
+    /// A client of `url` with the dev root token.
     pub(super) fn new(url: &str) -> Vault {
+        Vault::with_token(url, TOKEN)
+    }
+
+    pub(super) fn with_token(url: &str, token: &str) -> Vault {
         Vault {
             http: reqwest::Client::new(),
             url: url.trim_end_matches('/').to_string(),
+            token: token.to_string(),
         }
     }
 
@@ -101,7 +108,7 @@ impl Vault {
         let mut req = self
             .http
             .request(method.clone(), format!("{}/v1/{path}", self.url))
-            .header("X-Vault-Token", TOKEN);
+            .header("X-Vault-Token", &self.token);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -128,7 +135,7 @@ impl Vault {
         let resp = self
             .http
             .get(format!("{}/v1/{path}", self.url))
-            .header("X-Vault-Token", TOKEN)
+            .header("X-Vault-Token", &self.token)
             .send()
             .await?;
         if !resp.status().is_success() {
