@@ -324,6 +324,9 @@ pub struct Reply {
     pub raw: bool,
     /// The envelope's `auth` block (a token created or renewed).
     pub auth: Option<Value>,
+    /// `data` already rendered as JSON text, for answers too large to build
+    /// as a value tree within an instance's memory (see [`Reply::rendered`]).
+    pub rendered: Option<String>,
     /// Provider calls the request claimed in its transaction, to run once it
     /// has committed (write-ahead: [`crate::sync::worker::inline`]); the
     /// router runs them and answers with what they left.
@@ -331,6 +334,17 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A reply whose `data` is `json`, an object already rendered as JSON
+    /// text: a value tree costs several times its text in memory, so a
+    /// handler that answers with every key of a large set writes the text
+    /// itself.
+    pub fn rendered(json: String) -> Self {
+        Reply {
+            rendered: Some(json),
+            ..Reply::data(Value::Null)
+        }
+    }
+
     pub fn data(data: Value) -> Self {
         Reply {
             status: 200,
@@ -339,6 +353,7 @@ impl Reply {
             data_at_top_level: false,
             raw: false,
             auth: None,
+            rendered: None,
             inline: None,
         }
     }
@@ -351,6 +366,7 @@ impl Reply {
             data_at_top_level: false,
             raw: false,
             auth: None,
+            rendered: None,
             inline: None,
         }
     }
@@ -373,6 +389,7 @@ impl Reply {
             data_at_top_level: false,
             raw: true,
             auth: None,
+            rendered: None,
             inline: None,
         }
     }
@@ -387,6 +404,7 @@ impl Reply {
             data_at_top_level: false,
             raw: true,
             auth: None,
+            rendered: None,
             inline: None,
         }
     }
@@ -471,13 +489,22 @@ pub fn render(reply: Reply, request_id: &str, mount_type: &str) -> Response {
         (Some(Value::Object(data)), true) => data.clone(),
         _ => Map::new(),
     };
+    let data = match reply.rendered.map(serde_json::value::RawValue::from_string) {
+        Some(Ok(raw)) => Data::Rendered(raw),
+        Some(Err(e)) => {
+            return render_error(&ApiError::Internal(format!(
+                "cannot render the answer: {e}"
+            )));
+        }
+        None => Data::Value(reply.data.unwrap_or(Value::Null)),
+    };
     let envelope = Envelope {
         top_level,
         request_id,
         lease_id: "",
         renewable: false,
         lease_duration: 0,
-        data: reply.data.unwrap_or(Value::Null),
+        data,
         wrap_info: Value::Null,
         warnings,
         auth: reply.auth.unwrap_or(Value::Null),
@@ -499,11 +526,19 @@ struct Envelope<'a> {
     lease_id: &'a str,
     renewable: bool,
     lease_duration: u64,
-    data: Value,
+    data: Data,
     wrap_info: Value,
     warnings: Value,
     auth: Value,
     mount_type: &'a str,
+}
+
+/// The envelope's `data`: a value, or JSON text rendered by the handler.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Data {
+    Value(Value),
+    Rendered(Box<serde_json::value::RawValue>),
 }
 
 /// Renders an error in Vault's `{"errors":[...]}` envelope.

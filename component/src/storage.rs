@@ -249,6 +249,34 @@ impl<'s> Tx<'s> {
     }
 }
 
+/// Runs `f` on every key under `prefix` (relative to it), in transactions of
+/// `batch` keys, each committed before the next page is listed, so memory
+/// stays flat however many keys there are. Returns the changes the batches
+/// recorded. An interruption leaves the batches done committed: running it
+/// again finishes the rest.
+pub fn in_batches(
+    store: &dyn Storage,
+    prefix: &str,
+    batch: u32,
+    mut f: impl FnMut(&mut Tx, &str) -> Result<(), ApiError>,
+) -> Result<Vec<Change>, ApiError> {
+    let mut changes = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list(prefix, after.as_deref(), None, batch.max(1))?;
+        let mut tx = Tx::new(store);
+        for rel in &page.keys {
+            f(&mut tx, rel)?;
+        }
+        changes.extend_from_slice(tx.changes());
+        tx.commit()?;
+        match page.next {
+            Some(next) if after.as_deref() != Some(next.as_str()) => after = Some(next),
+            _ => return Ok(changes),
+        }
+    }
+}
+
 /// One read of a transaction: the version seen (`None`: absent) and the value.
 struct Read {
     version: Option<u64>,

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod fake;
 pub mod parity;
 pub mod postgres;
+pub mod scale;
 
 /// The caller of a root token, for calls straight into the runtime.
 pub fn root_caller() -> kvsync::auth::Caller {

@@ -8,6 +8,7 @@ pub mod changes;
 pub mod config;
 pub mod destinations;
 pub mod github_apps;
+pub mod jobs;
 pub mod names;
 pub mod outbox;
 pub mod reconcile;

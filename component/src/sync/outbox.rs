@@ -21,10 +21,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::effects::Change;
 use crate::error::{ApiError, ApiResult};
-use crate::storage::{Storage, Tx};
-use crate::sync::associations::{Association, record};
+use crate::storage::{Storage, Tx, in_batches};
+use crate::sync::associations::Association;
 use crate::sync::config::SyncConfig;
 use crate::sync::destinations::Destination;
+use crate::sync::jobs::{self, Sweep};
 use crate::sync::keys;
 use crate::sync::status::SyncStatus;
 use crate::time::{self, Nanos};
@@ -422,68 +423,71 @@ fn already_waiting(tx: &mut Tx, id: &EntryId, now: Nanos) -> ApiResult<bool> {
 }
 
 /// How many associations one batch of [`mount_disabled`] queues.
-const MOUNT_BATCH: usize = 250;
+const MOUNT_BATCH: u32 = 250;
 
 /// The mount with `accessor` is being disabled: queues an unsync-and-drop of
-/// every association of its secrets, in batches committed on their own
-/// (before `tx`, which removes the mount from the table, so an interrupted
-/// disable that is run again queues whatever is missing). The destinations
-/// whose work became due are recorded in `tx`.
+/// every association of its secrets. The first slice is queued in batches
+/// committed on their own (before `tx`, which removes the mount from the
+/// table, so an interrupted disable that is run again queues whatever is
+/// missing); when more remain, `tx` also records a job the worker goes on
+/// with (see [`jobs`]). The destinations whose work became due are recorded
+/// in `tx`.
 pub fn mount_disabled(tx: &mut Tx, accessor: &str) -> ApiResult<()> {
     let store = tx.storage();
-    let rels = Tx::new(store).list(&keys::secrets_of_accessor(accessor), None)?;
-    let mut ids = Vec::with_capacity(rels.len());
-    for rel in rels {
-        let mut parts = rel.splitn(3, '/');
-        if let (Some(escaped), Some(kind), Some(name)) = (parts.next(), parts.next(), parts.next())
-        {
-            ids.push(EntryId {
-                kind: kind.to_string(),
-                name: name.to_string(),
-                accessor: accessor.to_string(),
-                secret_name: keys::unescape(escaped),
-            });
-        }
-    }
-    let now = time::now();
-    for chunk in ids.chunks(MOUNT_BATCH) {
+    let sweep = Sweep::MountDisabled {
+        accessor: accessor.to_string(),
+    };
+    let mut after: Option<String> = None;
+    for _ in 0..jobs::SLICE.div_ceil(MOUNT_BATCH) {
         let mut batch = Tx::new(store);
-        for id in chunk {
-            let Some(mut record) = id.load_association(&mut batch)? else {
-                continue;
-            };
-            queue(&mut batch, &mut record, OutboxOp::UnsyncDrop, now, true)?;
-        }
+        let next = jobs::queue_page(
+            &mut batch,
+            &sweep,
+            after.as_deref(),
+            MOUNT_BATCH,
+            OutboxOp::UnsyncDrop,
+        )?;
         for change in batch.changes() {
             tx.record(change.clone());
         }
         batch.commit()?;
+        after = next;
+        if after.is_none() {
+            break;
+        }
     }
-    Ok(())
+    jobs::save(tx, sweep, after)
 }
 
 /// Starts the purge of `dest` (whose `purge_initiated_at` is set): queues an
-/// unsync of every association, replacing whatever was pending.
-pub fn purge_destination(tx: &mut Tx, dest: &Destination) -> ApiResult<usize> {
-    let now = time::now();
-    let mut queued = 0;
-    for mut record in record::all_of(tx, &dest.kind, &dest.name, &[])? {
-        if queue(tx, &mut record, OutboxOp::Purge, now, true)?.is_queued() {
-            queued += 1;
-        }
-    }
-    Ok(queued)
+/// unsync of every association, replacing whatever was pending: the first
+/// slice in `tx`, the rest by a job the worker goes on with (see [`jobs`]).
+pub fn purge_destination(tx: &mut Tx, dest: &Destination) -> ApiResult<()> {
+    let sweep = Sweep::Purge {
+        kind: dest.kind.clone(),
+        name: dest.name.clone(),
+    };
+    let after = jobs::queue_page(tx, &sweep, None, jobs::SLICE, OutboxOp::Purge)?;
+    jobs::save(tx, sweep, after)
 }
 
-/// Drops every entry of a destination (`force_delete`).
-pub fn drop_destination(tx: &mut Tx, kind: &str, name: &str) -> ApiResult<()> {
-    let prefix = keys::outbox_of(kind, name);
-    for rel in tx.list(&prefix, None)? {
-        if let Some(id) = EntryId::parse(&format!("{kind}/{name}/{rel}")) {
-            // Each one counted out.
-            dequeue(tx, &id)?;
-        }
-    }
+/// Entries dropped per commit by [`drop_destination`].
+const DROP_BATCH: u32 = 500;
+
+/// Drops every entry of a destination (`force_delete`), each counted out, in
+/// batches committed on their own.
+pub fn drop_destination(store: &dyn Storage, kind: &str, name: &str) -> ApiResult<()> {
+    in_batches(
+        store,
+        &keys::outbox_of(kind, name),
+        DROP_BATCH,
+        |tx, rel| {
+            if let Some(id) = EntryId::parse(&format!("{kind}/{name}/{rel}")) {
+                dequeue(tx, &id)?;
+            }
+            Ok(())
+        },
+    )?;
     Ok(())
 }
 

@@ -18,29 +18,30 @@
 //!
 //! `CLIENT_SIDE_ERROR` rows wait for a change or a `set`, as in the worker.
 
-use std::collections::BTreeSet;
-
 use crate::env::Env;
 use crate::error::{ApiError, ApiResult};
 use crate::kv;
 use crate::storage::{Storage, Tx};
 use crate::sync::associations::Association;
 use crate::sync::destinations::Destination;
+use crate::sync::jobs::{self, SLICE};
 use crate::sync::keys;
 use crate::sync::outbox::{self, EntryId, OutboxOp, QUEUE_FULL, Queued};
 use crate::sync::status::SyncStatus;
 use crate::sys::mounts::{MountEntry, MountTable};
 use crate::time;
 
-/// Associations queued by one call at most (the next call goes on).
-pub const MAX_QUEUED: u32 = 1_000;
 /// Runs of one transaction after commit conflicts.
 const RUNS: usize = 4;
 
-/// `sync.reconcile`: returns how many associations were queued.
+/// `sync.reconcile`: one step of the reconciliation pass in progress, or of
+/// a new one (see [`jobs`]: a pass over more than one slice is continued by
+/// the worker's runs); returns how many associations were queued.
 pub fn reconcile(env: &Env) -> u32 {
-    match try_reconcile(env.storage) {
-        Ok(n) => n,
+    let stepped =
+        jobs::reconcile_job(env.storage).and_then(|job| jobs::reconcile_step(env.storage, job));
+    match stepped {
+        Ok((_, queued)) => queued,
         Err(e) => {
             eprintln!("sync reconcile failed: {e}");
             0
@@ -48,26 +49,65 @@ pub fn reconcile(env: &Env) -> u32 {
     }
 }
 
-fn try_reconcile(storage: &dyn Storage) -> ApiResult<u32> {
-    let queued_ids = recount(storage)?;
-    let ids: Vec<EntryId> = queued_ids.iter().cloned().collect();
-    let restored = outbox::repair_index(storage, &ids)?;
-    if restored > 0 {
-        eprintln!("sync reconcile: {restored} outbox entries were missing from the due index");
+/// Recounts one page of the outbox after `after` and restores the due-index
+/// keys its entries lack; returns where the next page starts (`None`: the
+/// recount is done), the entries counted so far and the stored count when
+/// the recount began. The count is read before the list: when the outbox fits
+/// one page, any entry added or removed meanwhile changed it too, so the
+/// commit conflicts and the count is taken again. A recount over several
+/// pages fixes the count only when it did not move while it went on (else the
+/// next pass tries again).
+pub fn recount_page(
+    storage: &dyn Storage,
+    after: Option<&str>,
+    counted: u64,
+    count_at_start: u64,
+) -> ApiResult<(Option<String>, u64, u64)> {
+    let mut last = (None, counted, count_at_start);
+    for _ in 0..RUNS {
+        let mut tx = Tx::new(storage);
+        let current = outbox::count(&mut tx)?;
+        let page = storage.list(keys::OUTBOX, after, None, SLICE)?;
+        let ids: Vec<EntryId> = page.keys.iter().filter_map(|r| EntryId::parse(r)).collect();
+        let restored = outbox::repair_index(storage, &ids)?;
+        if restored > 0 {
+            eprintln!("sync reconcile: {restored} outbox entries were missing from the due index");
+        }
+        let counted = counted.saturating_add(u64::try_from(ids.len()).unwrap_or(u64::MAX));
+        let at_start = if after.is_none() {
+            current
+        } else {
+            count_at_start
+        };
+        last = (page.next.clone(), counted, at_start);
+        if page.next.is_some() || current != at_start {
+            return Ok(last);
+        }
+        outbox::reset_count(&mut tx, counted)?;
+        match tx.commit() {
+            Ok(()) => return Ok(last),
+            Err(ApiError::Conflict) if after.is_none() => continue,
+            Err(ApiError::Conflict) => return Ok(last),
+            Err(e) => return Err(e),
+        }
     }
-    let associations: Vec<EntryId> = Tx::new(storage)
-        .list(keys::ASSOCIATIONS, None)?
-        .iter()
-        .filter_map(|rel| EntryId::parse(rel))
-        .collect();
+    // A busy outbox: recount next time.
+    Ok(last)
+}
+
+/// Queues the associations of one page after `after` that are behind;
+/// returns where the next page starts (`None`: the pass is done) and how many
+/// were queued.
+pub fn reconcile_page(
+    storage: &dyn Storage,
+    after: Option<&str>,
+) -> ApiResult<(Option<String>, u32)> {
+    let page = storage.list(keys::ASSOCIATIONS, after, None, SLICE)?;
     let mut queued = 0;
-    for id in associations {
-        if queued >= MAX_QUEUED {
-            break;
-        }
-        if queued_ids.contains(&id) {
+    for rel in &page.keys {
+        let Some(id) = EntryId::parse(rel) else {
             continue;
-        }
+        };
         match reconcile_one(storage, &id) {
             Ok(true) => queued += 1,
             Ok(false) => {}
@@ -79,29 +119,7 @@ fn try_reconcile(storage: &dyn Storage) -> ApiResult<u32> {
             ),
         }
     }
-    Ok(queued)
-}
-
-/// Recounts the outbox (and fixes the stored count); returns the ids of the
-/// entries. The count is read before the list: any entry added or removed
-/// meanwhile changed it too, so the commit conflicts and the count is taken
-/// again.
-fn recount(storage: &dyn Storage) -> ApiResult<BTreeSet<EntryId>> {
-    for _ in 0..RUNS {
-        let mut tx = Tx::new(storage);
-        outbox::count(&mut tx)?;
-        let ids = outbox::all_ids(&mut tx)?;
-        outbox::reset_count(&mut tx, u64::try_from(ids.len()).unwrap_or(u64::MAX))?;
-        match tx.commit() {
-            Ok(()) => return Ok(ids.into_iter().collect()),
-            Err(ApiError::Conflict) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    // A busy outbox: recount next time.
-    Ok(outbox::all_ids(&mut Tx::new(storage))?
-        .into_iter()
-        .collect())
+    Ok((page.next, queued))
 }
 
 /// Queues one association if it is behind; `true` when queued.

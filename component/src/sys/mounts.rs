@@ -10,7 +10,7 @@ use crate::api::{Reply, random_bytes};
 use crate::effects::Change;
 use crate::error::{ApiError, ApiResult};
 use crate::framework::{self, Call, FieldSpec, FieldType};
-use crate::storage::Tx;
+use crate::storage::{Tx, in_batches};
 use crate::sys::builtin_entry;
 
 pub const MOUNT_TABLE_KEY: &str = "core/mounts";
@@ -283,7 +283,7 @@ fn ttl(v: Option<&Value>) -> ApiResult<i64> {
 }
 
 /// How many keys one unmount batch deletes.
-const UNMOUNT_BATCH: usize = 500;
+const UNMOUNT_BATCH: u32 = 500;
 
 /// `DELETE sys/mounts/<path>`.
 pub fn disable(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
@@ -307,15 +307,10 @@ pub fn disable(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
         accessor: mount.accessor.clone(),
     });
     let prefix = mount.storage_prefix();
-    let store = tx.storage();
-    let keys = Tx::new(store).list(&prefix, None)?;
-    for chunk in keys.chunks(UNMOUNT_BATCH) {
-        let mut batch = Tx::new(store);
-        for key in chunk {
-            batch.delete(format!("{prefix}{key}"));
-        }
-        batch.commit()?;
-    }
+    in_batches(tx.storage(), &prefix, UNMOUNT_BATCH, |batch, key| {
+        batch.delete(format!("{prefix}{key}"));
+        Ok(())
+    })?;
     table.save(tx)?;
     Ok(Reply::no_content())
 }

@@ -39,6 +39,7 @@ mod tokens;
 pub mod warm;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -87,6 +88,8 @@ pub struct Runtime {
     /// the call is stopped and answered 503 (Vault's `max_request_duration`).
     max_request_duration: Duration,
     warm: Arc<warm::WarmPool>,
+    /// The largest linear memory any call of this runtime ended with (bytes).
+    peak_memory: Arc<AtomicUsize>,
     _ticker: Arc<limits::EpochTicker>,
     /// Tests only: a fixed clock and random stream instead of the host's.
     deterministic: Option<deterministic::DeterministicWasi>,
@@ -131,6 +134,7 @@ impl Runtime {
             engine,
             pre,
             warm,
+            peak_memory: Arc::new(AtomicUsize::new(0)),
             limits,
             connectors,
             tokens: None,
@@ -260,6 +264,18 @@ impl Runtime {
         self.finish(w, out)
     }
 
+    /// The largest guest linear memory any finished call of this runtime
+    /// (or of those made from it) has had, in bytes: a warm instance's
+    /// memory never shrinks, so it counts the largest of its calls.
+    pub fn peak_guest_memory(&self) -> usize {
+        self.peak_memory.load(Ordering::Relaxed)
+    }
+
+    /// [`Runtime::peak_guest_memory`], starting the count again from zero.
+    pub fn take_peak_guest_memory(&self) -> usize {
+        self.peak_memory.swap(0, Ordering::Relaxed)
+    }
+
     /// Idle instances kept for reuse now (all tenants).
     pub fn warm_instances(&self) -> usize {
         self.warm.idle_count()
@@ -288,6 +304,8 @@ impl Runtime {
     /// The outcome of a call; the instance goes back to the warm pool only
     /// when the call returned cleanly (the pool checks the limits too).
     fn finish<T>(&self, w: warm::Warm, out: wasmtime::Result<T>) -> Result<T, CallError> {
+        self.peak_memory
+            .fetch_max(w.store.data().memory.size, Ordering::Relaxed);
         match out {
             Ok(v) => {
                 self.warm.give_back(w, true);

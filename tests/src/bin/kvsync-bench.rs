@@ -2,7 +2,7 @@
 //! `tests/bench.sh`, which builds in release mode and installs wrk and moto).
 //!
 //! - `kvsync-bench all [--rounds N] [--seconds S] [--connections C] [--sync-count N]
-//!   [--samples N] [--only P1,P5] [--moto PATH] [--out FILE]`: measures P1–P10 and
+//!   [--samples N] [--only P1,P5] [--moto PATH] [--out FILE]`: measures P1–P12 and
 //!   prints the table (also written to `--out`).
 //! - `kvsync-bench native-server [--listen ADDR]`: the P1 baseline (the engine linked
 //!   natively behind kvsync's HTTP front; dev-mode setup, root token `root`).

@@ -9,8 +9,6 @@ pub mod record;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value, json};
 
 use crate::api::Reply;
@@ -18,9 +16,10 @@ use crate::env::Env;
 use crate::error::{ApiError, ApiResult};
 use crate::framework::{Call, FieldSpec, Fields};
 use crate::kv;
-use crate::storage::Tx;
+use crate::storage::{Storage, Tx, in_batches};
 use crate::sync::config::SyncConfig;
 use crate::sync::destinations::Destination;
+use crate::sync::jobs::{self, Sweep};
 use crate::sync::keys;
 use crate::sync::outbox::{self, EntryId, OutboxOp, Queued};
 use crate::sync::status::SyncStatus;
@@ -314,48 +313,123 @@ pub fn finish_purge(tx: &mut Tx, dest: &Destination) -> ApiResult<bool> {
         return Ok(false);
     }
     record::drop_claims(tx, &dest.kind, &dest.name)?;
+    jobs::save(
+        tx,
+        Sweep::Purge {
+            kind: dest.kind.clone(),
+            name: dest.name.clone(),
+        },
+        None,
+    )?;
     tx.delete(keys::destination(&dest.kind, &dest.name));
     Ok(true)
 }
 
-/// `LIST sys/sync/associations`: one key per associated secret.
+/// `LIST sys/sync/associations`: one key per associated secret, in one
+/// answer as Vault gives it. The index is read a page at a time, and the
+/// answer is written as JSON text (a value tree would cost several times
+/// more memory): about 120 bytes per secret while it is built.
 pub fn list_all(tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
     let table = MountTable::load(tx)?;
-    // (accessor, secret) → number of destinations.
-    let mut links: BTreeMap<(String, String), u64> = BTreeMap::new();
-    for key in tx.list(keys::BY_SECRET, None)? {
-        let mut parts = key.splitn(3, '/');
-        if let (Some(accessor), Some(escaped), Some(_destination)) =
-            (parts.next(), parts.next(), parts.next())
-        {
-            *links
-                .entry((accessor.to_string(), keys::unescape(escaped)))
-                .or_default() += 1;
+    // `mount/secret`, the mount's place in the table, and how many
+    // destinations: index keys of one secret are adjacent, so a key like
+    // the one before only counts (no allocation: this runs once per key).
+    let mut secrets: Vec<(String, usize, u64)> = Vec::new();
+    let mut previous = String::new();
+    let mut previous_listed = false;
+    let mut after: Option<String> = None;
+    loop {
+        let page = tx
+            .storage()
+            .list(keys::BY_SECRET, after.as_deref(), None, LIST_PAGE)?;
+        for key in &page.keys {
+            let mut parts = key.splitn(3, '/');
+            let (Some(accessor), Some(escaped), Some(_destination)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let secret_key = key.get(..accessor.len() + 1 + escaped.len()).unwrap_or(key);
+            if secret_key == previous {
+                if let (true, Some((_, _, count))) = (previous_listed, secrets.last_mut()) {
+                    *count += 1;
+                }
+                continue;
+            }
+            previous.clear();
+            previous.push_str(secret_key);
+            // A mount that is gone: its secrets are not listed.
+            previous_listed = false;
+            let Some(at) = table.entries.iter().position(|m| m.accessor == accessor) else {
+                continue;
+            };
+            previous_listed = true;
+            let mount = table
+                .entries
+                .get(at)
+                .map_or("", |m| m.path.trim_end_matches('/'));
+            let name = if escaped.contains('%') {
+                format!("{mount}/{}", keys::unescape(escaped))
+            } else {
+                format!("{mount}/{escaped}")
+            };
+            secrets.push((name, at, 1));
+        }
+        match page.next {
+            Some(next) if after.as_deref() != Some(next.as_str()) => after = Some(next),
+            _ => break,
         }
     }
-    let mut key_info = Map::new();
-    let mut total_associations = 0;
-    for ((accessor, secret_name), count) in links {
-        let Some(mount) = table.entries.iter().find(|m| m.accessor == accessor) else {
-            continue;
-        };
-        total_associations += count;
-        key_info.insert(
-            format!("{}/{secret_name}", mount.path.trim_end_matches('/')),
-            json!([{ "mount": mount.path, "secret_path": secret_name }]),
-        );
-    }
-    if key_info.is_empty() {
+    if secrets.is_empty() {
         return Err(ApiError::NotFound);
     }
-    let mut keys: Vec<&String> = key_info.keys().collect();
-    keys.sort();
-    Ok(Reply::data(json!({
-        "keys": keys,
-        "total_associations": total_associations,
-        "total_secrets": key_info.len(),
-        "key_info": key_info,
-    })))
+    if !secrets.is_sorted() {
+        secrets.sort_unstable();
+    }
+    let total_associations: u64 = secrets.iter().map(|(_, _, n)| n).sum();
+    let text_len: usize = secrets.iter().map(|(name, _, _)| 2 * name.len() + 48).sum();
+    let mut out = Vec::with_capacity(text_len.saturating_add(128));
+    out.extend_from_slice(b"{\"key_info\":{");
+    for (i, (name, at, _)) in secrets.iter().enumerate() {
+        let path = table.entries.get(*at).map_or("", |m| m.path.as_str());
+        let secret = name
+            .get(path.trim_end_matches('/').len() + 1..)
+            .unwrap_or_default();
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json(&mut out, name)?;
+        out.extend_from_slice(b":[{\"mount\":");
+        write_json(&mut out, path)?;
+        out.extend_from_slice(b",\"secret_path\":");
+        write_json(&mut out, secret)?;
+        out.extend_from_slice(b"}]");
+    }
+    out.extend_from_slice(b"},\"keys\":[");
+    for (i, (name, _, _)) in secrets.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json(&mut out, name)?;
+    }
+    let totals = format!(
+        "],\"total_associations\":{total_associations},\"total_secrets\":{}}}",
+        secrets.len()
+    );
+    out.extend_from_slice(totals.as_bytes());
+    drop(secrets);
+    let text = String::from_utf8(out)
+        .map_err(|e| ApiError::Internal(format!("cannot render the associations: {e}")))?;
+    Ok(Reply::rendered(text))
+}
+
+/// Index keys read per page by [`list_all`].
+const LIST_PAGE: u32 = 1_000;
+
+/// Appends `s` as a JSON string.
+fn write_json(out: &mut Vec<u8>, s: &str) -> ApiResult<()> {
+    serde_json::to_writer(out, s)
+        .map_err(|e| ApiError::Internal(format!("cannot render the associations: {e}")))
 }
 
 /// `GET sys/sync/associations/destinations?mount=&secret_name=`.
@@ -420,25 +494,54 @@ fn aggregate(record: &Association) -> (SyncStatus, Nanos) {
     (status, updated_at)
 }
 
-/// Whether the destination has any association (this transaction's drops count).
+/// Whether the destination has any association (this transaction's drops
+/// count). Reads keys a page at a time until it finds one that is there.
 pub fn has_any(tx: &mut Tx, kind: &str, name: &str) -> ApiResult<bool> {
-    for (accessor, secret_name) in record::ids_of(tx, kind, name, &[])? {
-        if tx
-            .get(&keys::association(kind, name, &accessor, &secret_name))?
-            .is_some()
-        {
-            return Ok(true);
+    let prefix = keys::associations_of(kind, name);
+    let mut after: Option<String> = None;
+    loop {
+        let page = tx
+            .storage()
+            .list(&prefix, after.as_deref(), None, HAS_ANY_PAGE)?;
+        for rel in &page.keys {
+            if tx.get(&format!("{prefix}{rel}"))?.is_some() {
+                return Ok(true);
+            }
+        }
+        match page.next {
+            Some(next) if after.as_deref() != Some(next.as_str()) => after = Some(next),
+            _ => return Ok(false),
         }
     }
-    Ok(false)
 }
 
-/// Drops every association of the destination, and their pending work,
-/// without touching external objects (`force_delete`: they are orphaned).
-pub fn drop_all(tx: &mut Tx, dest: &Destination) -> ApiResult<()> {
-    for (accessor, secret_name) in record::ids_of(tx, &dest.kind, &dest.name, &[])? {
-        record::drop_keys(tx, &dest.kind, &dest.name, &accessor, &secret_name)?;
-    }
-    record::drop_claims(tx, &dest.kind, &dest.name)?;
-    outbox::drop_destination(tx, &dest.kind, &dest.name)
+/// Keys [`has_any`] lists at a time: the first is nearly always there.
+const HAS_ANY_PAGE: u32 = 16;
+/// Associations dropped per commit by [`drop_all`].
+const DROP_BATCH: u32 = 500;
+
+/// Drops every association of the destination, its claims and its pending
+/// work, without touching external objects (`force_delete`: they are
+/// orphaned), in batches committed on their own: an interrupted drop that is
+/// run again drops the rest.
+pub fn drop_all(store: &dyn Storage, dest: &Destination) -> ApiResult<()> {
+    let (kind, name) = (dest.kind.as_str(), dest.name.as_str());
+    let prefix = keys::associations_of(kind, name);
+    in_batches(store, &prefix, DROP_BATCH, |tx, rel| {
+        let Some((accessor, escaped)) = rel.split_once('/') else {
+            return Ok(());
+        };
+        let secret_name = keys::unescape(escaped);
+        // Read, so that a concurrent change of the record conflicts.
+        tx.get(&format!("{prefix}{rel}"))?;
+        tx.delete(format!("{prefix}{rel}"));
+        tx.delete(keys::secret_index(accessor, &secret_name, kind, name));
+        Ok(())
+    })?;
+    let claims = keys::claims_of(kind, name);
+    in_batches(store, &claims, DROP_BATCH, |tx, rel| {
+        tx.delete(format!("{claims}{rel}"));
+        Ok(())
+    })?;
+    outbox::drop_destination(store, kind, name)
 }

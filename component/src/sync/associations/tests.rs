@@ -806,11 +806,9 @@ fn drop_all_orphans_the_objects_and_drops_pending_work() {
     t.put("a", json!({"x": "2"}));
     t.put("b", json!({"x": "2"}));
     assert_eq!(t.outbox_keys().len(), 2);
-    let mut tx = Tx::new(&t.f.storage);
-    assert!(has_any(&mut tx, "in-mem", "t1").unwrap());
-    drop_all(&mut tx, &d).unwrap();
-    assert!(!has_any(&mut tx, "in-mem", "t1").unwrap());
-    tx.commit().unwrap();
+    assert!(has_any(&mut Tx::new(&t.f.storage), "in-mem", "t1").unwrap());
+    drop_all(&t.f.storage, &d).unwrap();
+    assert!(!has_any(&mut Tx::new(&t.f.storage), "in-mem", "t1").unwrap());
     assert!(t.sync_keys().is_empty());
     assert!(t.outbox_keys().is_empty());
     assert!(t.f.storage.get(keys::OUTBOX_COUNT).unwrap().is_none());

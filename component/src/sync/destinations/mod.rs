@@ -26,6 +26,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::framework::{Call, FieldSpec, FieldTables, FieldType, Fields};
 use crate::storage::Tx;
 use crate::sync::associations;
+use crate::sync::jobs::{self, Sweep};
 use crate::sync::keys;
 use crate::sync::names::{NameRule, Template};
 use crate::sync::outbox;
@@ -503,10 +504,13 @@ pub fn delete(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
     };
     let purge = fields.bool("purge").unwrap_or(false);
     let force = fields.bool("force_delete").unwrap_or(false);
-    if associations::has_any(tx, spec.kind, name)? {
-        if force {
-            associations::drop_all(tx, &dest)?;
-        } else if purge {
+    if force {
+        // In batches of their own, before the destination goes in `tx`: an
+        // interrupted force delete leaves the destination, and running it
+        // again finishes.
+        associations::drop_all(tx.storage(), &dest)?;
+    } else if associations::has_any(tx, spec.kind, name)? {
+        if purge {
             // Purging again restarts the job (a retry now, for every association).
             dest.purge_initiated_at = Some(time::now());
             dest.purge_error = None;
@@ -520,8 +524,17 @@ pub fn delete(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
             )));
         }
     }
-    outbox::drop_destination(tx, spec.kind, name)?;
+    outbox::drop_destination(tx.storage(), spec.kind, name)?;
     crate::sync::associations::record::drop_claims(tx, spec.kind, name)?;
+    // A purge in progress ends with its destination.
+    jobs::save(
+        tx,
+        Sweep::Purge {
+            kind: spec.kind.to_string(),
+            name: name.to_string(),
+        },
+        None,
+    )?;
     tx.delete(keys::destination(spec.kind, name));
     done()
 }

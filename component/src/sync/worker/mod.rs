@@ -55,6 +55,7 @@ use crate::sync::associations::{
 };
 use crate::sync::config::SyncConfig;
 use crate::sync::destinations::Destination;
+use crate::sync::jobs;
 use crate::sync::keys;
 use crate::sync::outbox::{self, EntryId, OutboxEntry, OutboxOp};
 use crate::sync::status::SyncStatus;
@@ -189,6 +190,14 @@ fn ms_to_nanos(ms: u64) -> Nanos {
         .saturating_mul(NANOS_PER_MS)
 }
 
+/// The earlier of two optional times.
+fn earlier(a: Option<Nanos>, b: Option<Nanos>) -> Option<Nanos> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Nanoseconds to milliseconds, rounded up (a host never wakes too early).
 fn nanos_to_ms(n: Nanos) -> u64 {
     u64::try_from(n.max(0)).unwrap_or(0).div_ceil(1_000_000)
@@ -235,6 +244,14 @@ fn run_within(
     let now = time::now();
     let stop_taking = now.saturating_add(ms_to_nanos(budget_ms));
     let mut report = RunReport::default();
+    // Sweeps over whole data sets (reconciliation, purges, disabled mounts)
+    // take one step per run of their shard, whether sync is enabled or not;
+    // a step counts as processed, so the host runs again at once while one
+    // goes on.
+    let (steps, sweeping) = jobs::run(env.storage, shard, shards);
+    report.processed = steps;
+    let sweep_due = sweeping.then_some(now);
+    report.next_due_ms = sweep_due.map(nanos_to_ms);
     // When storage fails, the host comes back after a backoff, not at once.
     let retry_later = || Some(nanos_to_ms(next_due(now, 0, None, settings, 0)));
     let disabled = SyncConfig::load(&mut Tx::new(env.storage)).map(|c| c.disabled);
@@ -248,7 +265,7 @@ fn run_within(
         }
     }
     let (due, mut next) = match scan(env.storage, shard, shards, now, limit) {
-        Ok(found) => found,
+        Ok((due, next)) => (due, earlier(next, sweep_due)),
         Err(e) => {
             eprintln!("sync run: cannot list the outbox: {e}");
             report.next_due_ms = retry_later();

@@ -1844,3 +1844,198 @@ fn a_run_stops_taking_entries_once_its_budget_is_spent() {
     let report = run(&t.f.env(), 0, 1, 10, &t.settings);
     assert_eq!((report.processed, report.next_due_ms), (2, None));
 }
+
+// ------------------------------------------------------------ sweeps in slices
+
+/// More associations than one slice of a sweep handles.
+const MANY: usize = 2_300;
+
+impl T {
+    /// `MANY` secrets `s000000`…, each synced to the in-mem destination
+    /// `dest`: one made through the API, the others copies of its records.
+    fn many(&self, dest: &str) {
+        self.dest(dest, Granularity::SecretPath);
+        self.put("s000000", json!({"v": "1"}));
+        self.set(dest, "s000000");
+        let template: Vec<(String, Vec<u8>)> = self
+            .f
+            .storage
+            .keys()
+            .into_iter()
+            .filter(|k| k.contains("s000000"))
+            .map(|k| {
+                let value = self.f.storage.get(&k).unwrap().unwrap().value;
+                (k, value)
+            })
+            .collect();
+        let mut ops = Vec::new();
+        for i in 1..MANY {
+            let name = format!("s{i:06}");
+            for (key, value) in &template {
+                let value = String::from_utf8(value.clone()).unwrap();
+                ops.push(Op::Put {
+                    key: key.replace("s000000", &name),
+                    value: value.replace("s000000", &name).into_bytes(),
+                });
+            }
+        }
+        self.f.storage.commit(Vec::new(), ops).unwrap();
+    }
+
+    /// The job records of sweeps in progress.
+    fn jobs(&self) -> Vec<String> {
+        self.f
+            .storage
+            .keys()
+            .into_iter()
+            .filter(|k| k.starts_with(crate::sync::jobs::JOBS))
+            .collect()
+    }
+
+    /// Runs until a run processes nothing; returns how many runs did something.
+    fn drain_all(&self) -> usize {
+        for runs in 0..100 {
+            if self.drain().processed == 0 {
+                return runs;
+            }
+        }
+        panic!("the worker did not settle in 100 runs");
+    }
+
+    fn associations_of(&self, dest: &str) -> usize {
+        let prefix = keys::associations_of("in-mem", dest);
+        self.f
+            .storage
+            .keys()
+            .iter()
+            .filter(|k| k.starts_with(&prefix))
+            .count()
+    }
+}
+
+#[test]
+fn reconciliation_of_many_goes_on_in_the_worker_slice_by_slice() {
+    let t = T::new();
+    t.many("d1");
+    assert_eq!(t.associations_of("d1"), MANY);
+    // Nothing is behind: the first step looks at one slice and leaves a job.
+    assert_eq!(t.reconcile(), 0);
+    assert_eq!(t.jobs(), vec!["sync/jobs/reconcile".to_string()]);
+    let runs = t.drain_all();
+    assert_eq!(runs, MANY.div_ceil(1_000) - 1, "one step per run");
+    assert!(t.jobs().is_empty());
+    assert_eq!(t.count(), 0);
+
+    // Rows behind beyond the first slice are queued by later steps and synced.
+    for i in [5, 1_500, MANY - 1] {
+        let name = format!("s{i:06}");
+        t.put(&name, json!({"v": "2"}));
+        t.lose_entry("d1", &name);
+        t.edit_record("d1", &name, |r| {
+            r.mark_rows(crate::sync::status::SyncStatus::Synced, None, 1)
+        });
+    }
+    assert_eq!(t.count(), 0);
+    assert_eq!(t.reconcile(), 1);
+    t.drain_all();
+    for i in [5, 1_500, MANY - 1] {
+        let name = format!("s{i:06}");
+        assert_eq!(t.objects("d1")[&t.name(&name)], r#"{"v":"2"}"#, "{name}");
+        assert_eq!(t.statuses("d1", &name), vec!["SYNCED"]);
+    }
+    assert!(t.jobs().is_empty());
+    assert_eq!(t.count(), 0);
+}
+
+#[test]
+fn a_recount_over_several_slices_heals_a_drifted_count() {
+    let t = T::new();
+    t.many("d1");
+    // Every association behind: queued over several steps, the count follows.
+    t.ok("POST", "sys/sync/config", json!({"disabled": true}));
+    for i in 0..MANY {
+        t.edit_record("d1", &format!("s{i:06}"), |r| {
+            r.mark_rows(crate::sync::status::SyncStatus::Pending, None, 1)
+        });
+    }
+    t.reconcile();
+    while !t.jobs().is_empty() {
+        t.drain();
+    }
+    assert_eq!(t.count(), MANY as u64);
+    {
+        let mut tx = Tx::new(&t.f.storage);
+        outbox::reset_count(&mut tx, 7).unwrap();
+        tx.commit().unwrap();
+    }
+    // A pass over an outbox of several slices recounts it.
+    t.reconcile();
+    while !t.jobs().is_empty() {
+        t.drain();
+    }
+    assert_eq!(t.count(), MANY as u64);
+}
+
+#[test]
+fn a_purge_of_many_is_queued_slice_by_slice_and_finishes() {
+    let t = T::new();
+    t.many("d1");
+    t.ok(
+        "DELETE",
+        "sys/sync/destinations/in-mem/d1?purge=true",
+        Value::Null,
+    );
+    // The first slice is queued by the request, the rest by the worker.
+    assert_eq!(t.count(), 1_000);
+    assert_eq!(t.jobs(), vec!["sync/jobs/purge/in-mem/d1".to_string()]);
+    t.drain_all();
+    assert!(t.jobs().is_empty());
+    assert_eq!(t.associations_of("d1"), 0);
+    assert_eq!(
+        t.call("GET", "sys/sync/destinations/in-mem/d1", Value::Null)
+            .status,
+        404
+    );
+    assert!(t.objects("d1").is_empty());
+    assert_eq!(t.count(), 0);
+}
+
+#[test]
+fn disabling_a_mount_of_many_unsyncs_them_slice_by_slice() {
+    let t = T::new();
+    t.many("d1");
+    t.ok("DELETE", "sys/mounts/secret", Value::Null);
+    assert_eq!(t.count(), 1_000);
+    assert_eq!(t.jobs().len(), 1);
+    t.drain_all();
+    assert!(t.jobs().is_empty());
+    assert_eq!(t.associations_of("d1"), 0);
+    assert_eq!(t.count(), 0);
+    assert!(!t.f.storage.keys().iter().any(|k| k.starts_with("logical/")));
+}
+
+#[test]
+fn a_force_delete_of_many_drops_everything_at_once() {
+    let t = T::new();
+    t.many("d1");
+    // Some pending work, to be dropped with the rest.
+    t.put("s000007", json!({"v": "2"}));
+    assert_eq!(t.count(), 1);
+    t.ok(
+        "DELETE",
+        "sys/sync/destinations/in-mem/d1?force_delete=true",
+        Value::Null,
+    );
+    let left: Vec<String> =
+        t.f.storage
+            .keys()
+            .into_iter()
+            .filter(|k| k.starts_with("sync/") && k.contains("d1"))
+            .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(t.f.storage.get(keys::OUTBOX_COUNT).unwrap().is_none());
+    assert!(t.jobs().is_empty());
+    // A destination of the same name starts empty.
+    t.dest("d1", Granularity::SecretPath);
+    assert_eq!(t.associations_of("d1"), 0);
+}

@@ -1,10 +1,10 @@
-//! The procedure of each target P1–P10, P12 and P13 (listed in `BENCHMARKS.md`), each
+//! The procedure of each target P1–P13 (listed in `BENCHMARKS.md`), each
 //! measured side by side with its baseline in the same run, several
 //! rounds, reported as the median ratio and its spread.
 //!
 //! One file per group of targets measured together: `api_path` (P1, P2),
 //! `instances` (P3, P4), `sync_to_aws` (P5, P9), `provider_calls` (P6, P7),
-//! `write_path` (P8), `startup` (P10), `acl` (P12), `postgres` (P13); `servers` starts the processes they
+//! `write_path` (P8), `startup` (P10), `scale` (P11), `acl` (P12), `postgres` (P13); `servers` starts the processes they
 //! measure and holds the small Vault client that sets them up.
 
 use std::path::PathBuf;
@@ -16,6 +16,7 @@ mod api_path;
 mod instances;
 mod postgres;
 mod provider_calls;
+mod scale;
 mod servers;
 mod startup;
 mod sync_to_aws;
@@ -147,6 +148,7 @@ pub async fn run(opts: &Options, paths: &Paths) -> Vec<Row> {
         ),
         (&["P8"], "KV writes with 5 associations vs none"),
         (&["P10"], "start-up"),
+        (&["P11"], "reconciliation of 100,000 associations vs 10,000"),
         (&["P12"], "KV reads with a 20-rule policy vs the root token"),
         (
             &["P13"],
@@ -167,6 +169,7 @@ pub async fn run(opts: &Options, paths: &Paths) -> Vec<Row> {
             Some("P6") => b.provider_calls().await,
             Some("P8") => b.write_path().await,
             Some("P10") => b.startup().await,
+            Some("P11") => b.scale().await,
             Some("P12") => b.acl().await,
             Some("P13") => b.postgres().await,
             _ => Err(anyhow::anyhow!("no procedure measures {}", ids.join("/"))),
