@@ -131,7 +131,7 @@ pub async fn run(opts: &Options, paths: &Paths) -> Vec<Row> {
                 .any(|id| opts.only.iter().any(|o| o.eq_ignore_ascii_case(id)))
     };
     /// Each procedure, the targets it measures and what it does.
-    const SECTIONS: [(&[&str], &str); 9] = [
+    const SECTIONS: [(&[&str], &str); 10] = [
         (
             &["P1", "P2"],
             "KV reads through the component, natively, and a bare hyper server",
