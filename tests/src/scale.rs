@@ -172,7 +172,7 @@ impl Installation {
             workers: 1,
             ..SyncConfig::default()
         };
-        Ok(kvsync::worker::drain(
+        kvsync::worker::drain(
             &self.rt,
             &self.backend,
             TENANT,
@@ -180,6 +180,6 @@ impl Installation {
             Duration::ZERO,
             Arc::new(DrainProgress::default()),
         )
-        .await?)
+        .await
     }
 }
