@@ -331,8 +331,8 @@ async fn respond(
     }
 
     // Paths served without a token do not spend a use of one.
-    let open = api::request_path(&path, api::Operation::Read)
-        .is_ok_and(|decoded| access::is_unauthenticated(&decoded));
+    let decoded = api::request_path(&path, api::Operation::Read).ok();
+    let open = decoded.as_deref().is_some_and(access::is_unauthenticated);
     let token = token_of(&req);
     let presented = token.is_some();
     let storage_error = |e: crate::storage::StorageError| HostError::Storage(e.to_string());
@@ -401,9 +401,11 @@ async fn respond(
     }
     let method = req.method().as_str().to_string();
     // `sys/leader` gets the host's HA view added to the engine's answer.
-    let leader = method == "GET"
-        && api::request_path(&path, api::Operation::Read)
-            .is_ok_and(|decoded| decoded.trim_matches('/') == "sys/leader");
+    let leader = open
+        && method == "GET"
+        && decoded
+            .as_deref()
+            .is_some_and(|decoded| decoded.trim_matches('/') == "sys/leader");
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()
