@@ -33,6 +33,7 @@ mod connector;
 pub mod deterministic;
 mod keyring;
 pub mod limits;
+mod namespaces;
 mod records;
 mod state;
 mod tokens;
@@ -48,6 +49,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::auth::{Authority, Caller, TokenStore};
 use crate::connectors::Connectors;
+use crate::namespaces::Tenancy;
 use crate::storage::{SharedKeyring, TenantStorage};
 pub use limits::Limits;
 use records::WitRequest;
@@ -81,6 +83,9 @@ pub struct Runtime {
     /// The storage barrier's keyring the `keyring` import serves (set with
     /// the token store).
     keyring: Option<SharedKeyring>,
+    /// The namespaces the `namespaces` import serves (set with the token
+    /// store).
+    tenancy: Option<Tenancy>,
     /// How long a provider call made while answering an API request may take
     /// before it is left to the sync worker (the association shows `PENDING`).
     inline_bound: Duration,
@@ -139,6 +144,7 @@ impl Runtime {
             connectors,
             tokens: None,
             keyring: None,
+            tenancy: None,
             inline_bound: DEFAULT_INLINE_BOUND,
             max_request_duration: DEFAULT_MAX_REQUEST_DURATION,
             _ticker: ticker,
@@ -189,6 +195,12 @@ impl Runtime {
     /// Serves the `keyring` import (`sys/key-status`, `sys/rotate`) from `keyring`.
     pub fn with_keyring(mut self, keyring: SharedKeyring) -> Self {
         self.keyring = Some(keyring);
+        self
+    }
+
+    /// Serves the `namespaces` import (`sys/namespaces`) from `tenancy`.
+    pub fn with_tenancy(mut self, tenancy: Tenancy) -> Self {
+        self.tenancy = Some(tenancy);
         self
     }
 
@@ -340,7 +352,8 @@ impl Runtime {
             inline_bound,
             &self.limits,
         )
-        .with_keyring(self.keyring.clone());
+        .with_keyring(self.keyring.clone())
+        .with_tenancy(self.tenancy.clone());
         if let Some(d) = &self.deterministic {
             state.set_wasi(d.ctx());
         }
