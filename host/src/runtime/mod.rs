@@ -303,9 +303,11 @@ impl Runtime {
         inline_bound: Option<Duration>,
     ) -> Result<warm::Warm, CallError> {
         if let Some(mut w) = self.warm.take(storage.prefix()) {
-            w.store
-                .data_mut()
-                .ready_for_call(storage, self.tokens.clone(), caller, inline_bound);
+            // The instance may come from a clone of this runtime made before
+            // its stores were set (dev mode's setup): it gets this one's.
+            let state = w.store.data_mut();
+            state.ready_for_call(storage, self.tokens.clone(), caller, inline_bound);
+            state.serve_stores(self.keyring.clone(), self.tenancy.clone());
             limits::rearm(&mut w.store, &self.limits);
             return Ok(w);
         }

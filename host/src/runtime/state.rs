@@ -97,6 +97,17 @@ impl State {
         self
     }
 
+    /// Serves the `keyring` and `namespaces` imports from these (a warm
+    /// instance gets its runtime's at each call).
+    pub fn serve_stores(
+        &mut self,
+        keyring: Option<SharedKeyring>,
+        tenancy: Option<crate::namespaces::Tenancy>,
+    ) {
+        self.keyring = keyring;
+        self.tenancy = tenancy;
+    }
+
     /// Serves the `namespaces` import from `tenancy`.
     pub fn with_tenancy(mut self, tenancy: Option<crate::namespaces::Tenancy>) -> Self {
         self.tenancy = tenancy;
