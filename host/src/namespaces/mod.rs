@@ -270,6 +270,17 @@ impl NamespaceStore {
         cache.by_id.clear();
     }
 
+    /// What the cache says (`None`: it does not know, or may not serve).
+    fn cached(
+        &self,
+        find: impl FnOnce(&Cache) -> Option<Option<Arc<Record>>>,
+    ) -> Option<Option<Arc<Record>>> {
+        if !self.catch_up() {
+            return None;
+        }
+        find(&self.inner.cache.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
     fn remember(&self, path: Option<&str>, id: Option<&str>, record: Option<Arc<Record>>) {
         if self.inner.follower.is_lost() {
             return;
@@ -292,16 +303,8 @@ impl NamespaceStore {
         if path.is_empty() {
             return Ok(Some(Arc::new(Record::root())));
         }
-        if self.catch_up()
-            && let Some(hit) = self
-                .inner
-                .cache
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .by_path
-                .get(path)
-        {
-            return Ok(hit.clone());
+        if let Some(hit) = self.cached(|c| c.by_path.get(path).cloned()) {
+            return Ok(hit);
         }
         let found = match self.backend().get(&path_key(path)).await? {
             Some(entry) => Some(Arc::new(decode(&entry.value)?)),
@@ -317,16 +320,8 @@ impl NamespaceStore {
         if id == ROOT_NAMESPACE {
             return Ok(Some(Arc::new(Record::root())));
         }
-        if self.catch_up()
-            && let Some(hit) = self
-                .inner
-                .cache
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .by_id
-                .get(id)
-        {
-            return Ok(hit.clone());
+        if let Some(hit) = self.cached(|c| c.by_id.get(id).cloned()) {
+            return Ok(hit);
         }
         let path = match self.backend().get(&id_key(id)).await? {
             Some(entry) => String::from_utf8(entry.value).ok(),
@@ -346,30 +341,16 @@ impl NamespaceStore {
 
     /// The direct children of `parent`, sorted by path.
     pub async fn children(&self, parent: &Namespace) -> Result<Vec<Record>, StorageError> {
-        let prefix = path_key(&parent.path);
+        // A child's own key ends in `/`, as does the folder of its
+        // children: one entry per child.
         let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .backend()
-                .list(&prefix, after.as_deref(), Some('/'), 0)
-                .await?;
-            for name in &page.keys {
-                // A child's own key ends in `/`, as does the folder of its
-                // children: one entry per child.
-                if !name.ends_with('/') {
-                    continue;
-                }
-                let path = format!("{}{name}", parent.path);
-                if let Some(entry) = self.backend().get(&path_key(&path)).await? {
-                    out.push(decode(&entry.value)?);
-                }
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(out),
+        for name in list_folders(self.backend(), &path_key(&parent.path)).await? {
+            let path = format!("{}{name}", parent.path);
+            if let Some(entry) = self.backend().get(&path_key(&path)).await? {
+                out.push(decode(&entry.value)?);
             }
         }
+        Ok(out)
     }
 
     /// The parent of the namespace `rel` (relative to `base`, canonical)
@@ -658,19 +639,7 @@ impl NamespaceStore {
 
     /// The ids of the deletions whose contents are still being removed.
     pub async fn pending_deletions(&self) -> Result<Vec<String>, StorageError> {
-        let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .backend()
-                .list(DELETING, after.as_deref(), None, 0)
-                .await?;
-            out.extend(page.keys);
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(out),
-            }
-        }
+        list_all(self.backend(), DELETING, None).await
     }
 }
 
@@ -696,11 +665,23 @@ pub async fn associated_destinations(
 
 /// The folders (`x/`) directly under `prefix`.
 async fn list_folders(backend: &SharedBackend, prefix: &str) -> Result<Vec<String>, StorageError> {
+    let mut keys = list_all(backend, prefix, Some('/')).await?;
+    keys.retain(|k| k.ends_with('/'));
+    Ok(keys)
+}
+
+/// Every key under `prefix` (relative to it; with `delimiter`, folders
+/// once each), page after page.
+async fn list_all(
+    backend: &SharedBackend,
+    prefix: &str,
+    delimiter: Option<char>,
+) -> Result<Vec<String>, StorageError> {
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = backend.list(prefix, after.as_deref(), Some('/'), 0).await?;
-        out.extend(page.keys.into_iter().filter(|k| k.ends_with('/')));
+        let page = backend.list(prefix, after.as_deref(), delimiter, 0).await?;
+        out.extend(page.keys);
         match page.next {
             Some(next) => after = Some(next),
             None => return Ok(out),
