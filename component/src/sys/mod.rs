@@ -321,7 +321,7 @@ const PATHS: &[Path] = &[
             ),
             op(
                 Update,
-                "namespaces-update-namespace",
+                "namespaces-create-namespace",
                 "Replace the namespace's custom metadata.",
                 namespaces::write,
             ),
