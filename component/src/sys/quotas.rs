@@ -91,13 +91,19 @@ impl RateLimitQuota {
     }
 
     fn to_json(&self) -> serde_json::Value {
+        // A whole rate reads back as an integer, as Vault's JSON writes a float64.
+        let rate = if self.rate.fract() == 0.0 && self.rate.abs() < 9.0e15 {
+            json!(self.rate as i64)
+        } else {
+            json!(self.rate)
+        };
         json!({
             "block_interval": self.block_interval,
             "inheritable": self.inheritable,
             "interval": self.interval,
             "name": self.name,
             "path": self.path(),
-            "rate": self.rate,
+            "rate": rate,
             "role": "",
             "type": TYPE_RATE_LIMIT,
         })
@@ -555,6 +561,7 @@ mod tests {
         let (_, body) = call(&env, "GET", "sys/quotas/rate-limit/tokens", &Value::Null);
         assert_eq!(body["data"]["path"], "auth/token/create");
         assert_eq!(body["data"]["interval"], 1);
+        assert_eq!(body["data"]["rate"].to_string(), "2");
         assert_eq!(body["data"]["inheritable"], false);
         let (_, body) = call(&env, "LIST", "sys/quotas/rate-limit", &Value::Null);
         assert_eq!(body["data"]["keys"], json!(["global", "tokens"]));

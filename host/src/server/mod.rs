@@ -164,6 +164,7 @@ pub fn http_state(
 ) -> Arc<AppState> {
     Arc::new(AppState {
         api,
+        quotas: crate::quotas::Quotas::new(backend.clone()),
         backend,
         tokens,
         policies,
