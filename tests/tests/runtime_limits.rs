@@ -23,6 +23,7 @@ fn limits(cpu_ms: u64) -> Limits {
         memory_bytes: 32 << 20,
         max_concurrent_instances: 16,
         warm_instances: 4,
+        tenant_max_concurrent_requests: None,
     }
 }
 
@@ -298,11 +299,103 @@ async fn a_full_instance_pool_answers_busy_not_a_trap() {
         tokio::spawn(async move { call(&rt, &backend, "loop").await })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let outcome = call(&rt, &backend, "ok").await;
+    // Another tenant's call: the pool, not the first tenant's cap, refuses it.
+    let outcome = call_as(&rt, &backend, "other", "ok").await;
     assert!(matches!(outcome, Err(CallError::Busy)), "{outcome:?}");
     assert!(matches!(
         spinning.await.unwrap(),
         Err(CallError::LimitExceeded(_))
     ));
     assert_eq!(call(&rt, &backend, "ok").await.unwrap().status, 200);
+}
+
+/// A backend whose reads wait at a gate once it is closed: a call that reads holds its
+/// instance (and its tenant's slot) until the test opens the gate.
+struct GatedBackend {
+    inner: SharedBackend,
+    closed: std::sync::atomic::AtomicBool,
+    gate: tokio::sync::Semaphore,
+    /// Reads that reached the closed gate.
+    arrived: tokio::sync::Semaphore,
+}
+
+#[async_trait::async_trait]
+impl Backend for GatedBackend {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            self.arrived.add_permits(1);
+            self.gate.acquire().await.unwrap().forget();
+        }
+        self.inner.get(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        delimiter: Option<char>,
+        limit: u32,
+    ) -> Result<Page, StorageError> {
+        self.inner.list(prefix, after, delimiter, limit).await
+    }
+    async fn commit(&self, conditions: Vec<Condition>, ops: Vec<Op>) -> Result<u64, StorageError> {
+        self.inner.commit(conditions, ops).await
+    }
+}
+
+/// The noisy neighbour at the runtime: tenant `a` holds every slot of its
+/// cap (its calls wait in a storage read), so its next call is refused as
+/// busy after a short wait, while tenant `b`'s calls, on the same runtime and
+/// instance pool, are served; once `a`'s calls finish, `a` is served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_at_its_concurrency_cap_does_not_hold_up_other_tenants() {
+    let rt = load(
+        RUNAWAY,
+        Limits {
+            tenant_max_concurrent_requests: Some(2),
+            ..limits(5_000)
+        },
+        None,
+    );
+    let gated = Arc::new(GatedBackend {
+        inner: memory_backend(),
+        closed: std::sync::atomic::AtomicBool::new(false),
+        gate: tokio::sync::Semaphore::new(0),
+        arrived: tokio::sync::Semaphore::new(0),
+    });
+    let a_backend: SharedBackend = gated.clone();
+    // The caller's identity is created before the gate closes.
+    kvsync_tests::root_identity(&a_backend).await.unwrap();
+    gated
+        .closed
+        .store(true, std::sync::atomic::Ordering::Release);
+    let flood: Vec<_> = (0..2)
+        .map(|_| {
+            let (rt, backend) = (rt.clone(), a_backend.clone());
+            tokio::spawn(async move { call_as(&rt, &backend, "a", "storage").await })
+        })
+        .collect();
+    // Both of a's calls hold their slots: each reached the gate.
+    let arrived = tokio::time::timeout(Duration::from_secs(30), gated.arrived.acquire_many(2));
+    arrived.await.unwrap().unwrap().forget();
+    let b_backend = memory_backend();
+    for _ in 0..3 {
+        assert_eq!(
+            call_as(&rt, &b_backend, "b", "ok").await.unwrap().status,
+            200
+        );
+    }
+    let refused = call_as(&rt, &a_backend, "a", "ok").await;
+    assert!(matches!(refused, Err(CallError::TenantBusy)), "{refused:?}");
+    gated
+        .closed
+        .store(false, std::sync::atomic::Ordering::Release);
+    gated.gate.add_permits(2);
+    for call in flood {
+        assert_eq!(call.await.unwrap().unwrap().status, 200);
+    }
+    assert_eq!(
+        call_as(&rt, &a_backend, "a", "ok").await.unwrap().status,
+        200
+    );
+    assert_eq!(rt.active_tenants(), 0);
 }

@@ -49,7 +49,9 @@ impl HostError {
             HostError::NotFound => StatusCode::NOT_FOUND,
             HostError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             HostError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            HostError::Call(CallError::LimitExceeded(_) | CallError::Busy)
+            HostError::Call(
+                CallError::LimitExceeded(_) | CallError::Busy | CallError::TenantBusy,
+            )
             | HostError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             HostError::Call(CallError::Trap(_)) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -124,6 +126,12 @@ mod tests {
         assert_eq!(limit.status(), StatusCode::SERVICE_UNAVAILABLE);
         let busy = HostError::Call(CallError::Busy).into_response();
         assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let tenant = HostError::Call(CallError::TenantBusy);
+        assert_eq!(
+            tenant.messages(),
+            ["the namespace has too many requests in progress; retry the request"]
+        );
+        assert_eq!(tenant.status(), StatusCode::SERVICE_UNAVAILABLE);
         let trap = HostError::Call(CallError::Trap("wasm backtrace: secret detail".into()));
         assert_eq!(trap.messages(), vec!["internal error".to_string()]);
         assert_eq!(

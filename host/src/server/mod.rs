@@ -115,11 +115,28 @@ pub fn engine(options: &EngineOptions) -> anyhow::Result<Runtime> {
 pub struct Options {
     /// Overrides `guest_warm_instances`.
     pub warm_instances: Option<u32>,
+    /// Overrides `tenant_max_concurrent_requests`.
+    pub tenant_max_concurrent_requests: Option<u32>,
     /// Overrides the listener's `max_request_duration`.
     pub max_request_duration: Option<Duration>,
     /// The sync worker's knobs: the configuration's, with the command's
     /// flags applied.
     pub sync: SyncConfig,
+}
+
+impl Options {
+    /// The engine's options with the command line's overrides applied.
+    fn apply(&self, engine: &mut EngineOptions) {
+        if let Some(n) = self.warm_instances {
+            engine.limits.warm_instances = n;
+        }
+        if let Some(n) = self.tenant_max_concurrent_requests {
+            engine.limits.tenant_max_concurrent_requests = Some(n);
+        }
+        if let Some(d) = self.max_request_duration {
+            engine.max_request_duration = d;
+        }
+    }
 }
 
 /// A bound listener, with the HTTP front's transport settings.
@@ -246,12 +263,7 @@ impl Server {
     ) -> anyhow::Result<Self> {
         let (sealed, description) = storage::open(config, config_path, env, access).await?;
         let mut engine_options = EngineOptions::from_config(config, env);
-        if let Some(n) = options.warm_instances {
-            engine_options.limits.warm_instances = n;
-        }
-        if let Some(d) = options.max_request_duration {
-            engine_options.max_request_duration = d;
-        }
+        options.apply(&mut engine_options);
         let runtime = engine(&engine_options)?;
         let (tokens, policies) = identity(&sealed.backend).await?;
         tokens.upgrade().await?;
@@ -273,12 +285,7 @@ impl Server {
             connector_env: env.connectors.clone(),
             ..EngineOptions::default()
         };
-        if let Some(n) = options.warm_instances {
-            engine_options.limits.warm_instances = n;
-        }
-        if let Some(d) = options.max_request_duration {
-            engine_options.max_request_duration = d;
-        }
+        options.apply(&mut engine_options);
         let runtime = engine(&engine_options)?;
         let (sealed, identity, root) = dev_storage(&runtime, root_token_id).await?;
         Ok((
