@@ -402,7 +402,7 @@ pub fn write(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
             other.name
         )));
     }
-    tx.put_json(&keys::rate_limit(name), &quota)?;
+    tx.put_json(keys::rate_limit(name), &quota)?;
     Ok(Reply::no_content())
 }
 
