@@ -202,16 +202,98 @@ async fn a_guest_trap_is_reported_and_the_runtime_keeps_serving() {
     assert_eq!(call(&rt, &backend, "ok").await.unwrap().status, 200);
 }
 
-/// A backend whose reads take longer than the guest's whole CPU budget.
-struct SlowBackend {
+/// A backend whose reads stall: each for a while, or, while its gate is closed, until the
+/// test opens it (a call that reads then holds its instance and its tenant's slot).
+struct StallingBackend {
     inner: SharedBackend,
-    delay: Duration,
+    stall: Stall,
+}
+
+enum Stall {
+    /// Each read takes this long.
+    For(Duration),
+    /// While `closed`, each read waits for a permit of `gate`, after adding one to `arrived`.
+    Gate {
+        closed: std::sync::atomic::AtomicBool,
+        gate: tokio::sync::Semaphore,
+        arrived: tokio::sync::Semaphore,
+    },
+}
+
+impl StallingBackend {
+    fn slow(delay: Duration) -> Self {
+        StallingBackend {
+            inner: memory_backend(),
+            stall: Stall::For(delay),
+        }
+    }
+
+    /// Its gate open until [`StallingBackend::close`].
+    fn gated() -> Self {
+        StallingBackend {
+            inner: memory_backend(),
+            stall: Stall::Gate {
+                closed: std::sync::atomic::AtomicBool::new(false),
+                gate: tokio::sync::Semaphore::new(0),
+                arrived: tokio::sync::Semaphore::new(0),
+            },
+        }
+    }
+
+    fn gate(
+        &self,
+    ) -> (
+        &std::sync::atomic::AtomicBool,
+        &tokio::sync::Semaphore,
+        &tokio::sync::Semaphore,
+    ) {
+        let Stall::Gate {
+            closed,
+            gate,
+            arrived,
+        } = &self.stall
+        else {
+            unreachable!("a gated backend")
+        };
+        (closed, gate, arrived)
+    }
+
+    fn close(&self) {
+        self.gate()
+            .0
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Opens the gate, letting `waiting` stalled reads through.
+    fn open(&self, waiting: usize) {
+        let (closed, gate, _) = self.gate();
+        closed.store(false, std::sync::atomic::Ordering::Release);
+        gate.add_permits(waiting);
+    }
+
+    /// Waits (bounded) until `n` reads stall at the closed gate.
+    async fn stalled(&self, n: u32) {
+        let arrived = tokio::time::timeout(Duration::from_secs(30), self.gate().2.acquire_many(n));
+        arrived.await.unwrap().unwrap().forget();
+    }
 }
 
 #[async_trait::async_trait]
-impl Backend for SlowBackend {
+impl Backend for StallingBackend {
     async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-        tokio::time::sleep(self.delay).await;
+        match &self.stall {
+            Stall::For(delay) => tokio::time::sleep(*delay).await,
+            Stall::Gate {
+                closed,
+                gate,
+                arrived,
+            } => {
+                if closed.load(std::sync::atomic::Ordering::Acquire) {
+                    arrived.add_permits(1);
+                    gate.acquire().await.unwrap().forget();
+                }
+            }
+        }
         self.inner.get(key).await
     }
     async fn list(
@@ -230,10 +312,7 @@ impl Backend for SlowBackend {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_in_host_calls_is_not_charged_to_the_guest() {
-    let slow: SharedBackend = Arc::new(SlowBackend {
-        inner: memory_backend(),
-        delay: Duration::from_millis(250),
-    });
+    let slow: SharedBackend = Arc::new(StallingBackend::slow(Duration::from_millis(250)));
     // The real engine: `sys/mounts` reads the mount table through the host.
     let rt = load(runtime::ENGINE_COMPONENT, limits(100), None);
     let t = Instant::now();
@@ -250,10 +329,7 @@ async fn time_in_host_calls_is_not_charged_to_the_guest() {
 /// Vault's envelope), not left hanging.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_is_stopped_at_its_max_duration() {
-    let stalled: SharedBackend = Arc::new(SlowBackend {
-        inner: memory_backend(),
-        delay: Duration::from_secs(3600),
-    });
+    let stalled: SharedBackend = Arc::new(StallingBackend::slow(Duration::from_secs(3600)));
     let cache = std::env::var_os("KVSYNC_CACHE_DIR").map(std::path::PathBuf::from);
     let rt = load(runtime::ENGINE_COMPONENT, limits(100), cache.as_deref())
         .with_max_request_duration(Duration::from_millis(300));
@@ -309,39 +385,6 @@ async fn a_full_instance_pool_answers_busy_not_a_trap() {
     assert_eq!(call(&rt, &backend, "ok").await.unwrap().status, 200);
 }
 
-/// A backend whose reads wait at a gate once it is closed: a call that reads holds its
-/// instance (and its tenant's slot) until the test opens the gate.
-struct GatedBackend {
-    inner: SharedBackend,
-    closed: std::sync::atomic::AtomicBool,
-    gate: tokio::sync::Semaphore,
-    /// Reads that reached the closed gate.
-    arrived: tokio::sync::Semaphore,
-}
-
-#[async_trait::async_trait]
-impl Backend for GatedBackend {
-    async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
-            self.arrived.add_permits(1);
-            self.gate.acquire().await.unwrap().forget();
-        }
-        self.inner.get(key).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        delimiter: Option<char>,
-        limit: u32,
-    ) -> Result<Page, StorageError> {
-        self.inner.list(prefix, after, delimiter, limit).await
-    }
-    async fn commit(&self, conditions: Vec<Condition>, ops: Vec<Op>) -> Result<u64, StorageError> {
-        self.inner.commit(conditions, ops).await
-    }
-}
-
 /// The noisy neighbour at the runtime: tenant `a` holds every slot of its
 /// cap (its calls wait in a storage read), so its next call is refused as
 /// busy after a short wait, while tenant `b`'s calls, on the same runtime and
@@ -356,18 +399,11 @@ async fn a_tenant_at_its_concurrency_cap_does_not_hold_up_other_tenants() {
         },
         None,
     );
-    let gated = Arc::new(GatedBackend {
-        inner: memory_backend(),
-        closed: std::sync::atomic::AtomicBool::new(false),
-        gate: tokio::sync::Semaphore::new(0),
-        arrived: tokio::sync::Semaphore::new(0),
-    });
+    let gated = Arc::new(StallingBackend::gated());
     let a_backend: SharedBackend = gated.clone();
     // The caller's identity is created before the gate closes.
     kvsync_tests::root_identity(&a_backend).await.unwrap();
-    gated
-        .closed
-        .store(true, std::sync::atomic::Ordering::Release);
+    gated.close();
     let flood: Vec<_> = (0..2)
         .map(|_| {
             let (rt, backend) = (rt.clone(), a_backend.clone());
@@ -375,8 +411,7 @@ async fn a_tenant_at_its_concurrency_cap_does_not_hold_up_other_tenants() {
         })
         .collect();
     // Both of a's calls hold their slots: each reached the gate.
-    let arrived = tokio::time::timeout(Duration::from_secs(30), gated.arrived.acquire_many(2));
-    arrived.await.unwrap().unwrap().forget();
+    gated.stalled(2).await;
     let b_backend = memory_backend();
     for _ in 0..3 {
         assert_eq!(
@@ -386,10 +421,7 @@ async fn a_tenant_at_its_concurrency_cap_does_not_hold_up_other_tenants() {
     }
     let refused = call_as(&rt, &a_backend, "a", "ok").await;
     assert!(matches!(refused, Err(CallError::TenantBusy)), "{refused:?}");
-    gated
-        .closed
-        .store(false, std::sync::atomic::Ordering::Release);
-    gated.gate.add_permits(2);
+    gated.open(2);
     for call in flood {
         assert_eq!(call.await.unwrap().unwrap().status, 200);
     }

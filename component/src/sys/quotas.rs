@@ -297,24 +297,17 @@ pub fn write_config(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
 /// Every stored quota, sorted by name.
 pub fn load_all(tx: &mut Tx) -> ApiResult<Vec<RateLimitQuota>> {
     let mut quotas = Vec::new();
-    for name in tx.list(keys::RATE_LIMIT, Some('/'))? {
+    for name in tx.names(keys::RATE_LIMIT)? {
         if let Some(q) = tx.get_json::<RateLimitQuota>(&keys::rate_limit(&name))? {
             quotas.push(q);
         }
     }
-    quotas.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(quotas)
 }
 
 /// `LIST sys/quotas/rate-limit`.
 pub fn list(tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
-    let mut names = tx.list(keys::RATE_LIMIT, Some('/'))?;
-    names.retain(|n| !n.ends_with('/'));
-    if names.is_empty() {
-        return Err(ApiError::NotFound);
-    }
-    names.sort();
-    Ok(Reply::data(json!({ "keys": names })))
+    Reply::keys(tx.names(keys::RATE_LIMIT)?)
 }
 
 /// Vault's quota names: word characters, `-` and `.`, starting and ending with a word
