@@ -29,7 +29,7 @@ use crate::storage::{
 };
 
 /// The tenant whose storage holds the quota records (quotas are managed in the root namespace).
-const RULES_TENANT: &str = "root";
+const RULES_TENANT: &str = crate::http::ROOT_TENANT;
 
 /// Without a change feed (a backend that reports none), how long rules read from storage are
 /// used before they are read again.
