@@ -43,7 +43,6 @@ fn start_worker(rt: &Runtime, backend: &SharedBackend) -> Worker {
     Worker::start(
         rt.clone(),
         backend.clone(),
-        TENANT,
         sync_config(),
         Arc::new(Notify::new()),
         kvsync::ha::HostInfo::this_process(String::new()),

@@ -218,7 +218,7 @@ pub async fn dev_storage(
     Ok((sealed, (tokens, policies), root))
 }
 
-/// The assembled parts of a server of the root tenant.
+/// The assembled parts of a server.
 pub struct Server {
     backend: SharedBackend,
     /// What the storage is, for the start-up banner.
@@ -356,6 +356,19 @@ impl Server {
         body: &[u8],
         caller: Option<Caller>,
     ) -> anyhow::Result<runtime::Outcome> {
+        self.call_in(ROOT_TENANT, method, path, body, caller).await
+    }
+
+    /// [`Server::call`] against the storage of tenant `tenant` (the caller's authority is
+    /// still the root namespace's: a test's way to drive several tenants).
+    pub async fn call_in(
+        &self,
+        tenant: &str,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        caller: Option<Caller>,
+    ) -> anyhow::Result<runtime::Outcome> {
         let caller = match caller {
             Some(caller) => {
                 let authority =
@@ -365,15 +378,15 @@ impl Server {
             None => None,
         };
         let req = runtime::request(method, path, body, caller);
-        Ok(self.runtime.handle(self.storage(), req).await?)
+        let storage = TenantStorage::new(self.backend.clone(), tenant);
+        Ok(self.runtime.handle(storage, req).await?)
     }
 
-    /// Starts the sync worker of the root tenant, as `host`.
+    /// Starts the sync worker of every tenant, as `host`.
     pub fn start_worker(&self, host: HostInfo) -> Worker {
         Worker::start(
             self.runtime.clone(),
             self.backend.clone(),
-            ROOT_TENANT,
             self.sync.clone(),
             self.sync_wake.clone(),
             host,
@@ -387,15 +400,7 @@ impl Server {
         wait: Duration,
         progress: Arc<DrainProgress>,
     ) -> anyhow::Result<DrainReport> {
-        worker::drain(
-            &self.runtime,
-            &self.backend,
-            ROOT_TENANT,
-            &self.sync,
-            wait,
-            progress,
-        )
-        .await
+        worker::drain(&self.runtime, &self.backend, &self.sync, wait, progress).await
     }
 
     /// Runs the sync worker (as `host`) until `shutdown` resolves, then stops it, letting
@@ -421,7 +426,6 @@ impl Server {
         let ha = HaView {
             leases: Leases::new(
                 self.backend.clone(),
-                ROOT_TENANT,
                 host.clone(),
                 self.sync.lease_ttl,
                 self.sync.workers,
