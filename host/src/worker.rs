@@ -374,10 +374,6 @@ async fn stopping(stop: &mut watch::Receiver<bool>) -> bool {
 /// What one run of `tenant` in shard `shard` came to, for its place in the queue: runs one
 /// batch; a tenant with nothing left has its index records dropped (unless work came
 /// meanwhile). `failures` counts the loop's failed runs in a row.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the loop's and the drain's context, passed apart so that both share this"
-)]
 async fn run_tenant(
     runtime: &Runtime,
     backend: &SharedBackend,
@@ -488,7 +484,7 @@ async fn shard_loop(shared: Arc<Shared>, shard: u32, mut stop: watch::Receiver<b
         let (tenant, next_due) = {
             let mut queue = state.queue();
             let next_due = queue.promote(now);
-            (queue.next(), next_due)
+            (queue.take_turn(), next_due)
         };
         let Some(tenant) = tenant else {
             let pause = idle_pause(next_due, now, shared.config.reconcile_interval);
@@ -591,11 +587,9 @@ async fn follow_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             }
             // A record the loop itself dropped (its tenant idle) is reported too: a tenant the
             // queue does not know is queued only when its record exists.
-            if !state.queue().knows(&tenant) {
-                match shared.backend.get(key).await {
-                    Ok(None) => continue,
-                    Ok(Some(_)) | Err(_) => {}
-                }
+            let known = state.queue().knows(&tenant);
+            if !known && let Ok(None) = shared.backend.get(key).await {
+                continue;
             }
             state.queue().due_now(&tenant);
             state.wake.notify_one();
@@ -921,7 +915,7 @@ async fn drain_shard(
     loop {
         let now = now_ms();
         let waiting = queue.promote(now);
-        let Some(tenant) = queue.next() else {
+        let Some(tenant) = queue.take_turn() else {
             let Some(at) = waiting else {
                 return Ok(left);
             };

@@ -562,3 +562,49 @@ async fn a_tenants_flood_delays_anothers_change_by_one_batch_at_most() {
         worker::BATCH
     );
 }
+
+/// From [`Worker::start`] to `busy`'s queued change at its destination, with `idle` other
+/// tenants that have a destination and nothing queued.
+async fn first_sync_after_start(idle: usize) -> Duration {
+    let rt = engine();
+    let backend = memory_backend();
+    for i in 0..idle {
+        TenantStorage::new(backend.clone(), &format!("idle-{i:05}"))
+            .commit(
+                vec![],
+                vec![
+                    Op::Put {
+                        key: "sync/destinations/in-mem/d".into(),
+                        value: b"{}".to_vec(),
+                    },
+                    Op::Put {
+                        key: "kv/data/app".into(),
+                        value: b"{}".to_vec(),
+                    },
+                ],
+            )
+            .await
+            .unwrap();
+    }
+    queued_change_in(&rt, &backend, "busy", "1", "2").await;
+    let started = Instant::now();
+    let worker = start_worker(&rt, &backend);
+    let want = vec![r#"{"v":"2"}"#.to_string()];
+    while objects_in(&rt, &backend, "busy", "d").await != want {
+        assert!(started.elapsed() < Duration::from_secs(60), "never synced");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let took = started.elapsed();
+    worker.stop(Duration::from_secs(10)).await;
+    took
+}
+
+/// Start-up does not grow with idle tenants: prints the time from start to the first sync
+/// with none and with 10,000 idle tenants (a figure, not a test of speed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a figure for the README; run with --ignored --nocapture"]
+async fn start_up_with_ten_thousand_idle_tenants() {
+    let none = first_sync_after_start(0).await;
+    let many = first_sync_after_start(10_000).await;
+    println!("first sync after start: {none:?} with no idle tenant, {many:?} with 10,000");
+}

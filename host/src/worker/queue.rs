@@ -75,7 +75,7 @@ impl TenantQueue {
     }
 
     /// The tenant whose turn it is, now being run.
-    pub fn next(&mut self) -> Option<String> {
+    pub fn take_turn(&mut self) -> Option<String> {
         let tenant = self.ready.pop_front()?;
         self.slots
             .insert(tenant.clone(), Slot::Running { woken: false });
@@ -128,7 +128,7 @@ mod tests {
         let mut left: HashMap<&str, u64> = HashMap::from([("a", a_entries), ("b", 0)]);
         queue.due_now("a");
         // The first batch of `a` is under way when `b`'s change is queued.
-        let first = queue.next().unwrap();
+        let first = queue.take_turn().unwrap();
         assert_eq!(first, "a");
         *left.get_mut("b").unwrap() = 1;
         queue.due_now("b");
@@ -149,7 +149,9 @@ mod tests {
                 Next::Idle
             };
             queue.finished(&current, next);
-            current = queue.next().expect("b is served before the queue runs dry");
+            current = queue
+                .take_turn()
+                .expect("b is served before the queue runs dry");
         }
     }
 
@@ -167,34 +169,34 @@ mod tests {
         }
         q.due_now("a");
         assert_eq!(q.ready_len(), 3, "a tenant already queued keeps its place");
-        let a = q.next().unwrap();
+        let a = q.take_turn().unwrap();
         assert!(!q.finished(&a, Next::Again));
-        let b = q.next().unwrap();
+        let b = q.take_turn().unwrap();
         assert!(!q.finished(&b, Next::At(1_000)));
-        let c = q.next().unwrap();
+        let c = q.take_turn().unwrap();
         assert!(q.finished(&c, Next::Idle));
         assert!(!q.knows("c"));
-        assert_eq!(q.next().as_deref(), Some("a"));
-        assert_eq!(q.next(), None);
+        assert_eq!(q.take_turn().as_deref(), Some("a"));
+        assert_eq!(q.take_turn(), None);
         assert_eq!(q.promote(999), Some(1_000));
-        assert_eq!(q.next(), None);
+        assert_eq!(q.take_turn(), None);
         assert_eq!(q.promote(1_000), None);
-        assert_eq!(q.next().as_deref(), Some("b"));
+        assert_eq!(q.take_turn().as_deref(), Some("b"));
     }
 
     #[test]
     fn work_queued_during_a_run_is_not_lost() {
         let mut q = TenantQueue::default();
         q.due_now("a");
-        let a = q.next().unwrap();
+        let a = q.take_turn().unwrap();
         q.due_now("a");
         assert!(!q.finished(&a, Next::Idle), "woken while running: stays");
-        assert_eq!(q.next().as_deref(), Some("a"));
+        assert_eq!(q.take_turn().as_deref(), Some("a"));
         // A waiting tenant woken is due at once.
         assert!(!q.finished("a", Next::At(u64::MAX)));
         q.due_now("a");
-        assert_eq!(q.next().as_deref(), Some("a"));
+        assert_eq!(q.take_turn().as_deref(), Some("a"));
         q.clear();
-        assert_eq!(q.next(), None);
+        assert_eq!(q.take_turn(), None);
     }
 }
