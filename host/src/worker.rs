@@ -487,7 +487,12 @@ async fn shard_loop(shared: Arc<Shared>, shard: u32, mut stop: watch::Receiver<b
             (queue.take_turn(), next_due)
         };
         let Some(tenant) = tenant else {
-            let pause = idle_pause(next_due, now, shared.config.reconcile_interval);
+            let pause = if state.rescan.load(Ordering::Relaxed) {
+                // The index could not be read: try again soon.
+                ERROR_PAUSE_BASE
+            } else {
+                idle_pause(next_due, now, shared.config.reconcile_interval)
+            };
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
                 () = state.wake.notified() => {}

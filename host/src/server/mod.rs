@@ -254,6 +254,7 @@ impl Server {
         let runtime = engine(&engine_options)?;
         let (tokens, policies) = identity(&sealed.backend).await?;
         tokens.upgrade().await?;
+        crate::storage::sync_index::upgrade(sealed.backend.as_ref()).await?;
         let mut server = Self::assemble(sealed, (tokens, policies), runtime, options.sync);
         server.storage_description = description;
         server.ha_enabled = matches!(&config.storage, Storage::Postgres(pg) if pg.ha_enabled);

@@ -39,6 +39,10 @@ pub const RECONCILE_INDEX: &str = "core/sync/reconcile/";
 
 /// Index records listed per page.
 const PAGE: u32 = 1_000;
+/// Present once the index covers every tenant (see [`upgrade`]).
+const INDEXED: &str = "core/sync/indexed";
+/// The one tenant a store written before the index existed can hold.
+const ROOT_TENANT: &str = "root";
 
 /// `id` as it appears in storage keys: `%`, `/` and NUL percent-encoded, so the encoded id
 /// never contains `/`.
@@ -192,13 +196,7 @@ pub fn index_ops(encoded: &str, ops: &[Op]) -> (Vec<Op>, bool) {
             touch = true;
         }
     }
-    let puts = records
-        .into_iter()
-        .map(|key| Op::Put {
-            key,
-            value: Vec::new(),
-        })
-        .collect();
+    let puts = records.into_iter().map(put).collect();
     (puts, touch)
 }
 
@@ -207,10 +205,7 @@ pub async fn touch_ops(backend: &dyn Backend, encoded: &str) -> Result<Vec<Op>, 
     let prefix = format!("{DUE_INDEX}{encoded}/");
     let mut ops = Vec::new();
     each_key(backend, &prefix, |rel| {
-        ops.push(Op::Put {
-            key: format!("{prefix}{rel}"),
-            value: Vec::new(),
-        });
+        ops.push(put(format!("{prefix}{rel}")))
     })
     .await?;
     Ok(ops)
@@ -345,6 +340,91 @@ pub async fn forget_unreconciled(
         return Ok(false);
     }
     Ok(!forget(backend, key, record.version).await?)
+}
+
+/// The index of a store written before it existed, built once: such a store has one tenant,
+/// `root`, whose queued work and destinations are filed from its own keys (one key per
+/// destination with work, plus its jobs). Later starts read one record and do nothing.
+pub async fn upgrade(backend: &dyn Backend) -> Result<(), StorageError> {
+    if backend.get(INDEXED).await?.is_some() {
+        return Ok(());
+    }
+    let prefix = super::tenant_prefix(ROOT_TENANT);
+    let encoded = encode_tenant(ROOT_TENANT);
+    let mut records: Vec<Op> = Vec::new();
+    let due = format!("{prefix}{}", keys::DUE);
+    let mut kinds = Vec::new();
+    each_group(backend, &due, |kind| kinds.push(kind)).await?;
+    for kind in kinds {
+        each_group(backend, &format!("{due}{kind}"), |name| {
+            let work = Work::Due {
+                kind: kind.trim_end_matches('/').to_string(),
+                name: name.trim_end_matches('/').to_string(),
+            };
+            records.push(put(due_key(&encoded, &work)));
+        })
+        .await?;
+    }
+    each_key(backend, &format!("{prefix}{}", jobs::JOBS), |rel| {
+        if jobs::shard_of_job(&rel, 1).is_some() {
+            records.push(put(due_key(&encoded, &Work::Job { rel })));
+        }
+    })
+    .await?;
+    let destinations = format!("{prefix}{}", keys::DESTINATIONS);
+    if !backend
+        .list(&destinations, None, None, 1)
+        .await?
+        .keys
+        .is_empty()
+    {
+        records.push(put(reconcile_key(&encoded)));
+    }
+    if !records.is_empty() {
+        tracing::info!(
+            records = records.len(),
+            "indexed the sync work of a store written before the index"
+        );
+    }
+    records.push(put(INDEXED.to_string()));
+    let conditions = vec![Condition {
+        key: INDEXED.to_string(),
+        version: None,
+    }];
+    match backend.commit(conditions, records).await {
+        // Another host built it meanwhile.
+        Ok(_) | Err(StorageError::Conflict) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn put(key: String) -> Op {
+    Op::Put {
+        key,
+        value: Vec::new(),
+    }
+}
+
+/// Calls `f` with every group (the part up to and including the next `/`) under `prefix`.
+async fn each_group(
+    backend: &dyn Backend,
+    prefix: &str,
+    mut f: impl FnMut(String),
+) -> Result<(), StorageError> {
+    let mut after: Option<String> = None;
+    loop {
+        let page = backend
+            .list(prefix, after.as_deref(), Some('/'), PAGE)
+            .await?;
+        page.keys
+            .into_iter()
+            .filter(|k| k.ends_with('/'))
+            .for_each(&mut f);
+        match page.next {
+            Some(next) if after.as_deref() != Some(next.as_str()) => after = Some(next),
+            _ => return Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -207,3 +207,50 @@ async fn destinations_file_the_tenant_for_reconciliation() {
     assert!(forget_unreconciled(backend.as_ref(), "a").await.unwrap());
     assert_eq!(keys(&backend, RECONCILE_INDEX).await, ["b", "c"]);
 }
+
+#[tokio::test]
+async fn a_store_written_before_the_index_is_indexed_once() {
+    let backend = shared();
+    // Written as an older version did: the root tenant's keys, no index records.
+    backend
+        .commit(
+            vec![],
+            vec![
+                put(&format!("tenants/root/{DUE_KEY}")),
+                put("tenants/root/sync/due/in-mem/e/00000000000000000003/acc/x"),
+                put("tenants/root/sync/jobs/purge/in-mem/d"),
+                put("tenants/root/sync/destinations/in-mem/d"),
+            ],
+        )
+        .await
+        .unwrap();
+    upgrade(backend.as_ref()).await.unwrap();
+    assert_eq!(
+        keys(&backend, "core/sync/").await,
+        [
+            "due/root/due/in-mem/d",
+            "due/root/due/in-mem/e",
+            "due/root/job/purge/in-mem/d",
+            "indexed",
+            "reconcile/root",
+        ]
+    );
+    // Once: records dropped later are not filed again.
+    backend
+        .commit(
+            vec![],
+            vec![Op::Delete {
+                key: "core/sync/reconcile/root".into(),
+            }],
+        )
+        .await
+        .unwrap();
+    upgrade(backend.as_ref()).await.unwrap();
+    assert!(
+        backend
+            .get("core/sync/reconcile/root")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
