@@ -236,7 +236,7 @@ pub async fn dev_storage(
     Ok((sealed, (tokens, policies), root))
 }
 
-/// The assembled parts of a server of the root tenant.
+/// The assembled parts of a server.
 pub struct Server {
     backend: SharedBackend,
     /// What the storage is, for the start-up banner.
@@ -267,6 +267,7 @@ impl Server {
         let runtime = engine(&engine_options)?;
         let (tokens, policies) = identity(&sealed.backend).await?;
         tokens.upgrade().await?;
+        crate::storage::sync_index::upgrade(sealed.backend.as_ref()).await?;
         let mut server = Self::assemble(sealed, (tokens, policies), runtime, options.sync);
         server.storage_description = description;
         server.ha_enabled = matches!(&config.storage, Storage::Postgres(pg) if pg.ha_enabled);
@@ -364,6 +365,19 @@ impl Server {
         body: &[u8],
         caller: Option<Caller>,
     ) -> anyhow::Result<runtime::Outcome> {
+        self.call_in(ROOT_TENANT, method, path, body, caller).await
+    }
+
+    /// [`Server::call`] against the storage of tenant `tenant` (the caller's authority is
+    /// still the root namespace's: a test's way to drive several tenants).
+    pub async fn call_in(
+        &self,
+        tenant: &str,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        caller: Option<Caller>,
+    ) -> anyhow::Result<runtime::Outcome> {
         let caller = match caller {
             Some(caller) => {
                 let authority =
@@ -373,15 +387,15 @@ impl Server {
             None => None,
         };
         let req = runtime::request(method, path, body, caller);
-        Ok(self.runtime.handle(self.storage(), req).await?)
+        let storage = TenantStorage::new(self.backend.clone(), tenant);
+        Ok(self.runtime.handle(storage, req).await?)
     }
 
-    /// Starts the sync worker of the root tenant, as `host`.
+    /// Starts the sync worker of every tenant, as `host`.
     pub fn start_worker(&self, host: HostInfo) -> Worker {
         Worker::start(
             self.runtime.clone(),
             self.backend.clone(),
-            ROOT_TENANT,
             self.sync.clone(),
             self.sync_wake.clone(),
             host,
@@ -395,15 +409,7 @@ impl Server {
         wait: Duration,
         progress: Arc<DrainProgress>,
     ) -> anyhow::Result<DrainReport> {
-        worker::drain(
-            &self.runtime,
-            &self.backend,
-            ROOT_TENANT,
-            &self.sync,
-            wait,
-            progress,
-        )
-        .await
+        worker::drain(&self.runtime, &self.backend, &self.sync, wait, progress).await
     }
 
     /// Runs the sync worker (as `host`) until `shutdown` resolves, then stops it, letting
@@ -429,7 +435,6 @@ impl Server {
         let ha = HaView {
             leases: Leases::new(
                 self.backend.clone(),
-                ROOT_TENANT,
                 host.clone(),
                 self.sync.lease_ttl,
                 self.sync.workers,
