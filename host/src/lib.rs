@@ -10,6 +10,7 @@ pub mod ha;
 pub mod http;
 pub mod namespaces;
 pub(crate) mod private_fs;
+pub mod quotas;
 pub mod runtime;
 pub mod server;
 pub mod storage;

@@ -78,7 +78,13 @@ pub struct AppState {
     pub sync_wake: Arc<Notify>,
     /// The HA view `sys/leader` reports (`None`: the engine's answer as it is).
     pub ha: Option<crate::ha::HaView>,
+    /// The rate-limit quotas, checked before a request reaches the engine.
+    pub quotas: crate::quotas::Quotas,
 }
+
+/// The address a request came from (a request extension), for per-client quotas.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::IpAddr);
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish
 /// (bounded). Every connection is held to the state's [`ListenerLimits`]
@@ -140,7 +146,8 @@ pub async fn serve(
         let service = {
             let state = state.clone();
             let activity = activity.clone();
-            hyper::service::service_fn(move |req| {
+            hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(ClientAddr(peer.ip()));
                 let state = state.clone();
                 let (request, began) = activity.request_started();
                 async move {
@@ -326,6 +333,10 @@ async fn respond(
         .and_then(|v| v.to_str().ok());
     let addressed = namespace::address(&state.namespaces, header_ns, path).await?;
     let path = addressed.path;
+    // Rate-limit quotas, before the token is looked at (as Vault), in the request's namespace
+    // (an unknown namespace has no quotas of its own: the root's global ones apply).
+    let ns_path = addressed.namespace.as_ref().map_or("", |n| n.path.as_str());
+    let admitted = crate::quotas::admit(state, &req, ns_path, &path).await?;
 
     // Paths served without a token do not spend a use of one.
     let decoded = api::request_path(&path, api::Operation::Read).ok();
@@ -506,6 +517,7 @@ async fn respond(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
     );
+    admitted.annotate(h);
     Ok((resp, !open))
 }
 
@@ -556,6 +568,7 @@ mod tests {
             tokens: TokenStore::new(backend.clone()),
             policies: PolicyStore::new(backend.clone()),
             namespaces: NamespaceStore::new(backend.clone()),
+            quotas: crate::quotas::Quotas::new(backend.clone()),
             backend,
             limits: ListenerLimits::default(),
             sync_wake: Arc::new(Notify::new()),
