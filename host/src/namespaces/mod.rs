@@ -12,7 +12,10 @@
 //! - `core/namespaces/retired/<id>`: an empty marker left by a deletion, so
 //!   an id is never given out twice;
 //! - `core/namespaces/deleting/<id>`: a deletion whose contents are still
-//!   being removed ([`purge`]); it resumes at the next start.
+//!   being removed ([`purge`]); it resumes at the next start;
+//! - `core/namespaces/closing/<id>`: a deletion checking that the namespace
+//!   holds no sync associations (none can be set meanwhile); dropped at the
+//!   next start if the process stopped during the check.
 //!
 //! Ids are 5 random base62 characters. Lookups are cached in memory, both
 //! the namespaces that exist and the paths that name none, at most
@@ -34,7 +37,9 @@ pub use self::purge::Purger;
 pub use self::resolve::{Addressed, resolve_request};
 use crate::auth::policies::ROOT_NAMESPACE;
 use crate::auth::{Namespace, PolicyStore, TokenStore, random_id};
-use crate::storage::{Condition, Follower, Op, SharedBackend, StorageError, tenant_prefix};
+use crate::storage::{
+    CLOSING, Condition, Follower, Op, SharedBackend, StorageError, closing_key, tenant_prefix,
+};
 
 const PREFIX: &str = "core/namespaces/";
 const BY_PATH: &str = "core/namespaces/path/";
@@ -145,8 +150,19 @@ impl Tenancy {
         self.store.delete(base, rel, &self.purger).await
     }
 
-    /// Resumes the deletions a restart interrupted.
+    /// Resumes the deletions a restart interrupted, and drops the marks of deletions that were
+    /// still checking when it came (the request that made them is gone).
     pub async fn resume(&self) -> Result<(), StorageError> {
+        let marks = list_all(self.store.backend(), CLOSING, None).await?;
+        let ops: Vec<Op> = marks
+            .into_iter()
+            .map(|id| Op::Delete {
+                key: format!("{CLOSING}{id}"),
+            })
+            .collect();
+        if !ops.is_empty() {
+            self.store.backend().commit(Vec::new(), ops).await?;
+        }
         self.purger.resume(&self.store).await
     }
 }
@@ -593,6 +609,58 @@ impl NamespaceStore {
                 "child namespaces exist under path {path:?}, cannot remove"
             )));
         }
+        // Mark the tenant first: from the mark's commit on, no request of it can set an
+        // association (its commit is conditioned on the mark's absence), so what the check below
+        // sees is all there will be. The deletion is conditioned on the record it read, and the
+        // mark goes with it, or when the deletion is refused.
+        let closing = closing_key(&record.id);
+        let record_unchanged = Condition {
+            key: path_key(&path),
+            version: Some(entry.version),
+        };
+        let marked = self
+            .backend()
+            .commit(
+                vec![
+                    record_unchanged.clone(),
+                    Condition {
+                        key: closing.clone(),
+                        version: None,
+                    },
+                ],
+                vec![Op::Put {
+                    key: closing.clone(),
+                    value: Vec::new(),
+                }],
+            )
+            .await;
+        match marked {
+            Ok(_) => {}
+            Err(StorageError::Conflict) => return Err(changed_meanwhile().into()),
+            Err(e) => return Err(e.into()),
+        }
+        let deleted = self
+            .close(record, path, record_unchanged, &closing, purger)
+            .await;
+        if !matches!(deleted, Ok(true)) {
+            let unmark = vec![Op::Delete { key: closing }];
+            if let Err(e) = self.backend().commit(Vec::new(), unmark).await {
+                tracing::warn!(error = %e, "a refused namespace deletion left its mark; it goes at the next start");
+            }
+        }
+        deleted
+    }
+
+    /// The part of [`NamespaceStore::delete`] run while the tenant is marked: the check for
+    /// associations, then the deletion itself, which removes the mark.
+    async fn close(
+        &self,
+        record: Record,
+        path: String,
+        record_unchanged: Condition,
+        closing: &str,
+        purger: &Purger,
+    ) -> Result<bool, NamespaceError> {
         let held = associated_destinations(self.backend(), &record.id).await?;
         if !held.is_empty() {
             return Err(NamespaceError::BadRequest(format!(
@@ -602,11 +670,11 @@ impl NamespaceStore {
                 held.join(", ")
             )));
         }
-        let conditions = vec![Condition {
-            key: path_key(&path),
-            version: Some(entry.version),
-        }];
+        let conditions = vec![record_unchanged];
         let ops = vec![
+            Op::Delete {
+                key: closing.to_string(),
+            },
             Op::Delete {
                 key: path_key(&path),
             },
@@ -624,12 +692,7 @@ impl NamespaceStore {
         ];
         match self.backend().commit(conditions, ops).await {
             Ok(_) => {}
-            Err(StorageError::Conflict) => {
-                return Err(StorageError::Unavailable(
-                    "the namespace changed during its deletion; retry the request".into(),
-                )
-                .into());
-            }
+            Err(StorageError::Conflict) => return Err(changed_meanwhile().into()),
             Err(e) => return Err(e.into()),
         }
         self.forget();
@@ -641,6 +704,11 @@ impl NamespaceStore {
     pub async fn pending_deletions(&self) -> Result<Vec<String>, StorageError> {
         list_all(self.backend(), DELETING, None).await
     }
+}
+
+/// A deletion's refusal when the namespace changed (or another deletion of it ran) meanwhile.
+fn changed_meanwhile() -> StorageError {
+    StorageError::Unavailable("the namespace changed during its deletion; retry the request".into())
 }
 
 /// The sync destinations (`<type>/<name>`) of tenant `id` that hold

@@ -270,3 +270,133 @@ async fn deletion_removes_everything_and_retires_the_id() {
 fn issued_token(issued: &crate::auth::tokens::Issued) -> crate::auth::Token {
     issued.info.id.clone().unwrap()
 }
+
+/// A backend that, once, right after a namespace deletion listed tenant `tenant`'s
+/// associations, lets a request of that tenant set one: the request was past the namespace
+/// lookup before the DELETE began and commits while the DELETE is between its check and its
+/// commit.
+struct AssociationAfterTheCheck {
+    inner: SharedBackend,
+    tenant: std::sync::Mutex<Option<String>>,
+    set: std::sync::Mutex<Option<Result<u64, StorageError>>>,
+}
+
+#[async_trait::async_trait]
+impl crate::storage::Backend for AssociationAfterTheCheck {
+    async fn get(&self, key: &str) -> Result<Option<crate::storage::Entry>, StorageError> {
+        self.inner.get(key).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        delimiter: Option<char>,
+        limit: u32,
+    ) -> Result<crate::storage::Page, StorageError> {
+        let page = self.inner.list(prefix, after, delimiter, limit).await?;
+        let checked = |id: &String| {
+            prefix
+                == format!(
+                    "{}{}",
+                    tenant_prefix(id),
+                    kvsync_component::sync::keys::ASSOCIATIONS
+                )
+        };
+        let racing = {
+            let mut tenant = self.tenant.lock().unwrap();
+            if tenant.as_ref().is_some_and(checked) {
+                tenant.take()
+            } else {
+                None
+            }
+        };
+        if let Some(id) = racing {
+            let set = crate::storage::TenantStorage::new(self.inner.clone(), &id)
+                .commit(
+                    Vec::new(),
+                    vec![Op::Put {
+                        key: "sync/associations/in-mem/d1/acc/s".into(),
+                        value: b"{}".to_vec(),
+                    }],
+                )
+                .await;
+            *self.set.lock().unwrap() = Some(set);
+        }
+        Ok(page)
+    }
+
+    async fn commit(&self, conditions: Vec<Condition>, ops: Vec<Op>) -> Result<u64, StorageError> {
+        self.inner.commit(conditions, ops).await
+    }
+}
+
+/// Without the deletion's mark, the association set between the check and the deletion's
+/// commit succeeded and the deletion then wiped it, leaving its external secret in place.
+#[tokio::test]
+async fn an_association_set_during_the_deletion_check_is_refused_not_lost() {
+    let inner = backend();
+    let racer = Arc::new(AssociationAfterTheCheck {
+        inner: inner.clone(),
+        tenant: std::sync::Mutex::new(None),
+        set: std::sync::Mutex::new(None),
+    });
+    let shared: SharedBackend = racer.clone();
+    let store = NamespaceStore::new(shared.clone());
+    let purger = Purger::new(&store, TokenStore::new(shared.clone()));
+    let root = Record::root().namespace();
+    let a = store.create(&root, "team-a", None).await.unwrap();
+    *racer.tenant.lock().unwrap() = Some(a.id.clone());
+
+    let deleted = store.delete(&root, "team-a", &purger).await;
+    let set = racer.set.lock().unwrap().take().expect("the race ran");
+    assert!(
+        matches!(set, Err(StorageError::Conflict)),
+        "the association was set while the deletion checked: {set:?}"
+    );
+    assert!(deleted.unwrap());
+    assert!(keys_under(&inner, &tenant_prefix(&a.id)).await.is_empty());
+    assert!(keys_under(&inner, CLOSING).await.is_empty());
+}
+
+/// A refused deletion takes its mark away: the namespace sets associations again; a mark left
+/// by a process that stopped mid-check goes at the next start.
+#[tokio::test]
+async fn a_refused_deletion_leaves_no_mark_and_stale_marks_go_at_start() {
+    let backend = backend();
+    let tokens = TokenStore::new(backend.clone());
+    let tenancy = Tenancy::new(&backend, &tokens, &PolicyStore::new(backend.clone()));
+    let root = Record::root().namespace();
+    let a = tenancy.create(&root, "team-a", None).await.unwrap();
+    let tenant = crate::storage::TenantStorage::new(backend.clone(), &a.id);
+    let associate = |n: &str| {
+        vec![Op::Put {
+            key: format!("sync/associations/in-mem/d1/acc/{n}"),
+            value: b"{}".to_vec(),
+        }]
+    };
+    tenant.commit(Vec::new(), associate("s1")).await.unwrap();
+    assert!(matches!(
+        tenancy.delete(&root, "team-a").await,
+        Err(NamespaceError::BadRequest(_))
+    ));
+    tenant.commit(Vec::new(), associate("s2")).await.unwrap();
+    assert!(keys_under(&backend, CLOSING).await.is_empty());
+
+    backend
+        .commit(
+            Vec::new(),
+            vec![Op::Put {
+                key: closing_key(&a.id),
+                value: Vec::new(),
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        tenant.commit(Vec::new(), associate("s3")).await,
+        Err(StorageError::Conflict)
+    ));
+    tenancy.resume().await.unwrap();
+    tenant.commit(Vec::new(), associate("s3")).await.unwrap();
+}

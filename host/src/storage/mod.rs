@@ -37,7 +37,7 @@ pub use self::barrier::{
 };
 pub use self::postgres::PostgresBackend;
 pub use self::redb::{OpenError, RedbBackend};
-pub use self::tenant::{TenantStorage, tenant_prefix};
+pub use self::tenant::{CLOSING, TenantStorage, closing_key, tenant_prefix};
 pub use self::watch::{Change, Changes, Follower};
 
 /// Default page size of [`Backend::list`] when the caller passes `limit == 0`.

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use kvsync_component::sync::keys as sync_keys;
+
 use super::sync_index::{self, encode_tenant};
 use super::{Backend, Condition, Entry, Op, Page, SharedBackend, StorageError};
 
@@ -16,6 +18,17 @@ use super::{Backend, Condition, Entry, Op, Page, SharedBackend, StorageError};
 /// inside tenant `a`). Ordinary ids such as `root` are used as they are.
 pub fn tenant_prefix(tenant_id: &str) -> String {
     format!("tenants/{}/", encode_tenant(tenant_id))
+}
+
+/// Where a namespace deletion marks the tenant it is checking (`<prefix><tenant>`, host-only):
+/// while the mark exists no commit of that tenant may set a sync association, so the deletion's
+/// "no destination with associations" check cannot be overtaken by a request that was already
+/// past the namespace lookup (see `NamespaceStore::delete`).
+pub const CLOSING: &str = "core/namespaces/closing/";
+
+/// The deletion mark of tenant `tenant_id` (see [`CLOSING`]).
+pub fn closing_key(tenant_id: &str) -> String {
+    format!("{CLOSING}{}", encode_tenant(tenant_id))
 }
 
 /// One tenant's view of a [`SharedBackend`]. Cheap to clone.
@@ -107,13 +120,14 @@ impl TenantStorage {
 
     /// [`Backend::commit`] within the tenant: every condition and op key is a guest key. The
     /// commit also files the tenant in the host's index of tenants with sync work when the
-    /// guest queues some (see [`sync_index`]).
+    /// guest queues some (see [`sync_index`]), and a commit that sets a sync association holds
+    /// only while no deletion of the tenant is checking it ([`CLOSING`]).
     pub async fn commit(
         &self,
         conditions: Vec<Condition>,
         ops: Vec<Op>,
     ) -> Result<u64, StorageError> {
-        let conditions = conditions
+        let mut conditions = conditions
             .into_iter()
             .map(|c| {
                 Ok(Condition {
@@ -122,6 +136,15 @@ impl TenantStorage {
                 })
             })
             .collect::<Result<Vec<_>, StorageError>>()?;
+        let sets_association = ops.iter().any(
+            |op| matches!(op, Op::Put { key, .. } if key.starts_with(sync_keys::ASSOCIATIONS)),
+        );
+        if sets_association {
+            conditions.push(Condition {
+                key: closing_key(&self.tenant),
+                version: None,
+            });
+        }
         let encoded = encode_tenant(&self.tenant);
         let (index, touch) = sync_index::index_ops(&encoded, &ops);
         let mut ops = ops
