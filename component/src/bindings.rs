@@ -380,6 +380,10 @@ impl Namespaces for HostNamespaces {
     fn delete(&self, path: &str) -> Result<bool, NamespaceError> {
         host_namespaces::delete(path).map_err(from_host_namespace_error)
     }
+
+    fn mounts(&self, path: &str) -> Result<Option<Vec<String>>, NamespaceError> {
+        host_namespaces::mounts(path).map_err(from_host_namespace_error)
+    }
 }
 
 struct HostTokens;

@@ -49,6 +49,9 @@ pub trait Namespaces {
     ) -> Result<Option<NamespaceInfo>, NamespaceError>;
     /// `false` when there was none.
     fn delete(&self, path: &str) -> Result<bool, NamespaceError>;
+    /// The mount paths of its secrets engines, sorted; `None` when there is
+    /// no such namespace.
+    fn mounts(&self, path: &str) -> Result<Option<Vec<String>>, NamespaceError>;
 }
 
 /// In-memory namespaces for native tests: paths relative to the root, ids
@@ -57,6 +60,18 @@ pub trait Namespaces {
 #[derive(Default)]
 pub struct MemNamespaces {
     all: RefCell<BTreeMap<String, NamespaceInfo>>,
+    /// Mount paths per namespace path (set by tests with [`MemNamespaces::mount`]).
+    mounted: RefCell<BTreeMap<String, Vec<String>>>,
+}
+
+impl MemNamespaces {
+    /// Records a mount at `mount` (`secret/`) in the namespace at `path`.
+    pub fn mount(&self, path: &str, mount: &str) {
+        let mut mounted = self.mounted.borrow_mut();
+        let list = mounted.entry(canonical(path)).or_default();
+        list.push(mount.to_string());
+        list.sort();
+    }
 }
 
 fn canonical(path: &str) -> String {
@@ -133,6 +148,20 @@ impl Namespaces for MemNamespaces {
         }
         Ok(all.remove(&path).is_some())
     }
+
+    fn mounts(&self, path: &str) -> Result<Option<Vec<String>>, NamespaceError> {
+        let path = canonical(path);
+        if !self.all.borrow().contains_key(&path) {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.mounted
+                .borrow()
+                .get(&path)
+                .cloned()
+                .unwrap_or_default(),
+        ))
+    }
 }
 
 /// No namespaces (a host that serves the root namespace only): reads find
@@ -170,5 +199,9 @@ impl Namespaces for NoNamespaces {
 
     fn delete(&self, _: &str) -> Result<bool, NamespaceError> {
         Ok(false)
+    }
+
+    fn mounts(&self, _: &str) -> Result<Option<Vec<String>>, NamespaceError> {
+        Ok(None)
     }
 }

@@ -33,5 +33,9 @@ export function namespaceImports(context) {
       caller();
       return false;
     },
+    mounts: (_path) => {
+      caller();
+      return undefined;
+    },
   };
 }

@@ -57,7 +57,9 @@ impl Admitted {
 }
 
 /// The front's check of one request in namespace `ns` for `path` (relative to the namespace,
-/// as received): admitted, or refused with 429.
+/// as received): admitted, or refused with 429. The refusal names the path as the client sent
+/// it (with the namespace prefix when it came in the path, without when it came in the
+/// header), as Vault's does.
 pub async fn admit<B>(
     state: &AppState,
     req: &hyper::Request<B>,
@@ -65,17 +67,18 @@ pub async fn admit<B>(
     path: &str,
 ) -> Result<Admitted, HostError> {
     let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
-    let decoded = kvsync_component::api::request_path(path, kvsync_component::api::Operation::Read)
-        .unwrap_or_else(|_| path.to_string());
-    match state.quotas.check(ns, &decoded, client).await {
+    let decode = |path: &str| {
+        kvsync_component::api::request_path(path, kvsync_component::api::Operation::Read)
+            .unwrap_or_else(|_| path.to_string())
+    };
+    match state.quotas.check(ns, &decode(path), client).await {
         Ok(Verdict::Admitted { headers }) => Ok(Admitted(headers)),
         Ok(Verdict::Refused {
-            path,
             retry_after,
             headers,
             ..
         }) => Err(HostError::RateLimited {
-            path,
+            path: decode(req.uri().path().strip_prefix("/v1/").unwrap_or(path)),
             retry_after,
             headers,
         }),

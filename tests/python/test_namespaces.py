@@ -5,6 +5,8 @@ deletion rules, and the Vault-API parts against OpenBao (`diff`).
 
 from __future__ import annotations
 
+import time
+
 import hvac
 import pytest
 
@@ -130,6 +132,16 @@ def without_ids(body):
     return body
 
 
+def wait_until_bao_deleted(diff, path, headers=None, attempts=200):
+    """OpenBao removes a namespace in the background: until it is gone its parent cannot be
+    deleted. Polls (bounded) until a read of it answers 404."""
+    for _ in range(attempts):
+        if diff.bao.get(f"sys/namespaces/{path}", headers=headers).status_code == 404:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"OpenBao still has namespace {path} after {attempts} reads")
+
+
 def test_namespaces_against_openbao(diff):
     a = unique("dn")
     diff.post(f"sys/namespaces/{a}", expect=200, project=without_ids)
@@ -153,4 +165,49 @@ def test_namespaces_against_openbao(diff):
     diff.allow(Decision(where="$status", readme=NS_DELETE, request="DELETE .*"),
                Decision(where="<root>", readme=NS_DELETE, request="DELETE .*"))
     diff.delete("sys/namespaces/ci", headers=ns, expect=200)
+    wait_until_bao_deleted(diff, "ci", ns)
     diff.delete(f"sys/namespaces/{a}", expect=200)
+
+
+def test_quotas_naming_a_namespace_against_openbao(diff):
+    """A quota on `a/` throttles namespace a only; on `a/secret/` only that mount; a path whose
+    namespace or mount does not exist is refused as OpenBao refuses it."""
+    a, b = unique("qa"), unique("qb")
+    on_ns, on_mount = unique("qn"), unique("qm")
+    try:
+        for ns in (a, b):
+            diff.post(f"sys/namespaces/{ns}", expect=200, project=without_ids)
+            h = {"X-Vault-Namespace": ns}
+            diff.post("sys/mounts/secret", json={"type": "kv", "options": {"version": "2"}}, headers=h,
+                      expect=204)
+            for side in (diff.kvsync, diff.bao):
+                r = side.post("secret/data/app", json={"data": {"team": ns}}, headers=h)
+                assert r.status_code == 200, r.text
+        in_a, in_b = {"X-Vault-Namespace": a}, {"X-Vault-Namespace": b}
+        diff.post(f"sys/quotas/rate-limit/{on_ns}", json={"rate": 2, "path": a, "interval": "1h"}, expect=204)
+        diff.get(f"sys/quotas/rate-limit/{on_ns}", expect=200)
+        diff.get("secret/data/app", headers=in_a, expect=200, project=lambda body: body["data"]["data"])
+        diff.get(f"{a}/secret/data/app", expect=200, project=lambda body: body["data"]["data"])
+        diff.get("secret/data/app", headers=in_a, expect=429)
+        diff.get(f"{a}/secret/data/app", expect=429)
+        diff.get("secret/data/app", headers=in_b, expect=200, project=lambda body: body["data"]["data"])
+        diff.get("secret/config", expect=200)
+        diff.delete(f"sys/quotas/rate-limit/{on_ns}", expect=204)
+
+        diff.post(f"sys/quotas/rate-limit/{on_mount}", json={"rate": 1, "path": f"{a}/secret/", "interval": "1h"},
+                  expect=204)
+        diff.get(f"sys/quotas/rate-limit/{on_mount}", expect=200)
+        diff.get("secret/data/app", headers=in_a, expect=200, project=lambda body: body["data"]["data"])
+        diff.get("secret/data/app", headers=in_a, expect=429)
+        diff.get("secret/config", headers=in_a, expect=429)
+        diff.get(f"{b}/secret/data/app", expect=200, project=lambda body: body["data"]["data"])
+        # Refused: no such namespace (so no such root mount), a mount the namespace lacks.
+        for path in (f"{unique('ghost')}/secret/", f"{a}/{unique('none')}/", f"{a}/kv/x", f"{b}/nope"):
+            diff.post(f"sys/quotas/rate-limit/{unique('bad')}", json={"rate": 1, "path": path}, expect=400)
+        diff.delete(f"sys/quotas/rate-limit/{on_mount}", expect=204)
+    finally:
+        for side in (diff.kvsync, diff.bao):
+            for name in (on_ns, on_mount):
+                side.delete(f"sys/quotas/rate-limit/{name}")
+            for ns in (a, b):
+                side.delete(f"sys/namespaces/{ns}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hvac
 import pytest
 
-from kvsync_helpers import Http, ServerProcess, assert_alive, child_env, unique
+from kvsync_helpers import Http, ServerProcess, assert_alive, child_env, make_hvac_client, unique
 
 DEFAULT_EXEMPT = [
     "sys/generate-recovery-token/attempt",
@@ -151,6 +151,68 @@ def test_block_interval_headers_and_exempt_paths(client, http, mount, quotas):
     assert int(blocked.headers["Retry-After"]) > 60
     for _ in range(3):
         assert http.get(f"{mount}/data/ci/job").status_code == 404
+
+
+@pytest.fixture
+def two_teams(client, dev_server):
+    """Namespaces a and b, each with KV-v2 at secret/ holding `app`; deleted afterwards."""
+    names = [unique("qt-a"), unique("qt-b")]
+    for ns in names:
+        client.sys.create_namespace(ns)
+        c = make_hvac_client(dev_server.addr, dev_server.token, namespace=ns)
+        c.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
+        c.secrets.kv.v2.create_or_update_secret(path="app", secret={"team": ns}, mount_point="secret")
+        c.adapter.close()
+    yield names
+    for ns in names:
+        client.sys.delete_namespace(ns)
+
+
+@pytest.mark.rust_host_only
+def test_a_quota_naming_a_namespace_throttles_that_namespace_only(client, dev_server, http, mount, quotas,
+                                                                   two_teams):
+    a, b = two_teams
+    in_a, in_b = {"X-Vault-Namespace": a}, {"X-Vault-Namespace": b}
+    on_ns = unique("qn")
+    quotas.append(on_ns)
+    client.sys.create_or_update_quota(name=on_ns, rate=2, path=a, interval="1h")
+    assert client.sys.read_quota(on_ns)["data"]["path"] == f"{a}/"
+    assert [http.get("secret/data/app", headers=in_a).status_code for _ in range(2)] == [200, 200]
+    refused = http.get("secret/data/app", headers=in_a)
+    assert refused.status_code == 429
+    assert refused.json() == {"errors": ['request path "secret/data/app": rate limit quota exceeded']}
+    # Every path of the namespace, addressed by header or path prefix.
+    assert http.get("sys/mounts", headers=in_a).status_code == 429
+    refused = http.get(f"{a}/secret/data/app")
+    assert refused.json() == {"errors": [f'request path "{a}/secret/data/app": rate limit quota exceeded']}
+    with pytest.raises(hvac.exceptions.RateLimitExceeded):
+        ca = make_hvac_client(dev_server.addr, dev_server.token, namespace=a)
+        try:
+            ca.secrets.kv.v2.read_secret_version(path="app", mount_point="secret")
+        finally:
+            ca.adapter.close()
+    # The other namespace and the root one are not throttled.
+    for _ in range(4):
+        assert http.get("secret/data/app", headers=in_b).json()["data"]["data"] == {"team": b}
+        assert read_secret(http, mount).status_code == 200
+    client.sys.delete_quota(on_ns)
+    quotas.remove(on_ns)
+
+    # A mount of the namespace: only that mount.
+    on_mount = unique("qm")
+    quotas.append(on_mount)
+    client.sys.create_or_update_quota(name=on_mount, rate=1, path=f"{a}/secret/", interval="1h")
+    assert client.sys.read_quota(on_mount)["data"]["path"] == f"{a}/secret/"
+    assert http.get("secret/data/app", headers=in_a).status_code == 200
+    assert http.get("secret/data/app", headers=in_a).status_code == 429
+    for _ in range(3):
+        assert http.get("sys/mounts", headers=in_a).status_code == 200
+        assert http.get("secret/data/app", headers=in_b).status_code == 200
+    # A namespace that does not exist, or a mount another namespace has: no such mount.
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="invalid mount path"):
+        client.sys.create_or_update_quota(name=unique("bad"), rate=1, path=f"{a}/{unique('no')}/secret/")
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="invalid mount path"):
+        client.sys.create_or_update_quota(name=unique("bad"), rate=1, path=f"{unique('ghost')}/secret/")
 
 
 @pytest.mark.rust_host_only

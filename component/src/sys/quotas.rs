@@ -12,8 +12,9 @@
 //!
 //! `role` (login roles of auth methods) is refused when set: kvsync's only auth method, the
 //! token store, has no roles. A quota's `path` names a namespace, a mount in it, or a path
-//! under that mount; until namespaces exist every path resolves in the root namespace, and a
-//! path that names no mount is refused as Vault refuses it.
+//! under that mount: its longest leading run of segments naming a namespace scopes it (through
+//! the host's `namespaces` import, which also gives that namespace's mounts), and a rest that
+//! names no mount of that namespace is refused as Vault refuses it.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -21,6 +22,7 @@ use serde_json::json;
 use crate::api::Reply;
 use crate::error::{ApiError, ApiResult};
 use crate::framework::{Call, FieldSpec, FieldType};
+use crate::namespaces::Namespaces;
 use crate::storage::Tx;
 use crate::sys::mounts::MountTable;
 
@@ -365,8 +367,11 @@ pub fn write(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
             "role-based quotas are not supported: kvsync has no auth method with login roles",
         ));
     }
-    let (namespace_path, mount_path, path_suffix) =
-        scope(tx, call.fields.string("path").unwrap_or_default())?;
+    let (namespace_path, mount_path, path_suffix) = scope(
+        tx,
+        call.env.namespaces,
+        call.fields.string("path").unwrap_or_default(),
+    )?;
     let inheritable = match call.fields.bool("inheritable") {
         Some(true) if !mount_path.is_empty() => {
             return Err(ApiError::bad_request(
@@ -400,8 +405,14 @@ pub fn write(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
 }
 
 /// The namespace, mount and suffix a quota's `path` names: leading `/` dropped, a trailing one
-/// added (Vault's sanitising), the mount found among this namespace's mounts (400 otherwise).
-fn scope(tx: &mut Tx, path: &str) -> ApiResult<(String, String, String)> {
+/// added (Vault's sanitising). The longest run of leading segments that names a namespace
+/// scopes the quota to it (none: the root namespace); what follows, if anything, must start
+/// with a mount of that namespace (400 otherwise, naming it relative to the namespace).
+fn scope(
+    tx: &mut Tx,
+    namespaces: &dyn Namespaces,
+    path: &str,
+) -> ApiResult<(String, String, String)> {
     let path = path.trim().trim_start_matches('/');
     if path.is_empty() {
         return Ok((String::new(), String::new(), String::new()));
@@ -411,22 +422,48 @@ fn scope(tx: &mut Tx, path: &str) -> ApiResult<(String, String, String)> {
     } else {
         format!("{path}/")
     };
-    // Every path resolves in the root namespace until namespaces exist.
-    let namespace_path = String::new();
-    let table = MountTable::load(tx)?;
-    let mount = table
-        .entries
+    let (namespace_path, mounts) = match namespace_of(namespaces, &sanitized)? {
+        Some(found) => found,
+        None => {
+            let table = MountTable::load(tx)?;
+            let paths = table.entries.into_iter().map(|m| m.path).collect();
+            (String::new(), paths)
+        }
+    };
+    let rest = sanitized
+        .strip_prefix(namespace_path.as_str())
+        .unwrap_or_default();
+    if rest.is_empty() {
+        return Ok((namespace_path, String::new(), String::new()));
+    }
+    let mount = mounts
         .iter()
-        .map(|m| m.path.as_str())
+        .map(String::as_str)
         .chain(BUILTIN_MOUNTS.iter().copied())
-        .filter(|m| sanitized.starts_with(m))
+        .filter(|m| rest.starts_with(m))
         .max_by_key(|m| m.len())
-        .ok_or_else(|| ApiError::BadRequest(format!("invalid mount path \"{sanitized}\"")))?;
-    let suffix = sanitized
+        .ok_or_else(|| ApiError::BadRequest(format!("invalid mount path \"{rest}\"")))?;
+    let suffix = rest
         .strip_prefix(mount)
         .unwrap_or_default()
         .trim_end_matches('/');
     Ok((namespace_path, mount.to_string(), suffix.to_string()))
+}
+
+/// The deepest namespace that `path` (ending in `/`) starts with, with its mounts; `None`: it
+/// starts with none (the root namespace's path).
+fn namespace_of(
+    namespaces: &dyn Namespaces,
+    path: &str,
+) -> ApiResult<Option<(String, Vec<String>)>> {
+    let ends: Vec<usize> = path.match_indices('/').map(|(at, _)| at).collect();
+    for &end in ends.iter().rev() {
+        let candidate = path.get(..=end).unwrap_or_default();
+        if let Some(mounts) = namespaces.mounts(candidate)? {
+            return Ok(Some((candidate.to_string(), mounts)));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -614,6 +651,75 @@ mod tests {
             &json!({"rate": 1}),
         );
         assert_eq!(status, 404);
+    }
+
+    #[test]
+    fn a_path_starting_with_a_namespace_scopes_the_quota_to_it() {
+        let f = Fakes::default();
+        f.namespaces.create("team-a", None).unwrap();
+        f.namespaces.create("team-a/ci", None).unwrap();
+        f.namespaces.mount("team-a", "secret/");
+        f.namespaces.mount("team-a/ci", "kv/");
+        let env = f.env();
+        let write = |name: &str, path: &str| {
+            call(
+                &env,
+                "POST",
+                &format!("sys/quotas/rate-limit/{name}"),
+                &json!({"rate": 1, "path": path}),
+            )
+        };
+        let stored = |name: &str| -> RateLimitQuota {
+            let mut tx = Tx::new(&f.storage);
+            tx.get_json(&keys::rate_limit(name)).unwrap().unwrap()
+        };
+        for (name, path, scope) in [
+            ("ns", "team-a", ("team-a/", "", "")),
+            ("mount", "/team-a/secret/", ("team-a/", "secret/", "")),
+            (
+                "app",
+                "team-a/secret/data/app*",
+                ("team-a/", "secret/", "data/app*"),
+            ),
+            (
+                "tok",
+                "team-a/auth/token/create",
+                ("team-a/", "auth/token/", "create"),
+            ),
+            ("ci", "team-a/ci/kv", ("team-a/ci/", "kv/", "")),
+        ] {
+            assert_eq!(write(name, path).0, 204, "{path}");
+            let q = stored(name);
+            assert_eq!(
+                (
+                    q.namespace_path.as_str(),
+                    q.mount_path.as_str(),
+                    q.path_suffix.as_str()
+                ),
+                scope,
+                "{path}"
+            );
+            let (_, body) = call(
+                &env,
+                "GET",
+                &format!("sys/quotas/rate-limit/{name}"),
+                &Value::Null,
+            );
+            assert_eq!(body["data"]["path"], q.path(), "{path}");
+        }
+        // A mount of another namespace, or of none, is named relative to the namespace.
+        for (path, message) in [
+            ("team-a/kv/", "invalid mount path \"kv/\""),
+            ("team-a/ci/secret/x", "invalid mount path \"secret/x/\""),
+            ("team-b/secret/", "invalid mount path \"team-b/secret/\""),
+        ] {
+            let (status, body) = write("bad", path);
+            assert_eq!(
+                (status, body["errors"][0].as_str()),
+                (400, Some(message)),
+                "{path}"
+            );
+        }
     }
 
     #[test]

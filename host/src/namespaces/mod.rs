@@ -38,7 +38,8 @@ pub use self::resolve::{Addressed, resolve_request};
 use crate::auth::policies::ROOT_NAMESPACE;
 use crate::auth::{Namespace, PolicyStore, TokenStore, random_id};
 use crate::storage::{
-    CLOSING, Condition, Follower, Op, SharedBackend, StorageError, closing_key, tenant_prefix,
+    CLOSING, Condition, Follower, Op, SharedBackend, StorageError, TenantStorage, closing_key,
+    tenant_prefix,
 };
 
 const PREFIX: &str = "core/namespaces/";
@@ -412,6 +413,21 @@ impl NamespaceStore {
             ));
         }
         Ok(self.by_path(&format!("{}{rel}/", base.path)).await?)
+    }
+
+    /// The mount paths of the secrets engines of namespace `id`, sorted,
+    /// from its mount table.
+    pub async fn mount_paths(&self, id: &str) -> Result<Vec<String>, StorageError> {
+        use kvsync_component::sys::mounts::{MOUNT_TABLE_KEY, MountTable};
+        let tenant = TenantStorage::new(self.backend().clone(), id);
+        let Some(entry) = tenant.get(MOUNT_TABLE_KEY).await? else {
+            return Ok(Vec::new());
+        };
+        let table: MountTable = serde_json::from_slice(&entry.value)
+            .map_err(|e| StorageError::Unavailable(format!("corrupt mount table: {e}")))?;
+        let mut paths: Vec<String> = table.entries.into_iter().map(|m| m.path).collect();
+        paths.sort();
+        Ok(paths)
     }
 
     /// Creates the namespace `rel` under `base` (nested paths need their

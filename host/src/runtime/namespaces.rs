@@ -118,4 +118,19 @@ impl wit::Host for NamespacesView<'_> {
         self.run(|t, base| async move { t.delete(&base, &path).await })
             .await
     }
+
+    async fn mounts(&mut self, path: String) -> Answer<Option<Vec<String>>> {
+        self.run(|t, base| async move {
+            let id = if path.trim_matches('/').is_empty() {
+                base.id
+            } else {
+                match t.store.lookup(&base, &path).await? {
+                    Some(r) => r.id.clone(),
+                    None => return Ok(None),
+                }
+            };
+            Ok(Some(t.store.mount_paths(&id).await?))
+        })
+        .await
+    }
 }
