@@ -211,3 +211,35 @@ def test_quotas_naming_a_namespace_against_openbao(diff):
                 side.delete(f"sys/quotas/rate-limit/{name}")
             for ns in (a, b):
                 side.delete(f"sys/namespaces/{ns}")
+
+
+def test_capabilities_of_another_token_use_its_own_namespace_against_openbao(diff):
+    """`sys/capabilities` for a token of namespace a judges it by a's policies (a policy of the
+    same name in the request's namespace does not count), on the request's namespace path
+    followed by each path."""
+    a, b = unique("ca"), unique("cb")
+    policy = unique("reader")
+    grants = {"": "update", a: "read", b: "list"}
+    try:
+        for ns in (a, b):
+            diff.post(f"sys/namespaces/{ns}", expect=200, project=without_ids)
+        for ns, capability in grants.items():
+            rule = f'path "secret/*" {{ capabilities = ["{capability}"] }}'
+            diff.put(f"sys/policies/acl/{policy}", json={"policy": rule}, headers={"X-Vault-Namespace": ns},
+                     expect=204)
+        created = diff.post("auth/token/create", json={"policies": [policy]}, headers={"X-Vault-Namespace": a},
+                            expect=200, check=False)
+        token = diff.issued(created, "team token")
+        paths = ["secret/data/x", f"{a}/secret/data/x"]
+        for ns in ("", a, b):
+            diff.post("sys/capabilities", json={"token": token, "paths": paths}, headers={"X-Vault-Namespace": ns},
+                      expect=200)
+        # The token itself, asking: its own namespace's policies too.
+        diff.post("sys/capabilities-self", json={"paths": paths}, headers={"X-Vault-Namespace": a}, token=token,
+                  expect=200)
+    finally:
+        for side in (diff.kvsync, diff.bao):
+            for ns in grants:
+                side.delete(f"sys/policies/acl/{policy}", headers={"X-Vault-Namespace": ns})
+            for ns in (a, b):
+                side.delete(f"sys/namespaces/{ns}")

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::policies::{Namespace, PolicyStore, PolicyStoreError, StoredPolicy};
 use super::policy::Acl;
 use super::{Caller, Token, TokenStore, acl};
+use crate::namespaces::NamespaceStore;
 use crate::storage::StorageError;
 
 /// Whose capabilities [`Authority::capabilities`] reports.
@@ -117,40 +118,58 @@ impl Authority {
         self.policies.list(&self.namespace).await
     }
 
-    /// What `subject` may do on each of `paths` (namespace-relative): the
-    /// capability names sorted, `["root"]` for root, `["deny"]` for nothing.
-    /// An unknown token or accessor is refused as invalid.
+    /// What `subject` may do on each of `paths` (namespace-relative), in a
+    /// server with the request's namespace only ([`Authority::capabilities_in`]
+    /// without a namespace store).
     pub async fn capabilities(
         &self,
         subject: Subject,
         paths: &[String],
     ) -> Result<Vec<Vec<String>>, PolicyStoreError> {
-        let other;
-        let acl: &Acl = match subject {
-            Subject::Caller => &self.acl,
-            Subject::Token(token) => {
-                let caller = self
-                    .tokens
-                    .resolve(token)
-                    .await?
-                    .ok_or_else(|| PolicyStoreError::Invalid("invalid token".to_string()))?;
-                other = self.policies.acl(&self.namespace, &caller.policies).await?;
-                &other
-            }
-            Subject::Accessor(accessor) => {
-                let caller = self
-                    .tokens
-                    .lookup_accessor(&accessor)
-                    .await?
-                    .ok_or_else(|| PolicyStoreError::Invalid("invalid accessor".to_string()))?;
-                other = self.policies.acl(&self.namespace, &caller.policies).await?;
-                &other
-            }
+        self.capabilities_in(subject, paths, None).await
+    }
+
+    /// What `subject` may do on each of `paths` (namespace-relative): the
+    /// capability names sorted, `["root"]` for root, `["deny"]` for nothing.
+    /// Another token (or accessor) is judged by its own namespace's policies,
+    /// as Vault judges it, on the request's namespace path followed by each
+    /// path; `namespaces` finds a token's namespace (`None`: a server with
+    /// the request's namespace only). An unknown token or accessor, or one
+    /// whose namespace is gone, is refused as invalid.
+    pub async fn capabilities_in(
+        &self,
+        subject: Subject,
+        paths: &[String],
+        namespaces: Option<&NamespaceStore>,
+    ) -> Result<Vec<Vec<String>>, PolicyStoreError> {
+        let (found, invalid) = match subject {
+            Subject::Caller => return Ok(self.report(&self.acl, paths)),
+            Subject::Token(token) => (self.tokens.resolve(token).await?, "invalid token"),
+            Subject::Accessor(accessor) => (
+                self.tokens.lookup_accessor(&accessor).await?,
+                "invalid accessor",
+            ),
         };
-        Ok(paths
+        let refused = || PolicyStoreError::Invalid(invalid.to_string());
+        let caller = found.ok_or_else(refused)?;
+        let home = if caller.namespace_id == self.namespace.id {
+            self.namespace.clone()
+        } else {
+            let store = namespaces.ok_or_else(refused)?;
+            let record = store.by_id(&caller.namespace_id).await?;
+            record.ok_or_else(refused)?.namespace()
+        };
+        let acl = self.policies.acl(&home, &caller.policies).await?;
+        Ok(self.report(&acl, paths))
+    }
+
+    /// The capabilities `acl` grants on each of `paths` (relative to the
+    /// request's namespace).
+    fn report(&self, acl: &Acl, paths: &[String]) -> Vec<Vec<String>> {
+        paths
             .iter()
             .map(|path| acl.capabilities(&acl::full_path(&self.namespace.path, path)))
-            .collect())
+            .collect()
     }
 }
 

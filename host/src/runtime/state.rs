@@ -173,6 +173,7 @@ impl State {
     pub(super) fn policies_view(&mut self) -> PoliciesView<'_> {
         PoliciesView {
             authority: self.authority.as_ref(),
+            namespaces: self.tenancy.as_ref().map(|t| &t.store),
             cpu: &self.cpu,
         }
     }
@@ -232,10 +233,12 @@ pub struct AuthzView<'a> {
 }
 
 /// What the `policies` import sees: the request's authority (its
-/// namespace's stores), and the meter its storage time is charged to as
-/// host time.
+/// namespace's stores), the namespaces (another token's is looked up), and
+/// the meter its storage time is charged to as host time.
 pub struct PoliciesView<'a> {
     authority: Option<&'a Authority>,
+    /// Where another token's namespace is found (`sys/capabilities`).
+    namespaces: Option<&'a crate::namespaces::NamespaceStore>,
     cpu: &'a CpuMeter,
 }
 
@@ -445,7 +448,9 @@ impl policies::Host for PoliciesView<'_> {
             policies::Subject::Accessor(a) => Subject::Accessor(a),
         };
         let started = Instant::now();
-        let out = authority.capabilities(subject, &paths).await;
+        let out = authority
+            .capabilities_in(subject, &paths, self.namespaces)
+            .await;
         self.cpu.charge_host(started.elapsed());
         Ok(out.map_err(policy_error))
     }
