@@ -5,6 +5,7 @@ deletion rules, and the Vault-API parts against OpenBao (`diff`).
 
 from __future__ import annotations
 
+import json
 import time
 
 import hvac
@@ -243,3 +244,62 @@ def test_capabilities_of_another_token_use_its_own_namespace_against_openbao(dif
                 side.delete(f"sys/policies/acl/{policy}", headers={"X-Vault-Namespace": ns})
             for ns in (a, b):
                 side.delete(f"sys/namespaces/{ns}")
+
+
+def in_mem_values(h: Http, ns: str) -> list:
+    """The values (decoded) of namespace `ns`'s `in-mem` destination `d1`, by external name."""
+    r = h.get("sys/sync/destinations/in-mem/d1/objects", headers={"X-Vault-Namespace": ns})
+    assert r.status_code == 200, r.text
+    return [json.loads(o["value"]) for _, o in sorted(r.json()["data"]["objects"].items())]
+
+
+def wait_for_values(h: Http, ns: str, want: list, attempts: int = 400) -> None:
+    got = None
+    for _ in range(attempts):
+        got = in_mem_values(h, ns)
+        if got == want:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{ns}: the destination holds {got}, not {want}, after {attempts} reads")
+
+
+def test_sync_in_two_namespaces_end_to_end(client, dev_server):
+    """Same mount, secret and destination names in two namespaces: the worker syncs each one's
+    KV writes to its own destination only, and a deleted namespace leaves nothing behind (a new
+    namespace of the same name starts empty)."""
+    a, b = unique("sa"), unique("sb")
+    ca = team(client, dev_server, a, "a1")
+    cb = team(client, dev_server, b, "b1")
+    h = Http(dev_server.addr, dev_server.token)
+    assert in_mem_values(h, a) == [{"v": "a1"}]
+    assert in_mem_values(h, b) == [{"v": "b1"}]
+    # KV writes after the association: queued, then synced by the worker.
+    ca.secrets.kv.v2.create_or_update_secret(path="app", secret={"v": "a2"}, mount_point="secret")
+    cb.secrets.kv.v2.create_or_update_secret(path="app", secret={"v": "b2"}, mount_point="secret")
+    wait_for_values(h, a, [{"v": "a2"}])
+    wait_for_values(h, b, [{"v": "b2"}])
+    ca.secrets.kv.v2.create_or_update_secret(path="app", secret={"v": "a3"}, mount_point="secret")
+    wait_for_values(h, a, [{"v": "a3"}])
+    assert in_mem_values(h, b) == [{"v": "b2"}]
+
+    # The association goes (the external secret with it), then the namespace.
+    r = h.post("sys/sync/destinations/in-mem/d1/associations/remove",
+               json={"mount": "secret", "secret_name": "app"}, headers={"X-Vault-Namespace": a})
+    assert r.status_code == 200, r.text
+    wait_for_values(h, a, [])
+    assert h.delete(f"sys/namespaces/{a}").status_code == 204
+    assert h.get("sys/sync/destinations/in-mem/d1/objects", headers={"X-Vault-Namespace": a}).status_code == 404
+    # A namespace of the same name is another tenant: no destination, no objects, no secret.
+    client.sys.create_namespace(a)
+    again = {"X-Vault-Namespace": a}
+    assert h.get("sys/sync/destinations/in-mem/d1", headers=again).status_code == 404
+    assert h.post("sys/sync/destinations/in-mem/d1", json={}, headers=again).status_code == 200
+    assert in_mem_values(h, a) == []
+    assert h.get("secret/data/app", headers=again).status_code == 404
+    # b is untouched.
+    wait_for_values(h, b, [{"v": "b2"}])
+    assert h.delete("sys/sync/destinations/in-mem/d1", headers=again).status_code in (200, 204)
+    client.sys.delete_namespace(a)
+    for c in (ca, cb):
+        c.adapter.close()
+    h.close()

@@ -1,7 +1,8 @@
 //! Removing what a deleted namespace held: its tokens (with the tokens
-//! created under them), its ACL policies and its whole tenant storage
-//! (`tenants/<id>/`: mounts, secrets, sync state), then the deletion's own
-//! record. The namespace itself is gone before this starts, so nothing can
+//! created under them), its ACL policies, its whole tenant storage
+//! (`tenants/<id>/`: mounts, secrets, sync state) and its records in the
+//! sync worker's index (`core/sync/...`; the worker would drop them too, but
+//! only when it next met them), then the deletion's own record. The namespace itself is gone before this starts, so nothing can
 //! add to what is removed. A small namespace is removed while the DELETE
 //! request waits; what is left after [`INLINE_KEYS`] keys is removed in the
 //! background, and a deletion interrupted by a restart resumes at the next
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use super::{DELETING, NamespaceStore};
 use crate::auth::TokenStore;
-use crate::storage::{Op, SharedBackend, StorageError, tenant_prefix};
+use crate::storage::{Op, SharedBackend, StorageError, sync_index, tenant_prefix};
 
 /// How many keys a DELETE request removes before it leaves the rest to the
 /// background.
@@ -88,9 +89,11 @@ impl Purger {
         if !revoked.done {
             return Ok(false);
         }
+        let encoded = sync_index::encode_tenant(id);
         for prefix in [
             format!("{}{id}/", crate::auth::policies::PREFIX),
             tenant_prefix(id),
+            format!("{}{encoded}/", sync_index::DUE_INDEX),
         ] {
             let (removed, done) = self.remove_prefix(&prefix, budget).await?;
             budget = budget.saturating_sub(removed);
@@ -102,9 +105,14 @@ impl Purger {
             .backend
             .commit(
                 Vec::new(),
-                vec![Op::Delete {
-                    key: format!("{DELETING}{id}"),
-                }],
+                vec![
+                    Op::Delete {
+                        key: sync_index::reconcile_key(&encoded),
+                    },
+                    Op::Delete {
+                        key: format!("{DELETING}{id}"),
+                    },
+                ],
             )
             .await?;
         Ok(true)

@@ -200,6 +200,38 @@ async fn deletion_removes_everything_and_retires_the_id() {
         )
         .await
         .unwrap();
+    // Sync work and a destination: the commit files the tenant in the worker's index.
+    let due = format!("{}in-mem/d1/0001", kvsync_component::sync::keys::DUE);
+    let destination = format!("{}in-mem/d1", kvsync_component::sync::keys::DESTINATIONS);
+    tenant
+        .commit(
+            Vec::new(),
+            vec![
+                Op::Put {
+                    key: due,
+                    value: b"{}".to_vec(),
+                },
+                Op::Put {
+                    key: destination,
+                    value: b"{}".to_vec(),
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let index = [
+        crate::storage::sync_index::DUE_INDEX,
+        crate::storage::sync_index::RECONCILE_INDEX,
+    ];
+    for prefix in index {
+        assert!(
+            keys_under(&backend, prefix)
+                .await
+                .iter()
+                .any(|k| k.starts_with(&a.id)),
+            "{prefix}"
+        );
+    }
 
     // Children first.
     assert!(matches!(
@@ -258,6 +290,14 @@ async fn deletion_removes_everything_and_retires_the_id() {
             .is_empty()
     );
     assert!(keys_under(&backend, DELETING).await.is_empty());
+    // Nor its records in the sync worker's index.
+    for prefix in index {
+        let left = keys_under(&backend, prefix).await;
+        assert!(
+            !left.iter().any(|k| k.starts_with(&a.id)),
+            "{prefix}: {left:?}"
+        );
+    }
     // The root token is untouched; the id is retired.
     assert!(tokens.resolve(root_token.token).await.unwrap().is_some());
     assert_eq!(keys_under(&backend, RETIRED).await, {
