@@ -48,6 +48,7 @@ pub fn parity_root() -> Caller {
         policies: vec!["root".into()],
         path: "auth/token/root".into(),
         creation_time: DEFAULT_START.as_secs(),
+        namespace_id: "root".into(),
     }
 }
 
@@ -165,7 +166,7 @@ fn error_class(e: &CallError) -> &'static str {
     match e {
         CallError::Trap(_) => "trap",
         CallError::LimitExceeded(_) => "limit",
-        CallError::Busy => "busy",
+        CallError::Busy | CallError::TenantBusy => "busy",
     }
 }
 

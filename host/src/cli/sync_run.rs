@@ -46,6 +46,7 @@ pub(crate) async fn exec(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
     let options = Options {
         warm_instances: None,
+        tenant_max_concurrent_requests: None,
         max_request_duration: None,
         sync: args.sync.apply(config.sync.clone())?,
     };
@@ -119,6 +120,7 @@ fn operator() -> Caller {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
+        namespace_id: crate::auth::policies::ROOT_NAMESPACE.to_string(),
     }
 }
 

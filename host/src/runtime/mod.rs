@@ -33,8 +33,10 @@ mod connector;
 pub mod deterministic;
 mod keyring;
 pub mod limits;
+mod namespaces;
 mod records;
 mod state;
+pub mod tenants;
 mod tokens;
 pub mod warm;
 
@@ -48,6 +50,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::auth::{Authority, Caller, TokenStore};
 use crate::connectors::Connectors;
+use crate::namespaces::Tenancy;
 use crate::storage::{SharedKeyring, TenantStorage};
 pub use limits::Limits;
 use records::WitRequest;
@@ -63,6 +66,9 @@ pub enum CallError {
     /// Too many calls at once: every instance slot is in use.
     #[error("the server is at capacity")]
     Busy,
+    /// Too many calls of the request's tenant at once (`tenant_max_concurrent_requests`).
+    #[error("the namespace has too many requests in progress; retry the request")]
+    TenantBusy,
     /// The guest trapped: a bug in the component.
     #[error("the engine trapped: {0}")]
     Trap(String),
@@ -81,6 +87,9 @@ pub struct Runtime {
     /// The storage barrier's keyring the `keyring` import serves (set with
     /// the token store).
     keyring: Option<SharedKeyring>,
+    /// The namespaces the `namespaces` import serves (set with the token
+    /// store).
+    tenancy: Option<Tenancy>,
     /// How long a provider call made while answering an API request may take
     /// before it is left to the sync worker (the association shows `PENDING`).
     inline_bound: Duration,
@@ -88,6 +97,8 @@ pub struct Runtime {
     /// the call is stopped and answered 503 (Vault's `max_request_duration`).
     max_request_duration: Duration,
     warm: Arc<warm::WarmPool>,
+    /// Each tenant's share of the instance slots for API calls.
+    tenant_slots: Arc<tenants::TenantSlots>,
     /// The largest linear memory any call of this runtime ended with (bytes).
     peak_memory: Arc<AtomicUsize>,
     _ticker: Arc<limits::EpochTicker>,
@@ -96,7 +107,7 @@ pub struct Runtime {
 }
 
 pub use kvsync_host_core::settings::{
-    DEFAULT_CPU_LIMIT, DEFAULT_INLINE_BOUND, DEFAULT_MAX_REQUEST_DURATION,
+    DEFAULT_CPU_LIMIT, DEFAULT_INLINE_BOUND, DEFAULT_MAX_REQUEST_DURATION, TENANT_SLOT_WAIT,
 };
 
 /// The engine component built by `build.rs` for this binary.
@@ -134,11 +145,16 @@ impl Runtime {
             engine,
             pre,
             warm,
+            tenant_slots: Arc::new(tenants::TenantSlots::new(
+                limits.tenant_cap(),
+                TENANT_SLOT_WAIT,
+            )),
             peak_memory: Arc::new(AtomicUsize::new(0)),
             limits,
             connectors,
             tokens: None,
             keyring: None,
+            tenancy: None,
             inline_bound: DEFAULT_INLINE_BOUND,
             max_request_duration: DEFAULT_MAX_REQUEST_DURATION,
             _ticker: ticker,
@@ -192,6 +208,12 @@ impl Runtime {
         self
     }
 
+    /// Serves the `namespaces` import (`sys/namespaces`) from `tenancy`.
+    pub fn with_tenancy(mut self, tenancy: Tenancy) -> Self {
+        self.tenancy = Some(tenancy);
+        self
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
@@ -203,10 +225,12 @@ impl Runtime {
 
     /// Runs one API request in an instance of `storage`'s tenant, on behalf of
     /// `req.caller` (the `authz` import answers with `req.authority`): the
-    /// response, and what the request caused that the host must act on.
+    /// response, and what the request caused that the host must act on. The
+    /// tenant's calls at once are capped ([`tenants`]).
     pub async fn handle(&self, storage: TenantStorage, req: Request) -> Result<Outcome, CallError> {
         let (req, caller, authority) = WitRequest::split(req);
         let started = std::time::Instant::now();
+        let _slot = self.tenant_slots.acquire(storage.tenant()).await?;
         let mut w = self
             .checkout(storage, (caller, authority), Some(self.inline_bound))
             .await?;
@@ -276,6 +300,11 @@ impl Runtime {
         self.peak_memory.swap(0, Ordering::Relaxed)
     }
 
+    /// Tenants with an API call running or waiting for a slot now.
+    pub fn active_tenants(&self) -> usize {
+        self.tenant_slots.active_tenants()
+    }
+
     /// Idle instances kept for reuse now (all tenants).
     pub fn warm_instances(&self) -> usize {
         self.warm.idle_count()
@@ -291,9 +320,11 @@ impl Runtime {
         inline_bound: Option<Duration>,
     ) -> Result<warm::Warm, CallError> {
         if let Some(mut w) = self.warm.take(storage.prefix()) {
-            w.store
-                .data_mut()
-                .ready_for_call(storage, self.tokens.clone(), caller, inline_bound);
+            // The instance may come from a clone of this runtime made before
+            // its stores were set (dev mode's setup): it gets this one's.
+            let state = w.store.data_mut();
+            state.ready_for_call(storage, self.tokens.clone(), caller, inline_bound);
+            state.serve_stores(self.keyring.clone(), self.tenancy.clone());
             limits::rearm(&mut w.store, &self.limits);
             return Ok(w);
         }
@@ -340,7 +371,8 @@ impl Runtime {
             inline_bound,
             &self.limits,
         )
-        .with_keyring(self.keyring.clone());
+        .with_keyring(self.keyring.clone())
+        .with_tenancy(self.tenancy.clone());
         if let Some(d) = &self.deterministic {
             state.set_wasi(d.ctx());
         }

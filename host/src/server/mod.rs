@@ -27,6 +27,7 @@ use crate::connectors::{ConnectorEnv, Connectors, DEFAULT_TIMEOUT};
 use crate::env::Env;
 use crate::ha::{HaView, HostInfo, Leases};
 use crate::http::{self, Api, AppState, ListenerLimits, ROOT_TENANT};
+use crate::namespaces::{NamespaceStore, Tenancy};
 use crate::runtime::{self, DEFAULT_INLINE_BOUND, DEFAULT_MAX_REQUEST_DURATION, Limits, Runtime};
 use crate::storage::{SharedBackend, TenantStorage};
 use crate::worker::{self, DrainProgress, DrainReport, SyncConfig, Worker};
@@ -115,11 +116,28 @@ pub fn engine(options: &EngineOptions) -> anyhow::Result<Runtime> {
 pub struct Options {
     /// Overrides `guest_warm_instances`.
     pub warm_instances: Option<u32>,
+    /// Overrides `tenant_max_concurrent_requests`.
+    pub tenant_max_concurrent_requests: Option<u32>,
     /// Overrides the listener's `max_request_duration`.
     pub max_request_duration: Option<Duration>,
     /// The sync worker's knobs: the configuration's, with the command's
     /// flags applied.
     pub sync: SyncConfig,
+}
+
+impl Options {
+    /// The engine's options with the command line's overrides applied.
+    fn apply(&self, engine: &mut EngineOptions) {
+        if let Some(n) = self.warm_instances {
+            engine.limits.warm_instances = n;
+        }
+        if let Some(n) = self.tenant_max_concurrent_requests {
+            engine.limits.tenant_max_concurrent_requests = Some(n);
+        }
+        if let Some(d) = self.max_request_duration {
+            engine.max_request_duration = d;
+        }
+    }
 }
 
 /// A bound listener, with the HTTP front's transport settings.
@@ -158,15 +176,18 @@ pub fn http_state(
     api: Arc<dyn Api>,
     backend: SharedBackend,
     (tokens, policies): (TokenStore, PolicyStore),
+    namespaces: NamespaceStore,
     limits: ListenerLimits,
     sync_wake: Arc<Notify>,
     ha: Option<HaView>,
 ) -> Arc<AppState> {
     Arc::new(AppState {
         api,
+        quotas: crate::quotas::Quotas::new(backend.clone()),
         backend,
         tokens,
         policies,
+        namespaces,
         limits,
         sync_wake,
         ha,
@@ -218,13 +239,15 @@ pub async fn dev_storage(
     Ok((sealed, (tokens, policies), root))
 }
 
-/// The assembled parts of a server of the root tenant.
+/// The assembled parts of a server.
 pub struct Server {
     backend: SharedBackend,
     /// What the storage is, for the start-up banner.
     storage_description: String,
     tokens: TokenStore,
     policies: PolicyStore,
+    /// The namespaces, and what removes a deleted one's contents.
+    tenancy: Tenancy,
     runtime: Runtime,
     sync: SyncConfig,
     sync_wake: Arc<Notify>,
@@ -247,15 +270,11 @@ impl Server {
     ) -> anyhow::Result<Self> {
         let (sealed, description) = storage::open(config, config_path, env, access).await?;
         let mut engine_options = EngineOptions::from_config(config, env);
-        if let Some(n) = options.warm_instances {
-            engine_options.limits.warm_instances = n;
-        }
-        if let Some(d) = options.max_request_duration {
-            engine_options.max_request_duration = d;
-        }
+        options.apply(&mut engine_options);
         let runtime = engine(&engine_options)?;
         let (tokens, policies) = identity(&sealed.backend).await?;
         tokens.upgrade().await?;
+        crate::storage::sync_index::upgrade(sealed.backend.as_ref()).await?;
         let mut server = Self::assemble(sealed, (tokens, policies), runtime, options.sync);
         server.storage_description = description;
         server.ha_enabled = matches!(&config.storage, Storage::Postgres(pg) if pg.ha_enabled);
@@ -275,12 +294,7 @@ impl Server {
             connector_env: env.connectors.clone(),
             ..EngineOptions::default()
         };
-        if let Some(n) = options.warm_instances {
-            engine_options.limits.warm_instances = n;
-        }
-        if let Some(d) = options.max_request_duration {
-            engine_options.max_request_duration = d;
-        }
+        options.apply(&mut engine_options);
         let runtime = engine(&engine_options)?;
         let (sealed, identity, root) = dev_storage(&runtime, root_token_id).await?;
         Ok((
@@ -310,8 +324,13 @@ impl Server {
         runtime: Runtime,
         sync: SyncConfig,
     ) -> Self {
+        let tenancy = Tenancy::new(&backend, &tokens, &policies);
         Server {
-            runtime: runtime.with_tokens(tokens.clone()).with_keyring(keyring),
+            runtime: runtime
+                .with_tokens(tokens.clone())
+                .with_keyring(keyring)
+                .with_tenancy(tenancy.clone()),
+            tenancy,
             tokens,
             policies,
             backend,
@@ -360,6 +379,19 @@ impl Server {
         body: &[u8],
         caller: Option<Caller>,
     ) -> anyhow::Result<runtime::Outcome> {
+        self.call_in(ROOT_TENANT, method, path, body, caller).await
+    }
+
+    /// [`Server::call`] against the storage of tenant `tenant` (the caller's authority is
+    /// still the root namespace's: a test's way to drive several tenants).
+    pub async fn call_in(
+        &self,
+        tenant: &str,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        caller: Option<Caller>,
+    ) -> anyhow::Result<runtime::Outcome> {
         let caller = match caller {
             Some(caller) => {
                 let authority =
@@ -369,15 +401,15 @@ impl Server {
             None => None,
         };
         let req = runtime::request(method, path, body, caller);
-        Ok(self.runtime.handle(self.storage(), req).await?)
+        let storage = TenantStorage::new(self.backend.clone(), tenant);
+        Ok(self.runtime.handle(storage, req).await?)
     }
 
-    /// Starts the sync worker of the root tenant, as `host`.
+    /// Starts the sync worker of every tenant, as `host`.
     pub fn start_worker(&self, host: HostInfo) -> Worker {
         Worker::start(
             self.runtime.clone(),
             self.backend.clone(),
-            ROOT_TENANT,
             self.sync.clone(),
             self.sync_wake.clone(),
             host,
@@ -391,15 +423,7 @@ impl Server {
         wait: Duration,
         progress: Arc<DrainProgress>,
     ) -> anyhow::Result<DrainReport> {
-        worker::drain(
-            &self.runtime,
-            &self.backend,
-            ROOT_TENANT,
-            &self.sync,
-            wait,
-            progress,
-        )
-        .await
+        worker::drain(&self.runtime, &self.backend, &self.sync, wait, progress).await
     }
 
     /// Runs the sync worker (as `host`) until `shutdown` resolves, then stops it, letting
@@ -416,6 +440,9 @@ impl Server {
     /// within its grace period.
     pub async fn serve(&self, listening: Listening, shutdown: impl Future<Output = ()>) {
         let sweeper = Sweeper::start(self.tokens.clone());
+        if let Err(e) = self.tenancy.resume().await {
+            tracing::warn!(error = %e, "cannot resume the deletions of namespaces; they resume at the next start");
+        }
         let scheme = if listening.tls.is_some() {
             "https"
         } else {
@@ -429,7 +456,6 @@ impl Server {
         let ha = HaView {
             leases: Leases::new(
                 self.backend.clone(),
-                ROOT_TENANT,
                 host.clone(),
                 self.sync.lease_ttl,
                 self.sync.workers,
@@ -441,6 +467,7 @@ impl Server {
             Arc::new(self.runtime.clone()),
             self.backend.clone(),
             (self.tokens.clone(), self.policies.clone()),
+            self.tenancy.store.clone(),
             listening.limits.clone(),
             self.sync_wake.clone(),
             Some(ha),
