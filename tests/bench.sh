@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark command: sets up what it needs (wasm32-wasip2 target, wrk, moto
 # in .venv), builds kvsync and the baselines in release mode, and measures every
-# performance target P1-P12 side by side with its baseline, printing the table
+# performance target P1-P13 side by side with its baseline, printing the table
 # (also written to target/release/bench-runs/<time>/results.md).
 #
 #   tests/bench.sh                  # all targets, 5 rounds of 10 s

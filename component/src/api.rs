@@ -326,7 +326,7 @@ pub struct Reply {
     pub auth: Option<Value>,
     /// `data` already rendered as JSON text, for answers too large to build
     /// as a value tree within an instance's memory (see [`Reply::rendered`]).
-    pub rendered: Option<String>,
+    pub rendered: Option<JsonText>,
     /// Provider calls the request claimed in its transaction, to run once it
     /// has committed (write-ahead: [`crate::sync::worker::inline`]); the
     /// router runs them and answers with what they left.
@@ -338,7 +338,7 @@ impl Reply {
     /// text: a value tree costs several times its text in memory, so a
     /// handler that answers with every key of a large set writes the text
     /// itself.
-    pub fn rendered(json: String) -> Self {
+    pub fn rendered(json: JsonText) -> Self {
         Reply {
             rendered: Some(json),
             ..Reply::data(Value::Null)
@@ -452,6 +452,86 @@ impl Reply {
     }
 }
 
+/// The JSON text of a reply's `data`, written piece by piece by a handler
+/// that answers with every record of a large set (see [`Reply::rendered`]):
+/// the records are read a page at a time and only their text is kept. The
+/// text is kept in chunks of about [`CHUNK`] bytes, never moved once
+/// written, and copied once, into the response body sized to fit: so an
+/// answer of *n* bytes costs about 2*n* of an instance's memory, not the 3–4*n*
+/// of a growing buffer copied into a growing body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonText {
+    done: Vec<Vec<u8>>,
+    current: Vec<u8>,
+}
+
+/// The size of a [`JsonText`] chunk.
+const CHUNK: usize = 256 << 10;
+
+impl JsonText {
+    /// Starts the text with `start` (literal JSON, such as `{"keys":[`).
+    pub fn new(start: &str) -> Self {
+        let mut current = Vec::with_capacity(start.len().max(4096));
+        current.extend_from_slice(start.as_bytes());
+        JsonText {
+            done: Vec::new(),
+            current,
+        }
+    }
+
+    /// Starts a new chunk when the current one is full.
+    fn room(&mut self) -> &mut Vec<u8> {
+        if self.current.len() >= CHUNK {
+            let full = std::mem::replace(&mut self.current, Vec::with_capacity(CHUNK + CHUNK / 4));
+            self.done.push(full);
+        }
+        &mut self.current
+    }
+
+    /// Appends literal JSON text (punctuation, a key already quoted).
+    pub fn raw(&mut self, text: &str) -> &mut Self {
+        self.room().extend_from_slice(text.as_bytes());
+        self
+    }
+
+    /// Appends `value` as JSON.
+    pub fn value<T: serde::Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<&mut Self, ApiError> {
+        serde_json::to_writer(self.room(), value)
+            .map_err(|e| ApiError::Internal(format!("cannot render the answer: {e}")))?;
+        Ok(self)
+    }
+
+    /// Appends a comma unless `first`, which it clears: between the items of
+    /// an array or object.
+    pub fn separate(&mut self, first: &mut bool) -> &mut Self {
+        if !std::mem::take(first) {
+            self.room().push(b',');
+        }
+        self
+    }
+
+    /// The text written, as `data` of a reply.
+    pub fn into_reply(self) -> Reply {
+        Reply::rendered(self)
+    }
+
+    /// The text's length in bytes.
+    fn len(&self) -> usize {
+        self.done.iter().map(Vec::len).sum::<usize>() + self.current.len()
+    }
+
+    /// Appends the text to `out`, chunk by chunk (each freed once copied).
+    fn write_to(self, out: &mut Vec<u8>) {
+        for chunk in self.done {
+            out.extend_from_slice(&chunk);
+        }
+        out.extend_from_slice(&self.current);
+    }
+}
+
 const JSON: (&str, &str) = ("content-type", "application/json");
 
 fn headers() -> Vec<(String, String)> {
@@ -498,32 +578,52 @@ pub fn render(reply: Reply, request_id: &str, mount_type: &str) -> Response {
         (Some(Value::Object(data)), true) => data.clone(),
         _ => Map::new(),
     };
-    let data = match reply.rendered.map(serde_json::value::RawValue::from_string) {
-        Some(Ok(raw)) => Data::Rendered(raw),
-        Some(Err(e)) => {
-            return render_error(&ApiError::Internal(format!(
-                "cannot render the answer: {e}"
-            )));
-        }
-        None => Data::Value(reply.data.unwrap_or(Value::Null)),
-    };
     let envelope = Envelope {
         top_level,
         request_id,
         lease_id: "",
         renewable: false,
         lease_duration: 0,
-        data,
+        data: reply.data.unwrap_or(Value::Null),
         wrap_info: Value::Null,
         warnings,
         auth: reply.auth.unwrap_or(Value::Null),
         mount_type,
     };
+    let body = serde_json::to_vec(&envelope).unwrap_or_default();
+    let body = match reply.rendered {
+        Some(text) => match splice(&body, text) {
+            Some(body) => body,
+            None => {
+                return render_error(&ApiError::Internal(
+                    "cannot render the answer: no place for its data".into(),
+                ));
+            }
+        },
+        None => body,
+    };
     Response {
         status,
         headers: headers(),
-        body: serde_json::to_vec(&envelope).unwrap_or_default(),
+        body,
     }
+}
+
+/// `envelope` (rendered with `"data":null`) with `text` in place of the
+/// null, in a body sized to fit. The first `,"data":null,` is the field's:
+/// a string value holds a quote only escaped, and the fields before `data`
+/// are the envelope's own (a rendered reply has no `data` at the top level).
+fn splice(envelope: &[u8], text: JsonText) -> Option<Vec<u8>> {
+    const FIELD: &[u8] = b",\"data\":null,";
+    let at = envelope.windows(FIELD.len()).position(|w| w == FIELD)?;
+    let null = at + FIELD.len() - b"null,".len();
+    let (head, tail) = envelope.split_at_checked(null)?;
+    let tail = tail.get(b"null".len()..)?;
+    let mut body = Vec::with_capacity(envelope.len() + text.len());
+    body.extend_from_slice(head);
+    text.write_to(&mut body);
+    body.extend_from_slice(tail);
+    Some(body)
 }
 
 /// Vault's success envelope, fields in Vault's order.
@@ -535,19 +635,11 @@ struct Envelope<'a> {
     lease_id: &'a str,
     renewable: bool,
     lease_duration: u64,
-    data: Data,
+    data: Value,
     wrap_info: Value,
     warnings: Value,
     auth: Value,
     mount_type: &'a str,
-}
-
-/// The envelope's `data`: a value, or JSON text rendered by the handler.
-#[derive(serde::Serialize)]
-#[serde(untagged)]
-enum Data {
-    Value(Value),
-    Rendered(Box<serde_json::value::RawValue>),
 }
 
 /// Renders an error in Vault's `{"errors":[...]}` envelope.
@@ -602,6 +694,31 @@ mod tests {
             body: body.as_bytes().to_vec(),
             caller: None,
         }
+    }
+
+    #[test]
+    fn rendered_text_is_the_envelopes_data_byte_for_byte() {
+        // Keys enough for several chunks, with a warning after the data and
+        // quotes in a key.
+        let keys: Vec<String> = (0..40_000).map(|i| format!("k\"{i:06}")).collect();
+        let mut text = JsonText::new("{\"keys\":[");
+        let mut first = true;
+        for key in &keys {
+            text.separate(&mut first).value(key).unwrap();
+        }
+        text.raw("]}");
+        assert!(!text.done.is_empty(), "one chunk only");
+        let warning = Some("a \",\"data\":null, warning".to_string());
+        let rendered = render(text.into_reply().with_warning(warning.clone()), "id", "kv");
+        let tree = render(
+            Reply::data(json!({ "keys": keys })).with_warning(warning),
+            "id",
+            "kv",
+        );
+        assert_eq!(rendered.status, 200);
+        assert!(rendered.body == tree.body, "the bodies differ");
+        let body: Value = serde_json::from_slice(&rendered.body).unwrap();
+        assert_eq!(body["data"]["keys"].as_array().unwrap().len(), 40_000);
     }
 
     #[test]

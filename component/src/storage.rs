@@ -8,6 +8,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::ControlFlow;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -63,6 +64,16 @@ pub trait Storage {
         limit: u32,
     ) -> Result<Page, StorageError>;
     fn commit(&self, conditions: Vec<Condition>, ops: Vec<Op>) -> Result<u64, StorageError>;
+}
+
+/// A stored JSON record, decoded.
+fn decode<T: DeserializeOwned>(key: &str, bytes: Option<Vec<u8>>) -> Result<Option<T>, ApiError> {
+    match bytes {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ApiError::Internal(format!("corrupt record at {key}: {e}"))),
+    }
 }
 
 /// Page size used when a caller wants every key under a prefix.
@@ -132,12 +143,21 @@ impl<'s> Tx<'s> {
     }
 
     pub fn get_json<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>, ApiError> {
-        match self.get(key)? {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| ApiError::Internal(format!("corrupt record at {key}: {e}"))),
-        }
+        let bytes = self.get(key)?;
+        decode(key, bytes)
+    }
+
+    /// The record at `key` as this transaction sees it, without recording the
+    /// read when the transaction has not touched `key`: for answers that show
+    /// every record of a large set, whose reads must neither pile up in the
+    /// transaction nor become conditions of its commit.
+    pub fn peek_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ApiError> {
+        let bytes = match (self.writes.get(key), self.reads.get(key)) {
+            (Some(w), _) => w.clone(),
+            (None, Some(read)) => read.value.clone(),
+            (None, None) => self.store.get(key)?.map(|e| e.value),
+        };
+        decode(key, bytes)
     }
 
     /// What this transaction read at `key` from storage, as it was before
@@ -178,17 +198,11 @@ impl<'s> Tx<'s> {
     /// Lists see committed state only, not this transaction's own writes.
     pub fn list(&mut self, prefix: &str, delimiter: Option<char>) -> Result<Vec<String>, ApiError> {
         let mut keys = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .list(prefix, after.as_deref(), delimiter, LIST_PAGE)?;
-            keys.extend(page.keys);
-            match page.next {
-                Some(next) if after.as_deref() != Some(next.as_str()) => after = Some(next),
-                _ => return Ok(keys),
-            }
-        }
+        each_key(self.store, prefix, delimiter, |rel| {
+            keys.push(rel.to_string());
+            Ok(ControlFlow::Continue(()))
+        })?;
+        Ok(keys)
     }
 
     /// The names of the records directly under `prefix` (folders left out), sorted.
@@ -281,6 +295,31 @@ pub fn in_batches(
         match page.next {
             Some(next) if after.as_deref() != Some(next.as_str()) => after = Some(next),
             _ => return Ok(changes),
+        }
+    }
+}
+
+/// Runs `f` on every key under `prefix` (relative to it, folded at
+/// `delimiter` when given), in order, listing a page of [`LIST_PAGE`] keys at
+/// a time: memory stays flat however many keys there are. `f` returns
+/// [`ControlFlow::Break`] to stop early.
+pub fn each_key(
+    store: &dyn Storage,
+    prefix: &str,
+    delimiter: Option<char>,
+    mut f: impl FnMut(&str) -> Result<ControlFlow<()>, ApiError>,
+) -> Result<(), ApiError> {
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list(prefix, after.as_deref(), delimiter, LIST_PAGE)?;
+        for rel in &page.keys {
+            if f(rel)?.is_break() {
+                return Ok(());
+            }
+        }
+        match page.next {
+            Some(next) if after.as_deref() != Some(next.as_str()) => after = Some(next),
+            _ => return Ok(()),
         }
     }
 }

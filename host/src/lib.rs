@@ -7,6 +7,7 @@ pub use kvsync_host_core::config;
 pub mod connectors;
 pub mod env;
 pub mod ha;
+pub mod health;
 pub mod http;
 pub mod namespaces;
 pub(crate) mod private_fs;

@@ -200,8 +200,23 @@ async fn binary_on_postgres_init_serve_restart() {
     assert_eq!(read(a.url.clone()).await, "s3cr3t-e2e");
 
     // A second host on the same database serves what the first wrote, and the other way round.
-    let b = server("b", &config, &logs);
+    // It names itself by its api_addr, not by its listener's address.
+    let config_b = dir.path().join("kvsync-b.hcl");
+    std::fs::write(
+        &config_b,
+        format!(
+            "{}\napi_addr = \"https://kvsync-b.example:8200/\"\n",
+            std::fs::read_to_string(&config).unwrap()
+        ),
+    )
+    .unwrap();
+    let b = server("b", &config_b, &logs);
     assert_eq!(read(b.url.clone()).await, "s3cr3t-e2e");
+    let (_, leader) = call(&b.url, "", "GET", "sys/leader", None).await;
+    assert_eq!(
+        leader["leader_address"], "https://kvsync-b.example:8200",
+        "{leader}"
+    );
     let (status, _) = call(
         &b.url,
         &token,
@@ -345,7 +360,13 @@ async fn all_at_moto(sm: aws_sdk_secretsmanager::Client, n: usize, value: &str) 
 
 /// The API addresses of the hosts `sys/leader` of `url` lists, by shard.
 async fn shard_holders(url: &str) -> Vec<(u64, String)> {
-    let (status, body) = call(url, "", "GET", "sys/leader", None).await;
+    shard_holders_in(url, "sys/leader").await
+}
+
+/// The API addresses of the hosts `path` (`sys/leader`, `sys/health`) of `url` lists, by
+/// shard.
+async fn shard_holders_in(url: &str, path: &str) -> Vec<(u64, String)> {
+    let (status, body) = call(url, "", "GET", path, None).await;
     assert_eq!(status, 200, "{body}");
     body["shard_holders"]
         .as_array()
@@ -459,6 +480,13 @@ async fn two_hosts_sync_exactly_once_and_fail_over() {
         );
         let holders = shard_holders(url).await;
         assert_eq!(holders, vec![(0, a.url.clone()), (1, a.url.clone())]);
+        // sys/health: an active host whose connection to the shared storage is healthy,
+        // with the same shard holders.
+        let (status, health) = call(url, "", "GET", "sys/health", None).await;
+        assert_eq!(status, 200, "{health}");
+        assert_eq!(health["standby"], false, "{health}");
+        assert_eq!(health["ha_connection_healthy"], true, "{health}");
+        assert_eq!(shard_holders_in(url, "sys/health").await, holders);
     }
 
     // Secrets written through one host, associated through the other: one provider write

@@ -20,16 +20,20 @@ use serde_json::Value;
 /// The largest linear memory a background call (reconciliation, purge,
 /// mount disable, force delete) may end with, whatever the size.
 const BACKGROUND_BOUND: usize = 8 << 20;
-/// The largest linear memory a LIST may end with: its answer holds every key
-/// (Vault's shape), about 100 bytes per key at 100,000.
+/// The largest linear memory a LIST (or the read of a destination's
+/// associations) may end with: its answer holds every key (Vault's shape),
+/// written as text a page at a time: about 100 bytes per key at 100,000 for
+/// the LIST of associations, twice the ~170 bytes of each association's
+/// entry for the destination's (the text, and the envelope around it).
 const LIST_BOUND: usize = 48 << 20;
 
 fn mib(bytes: usize) -> String {
     format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }
 
-/// Reconciliation of `n` unchanged associations, the LISTs, a force delete
-/// and a purge of destinations of `n` associations each.
+/// Reconciliation of `n` unchanged associations, the LISTs (KV's with and
+/// without `exclude_deleted`) and the read of a destination's associations,
+/// a force delete and a purge of destinations of `n` associations each.
 async fn destinations_at(n: usize) {
     let inst = Installation::new().unwrap();
     let started = Instant::now();
@@ -48,19 +52,41 @@ async fn destinations_at(n: usize) {
     eprintln!("reconciled in {:?}", started.elapsed());
     let started = Instant::now();
 
-    // The LISTs answer with every key.
+    // The LISTs and the destination's associations answer with every key.
+    let mut list = 0;
+    let mut peak = |what: &str| {
+        let m = inst.rt.take_peak_guest_memory();
+        eprintln!("{what}: largest guest memory {}", mib(m));
+        list = list.max(m);
+    };
     let body = inst
         .ok("LIST", "sys/sync/associations", Value::Null)
         .await
         .unwrap();
     assert_eq!(body["data"]["total_associations"], 2 * n);
     assert_eq!(body["data"]["keys"].as_array().unwrap().len(), n);
+    peak("LIST sys/sync/associations");
+    for query in ["", "?exclude_deleted=true"] {
+        let body = inst
+            .ok("LIST", &format!("secret/metadata/{query}"), Value::Null)
+            .await
+            .unwrap();
+        assert_eq!(body["data"]["keys"].as_array().unwrap().len(), n, "{query}");
+        peak(&format!("LIST secret/metadata/{query}"));
+    }
     let body = inst
-        .ok("LIST", "secret/metadata/", Value::Null)
+        .ok(
+            "GET",
+            "sys/sync/destinations/in-mem/d/associations",
+            Value::Null,
+        )
         .await
         .unwrap();
-    assert_eq!(body["data"]["keys"].as_array().unwrap().len(), n);
-    let list = inst.rt.take_peak_guest_memory();
+    let secrets = body["data"]["associated_secrets"].as_object().unwrap();
+    assert_eq!(secrets.len(), n);
+    assert!(secrets.values().all(|s| s["sync_status"] == "SYNCED"));
+    peak("GET sys/sync/destinations/in-mem/d/associations");
+    drop(body);
     eprintln!("listed in {:?}", started.elapsed());
     let started = Instant::now();
 
@@ -97,6 +123,19 @@ async fn destinations_at(n: usize) {
     assert_eq!(status, 404);
     let deletes = inst.rt.take_peak_guest_memory();
     eprintln!("purged in {:?}", started.elapsed());
+
+    // A secret's current version deleted: the KV LIST leaves it out when asked to.
+    inst.ok("DELETE", "secret/data/s000001", Value::Null)
+        .await
+        .unwrap();
+    let body = inst
+        .ok("LIST", "secret/metadata/?exclude_deleted=true", Value::Null)
+        .await
+        .unwrap();
+    let keys = body["data"]["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), n - 1);
+    assert!(!keys.iter().any(|k| k == "s000001"));
+    let list = list.max(inst.rt.take_peak_guest_memory());
 
     eprintln!(
         "{n} associations per destination: largest guest memory of a call: reconcile {}, LISTs {}, force delete and purge {}",

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::api::{LogicalRequest, Reply};
+use crate::api::{JsonText, LogicalRequest, Reply};
 use crate::error::{ApiError, ApiResult};
 use crate::framework::{Call, FieldSpec, FieldType, Fields};
 use crate::storage::Tx;
@@ -50,7 +50,7 @@ pub fn read(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
 /// `LIST <mount>/metadata/<folder>`.
 pub fn list(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
     list_folder(
-        &mut Kv::new(tx, call.mount()?),
+        &Kv::new(tx, call.mount()?),
         call.param("path"),
         &call.fields,
     )
@@ -108,26 +108,23 @@ fn read_metadata(kv: &mut Kv, path: &str) -> ApiResult<Reply> {
     })))
 }
 
-/// The secrets and folders under `folder`; `exclude_deleted` drops secrets whose
-/// current version is deleted or destroyed. Nothing to list is a 404.
-fn list_folder(kv: &mut Kv, folder: &str, fields: &Fields) -> ApiResult<Reply> {
-    let mut keys = kv.list(folder)?;
-    if fields.bool("exclude_deleted") == Some(true) {
-        let now = time::now();
-        let mut kept = Vec::with_capacity(keys.len());
-        for key in keys {
-            let gone = !key.ends_with('/')
-                && kv
-                    .metadata(&format!("{folder}{key}"))?
-                    .and_then(|m| m.version(0))
-                    .is_some_and(|(_, vm)| !vm.is_live(now));
-            if !gone {
-                kept.push(key);
-            }
-        }
-        keys = kept;
+/// The secrets and folders under `folder`, in one answer as Vault gives it,
+/// written as JSON text while the keys are listed a page at a time;
+/// `exclude_deleted` drops secrets whose current version is deleted or
+/// destroyed. Nothing to list is a 404.
+fn list_folder(kv: &Kv, folder: &str, fields: &Fields) -> ApiResult<Reply> {
+    let live_at = (fields.bool("exclude_deleted") == Some(true)).then(time::now);
+    let mut out = JsonText::new("{\"keys\":[");
+    let mut first = true;
+    kv.list_each(folder, live_at, |key| {
+        out.separate(&mut first).value(key)?;
+        Ok(())
+    })?;
+    if first {
+        return Err(ApiError::NotFound);
     }
-    Reply::keys(keys)
+    out.raw("]}");
+    Ok(out.into_reply())
 }
 
 /// A secret has a name. (A path ending in `/` never gets here: the HTTP

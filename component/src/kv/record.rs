@@ -8,13 +8,14 @@
 //!   so no two (path, version) pairs share a key (`app` and `app/1` stay apart).
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::effects::Change;
 use crate::error::{ApiError, ApiResult};
-use crate::storage::Tx;
+use crate::storage::{Tx, each_key};
 use crate::sys::mounts::MountEntry;
 use crate::time::{self, Nanos};
 
@@ -264,14 +265,39 @@ impl<'a, 's> Kv<'a, 's> {
         self.tx.delete(key);
     }
 
-    /// The secrets (`name`) and sub-folders (`name/`) directly under `folder`
-    /// (`""` or ending with `/`), sorted.
-    pub fn list(&mut self, folder: &str) -> ApiResult<Vec<String>> {
+    /// Runs `f` on the secrets (`name`) and sub-folders (`name/`) directly
+    /// under `folder` (`""` or ending with `/`), in order, listing a page at a
+    /// time. With `live_at`, secrets whose current version is deleted or
+    /// destroyed at that time are left out: their metadata is read as
+    /// committed and not kept (see [`Tx::peek_json`]), so memory stays flat
+    /// however many secrets the folder holds.
+    pub fn list_each(
+        &self,
+        folder: &str,
+        live_at: Option<Nanos>,
+        mut f: impl FnMut(&str) -> ApiResult<()>,
+    ) -> ApiResult<()> {
         let prefix = self.metadata_key(folder);
-        let mut keys = self.tx.list(&prefix, Some('/'))?;
-        keys.sort();
-        keys.dedup();
-        Ok(keys)
+        let mut previous = String::new();
+        each_key(self.tx.storage(), &prefix, Some('/'), |key| {
+            if key == previous {
+                return Ok(ControlFlow::Continue(()));
+            }
+            previous.clear();
+            previous.push_str(key);
+            let gone = match live_at {
+                Some(now) if !key.ends_with('/') => self
+                    .tx
+                    .peek_json::<KeyMetadata>(&format!("{prefix}{key}"))?
+                    .and_then(|m| m.version(0))
+                    .is_some_and(|(_, vm)| !vm.is_live(now)),
+                _ => false,
+            };
+            if !gone {
+                f(key)?;
+            }
+            Ok(ControlFlow::Continue(()))
+        })
     }
 
     /// Stores `data` (an object, or `null`) as the secret's next version and

@@ -40,6 +40,7 @@
 //! sync_reconcile_interval = "60s"
 //! sync_coalesce_window = "1s"   # a secret changed again and again: about one provider write per window
 //! ha_lease_ttl        = "15s"    # a shard's lease: another host takes over this long after a host dies
+//! api_addr            = "https://kvsync-a.internal:8200"   # how clients reach this host (sys/leader, sys/health)
 //! ```
 
 use std::collections::BTreeMap;
@@ -80,10 +81,10 @@ struct RawConfig {
     sync_reconcile_interval: Option<String>,
     sync_coalesce_window: Option<String>,
     ha_lease_ttl: Option<String>,
+    api_addr: Option<String>,
     // Vault settings accepted for familiarity; they have no effect here.
     ui: Option<hcl::Value>,
     disable_mlock: Option<hcl::Value>,
-    api_addr: Option<hcl::Value>,
     cluster_addr: Option<hcl::Value>,
 }
 
@@ -414,6 +415,9 @@ pub struct Config {
     pub sync_inline_timeout: Duration,
     /// The sync worker's concurrency and timing knobs.
     pub sync: SyncConfig,
+    /// `api_addr`: the URL clients reach this host at, as `sys/leader` and
+    /// the shard leases name it; `None`: the listener's own address.
+    pub api_addr: Option<String>,
 }
 
 impl Config {
@@ -434,12 +438,12 @@ impl Config {
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         check_nesting(text)?;
         let raw: RawConfig = hcl::from_str(text)?;
-        let _ = (
-            &raw.ui,
-            &raw.disable_mlock,
-            &raw.api_addr,
-            &raw.cluster_addr,
-        );
+        let _ = (&raw.ui, &raw.disable_mlock, &raw.cluster_addr);
+        let api_addr = raw
+            .api_addr
+            .map(|a| check_api_addr(&a))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("api_addr: {e}"))?;
         let mut storage = raw.storage.into_iter();
         let (kind, stanza) = storage.next().ok_or_else(|| {
             anyhow::anyhow!("a storage stanza is required: storage \"redb\" {{ path = \"...\" }}")
@@ -551,8 +555,25 @@ impl Config {
             provider_timeout,
             sync_inline_timeout,
             sync,
+            api_addr,
         })
     }
+}
+
+/// `api_addr` as Vault takes it: an `http://` or `https://` URL with a host,
+/// kept without a trailing slash.
+pub fn check_api_addr(addr: &str) -> Result<String, String> {
+    let addr = addr.trim().trim_end_matches('/');
+    let host = addr
+        .strip_prefix("https://")
+        .or_else(|| addr.strip_prefix("http://"))
+        .ok_or_else(|| format!("{addr:?} is not an http:// or https:// URL"))?;
+    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c.is_control() || c == '/') {
+        return Err(format!(
+            "{addr:?} must be a scheme and a host (with a port), such as https://kvsync-a.internal:8200"
+        ));
+    }
+    Ok(addr.to_string())
 }
 
 /// `"2s"`, `"500ms"`, `"1m"`, `"1h"`.
@@ -705,6 +726,29 @@ mod tests {
             r#"sync_reconcile_interval = "0ms""#,
             r#"sync_backoff_cap = "soon""#,
             r#"ha_lease_ttl = "100ms""#,
+        ] {
+            assert!(Config::parse(&format!("{base}\n{bad}")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn api_addr_is_a_url_clients_reach() {
+        let base = "storage \"redb\" { path = \"/x\" }\nlistener \"tcp\" { tls_disable = 1 }";
+        assert_eq!(Config::parse(base).unwrap().api_addr, None);
+        let c = Config::parse(&format!(
+            "{base}\napi_addr = \"https://kvsync-a.internal:8200/\""
+        ))
+        .unwrap();
+        assert_eq!(
+            c.api_addr.as_deref(),
+            Some("https://kvsync-a.internal:8200")
+        );
+        for bad in [
+            r#"api_addr = "kvsync-a:8200""#,
+            r#"api_addr = "https://""#,
+            r#"api_addr = "http://a b""#,
+            r#"api_addr = "http://a/v1""#,
+            "api_addr = 8200",
         ] {
             assert!(Config::parse(&format!("{base}\n{bad}")).is_err(), "{bad}");
         }

@@ -443,12 +443,15 @@ async fn respond(
         return Err(HostError::PayloadTooLarge(limit));
     }
     let method = req.method().as_str().to_string();
-    // `sys/leader` gets the host's HA view added to the engine's answer.
-    let leader = open
-        && method == "GET"
-        && decoded
+    // `sys/leader` and `sys/health` get the host's HA view added to the engine's answer.
+    let open_path = |wanted: &str| {
+        open && decoded
             .as_deref()
-            .is_some_and(|decoded| decoded.trim_matches('/') == "sys/leader");
+            .is_some_and(|decoded| decoded.trim_matches('/') == wanted)
+    };
+    let leader = method == "GET" && open_path("sys/leader");
+    let health = (method == "GET" || method == "HEAD") && open_path("sys/health");
+    let health_query = if health { query.clone() } else { String::new() };
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()
@@ -489,6 +492,11 @@ async fn respond(
     } = outcome?;
     if let (true, 200, Some(ha)) = (leader, out.status, &state.ha) {
         out.body = ha.leader(std::mem::take(&mut out.body)).await;
+    }
+    if let (true, Some(ha)) = (health, &state.ha) {
+        (out.status, out.body) = ha
+            .health(&health_query, out.status, std::mem::take(&mut out.body))
+            .await;
     }
     // Wake the sync worker first: the work is committed whatever happens to
     // the response. Every loop is woken: which loop serves a destination is

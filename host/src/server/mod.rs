@@ -253,6 +253,8 @@ pub struct Server {
     sync_wake: Arc<Notify>,
     /// `ha_enabled` of the PostgreSQL storage.
     ha_enabled: bool,
+    /// `api_addr`: where clients reach this host; `None`: the listener's address.
+    api_addr: Option<String>,
 }
 
 impl Server {
@@ -276,6 +278,7 @@ impl Server {
         let mut server = Self::assemble(sealed, (tokens, policies), runtime, options.sync);
         server.storage_description = description;
         server.ha_enabled = matches!(&config.storage, Storage::Postgres(pg) if pg.ha_enabled);
+        server.api_addr = config.api_addr.clone();
         Ok(server)
     }
 
@@ -335,6 +338,7 @@ impl Server {
             sync,
             sync_wake: Arc::new(Notify::new()),
             ha_enabled: false,
+            api_addr: None,
         }
     }
 
@@ -444,7 +448,11 @@ impl Server {
         } else {
             "http"
         };
-        let host = HostInfo::this_process(format!("{scheme}://{}", listening.addr));
+        let address = self
+            .api_addr
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://{}", listening.addr));
+        let host = HostInfo::this_process(address);
         let ha = HaView {
             leases: Leases::new(
                 self.backend.clone(),

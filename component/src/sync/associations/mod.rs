@@ -9,14 +9,17 @@ pub mod record;
 #[cfg(test)]
 mod tests;
 
-use serde_json::{Map, Value, json};
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
 
-use crate::api::Reply;
+use serde_json::{Map, json};
+
+use crate::api::{JsonText, Reply};
 use crate::env::Env;
 use crate::error::{ApiError, ApiResult};
 use crate::framework::{Call, FieldSpec, Fields};
 use crate::kv;
-use crate::storage::{Storage, Tx, in_batches};
+use crate::storage::{Storage, Tx, each_key, in_batches};
 use crate::sync::config::SyncConfig;
 use crate::sync::destinations::Destination;
 use crate::sync::jobs::{self, Sweep};
@@ -121,40 +124,105 @@ pub fn read(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
     if Destination::load(tx, kind, name)?.is_none() {
         return Err(ApiError::NotFound);
     }
-    Ok(Reply::data(body(tx, kind, name, &[])?))
+    Ok(Reply::rendered(body(tx, kind, name, &[])?))
 }
 
-/// The body of `read`, `set` and `remove`. `touched`: associations this
-/// transaction wrote or dropped (lists see committed keys only).
-fn body(tx: &mut Tx, kind: &str, name: &str, touched: &[(String, String)]) -> ApiResult<Value> {
-    let mut secrets = Map::new();
-    for record in record::all_of(tx, kind, name, touched)? {
-        for (sub_key, row) in &record.rows {
-            let mut entry = Map::new();
-            entry.insert("accessor".into(), json!(record.accessor));
-            entry.insert("mount".into(), json!(record.mount));
-            entry.insert("secret_name".into(), json!(record.secret_name));
-            entry.insert("sync_status".into(), json!(row.sync_status));
-            entry.insert("updated_at".into(), json!(time::rfc3339(row.updated_at)));
-            let key = if sub_key.is_empty() {
-                format!("{}/{}", record.accessor, record.secret_name)
-            } else {
-                entry.insert("sub_key".into(), json!(sub_key));
-                format!("{}/{}/{sub_key}", record.accessor, record.secret_name)
-            };
-            if row.sync_status.is_error()
-                && let Some(error) = &row.error
-            {
-                entry.insert("error".into(), json!(error));
-            }
-            secrets.insert(key, Value::Object(entry));
+/// The body of `read`, `set` and `remove`, as JSON text: every
+/// association of the destination (Vault's shape), read from its index a
+/// page at a time. `touched`: associations this transaction wrote or
+/// dropped (lists see committed keys only); they are read as the
+/// transaction sees them, the others as committed, without being recorded
+/// (no copy of each kept, no condition on each in the commit).
+fn body(tx: &Tx, kind: &str, name: &str, touched: &[(String, String)]) -> ApiResult<JsonText> {
+    let prefix = keys::associations_of(kind, name);
+    let mut touched: BTreeSet<String> = touched
+        .iter()
+        .map(|(accessor, secret_name)| format!("{accessor}/{}", keys::escape(secret_name)))
+        .collect();
+    let mut out = JsonText::new("{\"associated_secrets\":{");
+    let mut first = true;
+    let mut render = |rel: &str| -> ApiResult<()> {
+        if let Some(record) = tx.peek_json::<Association>(&format!("{prefix}{rel}"))? {
+            render_rows(&mut out, &mut first, &record)?;
         }
+        Ok(())
+    };
+    each_key(tx.storage(), &prefix, None, |rel| {
+        // This transaction's new associations, in key order.
+        while let Some(new) = touched.pop_first() {
+            if new.as_str() >= rel {
+                touched.insert(new);
+                break;
+            }
+            render(&new)?;
+        }
+        touched.remove(rel);
+        render(rel)?;
+        Ok(ControlFlow::Continue(()))
+    })?;
+    for new in std::mem::take(&mut touched) {
+        render(&new)?;
     }
-    Ok(json!({
-        "associated_secrets": secrets,
-        "store_name": name,
-        "store_type": kind,
-    }))
+    out.raw("},\"store_name\":").value(name)?;
+    out.raw(",\"store_type\":").value(kind)?.raw("}");
+    Ok(out)
+}
+
+/// The association of `target` (mount path and secret name) at a
+/// destination, looked for a page at a time, read into `tx` once found.
+fn find_by_mount_path(
+    tx: &mut Tx,
+    kind: &str,
+    name: &str,
+    target: &Target,
+) -> ApiResult<Option<Association>> {
+    let prefix = keys::associations_of(kind, name);
+    let mut found = None;
+    each_key(tx.storage(), &prefix, None, |rel| {
+        let key = format!("{prefix}{rel}");
+        let matches = tx
+            .peek_json::<Association>(&key)?
+            .is_some_and(|r| r.mount == target.mount && r.secret_name == target.secret_name);
+        Ok(if matches {
+            found = Some(key);
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        })
+    })?;
+    match found {
+        Some(key) => tx.get_json(&key),
+        None => Ok(None),
+    }
+}
+
+/// One entry per row of `record`, its fields in alphabetical order (as a
+/// value tree renders them).
+fn render_rows(out: &mut JsonText, first: &mut bool, record: &Association) -> ApiResult<()> {
+    for (sub_key, row) in &record.rows {
+        let key = if sub_key.is_empty() {
+            format!("{}/{}", record.accessor, record.secret_name)
+        } else {
+            format!("{}/{}/{sub_key}", record.accessor, record.secret_name)
+        };
+        out.separate(first).value(&key)?;
+        out.raw(":{\"accessor\":").value(&record.accessor)?;
+        if row.sync_status.is_error()
+            && let Some(error) = &row.error
+        {
+            out.raw(",\"error\":").value(error)?;
+        }
+        out.raw(",\"mount\":").value(&record.mount)?;
+        out.raw(",\"secret_name\":").value(&record.secret_name)?;
+        if !sub_key.is_empty() {
+            out.raw(",\"sub_key\":").value(sub_key)?;
+        }
+        out.raw(",\"sync_status\":").value(&row.sync_status)?;
+        out.raw(",\"updated_at\":")
+            .value(&time::rfc3339(row.updated_at))?
+            .raw("}");
+    }
+    Ok(())
 }
 
 /// The caller must be allowed to read the secret (`read` on
@@ -219,10 +287,10 @@ pub fn set(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
         // Sync is disabled: no provider call; the association waits, PENDING.
         let queued = outbox::queue(tx, &mut record, OutboxOp::Sync, time::now(), true)?;
         let warning = outbox::full_warning(usize::from(queued == Queued::Full));
-        return Ok(Reply::data(body(tx, kind, name, &touched)?).with_warning(warning));
+        return Ok(Reply::rendered(body(tx, kind, name, &touched)?).with_warning(warning));
     }
     let run = inline::claim(tx, &mut record, OutboxOp::Sync)?;
-    Ok(Reply::data(body(tx, kind, name, &touched)?).after_commit(run))
+    Ok(Reply::rendered(body(tx, kind, name, &touched)?).after_commit(run))
 }
 
 /// `POST .../associations/remove`: deletes the external objects, then the
@@ -238,12 +306,7 @@ pub fn remove(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
     let found = match kv_mount(&table, &target.mount) {
         Ok(mount) => Association::load(tx, kind, name, &mount.accessor, &target.secret_name)?,
         // A mount that is gone: find the association by its mount path.
-        Err(e) => Some(
-            record::all_of(tx, kind, name, &[])?
-                .into_iter()
-                .find(|r| r.mount == target.mount && r.secret_name == target.secret_name)
-                .ok_or(e)?,
-        ),
+        Err(e) => Some(find_by_mount_path(tx, kind, name, &target)?.ok_or(e)?),
     };
     let mut touched = Vec::new();
     let mut run = None;
@@ -265,7 +328,7 @@ pub fn remove(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
             run = Some(inline::claim(tx, &mut record, op)?);
         }
     }
-    let reply = Reply::data(body(tx, kind, name, &touched)?);
+    let reply = Reply::rendered(body(tx, kind, name, &touched)?);
     Ok(match run {
         Some(run) => reply.after_commit(run),
         None => reply,
@@ -289,10 +352,10 @@ pub fn finish_inline(env: &Env, run: &InlineRun, intent: Reply) -> (Reply, bool)
             return (intent, true);
         }
     };
-    match body(&mut Tx::new(env.storage), &run.id.kind, &run.id.name, &[]) {
+    match body(&Tx::new(env.storage), &run.id.kind, &run.id.name, &[]) {
         Ok(data) => (
             Reply {
-                data: Some(data),
+                rendered: Some(data),
                 ..intent
             },
             remains,
@@ -387,50 +450,34 @@ pub fn list_all(tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
         secrets.sort_unstable();
     }
     let total_associations: u64 = secrets.iter().map(|(_, _, n)| n).sum();
-    let text_len: usize = secrets.iter().map(|(name, _, _)| 2 * name.len() + 48).sum();
-    let mut out = Vec::with_capacity(text_len.saturating_add(128));
-    out.extend_from_slice(b"{\"key_info\":{");
-    for (i, (name, at, _)) in secrets.iter().enumerate() {
+    let mut out = JsonText::new("{\"key_info\":{");
+    let mut first = true;
+    for (name, at, _) in &secrets {
         let path = table.entries.get(*at).map_or("", |m| m.path.as_str());
         let secret = name
             .get(path.trim_end_matches('/').len() + 1..)
             .unwrap_or_default();
-        if i > 0 {
-            out.push(b',');
-        }
-        write_json(&mut out, name)?;
-        out.extend_from_slice(b":[{\"mount\":");
-        write_json(&mut out, path)?;
-        out.extend_from_slice(b",\"secret_path\":");
-        write_json(&mut out, secret)?;
-        out.extend_from_slice(b"}]");
+        out.separate(&mut first).value(name)?.raw(":[{\"mount\":");
+        out.value(path)?
+            .raw(",\"secret_path\":")
+            .value(secret)?
+            .raw("}]");
     }
-    out.extend_from_slice(b"},\"keys\":[");
-    for (i, (name, _, _)) in secrets.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_json(&mut out, name)?;
+    out.raw("},\"keys\":[");
+    let mut first = true;
+    for (name, _, _) in &secrets {
+        out.separate(&mut first).value(name)?;
     }
-    let totals = format!(
+    out.raw(&format!(
         "],\"total_associations\":{total_associations},\"total_secrets\":{}}}",
         secrets.len()
-    );
-    out.extend_from_slice(totals.as_bytes());
+    ));
     drop(secrets);
-    let text = String::from_utf8(out)
-        .map_err(|e| ApiError::Internal(format!("cannot render the associations: {e}")))?;
-    Ok(Reply::rendered(text))
+    Ok(out.into_reply())
 }
 
 /// Index keys read per page by [`list_all`].
 const LIST_PAGE: u32 = 1_000;
-
-/// Appends `s` as a JSON string.
-fn write_json(out: &mut Vec<u8>, s: &str) -> ApiResult<()> {
-    serde_json::to_writer(out, s)
-        .map_err(|e| ApiError::Internal(format!("cannot render the associations: {e}")))
-}
 
 /// `GET sys/sync/associations/destinations?mount=&secret_name=`.
 pub fn destinations_of(tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
