@@ -33,6 +33,21 @@ pub struct Load {
     pub refusals_allowed: bool,
 }
 
+/// Which secrets a write load goes to.
+#[derive(Debug, Clone, Copy)]
+pub enum Keys {
+    /// The URL's, every time.
+    One,
+    /// A new one each write (`<url><counter>`): concurrent writers never
+    /// contend for one key (a commit conflict is retried by the engine, and on
+    /// a durable store a few writers of one key would measure those retries,
+    /// not the store).
+    NewEach,
+    /// `<url><counter mod n>`: a bounded set, so a long load neither grows the
+    /// store without end nor makes its connections contend for one key.
+    Over(usize),
+}
+
 /// wrk is busy above this share of its core: the load may be the bottleneck.
 pub const SATURATED: f64 = 0.90;
 
@@ -52,59 +67,27 @@ impl Load {
     }
 
     /// POSTs of `{"data":{"value":"<counter>"}}`, a new value every request
-    /// (so every write is a change to sync), written as a wrk Lua script.
+    /// (so every write is a change to sync), to the secrets `keys` says,
+    /// written as a wrk Lua script.
     pub fn kv_writes(
         url: &str,
         token: &str,
         connections: usize,
         dir: &Path,
         name: &str,
+        keys: Keys,
     ) -> anyhow::Result<Load> {
+        let path = match keys {
+            Keys::One => "nil".to_string(),
+            Keys::NewEach => "wrk.path .. n".to_string(),
+            Keys::Over(k) => format!("wrk.path .. (n % {})", k.max(1)),
+        };
         Self::posts(
             url,
             token,
             connections,
             &dir.join(format!("{name}.lua")),
-            "nil",
-        )
-    }
-
-    /// As [`Load::kv_writes`], each to a new secret (`<url><counter>`): concurrent writers
-    /// never contend for one key (a commit conflict is retried by the engine, and on a
-    /// durable store a few writers of one key would measure those retries, not the store).
-    pub fn kv_creates(
-        url: &str,
-        token: &str,
-        connections: usize,
-        dir: &Path,
-        name: &str,
-    ) -> anyhow::Result<Load> {
-        Self::posts(
-            url,
-            token,
-            connections,
-            &dir.join(format!("{name}.lua")),
-            "wrk.path .. n",
-        )
-    }
-
-    /// As [`Load::kv_writes`], spread over `keys` secrets (`<url><counter mod keys>`):
-    /// a bounded set, so a long load neither grows the store without end nor
-    /// makes its connections contend for one key.
-    pub fn kv_writes_over(
-        url: &str,
-        token: &str,
-        connections: usize,
-        dir: &Path,
-        name: &str,
-        keys: usize,
-    ) -> anyhow::Result<Load> {
-        Self::posts(
-            url,
-            token,
-            connections,
-            &dir.join(format!("{name}.lua")),
-            &format!("wrk.path .. (n % {})", keys.max(1)),
+            &path,
         )
     }
 

@@ -20,7 +20,7 @@ use serde_json::json;
 use super::servers::Vault;
 use super::startup::time_to_200;
 use super::{Bench, Bound, Row, TOKEN, ratio_text};
-use crate::bench::load::Load;
+use crate::bench::load::{Keys, Load};
 use crate::bench::probe::Probe;
 use crate::bench::procs::{Proc, SERVER_CORE, Spec, free_port, rss_bytes, socket_of};
 use crate::bench::stats::{Summary, percentile};
@@ -31,8 +31,11 @@ const SETUP_CONCURRENCY: usize = 32;
 /// (30 s), so an idle tenant holds what it holds for good.
 const SETTLE: Duration = Duration::from_secs(35);
 /// Tenant B's reads during P14: offered rate (per second) and connections.
-const PROBE_RATE: f64 = 200.0;
-const PROBE_CONNECTIONS: usize = 4;
+/// Each connection asks every 100 ms: less often than one of 72 connections
+/// is served by a server that takes ~1,000 writes a second, so a fair server
+/// keeps up with B, and B's latency does not grow with a backlog of its own.
+const PROBE_RATE: f64 = 80.0;
+const PROBE_CONNECTIONS: usize = 8;
 /// Tenant A's writes go to this many secrets in turn.
 const FLOOD_KEYS: usize = 256;
 
@@ -103,9 +106,14 @@ async fn add_tenant(root: &Vault, ns: &str, sync: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates tenants `0..n`, [`SETUP_CONCURRENCY`] requests in flight; the
-/// first failure stops the rest. Returns how long it took.
-async fn populate(root: &Vault, n: usize, sync: bool) -> anyhow::Result<Duration> {
+/// A set-up stops when the server (process `pid`) holds more than this: the
+/// machines these run on are shared.
+const MAX_SERVER_RSS: u64 = 6 << 30;
+
+/// Creates tenants `0..n` on the server of process `pid`, [`SETUP_CONCURRENCY`]
+/// requests in flight; the first failure stops the rest, and so does the server
+/// growing past [`MAX_SERVER_RSS`]. Returns how long it took.
+async fn populate(root: &Vault, pid: u32, n: usize, sync: bool) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = tokio::task::JoinSet::new();
@@ -116,6 +124,16 @@ async fn populate(root: &Vault, n: usize, sync: bool) -> anyhow::Result<Duration
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= n {
                     return anyhow::Ok(());
+                }
+                if i % 100 == 0 {
+                    let rss = rss_bytes(&pid.to_string())?;
+                    if rss > MAX_SERVER_RSS {
+                        bail!(
+                            "the server holds {} MiB after {i} tenants: stopped (at most {} MiB)",
+                            rss >> 20,
+                            MAX_SERVER_RSS >> 20
+                        );
+                    }
                 }
                 let ns = tenant(i);
                 add_tenant(&root, &ns, sync)
@@ -128,6 +146,26 @@ async fn populate(root: &Vault, n: usize, sync: bool) -> anyhow::Result<Duration
         done??;
     }
     Ok(started.elapsed())
+}
+
+/// Runs `measure` for each peer in turn: one row each, a failure of one
+/// leaving the others.
+async fn per_peer<F, Fut>(peers: [(Peer, &'static str, &'static str); 2], measure: F) -> Vec<Row>
+where
+    F: Fn(Peer, &'static str, &'static str) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Row>>,
+{
+    let mut rows = Vec::new();
+    for (peer, id, what) in peers {
+        rows.push(match measure(peer, id, what).await {
+            Ok(row) => row,
+            Err(e) => {
+                eprintln!("!! {id}: {e:#}");
+                Row::failed(id, what, &e)
+            }
+        });
+    }
+    rows
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -179,28 +217,22 @@ impl Bench<'_> {
 
     /// P4 with real tenants on kvsync and on OpenBao.
     pub(super) async fn memory_per_tenant(&self) -> anyhow::Result<Vec<Row>> {
-        let mut rows = Vec::new();
-        for (peer, id, what) in [
-            (
-                Peer::Kvsync,
-                "P4",
-                "memory per idle tenant: namespace, KV mount, secret, in-mem destination, association",
-            ),
-            (
-                Peer::Bao,
-                "P4-bao",
-                "memory per idle tenant, OpenBao (information): namespace, KV mount, secret",
-            ),
-        ] {
-            rows.push(match self.tenant_memory(peer, id, what).await {
-                Ok(row) => row,
-                Err(e) => {
-                    eprintln!("!! {id}: {e:#}");
-                    Row::failed(id, what, &e)
-                }
-            });
-        }
-        Ok(rows)
+        Ok(per_peer(
+            [
+                (
+                    Peer::Kvsync,
+                    "P4",
+                    "memory per idle tenant: namespace, KV mount, secret, in-mem destination, association",
+                ),
+                (
+                    Peer::Bao,
+                    "P4-bao",
+                    "memory per idle tenant, OpenBao (information): namespace, KV mount, secret",
+                ),
+            ],
+            move |peer, id, what| self.tenant_memory(peer, id, what),
+        )
+        .await)
     }
 
     /// One server per round: warmed, settled, RSS read; `n` tenants set up,
@@ -240,7 +272,7 @@ impl Bench<'_> {
             }
             tokio::time::sleep(SETTLE).await;
             let empty = rss_bytes(&server.pid().to_string())?;
-            let took = populate(&root, n, peer.syncs()).await?;
+            let took = populate(&root, server.pid(), n, peer.syncs()).await?;
             tokio::time::sleep(SETTLE).await;
             let full = rss_bytes(&server.pid().to_string())?;
             let kib = full.saturating_sub(empty) as f64 / n as f64 / 1024.0;
@@ -407,7 +439,7 @@ impl Bench<'_> {
         .await?;
         root.write("secret/data/s", json!({"data": {"v": "root-value"}}))
             .await?;
-        storage.setup = populate(&root, n, true).await?;
+        storage.setup = populate(&root, server.pid(), n, true).await?;
         let stopped =
             tokio::task::spawn_blocking(move || server.terminate(Duration::from_secs(60)));
         stopped.await??;
@@ -416,28 +448,22 @@ impl Bench<'_> {
 
     /// P14 on kvsync and on OpenBao.
     pub(super) async fn noisy_neighbour(&self) -> anyhow::Result<Vec<Row>> {
-        let mut rows = Vec::new();
-        for (peer, id, what) in [
-            (
-                Peer::Kvsync,
-                "P14",
-                "noisy neighbour: tenant B's p99 KV read latency while tenant A writes ÷ B's p99 alone",
-            ),
-            (
-                Peer::Bao,
-                "P14-bao",
-                "noisy neighbour, OpenBao (information): the same",
-            ),
-        ] {
-            rows.push(match self.noisy(peer, id, what).await {
-                Ok(row) => row,
-                Err(e) => {
-                    eprintln!("!! {id}: {e:#}");
-                    Row::failed(id, what, &e)
-                }
-            });
-        }
-        Ok(rows)
+        Ok(per_peer(
+            [
+                (
+                    Peer::Kvsync,
+                    "P14",
+                    "noisy neighbour: tenant B's p99 KV read latency while tenant A writes ÷ B's p99 alone",
+                ),
+                (
+                    Peer::Bao,
+                    "P14-bao",
+                    "noisy neighbour, OpenBao (information): the same",
+                ),
+            ],
+            move |peer, id, what| self.noisy(peer, id, what),
+        )
+        .await)
     }
 
     async fn noisy(&self, peer: Peer, id: &'static str, what: &'static str) -> anyhow::Result<Row> {
@@ -466,13 +492,13 @@ impl Bench<'_> {
         )
         .await?;
         let c = self.opts.connections;
-        let mut flood = Load::kv_writes_over(
+        let mut flood = Load::kv_writes(
             &format!("{}/v1/tenant-a/secret/data/a", server.url),
             TOKEN,
             c,
             self.log_dir(),
             &format!("{id}-flood"),
-            FLOOD_KEYS,
+            Keys::Over(FLOOD_KEYS),
         )?;
         // A tenant past its caps is answered 429 or 503: that is the point.
         flood.refusals_allowed = true;
