@@ -358,6 +358,15 @@ impl Reply {
         }
     }
 
+    /// A listing: `data.keys`, or 404 with no errors when there are none (Vault's empty
+    /// list response).
+    pub fn keys(keys: Vec<String>) -> Result<Self, ApiError> {
+        if keys.is_empty() {
+            return Err(ApiError::NotFound);
+        }
+        Ok(Reply::data(json!({ "keys": keys })))
+    }
+
     pub fn no_content() -> Self {
         Reply {
             status: 204,

@@ -191,6 +191,14 @@ impl<'s> Tx<'s> {
         }
     }
 
+    /// The names of the records directly under `prefix` (folders left out), sorted.
+    pub fn names(&mut self, prefix: &str) -> Result<Vec<String>, ApiError> {
+        let mut names = self.list(prefix, Some('/'))?;
+        names.retain(|n| !n.ends_with('/'));
+        names.sort();
+        Ok(names)
+    }
+
     pub fn has_writes(&self) -> bool {
         !self.writes.is_empty()
     }

@@ -1,11 +1,12 @@
 //! Several hosts on one storage: shard leases, fencing, and who holds what.
 //!
-//! A sync loop runs shard *i* of *N* only while its host holds the shard's **lease**, a pair
-//! of host-only records (outside every tenant's keys):
+//! A sync loop runs shard *i* of *N* — of every tenant's work — only while its host holds the
+//! shard's **lease**, a pair of host-only records (outside every tenant's keys). A lease is per
+//! shard, not per tenant, so renewals cost *N* commits per ttl/3 however many tenants there are:
 //!
-//! * `core/leases/<tenant>/holder/<i>`: the holding host (id, API address) and the shard count.
+//! * `core/leases/sync/holder/<i>`: the holding host (id, API address) and the shard count.
 //!   It is written only when the lease changes hands, so its version is the lease's **fence**;
-//! * `core/leases/<tenant>/expiry/<i>`: until when the holder has it (ms since the Unix epoch),
+//! * `core/leases/sync/expiry/<i>`: until when the holder has it (ms since the Unix epoch),
 //!   written at every renewal.
 //!
 //! Every change is a compare-and-swap commit over the [`Backend`] contract, so leases behave
@@ -37,6 +38,9 @@ use tokio::sync::watch;
 use crate::storage::{Backend, Changes, Condition, Entry, Op, Page, SharedBackend, StorageError};
 
 pub use kvsync_host_core::settings::{DEFAULT_LEASE_TTL, MIN_LEASE_TTL};
+
+/// Where the lease records live.
+const LEASES: &str = "core/leases/sync";
 
 /// What a commit refused for a lost lease says (as [`StorageError::Unavailable`]: the run stops
 /// and the new holder takes over its work).
@@ -139,7 +143,7 @@ pub struct ShardHolder {
     pub expires_at_ms: u64,
 }
 
-/// The shard leases of one tenant's sync work, taken by one host.
+/// The shard leases of the sync work (of every tenant), taken by one host.
 #[derive(Clone)]
 pub struct Leases {
     backend: SharedBackend,
@@ -153,17 +157,11 @@ pub struct Leases {
 }
 
 impl Leases {
-    pub fn new(
-        backend: SharedBackend,
-        tenant: &str,
-        me: HostInfo,
-        ttl: Duration,
-        shards: u32,
-    ) -> Self {
+    pub fn new(backend: SharedBackend, me: HostInfo, ttl: Duration, shards: u32) -> Self {
         Leases {
             exclusive: !backend.is_shared(),
             backend,
-            prefix: format!("core/leases/{}", tenant.replace('/', "%2F")),
+            prefix: LEASES.to_string(),
             me,
             ttl,
             shards: shards.max(1),

@@ -9,6 +9,7 @@ pub mod env;
 pub mod ha;
 pub mod http;
 pub(crate) mod private_fs;
+pub mod quotas;
 pub mod runtime;
 pub mod server;
 pub mod storage;

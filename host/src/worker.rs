@@ -1,46 +1,57 @@
 //! The sync worker: runs the engine's `sync` export so queued work reaches the
-//! destinations.
+//! destinations, for every tenant of the server.
 //!
-//! All sync state lives in the tenant's storage (the outbox, written in the same
+//! All sync state lives in the tenants' storage (the outbox, written in the same
 //! commit as the KV write or association change that causes it); the worker
-//! keeps none. It runs `workers` loops, loop `i` processing shard `i` of `N`:
-//! the engine shards entries by destination, so one destination is synced by one
-//! loop at a time while `N` destinations sync concurrently. Each loop calls
-//! [`Runtime::run_sync`] with a batch limit for as long as runs process
-//! something, then sleeps until the next entry is due (at most the
-//! reconciliation interval) or until it is woken: the HTTP layer wakes every
-//! loop when a request's effects say it made sync work due (the WIT
-//! `effects` record returned with the response), so a KV write's sync starts
-//! within milliseconds. Every loop is woken, not only those of the named
-//! destinations: which shard serves a destination is the engine's to decide. A reconciliation task calls
-//! [`Runtime::reconcile`] at startup and then periodically, waking the loops
-//! when it queued anything: that is how work a crash or a full queue missed
-//! converges.
+//! keeps none. It runs `workers` loops, loop `i` processing shard `i` of `N` of
+//! every tenant's work: the engine shards entries by destination, so one
+//! destination is synced by one loop at a time while `N` destinations sync
+//! concurrently.
+//!
+//! **Which tenants.** A loop serves the tenants that the host's index of sync
+//! work ([`sync_index`]) files in its shard; that index is written in the same
+//! commit as the work, so idle tenants cost nothing, at start or later. A loop
+//! that takes its shard reads the index of that shard; from then on the
+//! storage's change feed says which tenant got work in which shard (the index
+//! record its commit wrote: a request of this host, or, with shared storage,
+//! of another), and the loop of a held shard queues that tenant. A feed that
+//! lost track (`Reset`) makes every held shard read its index again.
+//!
+//! **Fairness.** Tenants take turns ([`queue::TenantQueue`]): each run does at
+//! most [`BATCH`] entries of one tenant; a tenant with more goes to the back
+//! of the queue, so one tenant's flood delays another's change by at most one
+//! batch. A tenant with nothing due waits, in memory, until its next entry is;
+//! one with nothing left is dropped from the index once its work is provably
+//! gone (also when the tenant itself is gone).
+//!
+//! **Reconciliation** runs where shard 0 is held, over the tenants that have
+//! sync destinations (an index too), a few at a time ([`RECONCILE_PAGE`] per
+//! step, steps 1/60 of the reconciliation interval apart, then a pause of the
+//! interval after each full cycle): work a crash or a full queue missed
+//! converges, and a server with thousands of tenants never reconciles them all
+//! at once.
 //!
 //! Several hosts may share the storage: a loop runs its shard only while this
-//! host holds the shard's lease, and every commit of its runs is fenced by that
-//! lease ([`crate::ha`]); a lease task takes and renews them, a feed task wakes
-//! the loop of a held shard when another host queued work for it, and the
-//! reconciliation runs where shard 0 is held. Stopping releases the leases.
+//! host holds the shard's lease — one lease per shard for all tenants — and
+//! every commit of its runs is fenced by that lease ([`crate::ha`]); a lease
+//! task takes and renews them. Stopping releases the leases.
 //!
-//! A failed run (trap, limits, a full instance pool) is logged and the loop backs
-//! off; the server keeps serving. Every loop, and the reconciliation task, runs
-//! under a supervisor: one that dies (a panic anywhere below it) is logged and
-//! started again after a pause that grows while it keeps dying, so no bug can
-//! silence a shard for good. Stopping lets runs in flight finish, within a
-//! grace period; an interrupted run loses nothing, since an outbox entry stays
-//! until its outcome is committed.
+//! A failed run (trap, limits, a full instance pool) is logged and the tenant
+//! waits a growing pause; other tenants go on. Every loop, and the
+//! reconciliation task, runs under a supervisor: one that dies (a panic
+//! anywhere below it) is logged and started again after a pause that grows
+//! while it keeps dying, so no bug can silence a shard for good. Stopping lets
+//! runs in flight finish, within a grace period; an interrupted run loses
+//! nothing, since an outbox entry stays until its outcome is committed.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Waker};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt as _;
-use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
@@ -51,10 +62,14 @@ pub use kvsync_host_core::settings::{
 
 use crate::ha::{self, HostInfo, LeaseTable, Leases, Taken};
 use crate::runtime::{CallError, Runtime, SyncSettings, panic_message};
-use crate::storage::{Change, SharedBackend, TenantStorage, tenant_prefix};
+use crate::storage::{Change, SharedBackend, TenantStorage, sync_index};
 
-/// Outbox entries one run processes at most. Each run reads the shard's
-/// whole outbox to find the earliest due entries, so a larger batch spreads
+mod queue;
+pub use queue::{Next, TenantQueue};
+
+/// Outbox entries one run processes at most: a tenant's batch, after which
+/// the other tenants of the shard take their turns. Each run reads the first
+/// keys of the tenant's due index in the shard, so a larger batch spreads
 /// that scan over more work (32 made the scan the worker's main cost with a
 /// few hundred entries queued; P5 in BENCHMARKS.md).
 pub const BATCH: u32 = 256;
@@ -112,34 +127,64 @@ fn error_pause(failures: u32) -> Duration {
         .min(ERROR_PAUSE_CAP)
 }
 
+/// What the loop of one shard shares with the feed and lease tasks.
+struct ShardState {
+    /// Wakes the loop (a permit is kept while it runs).
+    wake: Notify,
+    /// The tenants with work in the shard, in turn order.
+    queue: Mutex<TenantQueue>,
+    /// Set when the loop must read the shard's index again (the feed lost track).
+    rescan: AtomicBool,
+}
+
+impl ShardState {
+    fn queue(&self) -> MutexGuard<'_, TenantQueue> {
+        // Every update is a few map and queue operations that cannot panic halfway.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 struct Shared {
     runtime: Runtime,
     backend: SharedBackend,
-    tenant: String,
     config: SyncConfig,
     wake: Arc<Notify>,
     leases: Leases,
     table: LeaseTable,
-    /// One per shard: wakes that shard's loop (a permit is kept while it runs).
-    shard_wakes: Arc<[Notify]>,
+    shards: Arc<[ShardState]>,
 }
 
 impl Shared {
-    /// The tenant's storage as a run of `shard` sees it while `held` lasts: every commit fenced
-    /// by the lease.
-    fn fenced_storage(&self, held: ha::Held) -> TenantStorage {
-        let fenced = self.leases.fenced(held, self.table.subscribe(held.shard));
-        TenantStorage::new(Arc::new(fenced), &self.tenant)
+    fn shard(&self, shard: u32) -> Option<&ShardState> {
+        self.shards.get(usize::try_from(shard).ok()?)
     }
 
     fn wake_shard(&self, shard: u32) {
-        if let Some(wake) = usize::try_from(shard)
-            .ok()
-            .and_then(|i| self.shard_wakes.get(i))
-        {
-            wake.notify_one();
+        if let Some(state) = self.shard(shard) {
+            state.wake.notify_one();
         }
     }
+
+    /// Makes every held shard read its index again.
+    fn rescan_held(&self) {
+        for held in self.table.all_held() {
+            if let Some(state) = self.shard(held.shard) {
+                state.rescan.store(true, Ordering::Relaxed);
+                state.wake.notify_one();
+            }
+        }
+    }
+}
+
+/// `tenant`'s storage as a run sees it while `held` lasts: every commit fenced by the lease.
+fn fenced_storage(
+    leases: &Leases,
+    table: &LeaseTable,
+    held: ha::Held,
+    tenant: &str,
+) -> TenantStorage {
+    let fenced = leases.fenced(held, table.subscribe(held.shard));
+    TenantStorage::new(Arc::new(fenced), tenant)
 }
 
 fn log_failure(what: &str, shard: Option<u32>, e: &CallError, pause: Option<Duration>) {
@@ -164,7 +209,8 @@ pub enum Stopped {
     Cancelled,
 }
 
-/// The running sync loops and the reconciliation task of one tenant.
+/// The running sync loops, the lease keeper, the feed follower and the reconciliation task,
+/// for every tenant.
 pub struct Worker {
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -172,56 +218,49 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts the loops for `tenant`, as host `host`. `wake` is notified (`notify_waiters`) by
-    /// whoever queues work; the worker notifies it too after a reconciliation that queued
-    /// something. A loop runs only while this host holds its shard's lease ([`crate::ha`]); a
-    /// lease keeper takes and renews them, and the storage's change feed wakes the loop of a
-    /// held shard when another host queued work for it. Must be called inside a tokio runtime.
+    /// Starts the loops for every tenant with work, as host `host`. `wake` is notified
+    /// (`notify_waiters`) by whoever queues work; the loops learn which tenant from the
+    /// storage's change feed, so the notification matters only with a backend that reports no
+    /// changes: then it makes every held shard read its index again. A loop runs only while
+    /// this host holds its shard's lease ([`crate::ha`]). Must be called inside a tokio runtime.
     pub fn start(
         runtime: Runtime,
         backend: SharedBackend,
-        tenant: &str,
         config: SyncConfig,
         wake: Arc<Notify>,
         host: HostInfo,
     ) -> Self {
         let (stop, stopped) = watch::channel(false);
         let shards = config.workers.max(1);
-        let leases = Leases::new(backend.clone(), tenant, host, config.lease_ttl, shards);
+        let leases = Leases::new(backend.clone(), host, config.lease_ttl, shards);
         let shared = Arc::new(Shared {
             runtime,
             backend,
-            tenant: tenant.to_string(),
             config,
             wake,
             table: LeaseTable::new(shards),
             leases,
-            shard_wakes: (0..shards).map(|_| Notify::new()).collect(),
+            shards: (0..shards)
+                .map(|_| ShardState {
+                    wake: Notify::new(),
+                    queue: Mutex::new(TenantQueue::default()),
+                    rescan: AtomicBool::new(false),
+                })
+                .collect(),
         });
         let mut tasks = JoinSet::new();
-        {
+        let background: [(&'static str, Task); 3] = [
+            ("lease", |s, stop| Box::pin(lease_loop(s, stop))),
+            ("change feed", |s, stop| Box::pin(follow_loop(s, stop))),
+            ("reconciliation", |s, stop| {
+                Box::pin(reconcile_loop(s, stop))
+            }),
+        ];
+        for (what, task) in background {
             let (shared, stop) = (shared.clone(), stopped.clone());
-            tasks.spawn(supervised("lease", None, stopped.clone(), move || {
-                lease_loop(shared.clone(), stop.clone())
+            tasks.spawn(supervised(what, None, stopped.clone(), move || {
+                task(shared.clone(), stop.clone())
             }));
-        }
-        {
-            let (shared, stop) = (shared.clone(), stopped.clone());
-            tasks.spawn(supervised(
-                "change feed",
-                None,
-                stopped.clone(),
-                move || follow_loop(shared.clone(), stop.clone()),
-            ));
-        }
-        {
-            let (shared, stop) = (shared.clone(), stopped.clone());
-            tasks.spawn(supervised(
-                "reconciliation",
-                None,
-                stopped.clone(),
-                move || reconcile_loop(shared.clone(), stop.clone()),
-            ));
         }
         for shard in 0..shards {
             let (shared, stop) = (shared.clone(), stopped.clone());
@@ -233,7 +272,6 @@ impl Worker {
             ));
         }
         tracing::info!(
-            tenant,
             host = %shared.leases.me().describe(),
             workers = shared.config.workers,
             backoff_base = ?shared.config.backoff_base,
@@ -281,6 +319,9 @@ impl Worker {
         stopped
     }
 }
+
+/// A background task of the worker, started (and restarted) by its supervisor.
+type Task = fn(Arc<Shared>, watch::Receiver<bool>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Runs the loop `start` makes until it returns (it was told to stop);
 /// whenever it panics instead, logs it and starts a new one after a pause
@@ -330,11 +371,90 @@ async fn stopping(stop: &mut watch::Receiver<bool>) -> bool {
     }
 }
 
-/// Whether `woken` has already fired (polled once, without registering a
-/// real waker). Once it returns true, `woken` must not be polled again.
-fn fired(woken: Pin<&mut Notified<'_>>) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    woken.poll(&mut cx).is_ready()
+/// What one run of `tenant` in shard `shard` came to, for its place in the queue: runs one
+/// batch; a tenant with nothing left has its index records dropped (unless work came
+/// meanwhile). `failures` counts the loop's failed runs in a row.
+async fn run_tenant(
+    runtime: &Runtime,
+    backend: &SharedBackend,
+    storage: TenantStorage,
+    (shard, shards): (u32, u32),
+    settings: SyncSettings,
+    progress: Option<&DrainProgress>,
+    failures: &mut u32,
+) -> (Next, Result<Option<u64>, CallError>) {
+    let tenant = storage.tenant().to_string();
+    let report = match runtime
+        .run_sync(storage, shard, shards, BATCH, settings)
+        .await
+    {
+        Ok(report) => report,
+        Err(e) => {
+            *failures = failures.saturating_add(1);
+            let pause = error_pause(*failures);
+            log_failure("run", Some(shard), &e, Some(pause));
+            return (Next::At(now_ms().saturating_add(millis(pause))), Err(e));
+        }
+    };
+    *failures = 0;
+    if let Some(progress) = progress {
+        progress
+            .processed
+            .fetch_add(u64::from(report.processed), Ordering::Relaxed);
+        progress
+            .failed
+            .fetch_add(u64::from(report.failed), Ordering::Relaxed);
+    }
+    if report.processed > 0 {
+        if report.failed > 0 {
+            tracing::info!(
+                shard,
+                processed = report.processed,
+                failed = report.failed,
+                "sync run"
+            );
+        } else {
+            tracing::debug!(shard, processed = report.processed, "sync run");
+        }
+        // More may be due (a full batch, retries): after the other tenants' turns. A secret
+        // that keeps changing does not make this spin: the engine holds its entry back
+        // (coalescing).
+        return (Next::Again, Ok(report.next_due_ms));
+    }
+    match report.next_due_ms {
+        // Due now yet not run (held by a concurrent run, a clock step): a short pause.
+        Some(due) => (
+            Next::At(due.max(now_ms().saturating_add(millis(MIN_IDLE)))),
+            Ok(Some(due)),
+        ),
+        None => {
+            if let Err(e) = sync_index::forget_idle(backend.as_ref(), &tenant, shard, shards).await
+            {
+                tracing::warn!(shard, error = %e, "cannot drop an idle tenant from the sync index");
+            }
+            (Next::Idle, Ok(None))
+        }
+    }
+}
+
+/// Queues every tenant the index files in `shard` (the loop just took it, or lost track).
+async fn rescan(shared: &Shared, shard: u32, state: &ShardState) {
+    let shards = shared.config.workers.max(1);
+    match sync_index::tenants_of_shard(shared.backend.as_ref(), shard, shards).await {
+        Ok(tenants) => {
+            let mut queue = state.queue();
+            for tenant in &tenants {
+                queue.due_now(tenant);
+            }
+            if !tenants.is_empty() {
+                tracing::debug!(shard, tenants = tenants.len(), "tenants with sync work");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(shard, error = %e, "cannot read the sync index; trying again");
+            state.rescan.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 async fn shard_loop(shared: Arc<Shared>, shard: u32, mut stop: watch::Receiver<bool>) {
@@ -343,77 +463,58 @@ async fn shard_loop(shared: Arc<Shared>, shard: u32, mut stop: watch::Receiver<b
     let Some(mut lease) = shared.table.subscribe(shard) else {
         return;
     };
-    let Some(shard_wake) = usize::try_from(shard)
-        .ok()
-        .and_then(|i| shared.shard_wakes.get(i))
-    else {
+    let Some(state) = shared.shard(shard) else {
         return;
     };
     let mut failures: u32 = 0;
+    // The lease the queue was filled under: a new one (taken, or taken again) reads the index.
+    let mut served: Option<u64> = None;
     while !*stop.borrow() {
         let Some(held) = await_lease(&mut lease, &mut stop).await else {
             break;
         };
-        // Registered before the run: a wake-up that arrives while the run is
-        // in progress is kept, so work queued meanwhile is never left asleep
-        // (the shard's own wake keeps a permit).
-        let woken = shared.wake.notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
-        let outcome = shared
-            .runtime
-            .run_sync(shared.fenced_storage(held), shard, shards, BATCH, settings)
-            .await;
-        let woken_during_run = fired(woken.as_mut());
-        let (pause, wakeable) = match outcome {
-            Ok(report) => {
-                failures = 0;
-                if report.processed > 0 {
-                    if report.failed > 0 {
-                        tracing::info!(
-                            shard,
-                            processed = report.processed,
-                            failed = report.failed,
-                            "sync run"
-                        );
-                    } else {
-                        tracing::debug!(shard, processed = report.processed, "sync run");
-                    }
-                }
-                if report.processed > 0 || woken_during_run {
-                    // More may be due (a full batch, retries), or work was
-                    // queued while this run went on: go on at once. A secret
-                    // that keeps changing does not make this spin: the engine
-                    // holds its entry back (coalescing) and wakes no one.
-                    (Duration::ZERO, false)
-                } else {
-                    let pause = idle_pause(
-                        report.next_due_ms,
-                        now_ms(),
-                        shared.config.reconcile_interval,
-                    );
-                    (pause, true)
-                }
-            }
-            Err(e) => {
-                failures = failures.saturating_add(1);
-                let pause = error_pause(failures);
-                log_failure("run", Some(shard), &e, Some(pause));
-                (pause, false)
-            }
+        if served != Some(held.fence) {
+            state.queue().clear();
+            served = Some(held.fence);
+            rescan(&shared, shard, state).await;
+        } else if state.rescan.swap(false, Ordering::Relaxed) {
+            rescan(&shared, shard, state).await;
+        }
+        let now = now_ms();
+        let (tenant, next_due) = {
+            let mut queue = state.queue();
+            let next_due = queue.promote(now);
+            (queue.take_turn(), next_due)
         };
-        if pause.is_zero() {
-            tokio::task::yield_now().await;
+        let Some(tenant) = tenant else {
+            let pause = if state.rescan.load(Ordering::Relaxed) {
+                // The index could not be read: try again soon.
+                ERROR_PAUSE_BASE
+            } else {
+                idle_pause(next_due, now, shared.config.reconcile_interval)
+            };
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = state.wake.notified() => {}
+                // Lost (or taken) meanwhile: look again.
+                _ = lease.changed() => {}
+                end = stopping(&mut stop) => if end { break },
+            }
             continue;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = &mut woken, if wakeable => {}
-            () = shard_wake.notified(), if wakeable => {}
-            // Lost (or taken) meanwhile: look again.
-            _ = lease.changed() => {}
-            end = stopping(&mut stop) => if end { break },
-        }
+        };
+        let storage = fenced_storage(&shared.leases, &shared.table, held, &tenant);
+        let (next, _) = run_tenant(
+            &shared.runtime,
+            &shared.backend,
+            storage,
+            (shard, shards),
+            settings,
+            None,
+            &mut failures,
+        )
+        .await;
+        state.queue().finished(&tenant, next);
+        tokio::task::yield_now().await;
     }
 }
 
@@ -453,75 +554,135 @@ async fn lease_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Follows the storage's change feed: work another host queued (a key of the outbox's due
-/// index written) wakes the loop of its shard when this host holds it; a feed that resumed
-/// after a loss (`Reset`: anything may have changed) wakes every held shard. Only the due
-/// index is looked at, and only held shards are woken, so another host's busy shard costs
-/// this host nothing.
+/// Follows the storage's change feed: an index record of sync work written (by a request or a
+/// run of this host, or of another sharing the storage) queues its tenant in the loop of its
+/// shard, when this host holds it; a feed that lost track (`Reset`) makes every held shard read
+/// its index again. Only index records are looked at, and only held shards are woken, so
+/// another host's busy shard costs this host nothing. Without a feed, the worker's wake-up
+/// makes every held shard read its index again.
 async fn follow_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let Some(mut changes) = shared.backend.watch() else {
-        return;
+        return wake_loop(shared, stop).await;
     };
-    let due = format!(
-        "{}{}",
-        tenant_prefix(&shared.tenant),
-        kvsync_component::sync::keys::DUE
-    );
     let shards = shared.config.workers.max(1);
     loop {
         let change = tokio::select! {
             change = changes.next() => change,
             end = stopping(&mut stop) => if end { return } else { continue },
         };
-        let woken: Vec<u32> = match change {
+        let keys = match change {
             None => return,
             Some(Change::Lost) => continue,
-            Some(Change::Reset) => (0..shards).collect(),
-            Some(Change::Keys { keys, .. }) => {
-                let mut woken: Vec<u32> = keys
-                    .iter()
-                    .filter_map(|key| due_shard(key.strip_prefix(&due)?, shards))
-                    .collect();
-                woken.sort_unstable();
-                woken.dedup();
-                woken
+            Some(Change::Reset) => {
+                shared.rescan_held();
+                continue;
             }
+            Some(Change::Keys { keys, .. }) => keys,
         };
-        for shard in woken {
-            if shared.table.held(shard).is_some() {
-                shared.wake_shard(shard);
+        for key in keys.iter() {
+            let Some((tenant, work)) = sync_index::parse_due_key(key) else {
+                continue;
+            };
+            let shard = work.shard(shards);
+            let Some(state) = shared.shard(shard) else {
+                continue;
+            };
+            if shared.table.held(shard).is_none() {
+                continue;
             }
+            // A record the loop itself dropped (its tenant idle) is reported too: a tenant the
+            // queue does not know is queued only when its record exists.
+            let known = state.queue().knows(&tenant);
+            if !known && let Ok(None) = shared.backend.get(key).await {
+                continue;
+            }
+            state.queue().due_now(&tenant);
+            state.wake.notify_one();
         }
     }
 }
 
-/// The shard of a due-index key (relative to the index: `<type>/<name>/<due>/...`).
-fn due_shard(rel: &str, shards: u32) -> Option<u32> {
-    let mut parts = rel.splitn(3, '/');
-    let (kind, name) = (parts.next()?, parts.next()?);
-    Some(kvsync_component::sync::worker::shard_of(kind, name, shards))
+/// Without a change feed: every wake-up makes every held shard read its index again.
+async fn wake_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = shared.wake.notified() => shared.rescan_held(),
+            end = stopping(&mut stop) => if end { return },
+        }
+    }
 }
 
-/// Reconciles while this host holds shard 0's lease (one host reconciles at a time).
+/// Tenants reconciled per step of [`reconcile_loop`].
+pub const RECONCILE_PAGE: u32 = 32;
+/// Steps per reconciliation interval, at most.
+const RECONCILE_STEPS: u32 = 60;
+
+/// Reconciles while this host holds shard 0's lease (one host reconciles at a time): the
+/// tenants with sync destinations, [`RECONCILE_PAGE`] per step, steps 1/[`RECONCILE_STEPS`]
+/// of the interval apart; after a full cycle, a pause of the interval. A tenant left without
+/// destinations is dropped from the index.
 async fn reconcile_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let Some(mut lease) = shared.table.subscribe(0) else {
         return;
     };
+    let interval = shared.config.reconcile_interval;
+    let mut after: Option<String> = None;
     while !*stop.borrow() {
         let Some(held) = await_lease(&mut lease, &mut stop).await else {
             break;
         };
-        match shared.runtime.reconcile(shared.fenced_storage(held)).await {
-            Ok(0) => tracing::debug!("sync reconciliation: nothing missed"),
-            Ok(queued) => {
-                tracing::info!(queued, "sync reconciliation queued missed work");
-                shared.wake.notify_waiters();
+        let page =
+            sync_index::reconcile_page(shared.backend.as_ref(), after.as_deref(), RECONCILE_PAGE)
+                .await;
+        let pause = match page {
+            Ok((tenants, next)) => {
+                for tenant in &tenants {
+                    let storage = fenced_storage(&shared.leases, &shared.table, held, tenant);
+                    reconcile_tenant(&shared.runtime, &shared.backend, storage).await;
+                }
+                let cycle_done = next.is_none();
+                after = next;
+                if cycle_done {
+                    interval
+                } else {
+                    interval / RECONCILE_STEPS
+                }
             }
-            Err(e) => log_failure("reconciliation", None, &e, None),
-        }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the reconciliation index");
+                interval / RECONCILE_STEPS
+            }
+        };
         tokio::select! {
-            () = tokio::time::sleep(shared.config.reconcile_interval) => {}
+            () = tokio::time::sleep(pause.max(MIN_IDLE)) => {}
             end = stopping(&mut stop) => if end { break },
+        }
+    }
+}
+
+/// One reconciliation step of a tenant; returns how many associations it queued. A tenant
+/// without destinations leaves the index.
+async fn reconcile_tenant(
+    runtime: &Runtime,
+    backend: &SharedBackend,
+    storage: TenantStorage,
+) -> u32 {
+    let tenant = storage.tenant().to_string();
+    match runtime.reconcile(storage).await {
+        Ok(0) => {
+            tracing::debug!("sync reconciliation: nothing missed");
+            if let Err(e) = sync_index::forget_unreconciled(backend.as_ref(), &tenant).await {
+                tracing::warn!(error = %e, "cannot drop a tenant from the reconciliation index");
+            }
+            0
+        }
+        Ok(queued) => {
+            tracing::info!(queued, "sync reconciliation queued missed work");
+            queued
+        }
+        Err(e) => {
+            log_failure("reconciliation", None, &e, None);
+            0
         }
     }
 }
@@ -561,16 +722,16 @@ pub struct DrainReport {
 }
 
 /// Processes all work that is due now, without a server (`kvsync sync run
-/// --once`): takes the lease of every shard it can (see [`take_leases`]), runs one
-/// reconciliation (when it holds shard 0), then every held shard runs batches until a run
-/// processes nothing and nothing is due now. Entries due later (retries
-/// waiting for their backoff) are left, unless they fall due within `wait`
-/// of the start: those are waited for and run too. `next_due_ms` says when
-/// the first entry left is due. The leases are renewed meanwhile and released at the end.
+/// --once`), for every tenant: takes the lease of every shard it can (see [`take_leases`]),
+/// runs one reconciliation step of every tenant with destinations (when it holds shard 0),
+/// then every held shard runs its tenants, in turns, until no run processes anything and
+/// nothing is due now. Entries due later (retries waiting for their backoff) are left, unless
+/// they fall due within `wait` of the start: those are waited for and run too. `next_due_ms`
+/// says when the first entry left is due. The leases are renewed meanwhile and released at the
+/// end.
 pub async fn drain(
     runtime: &Runtime,
     backend: &SharedBackend,
-    tenant: &str,
     config: &SyncConfig,
     wait: Duration,
     progress: Arc<DrainProgress>,
@@ -579,7 +740,6 @@ pub async fn drain(
     let shards = config.workers.max(1);
     let leases = Leases::new(
         backend.clone(),
-        tenant,
         HostInfo::this_process(String::new()),
         config.lease_ttl,
         shards,
@@ -598,9 +758,8 @@ pub async fn drain(
     };
     let drained = drain_held(
         runtime,
-        &leases,
-        &table,
-        tenant,
+        backend,
+        (&leases, &table),
         config,
         deadline,
         progress.clone(),
@@ -669,22 +828,30 @@ pub async fn take_leases(
 /// the reconciliation queued and when the next entry left is due.
 async fn drain_held(
     runtime: &Runtime,
-    leases: &Leases,
-    table: &LeaseTable,
-    tenant: &str,
+    backend: &SharedBackend,
+    (leases, table): (&Leases, &LeaseTable),
     config: &SyncConfig,
     deadline: Instant,
     progress: Arc<DrainProgress>,
 ) -> anyhow::Result<(u32, Option<u64>)> {
-    let shards = leases.shards();
-    let fenced = |held: ha::Held| {
-        let fenced = leases.fenced(held, table.subscribe(held.shard));
-        TenantStorage::new(Arc::new(fenced), tenant)
-    };
-    let reconciled = match table.held(0) {
-        Some(held) => runtime.reconcile(fenced(held)).await?,
-        None => 0,
-    };
+    let mut reconciled = 0u32;
+    if let Some(held) = table.held(0) {
+        let mut after: Option<String> = None;
+        loop {
+            let (tenants, next) =
+                sync_index::reconcile_page(backend.as_ref(), after.as_deref(), RECONCILE_PAGE)
+                    .await?;
+            for tenant in &tenants {
+                let storage = fenced_storage(leases, table, held, tenant);
+                reconciled =
+                    reconciled.saturating_add(reconcile_tenant(runtime, backend, storage).await);
+            }
+            match next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+    }
     // A one-shot drain takes every change as it is now: nothing to coalesce.
     let settings = SyncSettings {
         coalesce_window_ms: 0,
@@ -692,12 +859,16 @@ async fn drain_held(
     };
     let mut tasks = JoinSet::new();
     for held in table.all_held() {
-        let runtime = runtime.clone();
-        let storage = fenced(held);
-        let progress = progress.clone();
+        let (runtime, backend, progress) = (runtime.clone(), backend.clone(), progress.clone());
+        let (leases, table) = (leases.clone(), table.clone());
         tasks.spawn(async move {
             drain_shard(
-                &runtime, &storage, held.shard, shards, settings, deadline, &progress,
+                &runtime,
+                &backend,
+                (&leases, &table, held),
+                settings,
+                deadline,
+                &progress,
             )
             .await
         });
@@ -706,71 +877,89 @@ async fn drain_held(
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok(Ok(due)) => {
-                next_due_ms = match (next_due_ms, due) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-            }
+            Ok(Ok(due)) => next_due_ms = earlier(next_due_ms, due),
             Ok(Err(e)) => {
                 first_error.get_or_insert(e);
             }
             Err(e) => {
-                first_error.get_or_insert(CallError::Trap(format!("sync task failed: {e}")));
+                first_error.get_or_insert(anyhow::anyhow!("sync task failed: {e}"));
             }
         }
     }
     if let Some(e) = first_error {
-        return Err(e.into());
+        return Err(e);
     }
     Ok((reconciled, next_due_ms))
 }
 
-/// Drains one shard; returns when its next entry is due.
+fn earlier(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Drains the tenants of one shard, in turns; returns when the next entry left is due.
 async fn drain_shard(
     runtime: &Runtime,
-    storage: &TenantStorage,
-    shard: u32,
-    shards: u32,
+    backend: &SharedBackend,
+    (leases, table, held): (&Leases, &LeaseTable, ha::Held),
     settings: SyncSettings,
     deadline: Instant,
     progress: &DrainProgress,
-) -> Result<Option<u64>, CallError> {
-    let mut idle_retried = false;
+) -> anyhow::Result<Option<u64>> {
+    let shards = leases.shards();
+    let mut queue = TenantQueue::default();
+    for tenant in sync_index::tenants_of_shard(backend.as_ref(), held.shard, shards).await? {
+        queue.due_now(&tenant);
+    }
+    // Tenants whose entry was due yet not run once already: left rather than spun on.
+    let mut retried: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut left: Option<u64> = None;
+    let mut failures = 0;
     loop {
-        let report = runtime
-            .run_sync(storage.clone(), shard, shards, BATCH, settings)
-            .await?;
-        progress
-            .processed
-            .fetch_add(u64::from(report.processed), Ordering::Relaxed);
-        progress
-            .failed
-            .fetch_add(u64::from(report.failed), Ordering::Relaxed);
-        if report.processed > 0 {
-            idle_retried = false;
+        let now = now_ms();
+        let waiting = queue.promote(now);
+        let Some(tenant) = queue.take_turn() else {
+            let Some(at) = waiting else {
+                return Ok(left);
+            };
+            // Falls due within the wait (later ones were left): sleep until then.
+            tokio::time::sleep(Duration::from_millis(at.saturating_sub(now)).max(MIN_IDLE)).await;
             continue;
-        }
-        let Some(due) = report.next_due_ms else {
-            return Ok(None);
         };
-        let until_due = Duration::from_millis(due.saturating_sub(now_ms()));
-        if until_due.is_zero() {
-            // Nothing ran although something is due now: try once more after
-            // a short pause, then leave it rather than spin.
-            if idle_retried {
-                return Ok(Some(due));
+        let storage = fenced_storage(leases, table, held, &tenant);
+        let (next, ran) = run_tenant(
+            runtime,
+            backend,
+            storage,
+            (held.shard, shards),
+            settings,
+            Some(progress),
+            &mut failures,
+        )
+        .await;
+        let next = match (next, ran) {
+            (_, Err(e)) => return Err(e.into()),
+            (Next::Again, _) => {
+                retried.remove(&tenant);
+                Next::Again
             }
-            idle_retried = true;
-            tokio::time::sleep(MIN_IDLE).await;
-            continue;
-        }
-        if Instant::now() + until_due > deadline {
-            return Ok(Some(due));
-        }
-        // Falls due within the wait: sleep until then and run it.
-        idle_retried = false;
-        tokio::time::sleep(until_due.max(MIN_IDLE)).await;
+            (Next::At(_), Ok(Some(due))) => {
+                let until_due = Duration::from_millis(due.saturating_sub(now_ms()));
+                let due_now = until_due.is_zero();
+                if (due_now && !retried.insert(tenant.clone()))
+                    || (!due_now && Instant::now() + until_due > deadline)
+                {
+                    left = earlier(left, Some(due));
+                    Next::Idle
+                } else {
+                    Next::At(due.max(now_ms().saturating_add(millis(MIN_IDLE))))
+                }
+            }
+            (next, _) => next,
+        };
+        queue.finished(&tenant, next);
     }
 }
 

@@ -1226,3 +1226,77 @@ def test_response_wrapping_request(diff):
     pair = diff.get(f"secret/data/{p}", headers={"X-Vault-Wrap-TTL": "60s"}, expect=200)
     assert pair.kvsync_response.status_code == 400
     assert pair.kvsync_response.json() == {"errors": ["response wrapping is not supported"]}
+
+
+# ---- rate-limit quotas ------------------------------------------------------------------------
+# The bao server is shared by the whole session: quotas here are on fresh mounts only (never
+# global), with long intervals, deleted at the end, and the quota configuration is restored.
+
+QUOTA_EXEMPT_DEFAULT = [
+    "sys/generate-recovery-token/attempt", "sys/generate-recovery-token/update", "sys/generate-root/attempt",
+    "sys/generate-root/update", "sys/health", "sys/seal-status", "sys/unseal",
+]
+
+
+def has_key(name):
+    """A projection of a listing to whether `name` is among its keys (other tests' keys differ)."""
+
+    def project(body):
+        keys = body.get("data", {}).get("keys", []) if isinstance(body, dict) else []
+        return {"listed": name in keys}
+
+    return project
+
+
+def test_rate_limit_quotas(diff):
+    m = new_mount(diff)
+    write(diff, "app", {"a": "1"}, mount=m)
+    on_mount, on_app = unique("qm"), unique("qa")
+    try:
+        diff.post(f"sys/quotas/rate-limit/{on_mount}", json={"rate": 2, "path": f"{m}/", "interval": "1h"},
+                  expect=204)
+        diff.get(f"sys/quotas/rate-limit/{on_mount}", expect=200)
+        diff.post(f"sys/quotas/rate-limit/{on_app}",
+                  json={"rate": 1.5, "path": f"/{m}/data/app*", "interval": "1h", "block_interval": "2h"},
+                  expect=204)
+        diff.get(f"sys/quotas/rate-limit/{on_app}", expect=200)
+        diff.list("sys/quotas/rate-limit", project=has_key(on_app), expect=200)
+        diff.get(f"sys/quotas/rate-limit/{unique('none')}", expect=404)
+        # Refused writes.
+        diff.post(f"sys/quotas/rate-limit/{unique('dup')}", json={"rate": 1, "path": m}, expect=400)
+        diff.post(f"sys/quotas/rate-limit/{unique('bad')}", json={"rate": 1, "path": unique("nope") + "/"},
+                  expect=400)
+        diff.post(f"sys/quotas/rate-limit/{unique('bad')}", json={"rate": 0, "path": m}, expect=400)
+        diff.post(f"sys/quotas/rate-limit/{unique('bad')}", json={"rate": 1, "interval": "x", "path": m},
+                  expect=400)
+        # Enforcement: the mount's bucket and the path's hold 2 each; then 429 in Vault's envelope.
+        diff.get(f"{m}/data/other", expect=404)
+        diff.get(f"{m}/metadata/app", expect=200)
+        diff.get(f"{m}/data/other", expect=429)
+        diff.get(f"{m}/data/app", expect=200)
+        diff.get(f"{m}/data/apple", expect=404)  # a rate of 1.5 holds 2 (rounded, as Vault)
+        diff.get(f"{m}/data/app", expect=429)
+        diff.get("secret/config", expect=200)
+        diff.delete(f"sys/quotas/rate-limit/{on_app}", expect=204)
+        diff.delete(f"sys/quotas/rate-limit/{on_mount}", expect=204)
+        diff.get(f"{m}/data/app", expect=200)
+        diff.get(f"sys/quotas/rate-limit/{on_mount}", expect=404)
+        diff.delete(f"sys/quotas/rate-limit/{on_mount}", expect=204)
+    finally:
+        for name in (on_app, on_mount):
+            diff.kvsync.delete(f"sys/quotas/rate-limit/{name}")
+            diff.bao.delete(f"sys/quotas/rate-limit/{name}")
+
+
+def test_quota_config(diff):
+    try:
+        diff.get("sys/quotas/config", expect=200)
+        diff.post("sys/quotas/config", json={"enable_rate_limit_response_headers": True,
+                                             "rate_limit_exempt_paths": ["secret/data/ci*"]}, expect=204)
+        diff.get("sys/quotas/config", expect=200)
+        diff.post("sys/quotas/config", json={}, expect=204)
+        diff.get("sys/quotas/config", expect=200)
+        diff.post("sys/quotas/config", json={"enable_rate_limit_audit_logging": "maybe"}, expect=400)
+    finally:
+        for side in (diff.kvsync, diff.bao):
+            side.post("sys/quotas/config", json={"rate_limit_exempt_paths": QUOTA_EXEMPT_DEFAULT})

@@ -165,7 +165,7 @@ fn error_class(e: &CallError) -> &'static str {
     match e {
         CallError::Trap(_) => "trap",
         CallError::LimitExceeded(_) => "limit",
-        CallError::Busy => "busy",
+        CallError::Busy | CallError::TenantBusy => "busy",
     }
 }
 

@@ -165,7 +165,7 @@ impl Installation {
         Ok(self.keys(prefix).await?.len())
     }
 
-    /// What `kvsync sync run --once` does: a reconciliation, then every run
+    /// What `kvsync sync run --once` does: a reconciliation of every tenant, then every run
     /// until nothing is left to do now (sweeps in progress included).
     pub async fn drain(&self) -> anyhow::Result<DrainReport> {
         let config = SyncConfig {
@@ -175,7 +175,6 @@ impl Installation {
         kvsync::worker::drain(
             &self.rt,
             &self.backend,
-            TENANT,
             &config,
             Duration::ZERO,
             Arc::new(DrainProgress::default()),

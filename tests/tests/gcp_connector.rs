@@ -72,6 +72,7 @@ fn dest(extra: Value) -> Destination {
     Destination {
         kind: "gcp-sm".into(),
         name: "gcp".into(),
+        tenant: String::new(),
         config,
     }
 }

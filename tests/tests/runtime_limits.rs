@@ -23,6 +23,7 @@ fn limits(cpu_ms: u64) -> Limits {
         memory_bytes: 32 << 20,
         max_concurrent_instances: 16,
         warm_instances: 4,
+        tenant_max_concurrent_requests: None,
     }
 }
 
@@ -201,16 +202,98 @@ async fn a_guest_trap_is_reported_and_the_runtime_keeps_serving() {
     assert_eq!(call(&rt, &backend, "ok").await.unwrap().status, 200);
 }
 
-/// A backend whose reads take longer than the guest's whole CPU budget.
-struct SlowBackend {
+/// A backend whose reads stall: each for a while, or, while its gate is closed, until the
+/// test opens it (a call that reads then holds its instance and its tenant's slot).
+struct StallingBackend {
     inner: SharedBackend,
-    delay: Duration,
+    stall: Stall,
+}
+
+enum Stall {
+    /// Each read takes this long.
+    For(Duration),
+    /// While `closed`, each read waits for a permit of `gate`, after adding one to `arrived`.
+    Gate {
+        closed: std::sync::atomic::AtomicBool,
+        gate: tokio::sync::Semaphore,
+        arrived: tokio::sync::Semaphore,
+    },
+}
+
+impl StallingBackend {
+    fn slow(delay: Duration) -> Self {
+        StallingBackend {
+            inner: memory_backend(),
+            stall: Stall::For(delay),
+        }
+    }
+
+    /// Its gate open until [`StallingBackend::close`].
+    fn gated() -> Self {
+        StallingBackend {
+            inner: memory_backend(),
+            stall: Stall::Gate {
+                closed: std::sync::atomic::AtomicBool::new(false),
+                gate: tokio::sync::Semaphore::new(0),
+                arrived: tokio::sync::Semaphore::new(0),
+            },
+        }
+    }
+
+    fn gate(
+        &self,
+    ) -> (
+        &std::sync::atomic::AtomicBool,
+        &tokio::sync::Semaphore,
+        &tokio::sync::Semaphore,
+    ) {
+        let Stall::Gate {
+            closed,
+            gate,
+            arrived,
+        } = &self.stall
+        else {
+            unreachable!("a gated backend")
+        };
+        (closed, gate, arrived)
+    }
+
+    fn close(&self) {
+        self.gate()
+            .0
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Opens the gate, letting `waiting` stalled reads through.
+    fn open(&self, waiting: usize) {
+        let (closed, gate, _) = self.gate();
+        closed.store(false, std::sync::atomic::Ordering::Release);
+        gate.add_permits(waiting);
+    }
+
+    /// Waits (bounded) until `n` reads stall at the closed gate.
+    async fn stalled(&self, n: u32) {
+        let arrived = tokio::time::timeout(Duration::from_secs(30), self.gate().2.acquire_many(n));
+        arrived.await.unwrap().unwrap().forget();
+    }
 }
 
 #[async_trait::async_trait]
-impl Backend for SlowBackend {
+impl Backend for StallingBackend {
     async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-        tokio::time::sleep(self.delay).await;
+        match &self.stall {
+            Stall::For(delay) => tokio::time::sleep(*delay).await,
+            Stall::Gate {
+                closed,
+                gate,
+                arrived,
+            } => {
+                if closed.load(std::sync::atomic::Ordering::Acquire) {
+                    arrived.add_permits(1);
+                    gate.acquire().await.unwrap().forget();
+                }
+            }
+        }
         self.inner.get(key).await
     }
     async fn list(
@@ -229,10 +312,7 @@ impl Backend for SlowBackend {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_in_host_calls_is_not_charged_to_the_guest() {
-    let slow: SharedBackend = Arc::new(SlowBackend {
-        inner: memory_backend(),
-        delay: Duration::from_millis(250),
-    });
+    let slow: SharedBackend = Arc::new(StallingBackend::slow(Duration::from_millis(250)));
     // The real engine: `sys/mounts` reads the mount table through the host.
     let rt = load(runtime::ENGINE_COMPONENT, limits(100), None);
     let t = Instant::now();
@@ -249,10 +329,7 @@ async fn time_in_host_calls_is_not_charged_to_the_guest() {
 /// Vault's envelope), not left hanging.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_is_stopped_at_its_max_duration() {
-    let stalled: SharedBackend = Arc::new(SlowBackend {
-        inner: memory_backend(),
-        delay: Duration::from_secs(3600),
-    });
+    let stalled: SharedBackend = Arc::new(StallingBackend::slow(Duration::from_secs(3600)));
     let cache = std::env::var_os("KVSYNC_CACHE_DIR").map(std::path::PathBuf::from);
     let rt = load(runtime::ENGINE_COMPONENT, limits(100), cache.as_deref())
         .with_max_request_duration(Duration::from_millis(300));
@@ -298,11 +375,59 @@ async fn a_full_instance_pool_answers_busy_not_a_trap() {
         tokio::spawn(async move { call(&rt, &backend, "loop").await })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let outcome = call(&rt, &backend, "ok").await;
+    // Another tenant's call: the pool, not the first tenant's cap, refuses it.
+    let outcome = call_as(&rt, &backend, "other", "ok").await;
     assert!(matches!(outcome, Err(CallError::Busy)), "{outcome:?}");
     assert!(matches!(
         spinning.await.unwrap(),
         Err(CallError::LimitExceeded(_))
     ));
     assert_eq!(call(&rt, &backend, "ok").await.unwrap().status, 200);
+}
+
+/// The noisy neighbour at the runtime: tenant `a` holds every slot of its
+/// cap (its calls wait in a storage read), so its next call is refused as
+/// busy after a short wait, while tenant `b`'s calls, on the same runtime and
+/// instance pool, are served; once `a`'s calls finish, `a` is served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_at_its_concurrency_cap_does_not_hold_up_other_tenants() {
+    let rt = load(
+        RUNAWAY,
+        Limits {
+            tenant_max_concurrent_requests: Some(2),
+            ..limits(5_000)
+        },
+        None,
+    );
+    let gated = Arc::new(StallingBackend::gated());
+    let a_backend: SharedBackend = gated.clone();
+    // The caller's identity is created before the gate closes.
+    kvsync_tests::root_identity(&a_backend).await.unwrap();
+    gated.close();
+    let flood: Vec<_> = (0..2)
+        .map(|_| {
+            let (rt, backend) = (rt.clone(), a_backend.clone());
+            tokio::spawn(async move { call_as(&rt, &backend, "a", "storage").await })
+        })
+        .collect();
+    // Both of a's calls hold their slots: each reached the gate.
+    gated.stalled(2).await;
+    let b_backend = memory_backend();
+    for _ in 0..3 {
+        assert_eq!(
+            call_as(&rt, &b_backend, "b", "ok").await.unwrap().status,
+            200
+        );
+    }
+    let refused = call_as(&rt, &a_backend, "a", "ok").await;
+    assert!(matches!(refused, Err(CallError::TenantBusy)), "{refused:?}");
+    gated.open(2);
+    for call in flood {
+        assert_eq!(call.await.unwrap().unwrap().status, 200);
+    }
+    assert_eq!(
+        call_as(&rt, &a_backend, "a", "ok").await.unwrap().status,
+        200
+    );
+    assert_eq!(rt.active_tenants(), 0);
 }

@@ -171,7 +171,7 @@ const TTL: Duration = Duration::from_secs(15);
 const TTL_MS: u64 = 15_000;
 
 fn leases(db: &SharedBackend, id: &str) -> Leases {
-    Leases::new(db.clone(), "root", host(id), TTL, 4).shared()
+    Leases::new(db.clone(), host(id), TTL, 4).shared()
 }
 
 fn held(taken: Taken) -> Held {
@@ -277,9 +277,9 @@ async fn leases_fence_commits(db: SharedBackend) {
 /// file is locked) it is stale and taken at once; on a shared one it lasts its ttl.
 async fn leases_of_a_process_that_died(db: SharedBackend) {
     let t0 = 4_000_000;
-    let dead = Leases::new(db.clone(), "root", host("dead"), TTL, 4);
+    let dead = Leases::new(db.clone(), host("dead"), TTL, 4);
     held(dead.take(1, t0).await.unwrap());
-    let next = Leases::new(db.clone(), "root", host("next"), TTL, 4);
+    let next = Leases::new(db.clone(), host("next"), TTL, 4);
     let taken = next.take(1, t0 + 1).await.unwrap();
     if db.is_shared() {
         assert!(matches!(taken, Taken::Elsewhere { .. }), "{taken:?}");

@@ -7,17 +7,19 @@
     reason = "test code: helpers outside #[test] functions fail the test by panicking"
 )]
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kvsync::connectors::fields::Ignored;
+use kvsync::connectors::{Connector, Connectors, Dest, ExternalSecret, SyncError, typed};
 use kvsync::runtime::{self, Runtime};
 use kvsync::server::EngineOptions;
 use kvsync::storage::{
     Backend, Barrier, Condition, EncryptionKey, Entry, Op, Page, RedbBackend, SharedBackend,
     StorageError, TenantStorage,
 };
-use kvsync::worker::{SyncConfig, Worker};
+use kvsync::worker::{self, DrainProgress, SyncConfig, Worker};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -43,7 +45,6 @@ fn start_worker(rt: &Runtime, backend: &SharedBackend) -> Worker {
     Worker::start(
         rt.clone(),
         backend.clone(),
-        TENANT,
         sync_config(),
         Arc::new(Notify::new()),
         kvsync::ha::HostInfo::this_process(String::new()),
@@ -67,10 +68,11 @@ fn sync_config() -> SyncConfig {
     }
 }
 
-/// Sends one request as root; returns the status and the decoded body.
-async fn call(
+/// Sends one request as root to tenant `tenant`; returns the status and the decoded body.
+async fn call_in(
     rt: &Runtime,
     backend: &SharedBackend,
+    tenant: &str,
     method: &str,
     path: &str,
     body: Value,
@@ -87,7 +89,7 @@ async fn call(
         Some(kvsync_tests::root_identity(backend).await.unwrap()),
     );
     let out = rt
-        .handle(TenantStorage::new(backend.clone(), TENANT), req)
+        .handle(TenantStorage::new(backend.clone(), tenant), req)
         .await
         .unwrap();
     let decoded = if out.response.body.is_empty() {
@@ -99,7 +101,18 @@ async fn call(
 }
 
 async fn ok(rt: &Runtime, backend: &SharedBackend, method: &str, path: &str, body: Value) -> Value {
-    let (status, body) = call(rt, backend, method, path, body).await;
+    ok_in(rt, backend, TENANT, method, path, body).await
+}
+
+async fn ok_in(
+    rt: &Runtime,
+    backend: &SharedBackend,
+    tenant: &str,
+    method: &str,
+    path: &str,
+    body: Value,
+) -> Value {
+    let (status, body) = call_in(rt, backend, tenant, method, path, body).await;
     assert!(
         status == 200 || status == 204,
         "{method} {path}: {status} {body}"
@@ -109,9 +122,20 @@ async fn ok(rt: &Runtime, backend: &SharedBackend, method: &str, path: &str, bod
 
 /// The values an in-mem destination holds, by external name.
 async fn objects(rt: &Runtime, backend: &SharedBackend, dest: &str) -> Vec<String> {
-    let body = ok(
+    objects_in(rt, backend, TENANT, dest).await
+}
+
+/// [`objects`] of tenant `tenant`'s destination.
+async fn objects_in(
+    rt: &Runtime,
+    backend: &SharedBackend,
+    tenant: &str,
+    dest: &str,
+) -> Vec<String> {
+    let body = ok_in(
         rt,
         backend,
+        tenant,
         "GET",
         &format!("sys/sync/destinations/in-mem/{dest}/objects"),
         Value::Null,
@@ -144,46 +168,77 @@ where
 /// KV-v2 at `secret/`, the in-mem destination `d`, the secret `app` synced
 /// to it, then changed: its sync is queued.
 async fn queued_change(rt: &Runtime, backend: &SharedBackend) {
-    ok(
+    queued_change_in(rt, backend, TENANT, "1", "2").await;
+}
+
+/// [`queued_change`] in tenant `tenant`: `app` is synced as `{"v": first}`, then changed to
+/// `{"v": then}`.
+async fn queued_change_in(
+    rt: &Runtime,
+    backend: &SharedBackend,
+    tenant: &str,
+    first: &str,
+    then: &str,
+) {
+    synced_secrets(rt, backend, tenant, &["app"], first).await;
+    ok_in(
         rt,
         backend,
+        tenant,
+        "POST",
+        "secret/data/app",
+        json!({"data": {"v": then}}),
+    )
+    .await;
+}
+
+/// KV-v2 at `secret/` and the in-mem destination `d` in tenant `tenant`, each of `secrets`
+/// written as `{"v": value}` and associated with `d`.
+async fn synced_secrets(
+    rt: &Runtime,
+    backend: &SharedBackend,
+    tenant: &str,
+    secrets: &[&str],
+    value: &str,
+) {
+    ok_in(
+        rt,
+        backend,
+        tenant,
         "POST",
         "sys/mounts/secret",
         json!({"type": "kv-v2"}),
     )
     .await;
-    ok(
+    ok_in(
         rt,
         backend,
+        tenant,
         "POST",
         "sys/sync/destinations/in-mem/d",
         json!({}),
     )
     .await;
-    ok(
-        rt,
-        backend,
-        "POST",
-        "secret/data/app",
-        json!({"data": {"v": "1"}}),
-    )
-    .await;
-    ok(
-        rt,
-        backend,
-        "POST",
-        "sys/sync/destinations/in-mem/d/associations/set",
-        json!({"mount": "secret", "secret_name": "app"}),
-    )
-    .await;
-    ok(
-        rt,
-        backend,
-        "POST",
-        "secret/data/app",
-        json!({"data": {"v": "2"}}),
-    )
-    .await;
+    for secret in secrets {
+        ok_in(
+            rt,
+            backend,
+            tenant,
+            "POST",
+            &format!("secret/data/{secret}"),
+            json!({"data": {"v": value}}),
+        )
+        .await;
+        ok_in(
+            rt,
+            backend,
+            tenant,
+            "POST",
+            "sys/sync/destinations/in-mem/d/associations/set",
+            json!({"mount": "secret", "secret_name": secret}),
+        )
+        .await;
+    }
 }
 
 /// A backend whose first list of the outbox's due index panics (a bug deep
@@ -363,4 +418,193 @@ async fn an_entry_that_exceeds_the_run_limits_fails_alone() {
     )
     .await;
     worker.stop(Duration::from_secs(10)).await;
+}
+
+/// One worker serves every tenant: a change queued in each of two tenants that use the same
+/// mount, secret and destination names reaches that tenant's destination, and the two
+/// destinations are unrelated stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_syncs_every_tenant_and_keeps_their_destinations_apart() {
+    let rt = engine();
+    let backend = memory_backend();
+    for tenant in ["t1", "t2"] {
+        queued_change_in(
+            &rt,
+            &backend,
+            tenant,
+            &format!("{tenant}-1"),
+            &format!("{tenant}-2"),
+        )
+        .await;
+    }
+    let worker = start_worker(&rt, &backend);
+    for tenant in ["t1", "t2"] {
+        let want = vec![format!(r#"{{"v":"{tenant}-2"}}"#)];
+        eventually(
+            "each tenant's change reaches its own destination",
+            Duration::from_secs(30),
+            || {
+                let (rt, backend, want) = (rt.clone(), backend.clone(), want.clone());
+                async move { objects_in(&rt, &backend, tenant, "d").await == want }
+            },
+        )
+        .await;
+    }
+    // A destination of the same name in a third tenant holds nothing.
+    ok(
+        &rt,
+        &backend,
+        "POST",
+        "sys/sync/destinations/in-mem/d",
+        json!({}),
+    )
+    .await;
+    assert!(objects_in(&rt, &backend, TENANT, "d").await.is_empty());
+    worker.stop(Duration::from_secs(10)).await;
+    // Nothing left to do: the index of tenants with work is empty again.
+    let index = backend
+        .list(kvsync::storage::sync_index::DUE_INDEX, None, None, 0)
+        .await
+        .unwrap();
+    assert!(index.keys.is_empty(), "{:?}", index.keys);
+}
+
+/// An `in-mem` connector that records who pushed what, in order.
+#[derive(Clone, Default)]
+struct Recorder {
+    pushes: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+#[async_trait::async_trait]
+impl Connector for Recorder {
+    const KIND: &'static str = "in-mem";
+    type Config = Ignored;
+
+    async fn push(&self, dest: &Dest<Ignored>, secret: &ExternalSecret) -> Result<(), SyncError> {
+        self.pushes
+            .lock()
+            .unwrap()
+            .push((dest.tenant.clone(), secret.name.clone()));
+        Ok(())
+    }
+
+    async fn delete(&self, _dest: &Dest<Ignored>, _name: &str) -> Result<(), SyncError> {
+        Ok(())
+    }
+}
+
+/// Fairness, counted: tenant `a` has more entries queued than one batch, tenant `b` one. The
+/// worker's turns push `b`'s change after at most one batch of `a`'s, not after all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_flood_delays_anothers_change_by_one_batch_at_most() {
+    let recorder = Recorder::default();
+    let connectors = Connectors::from_list(vec![typed(recorder.clone())]);
+    let rt = Runtime::new(
+        runtime::ENGINE_COMPONENT,
+        runtime::Limits::default(),
+        Arc::new(connectors),
+        std::env::var_os("KVSYNC_CACHE_DIR")
+            .map(std::path::PathBuf::from)
+            .as_deref(),
+    )
+    .unwrap();
+    let backend = memory_backend();
+    let flood = usize::try_from(worker::BATCH).unwrap() + 40;
+    // Tenant a: `flood` associations set while its sync is off, so each is queued, not pushed.
+    ok_in(
+        &rt,
+        &backend,
+        "a",
+        "POST",
+        "sys/sync/config",
+        json!({"disabled": true}),
+    )
+    .await;
+    let names: Vec<String> = (0..flood).map(|i| format!("s{i:03}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    synced_secrets(&rt, &backend, "a", &names, "1").await;
+    ok_in(
+        &rt,
+        &backend,
+        "a",
+        "POST",
+        "sys/sync/config",
+        json!({"disabled": false}),
+    )
+    .await;
+    // Tenant b: one change queued.
+    queued_change_in(&rt, &backend, "b", "1", "2").await;
+    recorder.pushes.lock().unwrap().clear();
+
+    let config = SyncConfig {
+        workers: 1,
+        ..sync_config()
+    };
+    let report = worker::drain(
+        &rt,
+        &backend,
+        &config,
+        Duration::ZERO,
+        Arc::new(DrainProgress::default()),
+    )
+    .await
+    .unwrap();
+    let pushes = recorder.pushes.lock().unwrap().clone();
+    let a_pushes = pushes.iter().filter(|(t, _)| t == "a").count();
+    let b_at = pushes.iter().position(|(t, _)| t == "b").unwrap();
+    assert_eq!((a_pushes, pushes.len()), (flood, flood + 1), "{report:?}");
+    assert!(
+        b_at <= usize::try_from(worker::BATCH).unwrap(),
+        "b's change waited for {b_at} of a's pushes, more than one batch"
+    );
+    println!(
+        "fairness: b's change pushed after {b_at} of a's {flood} queued entries (batch {})",
+        worker::BATCH
+    );
+}
+
+/// From [`Worker::start`] to `busy`'s queued change at its destination, with `idle` other
+/// tenants that have a destination and nothing queued.
+async fn first_sync_after_start(idle: usize) -> Duration {
+    let rt = engine();
+    let backend = memory_backend();
+    for i in 0..idle {
+        TenantStorage::new(backend.clone(), &format!("idle-{i:05}"))
+            .commit(
+                vec![],
+                vec![
+                    Op::Put {
+                        key: "sync/destinations/in-mem/d".into(),
+                        value: b"{}".to_vec(),
+                    },
+                    Op::Put {
+                        key: "kv/data/app".into(),
+                        value: b"{}".to_vec(),
+                    },
+                ],
+            )
+            .await
+            .unwrap();
+    }
+    queued_change_in(&rt, &backend, "busy", "1", "2").await;
+    let started = Instant::now();
+    let worker = start_worker(&rt, &backend);
+    let want = vec![r#"{"v":"2"}"#.to_string()];
+    while objects_in(&rt, &backend, "busy", "d").await != want {
+        assert!(started.elapsed() < Duration::from_secs(60), "never synced");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let took = started.elapsed();
+    worker.stop(Duration::from_secs(10)).await;
+    took
+}
+
+/// Start-up does not grow with idle tenants: prints the time from start to the first sync
+/// with none and with 10,000 idle tenants (a figure, not a test of speed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a figure for the README; run with --ignored --nocapture"]
+async fn start_up_with_ten_thousand_idle_tenants() {
+    let none = first_sync_after_start(0).await;
+    let many = first_sync_after_start(10_000).await;
+    println!("first sync after start: {none:?} with no idle tenant, {many:?} with 10,000");
 }

@@ -20,6 +20,8 @@ use crate::error::{ApiError, ApiResult};
 pub enum FieldType {
     Bool,
     Int,
+    /// A floating-point number, from a number or its text.
+    Float,
     String,
     /// Whole seconds, from a number or a Go duration string.
     Duration,
@@ -42,6 +44,7 @@ impl FieldType {
         match self {
             FieldType::Bool => Value::Bool(false),
             FieldType::Int | FieldType::Duration => Value::from(0),
+            FieldType::Float => Value::from(0.0),
             FieldType::String => Value::from(""),
             FieldType::CommaStringSlice | FieldType::StringSlice | FieldType::CommaIntSlice => {
                 Value::Array(Vec::new())

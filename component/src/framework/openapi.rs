@@ -534,6 +534,7 @@ fn field_schema(spec: &FieldSpec) -> Map<String, Value> {
     let (ty, format, items) = match spec.ty {
         FieldType::Bool => ("boolean", None, None),
         FieldType::Int => ("integer", None, None),
+        FieldType::Float => ("number", None, None),
         FieldType::String => ("string", None, None),
         FieldType::Duration => ("string", Some("duration"), None),
         FieldType::CommaStringSlice | FieldType::StringSlice => ("array", None, Some("string")),

@@ -217,6 +217,14 @@ fn coerce(field: &FieldSpec, raw: &Value) -> Result<Value, ApiError> {
         FieldType::Int => weak_int(raw)
             .map(Value::from)
             .ok_or_else(|| type_error(field, raw, "an integer")),
+        FieldType::Float => match raw {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        }
+        .filter(|f| f.is_finite())
+        .map(Value::from)
+        .ok_or_else(|| type_error(field, raw, "a number")),
         FieldType::String => match raw {
             Value::String(s) => Ok(Value::String(s.clone())),
             Value::Number(n) => Ok(Value::String(n.to_string())),
@@ -364,6 +372,10 @@ impl Fields {
 
     pub fn int(&self, name: &str) -> Option<i64> {
         self.values.get(name).and_then(Value::as_i64)
+    }
+
+    pub fn float(&self, name: &str) -> Option<f64> {
+        self.values.get(name).and_then(Value::as_f64)
     }
 
     /// Durations are stored as whole seconds.

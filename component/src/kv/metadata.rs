@@ -127,10 +127,7 @@ fn list_folder(kv: &mut Kv, folder: &str, fields: &Fields) -> ApiResult<Reply> {
         }
         keys = kept;
     }
-    if keys.is_empty() {
-        return Err(ApiError::NotFound);
-    }
-    Ok(Reply::data(json!({ "keys": keys })))
+    Reply::keys(keys)
 }
 
 /// A secret has a name. (A path ending in `/` never gets here: the HTTP

@@ -34,13 +34,7 @@ pub const FIELDS: &[FieldSpec] = &[
 
 /// `LIST sys/sync/github-apps`.
 pub fn list(tx: &mut Tx, _call: &Call) -> ApiResult<Reply> {
-    let mut names = tx.list(keys::GITHUB_APPS, Some('/'))?;
-    names.retain(|n| !n.ends_with('/'));
-    if names.is_empty() {
-        return Err(ApiError::NotFound);
-    }
-    names.sort();
-    Ok(Reply::data(json!({ "keys": names })))
+    Reply::keys(tx.names(keys::GITHUB_APPS)?)
 }
 
 /// `GET sys/sync/github-apps/:name`.

@@ -71,11 +71,8 @@ impl Sweep {
     /// The shard whose runs take its steps: a purge goes with its
     /// destination's entries.
     fn shard(&self, shards: u32) -> u32 {
-        match self {
-            Sweep::Recount { .. } | Sweep::Reconcile => shard_of("sync", "reconcile", shards),
-            Sweep::Purge { kind, name } => shard_of(kind, name, shards),
-            Sweep::MountDisabled { accessor } => shard_of("mount", accessor, shards),
-        }
+        let key = self.key();
+        shard_of_job(key.strip_prefix(JOBS).unwrap_or(&key), shards).unwrap_or(0)
     }
 
     /// The association a visited key (relative to [`Sweep::prefix`]) stands for.
@@ -90,6 +87,20 @@ impl Sweep {
             }
         }
     }
+}
+
+/// The shard whose runs take the steps of the job stored at [`JOBS`] + `rel`
+/// (`reconcile`, `purge/<type>/<name>`, `mount-disabled/<accessor>`): a purge
+/// goes with its destination's entries. `None` for a key no job has. The host
+/// files a tenant's jobs by it in its index of tenants with sync work.
+pub fn shard_of_job(rel: &str, shards: u32) -> Option<u32> {
+    let (a, b) = match rel.split_once('/') {
+        None if rel == "reconcile" => ("sync", "reconcile"),
+        Some(("purge", destination)) => destination.split_once('/')?,
+        Some(("mount-disabled", accessor)) => ("mount", accessor),
+        _ => return None,
+    };
+    Some(shard_of(a, b, shards))
 }
 
 /// A sweep in progress.

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod mounts;
 pub mod openapi;
 pub mod policies;
+pub mod quotas;
 pub mod status;
 
 use crate::api::Operation::{Delete, Header, List, Read, Update};
@@ -344,4 +345,61 @@ const PATHS: &[Path] = &[
     )
     .params(&[FieldSpec::string("path").describe("A path inside the mount.")])
     .access_by_mount(),
+    Path::new(
+        "quotas/config",
+        "The rate-limit quota configuration.",
+        &[
+            op(
+                Read,
+                "rate-limit-quotas-read-configuration",
+                "Read the quota configuration.",
+                quotas::read_config,
+            ),
+            op(
+                Update,
+                "rate-limit-quotas-configure",
+                "Replace the quota configuration.",
+                quotas::write_config,
+            ),
+        ],
+    )
+    .fields(quotas::CONFIG_FIELDS),
+    Path::new(
+        "quotas/rate-limit",
+        "The rate-limit quotas.",
+        &[op(
+            List,
+            "rate-limit-quotas-list",
+            "List the rate-limit quotas.",
+            quotas::list,
+        )],
+    ),
+    Path::new(
+        "quotas/rate-limit/{name}",
+        "Read, write and delete a rate-limit quota.",
+        &[
+            op(
+                Read,
+                "rate-limit-quotas-read",
+                "Read the quota.",
+                quotas::read,
+            )
+            .no_fields(),
+            op(
+                Update,
+                "rate-limit-quotas-write",
+                "Create or replace the quota.",
+                quotas::write,
+            ),
+            op(
+                Delete,
+                "rate-limit-quotas-delete",
+                "Delete the quota.",
+                quotas::delete,
+            )
+            .no_fields(),
+        ],
+    )
+    .params(quotas::NAME)
+    .fields(quotas::RATE_LIMIT_FIELDS),
 ];

@@ -30,6 +30,7 @@
 //! guest_cpu_limit     = "2s"
 //! guest_memory_limit  = "64MiB"
 //! max_concurrent_requests = 256
+//! tenant_max_concurrent_requests = 128   # per namespace (default: half of max_concurrent_requests)
 //! guest_warm_instances = 16      # idle engine instances kept for reuse (per tenant only; 0: fresh per call)
 //! provider_timeout    = "10s"
 //! sync_inline_timeout = "3s"   # associations/set waits this long, then answers PENDING
@@ -69,6 +70,7 @@ struct RawConfig {
     guest_cpu_limit: Option<String>,
     guest_memory_limit: Option<String>,
     max_concurrent_requests: Option<u32>,
+    tenant_max_concurrent_requests: Option<u32>,
     guest_warm_instances: Option<u32>,
     provider_timeout: Option<String>,
     sync_inline_timeout: Option<String>,
@@ -491,6 +493,12 @@ impl Config {
         if let Some(n) = raw.guest_warm_instances {
             limits.warm_instances = n;
         }
+        if let Some(n) = raw.tenant_max_concurrent_requests {
+            if n == 0 {
+                anyhow::bail!("tenant_max_concurrent_requests: must be at least 1");
+            }
+            limits.tenant_max_concurrent_requests = Some(n);
+        }
         let sync_inline_timeout = match raw.sync_inline_timeout {
             Some(t) => {
                 parse_duration(&t).map_err(|e| anyhow::anyhow!("sync_inline_timeout: {e}"))?
@@ -641,6 +649,24 @@ mod tests {
         assert_eq!(c.limits.cpu, Duration::from_millis(500));
         assert_eq!(c.limits.memory_bytes, 32 << 20);
         assert_eq!(c.sync, SyncConfig::default());
+        // The per-tenant cap: half the instance slots unless set.
+        assert_eq!(c.limits.tenant_cap(), 128);
+    }
+
+    #[test]
+    fn parses_the_tenant_concurrency_cap() {
+        let base = r#"
+            storage "redb" { path = "/tmp/x" }
+            listener "tcp" { tls_disable = true }
+            max_concurrent_requests = 10
+        "#;
+        let c = Config::parse(&format!("{base}\ntenant_max_concurrent_requests = 4")).unwrap();
+        assert_eq!(c.limits.tenant_max_concurrent_requests, Some(4));
+        assert_eq!(c.limits.tenant_cap(), 4);
+        let c = Config::parse(&format!("{base}\ntenant_max_concurrent_requests = 99")).unwrap();
+        assert_eq!(c.limits.tenant_cap(), 10);
+        assert_eq!(Config::parse(base).unwrap().limits.tenant_cap(), 5);
+        assert!(Config::parse(&format!("{base}\ntenant_max_concurrent_requests = 0")).is_err());
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub const DEFAULT_INLINE_BOUND: Duration = Duration::from_secs(3);
 /// The default bound on a whole API request (Vault's default
 /// `max_request_duration`).
 pub const DEFAULT_MAX_REQUEST_DURATION: Duration = Duration::from_secs(90);
+/// How long an API request waits for a slot of its tenant when the tenant is
+/// at `tenant_max_concurrent_requests`, before it is answered 503.
+pub const TENANT_SLOT_WAIT: Duration = Duration::from_millis(250);
 
 /// The guest's limits per call and the instance pool's size.
 #[derive(Debug, Clone)]
@@ -66,6 +69,21 @@ pub struct Limits {
     /// Idle instances kept for reuse by later calls of the same tenant (0: a
     /// fresh instance for every call). See the runtime's warm pool.
     pub warm_instances: u32,
+    /// API requests of one tenant (namespace) that may run at once, so one
+    /// tenant cannot take every instance slot; `None`: half of
+    /// `max_concurrent_instances` ([`Limits::tenant_cap`]).
+    pub tenant_max_concurrent_requests: Option<u32>,
+}
+
+impl Limits {
+    /// The per-tenant cap in effect: as set (at most the instance slots), or
+    /// half the slots; at least 1.
+    pub fn tenant_cap(&self) -> u32 {
+        let slots = self.max_concurrent_instances.max(1);
+        self.tenant_max_concurrent_requests
+            .unwrap_or(slots / 2)
+            .clamp(1, slots)
+    }
 }
 
 impl Default for Limits {
@@ -75,6 +93,7 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             max_concurrent_instances: 256,
             warm_instances: DEFAULT_WARM_INSTANCES,
+            tenant_max_concurrent_requests: None,
         }
     }
 }

@@ -31,6 +31,9 @@ pub(crate) struct Args {
     /// tenant; 0: a fresh instance for every request [config: guest_warm_instances; default: 16]
     #[arg(long, value_name = "N")]
     guest_warm_instances: Option<u32>,
+    /// API requests of one namespace that may run at once; more wait briefly, then get 503 [config: tenant_max_concurrent_requests; default: half of max_concurrent_requests]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    tenant_max_concurrent_requests: Option<u32>,
     #[command(flatten)]
     sync: SyncFlags,
     #[command(flatten)]
@@ -107,6 +110,7 @@ pub(crate) async fn exec(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
     let listener = args.listener.apply(config.listener.clone());
     let options = Options {
         warm_instances: args.guest_warm_instances,
+        tenant_max_concurrent_requests: args.tenant_max_concurrent_requests,
         max_request_duration: Some(listener.max_request_duration),
         sync: args.sync.apply(config.sync.clone())?,
     };
@@ -135,6 +139,7 @@ async fn dev(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
         .apply(server::dev_listener(args.dev_listen_address));
     let options = Options {
         warm_instances: args.guest_warm_instances,
+        tenant_max_concurrent_requests: args.tenant_max_concurrent_requests,
         max_request_duration: Some(listener.max_request_duration),
         sync: args.sync.apply(SyncConfig::default())?,
     };

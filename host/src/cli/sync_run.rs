@@ -46,6 +46,7 @@ pub(crate) async fn exec(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
     let options = Options {
         warm_instances: None,
+        tenant_max_concurrent_requests: None,
         max_request_duration: None,
         sync: args.sync.apply(config.sync.clone())?,
     };

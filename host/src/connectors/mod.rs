@@ -101,6 +101,9 @@ pub struct Destination {
     /// `aws-sm`, `azure-kv`, `gcp-sm`, `gh`, `vercel-project`, `in-mem`.
     pub kind: String,
     pub name: String,
+    /// The tenant whose destination it is (a destination name means something within its
+    /// tenant only; `in-mem` keeps each tenant's objects apart by it).
+    pub tenant: String,
     /// The destination's connection details (credentials in clear) and
     /// networking fields: always a JSON object.
     pub config: serde_json::Value,
@@ -126,6 +129,7 @@ impl Destination {
         let dest = Destination {
             kind,
             name,
+            tenant: String::new(),
             config: value,
         };
         if !dest.config.is_object() {
@@ -138,11 +142,20 @@ impl Destination {
     }
 }
 
+impl Destination {
+    /// This destination as tenant `tenant`'s.
+    pub fn in_tenant(mut self, tenant: &str) -> Self {
+        self.tenant = tenant.to_string();
+        self
+    }
+}
+
 impl fmt::Debug for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Destination")
             .field("kind", &self.kind)
             .field("name", &self.name)
+            .field("tenant", &self.tenant)
             .field("config", &"*****")
             .finish()
     }

@@ -27,6 +27,8 @@ use super::{Destination, DestinationConnector, ExternalSecret, SyncError, cannot
 #[derive(Debug)]
 pub struct Dest<C> {
     pub name: String,
+    /// The tenant whose destination it is.
+    pub tenant: String,
     /// The connection details, parsed.
     pub config: C,
     /// The egress rules of the networking fields.
@@ -48,6 +50,7 @@ impl<C: DeserializeOwned> Dest<C> {
         let config: C = deserialize(map.iter().filter(|(k, _)| !networking(k)))?;
         Ok(Dest {
             name: dest.name.clone(),
+            tenant: dest.tenant.clone(),
             config,
             egress: Arc::new(EgressPolicy::try_from(egress)?),
         })
@@ -186,6 +189,7 @@ mod tests {
             kind: "t".into(),
             name: "d".into(),
             config,
+            tenant: String::new(),
         })
     }
 

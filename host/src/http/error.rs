@@ -30,6 +30,14 @@ pub enum HostError {
     /// The body did not arrive within `http_read_timeout`.
     #[error("the request body did not arrive within http_read_timeout")]
     RequestTimeout,
+    /// A rate-limit quota refused the request (`path`: the full request path); `headers` go
+    /// on the response besides `Retry-After`.
+    #[error("request path {path:?}: rate limit quota exceeded")]
+    RateLimited {
+        path: String,
+        retry_after: u64,
+        headers: Vec<(&'static str, String)>,
+    },
 }
 
 impl HostError {
@@ -40,7 +48,10 @@ impl HostError {
             HostError::BadRequest(_) | HostError::Refused(_) => StatusCode::BAD_REQUEST,
             HostError::NotFound => StatusCode::NOT_FOUND,
             HostError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            HostError::Call(CallError::LimitExceeded(_) | CallError::Busy)
+            HostError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            HostError::Call(
+                CallError::LimitExceeded(_) | CallError::Busy | CallError::TenantBusy,
+            )
             | HostError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             HostError::Call(CallError::Trap(_)) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -78,6 +89,22 @@ impl HostError {
             header::CACHE_CONTROL,
             header::HeaderValue::from_static("no-store"),
         );
+        if let HostError::RateLimited {
+            retry_after,
+            headers,
+            ..
+        } = &self
+        {
+            for (name, value) in headers {
+                if let (Ok(name), Ok(value)) = (
+                    header::HeaderName::from_bytes(name.as_bytes()),
+                    header::HeaderValue::from_str(value),
+                ) {
+                    h.insert(name, value);
+                }
+            }
+            h.insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after));
+        }
         // The rest of a late body is not worth waiting for.
         if matches!(self, HostError::RequestTimeout) {
             h.insert(
@@ -99,6 +126,12 @@ mod tests {
         assert_eq!(limit.status(), StatusCode::SERVICE_UNAVAILABLE);
         let busy = HostError::Call(CallError::Busy).into_response();
         assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let tenant = HostError::Call(CallError::TenantBusy);
+        assert_eq!(
+            tenant.messages(),
+            ["the namespace has too many requests in progress; retry the request"]
+        );
+        assert_eq!(tenant.status(), StatusCode::SERVICE_UNAVAILABLE);
         let trap = HostError::Call(CallError::Trap("wasm backtrace: secret detail".into()));
         assert_eq!(trap.messages(), vec!["internal error".to_string()]);
         assert_eq!(
@@ -112,6 +145,19 @@ mod tests {
             HostError::PermissionDenied.messages(),
             vec!["permission denied".to_string()]
         );
+        let limited = HostError::RateLimited {
+            path: "secret/data/x".into(),
+            retry_after: 3,
+            headers: vec![("x-ratelimit-limit", "2".into())],
+        };
+        assert_eq!(
+            limited.messages(),
+            ["request path \"secret/data/x\": rate limit quota exceeded"]
+        );
+        let limited = limited.into_response();
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "3");
+        assert_eq!(limited.headers()["x-ratelimit-limit"], "2");
         let invalid = HostError::InvalidToken;
         assert_eq!(invalid.messages(), ["permission denied", "invalid token"]);
         assert_eq!(invalid.status(), StatusCode::FORBIDDEN);

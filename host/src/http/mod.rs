@@ -74,7 +74,13 @@ pub struct AppState {
     pub sync_wake: Arc<Notify>,
     /// The HA view `sys/leader` reports (`None`: the engine's answer as it is).
     pub ha: Option<crate::ha::HaView>,
+    /// The rate-limit quotas, checked before a request reaches the engine.
+    pub quotas: crate::quotas::Quotas,
 }
+
+/// The address a request came from (a request extension), for per-client quotas.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::IpAddr);
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish
 /// (bounded). Every connection is held to the state's [`ListenerLimits`]
@@ -136,7 +142,8 @@ pub async fn serve(
         let service = {
             let state = state.clone();
             let activity = activity.clone();
-            hyper::service::service_fn(move |req| {
+            hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(ClientAddr(peer.ip()));
                 let state = state.clone();
                 let (request, began) = activity.request_started();
                 async move {
@@ -329,6 +336,8 @@ async fn respond(
             )));
         }
     }
+    // Rate-limit quotas, before the token is looked at (as Vault), in the request's namespace.
+    let admitted = crate::quotas::admit(state, &req, "", &path).await?;
 
     // Paths served without a token do not spend a use of one.
     let decoded = api::request_path(&path, api::Operation::Read).ok();
@@ -474,6 +483,7 @@ async fn respond(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
     );
+    admitted.annotate(h);
     Ok((resp, !open))
 }
 
@@ -523,6 +533,7 @@ mod tests {
             api: Arc::new(Fixed(sync_due)),
             tokens: TokenStore::new(backend.clone()),
             policies: PolicyStore::new(backend.clone()),
+            quotas: crate::quotas::Quotas::new(backend.clone()),
             backend,
             limits: ListenerLimits::default(),
             sync_wake: Arc::new(Notify::new()),

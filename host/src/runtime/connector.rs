@@ -19,8 +19,9 @@ use super::bindings::kvsync::engine::connector as wit;
 use super::state::ConnectorView;
 use crate::connectors::{Connectors, Destination, ExternalSecret, SyncError};
 
-fn destination(d: wit::Destination) -> Result<Destination, SyncError> {
-    Destination::parse(d.kind, d.name, d.config)
+/// The guest's destination, as the tenant `tenant`'s.
+fn destination(d: wit::Destination, tenant: &str) -> Result<Destination, SyncError> {
+    Destination::parse(d.kind, d.name, d.config).map(|d| d.in_tenant(tenant))
 }
 
 fn from_wit(s: wit::ExternalSecret) -> ExternalSecret {
@@ -117,7 +118,7 @@ impl<'a> ConnectorView<'a> {
         Fut: std::future::Future<Output = Result<(), SyncError>>,
     {
         let started = Instant::now();
-        let out = match destination(dest) {
+        let out = match destination(dest, self.tenant) {
             Ok(dest) => {
                 let kind = dest.kind.clone();
                 let call = guarded(&kind, call(self.connectors, dest));
@@ -169,7 +170,7 @@ impl wit::Host for ConnectorView<'_> {
         dest: wit::Destination,
     ) -> wasmtime::Result<Result<Vec<wit::ExternalSecret>, wit::SyncError>> {
         let started = Instant::now();
-        let out = match destination(dest) {
+        let out = match destination(dest, self.tenant) {
             Ok(dest) => guarded(&dest.kind, self.connectors.inspect(&dest)).await,
             Err(e) => Err(e),
         };

@@ -35,6 +35,7 @@ mod keyring;
 pub mod limits;
 mod records;
 mod state;
+pub mod tenants;
 mod tokens;
 pub mod warm;
 
@@ -63,6 +64,9 @@ pub enum CallError {
     /// Too many calls at once: every instance slot is in use.
     #[error("the server is at capacity")]
     Busy,
+    /// Too many calls of the request's tenant at once (`tenant_max_concurrent_requests`).
+    #[error("the namespace has too many requests in progress; retry the request")]
+    TenantBusy,
     /// The guest trapped: a bug in the component.
     #[error("the engine trapped: {0}")]
     Trap(String),
@@ -88,6 +92,8 @@ pub struct Runtime {
     /// the call is stopped and answered 503 (Vault's `max_request_duration`).
     max_request_duration: Duration,
     warm: Arc<warm::WarmPool>,
+    /// Each tenant's share of the instance slots for API calls.
+    tenant_slots: Arc<tenants::TenantSlots>,
     /// The largest linear memory any call of this runtime ended with (bytes).
     peak_memory: Arc<AtomicUsize>,
     _ticker: Arc<limits::EpochTicker>,
@@ -96,7 +102,7 @@ pub struct Runtime {
 }
 
 pub use kvsync_host_core::settings::{
-    DEFAULT_CPU_LIMIT, DEFAULT_INLINE_BOUND, DEFAULT_MAX_REQUEST_DURATION,
+    DEFAULT_CPU_LIMIT, DEFAULT_INLINE_BOUND, DEFAULT_MAX_REQUEST_DURATION, TENANT_SLOT_WAIT,
 };
 
 /// The engine component built by `build.rs` for this binary.
@@ -134,6 +140,10 @@ impl Runtime {
             engine,
             pre,
             warm,
+            tenant_slots: Arc::new(tenants::TenantSlots::new(
+                limits.tenant_cap(),
+                TENANT_SLOT_WAIT,
+            )),
             peak_memory: Arc::new(AtomicUsize::new(0)),
             limits,
             connectors,
@@ -203,10 +213,12 @@ impl Runtime {
 
     /// Runs one API request in an instance of `storage`'s tenant, on behalf of
     /// `req.caller` (the `authz` import answers with `req.authority`): the
-    /// response, and what the request caused that the host must act on.
+    /// response, and what the request caused that the host must act on. The
+    /// tenant's calls at once are capped ([`tenants`]).
     pub async fn handle(&self, storage: TenantStorage, req: Request) -> Result<Outcome, CallError> {
         let (req, caller, authority) = WitRequest::split(req);
         let started = std::time::Instant::now();
+        let _slot = self.tenant_slots.acquire(storage.tenant()).await?;
         let mut w = self
             .checkout(storage, (caller, authority), Some(self.inline_bound))
             .await?;
@@ -274,6 +286,11 @@ impl Runtime {
     /// [`Runtime::peak_guest_memory`], starting the count again from zero.
     pub fn take_peak_guest_memory(&self) -> usize {
         self.peak_memory.swap(0, Ordering::Relaxed)
+    }
+
+    /// Tenants with an API call running or waiting for a slot now.
+    pub fn active_tenants(&self) -> usize {
+        self.tenant_slots.active_tenants()
     }
 
     /// Idle instances kept for reuse now (all tenants).

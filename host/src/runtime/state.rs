@@ -135,6 +135,7 @@ impl State {
     pub(super) fn connector_view(&mut self) -> ConnectorView<'_> {
         ConnectorView {
             connectors: &self.connectors,
+            tenant: self.storage.tenant(),
             cpu: &self.cpu,
             inline_bound: self.inline_bound,
             inline_deadline: self.inline_deadline,
@@ -180,10 +181,12 @@ pub struct StorageView<'a> {
     cpu: &'a CpuMeter,
 }
 
-/// What the `connector` import sees: the registry, the meter, and the bound
-/// on provider calls within an API request.
+/// What the `connector` import sees: the registry, the tenant, the meter, and
+/// the bound on provider calls within an API request.
 pub struct ConnectorView<'a> {
     pub(super) connectors: &'a Connectors,
+    /// The tenant the instance serves: every destination the guest names is that tenant's.
+    pub(super) tenant: &'a str,
     pub(super) cpu: &'a CpuMeter,
     pub(super) inline_bound: Option<Duration>,
     pub(super) inline_deadline: Option<Instant>,

@@ -115,11 +115,28 @@ pub fn engine(options: &EngineOptions) -> anyhow::Result<Runtime> {
 pub struct Options {
     /// Overrides `guest_warm_instances`.
     pub warm_instances: Option<u32>,
+    /// Overrides `tenant_max_concurrent_requests`.
+    pub tenant_max_concurrent_requests: Option<u32>,
     /// Overrides the listener's `max_request_duration`.
     pub max_request_duration: Option<Duration>,
     /// The sync worker's knobs: the configuration's, with the command's
     /// flags applied.
     pub sync: SyncConfig,
+}
+
+impl Options {
+    /// The engine's options with the command line's overrides applied.
+    fn apply(&self, engine: &mut EngineOptions) {
+        if let Some(n) = self.warm_instances {
+            engine.limits.warm_instances = n;
+        }
+        if let Some(n) = self.tenant_max_concurrent_requests {
+            engine.limits.tenant_max_concurrent_requests = Some(n);
+        }
+        if let Some(d) = self.max_request_duration {
+            engine.max_request_duration = d;
+        }
+    }
 }
 
 /// A bound listener, with the HTTP front's transport settings.
@@ -164,6 +181,7 @@ pub fn http_state(
 ) -> Arc<AppState> {
     Arc::new(AppState {
         api,
+        quotas: crate::quotas::Quotas::new(backend.clone()),
         backend,
         tokens,
         policies,
@@ -218,7 +236,7 @@ pub async fn dev_storage(
     Ok((sealed, (tokens, policies), root))
 }
 
-/// The assembled parts of a server of the root tenant.
+/// The assembled parts of a server.
 pub struct Server {
     backend: SharedBackend,
     /// What the storage is, for the start-up banner.
@@ -245,15 +263,11 @@ impl Server {
     ) -> anyhow::Result<Self> {
         let (sealed, description) = storage::open(config, config_path, env, access).await?;
         let mut engine_options = EngineOptions::from_config(config, env);
-        if let Some(n) = options.warm_instances {
-            engine_options.limits.warm_instances = n;
-        }
-        if let Some(d) = options.max_request_duration {
-            engine_options.max_request_duration = d;
-        }
+        options.apply(&mut engine_options);
         let runtime = engine(&engine_options)?;
         let (tokens, policies) = identity(&sealed.backend).await?;
         tokens.upgrade().await?;
+        crate::storage::sync_index::upgrade(sealed.backend.as_ref()).await?;
         let mut server = Self::assemble(sealed, (tokens, policies), runtime, options.sync);
         server.storage_description = description;
         server.ha_enabled = matches!(&config.storage, Storage::Postgres(pg) if pg.ha_enabled);
@@ -272,12 +286,7 @@ impl Server {
             connector_env: env.connectors.clone(),
             ..EngineOptions::default()
         };
-        if let Some(n) = options.warm_instances {
-            engine_options.limits.warm_instances = n;
-        }
-        if let Some(d) = options.max_request_duration {
-            engine_options.max_request_duration = d;
-        }
+        options.apply(&mut engine_options);
         let runtime = engine(&engine_options)?;
         let (sealed, identity, root) = dev_storage(&runtime, root_token_id).await?;
         Ok((
@@ -356,6 +365,19 @@ impl Server {
         body: &[u8],
         caller: Option<Caller>,
     ) -> anyhow::Result<runtime::Outcome> {
+        self.call_in(ROOT_TENANT, method, path, body, caller).await
+    }
+
+    /// [`Server::call`] against the storage of tenant `tenant` (the caller's authority is
+    /// still the root namespace's: a test's way to drive several tenants).
+    pub async fn call_in(
+        &self,
+        tenant: &str,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        caller: Option<Caller>,
+    ) -> anyhow::Result<runtime::Outcome> {
         let caller = match caller {
             Some(caller) => {
                 let authority =
@@ -365,15 +387,15 @@ impl Server {
             None => None,
         };
         let req = runtime::request(method, path, body, caller);
-        Ok(self.runtime.handle(self.storage(), req).await?)
+        let storage = TenantStorage::new(self.backend.clone(), tenant);
+        Ok(self.runtime.handle(storage, req).await?)
     }
 
-    /// Starts the sync worker of the root tenant, as `host`.
+    /// Starts the sync worker of every tenant, as `host`.
     pub fn start_worker(&self, host: HostInfo) -> Worker {
         Worker::start(
             self.runtime.clone(),
             self.backend.clone(),
-            ROOT_TENANT,
             self.sync.clone(),
             self.sync_wake.clone(),
             host,
@@ -387,15 +409,7 @@ impl Server {
         wait: Duration,
         progress: Arc<DrainProgress>,
     ) -> anyhow::Result<DrainReport> {
-        worker::drain(
-            &self.runtime,
-            &self.backend,
-            ROOT_TENANT,
-            &self.sync,
-            wait,
-            progress,
-        )
-        .await
+        worker::drain(&self.runtime, &self.backend, &self.sync, wait, progress).await
     }
 
     /// Runs the sync worker (as `host`) until `shutdown` resolves, then stops it, letting
@@ -421,7 +435,6 @@ impl Server {
         let ha = HaView {
             leases: Leases::new(
                 self.backend.clone(),
-                ROOT_TENANT,
                 host.clone(),
                 self.sync.lease_ttl,
                 self.sync.workers,

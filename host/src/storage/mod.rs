@@ -5,7 +5,8 @@
 //!
 //! * [`TenantStorage`] — the view handed to one guest: every key it names lives under
 //!   `tenants/<tenant>/`, so it can neither read nor write another tenant's records, nor the host's
-//!   own records (kept under `core/`).
+//!   own records (kept under `core/`). Its commits also keep the host's index of tenants with
+//!   sync work ([`sync_index`]) in step with the guest's sync outbox.
 //! * [`Barrier`] — encryption at rest: values are sealed with AES-256-GCM, bound to their key.
 //! * [`RedbBackend`] — the embedded, crash-safe, transactional database (file or in-memory), or
 //!   [`PostgresBackend`] — a PostgreSQL database several hosts share.
@@ -26,6 +27,7 @@ use std::sync::Arc;
 mod barrier;
 pub mod postgres;
 mod redb;
+pub mod sync_index;
 mod tenant;
 mod watch;
 

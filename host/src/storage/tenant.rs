@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use super::sync_index::{self, encode_tenant};
 use super::{Backend, Condition, Entry, Op, Page, SharedBackend, StorageError};
 
 /// The key prefix of a tenant's records: `tenants/<tenant_id>/`.
@@ -14,18 +15,7 @@ use super::{Backend, Condition, Entry, Op, Page, SharedBackend, StorageError};
 /// never contains `/`: no tenant's prefix is a prefix of another's (tenant `a/b` cannot end up
 /// inside tenant `a`). Ordinary ids such as `root` are used as they are.
 pub fn tenant_prefix(tenant_id: &str) -> String {
-    let mut prefix = String::with_capacity("tenants/".len() + tenant_id.len() + 1);
-    prefix.push_str("tenants/");
-    for c in tenant_id.chars() {
-        match c {
-            '%' => prefix.push_str("%25"),
-            '/' => prefix.push_str("%2F"),
-            '\0' => prefix.push_str("%00"),
-            c => prefix.push(c),
-        }
-    }
-    prefix.push('/');
-    prefix
+    format!("tenants/{}/", encode_tenant(tenant_id))
 }
 
 /// One tenant's view of a [`SharedBackend`]. Cheap to clone.
@@ -115,7 +105,9 @@ impl TenantStorage {
             .await
     }
 
-    /// [`Backend::commit`] within the tenant: every condition and op key is a guest key.
+    /// [`Backend::commit`] within the tenant: every condition and op key is a guest key. The
+    /// commit also files the tenant in the host's index of tenants with sync work when the
+    /// guest queues some (see [`sync_index`]).
     pub async fn commit(
         &self,
         conditions: Vec<Condition>,
@@ -130,7 +122,9 @@ impl TenantStorage {
                 })
             })
             .collect::<Result<Vec<_>, StorageError>>()?;
-        let ops = ops
+        let encoded = encode_tenant(&self.tenant);
+        let (index, touch) = sync_index::index_ops(&encoded, &ops);
+        let mut ops = ops
             .into_iter()
             .map(|op| {
                 Ok(match op {
@@ -144,6 +138,10 @@ impl TenantStorage {
                 })
             })
             .collect::<Result<Vec<_>, StorageError>>()?;
+        ops.extend(index);
+        if touch {
+            ops.extend(sync_index::touch_ops(self.backend.as_ref(), &encoded).await?);
+        }
         self.backend.commit(conditions, ops).await
     }
 }

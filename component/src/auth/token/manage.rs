@@ -5,8 +5,6 @@
 //! accessor forms 400 `invalid accessor`, `revoke` a silent 204,
 //! `revoke-accessor` a 200 with a warning.
 
-use serde_json::json;
-
 use crate::api::Reply;
 use crate::error::{ApiError, ApiResult};
 use crate::framework::Call;
@@ -122,11 +120,7 @@ pub fn revoke_orphan(_tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
 }
 
 pub fn list_accessors(_tx: &mut Tx, call: &Call) -> ApiResult<Reply> {
-    let keys = call.env.tokens.list_accessors()?;
-    if keys.is_empty() {
-        return Err(ApiError::NotFound);
-    }
-    Ok(Reply::data(json!({ "keys": keys })))
+    Reply::keys(call.env.tokens.list_accessors()?)
 }
 
 /// `tidy`: the host's sweep removes the records of expired and revoked

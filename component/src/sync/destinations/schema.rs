@@ -39,6 +39,7 @@ fn requested(spec: &FieldSpec, fields: &Fields) -> Option<Value> {
     match spec.ty {
         FieldType::Bool => fields.bool(name).map(Value::from),
         FieldType::Int | FieldType::Duration => fields.int(name).map(Value::from),
+        FieldType::Float => fields.float(name).map(Value::from),
         FieldType::String => fields.string(name).map(Value::from),
         FieldType::CommaStringSlice | FieldType::StringSlice => fields.strings(name).map(|items| {
             Value::from(

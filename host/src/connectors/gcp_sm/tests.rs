@@ -23,6 +23,7 @@ fn dest(config: Value) -> Destination {
         kind: "gcp-sm".into(),
         name: "d".into(),
         config,
+        tenant: String::new(),
     }
 }
 

@@ -317,6 +317,7 @@ mod tests {
             kind: "gh".into(),
             name: "d".into(),
             config,
+            tenant: String::new(),
         };
         Dest::parse(&d).and_then(|d| Target::new(&d))
     }

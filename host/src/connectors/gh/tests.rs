@@ -9,6 +9,7 @@ fn dest(config: Value) -> Destination {
         kind: "gh".into(),
         name: "d".into(),
         config,
+        tenant: String::new(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `in-mem`: a destination kept in the server's own memory (a kvsync extension for
-//! tests and demos). Objects are keyed by destination name, then external name,
-//! and are gone when the server stops. Its config is ignored (the networking
+//! tests and demos). Objects are keyed by tenant and destination name, then
+//! external name, so the same destination name in two tenants is two unrelated
+//! stores; they are gone when the server stops. Its config is ignored (the networking
 //! fields must still be well-formed).
 
 use std::collections::BTreeMap;
@@ -17,8 +18,13 @@ struct Stored {
     tags: Vec<(String, String)>,
 }
 
-/// destination name → external name → object.
-type Objects = BTreeMap<String, BTreeMap<String, Stored>>;
+/// (tenant, destination name) → external name → object.
+type Objects = BTreeMap<(String, String), BTreeMap<String, Stored>>;
+
+/// The key of a destination's objects.
+fn store_of(dest: &Dest<Ignored>) -> (String, String) {
+    (dest.tenant.clone(), dest.name.clone())
+}
 
 #[derive(Default)]
 pub struct InMemory {
@@ -39,7 +45,7 @@ impl Connector for InMemory {
     type Config = Ignored;
 
     async fn push(&self, dest: &Dest<Ignored>, secret: &ExternalSecret) -> Result<(), SyncError> {
-        self.objects().entry(dest.name.clone()).or_default().insert(
+        self.objects().entry(store_of(dest)).or_default().insert(
             secret.name.clone(),
             Stored {
                 value: secret.value.clone(),
@@ -51,10 +57,11 @@ impl Connector for InMemory {
 
     async fn delete(&self, dest: &Dest<Ignored>, name: &str) -> Result<(), SyncError> {
         let mut objects = self.objects();
-        if let Some(held) = objects.get_mut(&dest.name) {
+        let store = store_of(dest);
+        if let Some(held) = objects.get_mut(&store) {
             held.remove(name);
             if held.is_empty() {
-                objects.remove(&dest.name);
+                objects.remove(&store);
             }
         }
         Ok(())
@@ -63,7 +70,7 @@ impl Connector for InMemory {
     async fn inspect(&self, dest: &Dest<Ignored>) -> Result<Vec<ExternalSecret>, SyncError> {
         Ok(self
             .objects()
-            .get(&dest.name)
+            .get(&store_of(dest))
             .map(|held| {
                 held.iter()
                     .map(|(name, stored)| ExternalSecret {

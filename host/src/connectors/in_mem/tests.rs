@@ -1,8 +1,12 @@
 use super::*;
 
 fn dest(name: &str) -> Dest<Ignored> {
+    dest_of("t1", name)
+}
+
+fn dest_of(tenant: &str, name: &str) -> Dest<Ignored> {
     let d = crate::connectors::Destination::parse("in-mem".into(), name.into(), "{}".into());
-    Dest::parse(&d.unwrap()).unwrap()
+    Dest::parse(&d.unwrap().in_tenant(tenant)).unwrap()
 }
 
 fn secret(name: &str, value: &str, tag: &str) -> ExternalSecret {
@@ -46,4 +50,21 @@ async fn delete_of_a_missing_object_or_destination_succeeds() {
     c.delete(&d, "a").await.unwrap();
     assert!(c.inspect(&d).await.unwrap().is_empty());
     assert!(c.objects().is_empty());
+}
+
+#[tokio::test]
+async fn the_same_name_in_two_tenants_is_two_stores() {
+    let c = InMemory::default();
+    let (one, two) = (dest_of("t1", "d"), dest_of("t2", "d"));
+    c.push(&one, &secret("a", "1", "")).await.unwrap();
+    c.push(&two, &secret("a", "2", "")).await.unwrap();
+    c.push(&two, &secret("b", "3", "")).await.unwrap();
+    let values = |list: Vec<ExternalSecret>| -> Vec<String> {
+        list.into_iter().map(|s| s.value.to_string()).collect()
+    };
+    assert_eq!(values(c.inspect(&one).await.unwrap()), ["1"]);
+    assert_eq!(values(c.inspect(&two).await.unwrap()), ["2", "3"]);
+    c.delete(&one, "a").await.unwrap();
+    assert!(c.inspect(&one).await.unwrap().is_empty());
+    assert_eq!(values(c.inspect(&two).await.unwrap()), ["2", "3"]);
 }
