@@ -8,6 +8,7 @@ use crate::connector::{Connector, DestinationRef, ExternalSecret, SyncError};
 use crate::effects::SyncDue;
 use crate::env::Env;
 use crate::keyring::{KeyStatus, Keyring, KeyringError};
+use crate::namespaces::{NamespaceError, NamespaceInfo, Namespaces};
 use crate::policies::{Policies, PolicyError, PolicyText, Subject};
 use crate::storage::{Condition, Entry, Op, Page, Storage, StorageError};
 use crate::tokens::{CreateRequest, Issued, Lease, Target, TokenError, TokenInfo, Tokens};
@@ -22,6 +23,7 @@ use exports::kvsync::engine::sync as sync_export;
 use kvsync::engine::authz as host_authz;
 use kvsync::engine::connector as host_connector;
 use kvsync::engine::keyring as host_keyring;
+use kvsync::engine::namespaces as host_namespaces;
 use kvsync::engine::policies as host_policies;
 use kvsync::engine::storage as host;
 use kvsync::engine::tokens as host_tokens;
@@ -38,6 +40,7 @@ fn host_env() -> Env<'static> {
         policies: &HostPolicies,
         tokens: &HostTokens,
         keyring: &HostKeyring,
+        namespaces: &HostNamespaces,
     }
 }
 
@@ -318,6 +321,64 @@ impl Keyring for HostKeyring {
 
     fn rotate(&self) -> Result<KeyStatus, KeyringError> {
         from_host_keyring(host_keyring::rotate())
+    }
+}
+
+struct HostNamespaces;
+
+fn from_host_namespace_error(e: host_namespaces::NamespaceError) -> NamespaceError {
+    match e {
+        host_namespaces::NamespaceError::BadRequest(m) => NamespaceError::BadRequest(m),
+        host_namespaces::NamespaceError::Forbidden(m) => NamespaceError::Forbidden(m),
+        host_namespaces::NamespaceError::Unavailable(m) => NamespaceError::Unavailable(m),
+    }
+}
+
+fn from_host_namespace(n: host_namespaces::Namespace) -> NamespaceInfo {
+    NamespaceInfo {
+        id: n.id,
+        path: n.path,
+        uuid: n.uuid,
+        custom_metadata: n.custom_metadata.into_iter().collect(),
+    }
+}
+
+impl Namespaces for HostNamespaces {
+    fn list(&self) -> Result<Vec<NamespaceInfo>, NamespaceError> {
+        host_namespaces::list()
+            .map(|all| all.into_iter().map(from_host_namespace).collect())
+            .map_err(from_host_namespace_error)
+    }
+
+    fn read(&self, path: &str) -> Result<Option<NamespaceInfo>, NamespaceError> {
+        host_namespaces::read(path)
+            .map(|n| n.map(from_host_namespace))
+            .map_err(from_host_namespace_error)
+    }
+
+    fn create(
+        &self,
+        path: &str,
+        custom_metadata: Option<std::collections::BTreeMap<String, String>>,
+    ) -> Result<NamespaceInfo, NamespaceError> {
+        let metadata = custom_metadata.map(|m| m.into_iter().collect::<Vec<_>>());
+        host_namespaces::create(path, metadata.as_deref())
+            .map(from_host_namespace)
+            .map_err(from_host_namespace_error)
+    }
+
+    fn patch(
+        &self,
+        path: &str,
+        changes: Vec<(String, Option<String>)>,
+    ) -> Result<Option<NamespaceInfo>, NamespaceError> {
+        host_namespaces::patch(path, &changes)
+            .map(|n| n.map(from_host_namespace))
+            .map_err(from_host_namespace_error)
+    }
+
+    fn delete(&self, path: &str) -> Result<bool, NamespaceError> {
+        host_namespaces::delete(path).map_err(from_host_namespace_error)
     }
 }
 

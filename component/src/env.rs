@@ -4,6 +4,7 @@
 use crate::authz::{Authz, FakeAuthz};
 use crate::connector::{Connector, MemConnector};
 use crate::keyring::{Keyring, MemKeyring};
+use crate::namespaces::{MemNamespaces, Namespaces};
 use crate::policies::{MemPolicies, Policies};
 use crate::storage::{MemStorage, Storage};
 use crate::tokens::{Minimal, Tokens};
@@ -16,6 +17,7 @@ pub struct Env<'a> {
     pub policies: &'a dyn Policies,
     pub tokens: &'a dyn Tokens,
     pub keyring: &'a dyn Keyring,
+    pub namespaces: &'a dyn Namespaces,
 }
 
 /// Owned in-memory fakes of every import (native tests and baselines).
@@ -26,6 +28,7 @@ pub struct Fakes {
     pub policies: MemPolicies,
     pub tokens: Minimal,
     pub keyring: MemKeyring,
+    pub namespaces: MemNamespaces,
 }
 
 impl Default for Fakes {
@@ -37,6 +40,7 @@ impl Default for Fakes {
             policies: MemPolicies::default(),
             tokens: Minimal::new(),
             keyring: MemKeyring::default(),
+            namespaces: MemNamespaces::default(),
         }
     }
 }
@@ -50,6 +54,7 @@ impl Fakes {
             policies: &self.policies,
             tokens: &self.tokens,
             keyring: &self.keyring,
+            namespaces: &self.namespaces,
         }
     }
 }

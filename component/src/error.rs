@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::keyring::KeyringError;
+use crate::namespaces::NamespaceError;
 use crate::policies::PolicyError;
 use crate::storage::StorageError;
 use crate::tokens::TokenError;
@@ -121,6 +122,18 @@ impl From<KeyringError> for ApiError {
             KeyringError::BadRequest(m) => ApiError::BadRequest(m),
             KeyringError::Forbidden(m) => ApiError::Forbidden(m),
             KeyringError::Unavailable(m) => ApiError::Unavailable(m),
+        }
+    }
+}
+
+/// The namespace store's errors already say their class (a storage
+/// failure's message stays in the log).
+impl From<NamespaceError> for ApiError {
+    fn from(e: NamespaceError) -> Self {
+        match e {
+            NamespaceError::BadRequest(m) => ApiError::BadRequest(m),
+            NamespaceError::Forbidden(m) => ApiError::Forbidden(m),
+            NamespaceError::Unavailable(m) => ApiError::Unavailable(m),
         }
     }
 }

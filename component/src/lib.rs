@@ -16,6 +16,7 @@ pub mod error;
 pub mod framework;
 pub mod keyring;
 pub mod kv;
+pub mod namespaces;
 pub mod policies;
 pub mod router;
 pub mod storage;

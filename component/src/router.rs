@@ -356,7 +356,7 @@ mod tests {
             vec![
                 ("sys/sync/", 13),
                 ("sys/activation-flags/", 2),
-                ("sys/", 22),
+                ("sys/", 24),
                 ("auth/token/", 17),
                 ("", 7)
             ]

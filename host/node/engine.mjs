@@ -1,6 +1,6 @@
 // The engine component, transpiled by build.mjs into gen/, instantiated with
-// this host's imports: `storage`, `connector`, `authz`, `tokens`, `policies`
-// and `keyring` (each in its own file) and WASI from the *sandboxed* preview2 shim (no preopened directories,
+// this host's imports: `storage`, `connector`, `authz`, `tokens`, `policies`,
+// `keyring` and `namespaces` (each in its own file) and WASI from the *sandboxed* preview2 shim (no preopened directories,
 // no environment, no arguments, no network). Tests may replace the clocks and
 // the random source (deterministic.mjs).
 //
@@ -17,6 +17,7 @@ import { WASIShim } from '@bytecodealliance/preview2-shim/instantiation';
 
 import { authzImports } from './authz.mjs';
 import { keyringImports, wallClockNs } from './keyring.mjs';
+import { namespaceImports } from './namespaces.mjs';
 import { policyImports } from './policies.mjs';
 import { tokenImports } from './tokens.mjs';
 
@@ -82,6 +83,7 @@ export class Engine {
       'kvsync:engine/tokens': tokenImports(context, root),
       'kvsync:engine/policies': policyImports(context, root),
       'kvsync:engine/keyring': keyringImports(context, wallClockNs(wasi)),
+      'kvsync:engine/namespaces': namespaceImports(context),
     };
     this.#instance = this.#fresh();
   }

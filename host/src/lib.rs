@@ -8,6 +8,7 @@ pub mod connectors;
 pub mod env;
 pub mod ha;
 pub mod http;
+pub mod namespaces;
 pub(crate) mod private_fs;
 pub mod quotas;
 pub mod runtime;

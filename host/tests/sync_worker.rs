@@ -30,6 +30,7 @@ fn root() -> Caller {
         policies: vec!["root".into()],
         path: "auth/token/root".into(),
         creation_time: 0,
+        namespace_id: "root".into(),
     }
 }
 

@@ -1209,11 +1209,6 @@ def test_root_namespace_header(diff, namespace):
     diff.get(f"secret/data/{p}", headers={"X-Vault-Namespace": namespace}, expect=200)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kvsync bug: an unknown namespace in X-Vault-Namespace answers 400; OpenBao answers 404 "
-    "'namespace not found' (namespaces are not served yet, see the README's Status)",
-)
 def test_unknown_namespace_header(diff):
     diff.get("secret/config", headers={"X-Vault-Namespace": unique("ns") + "/"}, expect=404)
 

@@ -17,6 +17,7 @@ pub fn root_caller() -> kvsync::auth::Caller {
         policies: vec!["root".into()],
         path: "auth/token/root".into(),
         creation_time: 0,
+        namespace_id: "root".into(),
     }
 }
 

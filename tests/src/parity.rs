@@ -48,6 +48,7 @@ pub fn parity_root() -> Caller {
         policies: vec!["root".into()],
         path: "auth/token/root".into(),
         creation_time: DEFAULT_START.as_secs(),
+        namespace_id: "root".into(),
     }
 }
 

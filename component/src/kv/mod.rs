@@ -318,6 +318,7 @@ pub(crate) mod testing {
                 policies: &self.policies,
                 tokens: &self.tokens,
                 keyring: &crate::keyring::NoKeyring,
+                namespaces: &crate::namespaces::NoNamespaces,
             };
             crate::testing::call(&env, method, path, &body)
         }

@@ -88,6 +88,7 @@ mod tests {
             let refusing = Refusing(err);
             let env = Env {
                 keyring: &refusing,
+                namespaces: &crate::namespaces::NoNamespaces,
                 ..f.env()
             };
             assert_eq!(call(&env, "GET", "sys/key-status", &Value::Null).0, status);

@@ -9,12 +9,13 @@ pub mod health;
 pub mod internal_ui;
 pub mod keys;
 pub mod mounts;
+pub mod namespaces;
 pub mod openapi;
 pub mod policies;
 pub mod quotas;
 pub mod status;
 
-use crate::api::Operation::{Delete, Header, List, Read, Update};
+use crate::api::Operation::{Create, Delete, Header, List, Patch, Read, Update};
 use serde_json::{Map, Value, json};
 
 use crate::framework::{Backend, FieldSpec, Path, op};
@@ -292,6 +293,57 @@ const PATHS: &[Path] = &[
     )
     .params(MOUNT)
     .fields(mounts::ENABLE_FIELDS),
+    Path::new(
+        "namespaces",
+        "The namespaces directly under the request's namespace.",
+        &[op(
+            List,
+            "namespaces-list-namespaces",
+            "List the child namespaces.",
+            namespaces::list,
+        )],
+    ),
+    Path::new(
+        "namespaces/{path+}",
+        "Create, read, update and delete a namespace.",
+        &[
+            op(
+                Read,
+                "namespaces-read-namespace",
+                "Read the namespace.",
+                namespaces::read,
+            )
+            .no_fields(),
+            op(
+                Create,
+                "namespaces-create-namespace",
+                "Create the namespace (its parent must exist).",
+                namespaces::write,
+            ),
+            op(
+                Update,
+                "namespaces-create-namespace",
+                "Replace the namespace's custom metadata.",
+                namespaces::write,
+            ),
+            op(
+                Patch,
+                "namespaces-patch-namespace",
+                "Merge the namespace's custom metadata (a null value removes a key).",
+                namespaces::patch,
+            ),
+            op(
+                Delete,
+                "namespaces-delete-namespace",
+                "Delete the namespace and everything in it.",
+                namespaces::delete,
+            )
+            .no_fields(),
+        ],
+    )
+    .params(namespaces::PATH)
+    .fields(namespaces::FIELDS)
+    .existence_check(namespaces::exists),
     Path::new(
         "key-status",
         "The storage encryption key's term, install time and encryption count.",

@@ -44,15 +44,30 @@ impl std::fmt::Debug for Authority {
 }
 
 impl Authority {
-    /// The authority of `caller` in `namespace`: its policies compiled (from
-    /// the cache when nothing changed).
+    /// The authority of `caller`, a token of `namespace`, in `namespace`:
+    /// its policies compiled (from the cache when nothing changed).
     pub async fn of(
         namespace: Namespace,
         caller: &Caller,
         policies: &PolicyStore,
         tokens: &TokenStore,
     ) -> Result<Authority, StorageError> {
-        let acl = policies.acl(&namespace, &caller.policies).await?;
+        let home = namespace.clone();
+        Self::acting_in(namespace, &home, caller, policies, tokens).await
+    }
+
+    /// The authority in `namespace` of `caller`, a token of `home` (the
+    /// same namespace or an ancestor for any rule to apply): the policies
+    /// of `home`, their rules prefixed with `home`'s path, decide on
+    /// `namespace`'s path followed by the request path.
+    pub async fn acting_in(
+        namespace: Namespace,
+        home: &Namespace,
+        caller: &Caller,
+        policies: &PolicyStore,
+        tokens: &TokenStore,
+    ) -> Result<Authority, StorageError> {
+        let acl = policies.acl(home, &caller.policies).await?;
         Ok(Authority {
             namespace,
             acl,
@@ -73,17 +88,17 @@ impl Authority {
 
     /// The exact check (`authz.authorize`).
     pub fn authorize(&self, operation: super::policy::Operation, path: &str, sudo: bool) -> bool {
-        acl::authorize(Some(&self.acl), operation, path, sudo)
+        acl::authorize(Some(&self.acl), &self.namespace.path, operation, path, sudo)
     }
 
     /// A secondary check (`authz.allowed`).
     pub fn allowed(&self, capability: &str, path: &str) -> bool {
-        acl::allowed(Some(&self.acl), capability, path)
+        acl::allowed(Some(&self.acl), &self.namespace.path, capability, path)
     }
 
     /// Access under a mount (`authz.can-reach`).
     pub fn can_reach(&self, prefix: &str) -> bool {
-        acl::can_reach(Some(&self.acl), prefix)
+        acl::can_reach(Some(&self.acl), &self.namespace.path, prefix)
     }
 
     pub async fn read_policy(&self, name: &str) -> Result<Option<StoredPolicy>, StorageError> {
@@ -134,13 +149,7 @@ impl Authority {
         };
         Ok(paths
             .iter()
-            .map(|path| {
-                let path = path.trim_start_matches('/');
-                match acl.namespace_path() {
-                    "" => acl.capabilities(path),
-                    ns => acl.capabilities(&format!("{ns}{path}")),
-                }
-            })
+            .map(|path| acl.capabilities(&acl::full_path(&self.namespace.path, path)))
             .collect())
     }
 }

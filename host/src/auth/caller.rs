@@ -50,6 +50,9 @@ pub struct Caller {
     pub path: String,
     /// Creation time in seconds since the Unix epoch.
     pub creation_time: u64,
+    /// The id of the namespace the token belongs to (`root` for the root
+    /// namespace): its policies are that namespace's.
+    pub namespace_id: String,
 }
 
 #[cfg(test)]
@@ -66,6 +69,7 @@ mod tests {
             policies: vec!["root".into()],
             path: "auth/token/root".into(),
             creation_time: 0,
+            namespace_id: "root".into(),
         };
         for text in [
             format!("{caller:?}"),

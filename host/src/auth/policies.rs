@@ -30,7 +30,7 @@ use super::ROOT_POLICY;
 use super::policy::{Acl, DEFAULT_POLICY, DEFAULT_POLICY_TEXT, Policy, root_policy};
 use crate::storage::{Condition, Follower, Op, SharedBackend, StorageError};
 
-const PREFIX: &str = "core/policies/acl/";
+pub(crate) const PREFIX: &str = "core/policies/acl/";
 
 /// How many compiled ACLs one namespace keeps; past that the cache starts over.
 pub const MAX_CACHED_ACLS: usize = 4096;

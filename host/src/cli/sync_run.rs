@@ -120,6 +120,7 @@ fn operator() -> Caller {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
+        namespace_id: crate::auth::policies::ROOT_NAMESPACE.to_string(),
     }
 }
 

@@ -106,6 +106,7 @@ mod tests {
             policies: vec!["default".into(), "p".into()],
             path: "auth/token/create".into(),
             creation_time: 0,
+            namespace_id: "root".into(),
         };
         Authority::of(ns, &caller, &policies, &TokenStore::new(backend))
             .await

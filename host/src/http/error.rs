@@ -27,6 +27,9 @@ pub enum HostError {
     Storage(String),
     #[error("not found")]
     NotFound,
+    /// The request addresses a namespace that does not exist.
+    #[error("namespace not found")]
+    NamespaceNotFound,
     /// The body did not arrive within `http_read_timeout`.
     #[error("the request body did not arrive within http_read_timeout")]
     RequestTimeout,
@@ -46,7 +49,7 @@ impl HostError {
             HostError::PermissionDenied | HostError::InvalidToken => StatusCode::FORBIDDEN,
             HostError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HostError::BadRequest(_) | HostError::Refused(_) => StatusCode::BAD_REQUEST,
-            HostError::NotFound => StatusCode::NOT_FOUND,
+            HostError::NotFound | HostError::NamespaceNotFound => StatusCode::NOT_FOUND,
             HostError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             HostError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             HostError::Call(

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod conn;
 mod error;
+pub mod namespace;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -29,7 +30,8 @@ use tokio_rustls::TlsAcceptor;
 pub use conn::{DEFAULT_MAX_REQUEST_SIZE, ListenerLimits};
 pub use error::HostError;
 
-use crate::auth::{Authority, Namespace, PolicyStore, Token, TokenStore};
+use crate::auth::{Authority, PolicyStore, Token, TokenStore};
+use crate::namespaces::NamespaceStore;
 use crate::runtime::{self, Runtime};
 use crate::storage::{SharedBackend, TenantStorage};
 use kvsync_component::api;
@@ -67,6 +69,8 @@ pub struct AppState {
     pub backend: SharedBackend,
     pub tokens: TokenStore,
     pub policies: PolicyStore,
+    /// The namespaces (tenants) requests are addressed to.
+    pub namespaces: NamespaceStore,
     /// The listener's limits: body size and timeouts, connection cap.
     pub limits: ListenerLimits,
     /// Wakes the sync worker's loops (`notify_waiters`) when a request's
@@ -319,33 +323,31 @@ async fn respond(
     let Some(path) = req.uri().path().strip_prefix("/v1/") else {
         return Err(HostError::NotFound);
     };
-    let path = path.to_string();
     let query = req.uri().query().unwrap_or_default().to_string();
     check_headers(req.headers())?;
 
-    // Namespaces (tenants) beyond the root one come with the namespace work.
-    if let Some(ns) = req
+    // The namespace: header and path prefix; the path within it.
+    let header_ns = req
         .headers()
         .get("x-vault-namespace")
-        .and_then(|v| v.to_str().ok())
-    {
-        let ns = ns.trim_matches('/');
-        if !ns.is_empty() && ns != "root" {
-            return Err(HostError::BadRequest(format!(
-                "namespace {ns:?} does not exist"
-            )));
-        }
-    }
-    // Rate-limit quotas, before the token is looked at (as Vault), in the request's namespace.
-    let admitted = crate::quotas::admit(state, &req, "", &path).await?;
+        .and_then(|v| v.to_str().ok());
+    let addressed = namespace::address(&state.namespaces, header_ns, path).await?;
+    let path = addressed.path;
+    // Rate-limit quotas, before the token is looked at (as Vault), in the request's namespace
+    // (an unknown namespace has no quotas of its own: the root's global ones apply).
+    let ns_path = addressed.namespace.as_ref().map_or("", |n| n.path.as_str());
+    let admitted = crate::quotas::admit(state, &req, ns_path, &path).await?;
 
     // Paths served without a token do not spend a use of one.
     let decoded = api::request_path(&path, api::Operation::Read).ok();
+    if let (Some(ns), Some(decoded)) = (&addressed.namespace, &decoded) {
+        namespace::check_root_only(ns, decoded)?;
+    }
     let open = decoded.as_deref().is_some_and(access::is_unauthenticated);
     let token = token_of(&req);
     let presented = token.is_some();
     let storage_error = |e: crate::storage::StorageError| HostError::Storage(e.to_string());
-    let (caller, spent) = match token {
+    let (mut caller, spent) = match token {
         Some(token) if open => (
             state.tokens.resolve(token).await.map_err(storage_error)?,
             None,
@@ -361,13 +363,45 @@ async fn respond(
         },
         None => (None, None),
     };
-    let authority = match &caller {
-        Some(caller) => Some(
-            Authority::of(Namespace::root(), caller, &state.policies, &state.tokens)
-                .await
-                .map_err(storage_error)?,
-        ),
+    // The token's own namespace; a token whose namespace was deleted is
+    // not valid.
+    let home = match &caller {
+        Some(c) => namespace::home_of(&state.namespaces, c).await?,
         None => None,
+    };
+    if home.is_none() {
+        caller = None;
+    }
+    // The `-self` token paths run in the token's namespace.
+    let request_ns = match &home {
+        Some(home) if decoded.as_deref().is_some_and(namespace::is_self_path) => Some(home.clone()),
+        _ => addressed.namespace,
+    };
+    // An unknown namespace is told only to a valid token (or on a path
+    // served without one).
+    let Some(request_ns) = request_ns else {
+        if let Some(spent) = spent {
+            state.tokens.finish(spent).await;
+        }
+        return Err(match (&caller, open, presented) {
+            (Some(_), _, _) | (None, true, _) => HostError::NamespaceNotFound,
+            (None, false, true) => HostError::InvalidToken,
+            (None, false, false) => HostError::PermissionDenied,
+        });
+    };
+    let authority = match (&caller, &home) {
+        (Some(caller), Some(home)) => Some(
+            Authority::acting_in(
+                request_ns.namespace(),
+                &home.namespace(),
+                caller,
+                &state.policies,
+                &state.tokens,
+            )
+            .await
+            .map_err(storage_error)?,
+        ),
+        _ => None,
     };
     let refused = match (&authority, open) {
         (_, true) => None,
@@ -443,7 +477,7 @@ async fn respond(
         caller,
         authority,
     };
-    let storage = TenantStorage::new(state.backend.clone(), ROOT_TENANT);
+    let storage = TenantStorage::new(state.backend.clone(), &request_ns.id);
     let outcome = state.api.handle(storage, request).await;
     // A token whose last use this request made is revoked once it is served.
     if let Some(spent) = spent {
@@ -533,6 +567,7 @@ mod tests {
             api: Arc::new(Fixed(sync_due)),
             tokens: TokenStore::new(backend.clone()),
             policies: PolicyStore::new(backend.clone()),
+            namespaces: NamespaceStore::new(backend.clone()),
             quotas: crate::quotas::Quotas::new(backend.clone()),
             backend,
             limits: ListenerLimits::default(),

@@ -222,6 +222,7 @@ mod tests {
             policies: vec![policy.into()],
             path: "auth/token/root".into(),
             creation_time: 0,
+            namespace_id: "root".into(),
         }
     }
 

@@ -33,6 +33,7 @@ mod connector;
 pub mod deterministic;
 mod keyring;
 pub mod limits;
+mod namespaces;
 mod records;
 mod state;
 pub mod tenants;
@@ -49,6 +50,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::auth::{Authority, Caller, TokenStore};
 use crate::connectors::Connectors;
+use crate::namespaces::Tenancy;
 use crate::storage::{SharedKeyring, TenantStorage};
 pub use limits::Limits;
 use records::WitRequest;
@@ -85,6 +87,9 @@ pub struct Runtime {
     /// The storage barrier's keyring the `keyring` import serves (set with
     /// the token store).
     keyring: Option<SharedKeyring>,
+    /// The namespaces the `namespaces` import serves (set with the token
+    /// store).
+    tenancy: Option<Tenancy>,
     /// How long a provider call made while answering an API request may take
     /// before it is left to the sync worker (the association shows `PENDING`).
     inline_bound: Duration,
@@ -149,6 +154,7 @@ impl Runtime {
             connectors,
             tokens: None,
             keyring: None,
+            tenancy: None,
             inline_bound: DEFAULT_INLINE_BOUND,
             max_request_duration: DEFAULT_MAX_REQUEST_DURATION,
             _ticker: ticker,
@@ -199,6 +205,12 @@ impl Runtime {
     /// Serves the `keyring` import (`sys/key-status`, `sys/rotate`) from `keyring`.
     pub fn with_keyring(mut self, keyring: SharedKeyring) -> Self {
         self.keyring = Some(keyring);
+        self
+    }
+
+    /// Serves the `namespaces` import (`sys/namespaces`) from `tenancy`.
+    pub fn with_tenancy(mut self, tenancy: Tenancy) -> Self {
+        self.tenancy = Some(tenancy);
         self
     }
 
@@ -308,9 +320,11 @@ impl Runtime {
         inline_bound: Option<Duration>,
     ) -> Result<warm::Warm, CallError> {
         if let Some(mut w) = self.warm.take(storage.prefix()) {
-            w.store
-                .data_mut()
-                .ready_for_call(storage, self.tokens.clone(), caller, inline_bound);
+            // The instance may come from a clone of this runtime made before
+            // its stores were set (dev mode's setup): it gets this one's.
+            let state = w.store.data_mut();
+            state.ready_for_call(storage, self.tokens.clone(), caller, inline_bound);
+            state.serve_stores(self.keyring.clone(), self.tenancy.clone());
             limits::rearm(&mut w.store, &self.limits);
             return Ok(w);
         }
@@ -357,7 +371,8 @@ impl Runtime {
             inline_bound,
             &self.limits,
         )
-        .with_keyring(self.keyring.clone());
+        .with_keyring(self.keyring.clone())
+        .with_tenancy(self.tenancy.clone());
         if let Some(d) = &self.deterministic {
             state.set_wasi(d.ctx());
         }

@@ -204,6 +204,7 @@ mod tests {
             policies: vec!["root".into()],
             path: "auth/token/root".into(),
             creation_time: 7,
+            namespace_id: "root".into(),
         };
         let req = Request {
             method: "GET".into(),

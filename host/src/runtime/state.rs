@@ -18,10 +18,11 @@ use wasmtime::component::{HasData, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::kvsync::engine::{
-    authz, connector, keyring, policies, storage as wit, tokens, types,
+    authz, connector, keyring, namespaces, policies, storage as wit, tokens, types,
 };
 use super::keyring::KeyringView;
 use super::limits::{CpuMeter, Limits, MemoryLimiter};
+use super::namespaces::NamespacesView;
 use crate::auth::policy::Operation;
 use crate::auth::{Authority, Caller, PolicyStoreError, Subject, Token, TokenStore};
 use crate::connectors::Connectors;
@@ -38,6 +39,9 @@ pub struct State {
     /// The storage barrier's keyring (`None`: a runtime without one answers
     /// the `keyring` import with an error).
     keyring: Option<SharedKeyring>,
+    /// The namespaces (`None`: a runtime without them answers the
+    /// `namespaces` import with an error).
+    tenancy: Option<crate::namespaces::Tenancy>,
     /// Who made the request being handled (`None`: an unauthenticated path,
     /// or a sync run).
     caller: Option<Caller>,
@@ -77,6 +81,7 @@ impl State {
             connectors,
             tokens,
             keyring: None,
+            tenancy: None,
             caller,
             authority,
             cpu: CpuMeter::new(limits.cpu),
@@ -89,6 +94,23 @@ impl State {
     /// Serves the `keyring` import from `keyring`.
     pub fn with_keyring(mut self, keyring: Option<SharedKeyring>) -> Self {
         self.keyring = keyring;
+        self
+    }
+
+    /// Serves the `keyring` and `namespaces` imports from these (a warm
+    /// instance gets its runtime's at each call).
+    pub fn serve_stores(
+        &mut self,
+        keyring: Option<SharedKeyring>,
+        tenancy: Option<crate::namespaces::Tenancy>,
+    ) {
+        self.keyring = keyring;
+        self.tenancy = tenancy;
+    }
+
+    /// Serves the `namespaces` import from `tenancy`.
+    pub fn with_tenancy(mut self, tenancy: Option<crate::namespaces::Tenancy>) -> Self {
+        self.tenancy = tenancy;
         self
     }
 
@@ -163,10 +185,22 @@ impl State {
         }
     }
 
+    pub(super) fn namespaces_view(&mut self) -> NamespacesView<'_> {
+        NamespacesView {
+            tenancy: self.tenancy.as_ref(),
+            authority: self.authority.as_ref(),
+            cpu: &self.cpu,
+        }
+    }
+
     pub(super) fn tokens_view(&mut self) -> TokensView<'_> {
         TokensView {
             store: self.tokens.as_ref(),
             namespace: self.storage.tenant(),
+            namespace_path: self
+                .authority
+                .as_ref()
+                .map_or("", |a| a.namespace().path.as_str()),
             caller: self.caller.as_ref(),
             acl: self.authority.as_ref().map(Authority::acl),
             cpu: &self.cpu,
@@ -211,6 +245,8 @@ pub struct PoliciesView<'a> {
 pub struct TokensView<'a> {
     pub(super) store: Option<&'a TokenStore>,
     pub(super) namespace: &'a str,
+    /// The namespace's path (`""` for the root).
+    pub(super) namespace_path: &'a str,
     pub(super) caller: Option<&'a Caller>,
     pub(super) acl: Option<&'a crate::auth::policy::Acl>,
     pub(super) cpu: &'a CpuMeter,
@@ -241,6 +277,11 @@ impl HasData for KeyringImport {
     type Data<'a> = KeyringView<'a>;
 }
 
+struct NamespacesImport;
+impl HasData for NamespacesImport {
+    type Data<'a> = NamespacesView<'a>;
+}
+
 struct TokensImport;
 impl HasData for TokensImport {
     type Data<'a> = TokensView<'a>;
@@ -262,6 +303,7 @@ pub fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     policies::add_to_linker::<State, PoliciesImport>(linker, State::policies_view)?;
     tokens::add_to_linker::<State, TokensImport>(linker, State::tokens_view)?;
     keyring::add_to_linker::<State, KeyringImport>(linker, State::keyring_view)?;
+    namespaces::add_to_linker::<State, NamespacesImport>(linker, State::namespaces_view)?;
     Ok(())
 }
 

@@ -99,6 +99,7 @@ impl TokensView<'_> {
         };
         let scope = Scope {
             namespace_id: self.namespace,
+            namespace_path: self.namespace_path,
             caller: self.caller,
             acl: self.acl,
         };

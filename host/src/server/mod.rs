@@ -27,6 +27,7 @@ use crate::connectors::{ConnectorEnv, Connectors, DEFAULT_TIMEOUT};
 use crate::env::Env;
 use crate::ha::{HaView, HostInfo, Leases};
 use crate::http::{self, Api, AppState, ListenerLimits, ROOT_TENANT};
+use crate::namespaces::{NamespaceStore, Tenancy};
 use crate::runtime::{self, DEFAULT_INLINE_BOUND, DEFAULT_MAX_REQUEST_DURATION, Limits, Runtime};
 use crate::storage::{SharedBackend, TenantStorage};
 use crate::worker::{self, DrainProgress, DrainReport, SyncConfig, Worker};
@@ -175,6 +176,7 @@ pub fn http_state(
     api: Arc<dyn Api>,
     backend: SharedBackend,
     (tokens, policies): (TokenStore, PolicyStore),
+    namespaces: NamespaceStore,
     limits: ListenerLimits,
     sync_wake: Arc<Notify>,
     ha: Option<HaView>,
@@ -185,6 +187,7 @@ pub fn http_state(
         backend,
         tokens,
         policies,
+        namespaces,
         limits,
         sync_wake,
         ha,
@@ -243,6 +246,8 @@ pub struct Server {
     storage_description: String,
     tokens: TokenStore,
     policies: PolicyStore,
+    /// The namespaces, and what removes a deleted one's contents.
+    tenancy: Tenancy,
     runtime: Runtime,
     sync: SyncConfig,
     sync_wake: Arc<Notify>,
@@ -316,8 +321,13 @@ impl Server {
         runtime: Runtime,
         sync: SyncConfig,
     ) -> Self {
+        let tenancy = Tenancy::new(&backend, &tokens, &policies);
         Server {
-            runtime: runtime.with_tokens(tokens.clone()).with_keyring(keyring),
+            runtime: runtime
+                .with_tokens(tokens.clone())
+                .with_keyring(keyring)
+                .with_tenancy(tenancy.clone()),
+            tenancy,
             tokens,
             policies,
             backend,
@@ -426,6 +436,9 @@ impl Server {
     /// within its grace period.
     pub async fn serve(&self, listening: Listening, shutdown: impl Future<Output = ()>) {
         let sweeper = Sweeper::start(self.tokens.clone());
+        if let Err(e) = self.tenancy.resume().await {
+            tracing::warn!(error = %e, "cannot resume the deletions of namespaces; they resume at the next start");
+        }
         let scheme = if listening.tls.is_some() {
             "https"
         } else {
@@ -446,6 +459,7 @@ impl Server {
             Arc::new(self.runtime.clone()),
             self.backend.clone(),
             (self.tokens.clone(), self.policies.clone()),
+            self.tenancy.store.clone(),
             listening.limits.clone(),
             self.sync_wake.clone(),
             Some(ha),

@@ -47,6 +47,7 @@ impl Api for NativeApi {
             policies: &authority,
             tokens: &NoTokens,
             keyring: &kvsync_component::keyring::NoKeyring,
+            namespaces: &kvsync_component::namespaces::NoNamespaces,
         };
         let out = kvsync_component::handle(&env, req);
         Ok(runtime::Outcome {

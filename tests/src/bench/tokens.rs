@@ -52,6 +52,7 @@ impl Lookups {
         let root_acl = Acl::new("", [&root_policy()]);
         let scope = Scope {
             namespace_id: "root",
+            namespace_path: "",
             caller: Some(&caller),
             acl: Some(&root_acl),
         };
@@ -93,6 +94,7 @@ impl Lookups {
             policies: record.policies,
             path: record.path,
             creation_time: record.creation_time,
+            namespace_id: "root".into(),
         })
     }
 

@@ -150,10 +150,12 @@ async fn native_server(flags: &Flags) -> anyhow::Result<ExitCode> {
         server::dev_storage(&native::NativeApi, Some("root".into())).await?;
     let backend = sealed.backend;
     let (listener, addr) = http::bind(flags.get("--listen").unwrap_or("127.0.0.1:0")).await?;
+    let namespaces = kvsync::namespaces::NamespaceStore::new(backend.clone());
     let state = server::http_state(
         Arc::new(native::NativeApi),
         backend,
         identity,
+        namespaces,
         ListenerLimits::default(),
         Arc::new(tokio::sync::Notify::new()),
         None,

@@ -1649,6 +1649,7 @@ fn run_dying(t: &T, connector: &Dies<'_>) -> Option<RunReport> {
         policies: &t.f.policies,
         tokens: &t.f.tokens,
         keyring: &t.f.keyring,
+        namespaces: &crate::namespaces::NoNamespaces,
     };
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         run(&env, 0, 1, 1000, &t.settings)
@@ -1766,6 +1767,7 @@ fn a_conflict_after_the_provider_call_does_not_repeat_it() {
             policies: &f.policies,
             tokens: &f.tokens,
             keyring: &f.keyring,
+            namespaces: &crate::namespaces::NoNamespaces,
         };
         let before = *f.connector.calls.borrow();
         assert_eq!(run(&env, 0, 1, 10, &no_coalescing()).processed, 0);

@@ -29,6 +29,8 @@ pub struct Cached {
     pub policies: Vec<String>,
     pub path: String,
     pub creation_time: u64,
+    /// The id of the token's namespace.
+    pub namespace_id: String,
     /// Nanoseconds since the epoch; `None`: never expires.
     pub expire_time: Option<u64>,
 }

@@ -44,7 +44,7 @@ use self::record::{FORMAT, FORMAT_KEY, LeaseRecord, ROOT_NAMESPACE, TOKENS, Toke
 use super::{Caller, ROOT_POLICY, Token};
 use crate::storage::{Condition, Op, SharedBackend, StorageError};
 
-pub use store::Scope;
+pub use store::{NamespaceRevoked, Scope};
 
 /// How often a commit that lost a race is run again.
 const CONFLICT_RETRIES: usize = 16;
@@ -400,6 +400,7 @@ impl TokenStore {
             policies: rec.policies,
             path: rec.path,
             creation_time: rec.creation_time,
+            namespace_id: rec.namespace_id,
         }))
     }
 
@@ -451,6 +452,7 @@ impl TokenStore {
             policies: rec.policies.clone(),
             path: rec.path.clone(),
             creation_time: rec.creation_time,
+            namespace_id: rec.namespace_id.clone(),
             expire_time: rec.lease.as_ref().and_then(|l| l.expire_time),
         };
         if rec.num_uses == 0 {
@@ -516,5 +518,6 @@ fn caller_of(token: Token, c: Cached) -> Caller {
         policies: c.policies,
         path: c.path,
         creation_time: c.creation_time,
+        namespace_id: c.namespace_id,
     }
 }

@@ -7,7 +7,10 @@
 //! - `core/token-parents/<parent hash>/<child hash>`: the token tree (empty
 //!   values);
 //! - `core/token-expiry/<20-digit unix ms>/<hash>`: when a record is due for
-//!   the sweep (empty values; the record names its own entry).
+//!   the sweep (empty values; the record names its own entry);
+//! - `core/token-namespaces/<namespace id>/<hash>`: the tokens of each
+//!   namespace but the root one (empty values), so deleting a namespace
+//!   finds its tokens without reading every record.
 //!
 //! Records written before the token store knew leases and trees (the root
 //! tokens of `operator init` and dev mode: accessor, display name,
@@ -24,6 +27,7 @@ pub const TOKENS: &str = "core/tokens/";
 pub const ACCESSORS: &str = "core/token-accessors/";
 pub const PARENTS: &str = "core/token-parents/";
 pub const EXPIRY: &str = "core/token-expiry/";
+pub const NAMESPACES: &str = "core/token-namespaces/";
 /// Set once the accessor index covers every record (see `upgrade`).
 pub const FORMAT_KEY: &str = "core/token-store/format";
 pub const FORMAT: &[u8] = b"2";
@@ -50,6 +54,12 @@ pub fn children_prefix(parent: &str) -> String {
 
 pub fn child_key(parent: &str, child: &str) -> String {
     format!("{PARENTS}{parent}/{child}")
+}
+
+/// The namespace index entry of a token (`None` in the root namespace,
+/// which is never deleted).
+pub fn namespace_key(namespace_id: &str, hash: &str) -> Option<String> {
+    (namespace_id != ROOT_NAMESPACE).then(|| format!("{NAMESPACES}{namespace_id}/{hash}"))
 }
 
 pub fn expiry_key(millis: u64, hash: &str) -> String {
@@ -164,7 +174,8 @@ impl TokenRecord {
 }
 
 /// The conditions and writes that store a new token: its record and its
-/// accessor index entry, neither of which may exist yet.
+/// accessor index entry, neither of which may exist yet, and its namespace
+/// index entry.
 pub fn new_token(hash: &str, rec: &TokenRecord) -> Result<(Vec<Condition>, Vec<Op>), StorageError> {
     let key = token_key(hash);
     let index = accessor_key(&rec.accessor);
@@ -178,7 +189,7 @@ pub fn new_token(hash: &str, rec: &TokenRecord) -> Result<(Vec<Condition>, Vec<O
             version: None,
         },
     ];
-    let ops = vec![
+    let mut ops = vec![
         Op::Put {
             key,
             value: rec.encode()?,
@@ -188,6 +199,12 @@ pub fn new_token(hash: &str, rec: &TokenRecord) -> Result<(Vec<Condition>, Vec<O
             value: hash.as_bytes().to_vec(),
         },
     ];
+    if let Some(key) = namespace_key(&rec.namespace_id, hash) {
+        ops.push(Op::Put {
+            key,
+            value: Vec::new(),
+        });
+    }
     Ok((conditions, ops))
 }
 

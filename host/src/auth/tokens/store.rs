@@ -45,6 +45,8 @@ use crate::storage::{Condition, Op, StorageError};
 #[derive(Clone, Copy)]
 pub struct Scope<'a> {
     pub namespace_id: &'a str,
+    /// The namespace's path (`""` for the root, `team-a/` otherwise).
+    pub namespace_path: &'a str,
     pub caller: Option<&'a Caller>,
     /// The caller's compiled ACL (`None` without a caller: no sudo).
     pub acl: Option<&'a Acl>,
@@ -55,6 +57,15 @@ const NON_ASSIGNABLE: &[&str] = &["response-wrapping", "control-group"];
 const DEFAULT_POLICY: &str = "default";
 /// Where the `policies` store keeps a namespace's ACL policies.
 const POLICY_PREFIX: &str = "core/policies/acl/";
+
+/// What [`TokenStore::revoke_namespace`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NamespaceRevoked {
+    /// Tokens revoked (each with its subtree).
+    pub removed: usize,
+    /// Whether the namespace has no token left.
+    pub done: bool,
+}
 
 /// A record read from storage with its version.
 struct Loaded {
@@ -71,7 +82,7 @@ impl Scope<'_> {
 
     /// Whether the caller is root or holds `sudo` on `path`.
     fn is_sudo(&self, path: &str) -> bool {
-        acl::allowed(self.acl, "sudo", path)
+        acl::allowed(self.acl, self.namespace_path, "sudo", path)
     }
 }
 
@@ -178,7 +189,9 @@ impl TokenStore {
         Ok(visible.then_some((loaded, token)))
     }
 
-    fn info(&self, rec: &TokenRecord, id: Option<Token>) -> TokenInfo {
+    /// `rec` as lookups show it; `namespace_path` is its namespace's (the
+    /// scope's: a token is only ever seen from its own namespace).
+    fn info(&self, rec: &TokenRecord, id: Option<Token>, namespace_path: &str) -> TokenInfo {
         let now = self.now();
         let lease = rec.lease();
         let renewable = match lease.expire_time {
@@ -205,10 +218,7 @@ impl TokenStore {
                 renewable,
                 ttl: lease.expire_time.map_or(0, |e| lease::seconds_left(e, now)),
             },
-            namespace_path: match rec.namespace_id.as_str() {
-                ROOT_NAMESPACE => String::new(),
-                other => format!("{other}/"),
-            },
+            namespace_path: namespace_path.to_string(),
         }
     }
 
@@ -423,7 +433,7 @@ impl TokenStore {
             }
         }
         Ok(Issued {
-            info: self.info(&rec, Some(token)),
+            info: self.info(&rec, Some(token), scope.namespace_path),
             lease_duration: ttl,
             renewable,
             warnings,
@@ -478,7 +488,7 @@ impl TokenStore {
         Ok(self
             .find(scope, which, true)
             .await?
-            .map(|(loaded, token)| self.info(&loaded.record, token)))
+            .map(|(loaded, token)| self.info(&loaded.record, token, scope.namespace_path)))
     }
 
     /// Renews the token `which` names: `increment` seconds from now, or its
@@ -557,7 +567,7 @@ impl TokenStore {
         self.inner.cache.remove([hash.as_str()]);
         self.inner.sweep_wake.notify_one();
         Ok(Some(Issued {
-            info: self.info(&rec, token),
+            info: self.info(&rec, token, scope.namespace_path),
             lease_duration: ttl,
             renewable,
             warnings,
@@ -642,7 +652,45 @@ impl TokenStore {
             keys.push(record::child_key(&rec.parent, &node.hash));
         }
         keys.extend(rec.sweep_key(&node.hash));
+        keys.extend(record::namespace_key(&rec.namespace_id, &node.hash));
         keys
+    }
+
+    /// Revokes the tokens of namespace `id` (a deleted namespace), each with
+    /// its subtree, until about `budget` records are removed.
+    pub async fn revoke_namespace(
+        &self,
+        id: &str,
+        budget: usize,
+    ) -> Result<NamespaceRevoked, StorageError> {
+        let prefix = format!("{}{id}/", record::NAMESPACES);
+        let mut removed = 0;
+        loop {
+            let page = self.backend().list(&prefix, None, None, 256).await?;
+            if page.keys.is_empty() {
+                return Ok(NamespaceRevoked {
+                    removed,
+                    done: true,
+                });
+            }
+            if removed >= budget {
+                return Ok(NamespaceRevoked {
+                    removed,
+                    done: false,
+                });
+            }
+            for hash in page.keys {
+                self.revoke_tree(&hash).await?;
+                removed += 1;
+                // An index entry left by a record already gone.
+                let key = format!("{prefix}{hash}");
+                if self.backend().get(&key).await?.is_some() {
+                    self.backend()
+                        .commit(Vec::new(), vec![Op::Delete { key }])
+                        .await?;
+                }
+            }
+        }
     }
 
     /// Revokes only the token (root or sudo on `auth/token/revoke-orphan`);

@@ -74,6 +74,7 @@ impl Fixture {
     fn scope<'a>(&self, caller: &'a Caller) -> Scope<'a> {
         Scope {
             namespace_id: "root",
+            namespace_path: "",
             caller: Some(caller),
             acl: Some(acl_of(caller)),
         }
@@ -824,6 +825,7 @@ async fn lookups_and_accessors() {
     // Another namespace sees none of them.
     let other = Scope {
         namespace_id: "ns1",
+        namespace_path: "ns1/",
         caller: Some(&f.root),
         acl: Some(acl_of(&f.root)),
     };
@@ -838,6 +840,7 @@ async fn lookups_and_accessors() {
     // No caller: nothing.
     let nobody = Scope {
         namespace_id: "root",
+        namespace_path: "",
         caller: None,
         acl: None,
     };
@@ -852,6 +855,7 @@ async fn a_root_namespace_admin_minting_for_a_child_namespace() {
     let f = Fixture::new().await;
     let child = Scope {
         namespace_id: "ns1",
+        namespace_path: "ns1/",
         caller: Some(&f.root),
         acl: Some(acl_of(&f.root)),
     };
@@ -962,6 +966,7 @@ async fn a_cache_fill_that_raced_a_revocation_is_dropped() {
         policies: Vec::new(),
         path: String::new(),
         creation_time: 0,
+        namespace_id: "root".into(),
         expire_time: None,
     };
     cache.put(hash.clone(), entry.clone(), generation);

@@ -87,6 +87,7 @@ fn with_world(test: impl FnOnce(&World)) {
         policies: &f.policies,
         tokens: &f.tokens,
         keyring: &f.keyring,
+        namespaces: &f.namespaces,
     };
     let w = World {
         env,
