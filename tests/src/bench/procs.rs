@@ -177,28 +177,35 @@ impl Proc {
     /// past that it is killed. A server with a storage file stops this way so
     /// that its next start does not begin with a recovery.
     pub fn terminate(mut self, within: Duration) -> anyhow::Result<()> {
-        let sent = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status()?;
-        if !sent.success() {
-            bail!("kill -TERM {} failed", self.pid());
-        }
-        let deadline = Instant::now() + within;
-        while !self.exited() {
-            if Instant::now() > deadline {
-                self.kill();
-                bail!("{} did not stop within {within:?} of SIGTERM", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
+        terminate(&mut self.child, &self.name, within)
     }
 
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Stops `child` with SIGTERM, waiting at most `within`; past that it is
+/// killed and that is an error.
+pub fn terminate(child: &mut Child, name: &str, within: Duration) -> anyhow::Result<()> {
+    let sent = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()?;
+    if !sent.success() {
+        bail!("kill -TERM {} ({name}) failed", child.id());
+    }
+    let deadline = Instant::now() + within;
+    while matches!(child.try_wait(), Ok(None)) {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{name} did not stop within {within:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 impl Drop for Proc {

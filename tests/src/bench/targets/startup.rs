@@ -7,14 +7,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use super::{Bench, Row, TOKEN, ratio_text};
-use crate::bench::procs::{SERVER_CORE, Spec, free_port, http_status_with};
+use crate::bench::procs::{SERVER_CORE, Spec, free_port, http_status_with, terminate};
 use crate::bench::stats::Summary;
 
 /// A request [`time_to_200`] waits for: path and extra headers.
 pub(super) type Ready = (String, Vec<(String, String)>);
 
 /// Spawns `spec` (which listens on `addr`) and times it to the first 200 on
-/// each of `probes`, asked in turn (the second only once the first answered).
+/// each of `probes`, asked in turn (the second only once the first answered);
+/// then stops it with SIGTERM.
 pub(super) async fn time_to_200(
     name: &str,
     spec: Spec,
@@ -57,9 +58,14 @@ pub(super) async fn time_to_200(
                 break;
             }
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        out.map(|()| times)
+        // A clean stop: a server killed mid-flight would start its next
+        // round with a recovery of its storage file.
+        let stopped = terminate(
+            &mut child,
+            &spec.program.display().to_string(),
+            Duration::from_secs(60),
+        );
+        out.and(stopped).map(|()| times)
     })
     .await?
 }
