@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The benchmark command: sets up what it needs (wasm32-wasip2 target, wrk, moto
-# in .venv), builds kvsync and the baselines in release mode, and measures every
-# performance target P1-P13 side by side with its baseline, printing the table
+# and OpenBao's bao in .venv), builds kvsync and the baselines in release mode, and
+# measures every performance target P1-P14 side by side with its baseline, printing the table
 # (also written to target/release/bench-runs/<time>/results.md).
 #
 #   tests/bench.sh                  # all targets, 5 rounds of 10 s
 #   tests/bench.sh --rounds 3 --seconds 5 --only P1,P2
+#   tests/bench.sh --only P4,P10-ns,P14 --namespaces 50 --rounds 1 --seconds 2   # tenants, smoke-sized
 #
 # The server under test runs on core 1, the load generator (and this driver,
 # and moto) on core 0. Criterion benches of the hot internals are separate:
@@ -38,4 +39,5 @@ lscpu | grep -E '^(Model name|CPU\(s\)|Thread|Core)' || true
 uname -srm
 
 echo "== benchmarks"
-exec taskset -c 0 target/release/kvsync-bench all --moto "$(pwd)/.venv/bin/moto_server" "$@"
+exec taskset -c 0 target/release/kvsync-bench all --moto "$(pwd)/.venv/bin/moto_server" \
+    --bao "$(pwd)/.venv/bin/bao" "$@"

@@ -173,10 +173,39 @@ impl Proc {
         self.kill();
     }
 
+    /// Asks the process to stop (SIGTERM) and waits for it, at most `within`;
+    /// past that it is killed. A server with a storage file stops this way so
+    /// that its next start does not begin with a recovery.
+    pub fn terminate(mut self, within: Duration) -> anyhow::Result<()> {
+        terminate(&mut self.child, &self.name, within)
+    }
+
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Stops `child` with SIGTERM, waiting at most `within`; past that it is
+/// killed and that is an error.
+pub fn terminate(child: &mut Child, name: &str, within: Duration) -> anyhow::Result<()> {
+    let sent = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()?;
+    if !sent.success() {
+        bail!("kill -TERM {} ({name}) failed", child.id());
+    }
+    let deadline = Instant::now() + within;
+    while matches!(child.try_wait(), Ok(None)) {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{name} did not stop within {within:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 impl Drop for Proc {
@@ -203,11 +232,20 @@ pub fn socket_of(url: &str) -> anyhow::Result<SocketAddr> {
 /// One `GET path` over a fresh connection: the status, or none when the
 /// server cannot be reached or answers garbage.
 pub fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+    http_status_with(addr, path, &[])
+}
+
+/// [`http_status`] of a request with these extra headers.
+pub fn http_status_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Option<u16> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
     )
     .ok()?;
     let mut line = String::new();

@@ -12,7 +12,7 @@ use super::servers::Vault;
 use super::sync_to_aws::{aws_destination, pushed, wait_value};
 use super::{Bench, Bound, Row};
 use crate::bench::aws;
-use crate::bench::load::Load;
+use crate::bench::load::{Keys, Load};
 use crate::bench::procs::{LOAD_CORE, Proc, SERVER_CORE, Spec};
 use crate::bench::stats::Summary;
 
@@ -136,12 +136,13 @@ impl Bench<'_> {
                 .await?;
             let base = format!("{}/v1/secret/data/p13", server.proc.url);
             let read = Load::get(&format!("{base}/read"), Some(&server.token), c);
-            let write = Load::kv_creates(
+            let write = Load::kv_writes(
                 &format!("{base}/w"),
                 &server.token,
                 c,
                 &dir,
                 &format!("p13-{name}-write"),
+                Keys::NewEach,
             )?;
             self.load(&read, self.opts.warmup_seconds).await?;
             self.load(&write, self.opts.warmup_seconds).await?;

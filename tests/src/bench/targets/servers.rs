@@ -83,6 +83,8 @@ pub(super) struct Vault {
     http: reqwest::Client,
     url: String,
     token: String,
+    /// Sent as `X-Vault-Namespace` (none: the root namespace).
+    namespace: Option<String>,
 }
 
 impl Vault {
@@ -96,6 +98,26 @@ impl Vault {
             http: reqwest::Client::new(),
             url: url.trim_end_matches('/').to_string(),
             token: token.to_string(),
+            namespace: None,
+        }
+    }
+
+    /// The same client (and connection pool), addressing namespace `ns`.
+    pub(super) fn in_namespace(&self, ns: &str) -> Vault {
+        Vault {
+            namespace: Some(ns.to_string()),
+            ..self.clone()
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self
+            .http
+            .request(method, format!("{}/v1/{path}", self.url))
+            .header("X-Vault-Token", &self.token);
+        match &self.namespace {
+            Some(ns) => req.header("X-Vault-Namespace", ns),
+            None => req,
         }
     }
 
@@ -105,10 +127,7 @@ impl Vault {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}/v1/{path}", self.url))
-            .header("X-Vault-Token", &self.token);
+        let mut req = self.request(method.clone(), path);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -132,12 +151,7 @@ impl Vault {
     }
 
     pub(super) async fn read_raw(&self, path: &str) -> anyhow::Result<Vec<u8>> {
-        let resp = self
-            .http
-            .get(format!("{}/v1/{path}", self.url))
-            .header("X-Vault-Token", &self.token)
-            .send()
-            .await?;
+        let resp = self.request(reqwest::Method::GET, path).send().await?;
         if !resp.status().is_success() {
             bail!("GET {path}: {}", resp.status());
         }

@@ -7,19 +7,24 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use super::{Bench, Row, TOKEN, ratio_text};
-use crate::bench::procs::{SERVER_CORE, Spec, free_port, http_status};
+use crate::bench::procs::{SERVER_CORE, Spec, free_port, http_status_with, terminate};
 use crate::bench::stats::Summary;
 
-/// Spawns `spec` (which listens on `addr`) and times it to the first 200 on `path`.
-async fn time_to_200(
+/// A request [`time_to_200`] waits for: path and extra headers.
+pub(super) type Ready = (String, Vec<(String, String)>);
+
+/// Spawns `spec` (which listens on `addr`) and times it to the first 200 on
+/// each of `probes`, asked in turn (the second only once the first answered);
+/// then stops it with SIGTERM.
+pub(super) async fn time_to_200(
     name: &str,
     spec: Spec,
     log_dir: &Path,
     addr: std::net::SocketAddr,
-    path: &'static str,
-) -> anyhow::Result<Duration> {
+    probes: Vec<Ready>,
+) -> anyhow::Result<Vec<Duration>> {
     let log = std::fs::File::create(log_dir.join(format!("{name}.log")))?;
-    tokio::task::spawn_blocking(move || -> anyhow::Result<Duration> {
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Duration>> {
         let started = Instant::now();
         let mut child = spec
             .command()
@@ -28,23 +33,46 @@ async fn time_to_200(
             .stderr(log)
             .spawn()?;
         let deadline = started + Duration::from_secs(120);
-        let out = loop {
-            if http_status(addr, path) == Some(200) {
-                break Ok(started.elapsed());
+        let mut times = Vec::with_capacity(probes.len());
+        let mut out = Ok(());
+        for (path, headers) in &probes {
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            loop {
+                if http_status_with(addr, path, &headers) == Some(200) {
+                    times.push(started.elapsed());
+                    break;
+                }
+                if Instant::now() > deadline || !matches!(child.try_wait(), Ok(None)) {
+                    out = Err(anyhow::anyhow!(
+                        "{} never answered 200 on {path}",
+                        spec.program.display()
+                    ));
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(500));
             }
-            if Instant::now() > deadline || !matches!(child.try_wait(), Ok(None)) {
-                break Err(anyhow::anyhow!(
-                    "{} never answered 200 on {path}",
-                    spec.program.display()
-                ));
+            if out.is_err() {
+                break;
             }
-            std::thread::sleep(Duration::from_micros(500));
-        };
-        let _ = child.kill();
-        let _ = child.wait();
-        out
+        }
+        // A clean stop: a server killed mid-flight would start its next
+        // round with a recovery of its storage file.
+        let stopped = terminate(
+            &mut child,
+            &spec.program.display().to_string(),
+            Duration::from_secs(60),
+        );
+        out.and(stopped).map(|()| times)
     })
     .await?
+}
+
+/// The first of `times` (there is one per probe).
+fn first(times: Vec<Duration>) -> anyhow::Result<Duration> {
+    times.first().copied().context("no time measured")
 }
 
 impl Bench<'_> {
@@ -77,9 +105,10 @@ impl Bench<'_> {
                     spec,
                     self.log_dir(),
                     listen.parse()?,
-                    "/v1/sys/health",
+                    vec![("/v1/sys/health".into(), Vec::new())],
                 )
-                .await?;
+                .await
+                .and_then(first)?;
                 out.push(t.as_secs_f64() * 1e3);
             }
             let port = free_port()?;
@@ -91,9 +120,10 @@ impl Bench<'_> {
                 spec,
                 self.log_dir(),
                 listen.parse()?,
-                "/v1/sys/health",
+                vec![("/v1/sys/health".into(), Vec::new())],
             )
-            .await?;
+            .await
+            .and_then(first)?;
             bare.push(t.as_secs_f64() * 1e3);
             eprintln!(
                 "   round {round}: cold {:.1} ms, cached {:.1} ms, bare hyper {:.1} ms",

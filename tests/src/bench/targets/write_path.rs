@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::servers::Vault;
 use super::{Bench, Bound, Row, TOKEN};
-use crate::bench::load::Load;
+use crate::bench::load::{Keys, Load};
 use crate::bench::stats::Summary;
 
 impl Bench<'_> {
@@ -36,6 +36,7 @@ impl Bench<'_> {
             c,
             &dir,
             "p8-none",
+            Keys::One,
         )?;
         let with = Load::kv_writes(
             &format!("{}/v1/secret/data/p8/with", kv.url),
@@ -43,6 +44,7 @@ impl Bench<'_> {
             c,
             &dir,
             "p8-with",
+            Keys::One,
         )?;
         self.load(&none, self.opts.warmup_seconds).await?;
         self.load(&with, self.opts.warmup_seconds).await?;
