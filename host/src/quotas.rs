@@ -57,7 +57,7 @@ impl Admitted {
 }
 
 /// The front's check of one request in namespace `ns` for `path` (relative to the namespace,
-/// as received): admitted, or refused with 429. The refusal names the path as the client sent
+/// decoded once by the front for every later step): admitted, or refused with 429. The refusal names the path as the client sent
 /// it (with the namespace prefix when it came in the path, without when it came in the
 /// header), as Vault's does.
 pub async fn admit<B>(
@@ -71,7 +71,7 @@ pub async fn admit<B>(
         kvsync_component::api::request_path(path, kvsync_component::api::Operation::Read)
             .unwrap_or_else(|_| path.to_string())
     };
-    match state.quotas.check(ns, &decode(path), client).await {
+    match state.quotas.check(ns, path, client).await {
         Ok(Verdict::Admitted { headers }) => Ok(Admitted(headers)),
         Ok(Verdict::Refused {
             retry_after,

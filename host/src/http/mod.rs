@@ -336,10 +336,11 @@ async fn respond(
     // Rate-limit quotas, before the token is looked at (as Vault), in the request's namespace
     // (an unknown namespace has no quotas of its own: the root's global ones apply).
     let ns_path = addressed.namespace.as_ref().map_or("", |n| n.path.as_str());
-    let admitted = crate::quotas::admit(state, &req, ns_path, &path).await?;
+    let decoded = api::request_path(&path, api::Operation::Read).ok();
+    let admitted =
+        crate::quotas::admit(state, &req, ns_path, decoded.as_deref().unwrap_or(&path)).await?;
 
     // Paths served without a token do not spend a use of one.
-    let decoded = api::request_path(&path, api::Operation::Read).ok();
     if let (Some(ns), Some(decoded)) = (&addressed.namespace, &decoded) {
         namespace::check_root_only(ns, decoded)?;
     }
