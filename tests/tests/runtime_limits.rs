@@ -1,6 +1,7 @@
 //! The runtime's per-call limits, against real components: a test-only guest
 //! that spins or allocates forever is cut off while other calls still succeed,
-//! and a host call that sleeps past the CPU deadline is not charged to the guest.
+//! a host call that sleeps past the CPU deadline is not charged to the guest, and
+//! neither is time the guest's thread spends off the CPU.
 #![expect(
     clippy::unwrap_used,
     reason = "test code: helpers outside #[test] functions fail the test by panicking"
@@ -9,6 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kvsync::runtime::deterministic::{DEFAULT_START, DeterministicWasi};
 use kvsync::runtime::{self, CallError, Limits, Runtime};
 use kvsync::storage::{
     Backend, Barrier, Condition, EncryptionKey, Entry, Op, Page, RedbBackend, SharedBackend,
@@ -322,6 +324,25 @@ async fn time_in_host_calls_is_not_charged_to_the_guest() {
     // And the test guest's single storage read, slower than its budget.
     let rt = load(RUNAWAY, limits(100), None);
     assert_eq!(call(&rt, &slow, "storage").await.unwrap().status, 200);
+}
+
+/// The CPU limit counts the guest's CPU time, not the time its thread is off
+/// the CPU: here every clock read blocks the guest's thread (sleeping, as a
+/// descheduled thread on a loaded machine) for several times the budget, and
+/// the call still answers. `sys/health` reads the clock once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_the_guest_thread_is_off_the_cpu_is_not_charged() {
+    let budget = Duration::from_millis(20);
+    let wasi = DeterministicWasi::new(DEFAULT_START);
+    wasi.stall_clock_reads(budget * 5);
+    let cache = std::env::var_os("KVSYNC_CACHE_DIR").map(std::path::PathBuf::from);
+    let rt =
+        load(runtime::ENGINE_COMPONENT, limits(20), cache.as_deref()).with_deterministic_wasi(wasi);
+    let t = Instant::now();
+    let resp = call(&rt, &memory_backend(), "sys/health").await;
+    assert!(t.elapsed() >= budget * 5, "the clock was read");
+    let resp = resp.unwrap();
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
 }
 
 /// A request is stopped at `max_request_duration`, whatever it waits for

@@ -117,18 +117,15 @@ impl<'a> ConnectorView<'a> {
         F: FnOnce(&'a Connectors, Destination) -> Fut,
         Fut: std::future::Future<Output = Result<(), SyncError>>,
     {
-        let started = Instant::now();
-        let out = match destination(dest, self.tenant) {
+        match destination(dest, self.tenant) {
             Ok(dest) => {
                 let kind = dest.kind.clone();
                 let call = guarded(&kind, call(self.connectors, dest));
                 let bound = self.inline_bound.zip(self.inline_deadline);
-                bounded(bound, call).await
+                self.cpu.host(bounded(bound, call)).await
             }
             Err(e) => Err(error_to_wit(e)),
-        };
-        self.cpu.charge_host(started.elapsed());
-        out
+        }
     }
 }
 
@@ -169,12 +166,14 @@ impl wit::Host for ConnectorView<'_> {
         &mut self,
         dest: wit::Destination,
     ) -> wasmtime::Result<Result<Vec<wit::ExternalSecret>, wit::SyncError>> {
-        let started = Instant::now();
         let out = match destination(dest, self.tenant) {
-            Ok(dest) => guarded(&dest.kind, self.connectors.inspect(&dest)).await,
+            Ok(dest) => {
+                self.cpu
+                    .host(guarded(&dest.kind, self.connectors.inspect(&dest)))
+                    .await
+            }
             Err(e) => Err(e),
         };
-        self.cpu.charge_host(started.elapsed());
         Ok(out
             .map(|list| list.into_iter().map(to_wit).collect())
             .map_err(error_to_wit))

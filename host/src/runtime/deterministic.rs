@@ -22,6 +22,8 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
 #[derive(Clone, Debug)]
 pub struct DeterministicWasi {
     now_ns: Arc<AtomicU64>,
+    /// How long each clock read blocks its thread (nanoseconds; 0: not at all).
+    stall_ns: Arc<AtomicU64>,
     secure: Arc<AtomicU64>,
     insecure: Arc<AtomicU64>,
 }
@@ -34,6 +36,7 @@ impl DeterministicWasi {
     pub fn new(start: Duration) -> Self {
         DeterministicWasi {
             now_ns: Arc::new(AtomicU64::new(nanos(start))),
+            stall_ns: Arc::new(AtomicU64::new(0)),
             secure: Arc::new(AtomicU64::new(0)),
             insecure: Arc::new(AtomicU64::new(0)),
         }
@@ -44,13 +47,27 @@ impl DeterministicWasi {
         self.now_ns.fetch_add(nanos(by), Ordering::SeqCst);
     }
 
+    /// Makes each clock read block its thread for `by` (sleeping, using no
+    /// CPU): the guest's thread is off the CPU in the middle of a call, as
+    /// when the OS runs other threads on a loaded machine.
+    pub fn stall_clock_reads(&self, by: Duration) {
+        self.stall_ns.store(nanos(by), Ordering::SeqCst);
+    }
+
+    fn clock(&self) -> Clock {
+        Clock {
+            now_ns: self.now_ns.clone(),
+            stall_ns: self.stall_ns.clone(),
+        }
+    }
+
     /// The WASI context of one instance: the guest's stderr as in
     /// production, the clocks and streams of this runtime.
     pub(super) fn ctx(&self) -> WasiCtx {
         let mut b = WasiCtxBuilder::new();
         b.inherit_stderr()
-            .wall_clock(Clock(self.now_ns.clone()))
-            .monotonic_clock(Clock(self.now_ns.clone()))
+            .wall_clock(self.clock())
+            .monotonic_clock(self.clock())
             .secure_random(Stream(self.secure.clone()))
             .insecure_random(Stream(self.insecure.clone()))
             .insecure_random_seed(0);
@@ -62,14 +79,27 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-struct Clock(Arc<AtomicU64>);
+struct Clock {
+    now_ns: Arc<AtomicU64>,
+    stall_ns: Arc<AtomicU64>,
+}
+
+impl Clock {
+    fn read(&self) -> u64 {
+        let stall = self.stall_ns.load(Ordering::SeqCst);
+        if stall > 0 {
+            std::thread::sleep(Duration::from_nanos(stall));
+        }
+        self.now_ns.load(Ordering::SeqCst)
+    }
+}
 
 impl HostWallClock for Clock {
     fn resolution(&self) -> Duration {
         Duration::from_nanos(1)
     }
     fn now(&self) -> Duration {
-        Duration::from_nanos(self.0.load(Ordering::SeqCst))
+        Duration::from_nanos(self.read())
     }
 }
 
@@ -78,7 +108,7 @@ impl HostMonotonicClock for Clock {
         1
     }
     fn now(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
+        self.read()
     }
 }
 
@@ -154,7 +184,7 @@ mod tests {
     #[test]
     fn the_clock_stands_still_until_advanced() {
         let d = DeterministicWasi::new(DEFAULT_START);
-        let c = Clock(d.now_ns.clone());
+        let c = d.clock();
         assert_eq!(HostWallClock::now(&c), DEFAULT_START);
         d.advance(Duration::from_millis(1500));
         assert_eq!(

@@ -3,8 +3,6 @@
 //! namespace only. Which callers may (`sudo` on `sys/rotate`) the engine and
 //! the host's early check decide from the path table.
 
-use std::time::Instant;
-
 use super::bindings::kvsync::engine::keyring;
 use super::limits::CpuMeter;
 use crate::auth::Authority;
@@ -47,9 +45,7 @@ impl KeyringView<'_> {
             Ok(keys) => keys.clone(),
             Err(e) => return Ok(Err(e)),
         };
-        let started = Instant::now();
-        let out = op(keys).await;
-        self.cpu.charge_host(started.elapsed());
+        let out = self.cpu.host(op(keys)).await;
         Ok(out
             .map(|s| keyring::KeyStatus {
                 term: s.term,

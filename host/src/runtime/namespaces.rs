@@ -4,7 +4,6 @@
 //! here is storage time, charged to the CPU meter as host time.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use super::bindings::kvsync::engine::namespaces as wit;
 use super::limits::CpuMeter;
@@ -62,9 +61,10 @@ impl NamespacesView<'_> {
                 "namespaces are not supported by this host".to_string(),
             )));
         };
-        let started = Instant::now();
-        let out = op(tenancy, authority.namespace().clone()).await;
-        self.cpu.charge_host(started.elapsed());
+        let out = self
+            .cpu
+            .host(op(tenancy, authority.namespace().clone()))
+            .await;
         Ok(out.map_err(error_to_wit))
     }
 }

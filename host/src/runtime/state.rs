@@ -380,9 +380,7 @@ impl policies::Host for PoliciesView<'_> {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
-        let started = Instant::now();
-        let out = authority.read_policy(&name).await;
-        self.cpu.charge_host(started.elapsed());
+        let out = self.cpu.host(authority.read_policy(&name)).await;
         Ok(out
             .map(|p| {
                 p.map(|p| policies::Policy {
@@ -402,9 +400,7 @@ impl policies::Host for PoliciesView<'_> {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
-        let started = Instant::now();
-        let out = authority.write_policy(&name, &text).await;
-        self.cpu.charge_host(started.elapsed());
+        let out = self.cpu.host(authority.write_policy(&name, &text)).await;
         Ok(out.map_err(policy_error))
     }
 
@@ -416,9 +412,7 @@ impl policies::Host for PoliciesView<'_> {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
-        let started = Instant::now();
-        let out = authority.delete_policy(&name).await;
-        self.cpu.charge_host(started.elapsed());
+        let out = self.cpu.host(authority.delete_policy(&name)).await;
         Ok(out.map_err(policy_error))
     }
 
@@ -427,9 +421,7 @@ impl policies::Host for PoliciesView<'_> {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
         };
-        let started = Instant::now();
-        let out = authority.list_policies().await;
-        self.cpu.charge_host(started.elapsed());
+        let out = self.cpu.host(authority.list_policies()).await;
         Ok(out.map_err(storage_policy_error))
     }
 
@@ -447,11 +439,10 @@ impl policies::Host for PoliciesView<'_> {
             policies::Subject::Token(t) => Subject::Token(Token::new(t)),
             policies::Subject::Accessor(a) => Subject::Accessor(a),
         };
-        let started = Instant::now();
-        let out = authority
-            .capabilities_in(subject, &paths, self.namespaces)
+        let out = self
+            .cpu
+            .host(authority.capabilities_in(subject, &paths, self.namespaces))
             .await;
-        self.cpu.charge_host(started.elapsed());
         Ok(out.map_err(policy_error))
     }
 }
@@ -472,9 +463,7 @@ impl wit::Host for StorageView<'_> {
         &mut self,
         key: String,
     ) -> wasmtime::Result<Result<Option<wit::Entry>, wit::StorageError>> {
-        let started = Instant::now();
-        let out = self.storage.get(&key).await;
-        self.cpu.charge_host(started.elapsed());
+        let out = self.cpu.host(self.storage.get(&key)).await;
         Ok(out
             .map(|e| {
                 e.map(|e| wit::Entry {
@@ -492,12 +481,13 @@ impl wit::Host for StorageView<'_> {
         delimiter: Option<char>,
         limit: u32,
     ) -> wasmtime::Result<Result<wit::Page, wit::StorageError>> {
-        let started = Instant::now();
         let out = self
-            .storage
-            .list(&prefix, after.as_deref(), delimiter, limit)
+            .cpu
+            .host(
+                self.storage
+                    .list(&prefix, after.as_deref(), delimiter, limit),
+            )
             .await;
-        self.cpu.charge_host(started.elapsed());
         Ok(out
             .map(|p| wit::Page {
                 keys: p.keys,
@@ -511,7 +501,6 @@ impl wit::Host for StorageView<'_> {
         conditions: Vec<wit::Condition>,
         ops: Vec<wit::Op>,
     ) -> wasmtime::Result<Result<u64, wit::StorageError>> {
-        let started = Instant::now();
         let conditions = conditions
             .into_iter()
             .map(|c| storage::Condition {
@@ -529,8 +518,7 @@ impl wit::Host for StorageView<'_> {
                 wit::Op::Delete(key) => storage::Op::Delete { key },
             })
             .collect();
-        let out = self.storage.commit(conditions, ops).await;
-        self.cpu.charge_host(started.elapsed());
+        let out = self.cpu.host(self.storage.commit(conditions, ops)).await;
         Ok(out.map_err(to_wit))
     }
 }

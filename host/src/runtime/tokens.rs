@@ -5,7 +5,6 @@
 //! the guest as `unavailable`.
 
 use std::future::Future;
-use std::time::Instant;
 
 use super::bindings::kvsync::engine::tokens as wit;
 use super::state::TokensView;
@@ -103,9 +102,7 @@ impl TokensView<'_> {
             caller: self.caller,
             acl: self.acl,
         };
-        let started = Instant::now();
-        let out = op(store, scope).await;
-        self.cpu.charge_host(started.elapsed());
+        let out = self.cpu.host(op(store, scope)).await;
         Ok(out.map_err(error_to_wit))
     }
 }
