@@ -12,6 +12,16 @@ use crate::storage::{Condition, Entry, Op, Page, Storage, StorageError};
 /// A request as a JSON client sends it; `path` may carry a query string, and
 /// PATCH uses the merge-patch content type.
 pub fn request(method: &str, path: &str, body: &Value) -> Request {
+    let body = if body.is_null() {
+        Vec::new()
+    } else {
+        serde_json::to_vec(body).unwrap()
+    };
+    raw_request(method, path, body)
+}
+
+/// [`request`] with the body as given, whether it is JSON or not.
+pub fn raw_request(method: &str, path: &str, body: Vec<u8>) -> Request {
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let content_type = if method == "PATCH" {
         "application/merge-patch+json"
@@ -23,11 +33,7 @@ pub fn request(method: &str, path: &str, body: &Value) -> Request {
         path: path.into(),
         query: query.into(),
         headers: vec![("content-type".into(), content_type.into())],
-        body: if body.is_null() {
-            Vec::new()
-        } else {
-            serde_json::to_vec(body).unwrap()
-        },
+        body,
         caller: None,
     }
 }

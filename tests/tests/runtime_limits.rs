@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use kvsync::runtime::{self, CallError, Limits, Runtime};
 use kvsync::storage::{
-    Backend, Barrier, Condition, EncryptionKey, Entry, Op, Page, RedbBackend, SharedBackend,
-    StorageError, TenantStorage,
+    Backend, Barrier, EncryptionKey, Entry, RedbBackend, SharedBackend, StorageError, TenantStorage,
 };
 
 static RUNAWAY: &[u8] = include_bytes!(env!("RUNAWAY_WASM"));
@@ -279,7 +278,11 @@ impl StallingBackend {
 }
 
 #[async_trait::async_trait]
-impl Backend for StallingBackend {
+impl kvsync::storage::Delegate for StallingBackend {
+    fn inner(&self) -> &dyn Backend {
+        &*self.inner
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
         match &self.stall {
             Stall::For(delay) => tokio::time::sleep(*delay).await,
@@ -295,18 +298,6 @@ impl Backend for StallingBackend {
             }
         }
         self.inner.get(key).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        delimiter: Option<char>,
-        limit: u32,
-    ) -> Result<Page, StorageError> {
-        self.inner.list(prefix, after, delimiter, limit).await
-    }
-    async fn commit(&self, conditions: Vec<Condition>, ops: Vec<Op>) -> Result<u64, StorageError> {
-        self.inner.commit(conditions, ops).await
     }
 }
 
