@@ -184,8 +184,7 @@ pub fn next_due(
         .backoff_base_ms
         .saturating_mul(growth)
         .min(settings.backoff_cap_ms);
-    let half = backoff / 2;
-    let delay = (backoff - half) + jitter % (half + 1);
+    let delay = time::equal_jitter(backoff, jitter);
     let delay = delay.max(retry_after_ms.unwrap_or(0).min(MAX_RETRY_AFTER_MS));
     now.saturating_add(ms_to_nanos(delay))
 }
