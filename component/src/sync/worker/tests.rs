@@ -1020,54 +1020,11 @@ fn a_concurrent_count_change_does_not_repeat_provider_calls() {
     });
 }
 
-/// Storage where, right before every commit made through it, another host
-/// does its work on the same store: a write of one of its own synced secrets
-/// (a queued change, counted) and a run of each of two shard loops (every due
-/// sync finished, counted out).
-struct Racing<'a> {
-    inner: &'a MemStorage,
-    other: Env<'a>,
-    churn: Vec<String>,
-    next: std::cell::Cell<usize>,
-    settings: Settings,
-}
-
-impl Storage for Racing<'_> {
-    fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-        self.inner.get(key)
-    }
-    fn list(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        delimiter: Option<char>,
-        limit: u32,
-    ) -> Result<Page, StorageError> {
-        self.inner.list(prefix, after, delimiter, limit)
-    }
-    fn commit(&self, conditions: Vec<Condition>, ops: Vec<Op>) -> Result<u64, StorageError> {
-        let i = self.next.get();
-        self.next.set(i + 1);
-        let secret = &self.churn[i % self.churn.len()];
-        let r = call_on(
-            &self.other,
-            "POST",
-            &format!("secret/data/{secret}"),
-            json!({"data": {"v": i}}),
-        );
-        assert_eq!(r.status, 200, "{}", r.body);
-        for shard in 0..2 {
-            run(&self.other, shard, 2, 1000, &self.settings);
-        }
-        self.inner.commit(conditions, ops)
-    }
-}
-
 /// Sequential KV writes of secrets with associations while another host's
-/// requests queue changes and its workers finish syncs between every read and
-/// commit of theirs (with a backlog in the outbox): every write answers 200 (with one shared counter, every
-/// run of every write conflicted with the workers' commits, and the request
-/// failed with 503 after its retries).
+/// requests queue changes and its workers finish syncs between every read
+/// and commit of theirs (with a backlog in the outbox): every write answers
+/// 200. With one shared counter, every run of every write conflicted with
+/// the other host's commits, and the write failed with 503 after its runs.
 #[test]
 fn writes_succeed_while_another_host_finishes_syncs_before_every_commit() {
     const SECRETS: usize = 200;
@@ -1103,13 +1060,28 @@ fn writes_succeed_while_another_host_finishes_syncs_before_every_commit() {
         outbox::store(&mut tx, &id, Some(&old), &later).unwrap();
         tx.commit().unwrap();
     }
-    let racing = Racing {
-        inner: &t.f.storage,
-        other: t.f.env(),
-        churn,
-        next: std::cell::Cell::new(0),
-        settings: no_coalescing(),
-    };
+    // Right before every commit of the writes, the other host writes one of
+    // its own synced secrets (a queued change, counted) and runs each of two
+    // shard loops (every due sync finished, counted out).
+    let other = t.f.env();
+    let settings = no_coalescing();
+    let raced = std::cell::Cell::new(0);
+    let mut racing = crate::testing::Counting::new(&t.f.storage);
+    racing.before_commit = Some(Box::new(|| {
+        let i = raced.get();
+        raced.set(i + 1);
+        let secret = &churn[i % churn.len()];
+        let r = call_on(
+            &other,
+            "POST",
+            &format!("secret/data/{secret}"),
+            json!({"data": {"v": i}}),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        for shard in 0..2 {
+            run(&other, shard, 2, 1000, &settings);
+        }
+    }));
     let env = Env {
         storage: &racing,
         ..t.f.env()
@@ -1123,7 +1095,7 @@ fn writes_succeed_while_another_host_finishes_syncs_before_every_commit() {
         );
         assert_eq!(r.status, 200, "{s}: {}", r.body);
     }
-    assert!(racing.next.get() >= SECRETS);
+    assert!(racing.commits.get() >= SECRETS);
     while t.drain().processed > 0 {}
     let objects = t.objects("d1");
     for s in &secrets {
