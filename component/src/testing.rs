@@ -89,6 +89,9 @@ pub struct Counting<'s> {
     /// While set, every commit fails (storage gone, or the process died
     /// before it could commit), writing nothing.
     pub down: Cell<bool>,
+    /// Runs right before every commit that reaches the wrapped storage (a
+    /// concurrent writer that commits first).
+    pub before_commit: Option<Box<dyn Fn() + 's>>,
 }
 
 impl<'s> Counting<'s> {
@@ -100,6 +103,7 @@ impl<'s> Counting<'s> {
             commits: Cell::new(0),
             conflicts: Cell::new(0),
             down: Cell::new(false),
+            before_commit: None,
         }
     }
 }
@@ -133,6 +137,9 @@ impl Storage for Counting<'_> {
         if self.conflicts.get() > 0 {
             self.conflicts.set(self.conflicts.get() - 1);
             return Err(StorageError::Conflict);
+        }
+        if let Some(hook) = &self.before_commit {
+            hook();
         }
         self.inner.commit(conditions, ops)
     }
