@@ -31,6 +31,9 @@ pub struct FairSlots {
 pub struct Turn {
     inner: Arc<Mutex<Inner>>,
     tenant: Arc<str>,
+    /// When the call first asked for a turn: its place in its tenant's queue, so a call
+    /// that paused queues again ahead of the calls that came after it.
+    ticket: u64,
     state: TurnState,
 }
 
@@ -38,7 +41,7 @@ pub struct Turn {
 enum TurnState {
     Running,
     Paused,
-    Waiting(u64),
+    Waiting,
 }
 
 struct Inner {
@@ -48,17 +51,18 @@ struct Inner {
     /// Tenants with a waiting call, in the order they are served: fewest running first,
     /// then the one whose turn came longest ago.
     ready: BTreeSet<(usize, u64, Arc<str>)>,
-    /// Waiting calls, with the waker of the task that waits (once it has polled).
+    /// Waiting calls by ticket, with the waker of the task that waits (once it has polled).
     waiting: HashMap<u64, Option<Waker>>,
     /// Calls given a slot that have not taken it yet.
     granted: HashSet<u64>,
-    next_call: u64,
+    next_ticket: u64,
     next_turn: u64,
 }
 
 #[derive(Default)]
 struct Tenant {
     running: usize,
+    /// Its waiting calls' tickets, oldest first.
     queue: VecDeque<u64>,
     /// Its place among the tenants in `ready` (while its queue is not empty).
     turn: u64,
@@ -75,7 +79,7 @@ impl FairSlots {
                 ready: BTreeSet::new(),
                 waiting: HashMap::new(),
                 granted: HashSet::new(),
-                next_call: 0,
+                next_ticket: 0,
                 next_turn: 0,
             })),
         }
@@ -84,9 +88,15 @@ impl FairSlots {
     /// A running turn for a call of `tenant`: at once while a slot is free, else when the
     /// tenant's turn comes. Dropping the future while it waits leaves the queue.
     pub async fn turn(&self, tenant: &str) -> Turn {
+        let ticket = {
+            let mut inner = lock(&self.inner);
+            inner.next_ticket += 1;
+            inner.next_ticket
+        };
         let mut turn = Turn {
             inner: self.inner.clone(),
             tenant: Arc::from(tenant),
+            ticket,
             state: TurnState::Paused,
         };
         turn.resume().await;
@@ -116,7 +126,7 @@ impl Turn {
             let mut inner = lock(&self.inner);
             let wake = match self.state {
                 TurnState::Running => inner.release(&self.tenant),
-                TurnState::Waiting(call) => inner.cancel(&self.tenant, call),
+                TurnState::Waiting => inner.cancel(&self.tenant, self.ticket),
                 TurnState::Paused => Vec::new(),
             };
             self.state = TurnState::Paused;
@@ -125,26 +135,26 @@ impl Turn {
         wake.into_iter().for_each(Waker::wake);
     }
 
-    /// Runs again: at once while a slot is free, else when the tenant's turn comes (at the
-    /// back of its queue). Dropped while it waits, the turn stays queued until it is
-    /// resumed again, paused or dropped.
+    /// Runs again: at once while a slot is free, else when the tenant's turn comes (in its
+    /// queue, ahead of the calls that came after this one). Dropped while it waits, the
+    /// turn stays queued until it is resumed again, paused or dropped.
     pub async fn resume(&mut self) {
-        let call = {
+        let call = self.ticket;
+        {
             let mut inner = lock(&self.inner);
             match self.state {
                 TurnState::Running => return,
-                TurnState::Waiting(call) => call,
+                TurnState::Waiting => {}
                 TurnState::Paused => {
                     if inner.run_now(&self.tenant) {
                         self.state = TurnState::Running;
                         return;
                     }
-                    let call = inner.enqueue(&self.tenant);
-                    self.state = TurnState::Waiting(call);
-                    call
+                    inner.enqueue(&self.tenant, call);
+                    self.state = TurnState::Waiting;
                 }
             }
-        };
+        }
         poll_fn(|cx| {
             let mut inner = lock(&self.inner);
             if inner.granted.remove(&call) {
@@ -211,10 +221,8 @@ impl Inner {
         true
     }
 
-    /// Queues a call of `tenant`; its id.
-    fn enqueue(&mut self, tenant: &Arc<str>) -> u64 {
-        let call = self.next_call;
-        self.next_call += 1;
+    /// Queues the call with ticket `call` of `tenant`, in ticket order.
+    fn enqueue(&mut self, tenant: &Arc<str>, call: u64) {
         let entry = self.tenants.entry(tenant.clone()).or_default();
         if entry.queue.is_empty() {
             entry.turn = self.next_turn;
@@ -222,9 +230,9 @@ impl Inner {
             self.ready
                 .insert((entry.running, entry.turn, tenant.clone()));
         }
-        entry.queue.push_back(call);
+        let at = entry.queue.partition_point(|c| *c < call);
+        entry.queue.insert(at, call);
         self.waiting.insert(call, None);
-        call
     }
 
     /// A running call of `tenant` gives its slot back; the wakers of the calls given a slot.
@@ -450,6 +458,22 @@ mod tests {
         assert_eq!(slots.running(), 1);
         drop(a);
         assert_eq!((slots.running(), slots.active_tenants()), (0, 0));
+    }
+
+    #[test]
+    fn a_call_that_paused_queues_ahead_of_its_tenants_later_calls() {
+        let slots = FairSlots::new(1);
+        let mut first = now(&slots, "a");
+        let mut calls = vec![("a-later".to_string(), queue(&slots, "a"))];
+        first.pause();
+        let (_, later) = served(&mut calls);
+        calls.push(("a-even-later".to_string(), queue(&slots, "a")));
+        let cx = &mut Context::from_waker(Waker::noop());
+        let mut resumed = pin!(first.resume());
+        assert!(resumed.as_mut().poll(cx).is_pending());
+        drop(later);
+        assert!(resumed.as_mut().poll(cx).is_ready());
+        assert_eq!(slots.waiting(), 1);
     }
 
     #[test]
