@@ -123,12 +123,18 @@ impl<'a> ConnectorView<'a> {
                 let kind = dest.kind.clone();
                 let call = guarded(&kind, call(self.connectors, dest));
                 let bound = self.inline_bound.zip(self.inline_deadline);
-                bounded(bound, call).await
+                self.off_turn(bounded(bound, call)).await
             }
             Err(e) => Err(error_to_wit(e)),
         };
         self.cpu.charge_host(started.elapsed());
         out
+    }
+
+    /// Awaits a provider call; while it waits, another engine call runs
+    /// ([`super::fair::off_turn`]).
+    async fn off_turn<T>(&mut self, call: impl Future<Output = T>) -> T {
+        super::fair::off_turn(self.turn.as_deref_mut(), call).await
     }
 }
 
@@ -171,7 +177,11 @@ impl wit::Host for ConnectorView<'_> {
     ) -> wasmtime::Result<Result<Vec<wit::ExternalSecret>, wit::SyncError>> {
         let started = Instant::now();
         let out = match destination(dest, self.tenant) {
-            Ok(dest) => guarded(&dest.kind, self.connectors.inspect(&dest)).await,
+            Ok(dest) => {
+                let connectors = self.connectors;
+                self.off_turn(guarded(&dest.kind, connectors.inspect(&dest)))
+                    .await
+            }
             Err(e) => Err(e),
         };
         self.cpu.charge_host(started.elapsed());
