@@ -10,7 +10,6 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ::redb::backends::InMemoryBackend;
 use ::redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use zeroize::Zeroize;
 
@@ -23,6 +22,10 @@ const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const COMMIT_VERSION: &str = "commit_version";
 const VERSION_LEN: usize = 8;
+/// redb's page cache for a database held in memory: every page it holds is a second copy of a
+/// page of the database itself, so it is kept small (the hot pages of a request), and does not
+/// grow with the data (redb's default is 1 GiB).
+const IN_MEMORY_CACHE: usize = 4 << 20;
 
 /// Why [`RedbBackend::open_exclusive`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +96,8 @@ impl RedbBackend {
     /// A fresh, empty database held in memory (for `server --dev` and tests); lost on drop.
     pub fn in_memory() -> Result<Self, StorageError> {
         let db = Database::builder()
-            .create_with_backend(InMemoryBackend::new())
+            .set_cache_size(IN_MEMORY_CACHE)
+            .create_with_backend(super::memory::PagedMemory::new())
             .map_err(|e| unavailable("cannot create in-memory database", e))?;
         Self::init(db, true)
     }
