@@ -620,6 +620,15 @@ mod tests {
         assert!(!ghost.allows(Operation::Read, "secret/data/a").allowed());
     }
 
+    /// Stores `value` as the namespace's `default` record, bypassing the store.
+    async fn put_raw(s: &PolicyStore, ns: &Namespace, value: Vec<u8>) {
+        let op = Op::Put {
+            key: key(ns, DEFAULT_POLICY),
+            value,
+        };
+        s.inner.backend.commit(Vec::new(), vec![op]).await.unwrap();
+    }
+
     #[tokio::test]
     async fn the_default_text_is_stored_as_a_reference() {
         let s = store();
@@ -643,17 +652,7 @@ mod tests {
             &serde_json::json!({"name": "default", "policy": DEFAULT_POLICY_TEXT}),
         )
         .unwrap();
-        s.inner
-            .backend
-            .commit(
-                Vec::new(),
-                vec![Op::Put {
-                    key: key(&ns, DEFAULT_POLICY),
-                    value: full,
-                }],
-            )
-            .await
-            .unwrap();
+        put_raw(&s, &ns, full).await;
         assert_eq!(
             s.read(&ns, DEFAULT_POLICY).await.unwrap().unwrap().text,
             DEFAULT_POLICY_TEXT
@@ -667,17 +666,7 @@ mod tests {
             edited
         );
         let unknown = br#"{"name":"default","builtin":"default-99"}"#.to_vec();
-        s.inner
-            .backend
-            .commit(
-                Vec::new(),
-                vec![Op::Put {
-                    key: key(&ns, DEFAULT_POLICY),
-                    value: unknown,
-                }],
-            )
-            .await
-            .unwrap();
+        put_raw(&s, &ns, unknown).await;
         assert!(s.read(&ns, DEFAULT_POLICY).await.is_err());
     }
 
