@@ -25,6 +25,7 @@ use std::fmt;
 use std::sync::Arc;
 
 mod barrier;
+mod memory;
 pub mod postgres;
 mod redb;
 pub mod sync_index;
