@@ -26,8 +26,13 @@ pub mod time;
 pub mod tokens;
 
 // wit-bindgen's generated glue uses unsafe code; the engine itself does not.
-#[cfg(test)]
-pub(crate) mod testing;
+/// Test support: the native tests' helpers, and (feature `testing`) the fuzz targets'.
+#[cfg(any(test, feature = "testing"))]
+#[allow(
+    clippy::unwrap_used,
+    reason = "test support: a helper that cannot do its part fails the test"
+)]
+pub mod testing;
 
 #[cfg(target_arch = "wasm32")]
 #[expect(unsafe_code, reason = "wit-bindgen's generated glue")]

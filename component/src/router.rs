@@ -17,8 +17,26 @@ use crate::storage::Tx;
 use crate::sys::mounts::{MountEntry, MountTable};
 use crate::{auth, kv, sync, sys};
 
-/// How often a request is run again after a storage conflict.
+/// How often a request is run at most when its commit conflicts.
 const CONFLICT_RETRIES: usize = 8;
+/// The pause before the second run after a conflict; it doubles per run, up
+/// to [`CONFLICT_BACKOFF_CAP_US`], half of it fixed and half drawn at random
+/// (requests that conflicted with each other do not meet again in step). At
+/// most 48 ms in all, and the request holds nothing meanwhile: its
+/// transaction is dropped before the pause.
+const CONFLICT_BACKOFF_US: u64 = 500;
+const CONFLICT_BACKOFF_CAP_US: u64 = 16_000;
+
+/// The pause before run `attempt` (1: the first run again) after a conflict.
+fn conflict_backoff(attempt: u32, jitter: u64) -> std::time::Duration {
+    let growth = 1u64
+        .checked_shl(attempt.saturating_sub(1))
+        .unwrap_or(u64::MAX);
+    let backoff = CONFLICT_BACKOFF_US
+        .saturating_mul(growth)
+        .min(CONFLICT_BACKOFF_CAP_US);
+    std::time::Duration::from_micros(crate::time::equal_jitter(backoff, jitter))
+}
 
 pub fn handle(env: &Env, req: Request) -> Outcome {
     let logical = match api::to_logical(req) {
@@ -26,7 +44,17 @@ pub fn handle(env: &Env, req: Request) -> Outcome {
         Err(e) => return Outcome::only(api::render_error(&e)),
     };
     let mut last = ApiError::Conflict;
-    for _ in 0..CONFLICT_RETRIES {
+    for attempt in 0..CONFLICT_RETRIES {
+        if attempt > 0 {
+            // Another commit won: let it (and its neighbours) finish before
+            // reading again (the clock of the component is the host's,
+            // through WASI).
+            let jitter = u64::from_le_bytes(api::random_bytes::<8>());
+            std::thread::sleep(conflict_backoff(
+                u32::try_from(attempt).unwrap_or(u32::MAX),
+                jitter,
+            ));
+        }
         let mut tx = Tx::new(env.storage);
         let outcome = route(&mut tx, env, &logical).and_then(|(reply, mount_type)| {
             let settled = sync::changes::settle(&mut tx)?;
@@ -192,6 +220,25 @@ pub fn authorize(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn conflict_backoff_grows_to_its_cap_with_jitter() {
+        use std::time::Duration;
+        assert_eq!(super::conflict_backoff(1, 0), Duration::from_micros(250));
+        assert_eq!(
+            super::conflict_backoff(1, u64::MAX - 5),
+            Duration::from_micros(250 + (u64::MAX - 5) % 251)
+        );
+        assert_eq!(super::conflict_backoff(2, 0), Duration::from_micros(500));
+        assert_eq!(
+            super::conflict_backoff(30, 8_000),
+            Duration::from_micros(16_000)
+        );
+        let most: Duration = (1..super::CONFLICT_RETRIES)
+            .map(|a| super::conflict_backoff(u32::try_from(a).unwrap(), 8_000))
+            .sum();
+        assert!(most <= Duration::from_millis(48), "{most:?}");
+    }
+
     use serde_json::{Value, json};
 
     use super::*;

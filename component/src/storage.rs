@@ -86,6 +86,9 @@ pub struct Tx<'s> {
     /// With what it returned: a key read again in the same transaction costs
     /// no second host call and sees the same value.
     reads: BTreeMap<String, Read>,
+    /// Keys read by [`Tx::glance`]: not conditions of the commit, unless read
+    /// again with [`Tx::get`] (which then expects the version glanced).
+    glances: BTreeMap<String, Read>,
     /// Buffered writes (`None`: delete), visible to later reads of this transaction.
     writes: BTreeMap<String, Option<Vec<u8>>>,
     /// The changes made, in order, each once.
@@ -97,6 +100,7 @@ impl<'s> Tx<'s> {
         Tx {
             store,
             reads: BTreeMap::new(),
+            glances: BTreeMap::new(),
             writes: BTreeMap::new(),
             changes: Vec::new(),
         }
@@ -127,6 +131,11 @@ impl<'s> Tx<'s> {
         if let Some(read) = self.reads.get(key) {
             return Ok(read.value.clone());
         }
+        if let Some(read) = self.glances.remove(key) {
+            let value = read.value.clone();
+            self.reads.insert(key.to_string(), read);
+            return Ok(value);
+        }
         let entry = self.store.get(key)?;
         let (version, value) = match entry {
             Some(e) => (Some(e.version), Some(e.value)),
@@ -156,6 +165,32 @@ impl<'s> Tx<'s> {
             (Some(w), _) => w.clone(),
             (None, Some(read)) => read.value.clone(),
             (None, None) => self.store.get(key)?.map(|e| e.value),
+        };
+        decode(key, bytes)
+    }
+
+    /// The record at `key` as this transaction sees it, without making the
+    /// read a condition of its commit, remembered so that glancing at it (or
+    /// reading it with [`Tx::get`]) again costs no host call: for a few small
+    /// records read often whose exact value the commit need not depend on.
+    pub fn glance_json<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>, ApiError> {
+        let bytes = match (
+            self.writes.get(key),
+            self.reads.get(key),
+            self.glances.get(key),
+        ) {
+            (Some(w), _, _) => w.clone(),
+            (None, Some(read), _) | (None, None, Some(read)) => read.value.clone(),
+            (None, None, None) => {
+                let entry = self.store.get(key)?;
+                let read = Read {
+                    version: entry.as_ref().map(|e| e.version),
+                    value: entry.map(|e| e.value),
+                };
+                let value = read.value.clone();
+                self.glances.insert(key.to_string(), read);
+                value
+            }
         };
         decode(key, bytes)
     }
@@ -249,6 +284,7 @@ impl<'s> Tx<'s> {
         self.store.commit(conditions, ops)?;
         self.writes.clear();
         self.reads.clear();
+        self.glances.clear();
         Ok(())
     }
 
@@ -267,6 +303,7 @@ impl<'s> Tx<'s> {
     /// read (and written) again.
     pub fn forget(&mut self, key: &str) {
         self.reads.remove(key);
+        self.glances.remove(key);
         self.writes.remove(key);
     }
 }
@@ -503,6 +540,37 @@ mod tests {
         // Nothing left to commit.
         tx.try_commit().unwrap();
         assert!(!tx.has_writes());
+    }
+
+    #[test]
+    fn a_glance_is_no_condition_until_read() {
+        let s = MemStorage::new();
+        let mut setup = Tx::new(&s);
+        setup.put("n", b"1".to_vec());
+        setup.put("m", b"1".to_vec());
+        setup.commit().unwrap();
+
+        let mut tx = Tx::new(&s);
+        assert_eq!(tx.glance_json::<i64>("n").unwrap(), Some(1));
+        assert_eq!(tx.glance_json::<i64>("m").unwrap(), Some(1));
+        // Read with `get`: a condition, at the version glanced.
+        assert_eq!(tx.get("m").unwrap(), Some(b"1".to_vec()));
+        tx.put("x", b"y".to_vec());
+        let mut other = Tx::new(&s);
+        other.put("n", b"5".to_vec());
+        other.commit().unwrap();
+        // Glanced at again: what it saw first, without a host call.
+        assert_eq!(tx.glance_json::<i64>("n").unwrap(), Some(1));
+        tx.try_commit().unwrap();
+
+        let mut tx = Tx::new(&s);
+        assert_eq!(tx.glance_json::<i64>("m").unwrap(), Some(1));
+        assert_eq!(tx.get("m").unwrap(), Some(b"1".to_vec()));
+        tx.put("x", b"z".to_vec());
+        let mut other = Tx::new(&s);
+        other.put("m", b"2".to_vec());
+        other.commit().unwrap();
+        assert!(matches!(tx.commit(), Err(ApiError::Conflict)));
     }
 
     #[test]

@@ -12,6 +12,16 @@ use crate::storage::{Condition, Entry, Op, Page, Storage, StorageError};
 /// A request as a JSON client sends it; `path` may carry a query string, and
 /// PATCH uses the merge-patch content type.
 pub fn request(method: &str, path: &str, body: &Value) -> Request {
+    let body = if body.is_null() {
+        Vec::new()
+    } else {
+        serde_json::to_vec(body).unwrap()
+    };
+    raw_request(method, path, body)
+}
+
+/// [`request`] with the body as given, whether it is JSON or not.
+pub fn raw_request(method: &str, path: &str, body: Vec<u8>) -> Request {
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let content_type = if method == "PATCH" {
         "application/merge-patch+json"
@@ -23,11 +33,7 @@ pub fn request(method: &str, path: &str, body: &Value) -> Request {
         path: path.into(),
         query: query.into(),
         headers: vec![("content-type".into(), content_type.into())],
-        body: if body.is_null() {
-            Vec::new()
-        } else {
-            serde_json::to_vec(body).unwrap()
-        },
+        body,
         caller: None,
     }
 }
@@ -83,6 +89,9 @@ pub struct Counting<'s> {
     /// While set, every commit fails (storage gone, or the process died
     /// before it could commit), writing nothing.
     pub down: Cell<bool>,
+    /// Runs right before every commit that reaches the wrapped storage (a
+    /// concurrent writer that commits first).
+    pub before_commit: Option<Box<dyn Fn() + 's>>,
 }
 
 impl<'s> Counting<'s> {
@@ -94,6 +103,7 @@ impl<'s> Counting<'s> {
             commits: Cell::new(0),
             conflicts: Cell::new(0),
             down: Cell::new(false),
+            before_commit: None,
         }
     }
 }
@@ -127,6 +137,9 @@ impl Storage for Counting<'_> {
         if self.conflicts.get() > 0 {
             self.conflicts.set(self.conflicts.get() - 1);
             return Err(StorageError::Conflict);
+        }
+        if let Some(hook) = &self.before_commit {
+            hook();
         }
         self.inner.commit(conditions, ops)
     }

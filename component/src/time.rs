@@ -13,6 +13,13 @@ pub fn now() -> Nanos {
     }
 }
 
+/// A delay of `backoff` with equal jitter: half of it fixed, half drawn
+/// from `jitter` (any number, e.g. random bits).
+pub fn equal_jitter(backoff: u64, jitter: u64) -> u64 {
+    let half = backoff / 2;
+    (backoff - half) + jitter % (half + 1)
+}
+
 /// `2018-03-22T02:24:06.945319214Z`; `0` (unset) prints as `""`.
 pub fn rfc3339(nanos: Nanos) -> String {
     if nanos == 0 {

@@ -35,7 +35,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::storage::{Backend, Changes, Condition, Entry, Op, Page, SharedBackend, StorageError};
+use crate::storage::{self, Backend, Changes, Condition, Entry, Op, SharedBackend, StorageError};
 
 pub use kvsync_host_core::settings::{DEFAULT_LEASE_TTL, MIN_LEASE_TTL};
 
@@ -369,19 +369,9 @@ impl Fenced {
 }
 
 #[async_trait::async_trait]
-impl Backend for Fenced {
-    async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-        self.inner.get(key).await
-    }
-
-    async fn list(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        delimiter: Option<char>,
-        limit: u32,
-    ) -> Result<Page, StorageError> {
-        self.inner.list(prefix, after, delimiter, limit).await
+impl storage::Delegate for Fenced {
+    fn inner(&self) -> &dyn Backend {
+        &*self.inner
     }
 
     async fn commit(

@@ -16,8 +16,8 @@ use kvsync::connectors::{Connector, Connectors, Dest, ExternalSecret, SyncError,
 use kvsync::runtime::{self, Runtime};
 use kvsync::server::EngineOptions;
 use kvsync::storage::{
-    Backend, Barrier, Condition, EncryptionKey, Entry, Op, Page, RedbBackend, SharedBackend,
-    StorageError, TenantStorage,
+    Backend, Barrier, EncryptionKey, Op, Page, RedbBackend, SharedBackend, StorageError,
+    TenantStorage,
 };
 use kvsync::worker::{self, DrainProgress, SyncConfig, Worker};
 use serde_json::{Value, json};
@@ -249,10 +249,11 @@ struct PanicsOnce {
 }
 
 #[async_trait::async_trait]
-impl Backend for PanicsOnce {
-    async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-        self.inner.get(key).await
+impl kvsync::storage::Delegate for PanicsOnce {
+    fn inner(&self) -> &dyn Backend {
+        &*self.inner
     }
+
     async fn list(
         &self,
         prefix: &str,
@@ -264,9 +265,6 @@ impl Backend for PanicsOnce {
             panic!("a bug in a storage call");
         }
         self.inner.list(prefix, after, delimiter, limit).await
-    }
-    async fn commit(&self, conditions: Vec<Condition>, ops: Vec<Op>) -> Result<u64, StorageError> {
-        self.inner.commit(conditions, ops).await
     }
 }
 

@@ -214,8 +214,9 @@ mod tests {
     /// A KV write's storage reads (the write path P8 measures): the mount
     /// table, the mount's config and the secret's metadata; then, per
     /// association, its outbox entry, and its record unless the entry is
-    /// already queued and held back; a new entry reads the entry count and
-    /// the sync config (capacity). Lists: the secret's associations.
+    /// already queued and held back; new entries read the entry count (its
+    /// parts, and an older version's single count: once per request) and the
+    /// sync config (capacity). Lists: the secret's associations.
     #[test]
     fn a_kv_write_reads_what_its_sync_needs_and_no_more() {
         let f = setup(5);
@@ -238,7 +239,8 @@ mod tests {
         assert_eq!((gets, lists, sync_due), (3, 1, SyncDue::None));
         // Nothing queued: 5 new entries.
         let (gets, lists, sync_due) = counted("app", 1);
-        assert_eq!((gets, lists), (3 + 5 + 5 + 2, 1));
+        let count_parts = crate::sync::keys::OUTBOX_COUNT_SHARDS as usize + 1;
+        assert_eq!((gets, lists), (3 + 5 + 5 + count_parts + 1, 1));
         assert!(matches!(sync_due, SyncDue::Destinations(d) if d.len() == 5));
         // Queued and due: the entries are replaced.
         let (gets, lists, _) = counted("app", 2);

@@ -275,9 +275,20 @@ pub mod keys {
     /// first keys of each, so finding the earliest due entries costs a few
     /// keys, not a read of every entry (nor a look at other shards' work).
     pub const DUE: &str = "sync/due/";
-    /// The number of entries in the outbox (for `queue_capacity`); outside
-    /// [`OUTBOX`], so that listing the entries does not see it.
-    pub const OUTBOX_COUNT: &str = "sync/outbox-count";
+    /// The number of entries in the outbox (for `queue_capacity`), in
+    /// [`OUTBOX_COUNT_SHARDS`] signed parts at `sync/outbox-count/<k>` (see
+    /// [`crate::sync::outbox`]); outside [`OUTBOX`], so that listing the
+    /// entries does not see them.
+    pub const OUTBOX_COUNT: &str = "sync/outbox-count/";
+    /// How many parts the entry count is split into.
+    pub const OUTBOX_COUNT_SHARDS: u32 = 16;
+    /// The whole count in one key, as versions before the split wrote it: read
+    /// as part of the total and folded into a part by the next count change.
+    pub const OUTBOX_COUNT_UNSPLIT: &str = "sync/outbox-count";
+
+    pub fn outbox_count(shard: u32) -> String {
+        format!("{OUTBOX_COUNT}{shard}")
+    }
 
     /// `a/b%c` → `a%2Fb%25c`.
     pub fn escape(segment: &str) -> String {

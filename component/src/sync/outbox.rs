@@ -10,12 +10,25 @@
 //! (a KV write, a purge, a mount disable), so an acknowledged change always
 //! carries its pending sync; an entry that is due now records
 //! [`Change::SyncDue`] for its destination in that transaction, which the
-//! host learns as the request's effects. [`keys::OUTBOX_COUNT`] counts the
-//! entries, in the same transactions, to enforce `queue_capacity`: new sync
-//! work beyond it is not queued, its rows show `INTERNAL_VAULT_ERROR` ("sync
-//! queue full") and reconciliation queues it once there is room. Unsyncs of a
-//! purge or of a disabled mount are cleanup that nothing else would redo:
-//! they are always queued (and counted).
+//! host learns as the request's effects. The entries are counted, in the
+//! same transactions, to enforce `queue_capacity`: new sync work beyond it is
+//! not queued, its rows show `INTERNAL_VAULT_ERROR` ("sync queue full") and
+//! reconciliation queues it once there is room. Unsyncs of a purge or of a
+//! disabled mount are cleanup that nothing else would redo: they are always
+//! queued (and counted).
+//!
+//! The count is split into [`keys::OUTBOX_COUNT_SHARDS`] signed parts
+//! ([`keys::outbox_count`]); an entry's adds and removes go to the part its
+//! key hashes to, so a change of one entry reads (as a condition of its
+//! commit) and writes one part only, and the changes and finished syncs of
+//! other entries, on this host or another, rarely touch the same part. One
+//! counter key would be rewritten by every queued change and every finished
+//! sync, and the request that read it would conflict again and again. The
+//! total is the sum of the parts, glanced at where an exact value is not needed
+//! (the capacity check: a soft limit, as Vault's own queue capacity is);
+//! only reconciliation's recount reads every part. A part may go below zero
+//! (a recount or an older version's single count, [`keys::OUTBOX_COUNT_UNSPLIT`],
+//! folded into another part): only the sum means anything.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +41,7 @@ use crate::sync::destinations::Destination;
 use crate::sync::jobs::{self, Sweep};
 use crate::sync::keys;
 use crate::sync::status::SyncStatus;
+use crate::sync::worker;
 use crate::time::{self, Nanos};
 
 /// The `error` of rows whose sync could not be queued.
@@ -217,35 +231,112 @@ pub fn remove(tx: &mut Tx, id: &EntryId, old: Option<&OutboxEntry>) {
     tx.delete(id.key());
 }
 
-/// The number of entries in the outbox.
-pub fn count(tx: &mut Tx) -> ApiResult<u64> {
-    Ok(tx.get_json::<u64>(keys::OUTBOX_COUNT)?.unwrap_or(0))
+/// The part of the entry count that the entry `id` changes (its adds and
+/// removes always land in the same part).
+fn count_key(id: &EntryId) -> String {
+    keys::outbox_count(worker::shard_of_bytes(
+        id.key().into_bytes(),
+        keys::OUTBOX_COUNT_SHARDS,
+    ))
 }
 
-fn set_count(tx: &mut Tx, n: u64) -> ApiResult<()> {
+/// Every key the count may be kept in: its parts, and the single key of an
+/// older version.
+fn count_keys() -> impl Iterator<Item = String> {
+    (0..keys::OUTBOX_COUNT_SHARDS)
+        .map(keys::outbox_count)
+        .chain(std::iter::once(keys::OUTBOX_COUNT_UNSPLIT.to_string()))
+}
+
+/// Whether `key` holds (part of) the entry count.
+pub fn is_count_key(key: &str) -> bool {
+    key == keys::OUTBOX_COUNT_UNSPLIT || key.starts_with(keys::OUTBOX_COUNT)
+}
+
+/// One part of the count as `tx` sees it; `exact`: read, so the commit
+/// depends on it, else glanced at.
+fn part(tx: &mut Tx, key: &str, exact: bool) -> ApiResult<i64> {
+    let n = if exact {
+        tx.get_json::<i64>(key)?
+    } else {
+        tx.glance_json::<i64>(key)?
+    };
+    Ok(n.unwrap_or(0))
+}
+
+fn put_part(tx: &mut Tx, key: String, n: i64) -> ApiResult<()> {
     if n == 0 {
-        tx.delete(keys::OUTBOX_COUNT);
+        tx.delete(key);
         Ok(())
     } else {
-        tx.put_json(keys::OUTBOX_COUNT, &n)
+        tx.put_json(key, &n)
     }
 }
 
-/// Adds `delta` to the entry count (saturating at 0).
-pub fn adjust_count(tx: &mut Tx, delta: i64) -> ApiResult<()> {
+/// The sum of the count's parts.
+fn sum(tx: &mut Tx, exact: bool) -> ApiResult<i64> {
+    let mut sum: i64 = 0;
+    for key in count_keys() {
+        sum = sum.saturating_add(part(tx, &key, exact)?);
+    }
+    Ok(sum)
+}
+
+/// The number of entries in the outbox: the sum of the count's parts, glanced
+/// at (they do not become conditions of `tx`'s commit, and are read once per
+/// transaction), so a concurrent change of another part may be missed.
+/// `tx`'s own changes are included.
+pub fn count(tx: &mut Tx) -> ApiResult<u64> {
+    Ok(u64::try_from(sum(tx, false)?).unwrap_or(0))
+}
+
+/// Adds `delta` to the entry count, in the part of the entry `id`. A single
+/// count left by an older version moves into that part on the way.
+pub fn adjust_count(tx: &mut Tx, id: &EntryId, delta: i64) -> ApiResult<()> {
     if delta == 0 {
         return Ok(());
     }
-    let n = count(tx)?;
-    set_count(tx, n.saturating_add_signed(delta))
+    let key = count_key(id);
+    let mut n = part(tx, &key, true)?.saturating_add(delta);
+    if tx.glance_json::<i64>(keys::OUTBOX_COUNT_UNSPLIT)?.is_some() {
+        n = n.saturating_add(part(tx, keys::OUTBOX_COUNT_UNSPLIT, true)?);
+        tx.delete(keys::OUTBOX_COUNT_UNSPLIT);
+    }
+    put_part(tx, key, n)
 }
 
-/// Rewrites the entry count (reconciliation recounts the outbox).
+/// Drops what `tx` read and wrote of the count's part of `id` (and of an
+/// older version's single count), so that [`adjust_count`] can apply its
+/// delta again to the count as it is now.
+pub fn forget_count(tx: &mut Tx, id: &EntryId) {
+    tx.forget(&count_key(id));
+    tx.forget(keys::OUTBOX_COUNT_UNSPLIT);
+}
+
+/// Rewrites the entry count (reconciliation recounts the outbox): every part
+/// is read, so the commit fails when any of them changed meanwhile; the
+/// total goes into the first part and the others are dropped.
 pub fn reset_count(tx: &mut Tx, n: u64) -> ApiResult<()> {
-    if count(tx)? != n {
-        set_count(tx, n)?;
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    if sum(tx, true)? == n {
+        return Ok(());
+    }
+    let mut keys = count_keys();
+    if let Some(first) = keys.next() {
+        put_part(tx, first, n)?;
+    }
+    for key in keys {
+        if tx.get(&key)?.is_some() {
+            tx.delete(key);
+        }
     }
     Ok(())
+}
+
+/// The entry count with every part read (a commit of `tx` fails when any of
+/// them changed meanwhile): for a recount.
+pub fn count_exact(tx: &mut Tx) -> ApiResult<u64> {
+    Ok(u64::try_from(sum(tx, true)?).unwrap_or(0))
 }
 
 /// Queues (or coalesces) work for the association `id`, counting new entries.
@@ -279,14 +370,16 @@ pub fn enqueue(tx: &mut Tx, id: &EntryId, req: Enqueue) -> ApiResult<Queued> {
             started_at: None,
         },
         None => {
-            let n = count(tx)?;
             if req.op.counts_against_capacity() {
+                // A soft limit: the count's other parts are glanced at, so
+                // transactions queuing at the same time may each see room,
+                // and the outbox may pass `queue_capacity` by what they add.
                 let capacity = u64::try_from(SyncConfig::load(tx)?.queue_capacity).unwrap_or(0);
-                if n >= capacity {
+                if count(tx)? >= capacity {
                     return Ok(Queued::Full);
                 }
             }
-            set_count(tx, n.saturating_add(1))?;
+            adjust_count(tx, id, 1)?;
             store(
                 tx,
                 id,
@@ -325,7 +418,7 @@ pub fn dequeue(tx: &mut Tx, id: &EntryId) -> ApiResult<bool> {
         Err(e) => return Err(e),
     };
     remove(tx, id, old.as_ref());
-    adjust_count(tx, -1)?;
+    adjust_count(tx, id, -1)?;
     Ok(true)
 }
 

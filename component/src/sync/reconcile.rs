@@ -66,7 +66,7 @@ pub fn recount_page(
     let mut last = (None, counted, count_at_start);
     for _ in 0..RUNS {
         let mut tx = Tx::new(storage);
-        let current = outbox::count(&mut tx)?;
+        let current = outbox::count_exact(&mut tx)?;
         let page = storage.list(keys::OUTBOX, after, None, SLICE)?;
         let ids: Vec<EntryId> = page.keys.iter().filter_map(|r| EntryId::parse(r)).collect();
         let restored = outbox::repair_index(storage, &ids)?;

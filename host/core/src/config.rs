@@ -31,6 +31,7 @@
 //! guest_memory_limit  = "64MiB"
 //! max_concurrent_requests = 256
 //! tenant_max_concurrent_requests = 128   # per namespace (default: half of max_concurrent_requests)
+//! max_running_requests = 4       # engine calls running at once, shared round-robin by namespaces (default: 2 per CPU)
 //! guest_warm_instances = 16      # idle engine instances kept for reuse (per tenant only; 0: fresh per call)
 //! provider_timeout    = "10s"
 //! sync_inline_timeout = "3s"   # associations/set waits this long, then answers PENDING
@@ -72,6 +73,7 @@ struct RawConfig {
     guest_memory_limit: Option<String>,
     max_concurrent_requests: Option<u32>,
     tenant_max_concurrent_requests: Option<u32>,
+    max_running_requests: Option<u32>,
     guest_warm_instances: Option<u32>,
     provider_timeout: Option<String>,
     sync_inline_timeout: Option<String>,
@@ -503,6 +505,12 @@ impl Config {
             }
             limits.tenant_max_concurrent_requests = Some(n);
         }
+        if let Some(n) = raw.max_running_requests {
+            if n == 0 {
+                anyhow::bail!("max_running_requests: must be at least 1");
+            }
+            limits.max_running_requests = Some(n);
+        }
         let sync_inline_timeout = match raw.sync_inline_timeout {
             Some(t) => {
                 parse_duration(&t).map_err(|e| anyhow::anyhow!("sync_inline_timeout: {e}"))?
@@ -688,6 +696,24 @@ mod tests {
         assert_eq!(c.limits.tenant_cap(), 10);
         assert_eq!(Config::parse(base).unwrap().limits.tenant_cap(), 5);
         assert!(Config::parse(&format!("{base}\ntenant_max_concurrent_requests = 0")).is_err());
+    }
+
+    #[test]
+    fn parses_the_running_calls_cap() {
+        let base = r#"
+            storage "redb" { path = "/tmp/x" }
+            listener "tcp" { tls_disable = true }
+            max_concurrent_requests = 10
+        "#;
+        let c = Config::parse(&format!("{base}\nmax_running_requests = 3")).unwrap();
+        assert_eq!(c.limits.max_running_requests, Some(3));
+        assert_eq!(c.limits.running_cap(), 3);
+        let c = Config::parse(&format!("{base}\nmax_running_requests = 99")).unwrap();
+        assert_eq!(c.limits.running_cap(), 10);
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let default = Config::parse(base).unwrap().limits.running_cap();
+        assert_eq!(default as usize, (cpus * 2).min(10));
+        assert!(Config::parse(&format!("{base}\nmax_running_requests = 0")).is_err());
     }
 
     #[test]

@@ -73,7 +73,16 @@ pub struct Limits {
     /// tenant cannot take every instance slot; `None`: half of
     /// `max_concurrent_instances` ([`Limits::tenant_cap`]).
     pub tenant_max_concurrent_requests: Option<u32>,
+    /// API requests whose engine call runs at once, all tenants together; more
+    /// wait, and are served round-robin across tenants (fewest running first);
+    /// `None`: [`RUNNING_PER_CPU`] per CPU ([`Limits::running_cap`]).
+    pub max_running_requests: Option<u32>,
 }
+
+/// The default `max_running_requests` per CPU this process may run on: a call
+/// that waits on storage leaves its CPU to another, and more would only queue
+/// on the CPUs, where a call cannot be served fairly.
+pub const RUNNING_PER_CPU: u32 = 2;
 
 impl Limits {
     /// The per-tenant cap in effect: as set (at most the instance slots), or
@@ -82,6 +91,20 @@ impl Limits {
         let slots = self.max_concurrent_instances.max(1);
         self.tenant_max_concurrent_requests
             .unwrap_or(slots / 2)
+            .clamp(1, slots)
+    }
+
+    /// The running calls in effect: as set, or [`RUNNING_PER_CPU`] per CPU
+    /// the process may use; at least 1 and at most the instance slots.
+    pub fn running_cap(&self) -> u32 {
+        let slots = self.max_concurrent_instances.max(1);
+        self.max_running_requests
+            .unwrap_or_else(|| {
+                let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+                u32::try_from(cpus)
+                    .unwrap_or(u32::MAX)
+                    .saturating_mul(RUNNING_PER_CPU)
+            })
             .clamp(1, slots)
     }
 }
@@ -94,6 +117,7 @@ impl Default for Limits {
             max_concurrent_instances: 256,
             warm_instances: DEFAULT_WARM_INSTANCES,
             tenant_max_concurrent_requests: None,
+            max_running_requests: None,
         }
     }
 }

@@ -80,10 +80,31 @@ pub struct StoredPolicy {
     pub text: String,
 }
 
+/// A stored policy. A text equal to [`DEFAULT_POLICY_TEXT`] is stored as a reference to it
+/// (`builtin`: [`BUILTIN_DEFAULT`]) rather than copied: every namespace gets a `default` policy,
+/// and its text would otherwise be most of what an idle namespace stores.
 #[derive(Serialize, Deserialize)]
 struct Record {
     name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     policy: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    builtin: Option<String>,
+}
+
+/// The reference to [`DEFAULT_POLICY_TEXT`] in a stored record. The text it names is fixed: a
+/// new built-in default text needs a new reference, so stored policies keep the text they had.
+const BUILTIN_DEFAULT: &str = "default-1";
+
+impl Record {
+    /// The policy's text; `None` for a reference this version does not know.
+    fn text(self) -> Option<String> {
+        match self.builtin.as_deref() {
+            None => Some(self.policy),
+            Some(BUILTIN_DEFAULT) => Some(DEFAULT_POLICY_TEXT.to_string()),
+            Some(_) => None,
+        }
+    }
 }
 
 /// The policy store of every namespace, with the compiled-ACL cache. Cheap to
@@ -256,10 +277,12 @@ impl PolicyStore {
         };
         let record: Record = serde_json::from_slice(&entry.value)
             .map_err(|e| StorageError::Unavailable(format!("corrupt policy record: {e}")))?;
-        Ok(Some(StoredPolicy {
-            name,
-            text: record.policy,
-        }))
+        let text = record.text().ok_or_else(|| {
+            StorageError::Unavailable(format!(
+                "the policy {name:?} refers to a built-in text this version does not know"
+            ))
+        })?;
+        Ok(Some(StoredPolicy { name, text }))
     }
 
     /// Creates or replaces the policy `name` (lower-cased) with `text` (HCL
@@ -415,9 +438,15 @@ impl PolicyStore {
 }
 
 fn record(name: &str, text: &str) -> Result<Vec<u8>, StorageError> {
+    let builtin = text == DEFAULT_POLICY_TEXT;
     serde_json::to_vec(&Record {
         name: name.to_string(),
-        policy: text.to_string(),
+        policy: if builtin {
+            String::new()
+        } else {
+            text.to_string()
+        },
+        builtin: builtin.then(|| BUILTIN_DEFAULT.to_string()),
     })
     .map_err(|e| StorageError::Invalid(e.to_string()))
 }
@@ -589,6 +618,56 @@ mod tests {
         );
         let ghost = s.acl(&ns, &names(&["ghost"])).await.unwrap();
         assert!(!ghost.allows(Operation::Read, "secret/data/a").allowed());
+    }
+
+    /// Stores `value` as the namespace's `default` record, bypassing the store.
+    async fn put_raw(s: &PolicyStore, ns: &Namespace, value: Vec<u8>) {
+        let op = Op::Put {
+            key: key(ns, DEFAULT_POLICY),
+            value,
+        };
+        s.inner.backend.commit(Vec::new(), vec![op]).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_default_text_is_stored_as_a_reference() {
+        let s = store();
+        let ns = Namespace {
+            id: "abcde".into(),
+            path: "team-a/".into(),
+        };
+        s.ensure_builtins(&ns).await.unwrap();
+        let stored = s
+            .inner
+            .backend
+            .get(&key(&ns, DEFAULT_POLICY))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(stored.value.len() < 100, "{}", stored.value.len());
+        let read = s.read(&ns, DEFAULT_POLICY).await.unwrap().unwrap();
+        assert_eq!(read.text, DEFAULT_POLICY_TEXT);
+        // A record written in full (by an earlier version) reads the same.
+        let full = serde_json::to_vec(
+            &serde_json::json!({"name": "default", "policy": DEFAULT_POLICY_TEXT}),
+        )
+        .unwrap();
+        put_raw(&s, &ns, full).await;
+        assert_eq!(
+            s.read(&ns, DEFAULT_POLICY).await.unwrap().unwrap().text,
+            DEFAULT_POLICY_TEXT
+        );
+        // An edited default is stored as written; a reference this version does not know is
+        // an error, not an empty policy.
+        let edited = "path \"x\" { capabilities = [\"read\"] }";
+        s.write(&ns, DEFAULT_POLICY, edited).await.unwrap();
+        assert_eq!(
+            s.read(&ns, DEFAULT_POLICY).await.unwrap().unwrap().text,
+            edited
+        );
+        let unknown = br#"{"name":"default","builtin":"default-99"}"#.to_vec();
+        put_raw(&s, &ns, unknown).await;
+        assert!(s.read(&ns, DEFAULT_POLICY).await.is_err());
     }
 
     #[tokio::test]

@@ -34,6 +34,9 @@ pub(crate) struct Args {
     /// API requests of one namespace that may run at once; more wait briefly, then get 503 [config: tenant_max_concurrent_requests; default: half of max_concurrent_requests]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     tenant_max_concurrent_requests: Option<u32>,
+    /// API requests whose engine call runs at once; more wait, served round-robin across namespaces [config: max_running_requests; default: 2 per CPU]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_running_requests: Option<u32>,
     #[command(flatten)]
     sync: SyncFlags,
     #[command(flatten)]
@@ -111,6 +114,7 @@ pub(crate) async fn exec(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
     let options = Options {
         warm_instances: args.guest_warm_instances,
         tenant_max_concurrent_requests: args.tenant_max_concurrent_requests,
+        max_running_requests: args.max_running_requests,
         max_request_duration: Some(listener.max_request_duration),
         sync: args.sync.apply(config.sync.clone())?,
     };
@@ -140,6 +144,7 @@ async fn dev(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
     let options = Options {
         warm_instances: args.guest_warm_instances,
         tenant_max_concurrent_requests: args.tenant_max_concurrent_requests,
+        max_running_requests: args.max_running_requests,
         max_request_duration: Some(listener.max_request_duration),
         sync: args.sync.apply(SyncConfig::default())?,
     };

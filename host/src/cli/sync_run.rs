@@ -47,6 +47,7 @@ pub(crate) async fn exec(args: Args, env: &Env) -> anyhow::Result<ExitCode> {
     let options = Options {
         warm_instances: None,
         tenant_max_concurrent_requests: None,
+        max_running_requests: None,
         max_request_duration: None,
         sync: args.sync.apply(config.sync.clone())?,
     };

@@ -495,19 +495,29 @@ impl NamespaceStore {
                 value: encode(&record)?,
             }];
             ops.extend(extra);
-            match self.backend().commit(conditions, ops).await {
-                Ok(_) => {
-                    self.forget();
-                    return Ok(record);
-                }
-                Err(StorageError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
+            if self.try_commit(conditions, ops).await? {
+                return Ok(record);
             }
         }
-        Err(
-            StorageError::Unavailable("the namespace kept changing; retry the request".into())
-                .into(),
-        )
+        Err(kept_changing())
+    }
+
+    /// Commits a change to the namespaces: `false` when another commit got
+    /// there first (read again and retry); a commit made drops what the
+    /// cache holds.
+    async fn try_commit(
+        &self,
+        conditions: Vec<Condition>,
+        ops: Vec<Op>,
+    ) -> Result<bool, NamespaceError> {
+        match self.backend().commit(conditions, ops).await {
+            Ok(_) => {
+                self.forget();
+                Ok(true)
+            }
+            Err(StorageError::Conflict) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Adds the condition that the parent still exists, unchanged (none for
@@ -583,19 +593,11 @@ impl NamespaceStore {
                 key: path_key(&path),
                 value: encode(&record)?,
             };
-            match self.backend().commit(vec![condition], vec![op]).await {
-                Ok(_) => {
-                    self.forget();
-                    return Ok(record);
-                }
-                Err(StorageError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
+            if self.try_commit(vec![condition], vec![op]).await? {
+                return Ok(record);
             }
         }
-        Err(
-            StorageError::Unavailable("the namespace kept changing; retry the request".into())
-                .into(),
-        )
+        Err(kept_changing())
     }
 
     /// Deletes the namespace `rel` under `base`: refused while it has child
@@ -720,6 +722,11 @@ impl NamespaceStore {
     pub async fn pending_deletions(&self) -> Result<Vec<String>, StorageError> {
         list_all(self.backend(), DELETING, None).await
     }
+}
+
+/// A create's or a patch's refusal when every attempt lost its commit to another.
+fn kept_changing() -> NamespaceError {
+    StorageError::Unavailable("the namespace kept changing; retry the request".into()).into()
 }
 
 /// A deletion's refusal when the namespace changed (or another deletion of it ran) meanwhile.

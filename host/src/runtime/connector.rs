@@ -122,7 +122,12 @@ impl<'a> ConnectorView<'a> {
                 let kind = dest.kind.clone();
                 let call = guarded(&kind, call(self.connectors, dest));
                 let bound = self.inline_bound.zip(self.inline_deadline);
-                self.cpu.host(bounded(bound, call)).await
+                self.cpu
+                    .host(super::fair::off_turn(
+                        self.turn.as_deref_mut(),
+                        bounded(bound, call),
+                    ))
+                    .await
             }
             Err(e) => Err(error_to_wit(e)),
         }
@@ -168,8 +173,12 @@ impl wit::Host for ConnectorView<'_> {
     ) -> wasmtime::Result<Result<Vec<wit::ExternalSecret>, wit::SyncError>> {
         let out = match destination(dest, self.tenant) {
             Ok(dest) => {
+                let connectors = self.connectors;
                 self.cpu
-                    .host(guarded(&dest.kind, self.connectors.inspect(&dest)))
+                    .host(super::fair::off_turn(
+                        self.turn.as_deref_mut(),
+                        guarded(&dest.kind, connectors.inspect(&dest)),
+                    ))
                     .await
             }
             Err(e) => Err(e),

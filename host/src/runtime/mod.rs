@@ -4,6 +4,12 @@
 //! its tenant kept from an earlier call ([`warm`]: never shared across
 //! tenants, discarded after any trap or limit) or in a fresh [`Store`].
 //!
+//! API calls take turns: at most `max_running_requests` run at once, the
+//! others wait in per-tenant queues served round-robin ([`fair`]), so a
+//! tenant's single call never waits behind another tenant's backlog; a call
+//! gives its turn back while a host call of it waits (provider, storage off
+//! the async workers).
+//!
 //! Limits per call: a memory cap (growing past it traps) and a CPU deadline that
 //! counts the guest's own running time only: time spent in host calls (storage
 //! and provider calls) is measured and not charged (see [`limits`]). An API
@@ -31,6 +37,7 @@ mod bindings;
 mod cache;
 mod connector;
 pub mod deterministic;
+pub mod fair;
 mod keyring;
 pub mod limits;
 mod namespaces;
@@ -99,6 +106,8 @@ pub struct Runtime {
     warm: Arc<warm::WarmPool>,
     /// Each tenant's share of the instance slots for API calls.
     tenant_slots: Arc<tenants::TenantSlots>,
+    /// The API calls running at once, shared fairly between tenants.
+    fair: fair::FairSlots,
     /// The largest linear memory any call of this runtime ended with (bytes).
     peak_memory: Arc<AtomicUsize>,
     _ticker: Arc<limits::EpochTicker>,
@@ -149,6 +158,7 @@ impl Runtime {
                 limits.tenant_cap(),
                 TENANT_SLOT_WAIT,
             )),
+            fair: fair::FairSlots::new(limits.running_cap()),
             peak_memory: Arc::new(AtomicUsize::new(0)),
             limits,
             connectors,
@@ -226,25 +236,35 @@ impl Runtime {
     /// Runs one API request in an instance of `storage`'s tenant, on behalf of
     /// `req.caller` (the `authz` import answers with `req.authority`): the
     /// response, and what the request caused that the host must act on. The
-    /// tenant's calls at once are capped ([`tenants`]).
+    /// tenant's calls at once are capped ([`tenants`]), and the calls that run
+    /// at once are bounded and shared round-robin between tenants ([`fair`]);
+    /// the wait for a turn counts in the request's duration.
     pub async fn handle(&self, storage: TenantStorage, req: Request) -> Result<Outcome, CallError> {
         let (req, caller, authority) = WitRequest::split(req);
         let started = std::time::Instant::now();
         let _slot = self.tenant_slots.acquire(storage.tenant()).await?;
+        let deadline = tokio::time::Instant::from_std(started) + self.max_request_duration;
+        let too_long = |_| CallError::LimitExceeded("request duration");
+        let turn = tokio::time::timeout_at(deadline, self.fair.turn(storage.tenant()))
+            .await
+            .map_err(too_long)?;
         let mut w = self
             .checkout(storage, (caller, authority), Some(self.inline_bound))
             .await?;
-        let left = self.max_request_duration.saturating_sub(started.elapsed());
+        // The instance holds the turn while it runs: its provider calls pause it.
+        w.store.data_mut().turn = Some(turn);
         let call = w
             .instance
             .kvsync_engine_api()
             .call_handle(&mut w.store, req.record());
-        match tokio::time::timeout(left, call).await {
-            Ok(out) => self.finish(w, out).map(records::outcome_from_wit),
-            // The call is dropped where it stood, its instance with it; a
-            // commit is atomic, so storage holds all of one or none of it.
-            Err(_) => Err(CallError::LimitExceeded("request duration")),
-        }
+        // Past the deadline the call is dropped where it stood, its instance
+        // (and turn) with it; a commit is atomic, so storage holds all of one
+        // or none of it.
+        let out = tokio::time::timeout_at(deadline, call)
+            .await
+            .map_err(too_long)?;
+        w.store.data_mut().turn = None;
+        self.finish(w, out).map(records::outcome_from_wit)
     }
 
     /// Runs the sync worker's `run` export in a fresh instance against
@@ -300,9 +320,18 @@ impl Runtime {
         self.peak_memory.swap(0, Ordering::Relaxed)
     }
 
-    /// Tenants with an API call running or waiting for a slot now.
+    /// Tenants with an API call running or waiting for a slot now (of their
+    /// cap, or of the running calls).
     pub fn active_tenants(&self) -> usize {
-        self.tenant_slots.active_tenants()
+        self.tenant_slots
+            .active_tenants()
+            .max(self.fair.active_tenants())
+    }
+
+    /// API calls running now, and waiting for a turn to run
+    /// (`max_running_requests`).
+    pub fn running_calls(&self) -> (usize, usize) {
+        (self.fair.running(), self.fair.waiting())
     }
 
     /// Idle instances kept for reuse now (all tenants).

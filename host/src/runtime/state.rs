@@ -20,6 +20,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::kvsync::engine::{
     authz, connector, keyring, namespaces, policies, storage as wit, tokens, types,
 };
+use super::fair::off_turn;
 use super::keyring::KeyringView;
 use super::limits::{CpuMeter, Limits, MemoryLimiter};
 use super::namespaces::NamespacesView;
@@ -56,6 +57,9 @@ pub struct State {
     inline_bound: Option<Duration>,
     /// When the request's inline bound runs out (set with it, at the call).
     inline_deadline: Option<Instant>,
+    /// An API call's turn among the running calls (`None` outside one): given
+    /// back while a provider call waits ([`super::fair`]).
+    pub turn: Option<super::fair::Turn>,
 }
 
 /// When a bound that starts now runs out (`None`: unbounded).
@@ -88,6 +92,7 @@ impl State {
             memory: MemoryLimiter::new(limits.memory_bytes),
             inline_bound,
             inline_deadline: deadline(inline_bound),
+            turn: None,
         }
     }
 
@@ -151,6 +156,7 @@ impl State {
         StorageView {
             storage: &self.storage,
             cpu: &self.cpu,
+            turn: self.turn.as_mut(),
         }
     }
 
@@ -161,6 +167,7 @@ impl State {
             cpu: &self.cpu,
             inline_bound: self.inline_bound,
             inline_deadline: self.inline_deadline,
+            turn: self.turn.as_mut(),
         }
     }
 
@@ -209,15 +216,18 @@ impl State {
     }
 }
 
-/// What the `storage` import sees: the tenant's storage, and the meter its
-/// time is charged to as host time.
+/// What the `storage` import sees: the tenant's storage, the meter its time
+/// is charged to as host time, and the call's turn among the running calls
+/// (given back while storage work waits: [`super::fair::off_turn`]).
 pub struct StorageView<'a> {
     storage: &'a TenantStorage,
     cpu: &'a CpuMeter,
+    turn: Option<&'a mut super::fair::Turn>,
 }
 
-/// What the `connector` import sees: the registry, the tenant, the meter, and
-/// the bound on provider calls within an API request.
+/// What the `connector` import sees: the registry, the tenant, the meter, the
+/// bound on provider calls within an API request, and the call's turn among
+/// the running calls (given back while a provider call waits).
 pub struct ConnectorView<'a> {
     pub(super) connectors: &'a Connectors,
     /// The tenant the instance serves: every destination the guest names is that tenant's.
@@ -225,6 +235,7 @@ pub struct ConnectorView<'a> {
     pub(super) cpu: &'a CpuMeter,
     pub(super) inline_bound: Option<Duration>,
     pub(super) inline_deadline: Option<Instant>,
+    pub(super) turn: Option<&'a mut super::fair::Turn>,
 }
 
 /// What the `authz` import sees: the request's authority.
@@ -463,7 +474,10 @@ impl wit::Host for StorageView<'_> {
         &mut self,
         key: String,
     ) -> wasmtime::Result<Result<Option<wit::Entry>, wit::StorageError>> {
-        let out = self.cpu.host(self.storage.get(&key)).await;
+        let out = self
+            .cpu
+            .host(off_turn(self.turn.as_deref_mut(), self.storage.get(&key)))
+            .await;
         Ok(out
             .map(|e| {
                 e.map(|e| wit::Entry {
@@ -483,10 +497,11 @@ impl wit::Host for StorageView<'_> {
     ) -> wasmtime::Result<Result<wit::Page, wit::StorageError>> {
         let out = self
             .cpu
-            .host(
+            .host(off_turn(
+                self.turn.as_deref_mut(),
                 self.storage
                     .list(&prefix, after.as_deref(), delimiter, limit),
-            )
+            ))
             .await;
         Ok(out
             .map(|p| wit::Page {
@@ -518,7 +533,13 @@ impl wit::Host for StorageView<'_> {
                 wit::Op::Delete(key) => storage::Op::Delete { key },
             })
             .collect();
-        let out = self.cpu.host(self.storage.commit(conditions, ops)).await;
+        let out = self
+            .cpu
+            .host(off_turn(
+                self.turn.as_deref_mut(),
+                self.storage.commit(conditions, ops),
+            ))
+            .await;
         Ok(out.map_err(to_wit))
     }
 }

@@ -118,6 +118,8 @@ pub struct Options {
     pub warm_instances: Option<u32>,
     /// Overrides `tenant_max_concurrent_requests`.
     pub tenant_max_concurrent_requests: Option<u32>,
+    /// Overrides `max_running_requests`.
+    pub max_running_requests: Option<u32>,
     /// Overrides the listener's `max_request_duration`.
     pub max_request_duration: Option<Duration>,
     /// The sync worker's knobs: the configuration's, with the command's
@@ -133,6 +135,9 @@ impl Options {
         }
         if let Some(n) = self.tenant_max_concurrent_requests {
             engine.limits.tenant_max_concurrent_requests = Some(n);
+        }
+        if let Some(n) = self.max_running_requests {
+            engine.limits.max_running_requests = Some(n);
         }
         if let Some(d) = self.max_request_duration {
             engine.max_request_duration = d;

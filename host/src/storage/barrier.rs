@@ -1149,19 +1149,11 @@ mod tests {
     }
 
     #[async_trait::async_trait]
-    impl Backend for FailingKeyring {
-        async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
-            self.inner.get(key).await
+    impl crate::storage::Delegate for FailingKeyring {
+        fn inner(&self) -> &dyn Backend {
+            &*self.inner
         }
-        async fn list(
-            &self,
-            prefix: &str,
-            after: Option<&str>,
-            delimiter: Option<char>,
-            limit: u32,
-        ) -> Result<Page, StorageError> {
-            self.inner.list(prefix, after, delimiter, limit).await
-        }
+
         async fn commit(
             &self,
             conditions: Vec<Condition>,

@@ -25,6 +25,7 @@ use std::fmt;
 use std::sync::Arc;
 
 mod barrier;
+mod memory;
 pub mod postgres;
 mod redb;
 pub mod sync_index;
@@ -198,6 +199,72 @@ impl<T: Backend + ?Sized> Backend for Arc<T> {
 
     fn is_shared(&self) -> bool {
         (**self).is_shared()
+    }
+}
+
+/// A backend that wraps another and changes only some of its calls (fences commits, injects a
+/// failure, stalls reads): it names the backend it wraps in [`Delegate::inner`] and writes only
+/// the methods it changes; every other call goes to the inner backend unchanged, `watch` and
+/// `is_shared` included. It is a [`Backend`] through the blanket implementation below: a
+/// wrapper implements `Delegate`, not `Backend`, and callers use it as any other backend.
+#[async_trait::async_trait]
+pub trait Delegate: Send + Sync + 'static {
+    /// The backend every call this wrapper does not change goes to.
+    fn inner(&self) -> &dyn Backend;
+
+    async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        self.inner().get(key).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        delimiter: Option<char>,
+        limit: u32,
+    ) -> Result<Page, StorageError> {
+        self.inner().list(prefix, after, delimiter, limit).await
+    }
+
+    async fn commit(&self, conditions: Vec<Condition>, ops: Vec<Op>) -> Result<u64, StorageError> {
+        self.inner().commit(conditions, ops).await
+    }
+
+    fn watch(&self) -> Option<Changes> {
+        self.inner().watch()
+    }
+
+    fn is_shared(&self) -> bool {
+        self.inner().is_shared()
+    }
+}
+
+#[async_trait::async_trait]
+impl<D: Delegate> Backend for D {
+    async fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        Delegate::get(self, key).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        delimiter: Option<char>,
+        limit: u32,
+    ) -> Result<Page, StorageError> {
+        Delegate::list(self, prefix, after, delimiter, limit).await
+    }
+
+    async fn commit(&self, conditions: Vec<Condition>, ops: Vec<Op>) -> Result<u64, StorageError> {
+        Delegate::commit(self, conditions, ops).await
+    }
+
+    fn watch(&self) -> Option<Changes> {
+        Delegate::watch(self)
+    }
+
+    fn is_shared(&self) -> bool {
+        Delegate::is_shared(self)
     }
 }
 

@@ -10,7 +10,6 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ::redb::backends::InMemoryBackend;
 use ::redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use zeroize::Zeroize;
 
@@ -23,6 +22,10 @@ const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const COMMIT_VERSION: &str = "commit_version";
 const VERSION_LEN: usize = 8;
+/// redb's page cache for a database held in memory: every page it holds is a second copy of a
+/// page of the database itself, so it is kept small (the hot pages of a request), and does not
+/// grow with the data (redb's default is 1 GiB).
+const IN_MEMORY_CACHE: usize = 4 << 20;
 
 /// Why [`RedbBackend::open_exclusive`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +96,8 @@ impl RedbBackend {
     /// A fresh, empty database held in memory (for `server --dev` and tests); lost on drop.
     pub fn in_memory() -> Result<Self, StorageError> {
         let db = Database::builder()
-            .create_with_backend(InMemoryBackend::new())
+            .set_cache_size(IN_MEMORY_CACHE)
+            .create_with_backend(super::memory::PagedMemory::new())
             .map_err(|e| unavailable("cannot create in-memory database", e))?;
         Self::init(db, true)
     }
@@ -374,6 +378,85 @@ mod tests {
         assert_eq!(db.get("b").await.unwrap(), None);
         // The counter was persisted too.
         assert_eq!(db.commit(vec![], vec![]).await.unwrap(), 3);
+    }
+
+    /// redb's file, counting the bytes read from it.
+    #[derive(Debug)]
+    struct Counting(
+        ::redb::backends::FileBackend,
+        Arc<std::sync::atomic::AtomicU64>,
+    );
+
+    impl ::redb::StorageBackend for Counting {
+        fn len(&self) -> std::io::Result<u64> {
+            self.0.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+            self.1
+                .fetch_add(out.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            self.0.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.0.set_len(len)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.0.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            self.0.write(offset, data)
+        }
+    }
+
+    /// Bytes read from the file of a database holding `tenants` tenants' worth of records
+    /// while it opens (after a clean close).
+    async fn read_at_open(tenants: usize) -> u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kvsync.redb");
+        {
+            let db = RedbBackend::open(&path).unwrap();
+            let value = vec![7u8; 300];
+            for chunk in (0..tenants).collect::<Vec<_>>().chunks(100) {
+                let mut ops = Vec::new();
+                for t in chunk {
+                    for rel in [
+                        "core/mounts",
+                        "logical/x/metadata/s",
+                        "sync/destinations/in-mem/d",
+                    ] {
+                        ops.push(put(&format!("tenants/t{t:05}/{rel}"), &value));
+                    }
+                    ops.push(put(&format!("core/namespaces/path/t{t:05}/"), &value));
+                }
+                db.commit(vec![], ops).await.unwrap();
+            }
+        }
+        let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let backend = Counting(
+            ::redb::backends::FileBackend::new(file).unwrap(),
+            counted.clone(),
+        );
+        let db = Database::builder().create_with_backend(backend).unwrap();
+        let read = counted.load(std::sync::atomic::Ordering::Relaxed);
+        drop(db);
+        read
+    }
+
+    /// Opening the storage reads what redb needs to resume (its header and allocator state),
+    /// not the data: a server with thousands of idle tenants starts as fast as an empty one.
+    /// (redb's debug assertions would walk every page at open; the workspace turns them off.)
+    #[tokio::test]
+    async fn opening_reads_the_same_whatever_the_data() {
+        let few = read_at_open(10).await;
+        let many = read_at_open(2_000).await;
+        assert!(
+            many <= few + 64 * 1024,
+            "opening read {many} bytes with 2,000 tenants, {few} with 10"
+        );
     }
 
     #[tokio::test]

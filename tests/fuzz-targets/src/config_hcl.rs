@@ -49,6 +49,7 @@ const KEYS: &[&str] = &[
     "guest_cpu_limit",
     "guest_memory_limit",
     "max_concurrent_requests",
+    "max_running_requests",
     "guest_warm_instances",
     "provider_timeout",
     "sync_inline_timeout",

@@ -62,7 +62,7 @@ pub fn claim(tx: &mut Tx, record: &mut Association, op: OutboxOp) -> ApiResult<I
     let id = EntryId::of(record);
     let existing = match outbox::load(tx, &id) {
         Ok(None) => {
-            outbox::adjust_count(tx, 1)?;
+            outbox::adjust_count(tx, &id, 1)?;
             None
         }
         Ok(Some(entry)) => Some(entry),

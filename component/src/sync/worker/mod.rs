@@ -150,12 +150,18 @@ const NANOS_PER_MS: i64 = 1_000_000;
 /// The shard of a destination: FNV-1a (64-bit) of `<type>/<name>`, modulo
 /// `shards`. Stable across versions and hosts.
 pub fn shard_of(kind: &str, name: &str, shards: u32) -> u32 {
+    shard_of_bytes(
+        kind.bytes()
+            .chain(std::iter::once(b'/'))
+            .chain(name.bytes()),
+        shards,
+    )
+}
+
+/// FNV-1a (64-bit) of `bytes`, modulo `shards`. Stable across versions and hosts.
+pub fn shard_of_bytes(bytes: impl IntoIterator<Item = u8>, shards: u32) -> u32 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in kind
-        .bytes()
-        .chain(std::iter::once(b'/'))
-        .chain(name.bytes())
-    {
+    for b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -178,8 +184,7 @@ pub fn next_due(
         .backoff_base_ms
         .saturating_mul(growth)
         .min(settings.backoff_cap_ms);
-    let half = backoff / 2;
-    let delay = (backoff - half) + jitter % (half + 1);
+    let delay = time::equal_jitter(backoff, jitter);
     let delay = delay.max(retry_after_ms.unwrap_or(0).min(MAX_RETRY_AFTER_MS));
     now.saturating_add(ms_to_nanos(delay))
 }
@@ -519,7 +524,7 @@ fn run_claimed(
                 internal_failure(&mut tx, id, indexed_at, now, claimed_at, settings)?
             }
         };
-        match commit_with_count(&mut tx, count_delta) {
+        match commit_with_count(&mut tx, id, count_delta) {
             Ok(()) => return Ok(step),
             Err(ApiError::Conflict) => {
                 if let Some(step) = merge_outcome(env, id, &mut tx, claimed_at, step, count_delta)?
@@ -617,7 +622,7 @@ fn merge_outcome(
                 }
             }
         }
-        outbox::adjust_count(&mut tx, delta)?;
+        outbox::adjust_count(&mut tx, id, delta)?;
         match tx.try_commit() {
             Ok(()) => {
                 return Ok(Some(if still_ours {
@@ -669,7 +674,7 @@ fn merge_drop(
         if let Some(dest) = Destination::load(&mut tx, &id.kind, &id.name)? {
             associations::finish_purge(&mut tx, &dest)?;
         }
-        outbox::adjust_count(&mut tx, count_delta)?;
+        outbox::adjust_count(&mut tx, id, count_delta)?;
         match tx.try_commit() {
             Ok(()) => return Ok(Some(step)),
             Err(ApiError::Conflict) => {}
@@ -682,17 +687,17 @@ fn merge_drop(
 /// Commits `tx` with `delta` applied to the entry count. When the count is
 /// the only thing that changed meanwhile, reads it again and retries, without
 /// running the entry (and its provider calls) again.
-fn commit_with_count(tx: &mut Tx, delta: i64) -> ApiResult<()> {
+fn commit_with_count(tx: &mut Tx, id: &EntryId, delta: i64) -> ApiResult<()> {
     for _ in 0..COUNT_MERGES {
-        outbox::adjust_count(tx, delta)?;
+        outbox::adjust_count(tx, id, delta)?;
         match tx.try_commit() {
             Ok(()) => return Ok(()),
             Err(ApiError::Conflict) if delta != 0 => {
                 let changed = tx.changed_reads()?;
-                if changed.is_empty() || changed.iter().any(|k| k != keys::OUTBOX_COUNT) {
+                if changed.is_empty() || changed.iter().any(|k| !outbox::is_count_key(k)) {
                     return Err(ApiError::Conflict);
                 }
-                tx.forget(keys::OUTBOX_COUNT);
+                outbox::forget_count(tx, id);
             }
             Err(e) => return Err(e),
         }

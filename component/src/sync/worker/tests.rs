@@ -590,7 +590,7 @@ fn a_kv_write_commits_its_outbox_entries_in_the_same_batch() {
         }
         // The first change added the entries (and counted them); later ones coalesce.
         if path == "secret/data/app" && method == "POST" {
-            assert!(keys.iter().any(|k| k == keys::OUTBOX_COUNT));
+            assert!(keys.iter().any(|k| outbox::is_count_key(k)));
         }
     }
     assert_eq!(outbox::count(&mut Tx::new(&storage)).unwrap(), 2);
@@ -920,7 +920,8 @@ fn shards_split_the_outbox_by_destination() {
 }
 
 /// Storage where another writer bumps the entry count right before the
-/// `n`-th commit (as a concurrent KV write queuing new work would).
+/// `n`-th commit (as concurrent KV writes queuing new work would, in the
+/// count's part the run changes too).
 struct Busy {
     inner: MemStorage,
     commits: RefCell<usize>,
@@ -952,7 +953,13 @@ impl Storage for Busy {
                     let value = other.get(key).unwrap().unwrap();
                     other.put(key, value);
                 }
-                None => outbox::adjust_count(&mut other, 5).unwrap(),
+                None => {
+                    // In the count's part of the entry the run works on
+                    // (the only one).
+                    let rel = other.list(keys::OUTBOX, None).unwrap();
+                    let id = EntryId::parse(rel.first().unwrap()).unwrap();
+                    outbox::adjust_count(&mut other, &id, 5).unwrap();
+                }
             }
             other.commit().unwrap();
         }
@@ -1011,6 +1018,136 @@ fn a_concurrent_count_change_does_not_repeat_provider_calls() {
         assert_eq!(outbox::count(&mut Tx::new(storage)).unwrap(), 5);
         assert_eq!(f.connector.objects("in-mem", "d1").len(), 1);
     });
+}
+
+/// Sequential KV writes of secrets with associations while another host's
+/// requests queue changes and its workers finish syncs between every read
+/// and commit of theirs (with a backlog in the outbox): every write answers
+/// 200. With one shared counter, every run of every write conflicted with
+/// the other host's commits, and the write failed with 503 after its runs.
+#[test]
+fn writes_succeed_while_another_host_finishes_syncs_before_every_commit() {
+    const SECRETS: usize = 200;
+    let t = T::new();
+    t.dest("d1", Granularity::SecretPath);
+    t.dest("d2", Granularity::SecretPath);
+    let secrets: Vec<String> = (0..SECRETS).map(|i| format!("s{i:03}")).collect();
+    for s in &secrets {
+        t.put(s, json!({"v": "0"}));
+        t.set("d1", s);
+    }
+    let churn: Vec<String> = (0..8).map(|i| format!("other{i}")).collect();
+    for s in &churn {
+        t.put(s, json!({"v": "0"}));
+        t.set("d2", s);
+    }
+    // A backlog, so the outbox is never empty: changes for a third
+    // destination, in backoff for an hour.
+    let backlog = ["late0", "late1", "late2"];
+    t.dest("d3", Granularity::SecretPath);
+    for s in backlog {
+        t.put(s, json!({"v": "0"}));
+        t.set("d3", s);
+        t.put(s, json!({"v": "1"}));
+        let id = t.id("d3", s);
+        let mut tx = Tx::new(&t.f.storage);
+        let old = outbox::load(&mut tx, &id).unwrap().unwrap();
+        let later = OutboxEntry {
+            attempts: 1,
+            due_at: time::now() + 3_600_000_000_000,
+            ..old.clone()
+        };
+        outbox::store(&mut tx, &id, Some(&old), &later).unwrap();
+        tx.commit().unwrap();
+    }
+    // Right before every commit of the writes, the other host writes one of
+    // its own synced secrets (a queued change, counted) and runs each of two
+    // shard loops (every due sync finished, counted out).
+    let other = t.f.env();
+    let settings = no_coalescing();
+    let raced = std::cell::Cell::new(0);
+    let mut racing = crate::testing::Counting::new(&t.f.storage);
+    racing.before_commit = Some(Box::new(|| {
+        let i = raced.get();
+        raced.set(i + 1);
+        let secret = &churn[i % churn.len()];
+        let r = call_on(
+            &other,
+            "POST",
+            &format!("secret/data/{secret}"),
+            json!({"data": {"v": i}}),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        for shard in 0..2 {
+            run(&other, shard, 2, 1000, &settings);
+        }
+    }));
+    let env = Env {
+        storage: &racing,
+        ..t.f.env()
+    };
+    for s in &secrets {
+        let r = call_on(
+            &env,
+            "POST",
+            &format!("secret/data/{s}"),
+            json!({"data": {"v": "1"}}),
+        );
+        assert_eq!(r.status, 200, "{s}: {}", r.body);
+    }
+    assert!(racing.commits.get() >= SECRETS);
+    while t.drain().processed > 0 {}
+    let objects = t.objects("d1");
+    for s in &secrets {
+        assert_eq!(objects[&t.name(s)], r#"{"v":"1"}"#, "{s}");
+    }
+    assert_eq!(
+        (t.entries(), t.count()),
+        (backlog.len(), backlog.len() as u64)
+    );
+}
+
+/// A store written by a version that kept the count in one key: the count is
+/// read with it, and the first change of the count folds it into a part.
+#[test]
+fn an_older_single_count_is_kept_and_folded_into_a_part() {
+    let t = T::new();
+    t.dest("d1", Granularity::SecretPath);
+    for s in ["a", "b"] {
+        t.put(s, json!({"v": "1"}));
+        t.set("d1", s);
+        t.put(s, json!({"v": "2"}));
+    }
+    assert_eq!((t.entries(), t.count()), (2, 2));
+    // As the older version stores it: the whole count, unsigned, in one key.
+    let mut tx = Tx::new(&t.f.storage);
+    for key in t.f.storage.keys() {
+        if outbox::is_count_key(&key) {
+            tx.delete(key);
+        }
+    }
+    tx.put_json(keys::OUTBOX_COUNT_UNSPLIT, &2u64).unwrap();
+    tx.commit().unwrap();
+    assert_eq!(t.count(), 2);
+    // One entry done: the single key moves into that entry's part (2 - 1).
+    let report = run(&t.f.env(), 0, 1, 1, &t.settings);
+    assert_eq!(report.processed, 1);
+    assert_eq!((t.entries(), t.count()), (1, 1));
+    assert!(
+        t.f.storage
+            .get(keys::OUTBOX_COUNT_UNSPLIT)
+            .unwrap()
+            .is_none()
+    );
+    t.put("c", json!({"v": "1"}));
+    t.set("d1", "c");
+    t.put("c", json!({"v": "2"}));
+    assert_eq!((t.entries(), t.count()), (2, 2));
+    t.drain();
+    assert_eq!((t.entries(), t.count()), (0, 0));
+    // Every part is back at zero, or the parts cancel out.
+    let mut tx = Tx::new(&t.f.storage);
+    assert_eq!(outbox::count_exact(&mut tx).unwrap(), 0);
 }
 
 // ------------------------------------------------------------------- config
@@ -2035,7 +2172,7 @@ fn a_force_delete_of_many_drops_everything_at_once() {
             .filter(|k| k.starts_with("sync/") && k.contains("d1"))
             .collect();
     assert!(left.is_empty(), "{left:?}");
-    assert!(t.f.storage.get(keys::OUTBOX_COUNT).unwrap().is_none());
+    assert!(!t.f.storage.keys().iter().any(|k| outbox::is_count_key(k)));
     assert!(t.jobs().is_empty());
     // A destination of the same name starts empty.
     t.dest("d1", Granularity::SecretPath);

@@ -17,7 +17,8 @@
 //!
 //! The token auth method's endpoints reach the store through the engine's
 //! `tokens` import, scoped to the request's namespace and caller ([`Scope`];
-//! the operations are in `store.rs`).
+//! the operations on records are in `store.rs`, the walks of the token tree
+//! and of a namespace's tokens in `index.rs`, the expiry sweep in [`sweep`]).
 //!
 //! Concurrent changes are safe without locks: every change is a
 //! compare-and-swap commit over the records it read, run again when another
@@ -26,6 +27,7 @@
 //! and collects it again.
 
 mod cache;
+mod index;
 pub mod lease;
 mod record;
 mod store;
@@ -44,7 +46,8 @@ use self::record::{FORMAT, FORMAT_KEY, LeaseRecord, ROOT_NAMESPACE, TOKENS, Toke
 use super::{Caller, ROOT_POLICY, Token};
 use crate::storage::{Condition, Op, SharedBackend, StorageError};
 
-pub use store::{NamespaceRevoked, Scope};
+pub use index::NamespaceRevoked;
+pub use store::Scope;
 
 /// How often a commit that lost a race is run again.
 const CONFLICT_RETRIES: usize = 16;

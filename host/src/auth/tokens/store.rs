@@ -1,5 +1,8 @@
 //! The token auth method's operations, as the engine's `tokens` import asks
-//! for them: scoped to the request's namespace and caller ([`Scope`]).
+//! for them: scoped to the request's namespace and caller ([`Scope`]). The
+//! records and their create, lookup, renew and revoke; the child and
+//! namespace indexes are walked in `index.rs`, the expiry index in
+//! `sweep.rs`.
 //!
 //! Creating a token (Vault's rules, in Vault's order, for a service token):
 //!
@@ -27,12 +30,10 @@
 //! 7. Warnings: a capped TTL or period, a chosen ID, and every policy that
 //!    does not exist in the namespace.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 
 use super::lease::{self, TtlInput};
-use super::record::{
-    self, ACCESSORS, EXPIRY, LeaseRecord, ROOT_NAMESPACE, TokenRecord, decode_hash,
-};
+use super::record::{self, ACCESSORS, LeaseRecord, ROOT_NAMESPACE, TokenRecord, decode_hash};
 use super::{
     CreateRequest, Issued, LeaseInfo, Target, TokenError, TokenInfo, TokenStore, random_id,
     retrying,
@@ -58,20 +59,11 @@ const DEFAULT_POLICY: &str = "default";
 /// Where the `policies` store keeps a namespace's ACL policies.
 const POLICY_PREFIX: &str = "core/policies/acl/";
 
-/// What [`TokenStore::revoke_namespace`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NamespaceRevoked {
-    /// Tokens revoked (each with its subtree).
-    pub removed: usize,
-    /// Whether the namespace has no token left.
-    pub done: bool,
-}
-
 /// A record read from storage with its version.
-struct Loaded {
-    hash: String,
-    version: u64,
-    record: TokenRecord,
+pub(super) struct Loaded {
+    pub(super) hash: String,
+    pub(super) version: u64,
+    pub(super) record: TokenRecord,
 }
 
 impl Scope<'_> {
@@ -136,7 +128,7 @@ fn check_custom_id(id: &str) -> Result<(), TokenError> {
 }
 
 impl TokenStore {
-    async fn load(&self, hash: &str) -> Result<Option<Loaded>, StorageError> {
+    pub(super) async fn load(&self, hash: &str) -> Result<Option<Loaded>, StorageError> {
         let Some(entry) = self.backend().get(&record::token_key(hash)).await? else {
             return Ok(None);
         };
@@ -589,25 +581,6 @@ impl TokenStore {
         }
     }
 
-    /// The records of `root` and every token under it, parents first; and
-    /// the tree index entries that name a child without a record.
-    async fn subtree(&self, root: Loaded) -> Result<(Vec<Loaded>, Vec<String>), StorageError> {
-        let mut nodes = Vec::new();
-        let mut stale = Vec::new();
-        let mut queue = VecDeque::from([root]);
-        while let Some(node) = queue.pop_front() {
-            let prefix = record::children_prefix(&node.hash);
-            for child in self.list_all(&prefix).await? {
-                match self.load(&child).await? {
-                    Some(loaded) => queue.push_back(loaded),
-                    None => stale.push(format!("{prefix}{child}")),
-                }
-            }
-            nodes.push(node);
-        }
-        Ok((nodes, stale))
-    }
-
     /// Revokes the token `hash` and its whole subtree in one commit.
     pub(super) async fn revoke_tree(&self, hash: &str) -> Result<(), StorageError> {
         retrying("the token tree kept changing during its revocation", || {
@@ -641,56 +614,6 @@ impl TokenStore {
             .cache
             .remove(nodes.iter().map(|n| n.hash.as_str()));
         Ok(())
-    }
-
-    /// The index entries that name a token: its accessor, its place under
-    /// its parent, its expiry entry.
-    fn index_entries(&self, node: &Loaded) -> Vec<String> {
-        let rec = &node.record;
-        let mut keys = vec![record::accessor_key(&rec.accessor)];
-        if !rec.parent.is_empty() {
-            keys.push(record::child_key(&rec.parent, &node.hash));
-        }
-        keys.extend(rec.sweep_key(&node.hash));
-        keys.extend(record::namespace_key(&rec.namespace_id, &node.hash));
-        keys
-    }
-
-    /// Revokes the tokens of namespace `id` (a deleted namespace), each with
-    /// its subtree, until about `budget` records are removed.
-    pub async fn revoke_namespace(
-        &self,
-        id: &str,
-        budget: usize,
-    ) -> Result<NamespaceRevoked, StorageError> {
-        let prefix = format!("{}{id}/", record::NAMESPACES);
-        let mut removed = 0;
-        loop {
-            let page = self.backend().list(&prefix, None, None, 256).await?;
-            if page.keys.is_empty() {
-                return Ok(NamespaceRevoked {
-                    removed,
-                    done: true,
-                });
-            }
-            if removed >= budget {
-                return Ok(NamespaceRevoked {
-                    removed,
-                    done: false,
-                });
-            }
-            for hash in page.keys {
-                self.revoke_tree(&hash).await?;
-                removed += 1;
-                // An index entry left by a record already gone.
-                let key = format!("{prefix}{hash}");
-                if self.backend().get(&key).await?.is_some() {
-                    self.backend()
-                        .commit(Vec::new(), vec![Op::Delete { key }])
-                        .await?;
-                }
-            }
-        }
     }
 
     /// Revokes only the token (root or sudo on `auth/token/revoke-orphan`);
@@ -769,49 +692,6 @@ impl TokenStore {
             s => a.ends_with(s),
         });
         Ok(keys)
-    }
-
-    /// Asks the sweep to run now.
-    pub fn tidy(&self) {
-        self.inner.sweep_wake.notify_one();
-    }
-
-    /// Removes the records whose expiry index entry is due at the store's
-    /// now, at most `limit`, revoking each with its subtree. Returns how many
-    /// entries it handled and when the next one is due (ms).
-    pub async fn sweep_due(&self, limit: u32) -> Result<(u32, Option<u64>), StorageError> {
-        let now = lease::millis(self.now());
-        let page = self.backend().list(EXPIRY, None, None, limit).await?;
-        let mut handled = 0;
-        for rel in &page.keys {
-            let Some((due, hash)) = record::parse_expiry(rel) else {
-                self.delete_keys(vec![format!("{EXPIRY}{rel}")]).await?;
-                continue;
-            };
-            if due > now {
-                return Ok((handled, Some(due)));
-            }
-            match self.load(hash).await? {
-                Some(loaded) if loaded.record.sweep_at == Some(due) => {
-                    self.revoke_tree(hash).await?;
-                }
-                _ => self.delete_keys(vec![format!("{EXPIRY}{rel}")]).await?,
-            }
-            handled += 1;
-        }
-        // The page held only due entries: more may follow.
-        let next = page.next.map(|_| now);
-        Ok((handled, next))
-    }
-
-    async fn delete_keys(&self, keys: Vec<String>) -> Result<(), StorageError> {
-        let ops = keys.into_iter().map(|key| Op::Delete { key }).collect();
-        self.backend().commit(Vec::new(), ops).await.map(|_| ())
-    }
-
-    /// The sweep's wake-up: a token's expiry changed, or a tidy was asked.
-    pub fn sweep_wake(&self) -> &tokio::sync::Notify {
-        &self.inner.sweep_wake
     }
 }
 

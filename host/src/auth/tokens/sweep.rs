@@ -15,6 +15,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::TokenStore;
+use super::lease;
+use super::record::{self, EXPIRY};
+use crate::storage::{Op, StorageError};
 
 /// Index entries one pass handles at most.
 pub const BATCH: u32 = 256;
@@ -80,5 +83,50 @@ async fn run(store: TokenStore, mut stopped: watch::Receiver<bool>) {
                 }
             }
         }
+    }
+}
+
+impl TokenStore {
+    /// Asks the sweep to run now.
+    pub fn tidy(&self) {
+        self.inner.sweep_wake.notify_one();
+    }
+
+    /// Removes the records whose expiry index entry is due at the store's
+    /// now, at most `limit`, revoking each with its subtree. Returns how many
+    /// entries it handled and when the next one is due (ms).
+    pub async fn sweep_due(&self, limit: u32) -> Result<(u32, Option<u64>), StorageError> {
+        let now = lease::millis(self.now());
+        let page = self.backend().list(EXPIRY, None, None, limit).await?;
+        let mut handled = 0;
+        for rel in &page.keys {
+            let Some((due, hash)) = record::parse_expiry(rel) else {
+                self.delete_keys(vec![format!("{EXPIRY}{rel}")]).await?;
+                continue;
+            };
+            if due > now {
+                return Ok((handled, Some(due)));
+            }
+            match self.load(hash).await? {
+                Some(loaded) if loaded.record.sweep_at == Some(due) => {
+                    self.revoke_tree(hash).await?;
+                }
+                _ => self.delete_keys(vec![format!("{EXPIRY}{rel}")]).await?,
+            }
+            handled += 1;
+        }
+        // The page held only due entries: more may follow.
+        let next = page.next.map(|_| now);
+        Ok((handled, next))
+    }
+
+    async fn delete_keys(&self, keys: Vec<String>) -> Result<(), StorageError> {
+        let ops = keys.into_iter().map(|key| Op::Delete { key }).collect();
+        self.backend().commit(Vec::new(), ops).await.map(|_| ())
+    }
+
+    /// The sweep's wake-up: a token's expiry changed, or a tidy was asked.
+    pub fn sweep_wake(&self) -> &tokio::sync::Notify {
+        &self.inner.sweep_wake
     }
 }
