@@ -122,11 +122,7 @@ impl<'a> ConnectorView<'a> {
                 let kind = dest.kind.clone();
                 let call = guarded(&kind, call(self.connectors, dest));
                 let bound = self.inline_bound.zip(self.inline_deadline);
-                self.cpu
-                    .host(super::fair::off_turn(
-                        self.turn.as_deref_mut(),
-                        bounded(bound, call),
-                    ))
+                super::state::waiting(self.cpu, self.turn.as_deref_mut(), bounded(bound, call))
                     .await
             }
             Err(e) => Err(error_to_wit(e)),
@@ -173,13 +169,8 @@ impl wit::Host for ConnectorView<'_> {
     ) -> wasmtime::Result<Result<Vec<wit::ExternalSecret>, wit::SyncError>> {
         let out = match destination(dest, self.tenant) {
             Ok(dest) => {
-                let connectors = self.connectors;
-                self.cpu
-                    .host(super::fair::off_turn(
-                        self.turn.as_deref_mut(),
-                        guarded(&dest.kind, connectors.inspect(&dest)),
-                    ))
-                    .await
+                let inspect = guarded(&dest.kind, self.connectors.inspect(&dest));
+                super::state::waiting(self.cpu, self.turn.as_deref_mut(), inspect).await
             }
             Err(e) => Err(e),
         };

@@ -20,7 +20,6 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::kvsync::engine::{
     authz, connector, keyring, namespaces, policies, storage as wit, tokens, types,
 };
-use super::fair::off_turn;
 use super::keyring::KeyringView;
 use super::limits::{CpuMeter, Limits, MemoryLimiter};
 use super::namespaces::NamespacesView;
@@ -214,6 +213,17 @@ impl State {
             cpu: &self.cpu,
         }
     }
+}
+
+/// Awaits host work that may wait (storage off the async workers, a provider
+/// call): its time is not the guest's ([`CpuMeter::host`]) and, while it
+/// waits, another engine call runs in its turn ([`super::fair::off_turn`]).
+pub(super) async fn waiting<T>(
+    cpu: &CpuMeter,
+    turn: Option<&mut super::fair::Turn>,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    cpu.host(super::fair::off_turn(turn, work)).await
 }
 
 /// What the `storage` import sees: the tenant's storage, the meter its time
@@ -474,10 +484,7 @@ impl wit::Host for StorageView<'_> {
         &mut self,
         key: String,
     ) -> wasmtime::Result<Result<Option<wit::Entry>, wit::StorageError>> {
-        let out = self
-            .cpu
-            .host(off_turn(self.turn.as_deref_mut(), self.storage.get(&key)))
-            .await;
+        let out = waiting(self.cpu, self.turn.as_deref_mut(), self.storage.get(&key)).await;
         Ok(out
             .map(|e| {
                 e.map(|e| wit::Entry {
@@ -495,14 +502,10 @@ impl wit::Host for StorageView<'_> {
         delimiter: Option<char>,
         limit: u32,
     ) -> wasmtime::Result<Result<wit::Page, wit::StorageError>> {
-        let out = self
-            .cpu
-            .host(off_turn(
-                self.turn.as_deref_mut(),
-                self.storage
-                    .list(&prefix, after.as_deref(), delimiter, limit),
-            ))
-            .await;
+        let list = self
+            .storage
+            .list(&prefix, after.as_deref(), delimiter, limit);
+        let out = waiting(self.cpu, self.turn.as_deref_mut(), list).await;
         Ok(out
             .map(|p| wit::Page {
                 keys: p.keys,
@@ -533,13 +536,8 @@ impl wit::Host for StorageView<'_> {
                 wit::Op::Delete(key) => storage::Op::Delete { key },
             })
             .collect();
-        let out = self
-            .cpu
-            .host(off_turn(
-                self.turn.as_deref_mut(),
-                self.storage.commit(conditions, ops),
-            ))
-            .await;
+        let commit = self.storage.commit(conditions, ops);
+        let out = waiting(self.cpu, self.turn.as_deref_mut(), commit).await;
         Ok(out.map_err(to_wit))
     }
 }
