@@ -1,4 +1,4 @@
-// The sync worker, as the Rust host's (host/src/worker.rs) on one shard: runs
+// The sync worker, as the Rust host's (host/src/worker/) on one shard: runs
 // `sync.run` when a request's effects say sync work is due (`wake`), and when
 // the next queued entry is due (the report's `nextDueMs`, at most the
 // reconciliation interval away); `sync.reconcile` at start and periodically,
