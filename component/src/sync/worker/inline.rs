@@ -35,7 +35,8 @@ use crate::sync::outbox::{self, EntryId, OutboxEntry, OutboxOp};
 use crate::sync::status::SyncStatus;
 use crate::time::{self, Nanos};
 
-use super::{Settings, Step, ms_to_nanos, run_claimed};
+use super::schedule::ms_to_nanos;
+use super::{Settings, Step, run_claimed};
 
 /// How long after it was made an inline claim falls due for the worker.
 pub const INLINE_CLAIM_MS: u64 = 30_000;
