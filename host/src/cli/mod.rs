@@ -115,15 +115,19 @@ impl SyncFlags {
 /// a look with nothing new is one `epoll_wait` call.
 const EVENT_INTERVAL: u32 = 2;
 
+/// The async runtime kvsync's commands run on (the benchmarks' baselines run on it too).
+pub fn async_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .event_interval(EVENT_INTERVAL)
+        .build()
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = Env::from_process();
     init_logging(&env, log_level(&cli.command).as_deref());
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .event_interval(EVENT_INTERVAL)
-        .build()
-    {
+    let rt = match async_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("Error: cannot start the async runtime: {e}");
