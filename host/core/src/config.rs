@@ -31,7 +31,7 @@
 //! guest_memory_limit  = "64MiB"
 //! max_concurrent_requests = 256
 //! tenant_max_concurrent_requests = 128   # per namespace (default: half of max_concurrent_requests)
-//! max_running_requests = 4       # engine calls running at once, shared round-robin by namespaces (default: 2 per CPU)
+//! max_running_requests = 4       # engine calls running at once, shared round-robin by namespaces (default: 1 per CPU)
 //! guest_warm_instances = 16      # idle engine instances kept for reuse (per tenant only; 0: fresh per call)
 //! provider_timeout    = "10s"
 //! sync_inline_timeout = "3s"   # associations/set waits this long, then answers PENDING

@@ -79,10 +79,13 @@ pub struct Limits {
     pub max_running_requests: Option<u32>,
 }
 
-/// The default `max_running_requests` per CPU this process may run on: a call
-/// that waits on storage leaves its CPU to another, and more would only queue
-/// on the CPUs, where a call cannot be served fairly.
-pub const RUNNING_PER_CPU: u32 = 2;
+/// The default `max_running_requests` per CPU this process may run on. A call
+/// that waits (on a commit, a provider) gives its turn back, so one per CPU
+/// keeps every CPU busy; a second would only wait in the async runtime's run
+/// queue holding a turn, where calls are not served fairly (P14 noisy
+/// neighbour in BENCHMARKS.md: tenant B's p99 while A floods 1.4–1.6× its p99
+/// alone with one per CPU, 1.6–2.2× with two, A's write rate the same).
+pub const RUNNING_PER_CPU: u32 = 1;
 
 impl Limits {
     /// The per-tenant cap in effect: as set (at most the instance slots), or

@@ -34,7 +34,7 @@ pub(crate) struct Args {
     /// API requests of one namespace that may run at once; more wait briefly, then get 503 [config: tenant_max_concurrent_requests; default: half of max_concurrent_requests]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     tenant_max_concurrent_requests: Option<u32>,
-    /// API requests whose engine call runs at once; more wait, served round-robin across namespaces [config: max_running_requests; default: 2 per CPU]
+    /// API requests whose engine call runs at once; more wait, served round-robin across namespaces [config: max_running_requests; default: 1 per CPU]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_running_requests: Option<u32>,
     #[command(flatten)]

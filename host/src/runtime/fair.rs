@@ -10,6 +10,14 @@
 //! queues again after: a slot is for running, not for waiting. A host call that is done at
 //! once (a read of the embedded storage) keeps it.
 //!
+//! A tenant with no call running or waiting does not queue at all: its call starts at once
+//! on one of `reserve` further slots, even while every slot is taken. Queueing it would make
+//! a quiet tenant's single request wait for one of a flooding tenant's calls to give its
+//! slot back, and under a flood that call may itself sit in the async runtime's run queue
+//! behind the flood's other tasks — so the wait would grow with the flood after all. A tenant
+//! that already has a call running or waiting never takes a reserved slot, so a flood cannot
+//! use them, and at most `slots + reserve` calls run at once.
+//!
 //! Only tenants with a call running or waiting have an entry; a waiting call that is dropped
 //! (its client went away, its request ran out of time) leaves none behind, and a slot given
 //! to a call dropped before it saw it goes to the next waiting call.
@@ -46,6 +54,8 @@ enum TurnState {
 
 struct Inner {
     slots: usize,
+    /// Further slots, for the calls of tenants with nothing running or waiting.
+    reserve: usize,
     running: usize,
     tenants: HashMap<Arc<str>, Tenant>,
     /// Tenants with a waiting call, in the order they are served: fewest running first,
@@ -69,11 +79,13 @@ struct Tenant {
 }
 
 impl FairSlots {
-    /// `slots` calls running at once (at least 1).
-    pub fn new(slots: u32) -> Self {
+    /// `slots` calls running at once (at least 1), and up to `reserve` more of tenants
+    /// that had nothing running or waiting.
+    pub fn new(slots: u32, reserve: u32) -> Self {
         FairSlots {
             inner: Arc::new(Mutex::new(Inner {
                 slots: usize::try_from(slots.max(1)).unwrap_or(usize::MAX),
+                reserve: usize::try_from(reserve).unwrap_or(usize::MAX),
                 running: 0,
                 tenants: HashMap::new(),
                 ready: BTreeSet::new(),
@@ -210,10 +222,17 @@ fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
 }
 
 impl Inner {
-    /// Takes a free slot for `tenant`, if any. A free slot means nobody waits: every
-    /// freed slot is given to a waiting call at once.
+    /// Takes a free slot for `tenant`, if any (a free slot means nobody waits: every
+    /// freed slot is given to a waiting call at once), or a reserved one when the tenant
+    /// has nothing running or waiting.
     fn run_now(&mut self, tenant: &Arc<str>) -> bool {
-        if self.running >= self.slots {
+        let quiet = self
+            .tenants
+            .get(tenant)
+            .is_none_or(|t| t.running == 0 && t.queue.is_empty());
+        let free = self.running < self.slots
+            || (quiet && self.running < self.slots.saturating_add(self.reserve));
+        if !free {
             return false;
         }
         self.running += 1;
@@ -355,7 +374,7 @@ mod tests {
 
     #[test]
     fn another_tenants_call_is_served_before_a_queue_of_a_hundred() {
-        let slots = FairSlots::new(4);
+        let slots = FairSlots::new(4, 0);
         let mut held: Vec<Turn> = (0..4).map(|_| now(&slots, "a")).collect();
         let mut calls: Vec<(String, Queued)> = (0..100)
             .map(|_| ("a".to_string(), queue(&slots, "a")))
@@ -381,7 +400,7 @@ mod tests {
 
     #[test]
     fn waiting_tenants_take_turns() {
-        let slots = FairSlots::new(1);
+        let slots = FairSlots::new(1, 0);
         let first = now(&slots, "x");
         let mut calls = Vec::new();
         for tenant in ["a", "a", "a", "b", "b", "b", "c", "c", "c"] {
@@ -402,7 +421,7 @@ mod tests {
 
     #[test]
     fn a_tenant_with_fewer_calls_running_goes_first() {
-        let slots = FairSlots::new(3);
+        let slots = FairSlots::new(3, 0);
         let (_a1, _a2, b1) = (now(&slots, "a"), now(&slots, "a"), now(&slots, "b"));
         // A queued first, but runs two calls to B's none once B's call is done.
         let mut calls = vec![
@@ -415,7 +434,7 @@ mod tests {
 
     #[test]
     fn a_waiting_call_dropped_leaves_no_entry() {
-        let slots = FairSlots::new(1);
+        let slots = FairSlots::new(1, 0);
         let held = now(&slots, "a");
         let waiting = queue(&slots, "b");
         assert_eq!((slots.waiting(), slots.active_tenants()), (1, 2));
@@ -427,7 +446,7 @@ mod tests {
 
     #[test]
     fn a_slot_given_to_a_call_dropped_before_it_saw_it_goes_on() {
-        let slots = FairSlots::new(1);
+        let slots = FairSlots::new(1, 0);
         let held = now(&slots, "a");
         let gone = queue(&slots, "b");
         let mut calls = vec![("c".to_string(), queue(&slots, "c"))];
@@ -442,7 +461,7 @@ mod tests {
 
     #[test]
     fn a_paused_call_frees_its_slot_and_queues_again() {
-        let slots = FairSlots::new(1);
+        let slots = FairSlots::new(1, 0);
         let mut a = now(&slots, "a");
         let mut calls = vec![("b".to_string(), queue(&slots, "b"))];
         a.pause();
@@ -462,7 +481,7 @@ mod tests {
 
     #[test]
     fn a_call_that_paused_queues_ahead_of_its_tenants_later_calls() {
-        let slots = FairSlots::new(1);
+        let slots = FairSlots::new(1, 0);
         let mut first = now(&slots, "a");
         let mut calls = vec![("a-later".to_string(), queue(&slots, "a"))];
         first.pause();
@@ -478,7 +497,7 @@ mod tests {
 
     #[test]
     fn host_work_done_at_once_keeps_the_turn_and_work_that_waits_gives_it_back() {
-        let slots = FairSlots::new(1);
+        let slots = FairSlots::new(1, 0);
         let cx = &mut Context::from_waker(Waker::noop());
         let mut a = now(&slots, "a");
         {
@@ -503,9 +522,44 @@ mod tests {
         assert_eq!((slots.running(), slots.active_tenants()), (0, 0));
     }
 
+    #[test]
+    fn a_quiet_tenants_call_starts_at_once_on_a_reserved_slot() {
+        let slots = FairSlots::new(2, 2);
+        let held: Vec<Turn> = (0..2).map(|_| now(&slots, "a")).collect();
+        let mut calls: Vec<(String, Queued)> = (0..100)
+            .map(|_| ("a".to_string(), queue(&slots, "a")))
+            .collect();
+        // B and C had nothing running: they start although every slot is A's.
+        let (b, c) = (now(&slots, "b"), now(&slots, "c"));
+        assert_eq!((slots.running(), slots.waiting()), (4, 100));
+        // The reserve is spent: D waits, and B's second call waits too (B is running).
+        calls.push(("d".to_string(), queue(&slots, "d")));
+        calls.push(("b".to_string(), queue(&slots, "b")));
+        // Slots free only once fewer than `slots` run; then the waiting tenant with
+        // the fewest running goes first: D (none) before A (one left).
+        drop((b, c));
+        let mut held = held;
+        drop(held.pop());
+        let (first, _d) = served(&mut calls);
+        assert_eq!(first, "d");
+        assert_eq!((slots.running(), slots.waiting()), (2, 101));
+    }
+
+    #[test]
+    fn a_flooding_tenant_never_takes_a_reserved_slot() {
+        let slots = FairSlots::new(1, 4);
+        let _a = now(&slots, "a");
+        let _queued = queue(&slots, "a");
+        // A has a call running: its next one waits although reserved slots are free.
+        let mut again = Box::pin(slots.turn("a"));
+        let cx = &mut Context::from_waker(Waker::noop());
+        assert!(again.as_mut().poll(cx).is_pending());
+        assert_eq!((slots.running(), slots.waiting()), (1, 2));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn calls_woken_across_tasks_all_run() {
-        let slots = FairSlots::new(2);
+        let slots = FairSlots::new(2, 0);
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..64 {
             let slots = slots.clone();

@@ -6,7 +6,8 @@
 //!
 //! API calls take turns: at most `max_running_requests` run at once, the
 //! others wait in per-tenant queues served round-robin ([`fair`]), so a
-//! tenant's single call never waits behind another tenant's backlog; a call
+//! tenant's single call never waits behind another tenant's backlog (a tenant
+//! with nothing running starts its call at once on a reserved slot); a call
 //! gives its turn back while a host call of it waits (provider, storage off
 //! the async workers).
 //!
@@ -158,7 +159,7 @@ impl Runtime {
                 limits.tenant_cap(),
                 TENANT_SLOT_WAIT,
             )),
-            fair: fair::FairSlots::new(limits.running_cap()),
+            fair: fair::FairSlots::new(limits.running_cap(), limits.running_cap()),
             peak_memory: Arc::new(AtomicUsize::new(0)),
             limits,
             connectors,

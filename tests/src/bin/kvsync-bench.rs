@@ -36,10 +36,9 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // kvsync's own runtime settings, so the baselines (native-server, hyper-server)
+    // differ from kvsync only in what they measure.
+    let rt = match kvsync::cli::async_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start tokio: {e}");
