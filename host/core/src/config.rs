@@ -712,7 +712,8 @@ mod tests {
         assert_eq!(c.limits.running_cap(), 10);
         let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let default = Config::parse(base).unwrap().limits.running_cap();
-        assert_eq!(default as usize, (cpus * 2).min(10));
+        let per_cpu = crate::settings::RUNNING_PER_CPU as usize;
+        assert_eq!(default as usize, (cpus * per_cpu).min(10));
         assert!(Config::parse(&format!("{base}\nmax_running_requests = 0")).is_err());
     }
 
