@@ -37,12 +37,25 @@ pub struct FairSlots {
 /// One call's claim on a slot: running (it holds one), paused (it holds none) or waiting
 /// in its tenant's queue. Dropped, it gives its slot back or leaves the queue.
 pub struct Turn {
+    claim: Claim,
+}
+
+/// What a [`Turn`] is, shared with the [`GiveWay`] of an epoch yield so the two see one
+/// state.
+#[derive(Clone)]
+struct Claim {
     inner: Arc<Mutex<Inner>>,
     tenant: Arc<str>,
     /// When the call first asked for a turn: its place in its tenant's queue, so a call
     /// that paused queues again ahead of the calls that came after it.
     ticket: u64,
-    state: TurnState,
+    state: Arc<Mutex<TurnState>>,
+}
+
+/// A running call's offer, at an epoch yield, to let a waiting call run first: see
+/// [`Turn::give_way`].
+pub struct GiveWay {
+    claim: Claim,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,10 +119,12 @@ impl FairSlots {
             inner.next_ticket
         };
         let mut turn = Turn {
-            inner: self.inner.clone(),
-            tenant: Arc::from(tenant),
-            ticket,
-            state: TurnState::Paused,
+            claim: Claim {
+                inner: self.inner.clone(),
+                tenant: Arc::from(tenant),
+                ticket,
+                state: Arc::new(Mutex::new(TurnState::Paused)),
+            },
         };
         turn.resume().await;
         turn
@@ -134,36 +149,85 @@ impl FairSlots {
 impl Turn {
     /// Gives the slot back (or leaves the queue) until [`Turn::resume`].
     pub fn pause(&mut self) {
-        let wake = {
-            let mut inner = lock(&self.inner);
-            let wake = match self.state {
-                TurnState::Running => inner.release(&self.tenant),
-                TurnState::Waiting => inner.cancel(&self.tenant, self.ticket),
-                TurnState::Paused => Vec::new(),
-            };
-            self.state = TurnState::Paused;
-            wake
-        };
-        wake.into_iter().for_each(Waker::wake);
+        self.claim.pause();
     }
 
     /// Runs again: at once while a slot is free, else when the tenant's turn comes (in its
     /// queue, ahead of the calls that came after this one). Dropped while it waits, the
     /// turn stays queued until it is resumed again, paused or dropped.
     pub async fn resume(&mut self) {
+        self.claim.resume().await;
+    }
+
+    /// Whether the call holds a slot.
+    pub fn is_running(&self) -> bool {
+        self.claim.state() == TurnState::Running
+    }
+
+    /// At an epoch yield (the call has run a whole tick): while other calls wait for a
+    /// slot, the way to hand it to them — the call gives its slot back and queues again,
+    /// ahead of its tenant's later calls. A slot is a time slice, so calls that run long
+    /// (a runaway template) take turns with the others instead of holding their slots
+    /// until their CPU limit. `None` while nobody waits.
+    pub fn give_way(&self) -> Option<GiveWay> {
+        let someone_waits = !lock(&self.claim.inner).waiting.is_empty();
+        (someone_waits && self.is_running()).then(|| GiveWay {
+            claim: self.claim.clone(),
+        })
+    }
+}
+
+impl GiveWay {
+    /// Gives the slot back and waits for the next turn.
+    pub async fn run(self) {
+        self.claim.pause();
+        self.claim.resume().await;
+    }
+}
+
+impl Claim {
+    fn state(&self) -> TurnState {
+        *self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_state(&self, state: TurnState) {
+        *self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = state;
+    }
+
+    fn pause(&self) {
+        let wake = {
+            let mut inner = lock(&self.inner);
+            let wake = match self.state() {
+                TurnState::Running => inner.release(&self.tenant),
+                TurnState::Waiting => inner.cancel(&self.tenant, self.ticket),
+                TurnState::Paused => Vec::new(),
+            };
+            self.set_state(TurnState::Paused);
+            wake
+        };
+        wake.into_iter().for_each(Waker::wake);
+    }
+
+    async fn resume(&self) {
         let call = self.ticket;
         {
             let mut inner = lock(&self.inner);
-            match self.state {
+            match self.state() {
                 TurnState::Running => return,
                 TurnState::Waiting => {}
                 TurnState::Paused => {
                     if inner.run_now(&self.tenant) {
-                        self.state = TurnState::Running;
+                        self.set_state(TurnState::Running);
                         return;
                     }
                     inner.enqueue(&self.tenant, call);
-                    self.state = TurnState::Waiting;
+                    self.set_state(TurnState::Waiting);
                 }
             }
         }
@@ -178,12 +242,7 @@ impl Turn {
             Poll::Pending
         })
         .await;
-        self.state = TurnState::Running;
-    }
-
-    /// Whether the call holds a slot.
-    pub fn is_running(&self) -> bool {
-        self.state == TurnState::Running
+        self.set_state(TurnState::Running);
     }
 }
 
@@ -555,6 +614,34 @@ mod tests {
         let cx = &mut Context::from_waker(Waker::noop());
         assert!(again.as_mut().poll(cx).is_pending());
         assert_eq!((slots.running(), slots.waiting()), (1, 2));
+    }
+
+    #[test]
+    fn a_long_call_gives_way_at_a_yield_only_while_others_wait() {
+        let slots = FairSlots::new(1, 0);
+        let cx = &mut Context::from_waker(Waker::noop());
+        let mut a = now(&slots, "a");
+        assert!(a.give_way().is_none(), "nobody waits: keep running");
+        let mut calls = vec![("a-later".to_string(), queue(&slots, "a"))];
+        let b = queue(&slots, "b");
+        calls.push(("b".to_string(), b));
+        // A's runaway call yields: the waiting calls run in turn (A's queue was served
+        // longest ago, then B), and A's call runs again after them.
+        let mut yielded = Box::pin(a.give_way().expect("others wait").run());
+        assert!(yielded.as_mut().poll(cx).is_pending());
+        assert!(!a.is_running());
+        let (first, later) = served(&mut calls);
+        assert_eq!(first, "a-later");
+        drop(later);
+        assert!(yielded.as_mut().poll(cx).is_pending());
+        let (second, b) = served(&mut calls);
+        assert_eq!(second, "b");
+        drop(b);
+        assert!(yielded.as_mut().poll(cx).is_ready());
+        assert!(a.is_running());
+        drop(yielded);
+        drop(a);
+        assert_eq!((slots.running(), slots.active_tenants()), (0, 0));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -238,11 +238,20 @@ pub fn arm(store: &mut Store<State>, limits: &Limits) {
             meter.exceeded = true;
             return Ok(UpdateDeadline::Interrupt);
         }
-        // Yield so other requests run; time spent yielded is not the guest's.
+        // Yield so other requests run; time spent yielded is not the guest's. While
+        // other calls wait for a turn, an API call gives its turn to them and queues again.
+        let give_way = ctx
+            .data_mut()
+            .turn
+            .as_ref()
+            .and_then(super::fair::Turn::give_way);
         Ok(UpdateDeadline::YieldCustom(
             1,
             Box::pin(async move {
-                tokio::task::yield_now().await;
+                match give_way {
+                    Some(give_way) => give_way.run().await,
+                    None => tokio::task::yield_now().await,
+                }
                 stretches.resume();
             }),
         ))
