@@ -620,7 +620,7 @@ mod tests {
     fn a_long_call_gives_way_at_a_yield_only_while_others_wait() {
         let slots = FairSlots::new(1, 0);
         let cx = &mut Context::from_waker(Waker::noop());
-        let mut a = now(&slots, "a");
+        let a = now(&slots, "a");
         assert!(a.give_way().is_none(), "nobody waits: keep running");
         let mut calls = vec![("a-later".to_string(), queue(&slots, "a"))];
         let b = queue(&slots, "b");
