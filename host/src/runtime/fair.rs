@@ -285,12 +285,13 @@ impl Inner {
     /// freed slot is given to a waiting call at once), or a reserved one when the tenant
     /// has nothing running or waiting.
     fn run_now(&mut self, tenant: &Arc<str>) -> bool {
-        let quiet = self
-            .tenants
-            .get(tenant)
-            .is_none_or(|t| t.running == 0 && t.queue.is_empty());
+        // The tenant is looked up only once every slot is taken.
         let free = self.running < self.slots
-            || (quiet && self.running < self.slots.saturating_add(self.reserve));
+            || (self.running < self.slots.saturating_add(self.reserve)
+                && self
+                    .tenants
+                    .get(tenant)
+                    .is_none_or(|t| t.running == 0 && t.queue.is_empty()));
         if !free {
             return false;
         }
